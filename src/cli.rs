@@ -1,0 +1,805 @@
+//! The command line (DESIGN §5): clap definitions and the glue that runs each command.
+//! Commands return an exit code or a classified [`Error`]; `main` prints the error with guidance.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::edit::{AccountSpec, LocalSettings, PasswordSetting, SmtpSpec};
+use crate::config::{self, Config, DeletePolicy, Paths, TlsMode};
+use crate::error::{Error, ErrorClass, Result};
+use crate::fetch::{self, human_bytes};
+use crate::net::tls;
+use crate::secret::Secret;
+use crate::store::Store;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "popbridge",
+    version,
+    about = "Bring remote POP3 accounts into any mail client, through a local IMAP server."
+)]
+pub struct Cli {
+    /// Config file [default: $XDG_CONFIG_HOME/popbridge/config.toml]
+    #[arg(long, global = true, env = "POPBRIDGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory: the store, the local certificate [default: $XDG_DATA_HOME/popbridge]
+    #[arg(long, global = true, env = "POPBRIDGE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log filter, e.g. "info" or "popbridge=debug" [default: $RUST_LOG, else "warn"]
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a config with a generated local password, create the store and the local TLS certificate.
+    Init(InitArgs),
+    /// Add, list, test or remove POP accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Fetch now: one cycle for the named accounts (all when none is named).
+    Fetch {
+        /// Account names.
+        names: Vec<String>,
+    },
+    /// Show each account's state, stored messages, last fetch and last error.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try popbridge without any account: a built-in sample POP3 server, fetched into a throwaway store.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Local user name for mail clients.
+    #[arg(long, default_value = "me")]
+    pub user: String,
+    /// Read the local password from stdin instead of generating one.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Local IMAP address (plaintext, loopback), or "off".
+    #[arg(long, default_value = config::DEFAULT_IMAP)]
+    pub imap: String,
+    /// Local IMAP-over-TLS address, or "off".
+    #[arg(long, default_value = config::DEFAULT_IMAPS)]
+    pub imaps: String,
+    /// Local SMTP submission address, or "off".
+    #[arg(long, default_value = config::DEFAULT_SUBMISSION)]
+    pub submission: String,
+    /// Local SMTP-submission-over-TLS address, or "off".
+    #[arg(long, default_value = config::DEFAULT_SUBMISSIONS)]
+    pub submissions: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Add a POP account (asks step by step on a terminal; flags for scripts). Tested before it is saved.
+    Add(Box<AddArgs>),
+    /// List the configured accounts.
+    List,
+    /// Connect, log in and report what the server offers; changes nothing.
+    Test { name: String },
+    /// Remove an account from the config. Its stored mail stays in the store (and in its mailbox).
+    Remove { name: String },
+    /// Change an account's POP password (re-enables an account disabled by failed logins).
+    SetPassword {
+        name: String,
+        #[arg(long, conflicts_with = "password_command")]
+        password_stdin: bool,
+        #[arg(long)]
+        password_command: Option<String>,
+    },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct AddArgs {
+    /// Account name: its mailbox, and the login suffix (me+NAME).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The From address for this account.
+    #[arg(long)]
+    pub email: Option<String>,
+    #[arg(long)]
+    pub reply_to: Option<String>,
+    #[arg(long)]
+    pub pop_host: Option<String>,
+    #[arg(long)]
+    pub pop_port: Option<u16>,
+    /// implicit (995) | starttls (110) | plain
+    #[arg(long)]
+    pub pop_tls: Option<String>,
+    #[arg(long)]
+    pub pop_user: Option<String>,
+    /// Read the POP password from stdin.
+    #[arg(long, conflicts_with = "password_command")]
+    pub password_stdin: bool,
+    /// A command that prints the POP password (e.g. "pass show work").
+    #[arg(long)]
+    pub password_command: Option<String>,
+    /// auto | user | plain | login | apop | xoauth2
+    #[arg(long)]
+    pub auth: Option<String>,
+    /// PEM file of a private CA to trust for this server.
+    #[arg(long)]
+    pub ca_file: Option<String>,
+    /// Trust exactly the certificate with this SHA-256 fingerprint (self-signed servers).
+    #[arg(long)]
+    pub pin_sha256: Option<String>,
+    /// never | after-fetch | after-days:N | when-deleted-locally
+    #[arg(long)]
+    pub delete: Option<String>,
+    /// Allow tls=plain to a non-loopback server (the password travels unencrypted).
+    #[arg(long)]
+    pub allow_plain: bool,
+    #[arg(long)]
+    pub smtp_host: Option<String>,
+    #[arg(long)]
+    pub smtp_port: Option<u16>,
+    #[arg(long)]
+    pub smtp_tls: Option<String>,
+    #[arg(long)]
+    pub smtp_user: Option<String>,
+    /// A command that prints the SMTP password [default: the POP password].
+    #[arg(long)]
+    pub smtp_password_command: Option<String>,
+    /// Send through the shared [relay] instead of an own SMTP server.
+    #[arg(long)]
+    pub smtp_relay: bool,
+    /// Save without testing the account first.
+    #[arg(long)]
+    pub no_test: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Keep the throwaway config and store instead of removing them at the end.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub async fn run(cli: Cli) -> Result<i32> {
+    let paths = Paths::resolve(cli.config.clone(), cli.data_dir.clone())?;
+    match cli.command {
+        Command::Init(a) => init(&paths, a).await,
+        Command::Account(AccountCommand::Add(a)) => account_add(&paths, *a).await,
+        Command::Account(AccountCommand::List) => account_list(&paths),
+        Command::Account(AccountCommand::Test { name }) => account_test(&paths, &name).await,
+        Command::Account(AccountCommand::Remove { name }) => account_remove(&paths, &name),
+        Command::Account(AccountCommand::SetPassword { name, password_stdin, password_command }) => {
+            set_password(&paths, &name, password_stdin, password_command).await
+        }
+        Command::Fetch { names } => fetch_cmd(&paths, &names).await,
+        Command::Status { json } => status(&paths, json).await,
+        Command::Demo(a) => crate::demo::run(a).await,
+    }
+}
+
+fn read_stdin_secret(what: &str) -> Result<Secret> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| Error::config(format!("cannot read the {what} from stdin: {e}")))?;
+    let line = s.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        return Err(Error::config(format!("no {what} on stdin")));
+    }
+    Ok(Secret::new(line))
+}
+
+/// A random password for local logins: 24 characters from a 62-letter alphabet (≈143 bits).
+fn generate_password() -> Result<String> {
+    use ring::rand::SecureRandom;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let rng = ring::rand::SystemRandom::new();
+    let mut out = String::new();
+    while out.len() < 24 {
+        let mut b = [0u8; 32];
+        rng.fill(&mut b).map_err(|_| Error::other("the system random generator failed"))?;
+        // Rejection sampling keeps every letter equally likely.
+        out.extend(b.iter().filter(|x| (**x as usize) < 248).map(|x| ALPHABET[*x as usize % 62] as char));
+    }
+    out.truncate(24);
+    Ok(out)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::other(format!("internal error: {e}")))?
+}
+
+async fn open_store(paths: &Paths) -> Result<Arc<Store>> {
+    let p = paths.store();
+    blocking(move || Store::open(&p)).await.map(Arc::new)
+}
+
+async fn init(paths: &Paths, a: InitArgs) -> Result<i32> {
+    let exists = paths.config.exists();
+    if exists {
+        println!("{} exists already; it was left unchanged.", paths.config.display());
+    } else {
+        let password = if a.password_stdin {
+            read_stdin_secret("local password")?.expose().to_string()
+        } else {
+            generate_password()?
+        };
+        let text = config::edit::initial_config(&LocalSettings {
+            user: a.user.clone(),
+            password,
+            imap: a.imap.clone(),
+            imaps: a.imaps.clone(),
+            submission: a.submission.clone(),
+            submissions: a.submissions.clone(),
+        });
+        config::parse(&text, &paths.config, 0o600)?;
+        config::edit::create(&paths.config, &text)?;
+        println!("Created {} (private, mode 0600).", paths.config.display());
+    }
+    let cfg = config::load(&paths.config)?;
+    config::edit::create_private_dir(&paths.data_dir)?;
+    let store_existed = paths.store().exists();
+    open_store(paths).await?;
+    if !store_existed {
+        println!("Created the store {}.", paths.store().display());
+    }
+    let (lc, created) = tls::ensure_local_cert(&paths.tls_dir())?;
+    let fp = config::format_fingerprint(&lc.fingerprint()?);
+    if created {
+        println!("Created the local TLS certificate {}.", lc.cert.display());
+    }
+    println!();
+    print_client_settings(&cfg, &fp).await?;
+    if cfg.accounts.is_empty() {
+        println!("\nNext: add a POP account with `popbridge account add`.");
+    }
+    Ok(0)
+}
+
+async fn print_client_settings(cfg: &Config, fingerprint: &str) -> Result<()> {
+    let l = &cfg.local;
+    println!("Mail client settings (incoming, IMAP):");
+    if let Some(a) = l.imap {
+        println!("  server {}  port {}  connection security: none (loopback only)", a.ip(), a.port());
+    }
+    if let Some(a) = l.imaps {
+        println!("  server {}  port {}  connection security: SSL/TLS", a.ip(), a.port());
+    }
+    let pw = match &l.password {
+        Some(config::SecretSource::Inline(s)) => s.expose().to_string(),
+        Some(config::SecretSource::Command(c)) => format!("(printed by `{c}`)"),
+        None => "(not set: add password to [local])".into(),
+    };
+    println!("  user {}  password {pw}", l.user);
+    println!("  per-account login: {}+ACCOUNT (e.g. {}+Work) shows only that account", l.user, l.user);
+    println!("  TLS certificate SHA-256 fingerprint: {fingerprint}");
+    Ok(())
+}
+
+fn load_config(paths: &Paths) -> Result<Config> {
+    config::load(&paths.config)
+}
+
+fn parse_tls(s: &str, what: &str) -> Result<TlsMode> {
+    TlsMode::parse(s).ok_or_else(|| Error::config(format!("--{what} \"{s}\" must be implicit, starttls or plain")))
+}
+
+fn prompt(label: &str, default: Option<&str>) -> Result<String> {
+    let stdin = std::io::stdin();
+    loop {
+        match default {
+            Some(d) if !d.is_empty() => print!("{label} [{d}]: "),
+            _ => print!("{label}: "),
+        }
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        let n = stdin.lock().read_line(&mut line).map_err(|e| Error::config(format!("cannot read the answer: {e}")))?;
+        if n == 0 {
+            return Err(Error::config("input ended; the account was not added"));
+        }
+        let v = line.trim().to_string();
+        if !v.is_empty() {
+            return Ok(v);
+        }
+        if let Some(d) = default {
+            return Ok(d.to_string());
+        }
+    }
+}
+
+fn prompt_secret(label: &str) -> Result<Secret> {
+    rpassword::prompt_password(format!("{label}: "))
+        .map(Secret::new)
+        .map_err(|e| Error::config(format!("cannot read the password: {e}")))
+}
+
+/// Fills in missing settings by asking, in the seed's order: name, From, Reply-To → POP server,
+/// user, password, TLS, delete policy → (test) → outgoing server.
+fn wizard(a: &mut AddArgs, password: &mut Option<Secret>) -> Result<()> {
+    println!("Add a POP account. Incoming mail first; the outgoing (SMTP) server can be added now or later.\n");
+    if a.name.is_none() {
+        loop {
+            let n = prompt("Account name (shown as a folder, e.g. Work)", None)?;
+            match config::model::check_account_name(&n) {
+                Ok(()) => {
+                    a.name = Some(n);
+                    break;
+                }
+                Err(e) => println!("  The name {e}."),
+            }
+        }
+    }
+    if a.email.is_none() {
+        a.email = Some(prompt("Your email address for this account (the From address)", None)?);
+    }
+    if a.reply_to.is_none() {
+        let r = prompt("Reply-To address (Enter for none)", Some(""))?;
+        a.reply_to = (!r.is_empty()).then_some(r);
+    }
+    println!("\nIncoming server (POP3): ask your provider if unsure; 995 with SSL is standard.");
+    if a.pop_host.is_none() {
+        a.pop_host = Some(prompt("POP server host name", None)?);
+    }
+    if a.pop_tls.is_none() {
+        a.pop_tls = Some(prompt("Security: implicit (SSL, port 995), starttls (port 110) or plain", Some("implicit"))?);
+    }
+    if a.pop_port.is_none() {
+        let tls = parse_tls(a.pop_tls.as_deref().unwrap_or("implicit"), "pop-tls")?;
+        let d = if tls == TlsMode::Implicit { "995" } else { "110" };
+        let p = prompt("Port", Some(d))?;
+        a.pop_port = Some(p.parse().map_err(|_| Error::config(format!("\"{p}\" is not a port")))?);
+    }
+    if a.pop_user.is_none() {
+        a.pop_user = Some(prompt("User name", a.email.as_deref())?);
+    }
+    if password.is_none() && a.password_command.is_none() {
+        *password = Some(prompt_secret("Password")?);
+    }
+    if a.delete.is_none() {
+        println!(
+            "Delete mail from the server after fetching? How this behaves depends on the server: check with your provider."
+        );
+        println!("  never | after-fetch | after-days:N | when-deleted-locally");
+        a.delete = Some(prompt("Delete policy", Some("never"))?);
+    }
+    Ok(())
+}
+
+fn wizard_smtp(a: &mut AddArgs) -> Result<()> {
+    if a.smtp_host.is_some() || a.smtp_relay {
+        return Ok(());
+    }
+    println!("\nOutgoing server (SMTP) for this address. Press Enter to skip and add it later.");
+    let h = prompt("SMTP server host name", Some(""))?;
+    if h.is_empty() {
+        return Ok(());
+    }
+    a.smtp_host = Some(h);
+    a.smtp_tls = Some(prompt("Security: implicit (SSL, port 465) or starttls (port 587)", Some("implicit"))?);
+    let tls = parse_tls(a.smtp_tls.as_deref().unwrap_or("implicit"), "smtp-tls")?;
+    let p = prompt("Port", Some(if tls == TlsMode::Implicit { "465" } else { "587" }))?;
+    a.smtp_port = Some(p.parse().map_err(|_| Error::config(format!("\"{p}\" is not a port")))?);
+    a.smtp_user = Some(prompt("SMTP user name", a.pop_user.as_deref())?);
+    Ok(())
+}
+
+fn build_spec(a: &AddArgs, pw: PasswordSetting) -> Result<AccountSpec> {
+    let missing: Vec<&str> = [
+        ("--name", a.name.is_none()),
+        ("--email", a.email.is_none()),
+        ("--pop-host", a.pop_host.is_none()),
+        ("--pop-user", a.pop_user.is_none()),
+    ]
+    .iter()
+    .filter(|(_, m)| *m)
+    .map(|(f, _)| *f)
+    .collect();
+    if !missing.is_empty() {
+        return Err(Error::config(format!(
+            "missing {} (or run `popbridge account add` on a terminal to be asked)",
+            missing.join(", ")
+        )));
+    }
+    let pop_tls = parse_tls(a.pop_tls.as_deref().unwrap_or("implicit"), "pop-tls")?;
+    let delete = match &a.delete {
+        None => DeletePolicy::Never,
+        Some(d) => DeletePolicy::parse(d).ok_or_else(|| {
+            Error::config(format!("--delete \"{d}\" must be never, after-fetch, after-days:N or when-deleted-locally"))
+        })?,
+    };
+    let smtp = if a.smtp_relay {
+        Some(SmtpSpec { host: String::new(), port: 0, tls: TlsMode::Implicit, user: None, password: None, relay: true })
+    } else if let Some(h) = &a.smtp_host {
+        let tls = parse_tls(a.smtp_tls.as_deref().unwrap_or("implicit"), "smtp-tls")?;
+        Some(SmtpSpec {
+            host: h.clone(),
+            port: a.smtp_port.unwrap_or(if tls == TlsMode::Implicit { 465 } else { 587 }),
+            tls,
+            user: a.smtp_user.clone().or_else(|| a.pop_user.clone()),
+            password: a.smtp_password_command.clone().map(PasswordSetting::Command),
+            relay: false,
+        })
+    } else {
+        None
+    };
+    Ok(AccountSpec {
+        name: a.name.clone().unwrap_or_default(),
+        email: a.email.clone().unwrap_or_default(),
+        reply_to: a.reply_to.clone(),
+        pop_host: a.pop_host.clone().unwrap_or_default(),
+        pop_port: a.pop_port.unwrap_or(if pop_tls == TlsMode::Implicit { 995 } else { 110 }),
+        pop_tls,
+        pop_user: a.pop_user.clone().unwrap_or_default(),
+        pop_password: pw,
+        auth: a.auth.clone(),
+        ca_file: a.ca_file.clone(),
+        pin_sha256: a.pin_sha256.clone(),
+        delete,
+        allow_plain: a.allow_plain,
+        smtp,
+    })
+}
+
+async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    let interactive = std::io::stdin().is_terminal();
+    let mut password = if a.password_stdin { Some(read_stdin_secret("POP password")?) } else { None };
+    if interactive {
+        wizard(&mut a, &mut password)?;
+    }
+    let pw = match (password, &a.password_command) {
+        (Some(p), _) => PasswordSetting::Inline(p),
+        (None, Some(c)) => PasswordSetting::Command(c.clone()),
+        (None, None) => {
+            return Err(Error::config("give the POP password with --password-stdin or --password-command CMD"));
+        }
+    };
+    let spec = build_spec(&a, pw.clone())?;
+    if cfg.account(&spec.name).is_some() {
+        return Err(Error::config(format!(
+            "an account named \"{}\" exists already (see `popbridge account list`)",
+            spec.name
+        )));
+    }
+    // Validate the account as it will be written, then test it before saving (the seed: incoming first).
+    let block = config::edit::account_block(&spec);
+    let text = std::fs::read_to_string(&paths.config)
+        .map_err(|e| Error::config(format!("cannot read {}: {e}", paths.config.display())))?;
+    let candidate = config::parse(&format!("{text}\n{block}"), &paths.config, 0o600)?;
+    let Some(account) = candidate.account(&spec.name).cloned() else {
+        return Err(Error::other("internal error: the new account vanished"));
+    };
+    if !a.no_test {
+        println!("Testing the incoming server {}:{} …", account.pop.host, account.pop.port);
+        match fetch::probe::probe(&paths.config, 0o600, &account).await {
+            Ok(p) => {
+                println!(
+                    "  OK: logged in with {}; {} message(s), {} on the server.",
+                    p.auth_used,
+                    p.messages,
+                    human_bytes(p.bytes)
+                );
+                if let Some((how, fp)) = &p.tls {
+                    println!(
+                        "  TLS certificate {how}{}",
+                        fp.map(|f| format!(" (SHA-256 {})", config::format_fingerprint(&f))).unwrap_or_default()
+                    );
+                }
+                if !p.uidl || p.uidl_missing > 0 || p.uidl_duplicates > 0 {
+                    println!(
+                        "  Warning: the server's UIDLs are not usable for every message; popbridge will recognise those by their headers and never delete them."
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("popbridge: {}", e.message);
+                eprintln!("  what to do: {}", e.class.guidance());
+                eprintln!("The account was not saved (use --no-test to save it anyway).");
+                return Ok(e.class.exit_code());
+            }
+        }
+    }
+    if interactive {
+        wizard_smtp(&mut a)?;
+    }
+    let spec = build_spec(&a, pw)?;
+    config::edit::append_account(&paths.config, &spec)?;
+    let store = open_store(paths).await?;
+    let name = spec.name.clone();
+    blocking(move || store.ensure_account(&name)).await?;
+    println!("Saved account \"{}\" in {}.", spec.name, paths.config.display());
+    if spec.smtp.is_some() {
+        println!("The outgoing server was saved; popbridge will verify it once sending is enabled.");
+    }
+    println!(
+        "Fetch now with `popbridge fetch {}`; its mail appears in the folder \"{}\".",
+        shell_word(&spec.name),
+        spec.name
+    );
+    Ok(0)
+}
+
+fn shell_word(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn account_list(paths: &Paths) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    if cfg.accounts.is_empty() {
+        println!("No accounts yet: add one with `popbridge account add`.");
+    }
+    for a in &cfg.accounts {
+        println!(
+            "{}  <{}>  pop {}:{} ({})  user {}  delete {}{}",
+            a.name,
+            a.email,
+            a.pop.host,
+            a.pop.port,
+            a.pop.tls.as_str(),
+            a.pop.user,
+            a.pop.delete.to_config_string(),
+            match &a.smtp {
+                Some(s) if s.relay => "  smtp via [relay]".to_string(),
+                Some(s) => format!("  smtp {}:{}", s.host, s.port),
+                None => String::new(),
+            }
+        );
+    }
+    Ok(0)
+}
+
+async fn account_test(paths: &Paths, name: &str) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    let account = cfg.select(&[name.to_string()])?.remove(0);
+    let p = fetch::probe::probe(&cfg.path, cfg.mode, &account).await?;
+    println!("Account \"{}\": {}:{} ({})", account.name, account.pop.host, account.pop.port, account.pop.tls.as_str());
+    println!("  greeting: {}", p.greeting);
+    match &p.tls {
+        Some((how, fp)) => {
+            println!("  TLS: certificate {how}");
+            if let Some(fp) = fp {
+                println!("  certificate SHA-256: {}", config::format_fingerprint(fp));
+            }
+        }
+        None => println!("  TLS: none (plaintext)"),
+    }
+    let show = |label: &str, c: &Option<crate::pop3::Capabilities>| match c {
+        Some(c) => println!("  capabilities {label}: {}", c.lines.join(", ")),
+        None => println!("  capabilities {label}: (CAPA not supported)"),
+    };
+    show("before login", &p.caps_before);
+    show("after login", &p.caps);
+    if let Some(c) = &p.caps {
+        let flag = |b: bool| if b { "yes" } else { "no" };
+        println!(
+            "  UIDL {}  TOP {}  PIPELINING {}  EXPIRE {}  LOGIN-DELAY {}",
+            flag(c.uidl),
+            flag(c.top),
+            flag(c.pipelining),
+            match &c.expire {
+                Some(crate::pop3::Expire::Never) => "NEVER".to_string(),
+                Some(crate::pop3::Expire::Days(d)) => d.to_string(),
+                None => "-".into(),
+            },
+            c.login_delay.map(|d| format!("{d}s")).unwrap_or_else(|| "-".into())
+        );
+    }
+    if let Some(c) = &p.caps_before {
+        println!(
+            "  STLS {}  SASL {}",
+            if c.stls { "yes" } else { "no" },
+            if c.sasl.is_empty() { "-".into() } else { c.sasl.join(" ") }
+        );
+    }
+    println!("  login: {}", p.auth_used);
+    println!("  mailbox: {} message(s), {}", p.messages, human_bytes(p.bytes));
+    if !p.uidl {
+        println!(
+            "  UIDL: not supported — messages are recognised by Message-ID, Date and size; none is ever deleted by popbridge"
+        );
+    } else if p.uidl_missing > 0 || p.uidl_duplicates > 0 {
+        println!(
+            "  UIDL: {} message(s) without a UIDL, {} sharing a UIDL — those are recognised by their headers and never deleted by popbridge",
+            p.uidl_missing, p.uidl_duplicates
+        );
+    } else {
+        println!("  UIDL: every message has its own");
+    }
+    Ok(0)
+}
+
+fn account_remove(paths: &Paths, name: &str) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    let Some(a) = cfg.account(name) else {
+        return Err(Error::config(format!("no account named \"{name}\" in {}", cfg.path.display())));
+    };
+    config::edit::remove_account(&paths.config, &a.name)?;
+    println!(
+        "Removed account \"{}\" from {}. Its stored mail stays in the folder \"{}\"; adding the account again resumes where it stopped.",
+        a.name,
+        paths.config.display(),
+        a.name
+    );
+    Ok(0)
+}
+
+async fn set_password(paths: &Paths, name: &str, stdin: bool, command: Option<String>) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    let Some(a) = cfg.account(name) else {
+        return Err(Error::config(format!("no account named \"{name}\" in {}", cfg.path.display())));
+    };
+    let pw = match (stdin, command) {
+        (_, Some(c)) => PasswordSetting::Command(c),
+        (true, None) => PasswordSetting::Inline(read_stdin_secret("POP password")?),
+        (false, None) if std::io::stdin().is_terminal() => PasswordSetting::Inline(prompt_secret("New POP password")?),
+        (false, None) => {
+            return Err(Error::config("give the new password with --password-stdin or --password-command CMD"));
+        }
+    };
+    config::edit::set_password(&paths.config, &a.name, &pw)?;
+    if let Some(store) = blocking({
+        let p = paths.store();
+        move || Store::open_existing(&p)
+    })
+    .await?
+    {
+        let n = a.name.clone();
+        blocking(move || store.reenable(&n)).await?;
+    }
+    println!("Updated the password of \"{}\"; the account is active again.", a.name);
+    Ok(0)
+}
+
+fn progress_bars(names: &[String]) -> Option<(indicatif::MultiProgress, Vec<indicatif::ProgressBar>)> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let mp = indicatif::MultiProgress::new();
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix:.bold} [{bar:30}] {msg} {binary_bytes}/{binary_total_bytes} ETA {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let bars = names
+        .iter()
+        .map(|n| {
+            let b = mp.add(indicatif::ProgressBar::new(0));
+            b.set_style(style.clone());
+            b.set_prefix(n.clone());
+            b
+        })
+        .collect();
+    Some((mp, bars))
+}
+
+async fn fetch_cmd(paths: &Paths, names: &[String]) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    if cfg.accounts.is_empty() {
+        return Err(Error::config(format!(
+            "no accounts in {}: add one with `popbridge account add`",
+            cfg.path.display()
+        )));
+    }
+    let accounts = cfg.select(names)?;
+    let store = open_store(paths).await?;
+    let ctx =
+        fetch::Context { config_path: cfg.path.clone(), config_mode: cfg.mode, store, lock_dir: paths.lock_dir() };
+    let bars = progress_bars(&accounts.iter().map(|a| a.name.clone()).collect::<Vec<_>>());
+    let mut tasks = Vec::new();
+    for (i, account) in accounts.into_iter().enumerate() {
+        let ctx = ctx.clone();
+        let bar = bars.as_ref().map(|(_, b)| b[i].clone());
+        let progress: Option<fetch::ProgressFn> = bar.clone().map(|b| {
+            Arc::new(move |p: &fetch::Progress| {
+                b.set_length(p.total_bytes);
+                b.set_position(p.done_bytes);
+                b.set_message(format!("{}/{} msgs", p.done_messages, p.total_messages));
+            }) as fetch::ProgressFn
+        });
+        tasks.push(tokio::spawn(async move {
+            let r = fetch::fetch(&ctx, &account, progress).await;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            (account.name, r)
+        }));
+    }
+    let mut code = 0;
+    for t in tasks {
+        let (name, r) = t.await.map_err(|e| Error::other(format!("internal error: {e}")))?;
+        match r {
+            Ok(rep) => {
+                let mut line = format!("{name}: {} new message(s) ({})", rep.new_messages, human_bytes(rep.new_bytes));
+                if rep.deleted > 0 {
+                    line.push_str(&format!(", {} deleted from the server", rep.deleted));
+                }
+                line.push_str(&format!("; the server holds {} message(s)", rep.server_messages));
+                println!("{line}");
+                for w in &rep.warnings {
+                    eprintln!("{name}: warning: {w}");
+                }
+            }
+            Err(e) => {
+                eprintln!("popbridge: {}", e.message);
+                eprintln!("  what to do: {}", e.class.guidance());
+                if code == 0 {
+                    code = e.class.exit_code();
+                }
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[derive(serde::Serialize)]
+struct StatusJson {
+    accounts: Vec<serde_json::Value>,
+}
+
+async fn status(paths: &Paths, json: bool) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    let p = paths.store();
+    let stored = match blocking(move || Store::open_existing(&p)).await? {
+        Some(s) => blocking(move || s.account_statuses()).await?,
+        None => Vec::new(),
+    };
+    let rows: Vec<crate::store::AccountStatus> = cfg
+        .accounts
+        .iter()
+        .map(|a| {
+            stored.iter().find(|s| s.name == a.name).cloned().unwrap_or(crate::store::AccountStatus {
+                name: a.name.clone(),
+                state: "active".into(),
+                mailbox: a.name.clone(),
+                messages: 0,
+                unseen: 0,
+                last_fetch: None,
+                last_attempt: None,
+                next_fetch: None,
+                last_error: None,
+                server_messages: None,
+                server_bytes: None,
+                fetched_messages: 0,
+                fetched_bytes: 0,
+            })
+        })
+        .collect();
+    if json {
+        let accounts = rows
+            .iter()
+            .map(|r| serde_json::to_value(r).map_err(|e| Error::other(format!("internal error: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let out = serde_json::to_string_pretty(&StatusJson { accounts }).map_err(|e| Error::other(e.to_string()))?;
+        println!("{out}");
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("No accounts yet: add one with `popbridge account add`.");
+    }
+    for r in &rows {
+        println!(
+            "{}  {}  {} message(s), {} unread  last fetch {}",
+            r.name,
+            r.state,
+            r.messages,
+            r.unseen,
+            r.last_fetch.as_deref().unwrap_or("never")
+        );
+        if let Some(e) = &r.last_error {
+            println!("    last error ({}): {}", e.class, e.message);
+            if let Some(c) = ErrorClass::parse(&e.class) {
+                println!("    what to do: {}", c.guidance());
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,239 @@
+//! Configuration: the only module that reads or writes the TOML file.
+//!
+//! `raw` is the file as serde sees it; `model` validates it once into typed values; `edit` changes
+//! the file in place (keeping the user's comments) for `init` and `account add/remove/set-password`;
+//! [`resolve_secret`] turns a password setting into a [`Secret`], running `password_command` off the
+//! async runtime with a timeout.
+
+pub mod edit;
+pub mod model;
+pub mod raw;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use model::*;
+
+use crate::error::{Error, ErrorClass, Result};
+use crate::secret::Secret;
+
+/// How long a `password_command` may run before we give up (it may ask a keyring or a GPG agent).
+pub const PASSWORD_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the config file and the data directory are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Paths {
+    /// `--config`/`POPBRIDGE_CONFIG` and `--data-dir`/`POPBRIDGE_DATA_DIR` (clap reads the env),
+    /// else the XDG locations `$XDG_CONFIG_HOME/popbridge/config.toml` and `$XDG_DATA_HOME/popbridge/`.
+    pub fn resolve(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Paths> {
+        let dirs = || {
+            directories::ProjectDirs::from("", "", "popbridge")
+                .ok_or_else(|| Error::config("cannot find the home directory: set --config and --data-dir (or HOME)"))
+        };
+        let config = match config {
+            Some(p) => p,
+            None => dirs()?.config_dir().join("config.toml"),
+        };
+        let data_dir = match data_dir {
+            Some(p) => p,
+            None => dirs()?.data_dir().to_path_buf(),
+        };
+        Ok(Paths { config, data_dir })
+    }
+    pub fn store(&self) -> PathBuf {
+        self.data_dir.join("store.sqlite")
+    }
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
+    }
+    pub fn lock_dir(&self) -> PathBuf {
+        self.data_dir.join("locks")
+    }
+}
+
+/// Reads and validates the config file.
+pub fn load(path: &Path) -> Result<Config> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::config(format!(
+                "no config file at {}: run `popbridge init` first (or pass --config FILE)",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(Error::config(format!("cannot read config file {}: {e}", path.display()))),
+    };
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0o600);
+    parse(&text, path, mode)
+}
+
+pub fn parse(text: &str, path: &Path, mode: u32) -> Result<Config> {
+    let raw: raw::RawConfig = toml::from_str(text)
+        .map_err(|e| Error::config(format!("config file {}: {}", path.display(), e.to_string().trim_end())))?;
+    model::validate(raw, path.to_path_buf(), mode)
+}
+
+impl Config {
+    pub fn account(&self, name: &str) -> Option<&Account> {
+        self.accounts
+            .iter()
+            .find(|a| a.name == name)
+            .or_else(|| self.accounts.iter().find(|a| a.name.eq_ignore_ascii_case(name)))
+    }
+
+    /// The accounts named on the command line (all when none are named).
+    pub fn select(&self, names: &[String]) -> Result<Vec<Account>> {
+        if names.is_empty() {
+            return Ok(self.accounts.clone());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.account(n).cloned().ok_or_else(|| {
+                    let known: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();
+                    Error::config(format!(
+                        "no account named \"{n}\" in {} (accounts: {})",
+                        self.path.display(),
+                        known.join(", ")
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// Turns a password setting into the secret itself.
+///
+/// An inline password is refused when the config file is readable by group or others: the fix is
+/// named in the message. A `password_command` runs through `sh -c` on tokio's process driver (never
+/// blocking a worker), with stdin closed and a timeout; the first line of its stdout is the secret.
+pub async fn resolve_secret(config_path: &Path, mode: u32, src: &SecretSource, what: &str) -> Result<Secret> {
+    match src {
+        SecretSource::Inline(s) => {
+            if mode & 0o077 != 0 {
+                return Err(Error::config(format!(
+                    "the config file {} holds the {what} password but can be read by other users (mode {:03o}); \
+                     run `chmod 600 {}` or use password_command",
+                    config_path.display(),
+                    mode & 0o777,
+                    config_path.display()
+                )));
+            }
+            Ok(s.clone())
+        }
+        SecretSource::Command(cmd) => run_password_command(cmd, what).await,
+    }
+}
+
+async fn run_password_command(cmd: &str, what: &str) -> Result<Secret> {
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Error::config(format!("cannot run the {what} password_command: {e}")))?;
+    let out = match tokio::time::timeout(PASSWORD_COMMAND_TIMEOUT, child.wait_with_output()).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => return Err(Error::config(format!("the {what} password_command failed: {e}"))),
+        Err(_) => {
+            return Err(Error::config(format!(
+                "the {what} password_command did not finish within {}s",
+                PASSWORD_COMMAND_TIMEOUT.as_secs()
+            )));
+        }
+    };
+    if !out.status.success() {
+        // The first stderr line says why (e.g. "pass: entry not found"); never the stdout, which may hold the secret.
+        let why = String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("").trim().to_string();
+        return Err(Error::new(
+            ErrorClass::Config,
+            format!(
+                "the {what} password_command exited with {}{}",
+                out.status,
+                if why.is_empty() { String::new() } else { format!(": {why}") }
+            ),
+        ));
+    }
+    let stdout = String::from_utf8(out.stdout)
+        .map_err(|_| Error::config(format!("the {what} password_command printed something that is not UTF-8")))?;
+    let first = stdout.lines().next().unwrap_or("");
+    if first.is_empty() {
+        return Err(Error::config(format!("the {what} password_command printed nothing")));
+    }
+    Ok(Secret::new(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(s: &str) -> Result<Config> {
+        parse(s, Path::new("/tmp/c.toml"), 0o600)
+    }
+
+    const GOOD: &str = r#"
+[local]
+user = "me"
+password = "x"
+[[account]]
+name = "Work"
+email = "me@work.example"
+[account.pop]
+host = "pop.work.example"
+user = "me"
+password_command = "echo secret"
+delete = "after-days:7"
+"#;
+
+    #[test]
+    fn a_good_file_validates() {
+        let c = parse_str(GOOD).unwrap();
+        let a = &c.accounts[0];
+        assert_eq!(a.pop.port, 995);
+        assert_eq!(a.pop.delete, DeletePolicy::AfterDays(7));
+        assert_eq!(c.local.imap.unwrap().port(), 1143);
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let e = parse_str(&GOOD.replace("delete = \"after-days:7\"", "delete = \"sometimes\"")).unwrap_err();
+        assert!(e.message.contains("/tmp/c.toml"), "{}", e.message);
+        assert!(e.message.contains("pop.delete"), "{}", e.message);
+        let e = parse_str(&GOOD.replace("host =", "hots =")).unwrap_err();
+        assert!(e.message.contains("hots"), "{}", e.message);
+        let e = parse_str(&GOOD.replace("[local]", "[local]\nimap = \"0.0.0.0:143\"")).unwrap_err();
+        assert!(e.message.contains("loopback"), "{}", e.message);
+    }
+
+    #[test]
+    fn plain_tls_needs_loopback_or_opt_in() {
+        let e = parse_str(&GOOD.replace("delete =", "tls = \"plain\"\ndelete =")).unwrap_err();
+        assert!(e.message.contains("unencrypted"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn inline_password_in_readable_file_is_refused() {
+        let src = SecretSource::Inline(Secret::new("pw"));
+        let e = resolve_secret(Path::new("/x/c.toml"), 0o644, &src, "POP").await.unwrap_err();
+        assert!(e.message.contains("chmod 600 /x/c.toml"), "{}", e.message);
+        assert_eq!(resolve_secret(Path::new("/x"), 0o600, &src, "POP").await.unwrap().expose(), "pw");
+    }
+
+    #[tokio::test]
+    async fn password_command_runs() {
+        let src = SecretSource::Command("printf 'tok en\\nsecond'".into());
+        assert_eq!(resolve_secret(Path::new("/x"), 0o644, &src, "POP").await.unwrap().expose(), "tok en");
+        let bad = SecretSource::Command("echo nope >&2; exit 3".into());
+        let e = resolve_secret(Path::new("/x"), 0o600, &bad, "POP").await.unwrap_err();
+        assert!(e.message.contains("nope"), "{}", e.message);
+    }
+}

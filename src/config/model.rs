@@ -1,0 +1,529 @@
+//! The validated configuration: every value parsed, defaulted and checked once, so the rest of the
+//! program never sees a string where it needs a port, a duration or a policy.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{RawAccount, RawConfig, RawLocal, RawPop, RawSmtp};
+use crate::secret::Secret;
+
+/// Default local listener addresses (loopback only, high ports so no privileges are needed).
+pub const DEFAULT_IMAP: &str = "127.0.0.1:1143";
+pub const DEFAULT_IMAPS: &str = "127.0.0.1:1993";
+pub const DEFAULT_SUBMISSION: &str = "127.0.0.1:1587";
+pub const DEFAULT_SUBMISSIONS: &str = "127.0.0.1:1465";
+/// How often an account is fetched unless it says otherwise.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Floor for `interval`: more often than this hammers the provider (and many rate-limit POP logins).
+pub const MIN_INTERVAL: Duration = Duration::from_secs(60);
+/// Largest message fetched; bigger ones are left on the server and reported. Generous: providers
+/// cap attachments at 25–50 MB, and a message this size still fits comfortably in memory once.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 50 * 1024 * 1024;
+/// How long one read or write on an upstream connection may stall before we give up.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Names reserved for the local special-use folders (DESIGN §3): an account may not take them.
+pub const RESERVED_NAMES: &[&str] = &["INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from (errors and edits name it).
+    pub path: PathBuf,
+    /// Unix permission bits of the file, to refuse inline passwords in a readable file.
+    pub mode: u32,
+    pub local: Local,
+    pub accounts: Vec<Account>,
+    pub relay: Option<SmtpServer>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub imap: Option<SocketAddr>,
+    pub imaps: Option<SocketAddr>,
+    pub submission: Option<SocketAddr>,
+    pub submissions: Option<SocketAddr>,
+    pub user: String,
+    pub password: Option<SecretSource>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: String,
+    pub email: String,
+    pub reply_to: Option<String>,
+    pub interval: Duration,
+    pub pop: PopServer,
+    pub smtp: Option<SmtpServer>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS from the first byte (POP3S, port 995).
+    Implicit,
+    /// Plain connection upgraded with STLS (RFC 2595); refused if the server does not offer it.
+    StartTls,
+    /// No TLS at all: only for loopback servers or with `allow_plain = true`.
+    Plain,
+}
+
+impl TlsMode {
+    pub fn parse(s: &str) -> Option<TlsMode> {
+        match s {
+            "implicit" | "tls" | "ssl" => Some(TlsMode::Implicit),
+            "starttls" | "stls" => Some(TlsMode::StartTls),
+            "plain" | "none" => Some(TlsMode::Plain),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Implicit => "implicit",
+            TlsMode::StartTls => "starttls",
+            TlsMode::Plain => "plain",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// SASL PLAIN if offered, else USER/PASS, else SASL LOGIN, else APOP.
+    Auto,
+    User,
+    Plain,
+    Login,
+    Apop,
+    /// OAuth 2 bearer token (Google, Microsoft); the token comes from `password_command`.
+    Xoauth2,
+}
+
+impl AuthMethod {
+    pub fn parse(s: &str) -> Option<AuthMethod> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "auto" => AuthMethod::Auto,
+            "user" | "pass" | "user-pass" => AuthMethod::User,
+            "plain" => AuthMethod::Plain,
+            "login" => AuthMethod::Login,
+            "apop" => AuthMethod::Apop,
+            "xoauth2" | "oauth2" => AuthMethod::Xoauth2,
+            _ => return None,
+        })
+    }
+}
+
+/// When fetched messages are deleted from the POP server (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletePolicy {
+    Never,
+    AfterFetch,
+    /// Days counted from when popbridge first saw the message on the server.
+    AfterDays(u32),
+    /// Once the message is gone from every local mailbox (expunged, not merely moved).
+    WhenDeletedLocally,
+}
+
+impl DeletePolicy {
+    pub fn parse(s: &str) -> Option<DeletePolicy> {
+        match s {
+            "never" => Some(DeletePolicy::Never),
+            "after-fetch" => Some(DeletePolicy::AfterFetch),
+            "when-deleted-locally" => Some(DeletePolicy::WhenDeletedLocally),
+            _ => {
+                let days = s.strip_prefix("after-days:")?.trim().parse::<u32>().ok()?;
+                Some(DeletePolicy::AfterDays(days))
+            }
+        }
+    }
+    pub fn to_config_string(self) -> String {
+        match self {
+            DeletePolicy::Never => "never".into(),
+            DeletePolicy::AfterFetch => "after-fetch".into(),
+            DeletePolicy::AfterDays(n) => format!("after-days:{n}"),
+            DeletePolicy::WhenDeletedLocally => "when-deleted-locally".into(),
+        }
+    }
+}
+
+/// Where a password (or OAuth token) comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// Written in the config file (which must then be private: 0600).
+    Inline(Secret),
+    /// Printed on stdout by a command (`pass show work`), run with a timeout, off the async runtime.
+    Command(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct TrustSettings {
+    /// PEM file with the CA(s) to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 of the server's certificate (DER): trusted whatever its issuer or names.
+    pub pin_sha256: Option<[u8; 32]>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PopServer {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub user: String,
+    pub password: SecretSource,
+    pub auth: AuthMethod,
+    pub delete: DeletePolicy,
+    pub trust: TrustSettings,
+    pub max_message_size: u64,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpServer {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub user: Option<String>,
+    pub password: Option<SecretSource>,
+    pub trust: TrustSettings,
+    /// Send through the shared `[relay]` instead of this account's own server.
+    pub relay: bool,
+    pub timeout: Duration,
+}
+
+/// Collects the first problem found, with the key path that has it.
+struct Ctx<'a> {
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, key: &str, what: impl std::fmt::Display) -> crate::Error {
+        crate::Error::config(format!("config file {}: {key}: {what}", self.file))
+    }
+}
+
+pub fn validate(raw: RawConfig, path: PathBuf, mode: u32) -> crate::Result<Config> {
+    let file = path.display().to_string();
+    let cx = Ctx { file: &file };
+    let local = validate_local(&cx, raw.local.unwrap_or_default())?;
+    let mut accounts: Vec<Account> = Vec::new();
+    for (i, a) in raw.account.into_iter().enumerate() {
+        let acct = validate_account(&cx, i, a)?;
+        if accounts.iter().any(|b| b.name.eq_ignore_ascii_case(&acct.name)) {
+            return Err(cx.err(&format!("account[{i}].name"), format!("\"{}\" is used by another account", acct.name)));
+        }
+        accounts.push(acct);
+    }
+    let relay = match raw.relay {
+        Some(r) => Some(validate_smtp(&cx, "relay", r)?),
+        None => None,
+    };
+    Ok(Config { path, mode, local, accounts, relay })
+}
+
+fn validate_local(cx: &Ctx, l: RawLocal) -> crate::Result<Local> {
+    let addr = |key: &str, v: Option<String>, default: &str| -> crate::Result<Option<SocketAddr>> {
+        let v = v.unwrap_or_else(|| default.to_string());
+        if v.is_empty() || v == "off" {
+            return Ok(None);
+        }
+        let a: SocketAddr = v.parse().map_err(|_| {
+            cx.err(&format!("local.{key}"), format!("\"{v}\" is not an address like 127.0.0.1:1143 (or \"off\")"))
+        })?;
+        if !a.ip().is_loopback() {
+            return Err(cx.err(
+                &format!("local.{key}"),
+                format!(
+                    "{a} is not a loopback address; popbridge listens on this machine only (use 127.0.0.1 or [::1])"
+                ),
+            ));
+        }
+        Ok(Some(a))
+    };
+    let password = secret_source(cx, "local", l.password, l.password_command, false)?;
+    let user = l.user.unwrap_or_else(|| "me".to_string());
+    if user.is_empty() || user.contains(['+', '@', ' ', '"', '\\']) || user.chars().any(char::is_control) {
+        return Err(
+            cx.err("local.user", "must be a plain name without spaces, quotes, '+' or '@' (those select an account)")
+        );
+    }
+    Ok(Local {
+        imap: addr("imap", l.imap, DEFAULT_IMAP)?,
+        imaps: addr("imaps", l.imaps, DEFAULT_IMAPS)?,
+        submission: addr("submission", l.submission, DEFAULT_SUBMISSION)?,
+        submissions: addr("submissions", l.submissions, DEFAULT_SUBMISSIONS)?,
+        user,
+        password,
+    })
+}
+
+/// Checks an account name: it becomes an IMAP mailbox name and the suffix of a login (`me+Work`).
+pub fn check_account_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name != name.trim() {
+        return Err("must not start or end with spaces".into());
+    }
+    if name.chars().count() > 64 {
+        return Err("must be at most 64 characters".into());
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control() || matches!(c, '/' | '+' | '@' | '%' | '*' | '"' | '\\')) {
+        return Err(format!("must not contain {c:?} (it has a meaning in IMAP names or logins)"));
+    }
+    if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(format!("\"{name}\" is the name of a local folder; choose another"));
+    }
+    Ok(())
+}
+
+/// A deliberately loose check: one `@`, something on each side, no spaces or brackets.
+pub fn check_email(addr: &str) -> Result<(), String> {
+    let ok = match addr.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !addr.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
+        }
+        None => false,
+    };
+    if ok { Ok(()) } else { Err(format!("\"{addr}\" is not an email address like me@example.com")) }
+}
+
+fn validate_account(cx: &Ctx, i: usize, a: RawAccount) -> crate::Result<Account> {
+    let k = |f: &str| format!("account[{i}].{f}");
+    let name = a.name.ok_or_else(|| cx.err(&k("name"), "is missing"))?;
+    check_account_name(&name).map_err(|e| cx.err(&k("name"), e))?;
+    let kn = |f: &str| format!("account \"{name}\": {f}");
+    let email = a.email.ok_or_else(|| cx.err(&kn("email"), "is missing"))?;
+    check_email(&email).map_err(|e| cx.err(&kn("email"), e))?;
+    if let Some(r) = &a.reply_to {
+        check_email(r).map_err(|e| cx.err(&kn("reply_to"), e))?;
+    }
+    let interval = match a.interval {
+        Some(s) => {
+            let d = parse_duration(&s).map_err(|e| cx.err(&kn("interval"), e))?;
+            if d < MIN_INTERVAL {
+                return Err(cx.err(&kn("interval"), format!("\"{s}\" is too often; the minimum is 1m")));
+            }
+            d
+        }
+        None => DEFAULT_INTERVAL,
+    };
+    let pop =
+        validate_pop(cx, &name, a.pop.ok_or_else(|| cx.err(&kn("pop"), "the [account.pop] section is missing"))?)?;
+    let smtp = match a.smtp {
+        Some(s) => Some(validate_smtp(cx, &format!("account \"{name}\": smtp"), s)?),
+        None => None,
+    };
+    Ok(Account { name, email, reply_to: a.reply_to, interval, pop, smtp })
+}
+
+fn validate_pop(cx: &Ctx, name: &str, p: RawPop) -> crate::Result<PopServer> {
+    let k = |f: &str| format!("account \"{name}\": pop.{f}");
+    let host = p.host.filter(|h| !h.is_empty()).ok_or_else(|| cx.err(&k("host"), "is missing"))?;
+    check_host(&host).map_err(|e| cx.err(&k("host"), e))?;
+    let tls = match p.tls.as_deref() {
+        None => TlsMode::Implicit,
+        Some(s) => TlsMode::parse(s)
+            .ok_or_else(|| cx.err(&k("tls"), format!("\"{s}\" must be implicit, starttls or plain")))?,
+    };
+    let port = port(cx, &k("port"), p.port, if tls == TlsMode::Implicit { 995 } else { 110 })?;
+    if tls == TlsMode::Plain && !is_loopback_host(&host) && p.allow_plain != Some(true) {
+        return Err(cx.err(
+            &k("tls"),
+            "\"plain\" would send your password unencrypted; use implicit or starttls (or set allow_plain = true if you really mean it)",
+        ));
+    }
+    let user = p.user.filter(|u| !u.is_empty()).ok_or_else(|| cx.err(&k("user"), "is missing"))?;
+    if user.contains(['\r', '\n']) {
+        return Err(cx.err(&k("user"), "must not contain line breaks"));
+    }
+    let password = secret_source(cx, &format!("account \"{name}\": pop"), p.password, p.password_command, true)?
+        .ok_or_else(|| cx.err(&k("password"), "set password_command (recommended) or password"))?;
+    let auth = match p.auth.as_deref() {
+        None => AuthMethod::Auto,
+        Some(s) => AuthMethod::parse(s)
+            .ok_or_else(|| cx.err(&k("auth"), format!("\"{s}\" must be auto, user, plain, login, apop or xoauth2")))?,
+    };
+    let delete = match p.delete.as_deref() {
+        None => DeletePolicy::Never,
+        Some(s) => DeletePolicy::parse(s).ok_or_else(|| {
+            cx.err(&k("delete"), format!("\"{s}\" must be never, after-fetch, after-days:N or when-deleted-locally"))
+        })?,
+    };
+    let trust = trust(cx, &k(""), p.ca_file, p.pin_sha256)?;
+    let max_message_size = match p.max_message_size {
+        None => DEFAULT_MAX_MESSAGE_SIZE,
+        Some(v) => parse_size(&v).map_err(|e| cx.err(&k("max_message_size"), e))?,
+    };
+    let timeout = match p.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(s) => parse_duration(&s).map_err(|e| cx.err(&k("timeout"), e))?,
+    };
+    Ok(PopServer { host, port, tls, user, password, auth, delete, trust, max_message_size, timeout })
+}
+
+fn validate_smtp(cx: &Ctx, prefix: &str, s: RawSmtp) -> crate::Result<SmtpServer> {
+    let k = |f: &str| format!("{prefix}.{f}");
+    let relay = s.relay.unwrap_or(false);
+    let host = match s.host {
+        Some(h) if !h.is_empty() => h,
+        _ if relay => String::new(),
+        _ => return Err(cx.err(&k("host"), "is missing (or set relay = true to send through [relay])")),
+    };
+    if !host.is_empty() {
+        check_host(&host).map_err(|e| cx.err(&k("host"), e))?;
+    }
+    let tls = match s.tls.as_deref() {
+        None => TlsMode::Implicit,
+        Some(v) => TlsMode::parse(v)
+            .ok_or_else(|| cx.err(&k("tls"), format!("\"{v}\" must be implicit, starttls or plain")))?,
+    };
+    let port = port(cx, &k("port"), s.port, if tls == TlsMode::Implicit { 465 } else { 587 })?;
+    let password = secret_source(cx, prefix, s.password, s.password_command, true)?;
+    let timeout = match s.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(v) => parse_duration(&v).map_err(|e| cx.err(&k("timeout"), e))?,
+    };
+    Ok(SmtpServer {
+        host,
+        port,
+        tls,
+        user: s.user,
+        password,
+        trust: trust(cx, &k(""), s.ca_file, s.pin_sha256)?,
+        relay,
+        timeout,
+    })
+}
+
+fn port(cx: &Ctx, key: &str, v: Option<i64>, default: u16) -> crate::Result<u16> {
+    match v {
+        None => Ok(default),
+        Some(p) => {
+            u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| cx.err(key, format!("{p} is not a port (1-65535)")))
+        }
+    }
+}
+
+fn trust(cx: &Ctx, prefix: &str, ca_file: Option<String>, pin: Option<String>) -> crate::Result<TrustSettings> {
+    let pin_sha256 = match pin {
+        None => None,
+        Some(p) => Some(parse_fingerprint(&p).ok_or_else(|| {
+            cx.err(&format!("{prefix}pin_sha256"), "must be a SHA-256 fingerprint: 64 hex digits (colons allowed)")
+        })?),
+    };
+    Ok(TrustSettings { ca_file: ca_file.filter(|s| !s.is_empty()).map(PathBuf::from), pin_sha256 })
+}
+
+fn secret_source(
+    cx: &Ctx,
+    prefix: &str,
+    password: Option<String>,
+    command: Option<String>,
+    _required: bool,
+) -> crate::Result<Option<SecretSource>> {
+    match (password, command) {
+        (Some(_), Some(_)) => {
+            Err(cx.err(&format!("{prefix}.password"), "set either password or password_command, not both"))
+        }
+        (Some(p), None) => Ok(Some(SecretSource::Inline(Secret::new(p)))),
+        (None, Some(c)) if c.trim().is_empty() => Err(cx.err(&format!("{prefix}.password_command"), "is empty")),
+        (None, Some(c)) => Ok(Some(SecretSource::Command(c))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn check_host(h: &str) -> Result<(), String> {
+    if h.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+        return Err(format!("\"{h}\" is not a host name"));
+    }
+    Ok(())
+}
+
+pub fn is_loopback_host(h: &str) -> bool {
+    h == "localhost" || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+/// "5m", "90s", "1h 30m" (humantime syntax).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|_| format!("\"{s}\" is not a duration like 30s, 5m or 1h"))
+}
+
+/// A size in bytes: an integer, or a string like "50MiB", "20 MB", "512k".
+pub fn parse_size(v: &toml::Value) -> Result<u64, String> {
+    let bad = || format!("{v} is not a size like 52428800, \"50MiB\" or \"20MB\"");
+    match v {
+        toml::Value::Integer(n) => u64::try_from(*n).map_err(|_| bad()),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let n: u64 = num.parse().map_err(|_| bad())?;
+            let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kb" => 1000,
+                "kib" => 1024,
+                "m" | "mb" => 1000 * 1000,
+                "mib" => 1024 * 1024,
+                "g" | "gb" => 1000 * 1000 * 1000,
+                "gib" => 1024 * 1024 * 1024,
+                _ => return Err(bad()),
+            };
+            n.checked_mul(mult).ok_or_else(bad)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// 64 hex digits, colons and case ignored.
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let hex: Vec<u8> = s.bytes().filter(|b| *b != b':').collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let txt = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(txt, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Lower-case hex, colon-separated pairs: the form browsers and Thunderbird show.
+pub fn format_fingerprint(fp: &[u8]) -> String {
+    fp.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse() {
+        assert_eq!(DeletePolicy::parse("after-days:7"), Some(DeletePolicy::AfterDays(7)));
+        assert_eq!(DeletePolicy::parse("after-days:x"), None);
+        assert_eq!(DeletePolicy::parse("when-deleted-locally"), Some(DeletePolicy::WhenDeletedLocally));
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size(&toml::Value::String("50MiB".into())), Ok(50 * 1024 * 1024));
+        assert_eq!(parse_size(&toml::Value::Integer(10)), Ok(10));
+        assert!(parse_size(&toml::Value::String("lots".into())).is_err());
+    }
+
+    #[test]
+    fn fingerprints_round_trip() {
+        let fp = [0xABu8; 32];
+        assert_eq!(parse_fingerprint(&format_fingerprint(&fp)), Some(fp));
+        assert_eq!(parse_fingerprint("abcd"), None);
+    }
+
+    #[test]
+    fn account_names() {
+        assert!(check_account_name("Work").is_ok());
+        assert!(check_account_name("Büro 2").is_ok());
+        assert!(check_account_name("inbox").is_err());
+        assert!(check_account_name("a/b").is_err());
+        assert!(check_account_name("a+b").is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! The TOML file as written by people: plain serde structs, every field optional where the model has a
+//! default. Unknown keys are refused (`deny_unknown_fields`) so that a typo is an error, not a silent
+//! default. Validation into the model happens in `model.rs`.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub local: Option<RawLocal>,
+    #[serde(default)]
+    pub account: Vec<RawAccount>,
+    pub relay: Option<RawSmtp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocal {
+    pub imap: Option<String>,
+    pub imaps: Option<String>,
+    pub submission: Option<String>,
+    pub submissions: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_command: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccount {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub reply_to: Option<String>,
+    pub interval: Option<String>,
+    pub pop: Option<RawPop>,
+    pub smtp: Option<RawSmtp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPop {
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub tls: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_command: Option<String>,
+    pub auth: Option<String>,
+    pub delete: Option<String>,
+    pub ca_file: Option<String>,
+    pub pin_sha256: Option<String>,
+    pub allow_plain: Option<bool>,
+    pub max_message_size: Option<toml::Value>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub tls: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_command: Option<String>,
+    pub ca_file: Option<String>,
+    pub pin_sha256: Option<String>,
+    pub relay: Option<bool>,
+    pub timeout: Option<String>,
+}

@@ -1,0 +1,123 @@
+//! Error classes shared by every module: what went wrong, in terms a user can act on.
+//!
+//! The class decides the exit code (DESIGN §5), whether a retry can help (the fetch schedule's
+//! backoff, later), and which guidance the user sees. It is data, never derived by matching strings.
+
+use std::fmt;
+
+/// What kind of failure this is, from the user's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The command line or the config file is wrong.
+    Config,
+    /// The server could not be reached, or the connection broke or stalled.
+    Connection,
+    /// TLS failed: an untrusted or mismatched certificate, or the server does not offer TLS.
+    Certificate,
+    /// The server rejected the credentials (or refuses this account permanently).
+    Authentication,
+    /// The server asked us to come back later: `[SYS/TEMP]`, `[IN-USE]`, `[LOGIN-DELAY]`,
+    /// or another process is fetching this account right now.
+    Temporary,
+    /// The server broke the protocol.
+    Protocol,
+    /// Anything else: the local store, the disk, a bug.
+    Other,
+}
+
+impl ErrorClass {
+    /// Exit codes, exactly as DESIGN §5 fixes them (scripts rely on them).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorClass::Config => 2,
+            ErrorClass::Connection => 3,
+            ErrorClass::Certificate => 4,
+            ErrorClass::Authentication => 5,
+            ErrorClass::Temporary => 6,
+            ErrorClass::Protocol => 7,
+            ErrorClass::Other => 1,
+        }
+    }
+
+    /// The stable name used in `status --json` and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Config => "config",
+            ErrorClass::Connection => "connection",
+            ErrorClass::Certificate => "certificate",
+            ErrorClass::Authentication => "authentication",
+            ErrorClass::Temporary => "temporary",
+            ErrorClass::Protocol => "protocol",
+            ErrorClass::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ErrorClass> {
+        Some(match s {
+            "config" => ErrorClass::Config,
+            "connection" => ErrorClass::Connection,
+            "certificate" => ErrorClass::Certificate,
+            "authentication" => ErrorClass::Authentication,
+            "temporary" => ErrorClass::Temporary,
+            "protocol" => ErrorClass::Protocol,
+            "other" => ErrorClass::Other,
+            _ => return None,
+        })
+    }
+
+    /// What the user should do (the seed's guidance for each setup error).
+    pub fn guidance(self) -> &'static str {
+        match self {
+            ErrorClass::Config => "fix the setting named above and run the command again",
+            ErrorClass::Connection => {
+                "check the server's host name and port with your provider (the standard POP3 ports are 995 for TLS and 110), and that this machine can reach it"
+            }
+            ErrorClass::Certificate => {
+                "the server's certificate is not valid for this host: the provider must install a certificate from a recognised authority; if you trust this server anyway, pin the SHA-256 fingerprint shown above (pin_sha256 in the account's [account.pop] section, or --pin-sha256)"
+            }
+            ErrorClass::Authentication => {
+                "check the user name and password (popbridge account set-password NAME); some providers require enabling POP access in their web settings; contact the provider if you are sure they are right"
+            }
+            ErrorClass::Temporary => "the server asked to retry later; nothing was lost, the next fetch will continue",
+            ErrorClass::Protocol => {
+                "the server sent something that breaks the POP3 protocol; nothing was deleted; if this repeats, report it to the provider (and to popbridge with `account test` output)"
+            }
+            ErrorClass::Other => "see the message above",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error with its class and a message that already names what failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub class: ErrorClass,
+    pub message: String,
+    /// For `Temporary`: how long the server asked us to wait (LOGIN-DELAY), if it said.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl Error {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Error {
+        Error { class, message: message.into(), retry_after: None }
+    }
+    pub fn config(message: impl Into<String>) -> Error {
+        Error::new(ErrorClass::Config, message)
+    }
+    pub fn other(message: impl Into<String>) -> Error {
+        Error::new(ErrorClass::Other, message)
+    }
+    /// Prefix the message with context ("account Work: ...").
+    pub fn context(mut self, ctx: impl fmt::Display) -> Error {
+        self.message = format!("{ctx}: {}", self.message);
+        self
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,452 @@
+//! Fetching: one cycle = connect → CAPA → (STLS) → login → UIDL + LIST → diff against the store →
+//! pipelined RETR streamed into the store → DELE what the policy allows and the store has made
+//! durable → QUIT → forget identities the server no longer has.
+//!
+//! The rules that keep mail safe (DESIGN §4):
+//! - a message and its identity (UIDL) are committed in one transaction ([`crate::store::Delivery`]);
+//! - DELE is sent only for identities whose commit has returned (the sink reports them);
+//! - nothing is deleted on a guessed identity (fallback keys, see `keys`);
+//! - if anything fails, the connection is dropped without QUIT, so the server deletes nothing
+//!   (RFC 1939 §6: deletions happen only in the UPDATE state after QUIT).
+//!
+//! - `session`: connect and log in; `sink`: the store-writing thread; `keys`: fallback identities;
+//!   `lock`: one fetch per account across processes; `probe`: `account test`.
+
+pub mod keys;
+pub mod lock;
+pub mod probe;
+pub mod session;
+pub mod sink;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::config::{Account, DeletePolicy};
+use crate::error::{Error, ErrorClass, Result};
+use crate::net::pop3::Pop3Conn;
+use crate::pop3::{self, Body, Command, Sent, Status};
+use crate::store::{Delivery, Store, accounts::CycleFacts};
+
+use keys::{Occurrences, fallback_digest, is_fallback};
+use session::Session;
+use sink::{FromSink, Sink, ToSink};
+
+/// Most commands in flight when the server pipelines (RFC 2449 PIPELINING). Enough to hide the
+/// round trip behind the transfer; more only grows the server's output queue.
+pub const WINDOW: usize = 32;
+/// Most listed bytes of RETR answers in flight, so a window of huge messages doesn't pile up.
+pub const WINDOW_BYTES: u64 = 4 * 1024 * 1024;
+/// Bytes of downloaded messages waiting for the sink: the fetcher's memory bound (beyond the
+/// message being received).
+pub const SINK_BUDGET: usize = 16 * 1024 * 1024;
+
+/// What the fetcher needs from its surroundings.
+#[derive(Clone)]
+pub struct Context {
+    pub config_path: PathBuf,
+    pub config_mode: u32,
+    pub store: Arc<Store>,
+    pub lock_dir: PathBuf,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Progress {
+    pub total_messages: u64,
+    pub total_bytes: u64,
+    pub done_messages: u64,
+    pub done_bytes: u64,
+}
+
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub account: String,
+    pub server_messages: u64,
+    pub server_bytes: u64,
+    pub new_messages: u64,
+    pub new_bytes: u64,
+    pub deleted: u64,
+    /// Left on the server because they exceed `max_message_size`: (number, size).
+    pub too_big: Vec<(u32, u64)>,
+    pub warnings: Vec<String>,
+    /// The server's LOGIN-DELAY, in seconds, if it announced one.
+    pub login_delay: Option<u64>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::other(format!("internal error: {e}")))?
+}
+
+/// Runs one fetch cycle for an account and records its outcome in the store.
+pub async fn fetch(ctx: &Context, account: &Account, progress: Option<ProgressFn>) -> Result<Report> {
+    let label = format!("account \"{}\"", account.name);
+    let lock_dir = ctx.lock_dir.clone();
+    let name = account.name.clone();
+    let _lock = blocking(move || lock::AccountLock::acquire(&lock_dir, &name)).await.map_err(|e| e.context(&label))?;
+    let store = ctx.store.clone();
+    let name = account.name.clone();
+    let ids = blocking(move || store.ensure_account(&name)).await?;
+    let result = cycle(ctx, account, ids, progress).await;
+    let store = ctx.store.clone();
+    match &result {
+        Ok((report, caps)) => {
+            let facts = CycleFacts {
+                server_messages: report.server_messages as i64,
+                server_bytes: report.server_bytes as i64,
+                new_messages: report.new_messages as i64,
+                new_bytes: report.new_bytes as i64,
+                capabilities: caps.clone(),
+            };
+            blocking(move || store.record_success(ids.account, &facts)).await?;
+        }
+        Err(e) => {
+            let (class, msg) = (e.class, e.message.clone());
+            if class != ErrorClass::Config {
+                blocking(move || store.record_failure(ids.account, class, &msg)).await?;
+            }
+        }
+    }
+    result.map(|(r, _)| r).map_err(|e| e.context(&label))
+}
+
+/// One server message as listed.
+struct Listed {
+    n: u32,
+    size: u64,
+    /// Identity: the UIDL, a fallback key, or `None` until the message is read (no UIDL, no TOP).
+    key: Option<String>,
+}
+
+/// The server's listing: LIST sizes joined with UIDLs, with broken UIDLs replaced by fallback keys.
+async fn listing(conn: &mut Pop3Conn, pipelining: bool, report: &mut Report) -> Result<Vec<Listed>> {
+    let (uidl, list) = if pipelining {
+        conn.send(&Command::Uidl(None));
+        conn.send(&Command::List(None));
+        (conn.reply().await?, conn.reply().await?)
+    } else {
+        (conn.call(&Command::Uidl(None)).await?, conn.call(&Command::List(None)).await?)
+    };
+    let sizes = match (list.status, list.body) {
+        (Status::Ok, Body::Data(b)) => pop3::parse_list(&b)
+            .map_err(|e| Error::new(ErrorClass::Protocol, format!("{} sent a broken LIST: {e}", conn.host)))?,
+        _ => {
+            return Err(Error::new(ErrorClass::Protocol, format!("{} refused LIST: \"{}\"", conn.host, list.text)));
+        }
+    };
+    let uidls: Option<Vec<(u32, String)>> =
+        match (uidl.status, uidl.body) {
+            (Status::Ok, Body::Data(b)) => Some(pop3::parse_uidl(&b).map_err(|e| {
+                Error::new(ErrorClass::Protocol, format!("{} sent a broken UIDL listing: {e}", conn.host))
+            })?),
+            _ => None,
+        };
+    let mut listed: Vec<Listed> = sizes.iter().map(|&(n, size)| Listed { n, size, key: None }).collect();
+    match uidls {
+        None => report.warnings.push(format!(
+            "{} does not support UIDL: messages are recognised by their Message-ID, Date and size, and popbridge never deletes them from the server",
+            conn.host
+        )),
+        Some(u) => {
+            let mut count: HashMap<&str, u32> = HashMap::new();
+            for (_, id) in &u {
+                *count.entry(id.as_str()).or_default() += 1;
+            }
+            let by_n: HashMap<u32, &str> = u.iter().map(|(n, id)| (*n, id.as_str())).collect();
+            let (mut missing, mut dups) = (Vec::new(), Vec::new());
+            for l in &mut listed {
+                match by_n.get(&l.n) {
+                    Some(id) if count[id] == 1 && !id.is_empty() => l.key = Some((*id).to_string()),
+                    Some(_) => dups.push(l.n),
+                    None => missing.push(l.n),
+                }
+            }
+            if !missing.is_empty() {
+                report.warnings.push(format!("{} gave no UIDL for {} message(s) (e.g. number {}); they are recognised by their headers and never deleted by popbridge", conn.host, missing.len(), missing[0]));
+            }
+            if !dups.is_empty() {
+                report.warnings.push(format!("{} gave the same UIDL to several messages ({} affected, e.g. number {}); they are recognised by their headers and never deleted by popbridge", conn.host, dups.len(), dups[0]));
+            }
+        }
+    }
+    Ok(listed)
+}
+
+/// Fallback keys from `TOP n 0` for messages without a usable UIDL. Returns false when the server
+/// has no TOP either (those messages are then keyed after RETR).
+async fn fallback_keys(
+    conn: &mut Pop3Conn,
+    listed: &mut [Listed],
+    window: usize,
+    occ: &mut Occurrences,
+) -> Result<bool> {
+    let todo: Vec<usize> = (0..listed.len()).filter(|&i| listed[i].key.is_none()).collect();
+    let mut next = 0;
+    let mut waiting: VecDeque<usize> = VecDeque::new();
+    let mut top_ok = true;
+    while next < todo.len() || !waiting.is_empty() {
+        while top_ok && next < todo.len() && waiting.len() < window {
+            conn.send(&Command::Top(listed[todo[next]].n, 0));
+            waiting.push_back(todo[next]);
+            next += 1;
+        }
+        let r = conn.reply().await?;
+        let Some(i) = waiting.pop_front() else { break };
+        match (r.status, r.body) {
+            (Status::Ok, Body::Data(b)) => listed[i].key = Some(occ.key(fallback_digest(&b, listed[i].size))),
+            _ => top_ok = false,
+        }
+    }
+    Ok(top_ok)
+}
+
+fn policy_allows_now(policy: DeletePolicy, first_seen: i64, local_deleted: bool, now: i64) -> bool {
+    match policy {
+        DeletePolicy::Never => false,
+        DeletePolicy::AfterFetch => true,
+        DeletePolicy::AfterDays(d) => first_seen + i64::from(d) * 86_400 <= now,
+        DeletePolicy::WhenDeletedLocally => local_deleted,
+    }
+}
+
+async fn cycle(
+    ctx: &Context,
+    account: &Account,
+    ids: crate::store::accounts::AccountIds,
+    progress: Option<ProgressFn>,
+) -> Result<(Report, String)> {
+    let mut report = Report { account: account.name.clone(), ..Report::default() };
+    let password =
+        crate::config::resolve_secret(&ctx.config_path, ctx.config_mode, &account.pop.password, "POP").await?;
+    let Session { mut conn, caps, .. } = Session::open(account, &password).await?;
+    drop(password);
+    let caps_text = caps.as_ref().map(|c| c.lines.join(" ")).unwrap_or_default();
+    let pipelining = caps.as_ref().is_some_and(|c| c.pipelining);
+    let window = if pipelining { WINDOW } else { 1 };
+    report.login_delay = caps.as_ref().and_then(|c| c.login_delay);
+    if let Some(pop3::Expire::Days(0)) = caps.as_ref().and_then(|c| c.expire.clone()) {
+        report.warnings.push(format!(
+            "{} deletes messages once they are downloaded (EXPIRE 0): whatever the delete policy, they will be gone from the server",
+            conn.host
+        ));
+    }
+
+    let mut listed = listing(&mut conn, pipelining, &mut report).await?;
+    report.server_messages = listed.len() as u64;
+    report.server_bytes = listed.iter().map(|l| l.size).sum();
+    let mut occ = Occurrences::default();
+    fallback_keys(&mut conn, &mut listed, window, &mut occ).await?;
+
+    let store = ctx.store.clone();
+    let known = blocking(move || store.known_uidls(ids.account)).await?;
+    let now = crate::store::now();
+    let policy = account.pop.delete;
+
+    // Stored earlier and now due for deletion (never on a fallback identity).
+    let mut deletes: VecDeque<(u32, String)> = listed
+        .iter()
+        .filter_map(|l| {
+            let key = l.key.as_ref()?;
+            let k = known.get(key)?;
+            (!is_fallback(key) && policy_allows_now(policy, k.first_seen, k.local_deleted, now))
+                .then(|| (l.n, key.clone()))
+        })
+        .collect();
+    // To download: unknown identities, and messages whose identity needs their content.
+    let mut to_fetch: Vec<usize> = Vec::new();
+    for (i, l) in listed.iter().enumerate() {
+        if l.key.as_ref().is_some_and(|k| known.contains_key(k)) {
+            continue;
+        }
+        if l.size > account.pop.max_message_size {
+            report.too_big.push((l.n, l.size));
+            continue;
+        }
+        to_fetch.push(i);
+    }
+    if !report.too_big.is_empty() {
+        let (n, size) = report.too_big[0];
+        report.warnings.push(format!(
+            "{} message(s) larger than max_message_size ({}) were left on the server (e.g. number {n}, {}); raise max_message_size in the account's [account.pop] section to fetch them",
+            report.too_big.len(),
+            human_bytes(account.pop.max_message_size),
+            human_bytes(size)
+        ));
+    }
+
+    let mut prog = Progress {
+        total_messages: to_fetch.len() as u64,
+        total_bytes: to_fetch.iter().map(|&i| listed[i].size).sum(),
+        ..Progress::default()
+    };
+    if let Some(p) = &progress {
+        p(&prog);
+    }
+
+    let store = ctx.store.clone();
+    let delivery = blocking(move || Delivery::new(&store, ids)).await?;
+    let mut sink = Sink::spawn(delivery);
+    let budget = Arc::new(Semaphore::new(SINK_BUDGET));
+    let mut next = 0usize;
+    let mut in_flight: VecDeque<(Sent, u64)> = VecDeque::new();
+    let mut retr_bytes_in_flight = 0u64;
+    let mut sink_open = true;
+    let mut sink_finished = false;
+    let mut dele_ok: HashSet<String> = HashSet::new();
+    let mut dele_pending: HashMap<u32, String> = HashMap::new();
+    let by_n: HashMap<u32, usize> = listed.iter().enumerate().map(|(i, l)| (l.n, i)).collect();
+    let mut failure: Option<Error> = None;
+
+    loop {
+        // Keep the window full: deletions first (tiny answers), then downloads.
+        if failure.is_none() {
+            while in_flight.len() < window {
+                if let Some((n, key)) = deletes.pop_front() {
+                    conn.send(&Command::Dele(n));
+                    dele_pending.insert(n, key);
+                    in_flight.push_back((Sent::Dele(n), 0));
+                    continue;
+                }
+                if next < to_fetch.len() {
+                    let l = &listed[to_fetch[next]];
+                    if retr_bytes_in_flight > 0 && retr_bytes_in_flight + l.size > WINDOW_BYTES {
+                        break;
+                    }
+                    conn.send_retr(l.n, l.size);
+                    in_flight.push_back((Sent::Retr(l.n), l.size));
+                    retr_bytes_in_flight += l.size;
+                    next += 1;
+                    continue;
+                }
+                break;
+            }
+            if !sink_finished
+                && next >= to_fetch.len()
+                && retr_bytes_in_flight == 0
+                && !in_flight.iter().any(|(s, _)| matches!(s, Sent::Retr(_)))
+            {
+                sink.finish();
+                sink_finished = true;
+            }
+        } else if !sink_finished {
+            sink.finish();
+            sink_finished = true;
+        }
+        let want_reply = failure.is_none() && !in_flight.is_empty();
+        tokio::select! {
+            r = conn.reply(), if want_reply => {
+                let r = match r {
+                    Ok(r) => r,
+                    Err(e) => { failure = Some(e); continue; }
+                };
+                let Some((sent, size)) = in_flight.pop_front() else { continue };
+                match sent {
+                    Sent::Retr(n) => {
+                        retr_bytes_in_flight -= size;
+                        match (r.status, r.body) {
+                            (Status::Ok, Body::Data(raw)) => {
+                                prog.done_messages += 1;
+                                prog.done_bytes += raw.len() as u64;
+                                if let Some(p) = &progress { p(&prog); }
+                                let i = by_n.get(&n).copied();
+                                let key = match i.and_then(|i| listed[i].key.clone()) {
+                                    Some(k) => k,
+                                    None => {
+                                        let k = occ.key(fallback_digest(&raw, size));
+                                        if let Some(i) = i { listed[i].key = Some(k.clone()); }
+                                        k
+                                    }
+                                };
+                                let want = raw.len().clamp(1, SINK_BUDGET) as u32;
+                                let permit = budget.clone().acquire_many_owned(want).await.ok();
+                                let msg = ToSink::Message { n, key, raw, fetched_at: crate::store::now(), permit };
+                                if sink.tx.send(msg).is_err() {
+                                    failure.get_or_insert_with(|| Error::other("the store writer stopped unexpectedly"));
+                                }
+                            }
+                            (Status::Ok, Body::Oversized { bytes_seen }) => {
+                                report.too_big.push((n, bytes_seen));
+                                report.warnings.push(format!("message {n} turned out larger than max_message_size ({}); left on the server", human_bytes(bytes_seen)));
+                            }
+                            (_, _) => report.warnings.push(format!(
+                                "{} could not send message {n} (\"{}\"); it stays on the server and is tried again next time",
+                                conn.host, r.text
+                            )),
+                        }
+                    }
+                    Sent::Dele(n) => {
+                        if let Some(key) = dele_pending.remove(&n) {
+                            if r.status == Status::Ok { dele_ok.insert(key); }
+                            else { report.warnings.push(format!("{} refused to delete message {n}: \"{}\"", conn.host, r.text)); }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            m = sink.rx.recv(), if sink_open => match m {
+                Some(FromSink::Committed(pairs)) => {
+                    for (n, stored) in pairs {
+                        report.new_messages += 1;
+                        report.new_bytes += stored.size;
+                        if !is_fallback(&stored.key) && policy_allows_now(policy, now, false, crate::store::now()) {
+                            deletes.push_back((n, stored.key));
+                        }
+                    }
+                }
+                Some(FromSink::Known(_)) => {}
+                Some(FromSink::Failed(e)) => { failure.get_or_insert(e); }
+                None => sink_open = false,
+            },
+            else => break,
+        }
+    }
+    drop(sink);
+
+    if let Some(e) = failure {
+        // No QUIT: the server forgets every DELE of this session (RFC 1939 §6); all committed
+        // messages are known next time, so nothing is fetched twice.
+        conn.abort().await;
+        return Err(e);
+    }
+
+    match conn.call(&Command::Quit).await {
+        Ok(r) if r.status == Status::Ok => {
+            report.deleted = dele_ok.len() as u64;
+        }
+        Ok(r) => {
+            report.warnings.push(format!(
+                "{} did not complete the session (\"{}\"): it deleted nothing this time; popbridge retries next time",
+                conn.host, r.text
+            ));
+            dele_ok.clear();
+        }
+        Err(e) => {
+            report.warnings.push(format!(
+                "the session ended without the server's confirmation ({}); deletions are checked again next time",
+                e.message
+            ));
+            conn.abort().await;
+            return Ok((report, caps_text));
+        }
+    }
+    // Forget what the server no longer holds (deleted now, or gone by other means).
+    let on_server: HashSet<String> =
+        listed.into_iter().filter_map(|l| l.key).filter(|k| !dele_ok.contains(k)).collect();
+    let store = ctx.store.clone();
+    blocking(move || store.prune_uidls(ids.account, &on_server)).await?;
+    Ok((report, caps_text))
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}

@@ -1,0 +1,74 @@
+//! `account test`: log in, look around, change nothing. Reports what the server offers
+//! (capabilities, TLS and how its certificate was trusted) and whether its UIDLs are usable.
+
+use std::collections::HashMap;
+
+use crate::config::{Account, TlsMode};
+use crate::error::{Error, ErrorClass, Result};
+use crate::pop3::{self, Body, Capabilities, Command, Status};
+
+use super::session::Session;
+
+pub struct Probe {
+    pub greeting: String,
+    pub tls: Option<(String, Option<[u8; 32]>)>,
+    pub caps_before: Option<Capabilities>,
+    pub caps: Option<Capabilities>,
+    pub auth_used: &'static str,
+    pub messages: u64,
+    pub bytes: u64,
+    pub uidl: bool,
+    pub uidl_missing: usize,
+    pub uidl_duplicates: usize,
+}
+
+pub async fn probe(config_path: &std::path::Path, config_mode: u32, account: &Account) -> Result<Probe> {
+    let label = format!("account \"{}\"", account.name);
+    let run = async {
+        let password = crate::config::resolve_secret(config_path, config_mode, &account.pop.password, "POP").await?;
+        let s = Session::open(account, &password).await?;
+        let Session { mut conn, caps, caps_before, greeting, upstream, auth_used } = s;
+        let tls = match (account.pop.tls, &upstream) {
+            (TlsMode::Plain, _) | (_, None) => None,
+            (_, Some(up)) => Some((up.trust.describe().to_string(), up.seen.lock().ok().and_then(|s| s.fingerprint))),
+        };
+        let stat = conn.call(&Command::Stat).await?;
+        let (messages, bytes) = match stat.status {
+            Status::Ok => pop3::parse_stat(&stat.text).map(|(n, b)| (u64::from(n), b)).unwrap_or((0, 0)),
+            _ => {
+                return Err(Error::new(ErrorClass::Protocol, format!("{} refused STAT: \"{}\"", conn.host, stat.text)));
+            }
+        };
+        let list = conn.call(&Command::List(None)).await?;
+        let listed: Vec<u32> = match (list.status, list.body) {
+            (Status::Ok, Body::Data(b)) => pop3::parse_list(&b)
+                .map_err(|e| Error::new(ErrorClass::Protocol, format!("{} sent a broken LIST: {e}", conn.host)))?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect(),
+            _ => {
+                return Err(Error::new(ErrorClass::Protocol, format!("{} refused LIST: \"{}\"", conn.host, list.text)));
+            }
+        };
+        let u = conn.call(&Command::Uidl(None)).await?;
+        let (uidl, uidl_missing, uidl_duplicates) = match (u.status, u.body) {
+            (Status::Ok, Body::Data(b)) => {
+                let ids = pop3::parse_uidl(&b).map_err(|e| {
+                    Error::new(ErrorClass::Protocol, format!("{} sent a broken UIDL listing: {e}", conn.host))
+                })?;
+                let mut count: HashMap<&str, usize> = HashMap::new();
+                for (_, id) in &ids {
+                    *count.entry(id.as_str()).or_default() += 1;
+                }
+                let have: std::collections::HashSet<u32> = ids.iter().map(|(n, _)| *n).collect();
+                let missing = listed.iter().filter(|n| !have.contains(n)).count();
+                let dups = count.values().filter(|c| **c > 1).sum();
+                (true, missing, dups)
+            }
+            _ => (false, listed.len(), 0),
+        };
+        let _ = conn.call(&Command::Quit).await;
+        Ok(Probe { greeting, tls, caps_before, caps, auth_used, messages, bytes, uidl, uidl_missing, uidl_duplicates })
+    };
+    run.await.map_err(|e: Error| e.context(&label))
+}

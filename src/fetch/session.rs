@@ -1,0 +1,194 @@
+//! Opening an authenticated POP3 session: connect (implicit TLS or STLS), CAPA, login. Shared by the
+//! fetch cycle and `account test`.
+
+use base64::Engine;
+
+use crate::config::{Account, AuthMethod, TlsMode};
+use crate::error::{Error, ErrorClass, Result};
+use crate::net::pop3::{Pop3Conn, refusal};
+use crate::net::tls::{self, Upstream};
+use crate::pop3::{self, Capabilities, Command, Reply, Status};
+use crate::secret::Secret;
+
+pub struct Session {
+    pub conn: Pop3Conn,
+    /// Capabilities after login (RFC 2449 lets them change), or before login when CAPA is refused then.
+    pub caps: Option<Capabilities>,
+    /// Capabilities before login (what `account test` shows: STLS, SASL mechanisms, USER).
+    pub caps_before: Option<Capabilities>,
+    pub greeting: String,
+    pub upstream: Option<Upstream>,
+    pub auth_used: &'static str,
+}
+
+async fn capa(conn: &mut Pop3Conn) -> Result<Option<Capabilities>> {
+    let r = conn.call(&Command::Capa).await?;
+    Ok(match (r.status, r.body) {
+        (Status::Ok, pop3::Body::Data(b)) => Some(pop3::parse_capa(&b)),
+        _ => None, // an RFC 1939-only server: no CAPA
+    })
+}
+
+impl Session {
+    pub async fn open(account: &Account, password: &Secret) -> Result<Session> {
+        let server = &account.pop;
+        let upstream = match server.tls {
+            TlsMode::Plain => None,
+            _ => Some(tls::upstream(&server.trust)?),
+        };
+        let (mut conn, greeting) = Pop3Conn::open(server, upstream.as_ref()).await?;
+        let mut caps_before = capa(&mut conn).await?;
+        if server.tls == TlsMode::StartTls {
+            if let Some(c) = &caps_before
+                && !c.stls
+            {
+                return Err(Error::new(
+                    ErrorClass::Certificate,
+                    format!(
+                        "{}:{} does not offer STLS, so the password would travel unencrypted; popbridge refuses (use tls = \"implicit\" on port 995 if the provider offers it)",
+                        server.host, server.port
+                    ),
+                ));
+            }
+            let Some(up) = upstream.as_ref() else { return Err(Error::other("internal error: no TLS configuration")) };
+            conn.starttls(up).await?;
+            caps_before = capa(&mut conn).await?;
+        }
+        let auth_used = authenticate(&mut conn, account, caps_before.as_ref(), &greeting.text, password).await?;
+        // RFC 2449 §5: capabilities may differ after login (PIPELINING, LOGIN-DELAY, EXPIRE per user).
+        let caps = if caps_before.is_some() { capa(&mut conn).await?.or_else(|| caps_before.clone()) } else { None };
+        Ok(Session { conn, caps, caps_before, greeting: greeting.text, upstream, auth_used })
+    }
+}
+
+fn auth_refusal(host: &str, r: &Reply, caps: Option<&Capabilities>) -> Error {
+    if r.code.is_some() {
+        return refusal(host, "refused the login:", r);
+    }
+    // RFC 3206 §4: a server advertising AUTH-RESP-CODE marks credential problems with [AUTH];
+    // a bare -ERR from it is about something else (and may go away).
+    if caps.is_some_and(|c| c.auth_resp_code) {
+        return Error::new(
+            ErrorClass::Temporary,
+            format!("{host} refused the login, not because of the credentials: \"{}\"", r.text),
+        );
+    }
+    Error::new(ErrorClass::Authentication, format!("{host} rejected the user name or password: \"{}\"", r.text))
+}
+
+fn has_sasl(caps: Option<&Capabilities>, mech: &str) -> bool {
+    caps.is_some_and(|c| c.sasl.iter().any(|m| m.eq_ignore_ascii_case(mech)))
+}
+
+async fn authenticate(
+    conn: &mut Pop3Conn,
+    account: &Account,
+    caps: Option<&Capabilities>,
+    greeting: &str,
+    password: &Secret,
+) -> Result<&'static str> {
+    let server = &account.pop;
+    let host = server.host.clone();
+    let user = server.user.as_str();
+    if !pop3::check_arg(user) {
+        return Err(Error::config(format!("account \"{}\": the POP user name contains a line break", account.name)));
+    }
+    let timestamp = pop3::apop_timestamp(greeting).map(str::to_string);
+    let method = match server.auth {
+        AuthMethod::Auto => {
+            if has_sasl(caps, "PLAIN") {
+                AuthMethod::Plain
+            } else if caps.is_none_or(|c| c.user) {
+                AuthMethod::User
+            } else if has_sasl(caps, "LOGIN") {
+                AuthMethod::Login
+            } else if timestamp.is_some() {
+                AuthMethod::Apop
+            } else {
+                AuthMethod::User
+            }
+        }
+        m => m,
+    };
+    let pw = password.expose();
+    match method {
+        AuthMethod::User | AuthMethod::Auto => {
+            let r = conn.call(&Command::User(user)).await?;
+            if r.status != Status::Ok {
+                return Err(auth_refusal(&host, &r, caps));
+            }
+            if !pop3::check_arg(pw) {
+                return Err(Error::config("the POP password contains a line break"));
+            }
+            let r = conn.call(&Command::Pass(pw)).await?;
+            if r.status != Status::Ok {
+                return Err(auth_refusal(&host, &r, caps));
+            }
+            Ok("USER/PASS")
+        }
+        AuthMethod::Apop => {
+            let Some(ts) = timestamp else {
+                return Err(Error::new(
+                    ErrorClass::Authentication,
+                    format!("{host} does not offer APOP (its greeting has no timestamp); use auth = \"auto\""),
+                ));
+            };
+            let r = conn.call(&Command::Apop { user, timestamp: &ts, password: pw }).await?;
+            if r.status != Status::Ok {
+                return Err(auth_refusal(&host, &r, caps));
+            }
+            Ok("APOP")
+        }
+        AuthMethod::Plain => {
+            let mut r = conn.call(&Command::AuthPlain { authzid: None, user, password: pw }).await?;
+            if r.status == Status::Continue {
+                let ir = format!("\0{user}\0{pw}");
+                r = conn.call(&Command::SaslResponse(ir.as_bytes())).await?;
+            }
+            if r.status != Status::Ok {
+                return Err(sasl_failure(conn, &host, r, caps).await);
+            }
+            Ok("SASL PLAIN")
+        }
+        AuthMethod::Login => {
+            let mut r = conn.call(&Command::AuthLogin).await?;
+            for answer in [user, pw] {
+                if r.status != Status::Continue {
+                    break;
+                }
+                r = conn.call(&Command::SaslResponse(answer.as_bytes())).await?;
+            }
+            if r.status != Status::Ok {
+                return Err(sasl_failure(conn, &host, r, caps).await);
+            }
+            Ok("SASL LOGIN")
+        }
+        AuthMethod::Xoauth2 => {
+            let r = conn.call(&Command::AuthXoauth2 { user, token: pw }).await?;
+            if r.status != Status::Ok {
+                return Err(sasl_failure(conn, &host, r, caps).await);
+            }
+            Ok("SASL XOAUTH2")
+        }
+    }
+}
+
+/// A SASL exchange that ended without +OK. A continuation at this point carries the server's error
+/// details (XOAUTH2 sends base64 JSON); answering it with an empty line ends the exchange (RFC 5034).
+async fn sasl_failure(conn: &mut Pop3Conn, host: &str, r: Reply, caps: Option<&Capabilities>) -> Error {
+    if r.status == Status::Continue {
+        let detail = base64::engine::general_purpose::STANDARD
+            .decode(r.text.trim())
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|| r.text.clone());
+        let end = conn.call(&Command::SaslResponse(b"")).await;
+        let mut e = match end {
+            Ok(end) if end.status == Status::Err => auth_refusal(host, &end, caps),
+            _ => Error::new(ErrorClass::Authentication, format!("{host} did not accept the login")),
+        };
+        e.message.push_str(&format!(" (server said: {detail})"));
+        return e;
+    }
+    auth_refusal(host, &r, caps)
+}

@@ -1,0 +1,29 @@
+//! popbridge: bring remote POP3 accounts into any mail client.
+//!
+//! Background fetchers pull mail from each POP3 account into one durable local store; a local IMAP
+//! server serves that store (each account a mailbox); a local SMTP submission listener relays
+//! outgoing mail through the right account's server. The map:
+//!
+//! - [`config`]: the TOML file → a validated model; secrets and `password_command`; edits that keep comments.
+//! - [`pop3`]: the POP3 client protocol, sans-I/O (bytes in → replies out; commands in → bytes out).
+//! - [`net`]: sockets, TLS (every rustls configuration) and the driver that runs `pop3` on tokio.
+//! - [`mime`]: what IMAP needs from a message (envelope, body structure, dates), parsed once at insert.
+//! - [`store`]: the only SQLite user — mailboxes, messages, POP state, account status.
+//! - [`fetch`]: one fetch cycle per account: list, diff, pipelined download into the store, DELE per policy.
+//! - [`cli`]: the commands (`init`, `account …`, `fetch`, `status`, `demo`).
+//! - [`demo`]: the built-in sample POP3 server and sample mail for `popbridge demo`.
+//! - [`error`]: error classes, exit codes and the guidance shown with them.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod fetch;
+pub mod mime;
+pub mod net;
+pub mod pop3;
+pub mod secret;
+pub mod store;
+
+pub use error::{Error, ErrorClass, Result};

@@ -1,0 +1,51 @@
+//! The `popbridge` binary: parse the command line, set up logging, run the command, and turn its
+//! error into a message with guidance and the exit code DESIGN §5 fixes.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+
+fn main() {
+    let cli = popbridge::cli::Cli::parse();
+    init_tracing(cli.log_level.as_deref());
+    // One crypto provider for the whole process (ring; no aws-lc in the tree).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("popbridge: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match runtime.block_on(popbridge::cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("popbridge: {}", e.message);
+            eprintln!("  what to do: {}", e.class.guidance());
+            e.class.exit_code()
+        }
+    };
+    // Do not wait for stray blocking tasks (a password command being killed, say).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code);
+}
+
+/// Logs go to stderr: plain text, no colour unless stderr is a terminal (journald-friendly).
+/// imap-next logs every raw line, passwords included, at TRACE: it is capped whatever the user asks.
+fn init_tracing(level: Option<&str>) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let base = match level {
+        Some(l) => EnvFilter::try_new(l),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("warn")),
+    }
+    .unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = match "imap_next=info".parse() {
+        Ok(d) => base.add_directive(d),
+        Err(_) => base,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -1,0 +1,135 @@
+//! Decoded text for full-text search. Cheap: only text/plain and text/html parts that are not
+//! attachments are decoded (attachments are never touched); headers are RFC 2047-decoded with
+//! mail-parser's decoders.
+
+use super::header::{self, name_is};
+use super::{MessageMeta, Part};
+use base64::Engine as _;
+
+/// Decoded text per message is capped (a huge text part adds nothing to search but size).
+const MAX_TEXT: usize = 1 << 20;
+
+/// `(decoded headers, decoded text parts)`: headers as `Name: value` lines (Subject, From, To,
+/// Cc, Bcc, Reply-To, Sender); text parts (plain, and HTML converted to text) joined by newlines,
+/// encapsulated messages included.
+pub fn search_text(raw: &[u8]) -> (String, String) {
+    let meta = MessageMeta::extract(raw);
+    let raw = &raw[..raw.len().min(u32::MAX as usize)];
+    let mut heads = String::new();
+    let fields = header::scan(raw, 0, |_| false).fields;
+    for f in &fields {
+        for name in ["Subject", "From", "To", "Cc", "Bcc", "Reply-To", "Sender"] {
+            if name_is(raw, f, name) {
+                heads.push_str(name);
+                heads.push_str(": ");
+                heads.push_str(&decode_header(&raw[f.value.clone()]));
+                heads.push('\n');
+            }
+        }
+    }
+    let mut text = String::new();
+    meta.part.walk(&mut |p: &Part| {
+        if text.len() >= MAX_TEXT || !p.is_text() || !p.children.is_empty() {
+            return;
+        }
+        let html = p.subtype.eq_ignore_ascii_case("html");
+        if !(html || p.subtype.eq_ignore_ascii_case("plain")) {
+            return;
+        }
+        if p.disposition.as_ref().is_some_and(|(d, _)| d.eq_ignore_ascii_case("attachment")) {
+            return;
+        }
+        let body = raw.get(p.body_range()).unwrap_or_default();
+        let bytes = decode_body(body, &p.encoding);
+        let charset = p
+            .params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("charset"))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("us-ascii");
+        let s = to_utf8(&bytes, charset);
+        let s = if html { mail_parser::decoders::html::html_to_text(&s) } else { s };
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        let room = MAX_TEXT.saturating_sub(text.len());
+        let mut cut = s.len().min(room);
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.push_str(&s[..cut]);
+    });
+    (heads, text)
+}
+
+fn decode_header(v: &[u8]) -> String {
+    let mut buf = Vec::with_capacity(v.len() + 2);
+    buf.push(b' ');
+    buf.extend(v.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+    buf.push(b'\n');
+    match mail_parser::parsers::MessageStream::new(&buf).parse_unstructured() {
+        mail_parser::HeaderValue::Text(t) => t.into_owned(),
+        _ => header::to_string(v).trim().to_owned(),
+    }
+}
+
+fn decode_body(body: &[u8], encoding: &str) -> Vec<u8> {
+    if encoding.eq_ignore_ascii_case("base64") {
+        let clean: Vec<u8> =
+            body.iter().copied().filter(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/').collect();
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+                .with_decode_allow_trailing_bits(true),
+        );
+        // A dangling single character cannot decode: drop it.
+        let usable = clean.len() - usize::from(clean.len() % 4 == 1);
+        engine.decode(&clean[..usable]).unwrap_or_default()
+    } else if encoding.eq_ignore_ascii_case("quoted-printable") {
+        qp_decode(body)
+    } else {
+        body.to_vec()
+    }
+}
+
+/// Lenient quoted-printable: soft breaks removed, `=XX` decoded, anything malformed kept as is.
+fn qp_decode(b: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'=' {
+            match (b.get(i + 1), b.get(i + 2)) {
+                (Some(b'\r'), Some(b'\n')) => {
+                    i += 3;
+                    continue;
+                }
+                (Some(b'\n'), _) => {
+                    i += 2;
+                    continue;
+                }
+                (Some(&h), Some(&l)) => {
+                    if let (Some(h), Some(l)) = (hex(h), hex(l)) {
+                        out.push(h << 4 | l);
+                        i += 3;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+fn to_utf8(b: &[u8], charset: &str) -> String {
+    let cs = charset.trim();
+    let utf8ish = cs.eq_ignore_ascii_case("utf-8") || cs.eq_ignore_ascii_case("us-ascii") || cs.is_empty();
+    if !utf8ish && let Some(dec) = mail_parser::decoders::charsets::map::charset_decoder(cs.as_bytes()) {
+        return dec(b);
+    }
+    String::from_utf8_lossy(b).into_owned()
+}

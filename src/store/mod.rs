@@ -1,0 +1,323 @@
+//! The durable local store: the only module that touches SQLite.
+//!
+//! One SQLite file in WAL mode holds mailboxes, messages with their raw bodies and the metadata
+//! parsed once at insert, and the POP state per account. Every write that matters for "no mail lost"
+//! runs with `synchronous = FULL`, so a committed transaction survives a power cut, not only a
+//! crash. Calls are synchronous: async code calls them through `spawn_blocking` or from a dedicated
+//! thread (the fetch sink), never on a tokio worker.
+//!
+//! - `schema`: tables, triggers and migrations.
+//! - `deliver`: the fetch path — message + mailbox row + UIDL record in one transaction.
+//! - `accounts`: account rows, fetch status, POP state (known UIDLs, pruning).
+
+pub mod accounts;
+pub mod deliver;
+pub mod schema;
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, ErrorClass, Result};
+
+pub use accounts::{AccountStatus, KnownUidl};
+pub use deliver::{Delivery, Stored};
+
+/// How long a writer waits for another writer (another process fetching, the daemon) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Local folders every store has (DESIGN §3), with their SPECIAL-USE attribute (RFC 6154).
+pub const LOCAL_FOLDERS: &[(&str, Option<&str>)] = &[
+    ("INBOX", None),
+    ("Sent", Some("\\Sent")),
+    ("Drafts", Some("\\Drafts")),
+    ("Trash", Some("\\Trash")),
+    ("Junk", Some("\\Junk")),
+    ("Archive", Some("\\Archive")),
+];
+
+/// Message flag bits in `messages.flags`.
+pub mod flags {
+    pub const SEEN: i64 = 1;
+    pub const ANSWERED: i64 = 2;
+    pub const FLAGGED: i64 = 4;
+    pub const DELETED: i64 = 8;
+    pub const DRAFT: i64 = 16;
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Maps SQLite errors to user-facing ones; a full disk says so.
+pub(crate) fn db_err(path: &Path, e: rusqlite::Error) -> Error {
+    use rusqlite::ffi::ErrorCode;
+    let msg = match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => format!(
+            "the disk holding {} is full: free some space; nothing was deleted from any server, the next fetch resumes",
+            path.display()
+        ),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+            format!("the store {} stayed locked by another process for too long: {e}", path.display())
+        }
+        Some(ErrorCode::NotADatabase) => format!(
+            "{} is not a popbridge store (not an SQLite database); move it away or use another --data-dir",
+            path.display()
+        ),
+        Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => {
+            format!("cannot write the store {}: {e}", path.display())
+        }
+        _ => format!("store {}: {e}", path.display()),
+    };
+    Error::new(ErrorClass::Other, msg)
+}
+
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens the store, creating it (mode 0600, in a 0700 directory) if it does not exist.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            crate::config::edit::create_private_dir(dir)?;
+        }
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::other(format!("cannot create the store {}: {e}", path.display())))?;
+        }
+        let conn = open_connection(path)?;
+        let store = Store { path: path.to_path_buf(), conn: Mutex::new(conn) };
+        store.migrate()?;
+        store.ensure_local_folders()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store; `None` when there is none yet (e.g. `status` before the first fetch).
+    pub fn open_existing(path: &Path) -> Result<Option<Store>> {
+        if !path.exists() { Ok(None) } else { Store::open(path).map(Some) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new connection of its own, for a thread that writes a lot (the fetch sink).
+    pub fn connection(&self) -> Result<Connection> {
+        open_connection(&self.path)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back),
+        // so a poisoned mutex is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn err(&self, e: rusqlite::Error) -> Error {
+        db_err(&self.path, e)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.lock();
+        let version: i64 =
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| db_err(&self.path, e))?;
+        let target = schema::MIGRATIONS.len() as i64;
+        if version > target {
+            return Err(Error::other(format!(
+                "the store {} was written by a newer popbridge (schema {version}, this one knows {target}); upgrade popbridge",
+                self.path.display()
+            )));
+        }
+        for v in version..target {
+            let tx = conn.transaction().map_err(|e| db_err(&self.path, e))?;
+            tx.execute_batch(schema::MIGRATIONS[v as usize]).map_err(|e| db_err(&self.path, e))?;
+            tx.pragma_update(None, "user_version", v + 1).map_err(|e| db_err(&self.path, e))?;
+            tx.pragma_update(None, "application_id", schema::APPLICATION_ID).map_err(|e| db_err(&self.path, e))?;
+            tx.commit().map_err(|e| db_err(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    fn ensure_local_folders(&self) -> Result<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for (name, special) in LOCAL_FOLDERS {
+            let exists: bool = tx
+                .query_row("SELECT 1 FROM mailboxes WHERE name = ?1", [name], |_| Ok(()))
+                .optional()
+                .map_err(|e| self.err(e))?
+                .is_some();
+            if !exists {
+                create_mailbox(&tx, name, *special).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Number of messages in a mailbox (from its counter).
+    pub fn mailbox_messages(&self, name: &str) -> Result<Option<i64>> {
+        let conn = self.lock();
+        conn.query_row("SELECT messages FROM mailboxes WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// UIDVALIDITY of a mailbox.
+    pub fn uidvalidity(&self, name: &str) -> Result<Option<i64>> {
+        let conn = self.lock();
+        conn.query_row("SELECT uidvalidity FROM mailboxes WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Raw bodies of a mailbox's messages in UID order, with their UIDs (tests, export).
+    pub fn mailbox_bodies(&self, name: &str) -> Result<Vec<(i64, Vec<u8>)>> {
+        let conn = self.lock();
+        let mut st = conn
+            .prepare(
+                "SELECT m.uid, b.raw FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id JOIN bodies b ON b.id = m.body_id
+                 WHERE x.name = ?1 ORDER BY m.uid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([name], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// Removes messages by UID from a mailbox (an IMAP EXPUNGE), keeping the counters in step.
+    pub fn expunge(&self, mailbox: &str, uids: &[i64]) -> Result<usize> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let (mbox, modseq): (i64, i64) = tx
+            .query_row("SELECT id, highestmodseq + 1 FROM mailboxes WHERE name = ?1", [mailbox], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut removed = 0usize;
+        let mut unseen_removed = 0i64;
+        for uid in uids {
+            let fl: Option<i64> = tx
+                .query_row(
+                    "DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING flags",
+                    params![mbox, uid],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if let Some(fl) = fl {
+                removed += 1;
+                if fl & flags::SEEN == 0 {
+                    unseen_removed += 1;
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE mailboxes SET messages = messages - ?2, unseen = unseen - ?3, highestmodseq = ?4 WHERE id = ?1",
+            params![mbox, removed as i64, unseen_removed, modseq],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+}
+
+/// Refuses a file that is not ours before anything is written to it (even switching to WAL
+/// rewrites the header): an empty new file, or one marked with our application id.
+fn check_ours(conn: &Connection, path: &Path) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| db_err(path, e))?;
+    let app: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| db_err(path, e))?;
+    if app == schema::APPLICATION_ID {
+        return Ok(());
+    }
+    let tables: i64 =
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| db_err(path, e))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| db_err(path, e))?;
+    if app != 0 || tables != 0 || version != 0 {
+        return Err(Error::other(format!(
+            "{} is an SQLite file of another program, not a popbridge store; it was left untouched — move it away or use another --data-dir",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Connection settings every connection gets.
+pub(crate) fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
+    check_ours(&conn, path)?;
+    let setup = || -> rusqlite::Result<()> {
+        // Larger pages suit a store of 2–100 KB blobs (fewer overflow pages per message); only takes
+        // effect when the file is created.
+        conn.pragma_update(None, "page_size", 8192)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(rusqlite::Error::InvalidParameterName(format!("journal_mode is {mode}, not WAL")));
+        }
+        // FULL: a commit is on disk before we act on it (DELE on the server, 250 to a client).
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(())
+    };
+    setup().map_err(|e| db_err(path, e))?;
+    Ok(conn)
+}
+
+/// Creates a mailbox with a fresh UIDVALIDITY: the current time, but always above every value this
+/// store ever handed out, so a mailbox deleted and created again never repeats one (RFC 3501 §2.3.1.1).
+pub(crate) fn create_mailbox(conn: &Connection, name: &str, special_use: Option<&str>) -> rusqlite::Result<i64> {
+    let max: Option<i64> = conn.query_row("SELECT max(uidvalidity) FROM mailboxes", [], |r| r.get(0))?;
+    let uidvalidity = now().max(max.unwrap_or(0) + 1);
+    conn.execute(
+        "INSERT INTO mailboxes (name, special_use, uidvalidity, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![name, special_use, uidvalidity, now()],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_private_store_with_local_folders() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/store.sqlite");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.mailbox_messages("Trash").unwrap(), Some(0));
+        let v1 = s.uidvalidity("INBOX").unwrap().unwrap();
+        let v2 = s.uidvalidity("Sent").unwrap().unwrap();
+        assert_ne!(v1, v2, "UIDVALIDITY values are unique");
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.uidvalidity("INBOX").unwrap(), Some(v1), "stable across opens");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn refuses_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite");
+        std::fs::write(&path, b"this is not sqlite at all, just some text that is long enough.....................................................").unwrap();
+        let e = Store::open(&path).err().unwrap();
+        assert!(e.message.contains("not a popbridge store"), "{}", e.message);
+        let path2 = dir.path().join("other.sqlite");
+        let c = Connection::open(&path2).unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").unwrap();
+        drop(c);
+        let e = Store::open(&path2).err().unwrap();
+        assert!(e.message.contains("another program"), "{}", e.message);
+        let c = Connection::open(&path2).unwrap();
+        let n: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1, "left untouched");
+    }
+}

@@ -1,0 +1,92 @@
+//! The store's schema and its migrations. `PRAGMA user_version` is the schema version;
+//! `PRAGMA application_id` marks the file as ours, so a foreign SQLite file is never written to.
+
+/// "popb" in ASCII: identifies a popbridge store.
+pub const APPLICATION_ID: i32 = 0x706f_7062;
+
+/// Each entry migrates from version `i` to `i + 1`, in one transaction.
+pub const MIGRATIONS: &[&str] = &[
+    // 0 → 1: the first schema.
+    r#"
+CREATE TABLE mailboxes (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,      -- full path, '/' separated: "INBOX", "Work", "Work/Sent"
+    special_use   TEXT,                      -- "\Sent" … for the SPECIAL-USE folders
+    subscribed    INTEGER NOT NULL DEFAULT 1,
+    uidvalidity   INTEGER NOT NULL,          -- chosen once, never changed (RFC 3501 §2.3.1.1)
+    uidnext       INTEGER NOT NULL DEFAULT 1,
+    highestmodseq INTEGER NOT NULL DEFAULT 1,
+    messages      INTEGER NOT NULL DEFAULT 0, -- counters kept in step by every write, so SELECT and
+    unseen        INTEGER NOT NULL DEFAULT 0, -- STATUS answer without scanning messages
+    created_at    INTEGER NOT NULL
+);
+
+CREATE TABLE accounts (
+    id                   INTEGER PRIMARY KEY,
+    name                 TEXT NOT NULL UNIQUE,
+    mailbox_id           INTEGER NOT NULL REFERENCES mailboxes(id),
+    created_at           INTEGER NOT NULL,
+    state                TEXT NOT NULL DEFAULT 'active',   -- active | backoff | disabled
+    last_fetch           INTEGER,       -- end of the last successful cycle (unix seconds)
+    last_attempt         INTEGER,
+    next_fetch           INTEGER,
+    last_error_class     TEXT,
+    last_error_message   TEXT,
+    last_error_at        INTEGER,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    auth_failures        INTEGER NOT NULL DEFAULT 0,
+    server_messages      INTEGER,       -- what the server held at the last listing
+    server_bytes         INTEGER,
+    fetched_messages     INTEGER NOT NULL DEFAULT 0,   -- ever stored by this account's fetcher
+    fetched_bytes        INTEGER NOT NULL DEFAULT 0,
+    capabilities         TEXT
+);
+
+-- The raw message as received (CRLF, dot-unstuffed) and its metadata, parsed once at insert.
+-- meta precedes raw so that reading it never walks the blob's overflow pages.
+CREATE TABLE bodies (
+    id           INTEGER PRIMARY KEY,
+    meta_version INTEGER NOT NULL,
+    meta         BLOB NOT NULL,
+    raw          BLOB NOT NULL
+);
+
+CREATE TABLE messages (
+    id              INTEGER PRIMARY KEY,
+    mailbox_id      INTEGER NOT NULL REFERENCES mailboxes(id),
+    uid             INTEGER NOT NULL,
+    body_id         INTEGER NOT NULL REFERENCES bodies(id),
+    flags           INTEGER NOT NULL DEFAULT 0,   -- bit 0 \Seen, 1 \Answered, 2 \Flagged, 3 \Deleted, 4 \Draft
+    keywords        TEXT,                         -- space-separated keywords, NULL when none
+    modseq          INTEGER NOT NULL,
+    internaldate    INTEGER NOT NULL,             -- unix seconds
+    internaldate_tz INTEGER NOT NULL,             -- offset east of UTC, minutes
+    size            INTEGER NOT NULL,
+    UNIQUE (mailbox_id, uid)
+);
+CREATE INDEX messages_body ON messages(body_id);
+
+-- POP state: one row per message identity seen on an account's server and stored here.
+-- uidl is the server's UIDL, or a fallback key ("fallback …", never a valid UIDL) when the server
+-- has none. Written in the same transaction as the message it identifies.
+CREATE TABLE pop_uidls (
+    account_id    INTEGER NOT NULL REFERENCES accounts(id),
+    uidl          TEXT NOT NULL,
+    first_seen    INTEGER NOT NULL,
+    body_id       INTEGER,
+    size          INTEGER NOT NULL,
+    local_deleted INTEGER NOT NULL DEFAULT 0,     -- set when the message left every local mailbox
+    PRIMARY KEY (account_id, uidl)
+) WITHOUT ROWID;
+CREATE INDEX pop_uidls_body ON pop_uidls(body_id);
+
+-- A message gone from every mailbox: its body is dropped and its POP record marked, which is what
+-- the when-deleted-locally policy acts on.
+CREATE TRIGGER messages_last_copy_gone AFTER DELETE ON messages
+WHEN NOT EXISTS (SELECT 1 FROM messages WHERE body_id = OLD.body_id)
+BEGIN
+    UPDATE pop_uidls SET local_deleted = 1 WHERE body_id = OLD.body_id;
+    DELETE FROM bodies WHERE id = OLD.body_id;
+END;
+"#,
+];

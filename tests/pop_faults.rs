@@ -1,0 +1,216 @@
+//! What Dovecot will not do: a scripted fake POP3 server with faults. Each case ends in a classified
+//! error or a correct fetch, and the store stays consistent (nothing lost, nothing twice).
+
+use crate::util::fake_pop3::{FakeMessage, FakePop3, Fault, Script};
+use crate::util::{Bridge, Run};
+
+fn msg(i: usize) -> Vec<u8> {
+    format!(
+        "From: sender{i}@example.com\r\nTo: me@example.com\r\nSubject: message {i}\r\nMessage-ID: <m{i}@example.com>\r\nDate: Mon, 3 Mar 2025 10:{:02}:00 +0000\r\n\r\nHello {i}.\r\n.leading dot line\r\n..two dots\r\n",
+        i % 60
+    )
+    .into_bytes()
+}
+
+fn messages(n: usize) -> Vec<FakeMessage> {
+    (1..=n).map(|i| FakeMessage { uidl: Some(format!("uid-{i}")), data: msg(i) }).collect()
+}
+
+fn server(n: usize, faults: Vec<Fault>) -> FakePop3 {
+    FakePop3::start(Script { messages: messages(n), faults, ..Script::default() })
+}
+
+/// A bridge with one plaintext account on the fake server (loopback, so plaintext is allowed).
+fn bridge(fake: &FakePop3, extra: &[&str]) -> Bridge {
+    let b = Bridge::new();
+    let mut args = vec!["--no-test"];
+    args.extend_from_slice(extra);
+    b.add_account("Fake", fake.port(), "plain", "u", "p", &args).expect(0);
+    b
+}
+
+fn fetch(b: &Bridge) -> Run {
+    b.run(&["fetch", "Fake"])
+}
+
+fn assert_store_has(b: &Bridge, numbers: std::ops::RangeInclusive<usize>) {
+    let got = b.messages("Fake");
+    let want: Vec<Vec<u8>> = numbers.map(msg).collect();
+    assert_eq!(got.len(), want.len(), "stored count");
+    assert_eq!(crate::util::sorted(got), crate::util::sorted(want));
+}
+
+#[test]
+fn pipelines_when_offered_and_unstuffs_dots() {
+    let f = server(50, vec![]);
+    let b = bridge(&f, &[]);
+    fetch(&b).expect(0);
+    assert_store_has(&b, 1..=50);
+    assert!(f.max_in_flight() > 4, "RETRs are pipelined (max in flight {})", f.max_in_flight());
+    assert_eq!(f.sessions(), 1);
+}
+
+#[test]
+fn a_server_that_ignores_pipelining_gets_lock_step() {
+    let f = server(20, vec![Fault::IgnorePipelining]);
+    let b = bridge(&f, &[]);
+    fetch(&b).expect(0);
+    assert_store_has(&b, 1..=20);
+    assert_eq!(f.max_in_flight(), 1, "one command at a time when PIPELINING is not offered");
+}
+
+#[test]
+fn no_uidl_falls_back_to_headers_and_never_deletes() {
+    let f = server(12, vec![Fault::NoUidl]);
+    let b = bridge(&f, &["--delete", "after-fetch"]);
+    let r = fetch(&b).expect(0);
+    assert!(r.stderr.contains("UIDL") && r.stderr.contains("never deletes"), "the user is told: {}", r.stderr);
+    assert_store_has(&b, 1..=12);
+    assert_eq!(f.remaining().len(), 12, "nothing is deleted on a guessed identity");
+    let r = fetch(&b).expect(0);
+    assert!(r.stdout.contains("0 new message(s)"), "{}", r.stdout);
+    assert_store_has(&b, 1..=12);
+    let r = b.run(&["account", "test", "Fake"]).expect(0);
+    assert!(r.stdout.contains("UIDL: not supported"), "{}", r.stdout);
+}
+
+#[test]
+fn no_uidl_and_no_top_still_stores_each_message_once() {
+    let f = server(6, vec![Fault::NoUidl, Fault::NoTop]);
+    let b = bridge(&f, &[]);
+    fetch(&b).expect(0);
+    fetch(&b).expect(0);
+    assert_store_has(&b, 1..=6);
+}
+
+#[test]
+fn duplicate_uidls_are_detected_and_those_messages_are_kept() {
+    let f = server(6, vec![Fault::DuplicateUidl]);
+    let b = bridge(&f, &["--delete", "after-fetch"]);
+    let r = fetch(&b).expect(0);
+    assert!(r.stderr.contains("same UIDL"), "{}", r.stderr);
+    assert_store_has(&b, 1..=6);
+    // Messages sharing a UIDL are never deleted; the others are.
+    let left: Vec<Vec<u8>> = f.remaining().into_iter().map(|m| m.data).collect();
+    assert!(!left.is_empty() && left.len() < 6, "{} left", left.len());
+    fetch(&b).expect(0);
+    assert_store_has(&b, 1..=6);
+    let r = b.run(&["account", "test", "Fake"]).expect(0);
+    assert!(r.stdout.contains("sharing a UIDL"), "{}", r.stdout);
+}
+
+#[test]
+fn response_codes_classify_login_failures() {
+    for (line, code, word) in [
+        ("-ERR [IN-USE] mailbox locked by another session", 6, "in use"),
+        ("-ERR [SYS/TEMP] try again later", 6, "temporary"),
+        ("-ERR [LOGIN-DELAY] wait 5 minutes", 6, "LOGIN-DELAY"),
+        ("-ERR [AUTH] invalid credentials", 5, "password"),
+        ("-ERR [SYS/PERM] account suspended", 5, "provider"),
+    ] {
+        let f = server(1, vec![Fault::AuthError(line.into())]);
+        let b = bridge(&f, &[]);
+        let r = fetch(&b).expect(code);
+        assert!(r.stderr.contains(word), "{line}: {}", r.stderr);
+        assert!(b.messages("Fake").is_empty());
+    }
+}
+
+#[test]
+fn a_disconnect_mid_retr_keeps_what_was_stored_and_resumes() {
+    let f = server(30, vec![Fault::DisconnectMidRetr { msg: 20, after_bytes: 40 }]);
+    let b = bridge(&f, &["--delete", "after-fetch"]);
+    let r = fetch(&b).expect(3);
+    assert!(r.stderr.contains("closed the connection"), "{}", r.stderr);
+    let stored = b.messages("Fake").len();
+    assert!((19..30).contains(&stored), "messages before the break are kept ({stored})");
+    assert_eq!(f.remaining().len(), 30, "no QUIT, so the server deleted nothing");
+    f.set_faults(vec![]);
+    fetch(&b).expect(0);
+    assert_store_has(&b, 1..=30);
+    assert!(f.remaining().is_empty());
+}
+
+#[test]
+fn a_truncated_answer_is_a_connection_error_and_nothing_is_lost() {
+    let f = server(5, vec![Fault::TruncateRetr { msg: 3 }]);
+    let b = bridge(&f, &[]);
+    fetch(&b).expect(3);
+    f.set_faults(vec![]);
+    fetch(&b).expect(0);
+    assert_store_has(&b, 1..=5);
+}
+
+#[test]
+fn bare_lf_servers_are_read_and_stored_with_crlf() {
+    let f = server(5, vec![Fault::BareLf]);
+    let b = bridge(&f, &[]);
+    fetch(&b).expect(0);
+    assert_store_has(&b, 1..=5);
+}
+
+#[test]
+fn an_overlong_line_is_a_protocol_error() {
+    let f = server(1, vec![Fault::OverlongLine { len: 100_000 }]);
+    let b = bridge(&f, &[]);
+    let r = fetch(&b).expect(7);
+    assert!(r.stderr.contains("protocol"), "{}", r.stderr);
+}
+
+#[test]
+fn a_stalled_server_times_out() {
+    let f = server(4, vec![Fault::StallAfterRetr { msg: 3 }]);
+    let b = bridge(&f, &[]);
+    b.append_config("timeout = \"2s\"\n");
+    let t = std::time::Instant::now();
+    let r = fetch(&b).expect(3);
+    assert!(t.elapsed() < std::time::Duration::from_secs(20));
+    assert!(r.stderr.contains("stopped responding"), "{}", r.stderr);
+    assert!(b.messages("Fake").len() >= 2, "messages before the stall are kept");
+}
+
+#[test]
+fn a_message_deleted_by_another_client_is_skipped() {
+    let f = server(4, vec![Fault::DeletedMidSession { msg: 2 }]);
+    let b = bridge(&f, &[]);
+    let r = fetch(&b).expect(0);
+    assert!(r.stderr.contains("could not send message 2"), "{}", r.stderr);
+    assert_eq!(b.messages("Fake").len(), 3);
+}
+
+#[test]
+fn quit_failure_means_nothing_was_deleted_and_it_is_retried() {
+    let f = server(3, vec![Fault::QuitFails]);
+    let b = bridge(&f, &["--delete", "after-fetch"]);
+    let r = fetch(&b).expect(0);
+    assert!(r.stderr.contains("deleted nothing"), "{}", r.stderr);
+    assert_eq!(f.remaining().len(), 3);
+    f.set_faults(vec![]);
+    fetch(&b).expect(0);
+    assert!(f.remaining().is_empty());
+    assert_store_has(&b, 1..=3);
+}
+
+#[test]
+fn a_60_mb_message_is_left_on_the_server_by_default_and_fetched_when_allowed() {
+    let mut big = b"From: big@example.com\r\nSubject: huge\r\nMessage-ID: <big@example.com>\r\n\r\n".to_vec();
+    let line = [b'x'; 998];
+    while big.len() < 60 * 1000 * 1000 {
+        big.extend_from_slice(&line);
+        big.extend_from_slice(b"\r\n");
+    }
+    let mut msgs = messages(3);
+    msgs.insert(1, FakeMessage { uidl: Some("big".into()), data: big.clone() });
+    let f = FakePop3::start(Script { messages: msgs, ..Script::default() });
+    let b = bridge(&f, &["--delete", "after-fetch"]);
+    let r = fetch(&b).expect(0);
+    assert!(r.stderr.contains("max_message_size"), "{}", r.stderr);
+    assert_store_has(&b, 1..=3);
+    assert_eq!(f.remaining().len(), 1, "the big one stays");
+    b.append_config("max_message_size = \"100MiB\"\n");
+    fetch(&b).expect(0);
+    let stored = b.messages("Fake");
+    assert_eq!(stored.len(), 4);
+    assert!(stored.contains(&big), "fetched byte-exact");
+    assert!(f.remaining().is_empty());
+}

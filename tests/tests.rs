@@ -1,0 +1,10 @@
+//! popbridge's integration tests: one binary, modules per area. They run the real `popbridge`
+//! binary against real peers (a private Dovecot per test) and scripted fakes (`util::fake_pop3`),
+//! and check what a user would notice: exit codes, messages, bytes in the store, mail left on the server.
+
+mod util;
+
+mod cli;
+mod crash;
+mod pop_dovecot;
+mod pop_faults;

@@ -1,0 +1,483 @@
+//! A private, real Dovecot 2.3 per test (POP3 + STLS, POP3S, IMAP + STARTTLS, IMAPS on free
+//! loopback ports), mirroring the team harness's `dovecot-up.sh` in Rust.
+//!
+//! Everything lives in a temp dir under /tmp (world-traversable: as root, Dovecot drops to
+//! `dovenull`/`dovecot` and the mail files belong to `nobody`; as a normal user everything runs
+//! as that user). Only the master PID this instance wrote is ever signalled.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::certs::{self, CertPair, TestCa};
+
+/// Which certificate Dovecot presents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertKind {
+    /// Signed by the test CA for `localhost` + `127.0.0.1`.
+    Ca,
+    /// Self-signed for `localhost` + `127.0.0.1` (verification against the CA must fail).
+    SelfSigned,
+    /// Signed by the test CA, but for `wrong.example.invalid`.
+    WrongHost,
+    /// Signed by the test CA for `localhost` + `127.0.0.1`, expired in 2021.
+    Expired,
+}
+
+#[derive(Clone, Debug)]
+pub struct DovecotOpts {
+    pub users: Vec<(String, String)>,
+    pub cert: CertKind,
+    /// Dovecot's delay after a failed login (Dovecot's own default is 2 s; ours is 0).
+    pub auth_failure_delay_secs: u32,
+    /// Dovecot's anvil auth penalty: after a failed login, later logins from the same IP are
+    /// delayed 2, 4, 8, 15 s (decaying). Off by default (anvil's `anvil-auth-penalty` socket
+    /// gets `mode = 0`), so tests with several wrong passwords stay fast; a failed login still
+    /// takes ~0.5 s (Dovecot checks its failure queue every 500 ms) plus the failure delay.
+    pub auth_penalty: bool,
+}
+
+impl Default for DovecotOpts {
+    fn default() -> Self {
+        DovecotOpts {
+            users: vec![("alice".into(), "alice-pw".into()), ("bob".into(), "bob-pw".into())],
+            cert: CertKind::Ca,
+            auth_failure_delay_secs: 0,
+            auth_penalty: false,
+        }
+    }
+}
+
+pub struct Dovecot {
+    /// The temp dir holding config, run/, state/, log/, home/<user>/Maildir, tls/.
+    pub dir: PathBuf,
+    /// Plain POP3 (STLS offered).
+    pub pop3_port: u16,
+    /// POP3 over implicit TLS.
+    pub pop3s_port: u16,
+    /// Plain IMAP (STARTTLS offered).
+    pub imap_port: u16,
+    /// IMAP over implicit TLS.
+    pub imaps_port: u16,
+    /// The test CA's certificate (trust this to verify a `CertKind::Ca` server).
+    pub ca_pem_path: PathBuf,
+    /// The certificate and key Dovecot presents.
+    pub server_cert: CertPair,
+    /// The files of `server_cert` (e.g. to pin the self-signed certificate).
+    pub server_cert_path: PathBuf,
+    pub ca: TestCa,
+    /// uid:gid owning the maildirs (nobody when root, else ourselves).
+    pub mail_uid: u32,
+    pub mail_gid: u32,
+    tempdir: Option<tempfile::TempDir>,
+    users: std::sync::Mutex<Vec<(String, String)>>,
+    master_pid: Option<u32>,
+    delivered: AtomicU64,
+}
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+fn id_of(flag: &str, user: Option<&str>) -> String {
+    let mut cmd = Command::new("id");
+    cmd.arg(flag);
+    if let Some(u) = user {
+        cmd.arg(u);
+    }
+    let out = cmd.output().expect("run id");
+    assert!(out.status.success(), "id {flag} {user:?} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn free_ports() -> [u16; 4] {
+    // Bind all four at once so they are distinct, then release them for Dovecot.
+    let ls: Vec<TcpListener> = (0..4).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind free port")).collect();
+    let p: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    [p[0], p[1], p[2], p[3]]
+}
+
+/// True while `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // the state is the first field after the ")" closing the command name
+        Ok(s) => s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([sig, &pid.to_string()]).stderr(std::process::Stdio::null()).status();
+}
+
+/// Size as on the wire (every line end as CRLF), i.e. Dovecot's `W=`.
+fn crlf_size(data: &[u8]) -> usize {
+    let lf = data.iter().filter(|&&b| b == b'\n').count();
+    let crlf = data.windows(2).filter(|w| w == b"\r\n").count();
+    data.len() + lf - crlf
+}
+
+impl Dovecot {
+    /// Start a private Dovecot; waits until all four ports accept connections.
+    /// Retries with fresh ports if Dovecot fails to start (e.g. a port was taken meanwhile);
+    /// panics with the Dovecot log if it still fails.
+    pub fn start(opts: DovecotOpts) -> Dovecot {
+        let mut last_err = String::new();
+        for _attempt in 0..3 {
+            match Self::try_start(&opts) {
+                Ok(d) => return d,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("dovecot failed to start (3 attempts); last:\n{last_err}");
+    }
+
+    fn try_start(opts: &DovecotOpts) -> Result<Dovecot, String> {
+        assert!(
+            Path::new("/usr/sbin/dovecot").exists(),
+            "/usr/sbin/dovecot missing: apt-get install dovecot-core dovecot-pop3d dovecot-imapd"
+        );
+        let tempdir =
+            tempfile::Builder::new().prefix("popbridge-dovecot.").tempdir_in("/tmp").expect("create temp dir");
+        let d = tempdir.path().to_path_buf();
+        // the mail user (not root) must traverse it
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+        for sub in ["run", "state", "log", "home", "tls"] {
+            fs::create_dir_all(d.join(sub)).expect("mkdir");
+        }
+
+        let root = is_root();
+        let (login_user, internal_user, internal_group, mail_user) = if root {
+            ("dovenull".to_string(), "dovecot".to_string(), "dovecot".to_string(), "nobody".to_string())
+        } else {
+            let me = id_of("-un", None);
+            (me.clone(), me.clone(), id_of("-gn", None), me)
+        };
+        let mail_uid: u32 = id_of("-u", Some(&mail_user)).parse().expect("uid");
+        let mail_gid: u32 = id_of("-g", Some(&mail_user)).parse().expect("gid");
+
+        // TLS
+        let ca = TestCa::new();
+        let names = ["localhost", "127.0.0.1"];
+        let server_cert = match opts.cert {
+            CertKind::Ca => ca.issue(&names),
+            CertKind::SelfSigned => certs::self_signed(&names),
+            CertKind::WrongHost => ca.issue(&["wrong.example.invalid"]),
+            CertKind::Expired => ca.issue_expired(&names),
+        };
+        let tls = d.join("tls");
+        let ca_pem_path = certs::write(&tls, "ca.pem", &ca.ca_pem());
+        let server_cert_path = certs::write(&tls, "server.pem", &server_cert.cert_pem);
+        let key_path = certs::write(&tls, "server.key", &server_cert.key_pem);
+        // Dovecot reads the key as root before dropping privileges; keep it private.
+        fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).expect("chmod key");
+
+        let [pop3_port, pop3s_port, imap_port, imaps_port] = free_ports();
+
+        let dovecot = Dovecot {
+            dir: d.clone(),
+            pop3_port,
+            pop3s_port,
+            imap_port,
+            imaps_port,
+            ca_pem_path,
+            server_cert,
+            server_cert_path: server_cert_path.clone(),
+            ca,
+            mail_uid,
+            mail_gid,
+            tempdir: Some(tempdir),
+            users: std::sync::Mutex::new(opts.users.clone()),
+            master_pid: None,
+            delivered: AtomicU64::new(0),
+        };
+        let mut dovecot = dovecot;
+
+        for (user, _) in &opts.users {
+            for sub in ["cur", "new", "tmp"] {
+                fs::create_dir_all(dovecot.maildir(user).join(sub)).expect("mkdir maildir");
+            }
+            dovecot.chown_tree(&d.join("home").join(user));
+        }
+        dovecot.chown(&d.join("home"));
+        dovecot.write_passwd(&opts.users);
+
+        let dh =
+            if Path::new("/usr/share/dovecot/dh.pem").exists() { "ssl_dh = </usr/share/dovecot/dh.pem" } else { "" };
+        let name = d.file_name().unwrap().to_string_lossy().to_string();
+        let ds = d.display();
+        let conf = format!(
+            r#"# generated by tests/util/dovecot.rs (mirrors dovecot-up.sh) — private test instance
+instance_name = {name}
+base_dir = {ds}/run
+state_dir = {ds}/state
+log_path = {ds}/log/dovecot.log
+listen = 127.0.0.1
+protocols = pop3 imap
+default_login_user = {login_user}
+default_internal_user = {internal_user}
+default_internal_group = {internal_group}
+first_valid_uid = {mail_uid}
+first_valid_gid = {mail_gid}
+mail_location = maildir:~/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {ds}/users.passwd
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%n {ds}/users.passwd
+}}
+auth_mechanisms = plain login cram-md5
+disable_plaintext_auth = no
+auth_failure_delay = {delay}s
+auth_verbose = yes
+mail_max_userip_connections = 100
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+{dh}
+ssl_min_protocol = TLSv1.2
+# RETR must not flip \Seen, so every run sees identical server state
+pop3_no_flag_updates = yes
+# Dovecot's default, spelled out: stable UIDLs
+pop3_uidl_format = %08Xu%08Xv
+service pop3-login {{
+  chroot =
+  inet_listener pop3 {{
+    port = {pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = {pop3s_port}
+    ssl = yes
+  }}
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = {imaps_port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+{penalty}}}
+"#,
+            delay = opts.auth_failure_delay_secs,
+            // login_trusted_networks does NOT skip the penalty in 2.3.19 (tried); closing
+            // anvil's penalty socket is the documented way to turn it off completely
+            penalty = if opts.auth_penalty { "" } else { "  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n" },
+            cert = server_cert_path.display(),
+            key = key_path.display(),
+        );
+        let conf_path = d.join("dovecot.conf");
+        fs::write(&conf_path, conf).expect("write dovecot.conf");
+
+        // Not `output()`: the daemonized master inherits stdout/stderr, so pipes would never
+        // reach EOF. Send both to a file instead.
+        let start_log = d.join("log/start.out");
+        let out_file = fs::File::create(&start_log).expect("create start.out");
+        let status = Command::new("/usr/sbin/dovecot")
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(out_file.try_clone().expect("dup"))
+            .stderr(out_file)
+            .status()
+            .expect("run /usr/sbin/dovecot");
+        // Whatever happened, remember a master we may have started so Drop stops it.
+        dovecot.master_pid = dovecot.read_master_pid();
+        if !status.success() {
+            return Err(format!(
+                "dovecot exited with {status}\noutput: {}\nlog:\n{}",
+                fs::read_to_string(&start_log).unwrap_or_default(),
+                dovecot.log()
+            ));
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while dovecot.master_pid.is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            dovecot.master_pid = dovecot.read_master_pid();
+        }
+        for port in [pop3_port, pop3s_port, imap_port, imaps_port] {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            loop {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    break;
+                }
+                let gone = dovecot.master_pid.is_none_or(|p| !alive(p));
+                if gone || Instant::now() > deadline {
+                    return Err(format!(
+                        "port {port} not accepting (master alive: {})\nlog:\n{}",
+                        !gone,
+                        dovecot.log()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(dovecot)
+    }
+
+    fn read_master_pid(&self) -> Option<u32> {
+        fs::read_to_string(self.dir.join("run/master.pid")).ok().and_then(|s| s.trim().parse().ok())
+    }
+
+    fn chown(&self, path: &Path) {
+        if is_root() {
+            std::os::unix::fs::chown(path, Some(self.mail_uid), Some(self.mail_gid))
+                .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+        }
+    }
+
+    fn chown_tree(&self, path: &Path) {
+        self.chown(path);
+        if path.is_dir() {
+            for e in fs::read_dir(path).expect("read_dir") {
+                self.chown_tree(&e.expect("dir entry").path());
+            }
+        }
+    }
+
+    fn write_passwd(&self, users: &[(String, String)]) {
+        let d = self.dir.display();
+        let mut text = String::new();
+        for (u, p) in users {
+            text.push_str(&format!("{u}:{{PLAIN}}{p}:{}:{}::{d}/home/{u}::\n", self.mail_uid, self.mail_gid));
+        }
+        let path = self.dir.join("users.passwd");
+        // Dovecot re-reads a passwd-file when its mtime or size changes: make sure the
+        // mtime (seconds) moves even for a same-length rewrite within one second.
+        let old_mtime = fs::metadata(&path).ok().and_then(|m| m.modified().ok());
+        let tmp = self.dir.join("users.passwd.tmp");
+        {
+            let mut f = fs::File::create(&tmp).expect("create passwd tmp");
+            f.write_all(text.as_bytes()).expect("write passwd");
+            let now = SystemTime::now();
+            let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
+            let mtime = match old_mtime {
+                Some(old) if secs(now) <= secs(old) => UNIX_EPOCH + Duration::from_secs(secs(old) + 1),
+                _ => now,
+            };
+            f.set_modified(mtime).expect("set passwd mtime");
+        }
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).expect("chmod passwd");
+        fs::rename(&tmp, &path).expect("install passwd");
+    }
+
+    /// `<dir>/home/<user>/Maildir`.
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.join("home").join(user).join("Maildir")
+    }
+
+    /// Deliver messages (raw bytes, CRLF) into the user's maildir `cur/`, in this order:
+    /// file names `<t>.M<i>P<pid>.test,S=<size>,W=<crlf size>:2,` with increasing `t`
+    /// (also the mtime = Dovecot's INTERNALDATE), so Dovecot's POP3 order is this order,
+    /// also across several calls. Written to `tmp/` first, then renamed; owned by the mail user.
+    pub fn deliver(&self, user: &str, messages: &[Vec<u8>]) {
+        let md = self.maildir(user);
+        assert!(md.join("cur").is_dir(), "no maildir for user {user}");
+        let pid = std::process::id();
+        for data in messages {
+            let i = self.delivered.fetch_add(1, Ordering::SeqCst);
+            let t = 1_700_000_000 + i;
+            let name = format!("{t}.M{i:06}P{pid}.test,S={},W={}:2,", data.len(), crlf_size(data));
+            let tmp = md.join("tmp").join(&name);
+            {
+                let mut f = fs::File::create(&tmp).expect("create message");
+                f.write_all(data).expect("write message");
+                f.set_modified(UNIX_EPOCH + Duration::from_secs(t)).expect("set mtime");
+            }
+            self.chown(&tmp);
+            fs::rename(&tmp, md.join("cur").join(&name)).expect("move message to cur/");
+        }
+    }
+
+    /// Paths of the message files in the user's `new/` and `cur/`, sorted by file name.
+    pub fn message_files(&self, user: &str) -> Vec<PathBuf> {
+        let md = self.maildir(user);
+        let mut files: Vec<PathBuf> = ["new", "cur"]
+            .iter()
+            .filter_map(|sub| fs::read_dir(md.join(sub)).ok())
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+        files
+    }
+
+    /// The raw bytes of every message currently in the user's maildir (new/ and cur/),
+    /// sorted by file name.
+    pub fn messages(&self, user: &str) -> Vec<Vec<u8>> {
+        self.message_files(user)
+            .iter()
+            .map(|p| fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())))
+            .collect()
+    }
+
+    /// Change a user's password by rewriting the passwd-file; Dovecot re-reads it. Returns
+    /// after the next full second (≤ 1 s), from when on Dovecot uses the new password.
+    pub fn set_password(&self, user: &str, password: &str) {
+        let mut users = self.users.lock().unwrap();
+        match users.iter_mut().find(|(u, _)| u == user) {
+            Some(entry) => entry.1 = password.to_string(),
+            None => panic!("unknown user {user}"),
+        }
+        self.write_passwd(&users);
+        // Dovecot stats a passwd-file at most once per second (per auth process): wait for the
+        // next full second so the very next login sees the new password.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let to_next = Duration::from_secs(now.as_secs() + 1) - now;
+        std::thread::sleep(to_next + Duration::from_millis(20));
+    }
+
+    /// The Dovecot log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("log/dovecot.log")).unwrap_or_default()
+    }
+
+    /// Stop this instance's master (SIGTERM, SIGKILL after 5 s); its children exit with it.
+    /// Idempotent. Only ever signals the PID from this instance's own `run/master.pid`.
+    pub fn stop(&mut self) {
+        let Some(pid) = self.master_pid.take().or_else(|| self.read_master_pid()) else {
+            return;
+        };
+        if !alive(pid) {
+            return;
+        }
+        signal(pid, "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if alive(pid) {
+            signal(pid, "-KILL");
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // master.pid stays behind after a stop: forget it so a second stop() does nothing
+        let _ = fs::remove_file(self.dir.join("run/master.pid"));
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(t) = self.tempdir.take() {
+            let _ = t.close();
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Test helpers: a popbridge instance in a temp dir (`Bridge`), and the peers it talks to.
+#![allow(dead_code)]
+
+pub mod certs;
+pub mod corpus;
+pub mod dovecot;
+pub mod fake_pop3;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const LOCAL_PASSWORD: &str = "local-secret-pw";
+
+/// The result of one popbridge command.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+    /// Panics with the output unless the exit code is `code`.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "exit code {} (wanted {code})\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A popbridge setup in its own temporary directory: config, data dir, store.
+pub struct Bridge {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub data: PathBuf,
+}
+
+impl Bridge {
+    /// `init` with a known local password.
+    pub fn new() -> Bridge {
+        let b = Bridge::uninitialised();
+        b.run_stdin(&["init", "--password-stdin", "--user", "me"], LOCAL_PASSWORD).expect(0);
+        b
+    }
+
+    pub fn uninitialised() -> Bridge {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config/config.toml");
+        let data = dir.path().join("data");
+        Bridge { dir, config, data }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_popbridge"));
+        c.env("POPBRIDGE_CONFIG", &self.config)
+            .env("POPBRIDGE_DATA_DIR", &self.data)
+            .env_remove("RUST_LOG")
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().expect("run popbridge"))
+    }
+
+    pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        let mut c = self.cmd(args);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn popbridge");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        Run::from(child.wait_with_output().expect("wait popbridge"))
+    }
+
+    /// `account add` with flags; `extra` adds or overrides flags (e.g. --delete after-fetch, --no-test).
+    pub fn add_account(&self, name: &str, port: u16, tls: &str, user: &str, password: &str, extra: &[&str]) -> Run {
+        let port = port.to_string();
+        let email = format!("{user}@example.com");
+        let mut args = vec![
+            "account",
+            "add",
+            "--name",
+            name,
+            "--email",
+            &email,
+            "--pop-host",
+            "127.0.0.1",
+            "--pop-port",
+            &port,
+            "--pop-tls",
+            tls,
+            "--pop-user",
+            user,
+            "--password-stdin",
+        ];
+        args.extend_from_slice(extra);
+        self.run_stdin(&args, password)
+    }
+
+    /// Appends raw TOML to the config file (keys for the last [account.pop], say).
+    pub fn append_config(&self, text: &str) {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&self.config).expect("open config");
+        f.write_all(text.as_bytes()).expect("append config");
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.data.join("store.sqlite")
+    }
+
+    pub fn store(&self) -> popbridge::store::Store {
+        popbridge::store::Store::open(&self.store_path()).expect("open store")
+    }
+
+    /// The raw messages of an account's mailbox, in UID order.
+    pub fn messages(&self, mailbox: &str) -> Vec<Vec<u8>> {
+        self.store().mailbox_bodies(mailbox).expect("bodies").into_iter().map(|(_, b)| b).collect()
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let r = self.run(&["status", "--json"]).expect(0);
+        serde_json::from_str(&r.stdout).expect("status --json is JSON")
+    }
+
+    /// Runs SQL against the store (to simulate time passing, say).
+    pub fn sql(&self, sql: &str) {
+        let c = rusqlite::Connection::open(self.store_path()).expect("open");
+        c.execute_batch(sql).expect("sql");
+    }
+}
+
+/// What Dovecot sends for a message file: bare LF line ends become CRLF, and a missing final line
+/// end is added. (RFC 1939 servers transmit CRLF lines.)
+pub fn as_pop3_sends(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 64);
+    let mut prev = 0u8;
+    for &b in raw {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Sorted copies, to compare collections of messages regardless of order.
+pub fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    v.sort();
+    v
+}
+
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+}
