@@ -85,16 +85,17 @@ fn no_uidl_and_no_top_still_stores_each_message_once() {
 
 #[test]
 fn duplicate_uidls_are_detected_and_those_messages_are_kept() {
-    let f = server(6, vec![Fault::DuplicateUidl]);
+    // Messages 2, 4 and 6 report the UIDL of 1, 3 and 5; message 7 keeps its own.
+    let f = server(7, vec![Fault::DuplicateUidl]);
     let b = bridge(&f, &["--delete", "after-fetch"]);
     let r = fetch(&b).expect(0);
     assert!(r.stderr.contains("same UIDL"), "{}", r.stderr);
-    assert_store_has(&b, 1..=6);
-    // Messages sharing a UIDL are never deleted; the others are.
+    assert_store_has(&b, 1..=7);
+    // Messages sharing a UIDL are never deleted; the one with its own UIDL is.
     let left: Vec<Vec<u8>> = f.remaining().into_iter().map(|m| m.data).collect();
-    assert!(!left.is_empty() && left.len() < 6, "{} left", left.len());
+    assert_eq!(crate::util::sorted(left), crate::util::sorted((1..=6).map(msg).collect()));
     fetch(&b).expect(0);
-    assert_store_has(&b, 1..=6);
+    assert_store_has(&b, 1..=7);
     let r = b.run(&["account", "test", "Fake"]).expect(0);
     assert!(r.stdout.contains("sharing a UIDL"), "{}", r.stdout);
 }
@@ -213,4 +214,134 @@ fn a_60_mb_message_is_left_on_the_server_by_default_and_fetched_when_allowed() {
     assert_eq!(stored.len(), 4);
     assert!(stored.contains(&big), "fetched byte-exact");
     assert!(f.remaining().is_empty());
+}
+
+/// Adds the account with a password command instead of stdin.
+fn bridge_with_command(fake: &FakePop3, auth: &str, command: &str) -> Bridge {
+    let b = Bridge::new();
+    let port = fake.port().to_string();
+    b.run(&[
+        "account",
+        "add",
+        "--name",
+        "Fake",
+        "--email",
+        "u@example.com",
+        "--pop-host",
+        "127.0.0.1",
+        "--pop-port",
+        &port,
+        "--pop-tls",
+        "plain",
+        "--pop-user",
+        "u",
+        "--password-command",
+        command,
+        "--auth",
+        auth,
+    ])
+    .expect(0);
+    b
+}
+
+#[test]
+fn every_login_method_works() {
+    for (auth, apop, sent) in [
+        ("user", false, "PASS ***"),
+        ("plain", false, "AUTH PLAIN ***"),
+        ("login", false, "AUTH LOGIN"),
+        ("apop", true, "APOP u ***"),
+        ("auto", false, "AUTH PLAIN ***"),
+    ] {
+        let f = FakePop3::start(Script { messages: messages(2), apop, ..Script::default() });
+        let b = bridge_with_command(&f, auth, "echo p");
+        fetch(&b).expect(0);
+        assert_store_has(&b, 1..=2);
+        assert!(f.commands().iter().any(|c| c.starts_with(sent)), "{auth}: {:?}", f.commands());
+        assert!(!f.commands().iter().any(|c| c.contains(" p")), "no password in clear: {:?}", f.commands());
+    }
+}
+
+#[test]
+fn xoauth2_takes_the_token_from_the_password_command() {
+    let sasl = vec!["XOAUTH2".to_string()];
+    let f = FakePop3::start(Script {
+        messages: messages(2),
+        pass: "tok-123".into(),
+        sasl: sasl.clone(),
+        ..Script::default()
+    });
+    let b = bridge_with_command(&f, "xoauth2", "printf 'tok-123\\n'");
+    fetch(&b).expect(0);
+    assert_store_has(&b, 1..=2);
+    // An expired token: the server's JSON details are shown, and it is an authentication error.
+    let f = FakePop3::start(Script { messages: messages(1), pass: "fresh".into(), sasl, ..Script::default() });
+    let b = Bridge::new();
+    let port = f.port().to_string();
+    let r = b.run(&[
+        "account",
+        "add",
+        "--name",
+        "Fake",
+        "--email",
+        "u@example.com",
+        "--pop-host",
+        "127.0.0.1",
+        "--pop-port",
+        &port,
+        "--pop-tls",
+        "plain",
+        "--pop-user",
+        "u",
+        "--password-command",
+        "echo stale",
+        "--auth",
+        "xoauth2",
+    ]);
+    let r = r.expect(5);
+    assert!(r.stderr.contains("\"status\":\"401\""), "{}", r.stderr);
+}
+
+#[test]
+fn a_second_fetch_of_the_same_account_is_refused_while_one_runs() {
+    let f = server(4, vec![Fault::StallAfterRetr { msg: 2 }]);
+    let b = bridge(&f, &[]);
+    let mut first = b.cmd(&["fetch", "Fake"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Wait until the first fetch is inside its session.
+    let t = std::time::Instant::now();
+    while f.sessions() == 0 && t.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let r = fetch(&b).expect(6);
+    assert!(r.stderr.contains("already being fetched"), "{}", r.stderr);
+    assert_eq!(f.sessions(), 1, "the second fetch never contacted the server");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    f.set_faults(vec![]);
+    fetch(&b).expect(0);
+    assert_store_has(&b, 1..=4);
+}
+
+#[test]
+fn internaldate_is_the_sent_date_and_mail_arrives_unread() {
+    let dated = b"From: a@example.com\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\nSubject: dated\r\n\r\nx\r\n".to_vec();
+    let received = b"Received: from mx.example.com by mail.example.com; Wed, 2 Jul 2025 08:00:00 +0000\r\nFrom: a@example.com\r\nSubject: no date\r\n\r\nx\r\n".to_vec();
+    let msgs = vec![
+        FakeMessage { uidl: Some("d".into()), data: dated },
+        FakeMessage { uidl: Some("r".into()), data: received },
+    ];
+    let f = FakePop3::start(Script { messages: msgs, ..Script::default() });
+    let b = bridge(&f, &[]);
+    fetch(&b).expect(0);
+    let c = rusqlite::Connection::open(b.store_path()).unwrap();
+    let rows: Vec<(i64, i64, i64)> = c
+        .prepare("SELECT internaldate, internaldate_tz, flags FROM messages ORDER BY uid")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows[0], (1_751_359_957, 120, 0), "the Date header, with its zone; unread");
+    assert_eq!(rows[1], (1_751_443_200, 0, 0), "no Date: the first Received date");
 }

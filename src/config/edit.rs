@@ -223,8 +223,21 @@ pub fn remove_account(path: &Path, name: &str) -> Result<()> {
     let mut d = doc(path)?;
     let i = account_index(&d, name)
         .ok_or_else(|| Error::config(format!("no account named \"{name}\" in {}", path.display())))?;
+    // Comments written above the removed `[[account]]` header belong to the text around it (the
+    // file's own notes, say): move them to what follows instead of dropping them.
+    let mut orphaned = String::new();
     if let Some(arr) = d.get_mut("account").and_then(|v| v.as_array_of_tables_mut()) {
+        orphaned = arr.get(i).and_then(|t| t.decor().prefix()).and_then(|p| p.as_str()).unwrap_or("").to_string();
         arr.remove(i);
+        if let Some(next) = arr.get_mut(i) {
+            let own = next.decor().prefix().and_then(|p| p.as_str()).unwrap_or("").to_string();
+            next.decor_mut().set_prefix(format!("{orphaned}{own}"));
+            orphaned.clear();
+        }
+    }
+    if !orphaned.trim().is_empty() {
+        let trailing = d.trailing().as_str().unwrap_or("").to_string();
+        d.set_trailing(format!("{orphaned}{trailing}"));
     }
     replace(path, &d.to_string())
 }

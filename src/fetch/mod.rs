@@ -43,6 +43,11 @@ pub const WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 /// message being received).
 pub const SINK_BUDGET: usize = 16 * 1024 * 1024;
 
+/// While the session waits on local work with nothing in flight (a slow disk, a store locked by
+/// another writer), a NOOP this often keeps the server from logging us out (RFC 1939 §3 allows
+/// servers an inactivity timer of 10 minutes).
+pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What the fetcher needs from its surroundings.
 #[derive(Clone)]
 pub struct Context {
@@ -400,6 +405,10 @@ async fn cycle(
                 Some(FromSink::Failed(e)) => { failure.get_or_insert(e); }
                 None => sink_open = false,
             },
+            _ = tokio::time::sleep(KEEPALIVE), if failure.is_none() && in_flight.is_empty() && sink_open => {
+                conn.send(&Command::Noop);
+                in_flight.push_back((Sent::Noop, 0));
+            }
             else => break,
         }
     }

@@ -76,7 +76,7 @@ pub struct Script {
     /// Greeting carries a timestamp `<pid.nanos@fake>`; APOP accepted. Without it the greeting
     /// has no timestamp and APOP is refused.
     pub apop: bool,
-    /// SASL mechanisms advertised and accepted (any of "PLAIN", "LOGIN", "CRAM-MD5").
+    /// SASL mechanisms advertised and accepted (any of "PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2").
     pub sasl: Vec<String>,
     pub faults: Vec<Fault>,
 }
@@ -845,6 +845,23 @@ impl<'a> Session<'a> {
                 };
                 let want = format!("{cfg_user} {}", hex(&hmac_md5(cfg_pass.as_bytes(), challenge.as_bytes())));
                 resp.eq_ignore_ascii_case(want.as_bytes())
+            }
+            "XOAUTH2" => {
+                let Some(resp) = initial else {
+                    self.line("-ERR XOAUTH2 needs an initial response")?;
+                    return Ok(Flow::Continue);
+                };
+                let want = format!("user={cfg_user}\x01auth=Bearer {cfg_pass}\x01\x01");
+                if resp == want.as_bytes() {
+                    true
+                } else {
+                    // The error details come in a continuation; the client ends it with an empty line.
+                    let details = br#"{"status":"401","schemes":"bearer","scope":"https://mail.example.com/"}"#;
+                    if self.sasl_step(&b64encode(details))?.is_none() {
+                        return Ok(Flow::Continue);
+                    }
+                    false
+                }
             }
             _ => {
                 self.line("-ERR unsupported authentication mechanism")?;
