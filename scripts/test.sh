@@ -10,6 +10,8 @@ missing=()
 [ -x /usr/lib/dovecot/pop3 ] || missing+=(dovecot-pop3d)
 [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
 command -v python3 >/dev/null || missing+=(python3)
+command -v mbsync >/dev/null || missing+=(isync)
+command -v curl >/dev/null || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "the tests need: ${missing[*]} — install them (sudo apt-get install -y ${missing[*]}) and rerun" >&2

@@ -53,7 +53,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Try popbridge without any account: a built-in sample POP3 server, fetched into a throwaway store.
+    /// The daemon: fetch every account on its schedule and serve the store over IMAP, until SIGTERM/SIGINT.
+    Run,
+    /// The settings a mail client needs, and the local certificate's fingerprint.
+    ClientConfig,
+    /// Try popbridge without any account: a built-in sample POP3 server, fetched into a throwaway store and served over IMAP.
     Demo(DemoArgs),
 }
 
@@ -178,6 +182,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Fetch { names } => fetch_cmd(&paths, &names).await,
         Command::Status { json } => status(&paths, json).await,
+        Command::Run => crate::app::run(&paths).await,
+        Command::ClientConfig => client_config(&paths).await,
         Command::Demo(a) => crate::demo::run(a).await,
     }
 }
@@ -279,6 +285,20 @@ async fn print_client_settings(cfg: &Config, fingerprint: &str) -> Result<()> {
     println!("  per-account login: {}+ACCOUNT (e.g. {}+Work) shows only that account", l.user, l.user);
     println!("  TLS certificate SHA-256 fingerprint: {fingerprint}");
     Ok(())
+}
+
+async fn client_config(paths: &Paths) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    let (lc, _) = tls::ensure_local_cert(&paths.tls_dir())?;
+    let fp = config::format_fingerprint(&lc.fingerprint()?);
+    print_client_settings(&cfg, &fp).await?;
+    if !cfg.accounts.is_empty() {
+        println!(
+            "  accounts: {}",
+            cfg.accounts.iter().map(|a| format!("{}+{}", cfg.local.user, a.name)).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(0)
 }
 
 fn load_config(paths: &Paths) -> Result<Config> {

@@ -10,16 +10,20 @@
 //! - [`mime`]: what IMAP needs from a message (envelope, body structure, dates), parsed once at insert.
 //! - [`store`]: the only SQLite user — mailboxes, messages, POP state, account status.
 //! - [`fetch`]: one fetch cycle per account: list, diff, pipelined download into the store, DELE per policy.
-//! - [`cli`]: the commands (`init`, `account …`, `fetch`, `status`, `demo`).
+//! - [`imap`]: the local IMAP server (sessions on imap-next, FETCH/SEARCH over the stored metadata).
+//! - [`app`]: the composition root of `popbridge run` (store, listeners, fetch schedule, shutdown).
+//! - [`cli`]: the commands (`init`, `account …`, `fetch`, `status`, `run`, `client-config`, `demo`).
 //! - [`demo`]: the built-in sample POP3 server and sample mail for `popbridge demo`.
 //! - [`error`]: error classes, exit codes and the guidance shown with them.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod fetch;
+pub mod imap;
 pub mod mime;
 pub mod net;
 pub mod pop3;

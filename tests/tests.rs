@@ -6,5 +6,6 @@ mod util;
 
 mod cli;
 mod crash;
+mod imap;
 mod pop_dovecot;
 mod pop_faults;

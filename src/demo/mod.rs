@@ -63,7 +63,7 @@ async fn run_in(dir: &std::path::Path) -> Result<i32> {
         user: DEMO_USER.into(),
         password: DEMO_PASSWORD.into(),
         imap: "127.0.0.1:0".into(),
-        imaps: "off".into(),
+        imaps: "127.0.0.1:0".into(),
         submission: "off".into(),
         submissions: "off".into(),
     });
@@ -104,22 +104,30 @@ async fn run_in(dir: &std::path::Path) -> Result<i32> {
         lock_dir: paths.lock_dir(),
     };
     let account = cfg.select(&[])?.remove(0);
-    let report = fetch::fetch(&ctx, &account, None).await;
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    let report = report?;
+    let report = fetch::fetch(&ctx, &account, None).await?;
     println!(
         "Fetched {} message(s) ({}) over POP3 into the store, as the account \"{}\".",
         report.new_messages,
         fetch::human_bytes(report.new_bytes),
         account.name
     );
-    let s = store.clone();
-    let statuses =
-        tokio::task::spawn_blocking(move || s.account_statuses()).await.map_err(|e| Error::other(e.to_string()))??;
-    for st in statuses {
-        println!("  folder \"{}\": {} message(s), {} unread", st.mailbox, st.messages, st.unseen);
+    drop(store);
+    let running = crate::app::start(&paths, &cfg, true).await?;
+    println!();
+    if let Some(a) = running.imap {
+        println!("IMAP  {}:{}  user {DEMO_USER}  password {DEMO_PASSWORD}", a.ip(), a.port());
     }
-    println!("\nNext: `popbridge init`, then `popbridge account add` for your own POP account.");
+    println!("      (no encryption: loopback only; the account's mail is in the folder \"{}\",", account.name);
+    println!("       or log in as {DEMO_USER}+{} to see only that account)", account.name);
+    println!(
+        "\nTry: curl -u {DEMO_USER}:{DEMO_PASSWORD} 'imap://{}/{};UID=1'",
+        running.imap.map(|a| a.to_string()).unwrap_or_default(),
+        account.name
+    );
+    println!("Press Ctrl-C to stop; the throwaway config and store are then removed.");
+    crate::app::wait_for_signal().await;
+    running.stop().await;
+    let _ = stop_tx.send(());
+    let _ = server.await;
     Ok(0)
 }

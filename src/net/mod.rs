@@ -3,7 +3,9 @@
 //!
 //! - `tls`: every rustls configuration (upstream verification, the local certificate).
 //! - `pop3`: the POP3 client driver (implicit TLS, STLS upgrade, pipelined commands).
+//! - `imap`: the IMAP server driver around imap-next's sans-I/O `Server` (STARTTLS, bounded buffers).
 
+pub mod imap;
 pub mod pop3;
 pub mod tls;
 

@@ -23,6 +23,7 @@ pub struct Stored {
 /// A writer for one account's fetched messages, on a connection of its own.
 pub struct Delivery {
     conn: Connection,
+    changes: super::Changes,
     path: PathBuf,
     ids: AccountIds,
     open: Option<Open>,
@@ -39,7 +40,13 @@ struct Open {
 
 impl Delivery {
     pub fn new(store: &Store, ids: AccountIds) -> Result<Delivery> {
-        Ok(Delivery { conn: store.connection()?, path: store.path().to_path_buf(), ids, open: None })
+        Ok(Delivery {
+            conn: store.connection()?,
+            changes: store.changes(),
+            path: store.path().to_path_buf(),
+            ids,
+            open: None,
+        })
     }
 
     fn err(&self, e: rusqlite::Error) -> Error {
@@ -149,7 +156,10 @@ impl Delivery {
             )
             .and_then(|_| self.conn.execute_batch("COMMIT"));
         match res {
-            Ok(()) => Ok(open.pending),
+            Ok(()) => {
+                self.changes.notify();
+                Ok(open.pending)
+            }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 Err(self.err(e))

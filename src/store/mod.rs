@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod deliver;
+pub mod imap;
 pub mod schema;
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -78,6 +79,27 @@ pub(crate) fn db_err(path: &Path, e: rusqlite::Error) -> Error {
 pub struct Store {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Bumped after every commit that changes a mailbox, so IMAP sessions (IDLE) look again.
+    /// Writers in other processes are seen through `PRAGMA data_version` instead.
+    changes: Changes,
+}
+
+/// The change feed: a counter that only moves forward. Receivers see "something changed since you
+/// last looked" and ask the store what (by MODSEQ); a slow session therefore never holds a queue
+/// that could block a writer.
+#[derive(Clone)]
+pub struct Changes(std::sync::Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Changes {
+    fn new() -> Changes {
+        Changes(std::sync::Arc::new(tokio::sync::watch::channel(0).0))
+    }
+    pub fn notify(&self) {
+        self.0.send_modify(|v| *v = v.wrapping_add(1));
+    }
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
 }
 
 impl Store {
@@ -95,7 +117,7 @@ impl Store {
                 .map_err(|e| Error::other(format!("cannot create the store {}: {e}", path.display())))?;
         }
         let conn = open_connection(path)?;
-        let store = Store { path: path.to_path_buf(), conn: Mutex::new(conn) };
+        let store = Store { path: path.to_path_buf(), conn: Mutex::new(conn), changes: Changes::new() };
         store.migrate()?;
         store.ensure_local_folders()?;
         Ok(store)
@@ -108,6 +130,15 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The change feed of this store (commits made through it or its deliveries).
+    pub fn changes(&self) -> Changes {
+        self.changes.clone()
+    }
+
+    pub fn notify(&self) {
+        self.changes.notify();
     }
 
     /// A new connection of its own, for a thread that writes a lot (the fetch sink).
@@ -195,36 +226,14 @@ impl Store {
     pub fn expunge(&self, mailbox: &str, uids: &[i64]) -> Result<usize> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let (mbox, modseq): (i64, i64) = tx
-            .query_row("SELECT id, highestmodseq + 1 FROM mailboxes WHERE name = ?1", [mailbox], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+        let mbox: i64 = tx
+            .query_row("SELECT id FROM mailboxes WHERE name = ?1", [mailbox], |r| r.get(0))
             .map_err(|e| self.err(e))?;
-        let mut removed = 0usize;
-        let mut unseen_removed = 0i64;
-        for uid in uids {
-            let fl: Option<i64> = tx
-                .query_row(
-                    "DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING flags",
-                    params![mbox, uid],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(|e| self.err(e))?;
-            if let Some(fl) = fl {
-                removed += 1;
-                if fl & flags::SEEN == 0 {
-                    unseen_removed += 1;
-                }
-            }
-        }
-        tx.execute(
-            "UPDATE mailboxes SET messages = messages - ?2, unseen = unseen - ?3, highestmodseq = ?4 WHERE id = ?1",
-            params![mbox, removed as i64, unseen_removed, modseq],
-        )
-        .map_err(|e| self.err(e))?;
+        let uids: Vec<u32> = uids.iter().filter_map(|u| u32::try_from(*u).ok()).collect();
+        let removed = imap::expunge_uids(&tx, mbox, &uids).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
-        Ok(removed)
+        self.notify();
+        Ok(removed.len())
     }
 }
 

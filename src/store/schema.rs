@@ -18,6 +18,7 @@ CREATE TABLE mailboxes (
     highestmodseq INTEGER NOT NULL DEFAULT 1,
     messages      INTEGER NOT NULL DEFAULT 0, -- counters kept in step by every write, so SELECT and
     unseen        INTEGER NOT NULL DEFAULT 0, -- STATUS answer without scanning messages
+    recent_uid    INTEGER NOT NULL DEFAULT 0, -- highest UID some session has seen as \Recent (RFC 3501 §2.3.2)
     created_at    INTEGER NOT NULL
 );
 
@@ -65,6 +66,23 @@ CREATE TABLE messages (
     UNIQUE (mailbox_id, uid)
 );
 CREATE INDEX messages_body ON messages(body_id);
+CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+
+-- Expunged UIDs with the MODSEQ of their expunge, so every IMAP session (and a QRESYNC-style
+-- resync) learns what vanished since the state it knows. Writers raise the mailbox's
+-- highestmodseq before deleting, so the trigger records the new value.
+CREATE TABLE expunged (
+    mailbox_id INTEGER NOT NULL,
+    uid        INTEGER NOT NULL,
+    modseq     INTEGER NOT NULL
+);
+CREATE INDEX expunged_mailbox ON expunged(mailbox_id, modseq);
+
+CREATE TRIGGER messages_expunged AFTER DELETE ON messages
+BEGIN
+    INSERT INTO expunged (mailbox_id, uid, modseq)
+    VALUES (OLD.mailbox_id, OLD.uid, (SELECT highestmodseq FROM mailboxes WHERE id = OLD.mailbox_id));
+END;
 
 -- POP state: one row per message identity seen on an account's server and stored here.
 -- uidl is the server's UIDL, or a fallback key ("fallback …", never a valid UIDL) when the server

@@ -5,6 +5,7 @@ pub mod certs;
 pub mod corpus;
 pub mod dovecot;
 pub mod fake_pop3;
+pub mod imap_clients;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -165,4 +166,114 @@ pub fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 pub fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+}
+
+/// A free loopback port (bound, then released: a tiny race, acceptable in tests).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A running `popbridge run`, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub imap: u16,
+    pub imaps: u16,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let t = std::time::Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            if t.elapsed() > std::time::Duration::from_secs(15) {
+                let _ = self.child.kill();
+                return self.child.wait().expect("wait");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.terminate();
+        }
+    }
+}
+
+impl Bridge {
+    /// `init` with IMAP listeners on free ports (so tests can run daemons side by side).
+    pub fn with_listeners() -> Bridge {
+        let b = Bridge::uninitialised();
+        let imap = format!("127.0.0.1:{}", free_port());
+        let imaps = format!("127.0.0.1:{}", free_port());
+        b.run_stdin(
+            &[
+                "init",
+                "--password-stdin",
+                "--user",
+                "me",
+                "--imap",
+                &imap,
+                "--imaps",
+                &imaps,
+                "--submission",
+                "off",
+                "--submissions",
+                "off",
+            ],
+            LOCAL_PASSWORD,
+        )
+        .expect(0);
+        b
+    }
+
+    pub fn ports(&self) -> (u16, u16) {
+        let c = popbridge::config::load(&self.config).expect("config");
+        (c.local.imap.map(|a| a.port()).unwrap_or(0), c.local.imaps.map(|a| a.port()).unwrap_or(0))
+    }
+
+    /// Starts `popbridge run` and waits until both IMAP ports accept connections.
+    pub fn daemon(&self) -> Daemon {
+        let (imap, imaps) = self.ports();
+        let log = self.dir.path().join("daemon.log");
+        let f = std::fs::File::create(&log).expect("log file");
+        let child = self.cmd(&["run"]).stdout(Stdio::null()).stderr(f).spawn().expect("spawn popbridge run");
+        let d = Daemon { child, imap, imaps, log };
+        let t = std::time::Instant::now();
+        for port in [imap, imaps] {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    t.elapsed() < std::time::Duration::from_secs(20),
+                    "the daemon did not listen on {port}: {}",
+                    d.log()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+        }
+        d
+    }
+
+    /// The local certificate clients must trust.
+    pub fn cert(&self) -> PathBuf {
+        self.data.join("tls/cert.pem")
+    }
+
+    /// An IMAP client target for this bridge (combined login unless `user` says otherwise).
+    pub fn target(&self, security: imap_clients::Security, user: &str) -> imap_clients::Target {
+        let (imap, imaps) = self.ports();
+        let port = if matches!(security, imap_clients::Security::Implicit) { imaps } else { imap };
+        imap_clients::Target::new(port, security, Some(&self.cert()), user, LOCAL_PASSWORD)
+    }
 }

@@ -1,0 +1,1179 @@
+//! Every command after parsing: which state allows it, what it asks of the store, what it answers.
+//! Mailbox commands (RFC 3501 §6.3) and message commands (§6.4) with UIDPLUS, MOVE, UNSELECT,
+//! ID, ENABLE, NAMESPACE.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use imap_next::imap_types::{
+    command::CommandBody,
+    core::{AString, Tag},
+    datetime::DateTime,
+    fetch::MacroOrMessageDataItemNames,
+    flag::{Flag, StoreResponse, StoreType},
+    mailbox::{ListMailbox, Mailbox},
+    search::SearchKey,
+    sequence::{SeqOrUid, Sequence, SequenceSet},
+    status::StatusDataItemName,
+};
+use rusqlite::TransactionBehavior;
+
+use super::fetch::{FetchInput, FetchPlan};
+use super::message::{MessageRow, flag};
+use super::names::{self, DELIMITER, View};
+use super::search::{Candidate, Context as SearchContext, SearchQuery, SearchText};
+use super::session::{DbError, DbResult, Flow, Selected, Session, State, expunge_allowed};
+use crate::mime::{MessageMeta, Timestamp};
+use crate::net::imap::Driver;
+use crate::store::imap::{self as db, FlagOp, MailboxInfo};
+
+/// Flush the output buffer once this much is queued (a long FETCH streams instead of piling up).
+const FLUSH_AT: usize = 256 * 1024;
+/// Messages per store round trip of a FETCH, and the body bytes one round trip may load.
+const FETCH_BATCH: usize = 256;
+const FETCH_BATCH_BYTES: u64 = 4 * 1024 * 1024;
+
+pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: CommandBody<'static>) -> Flow {
+    let expunge_ok = expunge_allowed(&body);
+    let selected_before = matches!(s.state, State::Selected { .. });
+    let flow = match body {
+        CommandBody::Capability => {
+            let caps = s.capabilities();
+            d.out().extend_from_slice(format!("* CAPABILITY {caps}\r\n").as_bytes());
+            s.ok(d, &tag, None, "CAPABILITY completed");
+            Flow::Continue
+        }
+        CommandBody::Noop | CommandBody::Check => {
+            // Updates are sent below, as for every command in the selected state.
+            s.ok(d, &tag, None, "completed");
+            Flow::Continue
+        }
+        CommandBody::Logout => {
+            d.out().extend_from_slice(b"* BYE logging out\r\n");
+            s.ok(d, &tag, None, "LOGOUT completed");
+            return Flow::Close;
+        }
+        CommandBody::Id { .. } => {
+            d.out().extend_from_slice(
+                format!("* ID (\"name\" \"popbridge\" \"version\" \"{}\")\r\n", env!("CARGO_PKG_VERSION")).as_bytes(),
+            );
+            s.ok(d, &tag, None, "ID completed");
+            Flow::Continue
+        }
+        CommandBody::StartTLS => {
+            // Handled by the session before dispatch when allowed; here it is not.
+            s.bad(d, &tag, if s.tls { "TLS is already active" } else { "STARTTLS is not available now" });
+            Flow::Continue
+        }
+        CommandBody::Login { username, password } => {
+            let user = username.as_ref().to_vec();
+            let pass = password.declassify().as_ref().to_vec();
+            return s.cmd_login(d, &tag, &user, &pass).await;
+        }
+        CommandBody::Authenticate { .. } | CommandBody::Idle => {
+            s.bad(d, &tag, "unexpected");
+            Flow::Continue
+        }
+        _ if matches!(s.state, State::NotAuthenticated) => {
+            s.no(d, &tag, None, "log in first (LOGIN or AUTHENTICATE)");
+            Flow::Continue
+        }
+        CommandBody::Enable { .. } => {
+            // None of the ENABLE-able extensions (CONDSTORE, QRESYNC, UTF8=ACCEPT) is offered.
+            d.out().extend_from_slice(b"* ENABLED\r\n");
+            s.ok(d, &tag, None, "ENABLE completed");
+            Flow::Continue
+        }
+        CommandBody::Namespace => {
+            d.out().extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+            s.ok(d, &tag, None, "NAMESPACE completed");
+            Flow::Continue
+        }
+        CommandBody::Select { mailbox, .. } => select(s, d, &tag, &mailbox, false).await,
+        CommandBody::Examine { mailbox, .. } => select(s, d, &tag, &mailbox, true).await,
+        CommandBody::Create { mailbox } => create(s, d, &tag, &mailbox).await,
+        CommandBody::Delete { mailbox } => delete(s, d, &tag, &mailbox).await,
+        CommandBody::Rename { from, to } => rename(s, d, &tag, &from, &to).await,
+        CommandBody::Subscribe { mailbox } => subscribe(s, d, &tag, &mailbox, true).await,
+        CommandBody::Unsubscribe { mailbox } => subscribe(s, d, &tag, &mailbox, false).await,
+        CommandBody::List { reference, mailbox_wildcard } => {
+            list(s, d, &tag, &reference, &mailbox_wildcard, false).await
+        }
+        CommandBody::Lsub { reference, mailbox_wildcard } => {
+            list(s, d, &tag, &reference, &mailbox_wildcard, true).await
+        }
+        CommandBody::Status { mailbox, item_names } => status(s, d, &tag, &mailbox, &item_names).await,
+        CommandBody::Append { mailbox, flags, date, message } => {
+            let data = match &message {
+                imap_next::imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+                imap_next::imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+            };
+            append(s, d, &tag, &mailbox, &flags, date.as_ref(), data).await
+        }
+        _ if !matches!(s.state, State::Selected { .. }) => {
+            s.no(d, &tag, None, "select a mailbox first");
+            Flow::Continue
+        }
+        CommandBody::Close => close(s, d, &tag, true).await,
+        CommandBody::Unselect => close(s, d, &tag, false).await,
+        CommandBody::Expunge => expunge(s, d, &tag, None).await,
+        CommandBody::ExpungeUid { sequence_set } => expunge(s, d, &tag, Some(&sequence_set)).await,
+        CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. } => {
+            fetch(s, d, &tag, &sequence_set, &macro_or_item_names, uid).await
+        }
+        CommandBody::Store { sequence_set, kind, response, flags, uid, .. } => {
+            store(s, d, &tag, &sequence_set, kind, response, &flags, uid).await
+        }
+        CommandBody::Search { charset, criteria, uid } => {
+            let key = if criteria.as_ref().len() == 1 {
+                criteria.as_ref()[0].clone()
+            } else {
+                SearchKey::And(criteria.clone())
+            };
+            search(s, d, &tag, charset.as_ref(), &key, uid).await
+        }
+        CommandBody::Copy { sequence_set, mailbox, uid } => copy(s, d, &tag, &sequence_set, &mailbox, uid, false).await,
+        CommandBody::Move { sequence_set, mailbox, uid } => copy(s, d, &tag, &sequence_set, &mailbox, uid, true).await,
+        _ => {
+            s.bad(d, &tag, "command not supported");
+            Flow::Continue
+        }
+    };
+    // Every command in the selected state reports what changed meanwhile (RFC 3501 §7). The
+    // tagged response is already queued: updates must precede it, so they are spliced in front.
+    if selected_before && matches!(s.state, State::Selected { .. }) && matches!(flow, Flow::Continue) {
+        let tagged_at = last_line_start(d.out());
+        let tail = d.out().split_off(tagged_at);
+        if s.refresh(d, expunge_ok).await.is_err() {
+            return Flow::Close;
+        }
+        d.out().extend_from_slice(&tail);
+    }
+    if d.pending() > FLUSH_AT && d.flush().await.is_err() {
+        return Flow::Close;
+    }
+    flow
+}
+
+/// Start of the last line in the buffer (the tagged response just written).
+fn last_line_start(out: &[u8]) -> usize {
+    let body = out.strip_suffix(b"\r\n").unwrap_or(out);
+    body.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0)
+}
+
+fn db_no(s: &Session, d: &mut Driver, tag: &Tag<'_>, e: DbError) -> Flow {
+    tracing::warn!("imap: store error: {}", e.0);
+    let code = if e.0.contains("full") { "OVERQUOTA" } else { "SERVERBUG" };
+    s.no(d, tag, Some(code), &format!("store error: {}", e.0));
+    Flow::Continue
+}
+
+// ----- names -----
+
+/// The client's name for a mailbox argument, decoded from modified UTF-7 (raw UTF-8 is accepted too).
+fn client_name(m: &Mailbox<'_>) -> Option<String> {
+    match m {
+        Mailbox::Inbox => Some("INBOX".to_string()),
+        Mailbox::Other(o) => decode_name(o.inner().as_ref()),
+    }
+}
+
+fn decode_name(bytes: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    if s.is_ascii() { names::decode_mutf7(s) } else { Some(s.to_string()) }
+}
+
+/// A name as a quoted IMAP string (modified UTF-7 inside).
+fn quoted_name(client: &str) -> String {
+    if client == "INBOX" {
+        return "INBOX".to_string();
+    }
+    let enc = names::encode_mutf7(client);
+    let mut out = String::with_capacity(enc.len() + 2);
+    out.push('"');
+    for c in enc.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Resolves a mailbox argument to its store name; creates an account view's special folder on
+/// first use (DESIGN §3).
+async fn resolve_mailbox(
+    s: &mut Session,
+    m: &Mailbox<'_>,
+    create_special: bool,
+) -> DbResult<Option<(String, MailboxInfo)>> {
+    let Some(view) = s.view().cloned() else { return Ok(None) };
+    let Some(client) = client_name(m) else { return Ok(None) };
+    let Some(store_name) = view.to_store(&client) else { return Ok(None) };
+    let virt = view.virtual_specials();
+    let special =
+        (create_special && virt.contains(&store_name)).then(|| view.special_use(&client).map(str::to_string)).flatten();
+    let name = store_name.clone();
+    let info = s
+        .db(move |c| {
+            if let Some(i) = db::mailbox(c, &name)? {
+                return Ok(Some(i));
+            }
+            if let Some(su) = special {
+                db::create_mailbox(c, &name, Some(&su))?;
+                return Ok(db::mailbox(c, &name)?);
+            }
+            Ok(None)
+        })
+        .await?;
+    Ok(info.map(|i| (store_name, i)))
+}
+
+// ----- SELECT / EXAMINE -----
+
+async fn select(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>, read_only: bool) -> Flow {
+    let view = match &s.state {
+        State::Authenticated { view } | State::Selected { view, .. } => view.clone(),
+        State::NotAuthenticated => return Flow::Continue,
+    };
+    // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+    s.state = State::Authenticated { view: view.clone() };
+    let info = match resolve_mailbox(s, m, true).await {
+        Ok(Some((_, i))) => i,
+        Ok(None) => {
+            s.no(d, tag, Some("NONEXISTENT"), "no such mailbox");
+            return Flow::Continue;
+        }
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    let id = info.id;
+    let loaded = s
+        .db(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let info = db::mailbox_by_id(&tx, id)?.ok_or_else(|| DbError("the mailbox vanished".into()))?;
+            let uids = db::uids(&tx, id)?;
+            let unseen = db::first_unseen_uid(&tx, id)?;
+            let floor =
+                if read_only { info.recent_uid } else { db::claim_recent(&tx, id, uids.last().copied().unwrap_or(0))? };
+            tx.commit()?;
+            Ok((info, uids, unseen, floor))
+        })
+        .await;
+    let (info, uids, unseen, floor) = match loaded {
+        Ok(x) => x,
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    let recent: std::collections::HashSet<u32> = uids.iter().copied().filter(|u| *u > floor).collect();
+    let mb = Selected {
+        id,
+        name: info.name.clone(),
+        read_only,
+        uidvalidity: info.uidvalidity,
+        uids,
+        recent,
+        modseq: info.highestmodseq,
+        pending_expunge: Vec::new(),
+        own_modseqs: Vec::new(),
+    };
+    let out = d.out();
+    out.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");
+    if read_only {
+        out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] read-only\r\n");
+    } else {
+        out.extend_from_slice(
+            b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] flags and keywords are kept\r\n",
+        );
+    }
+    out.extend_from_slice(format!("* {} EXISTS\r\n* {} RECENT\r\n", mb.uids.len(), mb.recent.len()).as_bytes());
+    if let Some(seq) = unseen.and_then(|u| mb.seq_of(u)) {
+        out.extend_from_slice(format!("* OK [UNSEEN {seq}] first unseen\r\n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] predicted next UID\r\n",
+            info.uidvalidity,
+            info.uidnext.max(1)
+        )
+        .as_bytes(),
+    );
+    s.state = State::Selected { view, mb };
+    if read_only {
+        s.ok(d, tag, Some("READ-ONLY"), "EXAMINE completed");
+    } else {
+        s.ok(d, tag, Some("READ-WRITE"), "SELECT completed");
+    }
+    Flow::Continue
+}
+
+async fn close(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, expunge: bool) -> Flow {
+    let State::Selected { view, mb } = &s.state else { return Flow::Continue };
+    let (view, id, ro) = (view.clone(), mb.id, mb.read_only);
+    s.state = State::Authenticated { view };
+    if expunge && !ro {
+        // CLOSE expunges silently (RFC 3501 §6.4.2).
+        let r = s
+            .db(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let n = db::expunge_deleted(&tx, id, None)?;
+                tx.commit()?;
+                Ok(n.len())
+            })
+            .await;
+        match r {
+            Ok(n) if n > 0 => s.notify(),
+            Ok(_) => {}
+            Err(e) => return db_no(s, d, tag, e),
+        }
+    }
+    s.ok(d, tag, None, if expunge { "CLOSE completed" } else { "UNSELECT completed" });
+    Flow::Continue
+}
+
+// ----- CREATE / DELETE / RENAME / SUBSCRIBE -----
+
+fn protected(info: &MailboxInfo) -> Option<String> {
+    info.account.as_ref().map(|a| {
+        format!("\"{}\" is where account {a}'s mail arrives; to remove it, remove the account (popbridge account remove {a})", info.name)
+    })
+}
+
+async fn create(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>) -> Flow {
+    let Some(view) = s.view().cloned() else { return Flow::Continue };
+    let Some(client) = client_name(m) else {
+        s.no(d, tag, Some("CANNOT"), "not a valid mailbox name (modified UTF-7 expected)");
+        return Flow::Continue;
+    };
+    let client = client.trim_end_matches(DELIMITER).to_string();
+    if client.eq_ignore_ascii_case("INBOX") {
+        s.no(d, tag, Some("ALREADYEXISTS"), "INBOX always exists");
+        return Flow::Continue;
+    }
+    if !names::valid_new_name(&client) {
+        s.no(d, tag, Some("CANNOT"), "invalid mailbox name");
+        return Flow::Continue;
+    }
+    let Some(store_name) = view.to_store(&client) else {
+        s.no(d, tag, Some("CANNOT"), "invalid mailbox name");
+        return Flow::Continue;
+    };
+    let special =
+        view.special_use(&client).filter(|_| view.virtual_specials().contains(&store_name)).map(str::to_string);
+    let r = s
+        .db(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if db::mailbox(&tx, &store_name)?.is_some() {
+                return Ok(false);
+            }
+            // Superior names are created too (RFC 3501 §6.3.3).
+            let parts: Vec<&str> = store_name.split(DELIMITER).collect();
+            for i in 1..parts.len() {
+                let parent = parts[..i].join("/");
+                if db::mailbox(&tx, &parent)?.is_none() {
+                    db::create_mailbox(&tx, &parent, None)?;
+                }
+            }
+            db::create_mailbox(&tx, &store_name, special.as_deref())?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await;
+    match r {
+        Ok(true) => {
+            s.notify();
+            s.ok(d, tag, None, "CREATE completed");
+        }
+        Ok(false) => s.no(d, tag, Some("ALREADYEXISTS"), "mailbox already exists"),
+        Err(e) => return db_no(s, d, tag, e),
+    }
+    Flow::Continue
+}
+
+async fn delete(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>) -> Flow {
+    let info = match resolve_mailbox(s, m, false).await {
+        Ok(Some((_, i))) => i,
+        Ok(None) => {
+            s.no(d, tag, Some("NONEXISTENT"), "no such mailbox");
+            return Flow::Continue;
+        }
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    if info.name == "INBOX" {
+        s.no(d, tag, Some("CANNOT"), "INBOX cannot be deleted");
+        return Flow::Continue;
+    }
+    if let Some(why) = protected(&info) {
+        s.no(d, tag, Some("CANNOT"), &why);
+        return Flow::Continue;
+    }
+    let (id, name) = (info.id, info.name.clone());
+    let r = s
+        .db(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let children: i64 = tx.query_row(
+                "SELECT count(*) FROM mailboxes WHERE substr(name, 1, length(?1) + 1) = ?1 || '/'",
+                [&name],
+                |r| r.get(0),
+            )?;
+            if children > 0 {
+                return Ok(false);
+            }
+            db::delete_mailbox(&tx, id)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await;
+    match r {
+        Ok(true) => {
+            if let State::Selected { view, mb } = &s.state
+                && mb.id == id
+            {
+                s.state = State::Authenticated { view: view.clone() };
+            }
+            s.notify();
+            s.ok(d, tag, None, "DELETE completed");
+        }
+        Ok(false) => s.no(d, tag, Some("INUSE"), "the mailbox has subfolders: delete them first"),
+        Err(e) => return db_no(s, d, tag, e),
+    }
+    Flow::Continue
+}
+
+async fn rename(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Flow {
+    let Some(view) = s.view().cloned() else { return Flow::Continue };
+    let info = match resolve_mailbox(s, from, false).await {
+        Ok(Some((_, i))) => i,
+        Ok(None) => {
+            s.no(d, tag, Some("NONEXISTENT"), "no such mailbox");
+            return Flow::Continue;
+        }
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    if let Some(why) = protected(&info) {
+        s.no(d, tag, Some("CANNOT"), &why);
+        return Flow::Continue;
+    }
+    let Some(new_client) = client_name(to).map(|c| c.trim_end_matches(DELIMITER).to_string()) else {
+        s.no(d, tag, Some("CANNOT"), "not a valid mailbox name");
+        return Flow::Continue;
+    };
+    let Some(new_name) = view.to_store(&new_client).filter(|_| names::valid_new_name(&new_client)) else {
+        s.no(d, tag, Some("CANNOT"), "invalid mailbox name");
+        return Flow::Continue;
+    };
+    if new_name.starts_with(&format!("{}/", info.name)) {
+        s.no(d, tag, Some("CANNOT"), "a mailbox cannot be moved below itself");
+        return Flow::Continue;
+    }
+    let (old, id) = (info.name.clone(), info.id);
+    let r = s
+        .db(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if db::mailbox(&tx, &new_name)?.is_some() {
+                return Ok(false);
+            }
+            let parts: Vec<&str> = new_name.split(DELIMITER).collect();
+            for i in 1..parts.len() {
+                let parent = parts[..i].join("/");
+                if db::mailbox(&tx, &parent)?.is_none() {
+                    db::create_mailbox(&tx, &parent, None)?;
+                }
+            }
+            if old == "INBOX" {
+                // Renaming INBOX moves its messages to the new name; INBOX stays, empty (RFC 3501 §6.3.5).
+                let dst = db::create_mailbox(&tx, &new_name, None)?;
+                let pairs = db::copy(&tx, id, &[(1, u32::MAX)], dst)?;
+                let uids: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+                db::expunge_uids(&tx, id, &uids)?;
+            } else {
+                db::rename_mailbox(&tx, &old, &new_name)?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+        .await;
+    match r {
+        Ok(true) => {
+            s.notify();
+            s.ok(d, tag, None, "RENAME completed");
+        }
+        Ok(false) => s.no(d, tag, Some("ALREADYEXISTS"), "a mailbox with the new name exists"),
+        Err(e) => return db_no(s, d, tag, e),
+    }
+    Flow::Continue
+}
+
+async fn subscribe(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>, on: bool) -> Flow {
+    match resolve_mailbox(s, m, true).await {
+        Ok(Some((name, _))) => match s.db(move |c| Ok(db::set_subscribed(c, &name, on)?)).await {
+            Ok(_) => s.ok(d, tag, None, "completed"),
+            Err(e) => return db_no(s, d, tag, e),
+        },
+        Ok(None) if !on => s.ok(d, tag, None, "completed"),
+        Ok(None) => s.no(d, tag, Some("NONEXISTENT"), "no such mailbox"),
+        Err(e) => return db_no(s, d, tag, e),
+    }
+    Flow::Continue
+}
+
+// ----- LIST / LSUB / STATUS -----
+
+async fn list(
+    s: &mut Session,
+    d: &mut Driver,
+    tag: &Tag<'_>,
+    reference: &Mailbox<'_>,
+    pattern: &ListMailbox<'_>,
+    lsub: bool,
+) -> Flow {
+    let Some(view) = s.view().cloned() else { return Flow::Continue };
+    let cmd = if lsub { "LSUB" } else { "LIST" };
+    let pattern_bytes: &[u8] = match pattern {
+        ListMailbox::Token(t) => t.as_ref(),
+        ListMailbox::String(st) => st.as_ref(),
+    };
+    let reference = match reference {
+        Mailbox::Inbox => "INBOX".to_string(),
+        Mailbox::Other(o) => decode_name(o.inner().as_ref()).unwrap_or_default(),
+    };
+    let Some(pattern) = decode_name(pattern_bytes) else {
+        s.ok(d, tag, None, &format!("{cmd} completed"));
+        return Flow::Continue;
+    };
+    if pattern.is_empty() && !lsub {
+        // The hierarchy delimiter and root (RFC 3501 §6.3.8).
+        d.out().extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
+        s.ok(d, tag, None, "LIST completed");
+        return Flow::Continue;
+    }
+    let full = format!("{reference}{pattern}");
+    let all = match s.db(|c| Ok(db::mailboxes(c)?)).await {
+        Ok(a) => a,
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    // (client name, subscribed, special-use from the store)
+    let mut shown: Vec<(String, bool, Option<String>)> =
+        all.iter().filter_map(|m| view.to_client(&m.name).map(|c| (c, m.subscribed, m.special_use.clone()))).collect();
+    for v in view.virtual_specials() {
+        if let Some(c) = view.to_client(&v)
+            && !shown.iter().any(|(n, _, _)| *n == c)
+        {
+            shown.push((c, true, None));
+        }
+    }
+    shown.sort_by(|a, b| (a.0 != "INBOX", &a.0).cmp(&(b.0 != "INBOX", &b.0)));
+    let names: Vec<String> = shown.iter().map(|x| x.0.clone()).collect();
+    let out = d.out();
+    for (name, subscribed, special) in &shown {
+        if lsub && !subscribed {
+            continue;
+        }
+        if !names::list_match(&full, name) {
+            continue;
+        }
+        let has_children = names
+            .iter()
+            .any(|n| n.len() > name.len() && n.starts_with(name.as_str()) && n[name.len()..].starts_with(DELIMITER));
+        let mut attrs = vec![if has_children { "\\HasChildren" } else { "\\HasNoChildren" }.to_string()];
+        let su = match view {
+            View::Combined => special.clone().filter(|_| !name.contains(DELIMITER)),
+            View::Account { .. } => view.special_use(name).map(str::to_string),
+        };
+        if let Some(su) = su {
+            attrs.push(su);
+        }
+        out.extend_from_slice(format!("* {cmd} ({}) \"/\" {}\r\n", attrs.join(" "), quoted_name(name)).as_bytes());
+    }
+    s.ok(d, tag, None, &format!("{cmd} completed"));
+    Flow::Continue
+}
+
+async fn status(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>, items: &[StatusDataItemName]) -> Flow {
+    let (client, info) = match resolve_mailbox(s, m, true).await {
+        Ok(Some((_, i))) => (client_name(m).unwrap_or_default(), i),
+        Ok(None) => {
+            s.no(d, tag, Some("NONEXISTENT"), "no such mailbox");
+            return Flow::Continue;
+        }
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    let id = info.id;
+    let counts = s
+        .db(move |c| {
+            let recent: i64 = c.query_row(
+                "SELECT count(*) FROM messages WHERE mailbox_id = ?1 AND uid > (SELECT recent_uid FROM mailboxes WHERE id = ?1)",
+                [id],
+                |r| r.get(0),
+            )?;
+            let deleted: i64 = c.query_row("SELECT count(*) FROM messages WHERE mailbox_id = ?1 AND flags & 8 != 0", [id], |r| r.get(0))?;
+            Ok((recent, deleted))
+        })
+        .await;
+    let (recent, deleted) = match counts {
+        Ok(x) => x,
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    let mut parts = Vec::new();
+    for it in items {
+        match it {
+            StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", info.messages)),
+            StatusDataItemName::Recent => parts.push(format!("RECENT {recent}")),
+            StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", info.uidnext.max(1))),
+            StatusDataItemName::UidValidity => parts.push(format!("UIDVALIDITY {}", info.uidvalidity)),
+            StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", info.unseen)),
+            StatusDataItemName::Deleted => parts.push(format!("DELETED {deleted}")),
+            _ => {}
+        }
+    }
+    let shown = if client.eq_ignore_ascii_case("INBOX") { "INBOX".to_string() } else { client };
+    d.out().extend_from_slice(format!("* STATUS {} ({})\r\n", quoted_name(&shown), parts.join(" ")).as_bytes());
+    s.ok(d, tag, None, "STATUS completed");
+    Flow::Continue
+}
+
+// ----- APPEND -----
+
+/// Flags and keywords of a flag list; `\Recent` cannot be stored and is ignored.
+fn flag_bits(flags: &[Flag<'_>]) -> (u8, Vec<String>) {
+    let mut bits = 0u8;
+    let mut kw = Vec::new();
+    for f in flags {
+        match f {
+            Flag::Seen => bits |= flag::SEEN,
+            Flag::Answered => bits |= flag::ANSWERED,
+            Flag::Flagged => bits |= flag::FLAGGED,
+            Flag::Deleted => bits |= flag::DELETED,
+            Flag::Draft => bits |= flag::DRAFT,
+            Flag::Keyword(a) => kw.push(a.as_ref().to_string()),
+            Flag::Extension(_) => {}
+        }
+    }
+    (bits, kw)
+}
+
+fn timestamp(dt: &DateTime) -> Timestamp {
+    let c = dt.as_ref();
+    Timestamp { unix: c.timestamp(), offset_minutes: c.offset().local_minus_utc() / 60 }
+}
+
+async fn append(
+    s: &mut Session,
+    d: &mut Driver,
+    tag: &Tag<'_>,
+    m: &Mailbox<'_>,
+    flags: &[Flag<'_>],
+    date: Option<&DateTime>,
+    data: Vec<u8>,
+) -> Flow {
+    let info = match resolve_mailbox(s, m, true).await {
+        Ok(Some((_, i))) => i,
+        Ok(None) => {
+            s.no(d, tag, Some("TRYCREATE"), "no such mailbox");
+            return Flow::Continue;
+        }
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    let (bits, kw) = flag_bits(flags);
+    let date = date.map(timestamp);
+    let id = info.id;
+    let r = s
+        .db(move |c| {
+            // Parse before taking the write lock.
+            let meta = MessageMeta::extract(&data);
+            let date = date.unwrap_or_else(|| Timestamp { unix: crate::store::now(), offset_minutes: 0 });
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let uid = db::append(&tx, id, &data, &meta, bits, &kw, date)?;
+            let uv: i64 = tx.query_row("SELECT uidvalidity FROM mailboxes WHERE id = ?1", [id], |r| r.get(0))?;
+            tx.commit()?;
+            Ok((uv, uid))
+        })
+        .await;
+    match r {
+        Ok((uv, uid)) => {
+            s.notify();
+            s.ok(d, tag, Some(&format!("APPENDUID {uv} {uid}")), "APPEND completed");
+        }
+        Err(e) => return db_no(s, d, tag, e),
+    }
+    Flow::Continue
+}
+
+// ----- sequence sets -----
+
+pub enum SetError {
+    OutOfRange,
+}
+
+/// (sequence number, UID) of the messages a set addresses, ascending. Sequence numbers beyond the
+/// mailbox are an error (RFC 3501 §9 seq-number); UIDs not in the mailbox are simply absent, and
+/// `n:*` always includes the highest UID (RFC 3501 §6.4.8).
+pub fn resolve_set(mb: &Selected, set: &SequenceSet, uid: bool) -> Result<Vec<(u32, u32)>, SetError> {
+    let n = mb.uids.len() as u32;
+    let mut out = Vec::new();
+    if uid {
+        let max = mb.max_uid();
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        for seq in set.0.as_ref() {
+            let v = |x: &SeqOrUid| match x {
+                SeqOrUid::Value(v) => v.get(),
+                SeqOrUid::Asterisk => max,
+            };
+            let (a, b) = match seq {
+                Sequence::Single(x) => (v(x), v(x)),
+                Sequence::Range(x, y) => (v(x).min(v(y)), v(x).max(v(y))),
+            };
+            ranges.push((a, b));
+        }
+        for (i, u) in mb.uids.iter().enumerate() {
+            if ranges.iter().any(|(a, b)| (*a..=*b).contains(u)) {
+                out.push((i as u32 + 1, *u));
+            }
+        }
+        return Ok(out);
+    }
+    let mut seqs: Vec<u32> = Vec::new();
+    for seq in set.0.as_ref() {
+        let v = |x: &SeqOrUid| match x {
+            SeqOrUid::Value(v) => v.get(),
+            SeqOrUid::Asterisk => n,
+        };
+        let (a, b) = match seq {
+            Sequence::Single(x) => (v(x), v(x)),
+            Sequence::Range(x, y) => (v(x).min(v(y)), v(x).max(v(y))),
+        };
+        if a == 0 || b > n {
+            return Err(SetError::OutOfRange);
+        }
+        seqs.extend(a..=b);
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    for s in seqs {
+        out.push((s, mb.uids[s as usize - 1]));
+    }
+    Ok(out)
+}
+
+/// Contiguous UID ranges covering `uids` (ascending), for `BETWEEN` queries.
+fn uid_ranges(uids: &[u32]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for &u in uids {
+        match out.last_mut() {
+            Some((_, b)) if *b + 1 == u => *b = u,
+            _ => out.push((u, u)),
+        }
+    }
+    out
+}
+
+/// Ranges in the `1:3,7` form (for COPYUID).
+fn set_text(uids: &[u32]) -> String {
+    uid_ranges(uids)
+        .iter()
+        .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}:{b}") })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The selected mailbox's id, whether it is read-only, and the (seq, UID) pairs a set addresses.
+type Targets = (i64, bool, Vec<(u32, u32)>);
+
+fn targets(s: &Session, set: &SequenceSet, uid: bool) -> Result<Targets, SetError> {
+    match &s.state {
+        State::Selected { mb, .. } => resolve_set(mb, set, uid).map(|t| (mb.id, mb.read_only, t)),
+        _ => Ok((0, true, Vec::new())),
+    }
+}
+
+// ----- FETCH -----
+
+async fn fetch(
+    s: &mut Session,
+    d: &mut Driver,
+    tag: &Tag<'_>,
+    set: &SequenceSet,
+    items: &MacroOrMessageDataItemNames<'_>,
+    uid: bool,
+) -> Flow {
+    let plan = match FetchPlan::new(items, uid) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            s.bad(d, tag, &e);
+            return Flow::Continue;
+        }
+    };
+    let (id, read_only, targets) = match targets(s, set, uid) {
+        Ok(t) => t,
+        Err(SetError::OutOfRange) => {
+            s.bad(d, tag, "invalid message sequence number");
+            return Flow::Continue;
+        }
+    };
+    let mut i = 0;
+    while i < targets.len() {
+        let chunk: Vec<(u32, u32, bool)> = {
+            let State::Selected { mb, .. } = &s.state else { break };
+            targets[i..(i + FETCH_BATCH).min(targets.len())]
+                .iter()
+                .map(|(sq, u)| (*sq, *u, mb.recent.contains(u)))
+                .collect()
+        };
+        let plan2 = plan.clone();
+        let r = s.db(move |c| fetch_batch(c, id, read_only, &plan2, &chunk)).await;
+        match r {
+            Ok((bytes, done, seen_modseq)) => {
+                if let (Some(m), State::Selected { mb, .. }) = (seen_modseq, &mut s.state) {
+                    mb.own_modseqs.push(m);
+                    s.notify();
+                }
+                d.out().extend_from_slice(&bytes);
+                i += done.max(1);
+            }
+            Err(e) => return db_no(s, d, tag, e),
+        }
+        if d.pending() > FLUSH_AT && d.flush().await.is_err() {
+            return Flow::Close;
+        }
+    }
+    s.ok(d, tag, None, "FETCH completed");
+    Flow::Continue
+}
+
+/// Encodes FETCH responses for up to a batch of messages (fewer when their bodies are big).
+/// Returns the bytes, how many targets were handled, and the MODSEQ of an implicit \Seen update.
+fn fetch_batch(
+    c: &mut rusqlite::Connection,
+    id: i64,
+    read_only: bool,
+    plan: &FetchPlan,
+    chunk: &[(u32, u32, bool)],
+) -> DbResult<(Vec<u8>, usize, Option<u64>)> {
+    let uids: Vec<u32> = chunk.iter().map(|x| x.1).collect();
+    let mut rows = db::rows(c, id, &uid_ranges(&uids))?;
+    let mut seen_modseq = None;
+    let mut newly_seen: Vec<u32> = Vec::new();
+    if plan.sets_seen() && !read_only {
+        newly_seen = rows.iter().filter(|r| r.flags & flag::SEEN == 0).map(|r| r.uid).collect();
+        if !newly_seen.is_empty() {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (updated, _) = db::store_flags(&tx, id, &uid_ranges(&newly_seen), FlagOp::Add, flag::SEEN, &[])?;
+            tx.commit()?;
+            seen_modseq = updated.first().map(|r| r.modseq);
+            for u in updated {
+                if let Ok(i) = rows.binary_search_by_key(&u.uid, |r| r.uid) {
+                    rows[i] = u;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut bytes = 0u64;
+    let mut done = 0;
+    for &(seq, uid, recent) in chunk {
+        done += 1;
+        let Ok(i) = rows.binary_search_by_key(&uid, |r| r.uid) else { continue };
+        let row: &MessageRow = &rows[i];
+        let meta = if plan.needs_meta() { db::meta(c, row.body_id)? } else { None };
+        let raw = if plan.needs_raw() { db::raw(c, row.body_id)? } else { None };
+        bytes += raw.as_ref().map(|r| r.len() as u64).unwrap_or(0);
+        let input = FetchInput {
+            seq,
+            row,
+            recent,
+            meta: meta.as_ref(),
+            raw: raw.as_deref(),
+            seen_changed: newly_seen.binary_search(&uid).is_ok(),
+        };
+        super::fetch::encode(plan, &input, &mut out);
+        if bytes >= FETCH_BATCH_BYTES {
+            break;
+        }
+    }
+    Ok((out, done, seen_modseq))
+}
+
+// ----- STORE -----
+
+#[allow(clippy::too_many_arguments)]
+async fn store(
+    s: &mut Session,
+    d: &mut Driver,
+    tag: &Tag<'_>,
+    set: &SequenceSet,
+    kind: StoreType,
+    response: StoreResponse,
+    flags: &[Flag<'_>],
+    uid: bool,
+) -> Flow {
+    let (id, read_only, targets) = match targets(s, set, uid) {
+        Ok(t) => t,
+        Err(SetError::OutOfRange) => {
+            s.bad(d, tag, "invalid message sequence number");
+            return Flow::Continue;
+        }
+    };
+    if read_only {
+        s.no(d, tag, Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
+        return Flow::Continue;
+    }
+    let op = match kind {
+        StoreType::Replace => FlagOp::Replace,
+        StoreType::Add => FlagOp::Add,
+        StoreType::Remove => FlagOp::Remove,
+    };
+    let (bits, kw) = flag_bits(flags);
+    let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
+    let ranges = uid_ranges(&uids);
+    let r = s
+        .db(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (rows, changed) = db::store_flags(&tx, id, &ranges, op, bits, &kw)?;
+            tx.commit()?;
+            Ok((rows, changed))
+        })
+        .await;
+    let (rows, changed) = match r {
+        Ok(x) => x,
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    let State::Selected { mb, .. } = &mut s.state else { return Flow::Continue };
+    if let Some(m) = rows.iter().map(|r| r.modseq).max() {
+        mb.own_modseqs.push(m);
+    }
+    if matches!(response, StoreResponse::Answer) {
+        let out = d.out();
+        for r in &rows {
+            let Some(seq) = mb.seq_of(r.uid) else { continue };
+            let mut line = format!("* {seq} FETCH (").into_bytes();
+            if uid {
+                line.extend_from_slice(format!("UID {} ", r.uid).as_bytes());
+            }
+            line.extend_from_slice(b"FLAGS ");
+            super::fetch::write_flags(r.flags, &r.keywords, mb.recent.contains(&r.uid), &mut line);
+            line.extend_from_slice(b")\r\n");
+            out.extend_from_slice(&line);
+        }
+    }
+    if changed > 0 {
+        s.notify();
+    }
+    s.ok(d, tag, None, "STORE completed");
+    Flow::Continue
+}
+
+// ----- COPY / MOVE -----
+
+#[allow(clippy::too_many_arguments)]
+async fn copy(
+    s: &mut Session,
+    d: &mut Driver,
+    tag: &Tag<'_>,
+    set: &SequenceSet,
+    m: &Mailbox<'_>,
+    uid: bool,
+    mv: bool,
+) -> Flow {
+    let (src, read_only, targets) = match targets(s, set, uid) {
+        Ok(t) => t,
+        Err(SetError::OutOfRange) => {
+            s.bad(d, tag, "invalid message sequence number");
+            return Flow::Continue;
+        }
+    };
+    if mv && read_only {
+        s.no(d, tag, Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
+        return Flow::Continue;
+    }
+    let dst = match resolve_mailbox(s, m, true).await {
+        Ok(Some((_, i))) => i,
+        Ok(None) => {
+            s.no(d, tag, Some("TRYCREATE"), "no such mailbox");
+            return Flow::Continue;
+        }
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
+    let ranges = uid_ranges(&uids);
+    let dst_id = dst.id;
+    let r = s
+        .db(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let pairs = if ranges.is_empty() { Vec::new() } else { db::copy(&tx, src, &ranges, dst_id)? };
+            let moved = if mv {
+                let from: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+                db::expunge_uids(&tx, src, &from)?
+            } else {
+                Vec::new()
+            };
+            tx.commit()?;
+            Ok((pairs, moved))
+        })
+        .await;
+    let (pairs, moved) = match r {
+        Ok(x) => x,
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    if !pairs.is_empty() {
+        s.notify();
+    }
+    let code = if pairs.is_empty() {
+        None
+    } else {
+        let from: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        let to: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        Some(format!("COPYUID {} {} {}", dst.uidvalidity, set_text(&from), set_text(&to)))
+    };
+    if mv {
+        // RFC 6851: COPYUID in an untagged OK before the EXPUNGEs.
+        if let Some(c) = &code {
+            d.out().extend_from_slice(format!("* OK [{c}] moved\r\n").as_bytes());
+        }
+        if let State::Selected { mb, .. } = &mut s.state {
+            let out = d.out();
+            for u in moved {
+                if let Ok(i) = mb.uids.binary_search(&u) {
+                    mb.uids.remove(i);
+                    mb.recent.remove(&u);
+                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
+                }
+            }
+        }
+        s.ok(d, tag, None, "MOVE completed");
+    } else {
+        s.ok(d, tag, code.as_deref(), "COPY completed");
+    }
+    Flow::Continue
+}
+
+// ----- EXPUNGE -----
+
+async fn expunge(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, set: Option<&SequenceSet>) -> Flow {
+    let State::Selected { mb, .. } = &s.state else { return Flow::Continue };
+    if mb.read_only {
+        s.no(d, tag, Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
+        return Flow::Continue;
+    }
+    let id = mb.id;
+    let only = match set {
+        Some(set) => match resolve_set(mb, set, true) {
+            Ok(t) => Some(uid_ranges(&t.iter().map(|x| x.1).collect::<Vec<_>>())),
+            Err(_) => Some(Vec::new()),
+        },
+        None => None,
+    };
+    if only.as_ref().is_some_and(|o| o.is_empty()) {
+        s.ok(d, tag, None, "EXPUNGE completed");
+        return Flow::Continue;
+    }
+    let r = s
+        .db(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let gone = db::expunge_deleted(&tx, id, only.as_deref())?;
+            tx.commit()?;
+            Ok(gone)
+        })
+        .await;
+    let gone = match r {
+        Ok(g) => g,
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    if let State::Selected { mb, .. } = &mut s.state {
+        let out = d.out();
+        for u in &gone {
+            if let Ok(i) = mb.uids.binary_search(u) {
+                mb.uids.remove(i);
+                mb.recent.remove(u);
+                out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
+            }
+        }
+    }
+    if !gone.is_empty() {
+        s.notify();
+    }
+    s.ok(d, tag, None, "EXPUNGE completed");
+    Flow::Continue
+}
+
+// ----- SEARCH -----
+
+async fn search(
+    s: &mut Session,
+    d: &mut Driver,
+    tag: &Tag<'_>,
+    charset: Option<&imap_next::imap_types::core::Charset<'_>>,
+    key: &SearchKey<'_>,
+    uid: bool,
+) -> Flow {
+    let query = match SearchQuery::new(key, charset) {
+        Ok(q) => Arc::new(q),
+        Err(e) => {
+            match e {
+                super::search::SearchError::BadCharset => {
+                    s.no(d, tag, Some("BADCHARSET (UTF-8 US-ASCII)"), "supported charsets: UTF-8, US-ASCII")
+                }
+                super::search::SearchError::Unsupported => s.bad(d, tag, "search key not supported"),
+                other => s.bad(d, tag, &other.to_string()),
+            }
+            return Flow::Continue;
+        }
+    };
+    let State::Selected { mb, .. } = &s.state else { return Flow::Continue };
+    let (id, uids, recent) = (mb.id, mb.uids.clone(), mb.recent.clone());
+    let r = s
+        .db(move |c| {
+            let needs = query.needs();
+            let rows = db::rows(c, id, &uid_ranges(&uids))?;
+            let ctx = SearchContext { max_seq: uids.len() as u32, max_uid: uids.last().copied().unwrap_or(0) };
+            let mut hits = Vec::new();
+            for r in &rows {
+                let Ok(i) = uids.binary_search(&r.uid) else { continue };
+                let seq = i as u32 + 1;
+                let recent = recent.contains(&r.uid);
+                // Flags, sizes, dates and sets decide most searches without touching bodies.
+                let hit = match query.decide(&Candidate::new(seq, r, recent), &ctx) {
+                    Some(h) => h,
+                    None => {
+                        let meta = if needs.meta || needs.headers { db::meta(c, r.body_id)? } else { None };
+                        let raw = if needs.text || needs.headers { db::raw(c, r.body_id)? } else { None };
+                        let header = match (&raw, &meta) {
+                            (Some(raw), Some(m)) => raw.get(..(m.header_len as usize).min(raw.len())),
+                            (Some(raw), None) => Some(&raw[..]),
+                            _ => None,
+                        };
+                        let text = if needs.text { raw.as_deref().map(SearchText::from_raw) } else { None };
+                        let cand = Candidate { seq, row: r, recent, meta: meta.as_ref(), header, text: text.as_ref() };
+                        query.matches(&cand, &ctx)
+                    }
+                };
+                if hit {
+                    hits.push(if uid { r.uid } else { seq });
+                }
+            }
+            Ok(hits)
+        })
+        .await;
+    match r {
+        Ok(hits) => {
+            let mut line = String::from("* SEARCH");
+            for h in hits {
+                line.push(' ');
+                line.push_str(&h.to_string());
+            }
+            line.push_str("\r\n");
+            d.out().extend_from_slice(line.as_bytes());
+            s.ok(d, tag, None, "SEARCH completed");
+        }
+        Err(e) => return db_no(s, d, tag, e),
+    }
+    Flow::Continue
+}
+
+#[allow(dead_code)]
+fn nonzero(v: u32) -> Option<NonZeroU32> {
+    NonZeroU32::new(v)
+}
+
+#[allow(dead_code)]
+fn astring_bytes<'a>(a: &'a AString<'_>) -> &'a [u8] {
+    a.as_ref()
+}

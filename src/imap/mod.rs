@@ -1,0 +1,18 @@
+//! The local IMAP server (RFC 3501 + IDLE, UIDPLUS, MOVE, UNSELECT, ENABLE, ID, NAMESPACE,
+//! LITERAL+, SASL-IR, CHILDREN, SPECIAL-USE) over the store.
+//!
+//! - `server`: listeners, the connection cap, what sessions share (credentials, TLS, throttle).
+//! - `session`: one connection's state machine, its store connection, keeping the client in step.
+//! - `auth`: LOGIN / AUTHENTICATE and the per-login views.
+//! - `commands`: every command after parsing (mailbox and message commands).
+//! - `fetch`: FETCH responses encoded straight from the stored bytes and metadata.
+//! - `search`: SEARCH evaluation.
+//! - `message`: a message row as the protocol sees it; `names`: modified UTF-7, views, LIST patterns.
+pub mod auth;
+pub mod commands;
+pub mod fetch;
+pub mod message;
+pub mod names;
+pub mod search;
+pub mod server;
+pub mod session;

@@ -1,0 +1,524 @@
+//! One IMAP connection: the state machine (RFC 3501 §3), its store connection, and the rules for
+//! when changes made elsewhere (fetchers, other sessions) reach this client.
+//!
+//! Responses are written by the session itself into the driver's output buffer, in order; imap-next
+//! parses commands and handles literals, AUTHENTICATE and IDLE continuations.
+//!
+//! Changes from elsewhere: the store's change feed says "something changed"; the session then asks
+//! the store what changed since the MODSEQ its client knows ([`Session::refresh`]) and reports new
+//! messages (EXISTS/RECENT), flag changes (FETCH) and expunges (EXPUNGE). Nothing is queued per
+//! session, so a slow client can never hold up a writer — the store itself is the queue. Expunges
+//! are held back while a FETCH, STORE or SEARCH (by sequence number) is in progress, and while no
+//! command is (RFC 3501 §7.4.1), except in IDLE.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imap_codec::encode::Encoder;
+use imap_next::imap_types::{
+    command::{Command, CommandBody},
+    core::Tag,
+    response::{Greeting, Response},
+};
+use imap_next::server::{Error as ServerError, Event, Options, Server};
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+use super::names::View;
+use super::server::Shared;
+use crate::net::imap::{Driver, ServerIo};
+use crate::store::imap as db;
+
+/// RFC 3501 §5.4: an autologout timer must be at least 30 minutes.
+pub const AUTOLOGOUT: Duration = Duration::from_secs(30 * 60);
+/// How often an idling session looks for commits by other processes (`PRAGMA data_version`).
+/// In-process writers (the daemon's fetchers, other sessions) wake it at once.
+pub const IDLE_POLL: Duration = Duration::from_millis(250);
+/// A keep-alive during IDLE, so NAT boxes and the client know the connection is alive.
+pub const IDLE_KEEPALIVE: Duration = Duration::from_secs(120);
+/// Largest APPEND literal and command accepted (imap-next refuses bigger ones with BAD itself).
+pub const MAX_LITERAL: u32 = 64 * 1024 * 1024;
+
+pub const CAPS_COMMON: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE";
+pub const CAPS_AUTHENTICATED: &str =
+    "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE";
+
+pub enum Outcome {
+    Close,
+    StartTls,
+}
+
+/// The selected mailbox as this session's client knows it.
+pub struct Selected {
+    pub id: i64,
+    /// The store name and the name the client used.
+    pub name: String,
+    pub read_only: bool,
+    pub uidvalidity: u32,
+    /// Sequence number − 1 → UID, ascending.
+    pub uids: Vec<u32>,
+    pub recent: HashSet<u32>,
+    /// The MODSEQ up to which the client has been told everything (except `pending_expunge`).
+    pub modseq: u64,
+    /// Expunged in the store, not yet reported (an EXPUNGE was not allowed at that moment).
+    pub pending_expunge: Vec<u32>,
+    /// MODSEQs of this session's own STOREs: already answered, not echoed again.
+    pub own_modseqs: Vec<u64>,
+}
+
+impl Selected {
+    pub fn seq_of(&self, uid: u32) -> Option<u32> {
+        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    }
+    pub fn max_uid(&self) -> u32 {
+        self.uids.last().copied().unwrap_or(0)
+    }
+}
+
+pub enum State {
+    NotAuthenticated,
+    Authenticated { view: View },
+    Selected { view: View, mb: Selected },
+}
+
+/// An AUTHENTICATE exchange in progress.
+pub enum SaslStep {
+    Plain { tag: Tag<'static> },
+    LoginUser { tag: Tag<'static> },
+    LoginPassword { tag: Tag<'static>, user: String },
+}
+
+pub struct Session {
+    pub shared: Arc<Shared>,
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub state: State,
+    pub sasl: Option<SaslStep>,
+    db: Option<Connection>,
+    changes: watch::Receiver<u64>,
+    data_version: i64,
+}
+
+#[derive(Debug)]
+pub struct DbError(pub String);
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> DbError {
+        DbError(e.to_string())
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+pub fn options() -> Options {
+    let mut o = Options::default();
+    o.max_literal_size = MAX_LITERAL;
+    o.max_command_size = MAX_LITERAL + 64 * 1024;
+    let _ = o.set_literal_accept_text("ready for literal data".into());
+    let _ = o.set_literal_reject_text("literal too large".into());
+    o
+}
+
+fn greeting_text(caps: &str) -> String {
+    format!("[CAPABILITY {caps}] popbridge ready")
+}
+
+pub async fn serve(
+    shared: Arc<Shared>,
+    io: ServerIo,
+    peer: SocketAddr,
+    tls: bool,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let changes = shared.changes.subscribe();
+    let mut session =
+        Session { shared, peer, tls, state: State::NotAuthenticated, sasl: None, db: None, changes, data_version: 0 };
+    let caps = session.capabilities();
+    let text = greeting_text(&caps);
+    let Ok(greeting) = Greeting::ok(None, &text) else { return };
+    let mut driver = Driver::new(io);
+    let mut server = Server::new(options(), greeting.into_static_owned());
+    loop {
+        match session.run(&mut driver, &mut server, &mut shutdown).await {
+            Outcome::Close => {
+                driver.close().await;
+                return;
+            }
+            Outcome::StartTls => {
+                let ServerIo::Plain(tcp) = driver.into_io() else { return };
+                let Some(acceptor) = session.shared.tls.clone() else { return };
+                let tls = match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    _ => return,
+                };
+                driver = Driver::new(ServerIo::Tls(Box::new(tls)));
+                // A fresh parser: plaintext the client sent after STARTTLS (an injection attempt,
+                // CVE-2011-0411 class) died with the old one. Its greeting is discarded unsent.
+                let Ok(g) = Greeting::ok(None, "unused") else { return };
+                server = Server::new(options(), g.into_static_owned());
+                let _ = imap_next::State::next(&mut server);
+                let _ = imap_next::State::next(&mut server);
+                session.tls = true;
+            }
+        }
+    }
+}
+
+/// Makes a greeting `'static` by round-tripping its text (imap-types' `into_static` needs a trait in scope).
+trait IntoStaticOwned {
+    fn into_static_owned(self) -> Greeting<'static>;
+}
+impl IntoStaticOwned for Greeting<'_> {
+    fn into_static_owned(self) -> Greeting<'static> {
+        use imap_next::imap_types::IntoStatic;
+        self.into_static()
+    }
+}
+
+impl Session {
+    pub fn capabilities(&self) -> String {
+        match self.state {
+            State::NotAuthenticated => {
+                let mut c = format!("{CAPS_COMMON} AUTH=PLAIN AUTH=LOGIN");
+                if !self.tls && self.shared.tls.is_some() {
+                    c.push_str(" STARTTLS");
+                }
+                c
+            }
+            _ => CAPS_AUTHENTICATED.to_string(),
+        }
+    }
+
+    /// Runs commands until the connection should close or switch to TLS.
+    async fn run(&mut self, d: &mut Driver, server: &mut Server, shutdown: &mut watch::Receiver<bool>) -> Outcome {
+        loop {
+            let ev = tokio::select! {
+                r = tokio::time::timeout(AUTOLOGOUT, d.next(server)) => r,
+                _ = shutdown.changed() => {
+                    d.out().extend_from_slice(b"* BYE popbridge is shutting down\r\n");
+                    return Outcome::Close;
+                }
+            };
+            let ev = match ev {
+                Err(_) => {
+                    d.out().extend_from_slice(b"* BYE autologout: idle for 30 minutes\r\n");
+                    return Outcome::Close;
+                }
+                Ok(Err(_io)) => return Outcome::Close,
+                Ok(Ok(Err(e))) => {
+                    self.protocol_error(d, e);
+                    continue;
+                }
+                Ok(Ok(Ok(ev))) => ev,
+            };
+            let flow = match ev {
+                Event::GreetingSent { .. } | Event::ResponseSent { .. } => Flow::Continue,
+                Event::CommandReceived { command } => self.command(d, server, command).await,
+                Event::CommandAuthenticateReceived { command_authenticate } => {
+                    self.authenticate_start(d, server, command_authenticate).await
+                }
+                Event::AuthenticateDataReceived { authenticate_data } => {
+                    self.authenticate_data(d, server, authenticate_data).await
+                }
+                Event::IdleCommandReceived { tag } => self.idle(d, server, tag, shutdown).await,
+                Event::IdleDoneReceived => Flow::Continue,
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Close => return Outcome::Close,
+                Flow::StartTls => {
+                    if d.flush().await.is_err() {
+                        return Outcome::Close;
+                    }
+                    return Outcome::StartTls;
+                }
+            }
+        }
+    }
+
+    /// A command imap-next could not parse: answer BAD (tagged if a tag can be found) and go on.
+    fn protocol_error(&mut self, d: &mut Driver, e: ServerError) {
+        let (bytes, what) = match &e {
+            ServerError::LiteralTooLong { .. } => return, // imap-next already answered BAD
+            ServerError::MalformedMessage { discarded_bytes } => {
+                (discarded_bytes, "syntax error, or a command popbridge does not support")
+            }
+            ServerError::ExpectedCrlfGotLf { discarded_bytes } => (discarded_bytes, "lines must end with CRLF"),
+            ServerError::CommandTooLong { discarded_bytes } => (discarded_bytes, "command too long"),
+        };
+        let raw = bytes.declassify();
+        let tag = raw
+            .iter()
+            .position(|b| *b == b' ')
+            .map(|p| &raw[..p])
+            .filter(|t| !t.is_empty() && Tag::try_from(*t).is_ok())
+            .and_then(|t| std::str::from_utf8(t).ok());
+        let line = match tag {
+            Some(t) => format!("{t} BAD {what}\r\n"),
+            None => format!("* BAD {what}\r\n"),
+        };
+        d.out().extend_from_slice(line.as_bytes());
+    }
+
+    // ----- output helpers -----
+
+    pub fn ok(&self, d: &mut Driver, tag: &Tag<'_>, code: Option<&str>, text: &str) {
+        status(d, tag.as_ref(), "OK", code, text);
+    }
+    pub fn no(&self, d: &mut Driver, tag: &Tag<'_>, code: Option<&str>, text: &str) {
+        status(d, tag.as_ref(), "NO", code, text);
+    }
+    pub fn bad(&self, d: &mut Driver, tag: &Tag<'_>, text: &str) {
+        status(d, tag.as_ref(), "BAD", None, text);
+    }
+
+    /// Encodes a typed response with imap-codec (LIST, STATUS… — anything with quoted names).
+    pub fn typed(&self, d: &mut Driver, r: &Response<'_>) {
+        let bytes = imap_codec::ResponseCodec::default().encode(r).dump();
+        d.out().extend_from_slice(&bytes);
+    }
+
+    // ----- store access -----
+
+    /// Runs `f` on this session's store connection, on a blocking thread.
+    pub async fn db<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> DbResult<T> {
+        let conn = match self.db.take() {
+            Some(c) => c,
+            None => {
+                let path = self.shared.store_path.clone();
+                tokio::task::spawn_blocking(move || crate::store::open_connection(&path))
+                    .await
+                    .map_err(|e| DbError(e.to_string()))?
+                    .map_err(|e| DbError(e.message))?
+            }
+        };
+        let (conn, r) = tokio::task::spawn_blocking(move || {
+            let mut conn = conn;
+            let r = f(&mut conn);
+            (conn, r)
+        })
+        .await
+        .map_err(|e| DbError(e.to_string()))?;
+        self.db = Some(conn);
+        r
+    }
+
+    /// Tells every session (this one included, harmlessly) that the store changed.
+    pub fn notify(&self) {
+        self.shared.changes.notify();
+    }
+
+    // ----- keeping the client in step -----
+
+    /// Reports what changed in the selected mailbox since the client last heard. `expunge_ok`:
+    /// whether EXPUNGE responses may be sent now (RFC 3501 §7.4.1).
+    pub async fn refresh(&mut self, d: &mut Driver, expunge_ok: bool) -> DbResult<()> {
+        let State::Selected { mb, .. } = &self.state else { return Ok(()) };
+        let (id, since, read_only) = (mb.id, mb.modseq, mb.read_only);
+        let ch = self
+            .db(move |c| {
+                let ch = db::changes_since(c, id, since)?;
+                Ok(ch)
+            })
+            .await?;
+        let State::Selected { mb, .. } = &mut self.state else { return Ok(()) };
+        if ch.highestmodseq <= mb.modseq && (mb.pending_expunge.is_empty() || !expunge_ok) {
+            return Ok(());
+        }
+        let out = d.out();
+        for uid in ch.expunged {
+            if mb.uids.binary_search(&uid).is_ok() && !mb.pending_expunge.contains(&uid) {
+                mb.pending_expunge.push(uid);
+            }
+        }
+        if expunge_ok {
+            for uid in std::mem::take(&mut mb.pending_expunge) {
+                if let Ok(i) = mb.uids.binary_search(&uid) {
+                    mb.uids.remove(i);
+                    mb.recent.remove(&uid);
+                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
+                }
+            }
+        }
+        let max = mb.max_uid();
+        let mut new_uids = Vec::new();
+        let mut flag_lines = Vec::new();
+        for r in &ch.rows {
+            if r.uid > max {
+                new_uids.push(r.uid);
+            } else if !mb.own_modseqs.contains(&r.modseq)
+                && !mb.pending_expunge.contains(&r.uid)
+                && let Some(seq) = mb.seq_of(r.uid)
+            {
+                let mut line = format!("* {seq} FETCH (UID {} FLAGS ", r.uid).into_bytes();
+                super::fetch::write_flags(r.flags, &r.keywords, mb.recent.contains(&r.uid), &mut line);
+                line.extend_from_slice(b")\r\n");
+                flag_lines.push(line);
+            }
+        }
+        for l in flag_lines {
+            out.extend_from_slice(&l);
+        }
+        mb.modseq = ch.highestmodseq;
+        mb.own_modseqs.clear();
+        if !new_uids.is_empty() {
+            mb.uids.extend_from_slice(&new_uids);
+            let exists = mb.uids.len();
+            out.extend_from_slice(format!("* {exists} EXISTS\r\n").as_bytes());
+            if !read_only {
+                let top = new_uids[new_uids.len() - 1];
+                let floor = self.db(move |c| Ok(db::claim_recent(c, id, top)?)).await?;
+                let State::Selected { mb, .. } = &mut self.state else { return Ok(()) };
+                for u in new_uids.into_iter().filter(|u| *u > floor) {
+                    mb.recent.insert(u);
+                }
+                let n = mb.recent.len();
+                d.out().extend_from_slice(format!("* {n} RECENT\r\n").as_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anything may have changed since the session last looked: an in-process notification,
+    /// or a commit by another process.
+    pub async fn changed_elsewhere(&mut self) -> bool {
+        let notified = self.changes.has_changed().unwrap_or(false);
+        if notified {
+            self.changes.borrow_and_update();
+        }
+        let v = self.db(|c| Ok(db::data_version(c)?)).await.unwrap_or(self.data_version);
+        let other = v != self.data_version;
+        self.data_version = v;
+        notified || other
+    }
+
+    /// IDLE (RFC 2177): report changes as they happen until DONE.
+    async fn idle(
+        &mut self,
+        d: &mut Driver,
+        server: &mut Server,
+        tag: Tag<'static>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Flow {
+        use imap_next::imap_types::response::CommandContinuationRequest;
+        if matches!(self.state, State::NotAuthenticated) {
+            let Ok(st) = imap_next::imap_types::response::Status::no(Some(tag), None, "log in first") else {
+                return Flow::Close;
+            };
+            let _ = server.idle_reject(st);
+            return Flow::Continue;
+        }
+        let Ok(ccr) = CommandContinuationRequest::basic(None, "idling") else { return Flow::Close };
+        if server.idle_accept(ccr).is_err() {
+            return Flow::Close;
+        }
+        // Send the continuation before anything else can be written.
+        loop {
+            match d.next(server).await {
+                Ok(Ok(Event::ResponseSent { .. })) => break,
+                Ok(Ok(Event::IdleDoneReceived)) => {
+                    self.ok(d, &tag, None, "IDLE terminated");
+                    return Flow::Continue;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) | Err(_) => return Flow::Close,
+            }
+        }
+        self.changes.borrow_and_update();
+        if self.refresh(d, true).await.is_err() {
+            return Flow::Close;
+        }
+        let mut poll = tokio::time::interval(IDLE_POLL);
+        let mut keepalive = tokio::time::interval(IDLE_KEEPALIVE);
+        keepalive.tick().await;
+        loop {
+            tokio::select! {
+                ev = d.next(server) => match ev {
+                    Ok(Ok(Event::IdleDoneReceived)) => break,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => { self.protocol_error(d, e); }
+                    Err(_) => return Flow::Close,
+                },
+                r = self.changes.changed() => {
+                    if r.is_err() { return Flow::Close; }
+                    self.changes.borrow_and_update();
+                    if self.refresh(d, true).await.is_err() { return Flow::Close; }
+                }
+                _ = poll.tick() => {
+                    if self.changed_elsewhere().await && self.refresh(d, true).await.is_err() {
+                        return Flow::Close;
+                    }
+                }
+                _ = keepalive.tick() => d.out().extend_from_slice(b"* OK still here\r\n"),
+                _ = shutdown.changed() => {
+                    d.out().extend_from_slice(b"* BYE popbridge is shutting down\r\n");
+                    return Flow::Close;
+                }
+            }
+            if d.pending() > 0 && d.flush().await.is_err() {
+                return Flow::Close;
+            }
+        }
+        self.ok(d, &tag, None, "IDLE terminated");
+        Flow::Continue
+    }
+
+    async fn command(&mut self, d: &mut Driver, server: &mut Server, command: Command<'static>) -> Flow {
+        let Command { tag, body } = command;
+        if matches!(body, CommandBody::StartTLS)
+            && !self.tls
+            && self.shared.tls.is_some()
+            && matches!(self.state, State::NotAuthenticated)
+        {
+            self.ok(d, &tag, None, "begin TLS negotiation now");
+            if d.flush().await.is_err() {
+                return Flow::Close;
+            }
+            // RFC 3501 §6.2.1: nothing may follow STARTTLS before the handshake. A complete command
+            // already received is plaintext injection (CVE-2011-0411 class): close.
+            return match imap_next::State::next(server) {
+                Err(imap_next::Interrupt::Io(imap_next::Io::NeedMoreInput)) => Flow::StartTls,
+                _ => Flow::Close,
+            };
+        }
+        super::commands::dispatch(self, d, tag, body).await
+    }
+
+    pub fn view(&self) -> Option<&View> {
+        match &self.state {
+            State::NotAuthenticated => None,
+            State::Authenticated { view } | State::Selected { view, .. } => Some(view),
+        }
+    }
+}
+
+pub enum Flow {
+    Continue,
+    Close,
+    StartTls,
+}
+
+/// Writes `tag OK [code] text`.
+pub fn status(d: &mut Driver, tag: &str, kind: &str, code: Option<&str>, text: &str) {
+    let text: String = text.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+    let line = match code {
+        Some(c) => format!("{tag} {kind} [{c}] {text}\r\n"),
+        None => format!("{tag} {kind} {text}\r\n"),
+    };
+    d.out().extend_from_slice(line.as_bytes());
+}
+
+/// Commands that may not see EXPUNGE responses (RFC 3501 §7.4.1): FETCH, STORE, SEARCH by sequence number.
+pub fn expunge_allowed(body: &CommandBody<'_>) -> bool {
+    !matches!(
+        body,
+        CommandBody::Fetch { uid: false, .. }
+            | CommandBody::Store { uid: false, .. }
+            | CommandBody::Search { uid: false, .. }
+    )
+}

@@ -1,0 +1,413 @@
+//! What the IMAP server asks of the store: mailboxes, the messages of one mailbox, flags, copies,
+//! expunges, appends, and "what changed since MODSEQ m". Plain functions on a connection, so each
+//! IMAP session runs them on its own connection off the async runtime (in `spawn_blocking`).
+//! Writes take a transaction from the caller; every write raises the mailbox's HIGHESTMODSEQ and
+//! keeps its counters (messages, unseen, uidnext) in step.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::imap::message::{MessageRow, flag};
+use crate::mime::{MessageMeta, Timestamp};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxInfo {
+    pub id: i64,
+    pub name: String,
+    pub special_use: Option<String>,
+    pub subscribed: bool,
+    /// The account whose fetched mail this mailbox receives, if it is an account's root.
+    pub account: Option<String>,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highestmodseq: u64,
+    pub messages: u32,
+    pub unseen: u32,
+    pub recent_uid: u32,
+}
+
+const MAILBOX_COLUMNS: &str = "m.id, m.name, m.special_use, m.subscribed, a.name, m.uidvalidity, m.uidnext, m.highestmodseq, m.messages, m.unseen, m.recent_uid";
+
+fn mailbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxInfo> {
+    Ok(MailboxInfo {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        special_use: r.get(2)?,
+        subscribed: r.get::<_, i64>(3)? != 0,
+        account: r.get(4)?,
+        uidvalidity: r.get::<_, i64>(5)? as u32,
+        uidnext: r.get::<_, i64>(6)? as u32,
+        highestmodseq: r.get::<_, i64>(7)? as u64,
+        messages: r.get::<_, i64>(8)? as u32,
+        unseen: r.get::<_, i64>(9)? as u32,
+        recent_uid: r.get::<_, i64>(10)? as u32,
+    })
+}
+
+pub fn mailboxes(conn: &Connection) -> rusqlite::Result<Vec<MailboxInfo>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {MAILBOX_COLUMNS} FROM mailboxes m LEFT JOIN accounts a ON a.mailbox_id = m.id ORDER BY m.name"
+    ))?;
+    let rows = st.query_map([], mailbox_row)?;
+    rows.collect()
+}
+
+pub fn mailbox(conn: &Connection, name: &str) -> rusqlite::Result<Option<MailboxInfo>> {
+    conn.prepare_cached(&format!(
+        "SELECT {MAILBOX_COLUMNS} FROM mailboxes m LEFT JOIN accounts a ON a.mailbox_id = m.id WHERE m.name = ?1"
+    ))?
+    .query_row([name], mailbox_row)
+    .optional()
+}
+
+pub fn mailbox_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<MailboxInfo>> {
+    conn.prepare_cached(&format!(
+        "SELECT {MAILBOX_COLUMNS} FROM mailboxes m LEFT JOIN accounts a ON a.mailbox_id = m.id WHERE m.id = ?1"
+    ))?
+    .query_row([id], mailbox_row)
+    .optional()
+}
+
+pub fn create_mailbox(conn: &Connection, name: &str, special_use: Option<&str>) -> rusqlite::Result<i64> {
+    super::create_mailbox(conn, name, special_use)
+}
+
+/// Deletes a mailbox and its messages (bodies no other mailbox holds go with them).
+pub fn delete_mailbox(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1", [id])?;
+    conn.execute("DELETE FROM messages WHERE mailbox_id = ?1", [id])?;
+    conn.execute("DELETE FROM expunged WHERE mailbox_id = ?1", [id])?;
+    conn.execute("DELETE FROM mailboxes WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Renames a mailbox and every mailbox below it (`old/…` becomes `new/…`). UIDs and UIDVALIDITY
+/// stay: the messages are the same (RFC 3501 allows either).
+pub fn rename_mailbox(conn: &Connection, old: &str, new: &str) -> rusqlite::Result<()> {
+    conn.execute("UPDATE mailboxes SET name = ?2 WHERE name = ?1", params![old, new])?;
+    let prefix = format!("{old}/");
+    conn.execute(
+        "UPDATE mailboxes SET name = ?2 || substr(name, ?3) WHERE substr(name, 1, ?4) = ?1",
+        params![prefix, format!("{new}/"), prefix.chars().count() as i64 + 1, prefix.chars().count() as i64],
+    )?;
+    Ok(())
+}
+
+pub fn set_subscribed(conn: &Connection, name: &str, on: bool) -> rusqlite::Result<bool> {
+    Ok(conn.execute("UPDATE mailboxes SET subscribed = ?2 WHERE name = ?1", params![name, on as i64])? > 0)
+}
+
+/// Every UID of the mailbox, ascending: the session's sequence-number map.
+pub fn uids(conn: &Connection, mailbox: i64) -> rusqlite::Result<Vec<u32>> {
+    let mut st = conn.prepare_cached("SELECT uid FROM messages WHERE mailbox_id = ?1 ORDER BY uid")?;
+    let rows = st.query_map([mailbox], |r| Ok(r.get::<_, i64>(0)? as u32))?;
+    rows.collect()
+}
+
+pub fn first_unseen_uid(conn: &Connection, mailbox: i64) -> rusqlite::Result<Option<u32>> {
+    conn.prepare_cached("SELECT min(uid) FROM messages WHERE mailbox_id = ?1 AND flags & 1 = 0")?
+        .query_row([mailbox], |r| r.get::<_, Option<i64>>(0))
+        .map(|o| o.map(|u| u as u32))
+}
+
+/// Claims `\Recent` for this session: the UIDs above the returned floor, up to `up_to`, are recent
+/// for it and for no other session (RFC 3501 §2.3.2). EXAMINE does not claim.
+pub fn claim_recent(conn: &Connection, mailbox: i64, up_to: u32) -> rusqlite::Result<u32> {
+    let floor: i64 = conn.query_row("SELECT recent_uid FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))?;
+    if i64::from(up_to) > floor {
+        conn.execute(
+            "UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1 AND recent_uid < ?2",
+            params![mailbox, up_to],
+        )?;
+    }
+    Ok(floor as u32)
+}
+
+fn keywords_of(s: Option<String>) -> Vec<String> {
+    s.map(|k| k.split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect()).unwrap_or_default()
+}
+
+fn keywords_text(k: &[String]) -> Option<String> {
+    if k.is_empty() { None } else { Some(k.join(" ")) }
+}
+
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        uid: r.get::<_, i64>(0)? as u32,
+        flags: r.get::<_, i64>(1)? as u8,
+        keywords: keywords_of(r.get(2)?),
+        modseq: r.get::<_, i64>(3)? as u64,
+        internaldate: Timestamp { unix: r.get(4)?, offset_minutes: r.get::<_, i64>(5)? as i32 },
+        size: r.get::<_, i64>(6)? as u32,
+        body_id: r.get(7)?,
+    })
+}
+
+const ROW_COLUMNS: &str = "uid, flags, keywords, modseq, internaldate, internaldate_tz, size, body_id";
+
+/// The messages whose UIDs fall in the given inclusive ranges, ascending by UID.
+pub fn rows(conn: &Connection, mailbox: i64, ranges: &[(u32, u32)]) -> rusqlite::Result<Vec<MessageRow>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM messages WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid"
+    ))?;
+    let mut out = Vec::new();
+    for &(a, b) in ranges {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        for r in st.query_map(params![mailbox, lo, hi], message_row)? {
+            out.push(r?);
+        }
+    }
+    if ranges.len() > 1 {
+        out.sort_by_key(|r| r.uid);
+        out.dedup_by_key(|r| r.uid);
+    }
+    Ok(out)
+}
+
+/// The stored metadata of a body; extracted again from the raw bytes if it was written by an older
+/// version of the extractor.
+pub fn meta(conn: &Connection, body: i64) -> rusqlite::Result<Option<MessageMeta>> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT meta_version, meta FROM bodies WHERE id = ?1")?
+        .query_row([body], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        Some((v, m)) if v == i64::from(crate::mime::META_VERSION) => {
+            Ok(MessageMeta::from_bytes(&m).or_else(|| raw(conn, body).ok().flatten().map(|r| MessageMeta::extract(&r))))
+        }
+        Some(_) => Ok(raw(conn, body)?.map(|r| MessageMeta::extract(&r))),
+        None => Ok(None),
+    }
+}
+
+pub fn raw(conn: &Connection, body: i64) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT raw FROM bodies WHERE id = ?1")?.query_row([body], |r| r.get(0)).optional()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    Replace,
+    Add,
+    Remove,
+}
+
+fn next_modseq(conn: &Connection, mailbox: i64) -> rusqlite::Result<u64> {
+    let m: i64 = conn.query_row(
+        "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
+        [mailbox],
+        |r| r.get(0),
+    )?;
+    Ok(m as u64)
+}
+
+/// STORE: changes flags and keywords of the given UIDs. Messages whose flags actually change get a
+/// new MODSEQ; returns every addressed message as it is afterwards, and how many changed.
+pub fn store_flags(
+    conn: &Connection,
+    mailbox: i64,
+    uids: &[(u32, u32)],
+    op: FlagOp,
+    flags: u8,
+    keywords: &[String],
+) -> rusqlite::Result<(Vec<MessageRow>, usize)> {
+    let current = rows(conn, mailbox, uids)?;
+    let mut modseq: Option<u64> = None;
+    let mut out = Vec::with_capacity(current.len());
+    let mut changed = 0;
+    let mut unseen_delta = 0i64;
+    for mut row in current {
+        let (new_flags, new_kw) = apply(op, row.flags, &row.keywords, flags, keywords);
+        if new_flags != row.flags || new_kw != row.keywords {
+            let m = match modseq {
+                Some(m) => m,
+                None => {
+                    let m = next_modseq(conn, mailbox)?;
+                    modseq = Some(m);
+                    m
+                }
+            };
+            conn.prepare_cached(
+                "UPDATE messages SET flags = ?3, keywords = ?4, modseq = ?5 WHERE mailbox_id = ?1 AND uid = ?2",
+            )?
+            .execute(params![mailbox, row.uid, new_flags, keywords_text(&new_kw), m as i64])?;
+            let was_unseen = row.flags & flag::SEEN == 0;
+            let is_unseen = new_flags & flag::SEEN == 0;
+            unseen_delta += i64::from(is_unseen) - i64::from(was_unseen);
+            row.flags = new_flags;
+            row.keywords = new_kw;
+            row.modseq = m;
+            changed += 1;
+        }
+        out.push(row);
+    }
+    if unseen_delta != 0 {
+        conn.execute("UPDATE mailboxes SET unseen = unseen + ?2 WHERE id = ?1", params![mailbox, unseen_delta])?;
+    }
+    Ok((out, changed))
+}
+
+fn apply(op: FlagOp, old: u8, old_kw: &[String], flags: u8, kw: &[String]) -> (u8, Vec<String>) {
+    match op {
+        FlagOp::Replace => (flags, dedup_keywords(kw.iter().cloned())),
+        FlagOp::Add => (old | flags, dedup_keywords(old_kw.iter().chain(kw).cloned())),
+        FlagOp::Remove => {
+            (old & !flags, old_kw.iter().filter(|k| !kw.iter().any(|r| r.eq_ignore_ascii_case(k))).cloned().collect())
+        }
+    }
+}
+
+fn dedup_keywords(it: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for k in it {
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(&k)) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+/// COPY: the messages get new UIDs in the destination, the same body (not duplicated), flags and
+/// INTERNALDATE (RFC 3501 §6.4.7). Returns (source UID, destination UID) pairs.
+pub fn copy(conn: &Connection, src: i64, uids: &[(u32, u32)], dst: i64) -> rusqlite::Result<Vec<(u32, u32)>> {
+    let rows = rows(conn, src, uids)?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let modseq = next_modseq(conn, dst)?;
+    let mut next: i64 = conn.query_row("SELECT uidnext FROM mailboxes WHERE id = ?1", [dst], |r| r.get(0))?;
+    let mut pairs = Vec::with_capacity(rows.len());
+    let mut unseen = 0i64;
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO messages (mailbox_id, uid, body_id, flags, keywords, modseq, internaldate, internaldate_tz, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for r in &rows {
+        ins.execute(params![
+            dst,
+            next,
+            r.body_id,
+            r.flags,
+            keywords_text(&r.keywords),
+            modseq as i64,
+            r.internaldate.unix,
+            r.internaldate.offset_minutes,
+            r.size
+        ])?;
+        pairs.push((r.uid, next as u32));
+        unseen += i64::from(r.flags & flag::SEEN == 0);
+        next += 1;
+    }
+    conn.execute(
+        "UPDATE mailboxes SET uidnext = ?2, messages = messages + ?3, unseen = unseen + ?4 WHERE id = ?1",
+        params![dst, next, rows.len() as i64, unseen],
+    )?;
+    Ok(pairs)
+}
+
+/// Removes exactly these UIDs (MOVE's second half, UID EXPUNGE after filtering). Returns the UIDs removed.
+pub fn expunge_uids(conn: &Connection, mailbox: i64, uids: &[u32]) -> rusqlite::Result<Vec<u32>> {
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Raise HIGHESTMODSEQ first: the expunge trigger records the mailbox's current value.
+    next_modseq(conn, mailbox)?;
+    let mut del = conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING flags")?;
+    let mut removed = Vec::new();
+    let mut unseen = 0i64;
+    for &uid in uids {
+        if let Some(fl) = del.query_row(params![mailbox, uid], |r| r.get::<_, i64>(0)).optional()? {
+            removed.push(uid);
+            unseen += i64::from(fl & i64::from(flag::SEEN) == 0);
+        }
+    }
+    conn.execute(
+        "UPDATE mailboxes SET messages = messages - ?2, unseen = unseen - ?3 WHERE id = ?1",
+        params![mailbox, removed.len() as i64, unseen],
+    )?;
+    Ok(removed)
+}
+
+/// EXPUNGE / CLOSE / UID EXPUNGE: removes the messages flagged `\Deleted` (within `only`, if given).
+pub fn expunge_deleted(conn: &Connection, mailbox: i64, only: Option<&[(u32, u32)]>) -> rusqlite::Result<Vec<u32>> {
+    let candidates: Vec<u32> = match only {
+        Some(ranges) => {
+            rows(conn, mailbox, ranges)?.into_iter().filter(|r| r.flags & flag::DELETED != 0).map(|r| r.uid).collect()
+        }
+        None => {
+            let mut st =
+                conn.prepare_cached("SELECT uid FROM messages WHERE mailbox_id = ?1 AND flags & 8 != 0 ORDER BY uid")?;
+            st.query_map([mailbox], |r| Ok(r.get::<_, i64>(0)? as u32))?.collect::<rusqlite::Result<Vec<_>>>()?
+        }
+    };
+    expunge_uids(conn, mailbox, &candidates)
+}
+
+/// APPEND: stores a new message (metadata already extracted by the caller, off the write lock).
+pub fn append(
+    conn: &Connection,
+    mailbox: i64,
+    raw: &[u8],
+    meta: &MessageMeta,
+    flags: u8,
+    keywords: &[String],
+    date: Timestamp,
+) -> rusqlite::Result<u32> {
+    let modseq = next_modseq(conn, mailbox)?;
+    let uid: i64 = conn.query_row("SELECT uidnext FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))?;
+    conn.prepare_cached("INSERT INTO bodies (meta_version, meta, raw) VALUES (?1, ?2, ?3)")?.execute(params![
+        crate::mime::META_VERSION,
+        meta.to_bytes(),
+        raw
+    ])?;
+    let body = conn.last_insert_rowid();
+    conn.prepare_cached(
+        "INSERT INTO messages (mailbox_id, uid, body_id, flags, keywords, modseq, internaldate, internaldate_tz, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        mailbox,
+        uid,
+        body,
+        flags,
+        keywords_text(&dedup_keywords(keywords.iter().cloned())),
+        modseq as i64,
+        date.unix,
+        date.offset_minutes,
+        raw.len() as i64
+    ])?;
+    conn.execute(
+        "UPDATE mailboxes SET uidnext = uidnext + 1, messages = messages + 1, unseen = unseen + ?2 WHERE id = ?1",
+        params![mailbox, i64::from(flags & flag::SEEN == 0)],
+    )?;
+    Ok(uid as u32)
+}
+
+/// What happened in a mailbox after MODSEQ `since`: expunged UIDs, and messages added or changed.
+#[derive(Debug, Default)]
+pub struct ChangesSince {
+    pub expunged: Vec<u32>,
+    pub rows: Vec<MessageRow>,
+    pub highestmodseq: u64,
+}
+
+pub fn changes_since(conn: &Connection, mailbox: i64, since: u64) -> rusqlite::Result<ChangesSince> {
+    let highestmodseq: i64 =
+        conn.query_row("SELECT highestmodseq FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))?;
+    if highestmodseq as u64 <= since {
+        return Ok(ChangesSince { highestmodseq: highestmodseq as u64, ..ChangesSince::default() });
+    }
+    let mut st = conn.prepare_cached("SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid")?;
+    let expunged = st
+        .query_map(params![mailbox, since as i64], |r| Ok(r.get::<_, i64>(0)? as u32))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM messages WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid"
+    ))?;
+    let rows = st.query_map(params![mailbox, since as i64], message_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(ChangesSince { expunged, rows, highestmodseq: highestmodseq as u64 })
+}
+
+/// SQLite's counter of commits by other connections (`PRAGMA data_version`): a cheap way to notice
+/// writes from another process.
+pub fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+}
