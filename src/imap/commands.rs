@@ -724,10 +724,16 @@ pub fn resolve_set(mb: &Selected, set: &SequenceSet, uid: bool) -> Result<Vec<(u
             };
             ranges.push((a, b));
         }
-        for (i, u) in mb.uids.iter().enumerate() {
-            if ranges.iter().any(|(a, b)| (*a..=*b).contains(u)) {
-                out.push((i as u32 + 1, *u));
-            }
+        // Binary search per range: a client syncing one message at a time (mbsync) must not
+        // cost a scan of the whole mailbox per command.
+        for (a, b) in &ranges {
+            let lo = mb.uids.partition_point(|u| u < a);
+            let hi = mb.uids.partition_point(|u| u <= b);
+            out.extend((lo..hi).map(|i| (i as u32 + 1, mb.uids[i])));
+        }
+        if ranges.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
         }
         return Ok(out);
     }

@@ -372,7 +372,14 @@ impl Session {
             out.extend_from_slice(format!("* {exists} EXISTS\r\n").as_bytes());
             if !read_only {
                 let top = new_uids[new_uids.len() - 1];
-                let floor = self.db(move |c| Ok(db::claim_recent(c, id, top)?)).await?;
+                let floor = self
+                    .db(move |c| {
+                        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                        let floor = db::claim_recent(&tx, id, top)?;
+                        tx.commit()?;
+                        Ok(floor)
+                    })
+                    .await?;
                 let State::Selected { mb, .. } = &mut self.state else { return Ok(()) };
                 for u in new_uids.into_iter().filter(|u| *u > floor) {
                     mb.recent.insert(u);
