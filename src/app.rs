@@ -24,6 +24,7 @@ pub struct Running {
     pub fingerprint: String,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl Running {
@@ -33,6 +34,9 @@ impl Running {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
+        // Every session holds a permit until it has said BYE and closed: wait for all of them.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), self.connections.acquire_many(MAX_CONNECTIONS as u32)).await;
     }
 }
 
@@ -108,7 +112,7 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
             tasks.push(tokio::spawn(fetch_loop(ctx.clone(), a, rx.clone())));
         }
     }
-    Ok(Running { imap, imaps, fingerprint, shutdown, tasks })
+    Ok(Running { imap, imaps, fingerprint, shutdown, tasks, connections: shared.connections.clone() })
 }
 
 /// Fetches an account now and then every `interval` until shutdown. A fetch in progress is

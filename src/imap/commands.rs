@@ -598,17 +598,31 @@ async fn status(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>,
         Err(e) => return db_no(s, d, tag, e),
     };
     let id = info.id;
-    let counts = s
-        .db(move |c| {
-            let recent: i64 = c.query_row(
-                "SELECT count(*) FROM messages WHERE mailbox_id = ?1 AND uid > (SELECT recent_uid FROM mailboxes WHERE id = ?1)",
-                [id],
-                |r| r.get(0),
-            )?;
-            let deleted: i64 = c.query_row("SELECT count(*) FROM messages WHERE mailbox_id = ?1 AND flags & 8 != 0", [id], |r| r.get(0))?;
+    // Counters come from the mailbox row; only RECENT and DELETED need a query, and only when asked.
+    let want_recent = items.contains(&StatusDataItemName::Recent);
+    let want_deleted = items.contains(&StatusDataItemName::Deleted);
+    let counts = if want_recent || want_deleted {
+        s.db(move |c| {
+            let recent: i64 = if want_recent {
+                c.query_row(
+                    "SELECT count(*) FROM messages WHERE mailbox_id = ?1 AND uid > (SELECT recent_uid FROM mailboxes WHERE id = ?1)",
+                    [id],
+                    |r| r.get(0),
+                )?
+            } else {
+                0
+            };
+            let deleted: i64 = if want_deleted {
+                c.query_row("SELECT count(*) FROM messages WHERE mailbox_id = ?1 AND flags & 8 != 0", [id], |r| r.get(0))?
+            } else {
+                0
+            };
             Ok((recent, deleted))
         })
-        .await;
+        .await
+    } else {
+        Ok((0, 0))
+    };
     let (recent, deleted) = match counts {
         Ok(x) => x,
         Err(e) => return db_no(s, d, tag, e),
