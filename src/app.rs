@@ -1,5 +1,6 @@
-//! The composition root: `popbridge run`. Opens the store, binds the IMAP listeners with the local
-//! certificate, runs one fetch task per account, and shuts everything down in order on
+//! The composition root: `popbridge run`. Opens the store, binds the IMAP and SMTP submission
+//! listeners with the local certificate, runs one fetch task per account and the outbound queue,
+//! and shuts everything down in order on
 //! SIGTERM/SIGINT: stop accepting, `* BYE` to IMAP clients, let fetchers finish the message being
 //! committed (they never delete anything uncommitted), exit.
 
@@ -15,12 +16,15 @@ use crate::error::{Error, Result};
 use crate::fetch;
 use crate::imap::server::{MAX_CONNECTIONS, Shared, Throttle, listen};
 use crate::net::tls;
+use crate::smtp::server::SmtpShared;
 use crate::store::Store;
 
 /// A running daemon: where it listens, and how to stop it.
 pub struct Running {
     pub imap: Option<SocketAddr>,
     pub imaps: Option<SocketAddr>,
+    pub submission: Option<SocketAddr>,
+    pub submissions: Option<SocketAddr>,
     pub fingerprint: String,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -87,6 +91,20 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
         throttle: Throttle::default(),
         connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
     });
+    let kick = Arc::new(tokio::sync::Notify::new());
+    let config = Arc::new(cfg.clone());
+    let smtp = Arc::new(SmtpShared {
+        config: config.clone(),
+        store: store.clone(),
+        user: cfg.local.user.clone(),
+        password: shared.password.clone(),
+        tls: Some(acceptor.clone()),
+        throttle: Throttle::default(),
+        kick: kick.clone(),
+        connections: Arc::new(tokio::sync::Semaphore::new(crate::smtp::server::MAX_CONNECTIONS)),
+        hostname: "localhost".into(),
+        max_size: crate::smtp::server::DEFAULT_MAX_SIZE,
+    });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut imap = None;
@@ -99,8 +117,23 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
     if let Some(addr) = cfg.local.imaps {
         let l = bind(addr, "imaps").await?;
         imaps = l.local_addr().ok();
-        tasks.push(tokio::spawn(listen(l, Some(acceptor), shared.clone(), rx.clone())));
+        tasks.push(tokio::spawn(listen(l, Some(acceptor.clone()), shared.clone(), rx.clone())));
     }
+    let (mut submission, mut submissions) = (None, None);
+    if let Some(addr) = cfg.local.submission {
+        let l = bind(addr, "submission").await?;
+        submission = l.local_addr().ok();
+        tasks.push(tokio::spawn(crate::smtp::server::listen(l, None, smtp.clone(), rx.clone())));
+    }
+    if let Some(addr) = cfg.local.submissions {
+        let l = bind(addr, "submissions").await?;
+        submissions = l.local_addr().ok();
+        tasks.push(tokio::spawn(crate::smtp::server::listen(l, Some(acceptor), smtp.clone(), rx.clone())));
+    }
+    // The outbound queue resumes whatever a previous run left queued.
+    let queue =
+        Arc::new(crate::smtp::queue::Queue { store: store.clone(), config, kick, hostname: "localhost".into() });
+    tasks.push(tokio::spawn(crate::smtp::queue::run(queue, rx.clone())));
     if fetch_schedule {
         let ctx = fetch::Context {
             config_path: cfg.path.clone(),
@@ -112,7 +145,16 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
             tasks.push(tokio::spawn(fetch_loop(ctx.clone(), a, rx.clone())));
         }
     }
-    Ok(Running { imap, imaps, fingerprint, shutdown, tasks, connections: shared.connections.clone() })
+    Ok(Running {
+        imap,
+        imaps,
+        submission,
+        submissions,
+        fingerprint,
+        shutdown,
+        tasks,
+        connections: shared.connections.clone(),
+    })
 }
 
 /// Fetches an account now and then every `interval` until shutdown. A fetch in progress is
@@ -155,6 +197,12 @@ pub async fn run(paths: &Paths) -> Result<i32> {
     }
     if let Some(a) = running.imaps {
         eprintln!("popbridge: IMAP over TLS on {a}; certificate SHA-256 {}", running.fingerprint);
+    }
+    if let Some(a) = running.submission {
+        eprintln!("popbridge: SMTP submission on {a} (STARTTLS available)");
+    }
+    if let Some(a) = running.submissions {
+        eprintln!("popbridge: SMTP submission over TLS on {a}");
     }
     wait_for_signal().await;
     eprintln!("popbridge: shutting down");

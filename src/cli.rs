@@ -53,8 +53,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The daemon: fetch every account on its schedule and serve the store over IMAP, until SIGTERM/SIGINT.
+    /// The daemon: fetch every account on its schedule, serve IMAP and SMTP submission, until SIGTERM/SIGINT.
     Run,
+    /// Verify an address (a Reply-To, or a sender behind the shared relay) with a code sent to it.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
     /// The settings a mail client needs, and the local certificate's fingerprint.
     ClientConfig,
     /// Try popbridge without any account: a built-in sample POP3 server, fetched into a throwaway store and served over IMAP.
@@ -162,6 +165,14 @@ pub struct AddArgs {
     pub no_test: bool,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum VerifyCommand {
+    /// Mail a verification code to ADDRESS through its account's outgoing server.
+    Send { address: String },
+    /// Confirm ADDRESS with the code it received.
+    Confirm { address: String, code: String },
+}
+
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Keep the throwaway config and store instead of removing them at the end.
@@ -183,6 +194,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Fetch { names } => fetch_cmd(&paths, &names).await,
         Command::Status { json } => status(&paths, json).await,
         Command::Run => crate::app::run(&paths).await,
+        Command::Verify(VerifyCommand::Send { address }) => verify_send(&paths, &address).await,
+        Command::Verify(VerifyCommand::Confirm { address, code }) => verify_confirm(&paths, &address, &code).await,
         Command::ClientConfig => client_config(&paths).await,
         Command::Demo(a) => crate::demo::run(a).await,
     }
@@ -528,13 +541,32 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
         wizard_smtp(&mut a)?;
     }
     let spec = build_spec(&a, pw)?;
+    // Then the outgoing side, as the seed does: connect, TLS, EHLO, AUTH — no mail is sent.
+    if !a.no_test && spec.smtp.as_ref().is_some_and(|m| !m.relay) {
+        let block = config::edit::account_block(&spec);
+        let candidate = config::parse(&format!("{text}\n{block}"), &paths.config, 0o600)?;
+        if let Some(acct) = candidate.account(&spec.name).cloned()
+            && let Some(server) = &acct.smtp
+        {
+            println!("Testing the outgoing server {}:{} …", server.host, server.port);
+            if let Err(e) = test_smtp(&candidate, &acct).await {
+                eprintln!("popbridge: {}", e.message);
+                eprintln!("  what to do: {}", e.class.guidance());
+                eprintln!("The account was not saved (use --no-test to save it anyway).");
+                return Ok(e.class.exit_code());
+            }
+        }
+    }
     config::edit::append_account(&paths.config, &spec)?;
     let store = open_store(paths).await?;
     let name = spec.name.clone();
     blocking(move || store.ensure_account(&name)).await?;
     println!("Saved account \"{}\" in {}.", spec.name, paths.config.display());
-    if spec.smtp.is_some() {
-        println!("The outgoing server was saved; popbridge will verify it once sending is enabled.");
+    if spec.smtp.as_ref().is_some_and(|m| m.relay) {
+        println!(
+            "This account sends through [relay]: verify its address first with `popbridge verify send {}`.",
+            spec.email
+        );
     }
     println!(
         "Fetch now with `popbridge fetch {}`; its mail appears in the folder \"{}\".",
@@ -575,6 +607,34 @@ fn account_list(paths: &Paths) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// The outgoing side of an account: connect, TLS, EHLO, AUTH (no mail).
+async fn test_smtp(cfg: &Config, account: &config::Account) -> Result<()> {
+    let Some(server) = &account.smtp else { return Ok(()) };
+    let server = if server.relay {
+        match &cfg.relay {
+            Some(r) => r,
+            None => return Err(Error::config("the account sends through [relay], but [relay] is not configured")),
+        }
+    } else {
+        server
+    };
+    let own = !account.smtp.as_ref().is_some_and(|s| s.relay);
+    let fallback = (own && server.user.is_some()).then_some(&account.pop.password);
+    let password = match server.password.as_ref().or(fallback) {
+        Some(src) => Some(config::resolve_secret(&cfg.path, cfg.mode, src, "SMTP").await?),
+        None => None,
+    };
+    let p = crate::smtp::upstream::probe(server, password.as_ref(), "localhost").await?;
+    println!(
+        "  OK: {}:{} {}{}",
+        server.host,
+        server.port,
+        if p.authenticated { "accepted the login" } else { "answered (no login needed)" },
+        p.tls.as_ref().map(|(how, _)| format!("; TLS certificate {how}")).unwrap_or_default()
+    );
+    Ok(())
 }
 
 async fn account_test(paths: &Paths, name: &str) -> Result<i32> {
@@ -633,6 +693,10 @@ async fn account_test(paths: &Paths, name: &str) -> Result<i32> {
         );
     } else {
         println!("  UIDL: every message has its own");
+    }
+    if account.smtp.is_some() {
+        println!("Outgoing:");
+        test_smtp(&cfg, &account).await?;
     }
     Ok(0)
 }
@@ -763,14 +827,34 @@ async fn fetch_cmd(paths: &Paths, names: &[String]) -> Result<i32> {
 #[derive(serde::Serialize)]
 struct StatusJson {
     accounts: Vec<serde_json::Value>,
+    outbox: crate::store::outbox::OutboxSummary,
+    verifications: Vec<crate::store::outbox::Verification>,
+}
+
+async fn verify_send(paths: &Paths, address: &str) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    let store = open_store(paths).await?;
+    let account = crate::smtp::verify::send(&cfg, &store, address).await?;
+    println!("Sent a verification code to {address} (account {account}).");
+    println!("If popbridge fetches that mailbox, it confirms the address by itself at the next fetch;");
+    println!("otherwise run: popbridge verify confirm {address} CODE");
+    Ok(0)
+}
+
+async fn verify_confirm(paths: &Paths, address: &str, code: &str) -> Result<i32> {
+    let store = open_store(paths).await?;
+    let (a, c) = (address.to_string(), code.to_string());
+    blocking(move || crate::smtp::verify::confirm(&store, &a, &c)).await?;
+    println!("{address} is verified.");
+    Ok(0)
 }
 
 async fn status(paths: &Paths, json: bool) -> Result<i32> {
     let cfg = load_config(paths)?;
     let p = paths.store();
-    let stored = match blocking(move || Store::open_existing(&p)).await? {
-        Some(s) => blocking(move || s.account_statuses()).await?,
-        None => Vec::new(),
+    let (stored, outbox, verifications) = match blocking(move || Store::open_existing(&p)).await? {
+        Some(s) => blocking(move || Ok((s.account_statuses()?, s.outbox_summary()?, s.verifications()?))).await?,
+        None => (Vec::new(), Default::default(), Vec::new()),
     };
     let rows: Vec<crate::store::AccountStatus> = cfg
         .accounts
@@ -798,7 +882,8 @@ async fn status(paths: &Paths, json: bool) -> Result<i32> {
             .iter()
             .map(|r| serde_json::to_value(r).map_err(|e| Error::other(format!("internal error: {e}"))))
             .collect::<Result<Vec<_>>>()?;
-        let out = serde_json::to_string_pretty(&StatusJson { accounts }).map_err(|e| Error::other(e.to_string()))?;
+        let out = serde_json::to_string_pretty(&StatusJson { accounts, outbox, verifications })
+            .map_err(|e| Error::other(e.to_string()))?;
         println!("{out}");
         return Ok(0);
     }
@@ -820,6 +905,26 @@ async fn status(paths: &Paths, json: bool) -> Result<i32> {
                 println!("    what to do: {}", c.guidance());
             }
         }
+    }
+    if outbox.queued + outbox.failed + outbox.sent > 0 {
+        println!(
+            "outbox: {} queued{}, {} failed, {} sent",
+            outbox.queued,
+            outbox.next_attempt.as_deref().map(|t| format!(" (next attempt {t})")).unwrap_or_default(),
+            outbox.failed,
+            outbox.sent
+        );
+        if let Some(e) = &outbox.last_error {
+            println!("    last error: {e}");
+        }
+    }
+    for v in &verifications {
+        println!(
+            "address {} (account {}): {}",
+            v.address,
+            v.account,
+            if v.verified { "verified" } else { "verification pending" }
+        );
     }
     Ok(0)
 }

@@ -28,6 +28,7 @@ pub mod mime;
 pub mod net;
 pub mod pop3;
 pub mod secret;
+pub mod smtp;
 pub mod store;
 
 pub use error::{Error, ErrorClass, Result};

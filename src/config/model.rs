@@ -53,6 +53,9 @@ pub struct Account {
     pub email: String,
     pub reply_to: Option<String>,
     pub interval: Duration,
+    /// File a copy of each message sent through popbridge in the account's own Sent folder (for
+    /// clients that do not save one themselves).
+    pub save_sent: bool,
     pub pop: PopServer,
     pub smtp: Option<SmtpServer>,
 }
@@ -313,7 +316,7 @@ fn validate_account(cx: &Ctx, i: usize, a: RawAccount) -> crate::Result<Account>
         Some(s) => Some(validate_smtp(cx, &format!("account \"{name}\": smtp"), s)?),
         None => None,
     };
-    Ok(Account { name, email, reply_to: a.reply_to, interval, pop, smtp })
+    Ok(Account { name, email, reply_to: a.reply_to, interval, save_sent: a.save_sent.unwrap_or(false), pop, smtp })
 }
 
 fn validate_pop(cx: &Ctx, name: &str, p: RawPop) -> crate::Result<PopServer> {

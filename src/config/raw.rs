@@ -32,6 +32,7 @@ pub struct RawAccount {
     pub email: Option<String>,
     pub reply_to: Option<String>,
     pub interval: Option<String>,
+    pub save_sent: Option<bool>,
     pub pop: Option<RawPop>,
     pub smtp: Option<RawSmtp>,
 }

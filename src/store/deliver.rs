@@ -132,6 +132,12 @@ impl Delivery {
         if let Err(e) = res {
             return Err(db_err(&self.path, e));
         }
+        // A verification mail coming back through POP confirms its address (same transaction).
+        if memchr::memmem::find(&raw[..raw.len().min(meta.header_len as usize)], b"opbridge-Verify:").is_some()
+            && let Err(e) = super::outbox::auto_confirm(c, raw)
+        {
+            return Err(db_err(&self.path, e));
+        }
         open.next_uid += 1;
         open.unseen_added += 1; // fetched mail arrives unread (DESIGN §3)
         open.bytes += raw.len() as u64;

@@ -9,10 +9,13 @@
 //! - `schema`: tables, triggers and migrations.
 //! - `deliver`: the fetch path — message + mailbox row + UIDL record in one transaction.
 //! - `accounts`: account rows, fetch status, POP state (known UIDLs, pruning).
+//! - `imap`: what the IMAP server asks of the store.
+//! - `outbox`: submitted mail until it is relayed, and verified addresses.
 
 pub mod accounts;
 pub mod deliver;
 pub mod imap;
+pub mod outbox;
 pub mod schema;
 
 use std::os::unix::fs::OpenOptionsExt;

@@ -107,4 +107,37 @@ BEGIN
     DELETE FROM bodies WHERE id = OLD.body_id;
 END;
 "#,
+    // 1 → 2: outgoing mail and address verification.
+    r#"
+-- Submitted messages, committed before the client hears 250, until the upstream server took them
+-- (or they failed for good and a notice was written to INBOX).
+CREATE TABLE outbox (
+    id           INTEGER PRIMARY KEY,
+    account      TEXT NOT NULL,
+    mail_from    TEXT NOT NULL,
+    rcpts        TEXT NOT NULL,            -- recipients still to deliver, one per line
+    raw          BLOB NOT NULL,            -- as it will be relayed (Bcc removed, headers added)
+    message_id   TEXT,
+    subject      TEXT,
+    created_at   INTEGER NOT NULL,
+    next_attempt INTEGER NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    state        TEXT NOT NULL DEFAULT 'queued',   -- queued | sent | failed
+    done_at      INTEGER
+);
+CREATE INDEX outbox_due ON outbox(state, next_attempt);
+
+-- Addresses proven to belong to the user by a code mailed to them (a Reply-To, a relay sender).
+CREATE TABLE verifications (
+    address     TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,
+    account     TEXT NOT NULL,
+    code_hash   BLOB,
+    salt        BLOB,
+    sent_at     INTEGER,
+    expires_at  INTEGER,
+    tries       INTEGER NOT NULL DEFAULT 0,
+    verified_at INTEGER
+);
+"#,
 ];

@@ -1,0 +1,198 @@
+//! The submission listeners and what their sessions share: the config (accounts, routes), the
+//! store (outbox, verified addresses), the local credentials, TLS, the login throttle, and the
+//! queue worker's wake-up call.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, watch};
+
+use super::policy::{self, Scope};
+use crate::config::Config;
+use crate::imap::server::Throttle;
+use crate::net::ServerIo;
+use crate::secret::Secret;
+use crate::store::Store;
+
+/// Largest message accepted (SIZE, RFC 1870). Providers' limits are usually 25–50 MB.
+pub const DEFAULT_MAX_SIZE: u64 = 50 * 1024 * 1024;
+/// Most simultaneous submission connections.
+pub const MAX_CONNECTIONS: usize = 64;
+
+pub struct SmtpShared {
+    pub config: Arc<Config>,
+    pub store: Arc<Store>,
+    pub user: String,
+    pub password: Secret,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub throttle: Throttle,
+    pub kick: Arc<Notify>,
+    pub connections: Arc<Semaphore>,
+    pub hostname: String,
+    pub max_size: u64,
+}
+
+/// A refusal: (reply code, enhanced status code, text).
+pub type Refusal = (u16, &'static str, String);
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl SmtpShared {
+    /// `me` may send as every account, `me+Work` / `me@Work` only as Work.
+    pub fn check_login(&self, user: &[u8], password: &[u8]) -> Option<Scope> {
+        if !ct_eq(password, self.password.expose().as_bytes()) {
+            return None;
+        }
+        let user = std::str::from_utf8(user).ok()?;
+        if user == self.user {
+            return Some(Scope::All);
+        }
+        let rest = user.strip_prefix(self.user.as_str())?;
+        let name = rest.strip_prefix('+').or_else(|| rest.strip_prefix('@'))?;
+        self.config.account(name).map(|a| Scope::Account(a.name.clone()))
+    }
+
+    async fn verified(&self) -> Vec<(String, String)> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.verifications())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| v.verified)
+            .map(|v| (v.account, v.address))
+            .collect()
+    }
+
+    /// MAIL FROM: which account sends, or why not (never an open relay).
+    pub async fn route(&self, scope: &Scope, sender: &str) -> Result<String, Refusal> {
+        if sender.is_empty() {
+            return Err((550, "5.7.1", "a sender address is required".into()));
+        }
+        let verified = self.verified().await;
+        let allowed = policy::allowed(&self.config, scope, &verified);
+        let account = policy::route(&self.config, &allowed, sender).map_err(|t| (550, "5.7.1", t))?;
+        match &account.smtp {
+            None => Err((
+                550,
+                "5.7.1",
+                format!(
+                    "account {} has no outgoing server: add an [account.smtp] section (or relay = true) to the config",
+                    account.name
+                ),
+            )),
+            Some(s) if s.relay && self.config.relay.is_none() => Err((
+                550,
+                "5.7.1",
+                format!("account {} sends through [relay], but no [relay] is configured", account.name),
+            )),
+            Some(_) => Ok(account.name.clone()),
+        }
+    }
+
+    /// End of DATA: check the header From, prepare the message, commit it to the outbox, wake the
+    /// queue. The returned id goes in the 250 reply; nothing is acknowledged before the commit.
+    pub async fn accept(
+        &self,
+        scope: Option<&Scope>,
+        account: &str,
+        from: &str,
+        rcpts: &[String],
+        raw: Vec<u8>,
+    ) -> Result<i64, Refusal> {
+        let Some(scope) = scope else { return Err((530, "5.7.0", "authentication required".into())) };
+        let Some(acct) = self.config.account(account).cloned() else {
+            return Err((451, "4.3.0", format!("account {account} is no longer configured")));
+        };
+        let verified = self.verified().await;
+        let allowed = policy::allowed(&self.config, scope, &verified);
+        let header_from = policy::from_addresses(&raw);
+        if header_from.is_empty() {
+            return Err((550, "5.6.0", "the message has no From header".into()));
+        }
+        for f in &header_from {
+            let ok = allowed.iter().any(|a| a.account == acct.name && a.address.eq_ignore_ascii_case(f));
+            if !ok {
+                let list: Vec<&str> =
+                    allowed.iter().filter(|a| a.account == acct.name).map(|a| a.address.as_str()).collect();
+                return Err((
+                    550,
+                    "5.7.1",
+                    format!(
+                        "the From header <{f}> is not an address of account {} (allowed: {})",
+                        acct.name,
+                        list.join(", ")
+                    ),
+                ));
+            }
+        }
+        let reply_to_verified = match &acct.reply_to {
+            Some(r) => verified.iter().any(|(a, addr)| a == &acct.name && addr.eq_ignore_ascii_case(r)),
+            None => false,
+        };
+        let submitted = raw;
+        let (prepared, message_id) = policy::prepare(&submitted, &acct, reply_to_verified, from);
+        let subject = crate::mime::MessageMeta::extract(&prepared[..policy::header_end(&prepared)]).envelope.subject;
+        let store = self.store.clone();
+        let (from, rcpts, name) = (from.to_string(), rcpts.to_vec(), acct.name.clone());
+        let save_sent = acct.save_sent;
+        let id = tokio::task::spawn_blocking(move || -> crate::Result<i64> {
+            let id = store.enqueue(&name, &from, &rcpts, &prepared, Some(&message_id), subject.as_deref())?;
+            if save_sent {
+                // The client's own bytes (Bcc kept), so a client that also files a copy is deduplicated.
+                store.deliver_local(&format!("{name}/Sent"), &submitted, crate::imap::message::flag::SEEN)?;
+            }
+            Ok(id)
+        })
+        .await
+        .map_err(|e| (451, "4.3.0", format!("internal error: {e}")))?
+        .map_err(|e| (451, "4.3.0", format!("could not store the message: {}", e.message)))?;
+        self.kick.notify_one();
+        Ok(id)
+    }
+}
+
+/// Accepts submission connections until shutdown (same shape as the IMAP listener).
+pub async fn listen(
+    listener: TcpListener,
+    implicit_tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<SmtpShared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = shared.connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.changed() => return,
+        };
+        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("smtp: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (shared, tls, shutdown) = (shared.clone(), implicit_tls.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let io = match tls {
+                Some(a) => match tokio::time::timeout(Duration::from_secs(30), a.accept(tcp)).await {
+                    Ok(Ok(s)) => ServerIo::Tls(Box::new(s)),
+                    _ => return,
+                },
+                None => ServerIo::Plain(tcp),
+            };
+            let is_tls = matches!(io, ServerIo::Tls(_));
+            super::session::serve(shared, io, peer, is_tls, shutdown).await;
+            drop(permit);
+        });
+    }
+}
