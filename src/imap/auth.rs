@@ -186,11 +186,28 @@ impl Session {
                 let (user, pass) = (user.to_vec(), pass.to_vec());
                 self.finish_login(server, tag, &user, &pass).await
             }
+            // Well-formed, but asks to act as someone else: refused with NO (RFC 3501 §6.2.2).
+            [_, _, _] => {
+                self.finish_text(server, tag, false, Some("AUTHORIZATIONFAILED"), "you can only log in as yourself")
+            }
             _ => {
                 let Ok(st) = Status::bad(Some(tag), None, "malformed PLAIN credentials") else { return Flow::Close };
                 self.finish(server, st)
             }
         }
+    }
+
+    /// A continuation line imap-next could not parse (not base64): the exchange ends with a tagged
+    /// BAD (RFC 3501 §6.2.2).
+    pub fn authenticate_malformed(&mut self, server: &mut Server) -> Flow {
+        let Some(step) = self.sasl.take() else { return Flow::Continue };
+        let tag = match step {
+            SaslStep::Plain { tag } | SaslStep::LoginUser { tag } | SaslStep::LoginPassword { tag, .. } => tag,
+        };
+        let Ok(st) = Status::bad(Some(tag), None, "invalid base64 in the authentication exchange") else {
+            return Flow::Close;
+        };
+        self.finish(server, st)
     }
 
     pub async fn authenticate_data(

@@ -143,9 +143,20 @@ pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: 
     // tagged response is already queued: updates must precede it, so they are spliced in front.
     if selected_before && matches!(s.state, State::Selected { .. }) && matches!(flow, Flow::Continue) {
         let tagged_at = last_line_start(d.out());
-        let tail = d.out().split_off(tagged_at);
+        let mut tail = d.out().split_off(tagged_at);
         if s.refresh(d, expunge_ok).await.is_err() {
             return Flow::Close;
+        }
+        // FETCH / STORE / SEARCH by sequence number that ran while another session's expunge
+        // could not be reported yet (its messages were left out): say so (RFC 5530, as Dovecot).
+        if !expunge_ok
+            && let State::Selected { mb, .. } = &s.state
+            && !mb.pending_expunge.is_empty()
+        {
+            let ok = format!("{} OK ", tag.as_ref());
+            if tail.starts_with(ok.as_bytes()) && tail.get(ok.len()) != Some(&b'[') {
+                tail.splice(ok.len()..ok.len(), b"[EXPUNGEISSUED] ".iter().copied());
+            }
         }
         d.out().extend_from_slice(&tail);
     }
@@ -565,10 +576,18 @@ async fn list(
     let names: Vec<String> = shown.iter().map(|x| x.0.clone()).collect();
     let out = d.out();
     for (name, subscribed, special) in &shown {
-        if lsub && !subscribed {
+        if !names::list_match(&full, name) {
             continue;
         }
-        if !names::list_match(&full, name) {
+        if lsub && !subscribed {
+            // RFC 3501 §6.3.9: "foo/bar" subscribed, "foo" not, and "%" keeps "foo/bar" from
+            // matching: LSUB returns "foo" flagged \Noselect.
+            let prefix = format!("{name}{DELIMITER}");
+            if full.contains('%')
+                && shown.iter().any(|(n, sub, _)| *sub && n.starts_with(&prefix) && !names::list_match(&full, n))
+            {
+                out.extend_from_slice(format!("* LSUB (\\Noselect) \"/\" {}\r\n", quoted_name(name)).as_bytes());
+            }
             continue;
         }
         let has_children = names

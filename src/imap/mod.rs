@@ -16,3 +16,6 @@ pub mod names;
 pub mod search;
 pub mod server;
 pub mod session;
+
+#[cfg(test)]
+mod tests;

@@ -208,6 +208,14 @@ impl Session {
                 }
                 Ok(Err(_io)) => return Outcome::Close,
                 Ok(Ok(Err(e))) => {
+                    // An AUTHENTICATE continuation that does not parse (not base64) ends the
+                    // exchange with a tagged BAD (RFC 3501 §6.2.2); otherwise the client waits forever.
+                    if self.sasl.is_some() {
+                        if matches!(self.authenticate_malformed(server), Flow::Close) {
+                            return Outcome::Close;
+                        }
+                        continue;
+                    }
                     self.protocol_error(d, e);
                     continue;
                 }
@@ -321,11 +329,17 @@ impl Session {
         let State::Selected { mb, .. } = &self.state else { return Ok(()) };
         let (id, since, read_only) = (mb.id, mb.modseq, mb.read_only);
         let ch = self
-            .db(move |c| {
-                let ch = db::changes_since(c, id, since)?;
-                Ok(ch)
+            .db(move |c| match db::changes_since(c, id, since) {
+                Ok(ch) => Ok(Some(ch)),
+                Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+                Err(e) => Err(e.into()),
             })
             .await?;
+        let Some(ch) = ch else {
+            // Deleted by another session: BYE, then the caller closes (RFC 2180 §3.1, as Dovecot).
+            d.out().extend_from_slice(b"* BYE the selected mailbox was deleted, have to disconnect\r\n");
+            return Err(DbError("the selected mailbox was deleted".into()));
+        };
         let State::Selected { mb, .. } = &mut self.state else { return Ok(()) };
         if ch.highestmodseq <= mb.modseq && (mb.pending_expunge.is_empty() || !expunge_ok) {
             return Ok(());

@@ -6,6 +6,7 @@ pub mod corpus;
 pub mod dovecot;
 pub mod fake_pop3;
 pub mod imap_clients;
+pub mod smtp_upstream;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
