@@ -12,6 +12,8 @@ missing=()
 command -v python3 >/dev/null || missing+=(python3)
 command -v mbsync >/dev/null || missing+=(isync)
 command -v curl >/dev/null || missing+=(curl)
+command -v swaks >/dev/null || missing+=(swaks)
+/usr/bin/python3 -c "import aiosmtpd" 2>/dev/null || missing+=(python3-aiosmtpd)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "the tests need: ${missing[*]} — install them (sudo apt-get install -y ${missing[*]}) and rerun" >&2

@@ -9,3 +9,4 @@ mod crash;
 mod imap;
 mod pop_dovecot;
 mod pop_faults;
+mod smtp;

@@ -381,6 +381,12 @@ fn validate_smtp(cx: &Ctx, prefix: &str, s: RawSmtp) -> crate::Result<SmtpServer
             .ok_or_else(|| cx.err(&k("tls"), format!("\"{v}\" must be implicit, starttls or plain")))?,
     };
     let port = port(cx, &k("port"), s.port, if tls == TlsMode::Implicit { 465 } else { 587 })?;
+    if tls == TlsMode::Plain && !host.is_empty() && !is_loopback_host(&host) && s.allow_plain != Some(true) {
+        return Err(cx.err(
+            &k("tls"),
+            "\"plain\" would send your password unencrypted; use implicit or starttls (or set allow_plain = true if you really mean it)",
+        ));
+    }
     let password = secret_source(cx, prefix, s.password, s.password_command, true)?;
     let timeout = match s.timeout {
         None => DEFAULT_TIMEOUT,

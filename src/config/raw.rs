@@ -67,5 +67,6 @@ pub struct RawSmtp {
     pub ca_file: Option<String>,
     pub pin_sha256: Option<String>,
     pub relay: Option<bool>,
+    pub allow_plain: Option<bool>,
     pub timeout: Option<String>,
 }

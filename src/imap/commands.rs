@@ -715,6 +715,12 @@ async fn append(
             let meta = MessageMeta::extract(&data);
             let date = date.unwrap_or_else(|| Timestamp { unix: crate::store::now(), offset_minutes: 0 });
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // A copy popbridge filed itself (save_sent) and the client's own copy of the same message:
+            // keep one (the same Message-ID and bytes among the mailbox's latest messages).
+            if let Some(uid) = db::recent_duplicate(&tx, id, &data, meta.message_id.as_deref())? {
+                let uv: i64 = tx.query_row("SELECT uidvalidity FROM mailboxes WHERE id = ?1", [id], |r| r.get(0))?;
+                return Ok((uv, uid));
+            }
             let uid = db::append(&tx, id, &data, &meta, bits, &kw, date)?;
             let uv: i64 = tx.query_row("SELECT uidvalidity FROM mailboxes WHERE id = ?1", [id], |r| r.get(0))?;
             tx.commit()?;

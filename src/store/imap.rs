@@ -381,6 +381,37 @@ pub fn append(
     Ok(uid as u32)
 }
 
+/// In a Sent folder (SPECIAL-USE \Sent): a message with these exact bytes among its last few — a
+/// copy popbridge filed itself (`save_sent`) that the client now appends again. Only checked when
+/// the new message has a Message-ID.
+pub fn recent_duplicate(
+    conn: &Connection,
+    mailbox: i64,
+    raw: &[u8],
+    message_id: Option<&str>,
+) -> rusqlite::Result<Option<u32>> {
+    if message_id.is_none() {
+        return Ok(None);
+    }
+    let sent: Option<String> =
+        conn.query_row("SELECT special_use FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))?;
+    if sent.as_deref() != Some("\\Sent") {
+        return Ok(None);
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT m.uid, b.raw FROM messages m JOIN bodies b ON b.id = m.body_id
+         WHERE m.mailbox_id = ?1 AND m.size = ?2 ORDER BY m.uid DESC LIMIT 50",
+    )?;
+    let mut rows = st.query(params![mailbox, raw.len() as i64])?;
+    while let Some(r) = rows.next()? {
+        let existing: Vec<u8> = r.get(1)?;
+        if existing == raw {
+            return Ok(Some(r.get::<_, i64>(0)? as u32));
+        }
+    }
+    Ok(None)
+}
+
 /// What happened in a mailbox after MODSEQ `since`: expunged UIDs, and messages added or changed.
 #[derive(Debug, Default)]
 pub struct ChangesSince {

@@ -189,7 +189,12 @@ impl Store {
             .map_err(|e| self.err(e))?
         {
             Some(id) => id,
-            None => super::create_mailbox(&tx, mailbox, None).map_err(|e| self.err(e))?,
+            None => {
+                let special = mailbox.rsplit_once('/').and_then(|(_, leaf)| {
+                    crate::imap::names::SPECIAL.iter().find(|(n, _)| *n == leaf).map(|(_, a)| *a)
+                });
+                super::create_mailbox(&tx, mailbox, special).map_err(|e| self.err(e))?
+            }
         };
         let uid = super::imap::append(&tx, id, raw, &meta, flags, &[], date).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;

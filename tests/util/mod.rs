@@ -219,24 +219,23 @@ impl Bridge {
         let b = Bridge::uninitialised();
         let imap = format!("127.0.0.1:{}", free_port());
         let imaps = format!("127.0.0.1:{}", free_port());
-        b.run_stdin(
-            &[
-                "init",
-                "--password-stdin",
-                "--user",
-                "me",
-                "--imap",
-                &imap,
-                "--imaps",
-                &imaps,
-                "--submission",
-                "off",
-                "--submissions",
-                "off",
-            ],
-            LOCAL_PASSWORD,
-        )
-        .expect(0);
+        let sub = format!("127.0.0.1:{}", free_port());
+        let subs = format!("127.0.0.1:{}", free_port());
+        let args = [
+            "init",
+            "--password-stdin",
+            "--user",
+            "me",
+            "--imap",
+            &imap,
+            "--imaps",
+            &imaps,
+            "--submission",
+            &sub,
+            "--submissions",
+            &subs,
+        ];
+        b.run_stdin(&args, LOCAL_PASSWORD).expect(0);
         b
     }
 
@@ -245,15 +244,29 @@ impl Bridge {
         (c.local.imap.map(|a| a.port()).unwrap_or(0), c.local.imaps.map(|a| a.port()).unwrap_or(0))
     }
 
-    /// Starts `popbridge run` and waits until both IMAP ports accept connections.
+    pub fn smtp_ports(&self) -> (u16, u16) {
+        let c = popbridge::config::load(&self.config).expect("config");
+        (c.local.submission.map(|a| a.port()).unwrap_or(0), c.local.submissions.map(|a| a.port()).unwrap_or(0))
+    }
+
+    /// Starts `popbridge run` and waits until its ports accept connections.
     pub fn daemon(&self) -> Daemon {
+        self.daemon_with_env(&[])
+    }
+
+    pub fn daemon_with_env(&self, env: &[(&str, &str)]) -> Daemon {
         let (imap, imaps) = self.ports();
+        let (sub, subs) = self.smtp_ports();
         let log = self.dir.path().join("daemon.log");
-        let f = std::fs::File::create(&log).expect("log file");
-        let child = self.cmd(&["run"]).stdout(Stdio::null()).stderr(f).spawn().expect("spawn popbridge run");
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let mut cmd = self.cmd(&["run"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(f).spawn().expect("spawn popbridge run");
         let d = Daemon { child, imap, imaps, log };
         let t = std::time::Instant::now();
-        for port in [imap, imaps] {
+        for port in [imap, imaps, sub, subs].into_iter().filter(|p| *p != 0) {
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
                 assert!(
                     t.elapsed() < std::time::Duration::from_secs(20),

@@ -1,0 +1,468 @@
+//! Sending: real clients (Python smtplib, swaks) submit to popbridge, which relays through a real
+//! upstream SMTP server (aiosmtpd, scripted with faults) that records exactly what it received.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
+use crate::util::imap_clients::{Raw, Security};
+use crate::util::smtp_upstream::{Faults, UpTls, Upstream, UpstreamOpts};
+use crate::util::{Bridge, Daemon, LOCAL_PASSWORD};
+
+const SMTP_PW: &str = "smtp-secret";
+
+struct Setup {
+    up: Upstream,
+    b: Bridge,
+    daemon: Option<Daemon>,
+    pop: FakePop3,
+}
+
+fn upstream(faults: Faults) -> Upstream {
+    Upstream::start(UpstreamOpts {
+        tls: UpTls::Implicit,
+        user: Some("me@work.example".into()),
+        password: Some(SMTP_PW.into()),
+        faults,
+        ..Default::default()
+    })
+}
+
+/// A bridge with account Work (me@work.example) whose outgoing server is `up`; `extra` is added to
+/// the account's TOML (top-level account keys go before its sections, so they are passed apart).
+fn setup_with(up: Upstream, account_keys: &str) -> Setup {
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    let (pp, sp) = (pop.port().to_string(), up.port.to_string());
+    b.run(&[
+        "account",
+        "add",
+        "--name",
+        "Work",
+        "--email",
+        "me@work.example",
+        "--pop-host",
+        "127.0.0.1",
+        "--pop-port",
+        &pp,
+        "--pop-tls",
+        "plain",
+        "--pop-user",
+        "u",
+        "--password-command",
+        "echo p",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        &sp,
+        "--smtp-tls",
+        "implicit",
+        "--smtp-user",
+        "me@work.example",
+        "--smtp-password-command",
+        &format!("echo {SMTP_PW}"),
+        "--no-test",
+    ])
+    .expect(0);
+    b.append_config(&format!("ca_file = \"{}\"\n", up.ca_pem_path.display()));
+    if !account_keys.is_empty() {
+        let text = std::fs::read_to_string(&b.config).unwrap();
+        let text = text.replacen(
+            "\nemail = \"me@work.example\"\n",
+            &format!("\nemail = \"me@work.example\"\n{account_keys}"),
+            1,
+        );
+        std::fs::write(&b.config, text).unwrap();
+    }
+    let daemon = Some(b.daemon_with_env(&[("POPBRIDGE_RETRY_SECONDS", "1")]));
+    Setup { up, b, daemon, pop }
+}
+
+fn setup(faults: Faults) -> Setup {
+    setup_with(upstream(faults), "")
+}
+
+fn message(subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Me <me@work.example>\r\nTo: Ann <ann@example.org>\r\nSubject: {subject}\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\nMessage-ID: <{subject}@work.example>\r\n\r\n{body}"
+    )
+    .into_bytes()
+}
+
+/// Python smtplib: `mode` plain | starttls | implicit; `mech` PLAIN | LOGIN. Prints "OK <refused>"
+/// or "ERR <code> <text>".
+fn smtplib(s: &Setup, mode: &str, mech: &str, user: &str, from: &str, to: &[&str], data: &[u8]) -> String {
+    let (sub, subs) = s.b.smtp_ports();
+    let port = if mode == "implicit" { subs } else { sub };
+    let file = s.b.dir.path().join(format!("msg-{}.eml", rand_suffix()));
+    std::fs::write(&file, data).unwrap();
+    let script = r#"
+import smtplib, ssl, sys, json
+mode, port, ca, user, pw, mech, frm, to, path = sys.argv[1:10]
+ctx = ssl.create_default_context(cafile=ca)
+try:
+    if mode == "implicit":
+        s = smtplib.SMTP_SSL("127.0.0.1", int(port), context=ctx, timeout=30)
+    else:
+        s = smtplib.SMTP("127.0.0.1", int(port), timeout=30)
+    s.ehlo("client.example")
+    if mode == "starttls":
+        s.starttls(context=ctx); s.ehlo("client.example")
+    s.user, s.password = user, pw
+    s.auth(mech, getattr(s, "auth_" + mech.lower()), initial_response_ok=(mech == "PLAIN"))
+    refused = s.sendmail(frm, json.loads(to), open(path, "rb").read())
+    s.quit()
+    print("OK", json.dumps(refused))
+except smtplib.SMTPResponseException as e:
+    print("ERR", e.smtp_code, e.smtp_error.decode(errors="replace"))
+except smtplib.SMTPRecipientsRefused as e:
+    print("ERR RCPT", json.dumps({k: v[0] for k, v in e.recipients.items()}))
+"#;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            mode,
+            &port.to_string(),
+            &s.b.cert().display().to_string(),
+            user,
+            LOCAL_PASSWORD,
+            mech,
+            from,
+        ])
+        .arg(serde_json::to_string(to).unwrap())
+        .arg(&file)
+        .output()
+        .expect("python3");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if text.starts_with("OK") {
+        text
+    } else {
+        format!("{text}\n--- daemon log ---\n{}", s.daemon.as_ref().map(|d| d.log()).unwrap_or_default())
+    }
+}
+
+/// Asserts that smtplib's submission was accepted, showing its output otherwise.
+fn ok(out: String) {
+    assert!(out.starts_with("OK {}"), "submission not accepted: {out}");
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+fn swaks(s: &Setup, args: &[&str]) -> (bool, String) {
+    let (sub, _) = s.b.smtp_ports();
+    let out = Command::new("swaks")
+        .args(["--server", &format!("127.0.0.1:{sub}"), "--timeout", "60", "--helo", "swaks.client"])
+        .args(["--auth-user", "me", "--auth-password", LOCAL_PASSWORD])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("swaks (apt-get install -y swaks)");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Messages in a mailbox of the bridge, read over IMAP.
+fn mailbox(s: &Setup, name: &str) -> Vec<Vec<u8>> {
+    let mut r = Raw::connect_login(&s.b.target(Security::Plain, "me"));
+    let sel = r.cmd("a1", &format!("EXAMINE \"{name}\""));
+    let n = sel.number("EXISTS").unwrap_or(0);
+    if n == 0 {
+        return Vec::new();
+    }
+    let f = r.cmd("a2", "FETCH 1:* (BODY.PEEK[])");
+    f.fetches().iter().filter_map(|f| f.get("BODY[]").map(<[u8]>::to_vec)).collect()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn smtplib_and_swaks_submissions_are_relayed_byte_exact() {
+    let s = setup(Faults::default());
+    let plain = message("plain", "Hello over plaintext on loopback.\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &plain));
+    let tls =
+        message("starttls", "Line one.\r\n.A line that starts with a dot.\r\n..two dots\r\n.\r\nafter a lone dot\r\n");
+    ok(smtplib(&s, "starttls", "LOGIN", "me+Work", "me@work.example", &["ann@example.org", "bob@example.net"], &tls));
+    let eight = message("implicit", "Grüße aus Zürich — 8-bit UTF-8 body.\r\n");
+    ok(smtplib(&s, "implicit", "PLAIN", "me@Work", "me@work.example", &["ann@example.org"], &eight));
+    let got = s.up.wait_for(3, Duration::from_secs(20));
+    let by_subject = |subj: &str| {
+        got.iter().find(|r| String::from_utf8_lossy(&r.data).contains(&format!("Subject: {subj}\r\n"))).unwrap()
+    };
+    assert_eq!(by_subject("plain").data, plain, "relayed bytes equal the submitted ones");
+    assert_eq!(by_subject("starttls").data, tls, "dot lines survive stuffing both ways");
+    assert_eq!(by_subject("starttls").rcpt_tos, vec!["ann@example.org", "bob@example.net"]);
+    assert_eq!(by_subject("implicit").data, eight);
+    for r in &got {
+        assert_eq!(r.mail_from, "me@work.example");
+        assert_eq!(r.auth_user.as_deref(), Some("me@work.example"), "popbridge logs in upstream");
+        assert!(r.tls, "upstream over TLS");
+    }
+    // swaks, pipelined, with a Bcc that must not travel.
+    let file = s.b.dir.path().join("swaks.eml");
+    let with_bcc = b"From: me@work.example\r\nTo: ann@example.org\r\nBcc: hidden@example.org\r\nSubject: swaks\r\nMessage-ID: <swaks@work.example>\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\n\r\nbody\r\n";
+    std::fs::write(&file, with_bcc).unwrap();
+    let (ok, out) = swaks(
+        &s,
+        &[
+            "--pipeline",
+            "--auth",
+            "LOGIN",
+            "--from",
+            "me@work.example",
+            "--to",
+            "ann@example.org,hidden@example.org",
+            "--data",
+            &file.display().to_string(),
+        ],
+    );
+    assert!(ok, "{out}");
+    let got = s.up.wait_for(4, Duration::from_secs(20));
+    let relayed = got.iter().find(|r| String::from_utf8_lossy(&r.data).contains("Subject: swaks")).unwrap();
+    assert!(!String::from_utf8_lossy(&relayed.data).contains("Bcc:"), "Bcc header removed");
+    assert!(relayed.rcpt_tos.contains(&"hidden@example.org".to_string()), "the Bcc recipient still gets it");
+    let j = s.b.status_json();
+    assert_eq!(j["outbox"]["sent"], 4, "{j}");
+}
+
+#[test]
+fn a_20_mb_message_is_relayed_intact() {
+    let s = setup(Faults::default());
+    let mut big = message("big", "");
+    let line = format!("{}\r\n", "0123456789abcdef".repeat(4));
+    while big.len() < 20 * 1000 * 1000 {
+        big.extend_from_slice(line.as_bytes());
+    }
+    let out = smtplib(&s, "starttls", "PLAIN", "me", "me@work.example", &["ann@example.org"], &big);
+    assert!(out.starts_with("OK"), "{out}");
+    let got = s.up.wait_for(1, Duration::from_secs(60));
+    assert!(got[0].data == big, "20 MB relayed byte-exact ({} vs {} bytes)", got[0].data.len(), big.len());
+}
+
+/// Raw SMTP for refusals smtplib would not let us provoke.
+fn raw_session(s: &Setup, lines: &[&[u8]]) -> String {
+    let (sub, _) = s.b.smtp_ports();
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", sub)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut all = String::new();
+    let mut buf = [0u8; 65536];
+    let mut read_reply = |c: &mut std::net::TcpStream, all: &mut String| loop {
+        let n = c.read(&mut buf).unwrap_or(0);
+        all.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let last = all.trim_end().lines().last().unwrap_or("").to_string();
+        if n == 0 || (last.len() >= 4 && last.as_bytes()[3] == b' ') {
+            return;
+        }
+    };
+    read_reply(&mut c, &mut all);
+    for l in lines {
+        c.write_all(l).unwrap();
+        read_reply(&mut c, &mut all);
+    }
+    all
+}
+
+#[test]
+fn submission_refuses_what_it_must() {
+    let s = setup(Faults::default());
+    let m = message("refused", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
+    // Wrong password.
+    let mut bad = Command::new("python3");
+    let _ = &mut bad;
+    let out = raw_session(&s, &[b"EHLO c\r\n", b"AUTH PLAIN AG1lAHdyb25n\r\n"]);
+    assert!(out.contains("535 5.7.8"), "{out}");
+    // No AUTH: never an open relay.
+    let out = raw_session(&s, &[b"EHLO c\r\n", b"MAIL FROM:<me@work.example>\r\n"]);
+    assert!(out.contains("530 5.7.0"), "{out}");
+    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0me\0{LOCAL_PASSWORD}")));
+    // A sender that is not an account's address.
+    let out = raw_session(&s, &[b"EHLO c\r\n", auth.as_bytes(), b"MAIL FROM:<stranger@evil.example>\r\n"]);
+    assert!(out.contains("550 5.7.1") && out.contains("me@work.example"), "the reply lists the allowed senders: {out}");
+    // A header From that differs from every allowed address.
+    let forged = b"From: ceo@bank.example\r\nTo: a@example.org\r\nSubject: x\r\n\r\nx\r\n.\r\n";
+    let out = raw_session(
+        &s,
+        &[
+            b"EHLO c\r\n",
+            auth.as_bytes(),
+            b"MAIL FROM:<me@work.example>\r\n",
+            b"RCPT TO:<a@example.org>\r\n",
+            b"DATA\r\n",
+            forged,
+        ],
+    );
+    assert!(out.contains("550 5.7.1") && out.contains("ceo@bank.example"), "{out}");
+    // Too many recipients.
+    let mut lines: Vec<Vec<u8>> =
+        vec![b"EHLO c\r\n".to_vec(), auth.as_bytes().to_vec(), b"MAIL FROM:<me@work.example>\r\n".to_vec()];
+    for i in 0..101 {
+        lines.push(format!("RCPT TO:<r{i}@example.org>\r\n").into_bytes());
+    }
+    let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+    let out = raw_session(&s, &refs);
+    assert_eq!(out.matches("250 2.1.5").count(), 100);
+    assert!(out.contains("452 4.5.3"), "{}", out.lines().last().unwrap_or(""));
+    // Oversized: declared, and actually sent.
+    let out = raw_session(&s, &[b"EHLO c\r\n", auth.as_bytes(), b"MAIL FROM:<me@work.example> SIZE=99999999999\r\n"]);
+    assert!(out.contains("552 5.3.4"), "{out}");
+    let mut huge = b"From: me@work.example\r\nSubject: huge\r\n\r\n".to_vec();
+    huge.resize(51 * 1024 * 1024, b'x');
+    huge.extend_from_slice(b"\r\n.\r\n");
+    let out = raw_session(
+        &s,
+        &[
+            b"EHLO c\r\n",
+            auth.as_bytes(),
+            b"MAIL FROM:<me@work.example>\r\n",
+            b"RCPT TO:<a@example.org>\r\n",
+            b"DATA\r\n",
+            &huge,
+        ],
+    );
+    assert!(out.contains("552 5.3.4"), "{}", out.lines().last().unwrap_or(""));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(s.up.received().len(), 1, "only the legitimate message left");
+}
+
+fn popbridge_b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn a_temporary_failure_is_retried_until_delivered() {
+    let s = setup(Faults { temp_fail_data_times: 2, ..Faults::default() });
+    let m = message("retry", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
+    let got = s.up.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got[0].data, m);
+    let data_replies: Vec<u16> = s.up.attempts().iter().filter(|a| a.stage == "data").map(|a| a.code()).collect();
+    assert_eq!(data_replies, vec![451, 451, 250], "two 451s, then delivered once");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(s.up.received().len(), 1, "exactly once");
+}
+
+#[test]
+fn a_permanent_failure_becomes_a_notice_in_inbox() {
+    let s = setup(Faults { perm_fail_data: true, ..Faults::default() });
+    let m = message("doomed", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
+    wait_until("the bounce notice", Duration::from_secs(20), || !mailbox(&s, "INBOX").is_empty());
+    let notice = String::from_utf8_lossy(&mailbox(&s, "INBOX")[0]).into_owned();
+    assert!(
+        notice.contains("Undelivered: doomed") && notice.contains("a@example.org") && notice.contains("550"),
+        "{notice}"
+    );
+    let j = s.b.status_json();
+    assert_eq!(j["outbox"]["failed"], 1, "{j}");
+}
+
+#[test]
+fn recipients_refused_one_by_one_are_reported_and_the_rest_delivered() {
+    let s = setup(Faults { perm_fail_rcpt: vec!["nobody@example.org".into()], ..Faults::default() });
+    let m = message("partial", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org", "nobody@example.org"], &m));
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert_eq!(got[0].rcpt_tos, vec!["ann@example.org"]);
+    wait_until("the notice for the refused recipient", Duration::from_secs(20), || !mailbox(&s, "INBOX").is_empty());
+    let notice = String::from_utf8_lossy(&mailbox(&s, "INBOX")[0]).into_owned();
+    assert!(notice.contains("nobody@example.org") && !notice.contains("  ann@example.org"), "{notice}");
+}
+
+#[test]
+fn mail_waits_while_the_upstream_is_down_and_survives_a_restart_exactly_once() {
+    let mut s = setup(Faults::default());
+    s.up.stop();
+    let m = message("patient", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(s.b.status_json()["outbox"]["queued"], 1);
+    // The daemon stops with the message queued; the upstream comes back; the daemon starts again.
+    let mut d = s.daemon.take().unwrap();
+    assert!(d.terminate().success());
+    s.up.restart();
+    s.daemon = Some(s.b.daemon_with_env(&[("POPBRIDGE_RETRY_SECONDS", "1")]));
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert_eq!(got[0].data, m);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.up.received().len(), 1, "delivered exactly once");
+    assert_eq!(s.b.status_json()["outbox"]["queued"], 0);
+}
+
+#[test]
+fn a_disconnect_during_data_is_retried() {
+    let s = setup(Faults { disconnect_in_data: true, ..Faults::default() });
+    let m = message("cut", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
+    wait_until("an interrupted attempt", Duration::from_secs(20), || !s.up.attempts().is_empty());
+    s.up.set_faults(Faults::default());
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert_eq!(got[0].data, m);
+}
+
+#[test]
+fn reply_to_is_verified_by_code_before_it_is_used() {
+    let s = setup_with(upstream(Faults::default()), "reply_to = \"desk@work.example\"\n");
+    let before = message("before", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &before));
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert!(!String::from_utf8_lossy(&got[0].data).contains("Reply-To"), "not before verification");
+    s.b.run(&["verify", "send", "desk@work.example"]).expect(0);
+    let got = s.up.wait_for(2, Duration::from_secs(20));
+    let mail = String::from_utf8_lossy(&got[1].data).into_owned();
+    assert_eq!(got[1].rcpt_tos, vec!["desk@work.example"]);
+    let code: String = mail.lines().find_map(|l| l.strip_prefix("Verification code: ")).unwrap().trim().to_string();
+    assert!(code.len() >= 6 && code.chars().all(|c| c.is_ascii_digit()), "{code}");
+    let r = s.b.run(&["verify", "confirm", "desk@work.example", "000000"]).expect(2);
+    assert!(r.stderr.contains("wrong code"), "{}", r.stderr);
+    s.b.run(&["verify", "confirm", "desk@work.example", &code]).expect(0);
+    assert_eq!(s.b.status_json()["verifications"][0]["verified"], true);
+    let after = message("after", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &after));
+    let got = s.up.wait_for(3, Duration::from_secs(20));
+    assert!(
+        String::from_utf8_lossy(&got[2].data).starts_with("Reply-To: desk@work.example\r\n"),
+        "added once verified"
+    );
+}
+
+#[test]
+fn a_verification_mail_fetched_back_confirms_itself() {
+    let s = setup_with(upstream(Faults::default()), "reply_to = \"desk@work.example\"\n");
+    s.b.run(&["verify", "send", "desk@work.example"]).expect(0);
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    // The mail arrives in a mailbox popbridge fetches.
+    s.pop.add_messages(vec![FakeMessage { uidl: Some("v1".into()), data: got[0].data.clone() }]);
+    s.b.run(&["fetch"]).expect(0);
+    assert_eq!(s.b.status_json()["verifications"][0]["verified"], true, "confirmed by the fetch");
+}
+
+#[test]
+fn save_sent_files_one_copy_even_when_the_client_appends_its_own() {
+    let s = setup_with(upstream(Faults::default()), "save_sent = true\n");
+    let m = message("keep", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
+    assert_eq!(mailbox(&s, "Work/Sent"), vec![m.clone()], "popbridge filed the copy");
+    // Thunderbird appends its own copy of the same message to Sent (account login).
+    let mut r = Raw::connect_login(&s.b.target(Security::Plain, "me+Work"));
+    r.send(format!("a1 APPEND Sent (\\Seen) {{{}+}}\r\n", m.len()).as_bytes());
+    r.send(&m);
+    r.send(b"\r\n");
+    let rep = r.read_until_tagged("a1");
+    assert!(rep.ok() && rep.tagged.contains("APPENDUID"), "{:?}", rep.lines);
+    assert_eq!(mailbox(&s, "Work/Sent").len(), 1, "one copy");
+}
+
+#[allow(dead_code)]
+fn unused(_: &Path) {}
