@@ -13,6 +13,7 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v mbsync >/dev/null || missing+=(isync)
 command -v curl >/dev/null || missing+=(curl)
 command -v swaks >/dev/null || missing+=(swaks)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 /usr/bin/python3 -c "import aiosmtpd" 2>/dev/null || missing+=(python3-aiosmtpd)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

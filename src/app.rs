@@ -1,47 +1,84 @@
 //! The composition root: `popbridge run`. Opens the store, binds the IMAP and SMTP submission
-//! listeners with the local certificate, runs one fetch task per account and the outbound queue,
-//! and shuts everything down in order on
-//! SIGTERM/SIGINT: stop accepting, `* BYE` to IMAP clients, let fetchers finish the message being
-//! committed (they never delete anything uncommitted), exit.
+//! listeners with the local certificate, starts one fetch scheduler per account, the outbound
+//! queue and the control socket; reloads the config on SIGHUP; and shuts everything down in order
+//! on SIGTERM/SIGINT: stop accepting, `* BYE` / `421` to clients, fetchers stop at a safe point
+//! (what was received is committed; without QUIT the server deletes nothing), exit 0.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::{self, Config, Paths};
+use crate::control::{self, Schedulers};
 use crate::error::{Error, Result};
-use crate::fetch;
-use crate::imap::server::{MAX_CONNECTIONS, Shared, Throttle, listen};
+use crate::fetch::{self, schedule};
+use crate::imap::server::{MAX_CONNECTIONS, Shared, Throttle};
 use crate::net::tls;
+use crate::secret::Secret;
 use crate::smtp::server::SmtpShared;
 use crate::store::Store;
 
-/// A running daemon: where it listens, and how to stop it.
+/// The settings that can change under a running daemon (SIGHUP): the config and the local login.
+pub struct Live {
+    config: RwLock<Arc<Config>>,
+    login: RwLock<(String, Secret)>,
+}
+
+impl Live {
+    pub fn new(cfg: Config, password: Secret) -> Live {
+        let user = cfg.local.user.clone();
+        Live { config: RwLock::new(Arc::new(cfg)), login: RwLock::new((user, password)) }
+    }
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn login(&self) -> (String, Secret) {
+        self.login.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    fn set(&self, cfg: Config, password: Secret) {
+        *self.login.write().unwrap_or_else(|p| p.into_inner()) = (cfg.local.user.clone(), password);
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
+    }
+}
+
+/// One bound listener, stoppable on its own (so a reload can move it to a new address).
+struct Listener {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Kind {
+    Imap,
+    Imaps,
+    Submission,
+    Submissions,
+}
+
+/// A running daemon: where it listens, and how to reload or stop it.
 pub struct Running {
     pub imap: Option<SocketAddr>,
     pub imaps: Option<SocketAddr>,
     pub submission: Option<SocketAddr>,
     pub submissions: Option<SocketAddr>,
     pub fingerprint: String,
+    paths: Paths,
+    live: Arc<Live>,
+    imap_shared: Arc<Shared>,
+    smtp_shared: Arc<SmtpShared>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    listeners: HashMap<Kind, Listener>,
+    schedulers: Schedulers,
+    fetch_ctx: fetch::Context,
+    alerts: broadcast::Sender<String>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    connections: Arc<tokio::sync::Semaphore>,
-}
-
-impl Running {
-    /// Asks everything to stop and waits (bounded) for it.
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-        }
-        // Every session holds a permit until it has said BYE and closed: wait for all of them.
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), self.connections.acquire_many(MAX_CONNECTIONS as u32)).await;
-    }
+    fetch_schedule: bool,
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
@@ -56,17 +93,19 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     })
 }
 
-/// Starts the daemon's parts; `fetch_schedule`: whether accounts are fetched periodically.
+async fn resolve_local_password(cfg: &Config) -> Result<Secret> {
+    match &cfg.local.password {
+        Some(src) => config::resolve_secret(&cfg.path, cfg.mode, src, "local").await,
+        None => Err(Error::config(format!(
+            "config file {}: local.password: is missing; mail clients need it to log in (run `popbridge init` for a fresh config)",
+            cfg.path.display()
+        ))),
+    }
+}
+
+/// Starts the daemon's parts; `fetch_schedule`: whether accounts are fetched on their schedule.
 pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<Running> {
-    let password = match &cfg.local.password {
-        Some(src) => config::resolve_secret(&cfg.path, cfg.mode, src, "local").await?,
-        None => {
-            return Err(Error::config(format!(
-                "config file {}: local.password: is missing; mail clients need it to log in (run `popbridge init` for a fresh config)",
-                cfg.path.display()
-            )));
-        }
-    };
+    let password = resolve_local_password(cfg).await?;
     let store_path = paths.store();
     let store = Arc::new(
         tokio::task::spawn_blocking(move || Store::open(&store_path))
@@ -82,22 +121,23 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
     let (cert, _) = tls::ensure_local_cert(&paths.tls_dir())?;
     let fingerprint = config::format_fingerprint(&cert.fingerprint()?);
     let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config()?);
-    let shared = Arc::new(Shared {
+    let live = Arc::new(Live::new(cfg.clone(), password));
+    let (alerts, _) = broadcast::channel(64);
+    let (kick_tx, mut kick_rx) = mpsc::unbounded_channel::<String>();
+    let imap_shared = Arc::new(Shared {
         store_path: paths.store(),
         changes: store.changes(),
-        user: cfg.local.user.clone(),
-        password,
+        live: live.clone(),
         tls: Some(acceptor.clone()),
         throttle: Throttle::default(),
         connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+        alerts: alerts.clone(),
+        kick: Some(kick_tx),
     });
     let kick = Arc::new(tokio::sync::Notify::new());
-    let config = Arc::new(cfg.clone());
-    let smtp = Arc::new(SmtpShared {
-        config: config.clone(),
+    let smtp_shared = Arc::new(SmtpShared {
+        live: live.clone(),
         store: store.clone(),
-        user: cfg.local.user.clone(),
-        password: shared.password.clone(),
         tls: Some(acceptor.clone()),
         throttle: Throttle::default(),
         kick: kick.clone(),
@@ -106,92 +146,200 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
         max_size: crate::smtp::server::DEFAULT_MAX_SIZE,
     });
     let (shutdown, rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    let mut imap = None;
-    let mut imaps = None;
-    if let Some(addr) = cfg.local.imap {
-        let l = bind(addr, "imap").await?;
-        imap = l.local_addr().ok();
-        tasks.push(tokio::spawn(listen(l, None, shared.clone(), rx.clone())));
-    }
-    if let Some(addr) = cfg.local.imaps {
-        let l = bind(addr, "imaps").await?;
-        imaps = l.local_addr().ok();
-        tasks.push(tokio::spawn(listen(l, Some(acceptor.clone()), shared.clone(), rx.clone())));
-    }
-    let (mut submission, mut submissions) = (None, None);
-    if let Some(addr) = cfg.local.submission {
-        let l = bind(addr, "submission").await?;
-        submission = l.local_addr().ok();
-        tasks.push(tokio::spawn(crate::smtp::server::listen(l, None, smtp.clone(), rx.clone())));
-    }
-    if let Some(addr) = cfg.local.submissions {
-        let l = bind(addr, "submissions").await?;
-        submissions = l.local_addr().ok();
-        tasks.push(tokio::spawn(crate::smtp::server::listen(l, Some(acceptor), smtp.clone(), rx.clone())));
-    }
-    // The outbound queue resumes whatever a previous run left queued.
-    let queue =
-        Arc::new(crate::smtp::queue::Queue { store: store.clone(), config, kick, hostname: "localhost".into() });
-    tasks.push(tokio::spawn(crate::smtp::queue::run(queue, rx.clone())));
-    if fetch_schedule {
-        let ctx = fetch::Context {
-            config_path: cfg.path.clone(),
-            config_mode: cfg.mode,
-            store: store.clone(),
-            lock_dir: paths.lock_dir(),
-        };
-        for a in cfg.accounts.clone() {
-            tasks.push(tokio::spawn(fetch_loop(ctx.clone(), a, rx.clone())));
-        }
-    }
-    Ok(Running {
-        imap,
-        imaps,
-        submission,
-        submissions,
+    let schedulers: Schedulers = Arc::default();
+    let fetch_ctx = fetch::Context {
+        config_path: cfg.path.clone(),
+        config_mode: cfg.mode,
+        store: store.clone(),
+        lock_dir: paths.lock_dir(),
+    };
+    let mut running = Running {
+        imap: None,
+        imaps: None,
+        submission: None,
+        submissions: None,
         fingerprint,
+        paths: paths.clone(),
+        live: live.clone(),
+        imap_shared,
+        smtp_shared,
+        acceptor,
+        listeners: HashMap::new(),
+        schedulers: schedulers.clone(),
+        fetch_ctx,
+        alerts,
         shutdown,
-        tasks,
-        connections: shared.connections.clone(),
-    })
+        tasks: Vec::new(),
+        fetch_schedule,
+    };
+    running.bind_listeners(cfg).await?;
+    // The outbound queue resumes whatever a previous run left queued.
+    let queue = Arc::new(crate::smtp::queue::Queue { store: store.clone(), live, kick, hostname: "localhost".into() });
+    running.tasks.push(tokio::spawn(crate::smtp::queue::run(queue, rx.clone())));
+    if fetch_schedule {
+        running.sync_schedulers(cfg).await;
+        let control = control::bind(&paths.data_dir).await?;
+        running.tasks.push(tokio::spawn(control::serve(
+            control,
+            schedulers.clone(),
+            rx.clone(),
+            control::socket_path(&paths.data_dir),
+        )));
+        // A mail client looking at an account's mailbox asks for a fetch (the scheduler rate-limits).
+        let (sched, mut stop) = (schedulers.clone(), rx.clone());
+        running.tasks.push(tokio::spawn(async move {
+            loop {
+                let name = tokio::select! {
+                    n = kick_rx.recv() => match n { Some(n) => n, None => return },
+                    _ = stop.changed() => return,
+                };
+                if let Some(h) = sched.lock().await.get(&name) {
+                    let _ = h.kick.try_send(schedule::Kick { force: false, reply: None });
+                }
+            }
+        }));
+    }
+    Ok(running)
 }
 
-/// Fetches an account now and then every `interval` until shutdown. A fetch in progress is
-/// abandoned at shutdown only between messages: the sink commits what it received, and without
-/// QUIT the server deletes nothing.
-async fn fetch_loop(ctx: fetch::Context, account: config::Account, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        let state = {
-            let (s, n) = (ctx.store.clone(), account.name.clone());
-            tokio::task::spawn_blocking(move || s.account_statuses().map(|v| v.into_iter().find(|a| a.name == n)))
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .flatten()
-                .map(|a| a.state)
-        };
-        if state.as_deref() != Some("disabled") {
-            tokio::select! {
-                r = fetch::fetch(&ctx, &account, None) => match r {
-                    Ok(rep) if rep.new_messages > 0 => tracing::info!("{}: {} new message(s)", account.name, rep.new_messages),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("{}", e.message),
-                },
-                _ = shutdown.changed() => return,
+impl Running {
+    async fn bind_listeners(&mut self, cfg: &Config) -> Result<()> {
+        let wanted = [
+            (Kind::Imap, cfg.local.imap, "imap"),
+            (Kind::Imaps, cfg.local.imaps, "imaps"),
+            (Kind::Submission, cfg.local.submission, "submission"),
+            (Kind::Submissions, cfg.local.submissions, "submissions"),
+        ];
+        for (kind, addr, what) in wanted {
+            let current = self.listeners.get(&kind).map(|l| l.addr);
+            let same = match (current, addr) {
+                (Some(c), Some(a)) => a.port() == 0 || c == a,
+                (None, None) => true,
+                _ => false,
+            };
+            if same {
+                continue;
+            }
+            if let Some(old) = self.listeners.remove(&kind) {
+                let _ = old.stop.send(true);
+                let _ = tokio::time::timeout(Duration::from_secs(5), old.task).await;
+            }
+            let Some(addr) = addr else { continue };
+            let l = bind(addr, what).await?;
+            let bound = l.local_addr().unwrap_or(addr);
+            let (stop, stop_rx) = watch::channel(false);
+            // A listener stops for a reload (its own channel) or for shutdown (the daemon's).
+            let mut shutdown = self.shutdown.subscribe();
+            let mut stop_rx2 = stop_rx.clone();
+            let (merged_tx, merged_rx) = watch::channel(false);
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = shutdown.changed() => {}
+                    _ = stop_rx2.changed() => {}
+                }
+                let _ = merged_tx.send(true);
+            });
+            let task = match kind {
+                Kind::Imap => tokio::spawn(crate::imap::server::listen(l, None, self.imap_shared.clone(), merged_rx)),
+                Kind::Imaps => tokio::spawn(crate::imap::server::listen(
+                    l,
+                    Some(self.acceptor.clone()),
+                    self.imap_shared.clone(),
+                    merged_rx,
+                )),
+                Kind::Submission => {
+                    tokio::spawn(crate::smtp::server::listen(l, None, self.smtp_shared.clone(), merged_rx))
+                }
+                Kind::Submissions => tokio::spawn(crate::smtp::server::listen(
+                    l,
+                    Some(self.acceptor.clone()),
+                    self.smtp_shared.clone(),
+                    merged_rx,
+                )),
+            };
+            drop(stop_rx);
+            match kind {
+                Kind::Imap => self.imap = Some(bound),
+                Kind::Imaps => self.imaps = Some(bound),
+                Kind::Submission => self.submission = Some(bound),
+                Kind::Submissions => self.submissions = Some(bound),
+            }
+            self.listeners.insert(kind, Listener { addr: bound, stop, task });
+        }
+        Ok(())
+    }
+
+    /// Starts schedulers for new accounts, restarts changed ones, stops removed ones.
+    async fn sync_schedulers(&self, cfg: &Config) {
+        if !self.fetch_schedule {
+            return;
+        }
+        let mut map = self.schedulers.lock().await;
+        let names: Vec<String> = map.keys().cloned().collect();
+        for n in names {
+            let keep = cfg
+                .accounts
+                .iter()
+                .any(|a| a.name == n && Some(a.fingerprint()) == map.get(&n).map(|h| h.fingerprint.clone()));
+            if !keep && let Some(h) = map.remove(&n) {
+                h.stop().await;
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(account.interval) => {}
-            _ = shutdown.changed() => return,
+        for a in &cfg.accounts {
+            if !map.contains_key(&a.name) {
+                let (s, name) = (self.fetch_ctx.store.clone(), a.name.clone());
+                let _ = tokio::task::spawn_blocking(move || s.ensure_account(&name)).await;
+                let h =
+                    schedule::spawn(self.fetch_ctx.clone(), a.clone(), self.alerts.clone(), self.shutdown.subscribe());
+                map.insert(a.name.clone(), h);
+            }
         }
+    }
+
+    /// SIGHUP: read the config again; accounts added, removed or changed take effect now;
+    /// listeners move only if their address changed.
+    pub async fn reload(&mut self) -> Result<()> {
+        let cfg = config::load(&self.paths.config)?;
+        let password = resolve_local_password(&cfg).await?;
+        self.live.set(cfg.clone(), password);
+        self.fetch_ctx.config_mode = cfg.mode;
+        self.bind_listeners(&cfg).await?;
+        self.sync_schedulers(&cfg).await;
+        Ok(())
+    }
+
+    /// Asks everything to stop and waits (bounded) for it.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let handles: Vec<schedule::Handle> = self.schedulers.lock().await.drain().map(|(_, h)| h).collect();
+        for h in handles {
+            h.stop().await;
+        }
+        for (_, l) in self.listeners {
+            let _ = tokio::time::timeout(Duration::from_secs(5), l.task).await;
+        }
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        // Every session holds a permit until it has said BYE and closed: wait for all of them.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.imap_shared.connections.acquire_many(MAX_CONNECTIONS as u32),
+        )
+        .await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.smtp_shared.connections.acquire_many(crate::smtp::server::MAX_CONNECTIONS as u32),
+        )
+        .await;
     }
 }
 
-/// `popbridge run`: until SIGTERM or SIGINT.
+/// `popbridge run`: until SIGTERM or SIGINT; SIGHUP reloads the config.
 pub async fn run(paths: &Paths) -> Result<i32> {
+    use tokio::signal::unix::{SignalKind, signal};
     let cfg = config::load(&paths.config)?;
-    let running = start(paths, &cfg, true).await?;
+    let mut running = start(paths, &cfg, true).await?;
     if let Some(a) = running.imap {
         eprintln!("popbridge: IMAP on {a} (STARTTLS available)");
     }
@@ -204,7 +352,19 @@ pub async fn run(paths: &Paths) -> Result<i32> {
     if let Some(a) = running.submissions {
         eprintln!("popbridge: SMTP submission over TLS on {a}");
     }
-    wait_for_signal().await;
+    eprintln!("popbridge: {} account(s); fetching on schedule", cfg.accounts.len());
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::other(format!("signals: {e}")))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::other(format!("signals: {e}")))?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => match running.reload().await {
+                Ok(()) => eprintln!("popbridge: configuration reloaded"),
+                Err(e) => eprintln!("popbridge: the configuration was not reloaded: {}", e.message),
+            },
+        }
+    }
     eprintln!("popbridge: shutting down");
     running.stop().await;
     Ok(0)

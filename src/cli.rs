@@ -59,7 +59,11 @@ pub enum Command {
     #[command(subcommand)]
     Verify(VerifyCommand),
     /// The settings a mail client needs, and the local certificate's fingerprint.
-    ClientConfig,
+    ClientConfig {
+        /// Also write Thunderbird autoconfig files (config-v1.1.xml) into this directory.
+        #[arg(long, value_name = "DIR")]
+        autoconfig: Option<PathBuf>,
+    },
     /// Try popbridge without any account: a built-in sample POP3 server, fetched into a throwaway store and served over IMAP.
     Demo(DemoArgs),
 }
@@ -196,7 +200,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Run => crate::app::run(&paths).await,
         Command::Verify(VerifyCommand::Send { address }) => verify_send(&paths, &address).await,
         Command::Verify(VerifyCommand::Confirm { address, code }) => verify_confirm(&paths, &address, &code).await,
-        Command::ClientConfig => client_config(&paths).await,
+        Command::ClientConfig { autoconfig } => client_config(&paths, autoconfig.as_deref()).await,
         Command::Demo(a) => crate::demo::run(a).await,
     }
 }
@@ -300,16 +304,35 @@ async fn print_client_settings(cfg: &Config, fingerprint: &str) -> Result<()> {
     Ok(())
 }
 
-async fn client_config(paths: &Paths) -> Result<i32> {
+async fn client_config(paths: &Paths, autoconfig: Option<&std::path::Path>) -> Result<i32> {
     let cfg = load_config(paths)?;
     let (lc, _) = tls::ensure_local_cert(&paths.tls_dir())?;
     let fp = config::format_fingerprint(&lc.fingerprint()?);
     print_client_settings(&cfg, &fp).await?;
+    let l = &cfg.local;
+    if l.submission.is_some() || l.submissions.is_some() {
+        println!("\nMail client settings (outgoing, SMTP):");
+        if let Some(a) = l.submission {
+            println!("  server {}  port {}  connection security: none (or STARTTLS)", a.ip(), a.port());
+        }
+        if let Some(a) = l.submissions {
+            println!("  server {}  port {}  connection security: SSL/TLS", a.ip(), a.port());
+        }
+        println!("  user {} (same password); each account sends as its own address through its own server", l.user);
+    }
     if !cfg.accounts.is_empty() {
-        println!(
-            "  accounts: {}",
-            cfg.accounts.iter().map(|a| format!("{}+{}", cfg.local.user, a.name)).collect::<Vec<_>>().join(", ")
-        );
+        println!("\nOne mail account per POP account (account login):");
+        for a in &cfg.accounts {
+            println!("  {}  <{}>  IMAP and SMTP user {}+{}", a.name, a.email, l.user, a.name);
+        }
+    }
+    if let Some(dir) = autoconfig {
+        config::edit::create_private_dir(dir)?;
+        let files = crate::autoconfig::write(dir, &cfg)?;
+        println!();
+        for f in files {
+            println!("Wrote {}", f.display());
+        }
     }
     Ok(0)
 }
@@ -774,6 +797,36 @@ async fn fetch_cmd(paths: &Paths, names: &[String]) -> Result<i32> {
         )));
     }
     let accounts = cfg.select(names)?;
+    // A running daemon does the fetching (one POP session per account, not two racing).
+    let wanted: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
+    if let Some(outcomes) = crate::control::request_fetch(&paths.data_dir, &wanted).await {
+        let mut code = 0;
+        for o in outcomes {
+            if o.ok {
+                let mut line =
+                    format!("{}: {} new message(s) ({})", o.account, o.new_messages, human_bytes(o.new_bytes));
+                if o.deleted > 0 {
+                    line.push_str(&format!(", {} deleted from the server", o.deleted));
+                }
+                line.push_str(&format!(
+                    "; the server holds {} message(s) (fetched by the running daemon)",
+                    o.server_messages
+                ));
+                println!("{line}");
+                for w in &o.warnings {
+                    eprintln!("{}: warning: {w}", o.account);
+                }
+            } else {
+                let class = o.class.as_deref().and_then(ErrorClass::parse).unwrap_or(ErrorClass::Other);
+                eprintln!("popbridge: {}", o.message.unwrap_or_default());
+                eprintln!("  what to do: {}", class.guidance());
+                if code == 0 {
+                    code = class.exit_code();
+                }
+            }
+        }
+        return Ok(code);
+    }
     let store = open_store(paths).await?;
     let ctx =
         fetch::Context { config_path: cfg.path.clone(), config_mode: cfg.mode, store, lock_dir: paths.lock_dir() };
@@ -874,6 +927,7 @@ async fn status(paths: &Paths, json: bool) -> Result<i32> {
                 server_bytes: None,
                 fetched_messages: 0,
                 fetched_bytes: 0,
+                progress: None,
             })
         })
         .collect();
@@ -892,13 +946,29 @@ async fn status(paths: &Paths, json: bool) -> Result<i32> {
     }
     for r in &rows {
         println!(
-            "{}  {}  {} message(s), {} unread  last fetch {}",
+            "{}  {}  {} message(s), {} unread  last fetch {}{}",
             r.name,
             r.state,
             r.messages,
             r.unseen,
-            r.last_fetch.as_deref().unwrap_or("never")
+            r.last_fetch.as_deref().unwrap_or("never"),
+            r.next_fetch.as_deref().map(|t| format!("  next {t}")).unwrap_or_default()
         );
+        if let Some(p) = &r.progress {
+            println!(
+                "    importing: {} of {} messages, {} of {}{}",
+                p.done,
+                p.total,
+                human_bytes(p.bytes.max(0) as u64),
+                human_bytes(p.total_bytes.max(0) as u64),
+                p.eta_seconds
+                    .map(|s| format!(
+                        ", about {} left",
+                        humantime::format_duration(std::time::Duration::from_secs(s.max(0) as u64))
+                    ))
+                    .unwrap_or_default()
+            );
+        }
         if let Some(e) = &r.last_error {
             println!("    last error ({}): {}", e.class, e.message);
             if let Some(c) = ErrorClass::parse(&e.class) {

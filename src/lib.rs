@@ -12,14 +12,17 @@
 //! - [`fetch`]: one fetch cycle per account: list, diff, pipelined download into the store, DELE per policy.
 //! - [`imap`]: the local IMAP server (sessions on imap-next, FETCH/SEARCH over the stored metadata).
 //! - [`app`]: the composition root of `popbridge run` (store, listeners, fetch schedule, shutdown).
+//! - [`control`]: the daemon's control socket (`popbridge fetch` goes through the running daemon).
 //! - [`cli`]: the commands (`init`, `account …`, `fetch`, `status`, `run`, `client-config`, `demo`).
 //! - [`demo`]: the built-in sample POP3 server and sample mail for `popbridge demo`.
 //! - [`error`]: error classes, exit codes and the guidance shown with them.
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod autoconfig;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod error;
 pub mod fetch;

@@ -6,6 +6,7 @@ mod util;
 
 mod cli;
 mod crash;
+mod daemon;
 mod imap;
 mod pop_dovecot;
 mod pop_faults;

@@ -138,12 +138,13 @@ pub fn account_block(a: &AccountSpec) -> String {
             s.push_str("relay = true\n");
         } else {
             s.push_str(&format!("host = {}\nport = {}\ntls = {}\n", q(&m.host), m.port, q(m.tls.as_str())));
+            // No user: the server takes mail without a login (a password alone would mean nothing).
             if let Some(u) = &m.user {
                 s.push_str(&format!("user = {}\n", q(u)));
+                let pw = m.password.as_ref().unwrap_or(&a.pop_password);
+                s.push_str(&pw.line());
+                s.push('\n');
             }
-            let pw = m.password.as_ref().unwrap_or(&a.pop_password);
-            s.push_str(&pw.line());
-            s.push('\n');
         }
     }
     s

@@ -56,8 +56,54 @@ pub struct Account {
     /// File a copy of each message sent through popbridge in the account's own Sent folder (for
     /// clients that do not save one themselves).
     pub save_sent: bool,
+    /// At most this many messages, or bytes, per fetch cycle (the rest waits for the next one).
+    pub max_messages_per_cycle: Option<usize>,
+    pub max_bytes_per_cycle: Option<u64>,
     pub pop: PopServer,
     pub smtp: Option<SmtpServer>,
+}
+
+impl Account {
+    /// A digest of every setting of the account, secrets included (as a hash: never shown): a change
+    /// re-enables an account that was disabled by failed logins or a certificate error, and tells
+    /// the daemon's reload which fetchers to restart.
+    pub fn fingerprint(&self) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut put = |s: &str| {
+            ctx.update(s.as_bytes());
+            ctx.update(b"\0");
+        };
+        let secret = |s: &SecretSource| match s {
+            SecretSource::Inline(p) => format!("inline:{}", p.expose()),
+            SecretSource::Command(c) => format!("command:{c}"),
+        };
+        put(&format!("{:?}", (&self.name, &self.email, &self.reply_to, self.interval, self.save_sent)));
+        put(&format!("{:?}", (self.max_messages_per_cycle, self.max_bytes_per_cycle)));
+        let p = &self.pop;
+        put(&format!(
+            "{:?}",
+            (
+                &p.host,
+                p.port,
+                p.tls,
+                &p.user,
+                p.auth,
+                p.delete,
+                &p.trust.ca_file,
+                p.trust.pin_sha256,
+                p.max_message_size,
+                p.timeout
+            )
+        ));
+        put(&secret(&p.password));
+        if let Some(s) = &self.smtp {
+            put(&format!("{:?}", (&s.host, s.port, s.tls, &s.user, s.relay, &s.trust.ca_file, s.trust.pin_sha256)));
+            if let Some(pw) = &s.password {
+                put(&secret(pw));
+            }
+        }
+        ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,7 +362,30 @@ fn validate_account(cx: &Ctx, i: usize, a: RawAccount) -> crate::Result<Account>
         Some(s) => Some(validate_smtp(cx, &format!("account \"{name}\": smtp"), s)?),
         None => None,
     };
-    Ok(Account { name, email, reply_to: a.reply_to, interval, save_sent: a.save_sent.unwrap_or(false), pop, smtp })
+    let max_messages_per_cycle = match a.max_messages_per_cycle {
+        None => None,
+        Some(n) => Some(
+            usize::try_from(n)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| cx.err(&kn("max_messages_per_cycle"), "must be a positive number"))?,
+        ),
+    };
+    let max_bytes_per_cycle = match a.max_bytes_per_cycle {
+        None => None,
+        Some(v) => Some(parse_size(&v).map_err(|e| cx.err(&kn("max_bytes_per_cycle"), e))?),
+    };
+    Ok(Account {
+        name,
+        email,
+        reply_to: a.reply_to,
+        interval,
+        save_sent: a.save_sent.unwrap_or(false),
+        max_messages_per_cycle,
+        max_bytes_per_cycle,
+        pop,
+        smtp,
+    })
 }
 
 fn validate_pop(cx: &Ctx, name: &str, p: RawPop) -> crate::Result<PopServer> {

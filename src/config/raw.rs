@@ -33,6 +33,8 @@ pub struct RawAccount {
     pub reply_to: Option<String>,
     pub interval: Option<String>,
     pub save_sent: Option<bool>,
+    pub max_messages_per_cycle: Option<i64>,
+    pub max_bytes_per_cycle: Option<toml::Value>,
     pub pop: Option<RawPop>,
     pub smtp: Option<RawSmtp>,
 }

@@ -4,6 +4,7 @@
 
 pub mod pop3_server;
 pub mod samples;
+pub mod smtp_sink;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
@@ -58,13 +59,22 @@ async fn run_in(dir: &std::path::Path) -> Result<i32> {
             let _ = stop_rx.await;
         }));
     println!("Started a sample POP3 server on 127.0.0.1:{pop_port} with {} messages.", mailbox.len());
+    // Its outgoing server drops what you send back into the same mailbox: send yourself a message.
+    let sink = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Error::other(format!("cannot listen on 127.0.0.1: {e}")))?;
+    let sink_port = sink.local_addr().map_err(|e| Error::other(e.to_string()))?.port();
+    let (sink_stop_tx, sink_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let sink_task = tokio::spawn(smtp_sink::serve(sink, mailbox.clone(), async {
+        let _ = sink_stop_rx.await;
+    }));
 
     let text = config::edit::initial_config(&LocalSettings {
         user: DEMO_USER.into(),
         password: DEMO_PASSWORD.into(),
         imap: "127.0.0.1:0".into(),
         imaps: "127.0.0.1:0".into(),
-        submission: "off".into(),
+        submission: "127.0.0.1:0".into(),
         submissions: "off".into(),
     });
     config::edit::create(&paths.config, &text)?;
@@ -84,9 +94,20 @@ async fn run_in(dir: &std::path::Path) -> Result<i32> {
             pin_sha256: None,
             delete: DeletePolicy::Never,
             allow_plain: false,
-            smtp: None,
+            smtp: Some(crate::config::edit::SmtpSpec {
+                host: "127.0.0.1".into(),
+                port: sink_port,
+                tls: TlsMode::Plain,
+                user: None,
+                password: None,
+                relay: false,
+            }),
         },
     )?;
+    // Fetch every minute, so a message sent to yourself shows up quickly.
+    let text = std::fs::read_to_string(&paths.config).map_err(|e| Error::other(e.to_string()))?;
+    std::fs::write(&paths.config, text.replacen("\n[account.pop]", "\ninterval = \"1m\"\n[account.pop]", 1))
+        .map_err(|e| Error::other(e.to_string()))?;
     let cfg = config::load(&paths.config)?;
     let store_path = paths.store();
     let store = Arc::new(
@@ -117,6 +138,13 @@ async fn run_in(dir: &std::path::Path) -> Result<i32> {
     if let Some(a) = running.imap {
         println!("IMAP  {}:{}  user {DEMO_USER}  password {DEMO_PASSWORD}", a.ip(), a.port());
     }
+    if let Some(a) = running.submission {
+        println!(
+            "SMTP  {}:{}  user {DEMO_USER}  password {DEMO_PASSWORD}  (send as alex.morgan@example.com)",
+            a.ip(),
+            a.port()
+        );
+    }
     println!("      (no encryption: loopback only; the account's mail is in the folder \"{}\",", account.name);
     println!("       or log in as {DEMO_USER}+{} to see only that account)", account.name);
     println!(
@@ -129,5 +157,7 @@ async fn run_in(dir: &std::path::Path) -> Result<i32> {
     running.stop().await;
     let _ = stop_tx.send(());
     let _ = server.await;
+    let _ = sink_stop_tx.send(());
+    let _ = sink_task.await;
     Ok(0)
 }

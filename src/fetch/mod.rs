@@ -12,9 +12,11 @@
 //! - `session`: connect and log in; `sink`: the store-writing thread; `keys`: fallback identities;
 //!   `lock`: one fetch per account across processes; `probe`: `account test`.
 
+pub mod health;
 pub mod keys;
 pub mod lock;
 pub mod probe;
+pub mod schedule;
 pub mod session;
 pub mod sink;
 
@@ -82,7 +84,7 @@ pub struct Report {
     pub login_delay: Option<u64>,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::other(format!("internal error: {e}")))?
 }
 
@@ -100,6 +102,7 @@ pub async fn fetch(ctx: &Context, account: &Account, progress: Option<ProgressFn
     match &result {
         Ok((report, caps)) => {
             let facts = CycleFacts {
+                login_delay: report.login_delay.map(|d| d as i64),
                 server_messages: report.server_messages as i64,
                 server_bytes: report.server_bytes as i64,
                 new_messages: report.new_messages as i64,
@@ -271,6 +274,29 @@ async fn cycle(
             continue;
         }
         to_fetch.push(i);
+    }
+    // The account's per-cycle caps (the seed's provider limits cycles too): the rest waits for the next one.
+    let mut capped = 0usize;
+    if let Some(max) = account.max_messages_per_cycle
+        && to_fetch.len() > max
+    {
+        capped += to_fetch.len() - max;
+        to_fetch.truncate(max);
+    }
+    if let Some(max_bytes) = account.max_bytes_per_cycle {
+        let mut sum = 0u64;
+        let keep = to_fetch.iter().take_while(|&&i| {
+            sum += listed[i].size;
+            sum <= max_bytes
+        });
+        let n = keep.count().max(1).min(to_fetch.len());
+        capped += to_fetch.len() - n;
+        to_fetch.truncate(n);
+    }
+    if capped > 0 {
+        report.warnings.push(format!(
+            "{capped} more message(s) wait for the next cycle (max_messages_per_cycle / max_bytes_per_cycle)"
+        ));
     }
     if !report.too_big.is_empty() {
         let (n, size) = report.too_big[0];

@@ -33,8 +33,8 @@ impl Session {
     /// Checks credentials; on success the session is authenticated with the login's view.
     pub async fn login(&mut self, user: &[u8], password: &[u8]) -> Result<(), LoginError> {
         let user = String::from_utf8_lossy(user).into_owned();
-        let local = self.shared.user.clone();
-        let pw_ok = ct_eq(password, self.shared.password.expose().as_bytes());
+        let (local, local_pw) = self.shared.live.login();
+        let pw_ok = ct_eq(password, local_pw.expose().as_bytes());
         let account = if user == local {
             Some(None)
         } else {

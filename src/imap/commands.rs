@@ -45,6 +45,7 @@ pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: 
         }
         CommandBody::Noop | CommandBody::Check => {
             // Updates are sent below, as for every command in the selected state.
+            s.kick_selected();
             s.ok(d, &tag, None, "completed");
             Flow::Continue
         }
@@ -141,10 +142,12 @@ pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: 
     };
     // Every command in the selected state reports what changed meanwhile (RFC 3501 §7). The
     // tagged response is already queued: updates must precede it, so they are spliced in front.
-    if selected_before && matches!(s.state, State::Selected { .. }) && matches!(flow, Flow::Continue) {
+    if matches!(flow, Flow::Continue) && !matches!(s.state, State::NotAuthenticated) {
         let tagged_at = last_line_start(d.out());
         let mut tail = d.out().split_off(tagged_at);
-        if s.refresh(d, expunge_ok).await.is_err() {
+        // Account health alerts go out with the next response (RFC 3501 §7.1.1).
+        s.drain_alerts(d);
+        if selected_before && matches!(s.state, State::Selected { .. }) && s.refresh(d, expunge_ok).await.is_err() {
             return Flow::Close;
         }
         // FETCH / STORE / SEARCH by sequence number that ran while another session's expunge
@@ -286,6 +289,7 @@ async fn select(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>,
         modseq: info.highestmodseq,
         pending_expunge: Vec::new(),
         own_modseqs: Vec::new(),
+        account: info.account.clone(),
     };
     let out = d.out();
     out.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");
@@ -309,6 +313,7 @@ async fn select(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>,
         .as_bytes(),
     );
     s.state = State::Selected { view, mb };
+    s.kick_selected();
     if read_only {
         s.ok(d, tag, Some("READ-ONLY"), "EXAMINE completed");
     } else {

@@ -11,7 +11,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::net::imap::ServerIo;
-use crate::secret::Secret;
 use crate::store::Changes;
 
 /// Most simultaneous IMAP connections. Thunderbird opens up to ~5 per account; a few clients and
@@ -21,12 +20,16 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub struct Shared {
     pub store_path: PathBuf,
     pub changes: Changes,
-    pub user: String,
-    pub password: Secret,
+    /// The local login (and the config), replaced on SIGHUP.
+    pub live: Arc<crate::app::Live>,
     /// For STARTTLS on the plaintext port (None: not offered).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub throttle: Throttle,
     pub connections: Arc<Semaphore>,
+    /// Account health alerts for connected sessions (`* OK [ALERT] …`).
+    pub alerts: tokio::sync::broadcast::Sender<String>,
+    /// "A client is looking at this account's mailbox": asks the daemon to fetch it.
+    pub kick: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 /// A growing delay after failed logins, per client address: 0 s for the first failure, then 1, 2,

@@ -66,6 +66,8 @@ pub struct Selected {
     pub pending_expunge: Vec<u32>,
     /// MODSEQs of this session's own STOREs: already answered, not echoed again.
     pub own_modseqs: Vec<u64>,
+    /// The account whose fetched mail arrives here, if this is an account's mailbox.
+    pub account: Option<String>,
 }
 
 impl Selected {
@@ -99,6 +101,8 @@ pub struct Session {
     db: Option<Connection>,
     changes: watch::Receiver<u64>,
     data_version: i64,
+    alerts: tokio::sync::broadcast::Receiver<String>,
+    last_kick: Option<std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -133,8 +137,19 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let changes = shared.changes.subscribe();
-    let mut session =
-        Session { shared, peer, tls, state: State::NotAuthenticated, sasl: None, db: None, changes, data_version: 0 };
+    let alerts = shared.alerts.subscribe();
+    let mut session = Session {
+        shared,
+        peer,
+        tls,
+        state: State::NotAuthenticated,
+        sasl: None,
+        db: None,
+        changes,
+        data_version: 0,
+        alerts,
+        last_kick: None,
+    };
     let caps = session.capabilities();
     let text = greeting_text(&caps);
     let Ok(greeting) = Greeting::ok(None, &text) else { return };
@@ -316,6 +331,35 @@ impl Session {
         r
     }
 
+    /// Account health alerts (`* OK [ALERT] …`, RFC 3501 §7.1) waiting for this session.
+    pub fn drain_alerts(&mut self, d: &mut Driver) {
+        if matches!(self.state, State::NotAuthenticated) {
+            return;
+        }
+        loop {
+            match self.alerts.try_recv() {
+                Ok(a) => {
+                    let a: String = a.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+                    d.out().extend_from_slice(format!("* OK [ALERT] {a}\r\n").as_bytes());
+                }
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// A client looking at an account's mailbox (SELECT, NOOP, IDLE) asks the daemon to fetch that
+    /// account — at most once a minute per session; the scheduler skips it if it fetched recently.
+    pub fn kick_selected(&mut self) {
+        let State::Selected { mb, .. } = &self.state else { return };
+        let (Some(account), Some(kick)) = (mb.account.clone(), self.shared.kick.as_ref()) else { return };
+        if self.last_kick.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
+            return;
+        }
+        self.last_kick = Some(std::time::Instant::now());
+        let _ = kick.send(account);
+    }
+
     /// Tells every session (this one included, harmlessly) that the store changed.
     pub fn notify(&self) {
         self.shared.changes.notify();
@@ -451,6 +495,8 @@ impl Session {
             }
         }
         self.changes.borrow_and_update();
+        self.kick_selected();
+        self.drain_alerts(d);
         if self.refresh(d, true).await.is_err() {
             return Flow::Close;
         }
@@ -476,6 +522,16 @@ impl Session {
                     }
                 }
                 _ = keepalive.tick() => d.out().extend_from_slice(b"* OK still here\r\n"),
+                a = self.alerts.recv() => match a {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Put it back in order with anything else pending.
+                        if let Ok(text) = a {
+                            let text: String = text.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+                            d.out().extend_from_slice(format!("* OK [ALERT] {text}\r\n").as_bytes());
+                        }
+                    }
+                    Err(_) => {}
+                },
                 _ = shutdown.changed() => {
                     d.out().extend_from_slice(b"* BYE popbridge is shutting down\r\n");
                     return Flow::Close;

@@ -165,11 +165,20 @@ impl Harness {
         let shared = Arc::new(Shared {
             store_path,
             changes: store.changes(),
-            user: "me".to_string(),
-            password: Secret::new("pw"),
+            live: Arc::new(crate::app::Live::new(
+                crate::config::parse(
+                    "[local]\nuser = \"me\"\npassword = \"pw\"\n",
+                    std::path::Path::new("test.toml"),
+                    0o600,
+                )
+                .unwrap(),
+                Secret::new("pw"),
+            )),
             tls: Some(acceptor),
             throttle: Throttle::default(),
             connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            alerts: tokio::sync::broadcast::channel(16).0,
+            kick: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -17,7 +17,6 @@ use tokio::sync::{Notify, Semaphore, watch};
 use super::notice;
 use super::policy;
 use super::upstream::{self, Failure};
-use crate::config::Config;
 use crate::store::outbox::Queued;
 use crate::store::{Store, now};
 
@@ -38,7 +37,8 @@ pub fn backoff(attempts: i64) -> i64 {
 
 pub struct Queue {
     pub store: Arc<Store>,
-    pub config: Arc<Config>,
+    /// The config, replaced on SIGHUP.
+    pub live: Arc<crate::app::Live>,
     pub kick: Arc<Notify>,
     pub hostname: String,
 }
@@ -86,7 +86,8 @@ pub async fn run(q: Arc<Queue>, mut shutdown: watch::Receiver<bool>) {
 
 /// One delivery attempt of one outbox row, and its bookkeeping.
 pub async fn deliver(q: &Queue, row: Queued) {
-    let Some(account) = q.config.account(&row.account).cloned() else {
+    let config = q.live.config();
+    let Some(account) = config.account(&row.account).cloned() else {
         give_up(
             q,
             &row,
@@ -99,7 +100,7 @@ pub async fn deliver(q: &Queue, row: Queued) {
         return;
     };
     let server = match &account.smtp {
-        Some(s) if s.relay => q.config.relay.clone(),
+        Some(s) if s.relay => config.relay.clone(),
         other => other.clone(),
     };
     let Some(server) = server else {
@@ -110,7 +111,7 @@ pub async fn deliver(q: &Queue, row: Queued) {
     let own = account.smtp.as_ref().is_some_and(|s| !s.relay);
     let fallback = (own && server.user.is_some()).then_some(&account.pop.password);
     let password = match server.password.as_ref().or(fallback) {
-        Some(src) => match crate::config::resolve_secret(&q.config.path, q.config.mode, src, "SMTP").await {
+        Some(src) => match crate::config::resolve_secret(&config.path, config.mode, src, "SMTP").await {
             Ok(p) => Some(p),
             Err(e) => {
                 retry(q, &row, &row.rcpts, &e.message).await;

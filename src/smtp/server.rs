@@ -10,10 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::policy::{self, Scope};
-use crate::config::Config;
 use crate::imap::server::Throttle;
 use crate::net::ServerIo;
-use crate::secret::Secret;
 use crate::store::Store;
 
 /// Largest message accepted (SIZE, RFC 1870). Providers' limits are usually 25–50 MB.
@@ -22,10 +20,9 @@ pub const DEFAULT_MAX_SIZE: u64 = 50 * 1024 * 1024;
 pub const MAX_CONNECTIONS: usize = 64;
 
 pub struct SmtpShared {
-    pub config: Arc<Config>,
+    /// The config and the local login, replaced on SIGHUP.
+    pub live: Arc<crate::app::Live>,
     pub store: Arc<Store>,
-    pub user: String,
-    pub password: Secret,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub throttle: Throttle,
     pub kick: Arc<Notify>,
@@ -44,16 +41,17 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 impl SmtpShared {
     /// `me` may send as every account, `me+Work` / `me@Work` only as Work.
     pub fn check_login(&self, user: &[u8], password: &[u8]) -> Option<Scope> {
-        if !ct_eq(password, self.password.expose().as_bytes()) {
+        let (local, local_pw) = self.live.login();
+        if !ct_eq(password, local_pw.expose().as_bytes()) {
             return None;
         }
         let user = std::str::from_utf8(user).ok()?;
-        if user == self.user {
+        if user == local {
             return Some(Scope::All);
         }
-        let rest = user.strip_prefix(self.user.as_str())?;
+        let rest = user.strip_prefix(local.as_str())?;
         let name = rest.strip_prefix('+').or_else(|| rest.strip_prefix('@'))?;
-        self.config.account(name).map(|a| Scope::Account(a.name.clone()))
+        self.live.config().account(name).map(|a| Scope::Account(a.name.clone()))
     }
 
     async fn verified(&self) -> Vec<(String, String)> {
@@ -75,8 +73,9 @@ impl SmtpShared {
             return Err((550, "5.7.1", "a sender address is required".into()));
         }
         let verified = self.verified().await;
-        let allowed = policy::allowed(&self.config, scope, &verified);
-        let account = policy::route(&self.config, &allowed, sender).map_err(|t| (550, "5.7.1", t))?;
+        let config = self.live.config();
+        let allowed = policy::allowed(&config, scope, &verified);
+        let account = policy::route(&config, &allowed, sender).map_err(|t| (550, "5.7.1", t))?;
         match &account.smtp {
             None => Err((
                 550,
@@ -86,7 +85,7 @@ impl SmtpShared {
                     account.name
                 ),
             )),
-            Some(s) if s.relay && self.config.relay.is_none() => Err((
+            Some(s) if s.relay && config.relay.is_none() => Err((
                 550,
                 "5.7.1",
                 format!("account {} sends through [relay], but no [relay] is configured", account.name),
@@ -106,11 +105,12 @@ impl SmtpShared {
         raw: Vec<u8>,
     ) -> Result<i64, Refusal> {
         let Some(scope) = scope else { return Err((530, "5.7.0", "authentication required".into())) };
-        let Some(acct) = self.config.account(account).cloned() else {
+        let config = self.live.config();
+        let Some(acct) = config.account(account).cloned() else {
             return Err((451, "4.3.0", format!("account {account} is no longer configured")));
         };
         let verified = self.verified().await;
-        let allowed = policy::allowed(&self.config, scope, &verified);
+        let allowed = policy::allowed(&config, scope, &verified);
         let header_from = policy::from_addresses(&raw);
         if header_from.is_empty() {
             return Err((550, "5.6.0", "the message has no From header".into()));

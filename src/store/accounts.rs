@@ -47,10 +47,37 @@ pub struct AccountStatus {
     pub server_bytes: Option<i64>,
     pub fetched_messages: i64,
     pub fetched_bytes: i64,
+    /// A fetch in progress: messages and bytes done and expected, and an estimate of the time left.
+    pub progress: Option<FetchProgress>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FetchProgress {
+    pub done: i64,
+    pub total: i64,
+    pub bytes: i64,
+    pub total_bytes: i64,
+    pub eta_seconds: Option<i64>,
+}
+
+/// An account's fetch health, for the scheduler.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub state: String,
+    pub last_attempt: Option<i64>,
+    pub last_fetch: Option<i64>,
+    pub consecutive_failures: i64,
+    pub failing_since: Option<i64>,
+    pub notified: String,
+    pub login_delay: Option<i64>,
+    pub error_class: Option<String>,
+    pub error_message: Option<String>,
+    pub disabled_reason: Option<String>,
 }
 
 /// Facts from a successful cycle, for the status.
 pub struct CycleFacts {
+    pub login_delay: Option<i64>,
     pub server_messages: i64,
     pub server_bytes: i64,
     pub new_messages: i64,
@@ -150,11 +177,21 @@ impl Store {
         let t = now();
         conn.execute(
             "UPDATE accounts SET state = 'active', last_fetch = ?2, last_attempt = ?2, consecutive_failures = 0, auth_failures = 0,
-                 last_error_class = NULL, last_error_message = NULL, last_error_at = NULL,
+                 last_error_class = NULL, last_error_message = NULL, last_error_at = NULL, failing_since = NULL,
+                 disabled_reason = NULL, login_delay = ?8,
                  server_messages = ?3, server_bytes = ?4, fetched_messages = fetched_messages + ?5,
                  fetched_bytes = fetched_bytes + ?6, capabilities = ?7
              WHERE id = ?1",
-            params![account, t, facts.server_messages, facts.server_bytes, facts.new_messages, facts.new_bytes, facts.capabilities],
+            params![
+                account,
+                t,
+                facts.server_messages,
+                facts.server_bytes,
+                facts.new_messages,
+                facts.new_bytes,
+                facts.capabilities,
+                facts.login_delay
+            ],
         )
         .map_err(|e| self.err(e))?;
         Ok(())
@@ -169,10 +206,16 @@ impl Store {
         conn.execute(
             "UPDATE accounts SET last_attempt = ?2, last_error_at = ?2, last_error_class = ?3, last_error_message = ?4,
                  consecutive_failures = consecutive_failures + 1,
+                 failing_since = coalesce(failing_since, ?2),
                  auth_failures = CASE WHEN ?5 = 1 THEN auth_failures + 1 ELSE 0 END,
+                 disabled_reason = CASE
+                     WHEN ?5 = 1 AND auth_failures + 1 >= ?6 THEN 'authentication'
+                     WHEN ?3 = 'certificate' THEN 'certificate'
+                     ELSE disabled_reason END,
                  state = CASE
                      WHEN ?5 = 1 AND auth_failures + 1 >= ?6 THEN 'disabled'
                      WHEN ?3 = 'certificate' THEN 'disabled'
+                     WHEN state = 'disabled' THEN 'disabled'
                      ELSE 'backoff' END
              WHERE id = ?1",
             params![account, t, class.as_str(), message, auth, AUTH_FAILURES_TO_DISABLE],
@@ -185,11 +228,96 @@ impl Store {
     pub fn reenable(&self, name: &str) -> Result<()> {
         let conn = self.lock();
         conn.execute(
-            "UPDATE accounts SET state = 'active', auth_failures = 0, consecutive_failures = 0 WHERE name = ?1",
+            "UPDATE accounts SET state = 'active', auth_failures = 0, consecutive_failures = 0, disabled_reason = NULL WHERE name = ?1",
             [name],
         )
         .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// What the scheduler needs to decide when to fetch and which notice to write.
+    pub fn health(&self, account: i64) -> Result<Health> {
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT state, last_attempt, last_fetch, consecutive_failures, failing_since, notified, login_delay,
+                    last_error_class, last_error_message, disabled_reason
+             FROM accounts WHERE id = ?1",
+            [account],
+            |r| {
+                Ok(Health {
+                    state: r.get(0)?,
+                    last_attempt: r.get(1)?,
+                    last_fetch: r.get(2)?,
+                    consecutive_failures: r.get(3)?,
+                    failing_since: r.get(4)?,
+                    notified: r.get(5)?,
+                    login_delay: r.get(6)?,
+                    error_class: r.get(7)?,
+                    error_message: r.get(8)?,
+                    disabled_reason: r.get(9)?,
+                })
+            },
+        )
+        .map_err(|e| self.err(e))
+    }
+
+    pub fn set_notified(&self, account: i64, what: &str) -> Result<()> {
+        let conn = self.lock();
+        conn.execute("UPDATE accounts SET notified = ?2 WHERE id = ?1", params![account, what])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_next_fetch(&self, account: i64, at: Option<i64>) -> Result<()> {
+        let conn = self.lock();
+        conn.execute("UPDATE accounts SET next_fetch = ?2 WHERE id = ?1", params![account, at])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A fetch in progress (the first import of a big mailbox takes a while): `None` clears it.
+    pub fn set_progress(&self, account: i64, p: Option<(u64, u64, u64, u64)>) -> Result<()> {
+        let conn = self.lock();
+        match p {
+            Some((done, total, bytes, total_bytes)) => conn.execute(
+                "UPDATE accounts SET progress_done = ?2, progress_total = ?3, progress_bytes = ?4, progress_total_bytes = ?5,
+                     progress_started = coalesce(progress_started, ?6) WHERE id = ?1",
+                params![account, done as i64, total as i64, bytes as i64, total_bytes as i64, now()],
+            ),
+            None => conn.execute(
+                "UPDATE accounts SET progress_done = NULL, progress_total = NULL, progress_bytes = NULL,
+                     progress_total_bytes = NULL, progress_started = NULL WHERE id = ?1",
+                [account],
+            ),
+        }
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records the account's settings; if they changed (a new password, certificate, CA or pin),
+    /// an account disabled by failed logins or a certificate gets another chance. Returns whether
+    /// it was re-enabled.
+    pub fn reconcile_config(&self, account: i64, hash: &str) -> Result<bool> {
+        let conn = self.lock();
+        let (old, state): (Option<String>, String) = conn
+            .query_row("SELECT config_hash, state FROM accounts WHERE id = ?1", [account], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        if old.as_deref() == Some(hash) {
+            return Ok(false);
+        }
+        let reenable = old.is_some() && state == "disabled";
+        conn.execute(
+            "UPDATE accounts SET config_hash = ?2,
+                 state = CASE WHEN ?3 THEN 'active' ELSE state END,
+                 auth_failures = CASE WHEN ?3 THEN 0 ELSE auth_failures END,
+                 disabled_reason = CASE WHEN ?3 THEN NULL ELSE disabled_reason END
+             WHERE id = ?1",
+            params![account, hash, reenable],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(reenable)
     }
 
     pub fn account_statuses(&self) -> Result<Vec<AccountStatus>> {
@@ -198,7 +326,8 @@ impl Store {
             .prepare(
                 "SELECT a.name, a.state, m.name, m.messages, m.unseen, a.last_fetch, a.last_attempt, a.next_fetch,
                         a.last_error_class, a.last_error_message, a.server_messages, a.server_bytes,
-                        a.fetched_messages, a.fetched_bytes
+                        a.fetched_messages, a.fetched_bytes, a.progress_done, a.progress_total, a.progress_bytes,
+                        a.progress_total_bytes, a.progress_started
                  FROM accounts a JOIN mailboxes m ON m.id = a.mailbox_id ORDER BY a.id",
             )
             .map_err(|e| self.err(e))?;
@@ -220,6 +349,19 @@ impl Store {
                     server_bytes: r.get(11)?,
                     fetched_messages: r.get(12)?,
                     fetched_bytes: r.get(13)?,
+                    progress: match (r.get::<_, Option<i64>>(14)?, r.get::<_, Option<i64>>(15)?) {
+                        (Some(done), Some(total)) => {
+                            let bytes: i64 = r.get::<_, Option<i64>>(16)?.unwrap_or(0);
+                            let total_bytes: i64 = r.get::<_, Option<i64>>(17)?.unwrap_or(0);
+                            let started: Option<i64> = r.get(18)?;
+                            let eta_seconds = started.and_then(|s| {
+                                let elapsed = (now() - s).max(1);
+                                (bytes > 0).then(|| (total_bytes - bytes).max(0) * elapsed / bytes)
+                            });
+                            Some(FetchProgress { done, total, bytes, total_bytes, eta_seconds })
+                        }
+                        _ => None,
+                    },
                 })
             })
             .map_err(|e| self.err(e))?;

@@ -140,4 +140,17 @@ CREATE TABLE verifications (
     verified_at INTEGER
 );
 "#,
+    // 2 → 3: what the daemon's schedule and health notices need.
+    r#"
+ALTER TABLE accounts ADD COLUMN failing_since INTEGER;        -- first failure of the current streak
+ALTER TABLE accounts ADD COLUMN disabled_reason TEXT;         -- authentication | certificate
+ALTER TABLE accounts ADD COLUMN notified TEXT NOT NULL DEFAULT 'none';  -- the health notice last written
+ALTER TABLE accounts ADD COLUMN login_delay INTEGER;          -- the server's LOGIN-DELAY, seconds
+ALTER TABLE accounts ADD COLUMN config_hash TEXT;             -- the account's settings when last seen
+ALTER TABLE accounts ADD COLUMN progress_done INTEGER;        -- a fetch in progress: messages done,
+ALTER TABLE accounts ADD COLUMN progress_total INTEGER;       -- of how many,
+ALTER TABLE accounts ADD COLUMN progress_bytes INTEGER;       -- bytes done,
+ALTER TABLE accounts ADD COLUMN progress_total_bytes INTEGER; -- of how many,
+ALTER TABLE accounts ADD COLUMN progress_started INTEGER;     -- since when
+"#,
 ];

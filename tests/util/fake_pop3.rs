@@ -78,6 +78,10 @@ pub struct Script {
     pub apop: bool,
     /// SASL mechanisms advertised and accepted (any of "PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2").
     pub sasl: Vec<String>,
+    /// More CAPA lines, e.g. "LOGIN-DELAY 900" or "EXPIRE 0" (advertised after login too).
+    pub extra_capa: Vec<String>,
+    /// Listen on this port (0: any free one) — to bring a server back on the same port.
+    pub port: u16,
     pub faults: Vec<Fault>,
 }
 
@@ -91,6 +95,8 @@ impl Default for Script {
             pipelining: true,
             apop: false,
             sasl: vec!["PLAIN".into(), "LOGIN".into()],
+            extra_capa: Vec::new(),
+            port: 0,
             faults: Vec::new(),
         }
     }
@@ -170,6 +176,7 @@ struct Config {
     pipelining: bool,
     apop: bool,
     sasl: Vec<String>,
+    extra_capa: Vec<String>,
 }
 
 struct Stored {
@@ -219,7 +226,7 @@ impl State {
 
 impl FakePop3 {
     pub fn start(script: Script) -> FakePop3 {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake POP3");
+        let listener = TcpListener::bind(("127.0.0.1", script.port)).expect("bind fake POP3");
         listener.set_nonblocking(true).expect("nonblocking listener");
         let addr = listener.local_addr().expect("local addr");
         let tls = match &script.tls {
@@ -239,6 +246,7 @@ impl FakePop3 {
                 pipelining: script.pipelining,
                 apop: script.apop,
                 sasl: script.sasl.iter().map(|m| m.to_ascii_uppercase()).collect(),
+                extra_capa: script.extra_capa,
             },
         });
         let sh = shared.clone();
@@ -644,6 +652,7 @@ impl<'a> Session<'a> {
         if self.sh.cfg.pipelining && !self.has(&Fault::IgnorePipelining) {
             c.push("PIPELINING".to_string());
         }
+        c.extend(self.sh.cfg.extra_capa.iter().cloned());
         if !self.logged_in {
             if matches!(&self.sh.cfg.tls, Some((_, false))) && !self.tls_active && !self.has(&Fault::HideStls) {
                 c.push("STLS".to_string());
