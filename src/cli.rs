@@ -233,9 +233,7 @@ fn generate_password() -> Result<String> {
     Ok(out)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::other(format!("internal error: {e}")))?
-}
+use crate::blocking;
 
 async fn open_store(paths: &Paths) -> Result<Arc<Store>> {
     let p = paths.store();
@@ -643,9 +641,7 @@ async fn test_smtp(cfg: &Config, account: &config::Account) -> Result<()> {
     } else {
         server
     };
-    let own = !account.smtp.as_ref().is_some_and(|s| s.relay);
-    let fallback = (own && server.user.is_some()).then_some(&account.pop.password);
-    let password = match server.password.as_ref().or(fallback) {
+    let password = match account.smtp_password(server) {
         Some(src) => Some(config::resolve_secret(&cfg.path, cfg.mode, src, "SMTP").await?),
         None => None,
     };

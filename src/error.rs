@@ -73,7 +73,7 @@ impl ErrorClass {
                 "check the server's host name and port with your provider (the standard POP3 ports are 995 for TLS and 110), and that this machine can reach it"
             }
             ErrorClass::Certificate => {
-                "the server's certificate is not valid for this host: the provider must install a certificate from a recognised authority; if you trust this server anyway, pin the SHA-256 fingerprint shown above (pin_sha256 in the account's [account.pop] section, or --pin-sha256)"
+                "a secure (TLS) connection could not be made as configured: if the certificate was refused, the provider must install one from a recognised authority — or, if you trust this server, pin the SHA-256 fingerprint shown above (pin_sha256 in the account's [account.pop] section, or --pin-sha256); if the server offers no TLS there, use the provider's TLS port (995 for POP3) — popbridge never sends passwords unencrypted"
             }
             ErrorClass::Authentication => {
                 "check the user name and password (popbridge account set-password NAME); some providers require enabling POP access in their web settings; contact the provider if you are sure they are right"

@@ -35,3 +35,8 @@ pub mod smtp;
 pub mod store;
 
 pub use error::{Error, ErrorClass, Result};
+
+/// Runs blocking work (SQLite, file I/O) off the async runtime's workers.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::other(format!("internal error: {e}")))?
+}

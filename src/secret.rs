@@ -24,6 +24,12 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Equality that takes the same time wherever the first difference is: for passwords, pins and
+/// codes, so the time of a refusal says nothing about how close a guess was.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -345,3 +345,212 @@ fn internaldate_is_the_sent_date_and_mail_arrives_unread() {
     assert_eq!(rows[0], (1_751_359_957, 120, 0), "the Date header, with its zone; unread");
     assert_eq!(rows[1], (1_751_443_200, 0, 0), "no Date: the first Received date");
 }
+
+// ----- the rest of the fault catalogue (issue 7): each behaviour, its classified outcome -----
+
+use crate::util::certs::{TestCa, self_signed, write};
+use crate::util::fake_pop3::Tls;
+
+/// A bridge with a TLS account on the fake server; `trust` adds e.g. --ca-file or --pin-sha256.
+fn tls_bridge(fake: &FakePop3, mode: &str, trust: &[&str]) -> Bridge {
+    let b = Bridge::new();
+    let mut args = vec!["--no-test"];
+    args.extend_from_slice(trust);
+    b.add_account("Fake", fake.port(), mode, "u", "p", &args).expect(0);
+    b
+}
+
+#[test]
+fn a_greeting_that_never_comes_times_out() {
+    let f = server(1, vec![Fault::NoGreeting]);
+    let b = bridge(&f, &[]);
+    b.append_config("timeout = \"2s\"\n");
+    let r = fetch(&b).expect(3);
+    assert!(r.stderr.contains("stopped responding"), "{}", r.stderr);
+}
+
+#[test]
+fn a_garbage_greeting_is_a_protocol_error() {
+    let f = server(1, vec![Fault::GarbageGreeting]);
+    let b = bridge(&f, &[]);
+    let r = fetch(&b).expect(7);
+    assert!(r.stderr.contains("HELLO"), "the bad line is shown: {}", r.stderr);
+}
+
+#[test]
+fn tls_to_a_plaintext_port_fails_clearly() {
+    let f = server(1, vec![]);
+    let b = tls_bridge(&f, "implicit", &[]);
+    let r = fetch(&b).expect(4);
+    assert!(r.stderr.contains("TLS"), "{}", r.stderr);
+}
+
+#[test]
+fn expired_and_foreign_certificates_and_wrong_pins_are_refused() {
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = write(dir.path(), "ca.pem", &ca.ca_pem()).display().to_string();
+    // Expired.
+    let f = FakePop3::start(Script {
+        messages: messages(1),
+        tls: Tls::Implicit(ca.issue_expired(&["localhost", "127.0.0.1"])),
+        ..Script::default()
+    });
+    let b = tls_bridge(&f, "implicit", &["--ca-file", &ca_file]);
+    let r = fetch(&b).expect(4);
+    assert!(r.stderr.contains("expired"), "{}", r.stderr);
+    // Self-signed, not pinned; then pinned to another certificate; then pinned right.
+    let own = self_signed(&["localhost", "127.0.0.1"]);
+    let right = own.sha256_hex();
+    let f = FakePop3::start(Script { messages: messages(1), tls: Tls::Implicit(own), ..Script::default() });
+    let b = tls_bridge(&f, "implicit", &["--ca-file", &ca_file]);
+    let r = fetch(&b).expect(4);
+    assert!(
+        r.stderr.contains(&right.to_uppercase()[..8])
+            || r.stderr.to_uppercase().replace(':', "").contains(&right.to_uppercase()),
+        "{}",
+        r.stderr
+    );
+    let wrong = "00".repeat(32);
+    let b = tls_bridge(&f, "implicit", &["--pin-sha256", &wrong]);
+    let r = fetch(&b).expect(4);
+    assert!(r.stderr.contains("pinned"), "{}", r.stderr);
+    let b = tls_bridge(&f, "implicit", &["--pin-sha256", &right]);
+    fetch(&b).expect(0);
+    assert_eq!(b.messages("Fake").len(), 1);
+}
+
+#[test]
+fn stls_refused_or_hidden_never_falls_back_to_plaintext() {
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = write(dir.path(), "ca.pem", &ca.ca_pem()).display().to_string();
+    for fault in [Fault::RejectStls, Fault::HideStls] {
+        let f = FakePop3::start(Script {
+            messages: messages(1),
+            tls: Tls::Stls(ca.issue(&["localhost", "127.0.0.1"])),
+            faults: vec![fault.clone()],
+            ..Script::default()
+        });
+        let b = tls_bridge(&f, "starttls", &["--ca-file", &ca_file]);
+        let r = fetch(&b).expect(4);
+        assert!(r.stderr.contains("STLS") && r.stderr.contains("plaintext"), "{fault:?}: {}", r.stderr);
+        assert!(
+            !f.commands().iter().any(|c| c.starts_with("USER") || c.starts_with("AUTH") || c.starts_with("PASS")),
+            "{fault:?}: no credentials sent: {:?}",
+            f.commands()
+        );
+    }
+}
+
+#[test]
+fn err_without_code_on_login_from_an_auth_resp_code_server_is_temporary() {
+    // RFC 3206 §4: such a server marks credential problems with [AUTH]; a bare -ERR is something else.
+    let f = server(1, vec![Fault::AuthError("-ERR service not available right now".into())]);
+    let b = bridge(&f, &[]);
+    let r = fetch(&b).expect(6);
+    assert!(r.stderr.contains("not because of the credentials"), "{}", r.stderr);
+}
+
+#[test]
+fn uidls_that_change_every_session_do_not_duplicate_mail() {
+    let f = server(5, vec![Fault::UidlChangesEachSession]);
+    let b = bridge(&f, &[]);
+    fetch(&b).expect(0);
+    let r = fetch(&b).expect(0);
+    assert!(r.stderr.contains("changes its UIDLs"), "{}", r.stderr);
+    assert_store_has(&b, 1..=5);
+}
+
+#[test]
+fn a_stat_that_disagrees_with_list_does_not_matter() {
+    let f = server(4, vec![Fault::CountMismatch]);
+    let b = bridge(&f, &[]);
+    fetch(&b).expect(0);
+    assert_store_has(&b, 1..=4);
+}
+
+#[test]
+fn a_connection_lost_at_quit_keeps_everything_and_checks_again() {
+    let f = server(3, vec![Fault::CloseOnQuit]);
+    let b = bridge(&f, &["--delete", "after-fetch"]);
+    let r = fetch(&b).expect(0);
+    assert!(r.stderr.contains("without the server's confirmation"), "{}", r.stderr);
+    assert_store_has(&b, 1..=3);
+    assert_eq!(f.remaining().len(), 3, "the server deleted nothing");
+    f.set_faults(vec![]);
+    fetch(&b).expect(0);
+    assert!(f.remaining().is_empty(), "deleted the next time");
+    assert_store_has(&b, 1..=3);
+}
+
+#[test]
+fn nul_bytes_are_stored_exactly() {
+    let mut data = msg(1);
+    data.extend_from_slice(b"binary\0zero\0bytes\r\n");
+    let f = FakePop3::start(Script {
+        messages: vec![FakeMessage { uidl: Some("n".into()), data: data.clone() }],
+        ..Script::default()
+    });
+    let b = bridge(&f, &[]);
+    fetch(&b).expect(0);
+    assert_eq!(b.messages("Fake"), vec![data]);
+}
+
+#[test]
+fn the_wrong_message_for_a_number_is_not_stored_under_its_identity() {
+    let mut msgs = messages(3);
+    // Make message 3 clearly bigger than message 2, so a swap is visible in the size.
+    msgs[2].data.extend_from_slice(&b"padding line\r\n".repeat(40));
+    let f =
+        FakePop3::start(Script { messages: msgs, faults: vec![Fault::WrongMessage { msg: 2 }], ..Script::default() });
+    let b = bridge(&f, &["--delete", "after-fetch"]);
+    let r = fetch(&b).expect(7);
+    assert!(r.stderr.contains("message 2") && r.stderr.contains("left on the server"), "{}", r.stderr);
+    let stored = b.messages("Fake");
+    assert!(!stored.contains(&msg(2)) || stored.len() == 2, "message 2 is not stored with 3's content");
+    assert!(f.remaining().iter().any(|m| m.data == msg(2)), "message 2 stays on the server");
+}
+
+#[test]
+fn sizes_that_lie_leave_messages_on_the_server_with_an_error() {
+    let f = server(2, vec![Fault::WrongSizes]);
+    let b = bridge(&f, &["--delete", "after-fetch"]);
+    let r = fetch(&b).expect(7);
+    assert!(r.stderr.contains("LIST announced"), "{}", r.stderr);
+    assert_eq!(f.remaining().len(), 2, "nothing deleted");
+}
+
+#[test]
+fn a_refused_dele_is_reported_and_retried() {
+    let f = server(3, vec![Fault::DeleFails { msg: 2 }]);
+    let b = bridge(&f, &["--delete", "after-fetch"]);
+    let r = fetch(&b).expect(0);
+    assert!(r.stderr.contains("refused to delete message 2"), "{}", r.stderr);
+    assert_eq!(f.remaining().len(), 1);
+    f.set_faults(vec![]);
+    fetch(&b).expect(0);
+    assert!(f.remaining().is_empty());
+    assert_store_has(&b, 1..=3);
+}
+
+#[test]
+fn a_server_that_hangs_up_after_login_is_a_connection_error() {
+    let f = server(2, vec![Fault::DisconnectAfterLogin]);
+    let b = bridge(&f, &[]);
+    fetch(&b).expect(3);
+    assert!(b.messages("Fake").is_empty());
+}
+
+#[test]
+fn slow_servers_and_servers_without_capa_still_work() {
+    let f = server(3, vec![Fault::SlowResponses { ms: 30 }]);
+    let b = bridge(&f, &[]);
+    fetch(&b).expect(0);
+    assert_store_has(&b, 1..=3);
+    let f = server(3, vec![Fault::NoCapa]);
+    let b = bridge(&f, &[]);
+    fetch(&b).expect(0);
+    assert_store_has(&b, 1..=3);
+    assert_eq!(f.max_in_flight(), 1, "no CAPA, no PIPELINING: lock-step");
+}

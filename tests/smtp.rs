@@ -347,8 +347,14 @@ fn a_temporary_failure_is_retried_until_delivered() {
     ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
     let got = s.up.wait_for(1, Duration::from_secs(30));
     assert_eq!(got[0].data, m);
-    let data_replies: Vec<u16> = s.up.attempts().iter().filter(|a| a.stage == "data").map(|a| a.code()).collect();
-    assert_eq!(data_replies, vec![451, 451, 250], "two 451s, then delivered once");
+    // The peer records the message before it logs the attempt that accepted it: wait for both.
+    let data_replies =
+        || -> Vec<u16> { s.up.attempts().iter().filter(|a| a.stage == "data").map(|a| a.code()).collect() };
+    let t = std::time::Instant::now();
+    while !data_replies().contains(&250) && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(data_replies(), vec![451, 451, 250], "two 451s, then delivered once");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(s.up.received().len(), 1, "exactly once");
 }

@@ -11,3 +11,4 @@ mod imap;
 mod pop_dovecot;
 mod pop_faults;
 mod smtp;
+mod stress;

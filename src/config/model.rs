@@ -64,6 +64,14 @@ pub struct Account {
 }
 
 impl Account {
+    /// The password for an outgoing server used by this account: the server's own setting, else —
+    /// for the account's own server with a user (not the shared relay) — the POP password
+    /// (DESIGN §5: the SMTP password defaults to the POP one).
+    pub fn smtp_password<'a>(&'a self, server: &'a SmtpServer) -> Option<&'a SecretSource> {
+        let own = self.smtp.as_ref().is_some_and(|s| !s.relay);
+        server.password.as_ref().or((own && server.user.is_some()).then_some(&self.pop.password))
+    }
+
     /// A digest of every setting of the account, secrets included (as a hash: never shown): a change
     /// re-enables an account that was disabled by failed logins or a certificate error, and tells
     /// the daemon's reload which fetchers to restart.

@@ -43,7 +43,7 @@ pub const WINDOW: usize = 32;
 pub const WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 /// Bytes of downloaded messages waiting for the sink: the fetcher's memory bound (beyond the
 /// message being received).
-pub const SINK_BUDGET: usize = 16 * 1024 * 1024;
+pub const SINK_BUDGET: usize = 8 * 1024 * 1024;
 
 /// While the session waits on local work with nothing in flight (a slow disk, a store locked by
 /// another writer), a NOOP this often keeps the server from logging us out (RFC 1939 §3 allows
@@ -82,11 +82,13 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// The server's LOGIN-DELAY, in seconds, if it announced one.
     pub login_delay: Option<u64>,
+    /// Messages with a new UIDL but the exact bytes of a stored one (a server that changes UIDLs).
+    pub same_content: u64,
+    /// Answers whose size was far from what LIST announced: (number, announced, received).
+    pub size_mismatch: Vec<(u32, u64, u64)>,
 }
 
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::other(format!("internal error: {e}")))?
-}
+pub(crate) use crate::blocking;
 
 /// Runs one fetch cycle for an account and records its outcome in the store.
 pub async fn fetch(ctx: &Context, account: &Account, progress: Option<ProgressFn>) -> Result<Report> {
@@ -378,6 +380,11 @@ async fn cycle(
                     Sent::Retr(n) => {
                         retr_bytes_in_flight -= size;
                         match (r.status, r.body) {
+                            (Status::Ok, Body::Data(raw)) if size_mismatch(size, &raw) => {
+                                // The wrong message, or a broken size: storing it under this
+                                // message's identity could lose the real one. Left on the server.
+                                report.size_mismatch.push((n, size, raw.len() as u64));
+                            }
                             (Status::Ok, Body::Data(raw)) => {
                                 prog.done_messages += 1;
                                 prog.done_bytes += raw.len() as u64;
@@ -420,8 +427,12 @@ async fn cycle(
             m = sink.rx.recv(), if sink_open => match m {
                 Some(FromSink::Committed(pairs)) => {
                     for (n, stored) in pairs {
-                        report.new_messages += 1;
-                        report.new_bytes += stored.size;
+                        if stored.same_content {
+                            report.same_content += 1;
+                        } else {
+                            report.new_messages += 1;
+                            report.new_bytes += stored.size;
+                        }
                         if !is_fallback(&stored.key) && policy_allows_now(policy, now, false, crate::store::now()) {
                             deletes.push_back((n, stored.key));
                         }
@@ -447,6 +458,12 @@ async fn cycle(
         return Err(e);
     }
 
+    if report.same_content > 0 {
+        report.warnings.push(format!(
+            "{} message(s) came with new UIDLs but the exact content of stored ones ({} changes its UIDLs): kept once",
+            report.same_content, conn.host
+        ));
+    }
     match conn.call(&Command::Quit).await {
         Ok(r) if r.status == Status::Ok => {
             report.deleted = dele_ok.len() as u64;
@@ -472,7 +489,26 @@ async fn cycle(
         listed.into_iter().filter_map(|l| l.key).filter(|k| !dele_ok.contains(k)).collect();
     let store = ctx.store.clone();
     blocking(move || store.prune_uidls(ids.account, &on_server)).await?;
+    if let Some(&(n, said, got)) = report.size_mismatch.first() {
+        return Err(Error::new(
+            ErrorClass::Protocol,
+            format!(
+                "{} sent {got} bytes for message {n} where LIST announced {said} ({} message(s) like this): the wrong message or a broken server; they were left on the server and not stored, everything else was fetched",
+                account.pop.host,
+                report.size_mismatch.len()
+            ),
+        ));
+    }
     Ok((report, caps_text))
+}
+
+/// Whether a RETR answer's size is too far from the size LIST announced to be the same message.
+/// Servers that count LF line ends (or add a final CRLF) differ by about one byte per line.
+fn size_mismatch(announced: u64, raw: &[u8]) -> bool {
+    let lines = memchr::memchr_iter(b'\n', raw).count() as u64;
+    let slack = lines + 64;
+    let got = raw.len() as u64;
+    got + slack < announced || got > announced + slack
 }
 
 pub fn human_bytes(n: u64) -> String {

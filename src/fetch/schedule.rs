@@ -149,10 +149,11 @@ async fn run(
             Ok(_) => {}
             Err(e) => tracing::warn!("{}", e.message),
         }
+        // The notice (and the ALERT) first: whoever asked for this fetch then sees them.
+        health::after_cycle(&ctx, &account, ids.account, &alerts).await;
         if let Some(Kick { reply: Some(tx), .. }) = kick {
             let _ = tx.send(result);
         }
-        health::after_cycle(&ctx, &account, ids.account, &alerts).await;
     }
 }
 

@@ -45,7 +45,7 @@ impl Session {
                 return Err(Error::new(
                     ErrorClass::Certificate,
                     format!(
-                        "{}:{} does not offer STLS, so the password would travel unencrypted; popbridge refuses (use tls = \"implicit\" on port 995 if the provider offers it)",
+                        "{}:{} does not offer STLS, so the password would travel unencrypted; popbridge never falls back to plaintext (use tls = \"implicit\" on port 995 if the provider offers it)",
                         server.host, server.port
                     ),
                 ));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::Error;
-use crate::store::{Delivery, Stored};
+use crate::store::{Added, Delivery, Stored};
 
 /// Longest a stored message waits for its commit: bounds what a crash can cost (it is fetched
 /// again) and how long a DELE waits.
@@ -95,11 +95,11 @@ fn run(mut d: Delivery, rx: mpsc::Receiver<ToSink>, out: tokio::sync::mpsc::Unbo
                 drop(raw);
                 drop(permit);
                 match res {
-                    Ok(true) => {
+                    Ok(Added::New | Added::SameContent) => {
                         numbers.push(n);
                         batch_start.get_or_insert_with(Instant::now);
                     }
-                    Ok(false) => {
+                    Ok(Added::Known) => {
                         let _ = out.send(FromSink::Known(n));
                     }
                     Err(e) => {

@@ -3,6 +3,7 @@
 //! `me@Work`, for clients that insist on an address-like user name — is the account login that
 //! sees account Work's subtree with Work as its INBOX (DESIGN §3).
 
+use crate::secret::ct_eq;
 use std::borrow::Cow;
 
 use base64::Engine;
@@ -18,11 +19,6 @@ use imap_next::types::CommandAuthenticate;
 use super::names::View;
 use super::session::{Flow, SaslStep, Session, State};
 use crate::net::imap::Driver;
-
-/// Equality in time independent of where the inputs differ.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 pub enum LoginError {
     Failed,

@@ -1172,7 +1172,10 @@ async fn search(
     let r = s
         .db(move |c| {
             let needs = query.needs();
-            let rows = db::rows(c, id, &uid_ranges(&uids))?;
+            let rows = match query.required_flags() {
+                Some((mask, want)) => db::rows_with_flags(c, id, mask, want)?,
+                None => db::rows(c, id, &uid_ranges(&uids))?,
+            };
             let ctx = SearchContext { max_seq: uids.len() as u32, max_uid: uids.last().copied().unwrap_or(0) };
             let mut hits = Vec::new();
             for r in &rows {

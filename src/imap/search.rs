@@ -482,6 +482,20 @@ impl SearchQuery {
         eval(&self.root, c, ctx)
     }
 
+    /// Flag bits every match must have (`mask`, `want`: `flags & mask == want`), when the query
+    /// requires them at the top level (`UNSEEN`, `FLAGGED SINCE …`): the store then reads only
+    /// those rows, through an index for UNSEEN, instead of the whole mailbox.
+    pub fn required_flags(&self) -> Option<(u8, u8)> {
+        match &self.root {
+            Node::Flags { mask, want } => Some((*mask, *want)),
+            Node::And(children) => children.iter().find_map(|n| match n {
+                Node::Flags { mask, want } => Some((*mask, *want)),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+
     /// True if the query certainly matches nothing, whatever the mailbox (e.g. `NOT ALL`).
     pub fn matches_nothing(&self) -> bool {
         matches!(self.root, Node::Const(false))

@@ -371,6 +371,11 @@ impl Session {
     /// whether EXPUNGE responses may be sent now (RFC 3501 §7.4.1).
     pub async fn refresh(&mut self, d: &mut Driver, expunge_ok: bool) -> DbResult<()> {
         let State::Selected { mb, .. } = &self.state else { return Ok(()) };
+        // Always ask the store: a command that just read it (FETCH, SEARCH) may have seen a change
+        // whose notification has not arrived yet, and the client must hear of it in this reply.
+        if self.changes.has_changed().unwrap_or(false) {
+            self.changes.borrow_and_update();
+        }
         let (id, since, read_only) = (mb.id, mb.modseq, mb.read_only);
         let ch = self
             .db(move |c| match db::changes_since(c, id, since) {
@@ -514,7 +519,7 @@ impl Session {
                 r = self.changes.changed() => {
                     if r.is_err() { return Flow::Close; }
                     self.changes.borrow_and_update();
-                    if self.refresh(d, true).await.is_err() { return Flow::Close; }
+                                if self.refresh(d, true).await.is_err() { return Flow::Close; }
                 }
                 _ = poll.tick() => {
                     if self.changed_elsewhere().await && self.refresh(d, true).await.is_err() {

@@ -198,7 +198,7 @@ impl Harness {
         tokio::task::spawn_blocking(move || {
             let mut d = Delivery::new(&store, ids).unwrap();
             for (i, m) in msgs.iter().enumerate() {
-                assert!(d.add(&format!("uidl-{}", first + i), m, 1_700_000_000).unwrap());
+                assert_eq!(d.add(&format!("uidl-{}", first + i), m, 1_700_000_000).unwrap(), crate::store::Added::New);
             }
             let stored = d.commit().unwrap();
             store.notify();

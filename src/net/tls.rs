@@ -22,6 +22,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use crate::config::{TrustSettings, format_fingerprint};
 use crate::error::{Error, ErrorClass, Result};
+use crate::secret::ct_eq;
 
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -32,11 +33,6 @@ pub fn sha256(der: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
-}
-
-/// Equality that takes the same time wherever the first difference is (pins are compared with it).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// What the server presented, filled in during the handshake (whether or not it was accepted).

@@ -43,9 +43,7 @@ pub struct Queue {
     pub hostname: String,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> crate::Result<T> + Send + 'static) -> crate::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| crate::Error::other(e.to_string()))?
-}
+use crate::blocking;
 
 pub async fn run(q: Arc<Queue>, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
@@ -107,10 +105,7 @@ pub async fn deliver(q: &Queue, row: Queued) {
         retry(q, &row, &row.rcpts, &format!("account {} has no outgoing server configured", account.name)).await;
         return;
     };
-    // The account's own server falls back to the POP password (DESIGN §5); a shared relay does not.
-    let own = account.smtp.as_ref().is_some_and(|s| !s.relay);
-    let fallback = (own && server.user.is_some()).then_some(&account.pop.password);
-    let password = match server.password.as_ref().or(fallback) {
+    let password = match account.smtp_password(&server) {
         Some(src) => match crate::config::resolve_secret(&config.path, config.mode, src, "SMTP").await {
             Ok(p) => Some(p),
             Err(e) => {

@@ -2,6 +2,7 @@
 //! store (outbox, verified addresses), the local credentials, TLS, the login throttle, and the
 //! queue worker's wake-up call.
 
+use crate::secret::ct_eq;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,10 +34,6 @@ pub struct SmtpShared {
 
 /// A refusal: (reply code, enhanced status code, text).
 pub type Refusal = (u16, &'static str, String);
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 impl SmtpShared {
     /// `me` may send as every account, `me+Work` / `me@Work` only as Work.

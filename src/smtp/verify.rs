@@ -57,9 +57,7 @@ pub async fn send(cfg: &Config, store: &std::sync::Arc<Store>, address: &str) ->
     let server = outgoing(cfg, &account)?.clone();
     let code = new_code()?;
     let msg = super::notice::verification(address, &code, &account.name);
-    let own = account.smtp.as_ref().is_some_and(|s| !s.relay);
-    let fallback = (own && server.user.is_some()).then_some(&account.pop.password);
-    let password = match server.password.as_ref().or(fallback) {
+    let password = match account.smtp_password(&server) {
         Some(src) => Some(crate::config::resolve_secret(&cfg.path, cfg.mode, src, "SMTP").await?),
         None => None,
     };

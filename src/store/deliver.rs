@@ -18,6 +18,21 @@ pub struct Stored {
     pub key: String,
     pub uid: i64,
     pub size: u64,
+    /// The same bytes were already stored for this account under another identity (a server that
+    /// changes its UIDLs): only the identity was recorded, no second copy.
+    pub same_content: bool,
+}
+
+/// What `Delivery::add` did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// A new message (and its identity), in the open transaction.
+    New,
+    /// The identity was stored already: nothing written.
+    Known,
+    /// New identity, but these exact bytes are stored for the account already: the identity now
+    /// points at that copy.
+    SameContent,
 }
 
 /// A writer for one account's fetched messages, on a connection of its own.
@@ -88,9 +103,9 @@ impl Delivery {
         }
     }
 
-    /// Adds one message to the open transaction (starting one if needed). Returns `false` and stores
-    /// nothing when the identity is already stored. Metadata is parsed here, once.
-    pub fn add(&mut self, key: &str, raw: &[u8], fetched_at: i64) -> Result<bool> {
+    /// Adds one message to the open transaction (starting one if needed). Metadata is parsed here,
+    /// once; see [`Added`] for the outcomes.
+    pub fn add(&mut self, key: &str, raw: &[u8], fetched_at: i64) -> Result<Added> {
         self.begin()?;
         match self.add_inner(key, raw, fetched_at) {
             Ok(added) => Ok(added),
@@ -101,9 +116,32 @@ impl Delivery {
         }
     }
 
-    fn add_inner(&mut self, key: &str, raw: &[u8], fetched_at: i64) -> Result<bool> {
+    fn add_inner(&mut self, key: &str, raw: &[u8], fetched_at: i64) -> Result<Added> {
         if self.contains(key)? {
-            return Ok(false);
+            return Ok(Added::Known);
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, raw);
+        let digest = digest.as_ref();
+        let same: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT b.id FROM bodies b JOIN pop_uidls p ON p.body_id = b.id
+                 WHERE b.sha256 = ?1 AND p.account_id = ?2 LIMIT 1",
+            )
+            .and_then(|mut st| st.query_row(params![digest, self.ids.account], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        if let Some(body) = same {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO pop_uidls (account_id, uidl, first_seen, body_id, size) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut st| st.execute(params![self.ids.account, key, fetched_at, body, raw.len() as i64]))
+                .map_err(|e| self.err(e))?;
+            let Some(open) = self.open.as_mut() else {
+                return Err(Error::other("internal error: no open transaction"));
+            };
+            open.pending.push(Stored { key: key.to_string(), uid: 0, size: raw.len() as u64, same_content: true });
+            return Ok(Added::SameContent);
         }
         let meta = MessageMeta::extract(raw);
         let date = meta.internal_date(fetched_at);
@@ -115,8 +153,8 @@ impl Delivery {
         let c = &self.conn;
         let res =
             (|| -> rusqlite::Result<()> {
-                c.prepare_cached("INSERT INTO bodies (meta_version, meta, raw) VALUES (?1, ?2, ?3)")?
-                    .execute(params![crate::mime::META_VERSION, meta_bytes, raw])?;
+                c.prepare_cached("INSERT INTO bodies (meta_version, meta, raw, sha256) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![crate::mime::META_VERSION, meta_bytes, raw, digest])?;
                 let body = c.last_insert_rowid();
                 c.prepare_cached(
                 "INSERT INTO messages (mailbox_id, uid, body_id, flags, modseq, internaldate, internaldate_tz, size)
@@ -141,8 +179,8 @@ impl Delivery {
         open.next_uid += 1;
         open.unseen_added += 1; // fetched mail arrives unread (DESIGN §3)
         open.bytes += raw.len() as u64;
-        open.pending.push(Stored { key: key.to_string(), uid, size: raw.len() as u64 });
-        Ok(true)
+        open.pending.push(Stored { key: key.to_string(), uid, size: raw.len() as u64, same_content: false });
+        Ok(Added::New)
     }
 
     /// Messages and bytes waiting in the open transaction.
@@ -153,7 +191,7 @@ impl Delivery {
     /// Makes the open transaction durable and returns what it stored.
     pub fn commit(&mut self) -> Result<Vec<Stored>> {
         let Some(open) = self.open.take() else { return Ok(Vec::new()) };
-        let added = open.pending.len() as i64;
+        let added = open.pending.iter().filter(|p| !p.same_content).count() as i64;
         let res = self
             .conn
             .execute(
@@ -191,6 +229,8 @@ mod tests {
     use super::*;
 
     const MSG: &[u8] = b"From: a@example.com\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\nSubject: hi\r\n\r\nbody\r\n";
+    const MSG2: &[u8] = b"From: b@example.com\r\nSubject: two\r\n\r\nbody\r\n";
+    const MSG3: &[u8] = b"From: c@example.com\r\nSubject: three\r\n\r\nbody\r\n";
 
     #[test]
     fn group_commit_assigns_uids_and_counts() {
@@ -198,24 +238,25 @@ mod tests {
         let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let ids = store.ensure_account("Work").unwrap();
         let mut d = Delivery::new(&store, ids).unwrap();
-        assert!(d.add("u1", MSG, 1_800_000_000).unwrap());
-        assert!(d.add("u2", MSG, 1_800_000_000).unwrap());
-        assert!(!d.add("u1", MSG, 1_800_000_000).unwrap(), "same identity twice in one transaction");
+        assert_eq!(d.add("u1", MSG, 1_800_000_000).unwrap(), Added::New);
+        assert_eq!(d.add("u2", MSG2, 1_800_000_000).unwrap(), Added::New);
+        assert_eq!(d.add("u1", MSG, 1_800_000_000).unwrap(), Added::Known, "same identity twice in one transaction");
+        assert_eq!(d.add("u9", MSG, 1_800_000_000).unwrap(), Added::SameContent, "same bytes under a new UIDL");
         assert_eq!(store.mailbox_messages("Work").unwrap(), Some(0), "nothing visible before commit");
         let stored = d.commit().unwrap();
-        assert_eq!(stored.iter().map(|s| s.uid).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(stored.iter().filter(|s| !s.same_content).map(|s| s.uid).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(store.mailbox_messages("Work").unwrap(), Some(2));
-        assert!(!d.add("u2", MSG, 1).unwrap(), "known after commit");
+        assert_eq!(d.add("u2", MSG2, 1).unwrap(), Added::Known, "known after commit");
         d.rollback();
         let known = store.known_uidls(ids.account).unwrap();
-        assert_eq!(known.len(), 2);
+        assert_eq!(known.len(), 3);
         // An uncommitted transaction dropped: nothing stored, UIDs not consumed.
         let mut d = Delivery::new(&store, ids).unwrap();
-        d.add("u3", MSG, 1).unwrap();
+        d.add("u3", MSG3, 1).unwrap();
         drop(d);
-        assert_eq!(store.known_uidls(ids.account).unwrap().len(), 2);
+        assert_eq!(store.known_uidls(ids.account).unwrap().len(), 3);
         let mut d = Delivery::new(&store, ids).unwrap();
-        d.add("u3", MSG, 1).unwrap();
+        d.add("u3", MSG3, 1).unwrap();
         assert_eq!(d.commit().unwrap()[0].uid, 3);
         // Expunged everywhere: marked for when-deleted-locally, body dropped.
         store.expunge("Work", &[1]).unwrap();

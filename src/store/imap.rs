@@ -163,6 +163,16 @@ pub fn rows(conn: &Connection, mailbox: i64, ranges: &[(u32, u32)]) -> rusqlite:
     Ok(out)
 }
 
+/// The messages with `flags & mask == want`, ascending by UID. The literal constants let SQLite
+/// use the partial index on unread messages for `UNSEEN` (mask 1, want 0).
+pub fn rows_with_flags(conn: &Connection, mailbox: i64, mask: u8, want: u8) -> rusqlite::Result<Vec<MessageRow>> {
+    let sql =
+        format!("SELECT {ROW_COLUMNS} FROM messages WHERE mailbox_id = ?1 AND flags & {mask} = {want} ORDER BY uid");
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map([mailbox], message_row)?;
+    rows.collect()
+}
+
 /// The stored metadata of a body; extracted again from the raw bytes if it was written by an older
 /// version of the extractor.
 pub fn meta(conn: &Connection, body: i64) -> rusqlite::Result<Option<MessageMeta>> {
@@ -420,7 +430,15 @@ pub struct ChangesSince {
     pub highestmodseq: u64,
 }
 
+/// Runs in one read transaction, so the three queries see one state of the store.
 pub fn changes_since(conn: &Connection, mailbox: i64, since: u64) -> rusqlite::Result<ChangesSince> {
+    let tx = conn.unchecked_transaction()?;
+    let r = changes_since_in(&tx, mailbox, since);
+    tx.finish()?;
+    r
+}
+
+fn changes_since_in(conn: &Connection, mailbox: i64, since: u64) -> rusqlite::Result<ChangesSince> {
     let highestmodseq: i64 =
         conn.query_row("SELECT highestmodseq FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))?;
     if highestmodseq as u64 <= since {

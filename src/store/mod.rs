@@ -28,7 +28,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::error::{Error, ErrorClass, Result};
 
 pub use accounts::{AccountStatus, KnownUidl};
-pub use deliver::{Delivery, Stored};
+pub use deliver::{Added, Delivery, Stored};
 
 /// How long a writer waits for another writer (another process fetching, the daemon) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);

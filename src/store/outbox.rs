@@ -8,6 +8,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Store, now};
 use crate::error::Result;
+use crate::secret::ct_eq;
 
 #[derive(Debug, Clone)]
 pub struct Queued {
@@ -57,10 +58,6 @@ fn code_hash(salt: &[u8], code: &str) -> Vec<u8> {
     ctx.update(salt);
     ctx.update(code.as_bytes());
     ctx.finish().as_ref().to_vec()
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Store {

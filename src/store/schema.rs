@@ -153,4 +153,13 @@ ALTER TABLE accounts ADD COLUMN progress_bytes INTEGER;       -- bytes done,
 ALTER TABLE accounts ADD COLUMN progress_total_bytes INTEGER; -- of how many,
 ALTER TABLE accounts ADD COLUMN progress_started INTEGER;     -- since when
 "#,
+    // 3 → 4: content digests, so a server that changes its UIDLs cannot make a message appear twice.
+    r#"
+ALTER TABLE bodies ADD COLUMN sha256 BLOB;
+CREATE INDEX bodies_sha256 ON bodies(sha256);
+"#,
+    // 4 → 5: SEARCH UNSEEN (the clients' favourite) reads only the unread rows.
+    r#"
+CREATE INDEX messages_unseen ON messages(mailbox_id, uid) WHERE flags & 1 = 0;
+"#,
 ];

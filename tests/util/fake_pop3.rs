@@ -160,6 +160,8 @@ pub enum Fault {
     DeleFails { msg: u32 },
     /// LIST and STAT report sizes half the real size (clients must not trust them).
     WrongSizes,
+    /// QUIT (after login): close the connection without answering and without deleting.
+    CloseOnQuit,
 }
 
 /// A running fake server. Dropping it stops everything.
@@ -1004,6 +1006,11 @@ impl<'a> Session<'a> {
                 if self.has(&Fault::QuitFails) {
                     self.line("-ERR some deleted messages not removed")?;
                     return Ok(Flow::Close);
+                }
+                if self.has(&Fault::CloseOnQuit) {
+                    // The connection drops before the answer: the client cannot know whether
+                    // deletions happened; here they did not.
+                    return Ok(Flow::Abort);
                 }
                 let gone: Vec<(u64, String)> =
                     self.view.iter().filter(|m| m.deleted).map(|m| (m.id, m.uidl.clone())).collect();
