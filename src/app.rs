@@ -176,6 +176,7 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
     // The outbound queue resumes whatever a previous run left queued.
     let queue = Arc::new(crate::smtp::queue::Queue { store: store.clone(), live, kick, hostname: "localhost".into() });
     running.tasks.push(tokio::spawn(crate::smtp::queue::run(queue, rx.clone())));
+    running.tasks.push(tokio::spawn(crate::store::search::run_indexer(paths.store(), store.changes(), rx.clone())));
     if fetch_schedule {
         running.sync_schedulers(cfg).await;
         let control = control::bind(&paths.data_dir).await?;

@@ -1172,10 +1172,14 @@ async fn search(
     let r = s
         .db(move |c| {
             let needs = query.needs();
-            let rows = match query.required_flags() {
-                Some((mask, want)) => db::rows_with_flags(c, id, mask, want)?,
-                None => db::rows(c, id, &uid_ranges(&uids))?,
+            // The narrowest read: a text index lookup, else the unread-index, else the UID range.
+            let filter = query.text_filter();
+            let (rows, unindexed) = match (&filter, query.required_flags()) {
+                (Some(f), _) => crate::store::search::rows_matching(c, id, f)?,
+                (None, Some((mask, want))) => (db::rows_with_flags(c, id, mask, want)?, Default::default()),
+                (None, None) => (db::rows(c, id, &uid_ranges(&uids))?, Default::default()),
             };
+            let exact = filter.is_some_and(|f| f.exact);
             let ctx = SearchContext { max_seq: uids.len() as u32, max_uid: uids.last().copied().unwrap_or(0) };
             let mut hits = Vec::new();
             for r in &rows {
@@ -1183,7 +1187,12 @@ async fn search(
                 let seq = i as u32 + 1;
                 let recent = recent.contains(&r.uid);
                 // Flags, sizes, dates and sets decide most searches without touching bodies.
-                let hit = match query.decide(&Candidate::new(seq, r, recent), &ctx) {
+                let decided = if exact && !unindexed.contains(&r.body_id) {
+                    Some(true)
+                } else {
+                    query.decide(&Candidate::new(seq, r, recent), &ctx)
+                };
+                let hit = match decided {
                     Some(h) => h,
                     None => {
                         let meta = if needs.meta || needs.headers { db::meta(c, r.body_id)? } else { None };

@@ -169,6 +169,11 @@ pub struct SearchText {
 impl SearchText {
     /// Decode and fold a raw message (the stored bytes). Never panics.
     pub fn from_raw(raw: &[u8]) -> SearchText {
+        Self::from_raw_with(raw, &crate::mime::MessageMeta::extract(raw))
+    }
+
+    /// [`SearchText::from_raw`] with the metadata already extracted (at insert time).
+    pub fn from_raw_with(raw: &[u8], meta: &crate::mime::MessageMeta) -> SearchText {
         let mut headers = String::new();
         let mut fields = Vec::new();
         for (name, value) in HeaderFields::new(raw) {
@@ -183,7 +188,7 @@ impl SearchText {
             headers.push('\n');
             fields.push((ns..ne, vs..ve));
         }
-        let (_, text) = crate::mime::search_text(raw);
+        let (_, text) = crate::mime::search_text_with(raw, meta);
         let mut body = String::with_capacity(text.len());
         fold_into(&mut body, &text, true);
         SearchText { headers, fields, body }
@@ -212,6 +217,17 @@ impl SearchText {
                 && (needle.is_empty() || self.headers.get(v.clone()).is_some_and(|v| needle.find_in(v)))
         })
     }
+}
+
+/// See [`SearchQuery::text_filter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextFilter {
+    /// BODY (the body column only) rather than TEXT (headers and body).
+    pub body_only: bool,
+    /// The folded string, as it appears in the indexed text.
+    pub needle: String,
+    /// The index answer is the query's answer.
+    pub exact: bool,
 }
 
 /// A pre-folded search string.
@@ -496,6 +512,28 @@ impl SearchQuery {
         }
     }
 
+    /// A BODY or TEXT string every match must contain, when the query requires one at the top
+    /// level and it is long enough for the store's trigram index (3 characters): the store then
+    /// reads only the messages the index names. `exact` says the index answer is the whole query
+    /// (the index holds the same folded text the evaluation searches, so no re-check is needed).
+    pub fn text_filter(&self) -> Option<TextFilter> {
+        let usable = |n: &Node| match n {
+            Node::Body(needle) | Node::Text(needle) => {
+                let folded = std::str::from_utf8(needle.finder.needle()).ok()?;
+                (folded.chars().count() >= 3).then(|| TextFilter {
+                    body_only: matches!(n, Node::Body(_)),
+                    needle: folded.to_owned(),
+                    exact: false,
+                })
+            }
+            _ => None,
+        };
+        match &self.root {
+            Node::And(children) => children.iter().find_map(usable),
+            n => usable(n).map(|f| TextFilter { exact: true, ..f }),
+        }
+    }
+
     /// True if the query certainly matches nothing, whatever the mailbox (e.g. `NOT ALL`).
     pub fn matches_nothing(&self) -> bool {
         matches!(self.root, Node::Const(false))
@@ -767,20 +805,49 @@ fn decode_header_value(v: &[u8]) -> String {
 fn fold_into(out: &mut String, s: &str, trim: bool) {
     let start = out.len();
     let mut pending_space = false;
-    for ch in s.chars() {
-        if ch.is_whitespace() {
-            pending_space = true;
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    // ASCII runs byte by byte (the common case); other characters through `char`.
+    while i < bytes.len() {
+        let b = bytes[i];
+        let ch = if b < 0x80 {
+            if matches!(b, b' ' | b'\t'..=b'\r') {
+                i += 1;
+                pending_space = true;
+                continue;
+            }
+            if pending_space {
+                if !trim || out.len() > start {
+                    out.push(' ');
+                }
+                pending_space = false;
+            }
+            // The whole run of printable ASCII at once, lower-cased in place.
+            let end = bytes[i..]
+                .iter()
+                .position(|&c| c >= 0x80 || matches!(c, b' ' | b'\t'..=b'\r'))
+                .map_or(bytes.len(), |p| i + p);
+            let at = out.len();
+            out.push_str(&s[i..end]);
+            out[at..].make_ascii_lowercase();
+            i = end;
             continue;
-        }
+        } else {
+            let Some(ch) = s[i..].chars().next() else { break };
+            i += ch.len_utf8();
+            if ch.is_whitespace() {
+                pending_space = true;
+                continue;
+            }
+            ch
+        };
         if pending_space {
             if !trim || out.len() > start {
                 out.push(' ');
             }
             pending_space = false;
         }
-        if ch.is_ascii() {
-            out.push(ch.to_ascii_lowercase());
-        } else if ch == 'ς' {
+        if ch == 'ς' {
             out.push('σ');
         } else {
             for l in ch.to_lowercase() {
@@ -1394,7 +1461,7 @@ mod tests {
     }
 
     fn gen_corpus(count: usize, seed: u32) -> (tempfile::TempDir, Vec<Vec<u8>>) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::store::private_tempdir();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gen-mail.py");
         let script = if std::path::Path::new(script).exists() { script } else { "/work/main/tests/data/gen-mail.py" };
         let out = std::process::Command::new("python3")

@@ -209,6 +209,7 @@ impl Session {
     /// Runs commands until the connection should close or switch to TLS.
     async fn run(&mut self, d: &mut Driver, server: &mut Server, shutdown: &mut watch::Receiver<bool>) -> Outcome {
         loop {
+            d.set_authenticated(!matches!(self.state, State::NotAuthenticated));
             let ev = tokio::select! {
                 r = tokio::time::timeout(AUTOLOGOUT, d.next(server)) => r,
                 _ = shutdown.changed() => {
@@ -519,7 +520,7 @@ impl Session {
                 r = self.changes.changed() => {
                     if r.is_err() { return Flow::Close; }
                     self.changes.borrow_and_update();
-                                if self.refresh(d, true).await.is_err() { return Flow::Close; }
+                    if self.refresh(d, true).await.is_err() { return Flow::Close; }
                 }
                 _ = poll.tick() => {
                     if self.changed_elsewhere().await && self.refresh(d, true).await.is_err() {

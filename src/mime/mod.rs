@@ -72,7 +72,7 @@ pub mod wire;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
-pub use search::search_text;
+pub use search::{search_text, search_text_with};
 
 /// Version of the extracted form; bump whenever extraction or the serialized layout changes.
 pub const META_VERSION: u32 = 1;

@@ -13,7 +13,11 @@ const MAX_TEXT: usize = 1 << 20;
 /// Cc, Bcc, Reply-To, Sender); text parts (plain, and HTML converted to text) joined by newlines,
 /// encapsulated messages included.
 pub fn search_text(raw: &[u8]) -> (String, String) {
-    let meta = MessageMeta::extract(raw);
+    search_text_with(raw, &MessageMeta::extract(raw))
+}
+
+/// [`search_text`] with the metadata already extracted (at insert: the message is parsed once).
+pub fn search_text_with(raw: &[u8], meta: &MessageMeta) -> (String, String) {
     let raw = &raw[..raw.len().min(u32::MAX as usize)];
     let mut heads = String::new();
     let fields = header::scan(raw, 0, |_| false).fields;

@@ -130,7 +130,7 @@ fn keywords_text(k: &[String]) -> Option<String> {
     if k.is_empty() { None } else { Some(k.join(" ")) }
 }
 
-fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+pub(crate) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
         uid: r.get::<_, i64>(0)? as u32,
         flags: r.get::<_, i64>(1)? as u8,
@@ -142,7 +142,7 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     })
 }
 
-const ROW_COLUMNS: &str = "uid, flags, keywords, modseq, internaldate, internaldate_tz, size, body_id";
+pub(crate) const ROW_COLUMNS: &str = "uid, flags, keywords, modseq, internaldate, internaldate_tz, size, body_id";
 
 /// The messages whose UIDs fall in the given inclusive ranges, ascending by UID.
 pub fn rows(conn: &Connection, mailbox: i64, ranges: &[(u32, u32)]) -> rusqlite::Result<Vec<MessageRow>> {

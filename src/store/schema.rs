@@ -162,4 +162,19 @@ CREATE INDEX bodies_sha256 ON bodies(sha256);
     r#"
 CREATE INDEX messages_unseen ON messages(mailbox_id, uid) WHERE flags & 1 = 0;
 "#,
+    // 5 → 6: SEARCH TEXT / BODY through a trigram index of the folded search text, written in the
+    // background by the daemon (store::search); `indexed` marks the bodies already in it.
+    r#"
+CREATE VIRTUAL TABLE search_fts USING fts5(
+    h, b,                                  -- folded header lines, folded body text (imap::search)
+    content = '', contentless_delete = 1,  -- the text is not stored twice: only the index
+    tokenize = 'trigram case_sensitive 1'  -- already folded; substring matching, like IMAP's
+);
+ALTER TABLE bodies ADD COLUMN indexed INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX bodies_unindexed ON bodies(id) WHERE indexed = 0;
+CREATE TRIGGER bodies_unindex AFTER DELETE ON bodies WHEN OLD.indexed = 1
+BEGIN
+    DELETE FROM search_fts WHERE rowid = OLD.id;
+END;
+"#,
 ];
