@@ -59,6 +59,30 @@ fn a_password_in_a_readable_config_is_refused_with_the_fix() {
 }
 
 #[test]
+fn a_data_directory_store_or_key_others_can_read_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let b = Bridge::new();
+    b.run(&["status"]).expect(0);
+    for (path, loose, fix) in [
+        (b.data.clone(), 0o755, "chmod 700"),
+        (b.store_path(), 0o644, "chmod 600"),
+        (b.data.join("tls/key.pem"), 0o640, "chmod 600"),
+    ] {
+        let before = std::fs::read(&path).ok();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+        let r = b.run(&["client-config"]);
+        let r = if path.ends_with("key.pem") { r } else { b.run(&["status"]) };
+        assert_ne!(r.code, 0, "{}: {}", path.display(), r.stdout);
+        assert!(r.stderr.contains(fix) && r.stderr.contains(&path.display().to_string()), "{}", r.stderr);
+        assert_eq!(mode(&path), loose, "popbridge does not change it behind the user's back");
+        assert_eq!(std::fs::read(&path).ok(), before, "nor its content");
+        let restore = if path.is_dir() { 0o700 } else { 0o600 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(restore)).unwrap();
+        b.run(&["status"]).expect(0);
+    }
+}
+
+#[test]
 fn accounts_are_added_listed_and_removed() {
     let b = Bridge::new();
     b.add_account("Work", 995, "implicit", "me", "pw", &["--no-test", "--delete", "after-days:7"]).expect(0);

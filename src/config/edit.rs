@@ -178,6 +178,22 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::config(format!("cannot create directory {}: {e}", dir.display())))
 }
 
+/// Refuses a directory or file holding mail or keys that other local users can open: the store
+/// and its directory, the certificate key. The message says what to run.
+pub fn check_private(path: &Path) -> Result<()> {
+    let Ok(md) = std::fs::metadata(path) else { return Ok(()) };
+    let mode = md.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let want = if md.is_dir() { "700" } else { "600" };
+    Err(Error::config(format!(
+        "{} is open to other users of this machine (mode {mode:o}); it holds your mail or keys, so popbridge refuses to use it: run `chmod {want} {}`",
+        path.display(),
+        path.display()
+    )))
+}
+
 /// Replaces the file's content after validating the new text; keeps mode 0600.
 fn replace(path: &Path, text: &str) -> Result<()> {
     super::parse(text, path, 0o600)?;
@@ -303,7 +319,7 @@ mod tests {
 
     #[test]
     fn add_set_remove_keep_comments() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::store::private_tempdir();
         let path = dir.path().join("c.toml");
         let local = LocalSettings {
             user: "me".into(),

@@ -215,6 +215,22 @@ delete = "after-days:7"
     }
 
     #[test]
+    fn only_tls_listeners_may_leave_loopback_and_only_when_asked() {
+        let e = parse_str(&GOOD.replace("[local]", "[local]\nimaps = \"0.0.0.0:1993\"")).unwrap_err();
+        assert!(e.message.contains("local.imaps") && e.message.contains("allow_non_loopback"), "{}", e.message);
+        let c = parse_str(&GOOD.replace("[local]", "[local]\nimaps = \"0.0.0.0:1993\"\nallow_non_loopback = true"))
+            .unwrap();
+        assert_eq!(c.local.imaps.unwrap().to_string(), "0.0.0.0:1993");
+        for key in ["imap", "submission"] {
+            let e = parse_str(
+                &GOOD.replace("[local]", &format!("[local]\n{key} = \"0.0.0.0:1143\"\nallow_non_loopback = true")),
+            )
+            .unwrap_err();
+            assert!(e.message.contains(&format!("local.{key}")) && e.message.contains("only the TLS"), "{}", e.message);
+        }
+    }
+
+    #[test]
     fn plain_tls_needs_loopback_or_opt_in() {
         let e = parse_str(&GOOD.replace("delete =", "tls = \"plain\"\ndelete =")).unwrap_err();
         assert!(e.message.contains("unencrypted"), "{}", e.message);

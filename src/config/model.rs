@@ -284,12 +284,18 @@ fn validate_local(cx: &Ctx, l: RawLocal) -> crate::Result<Local> {
         let a: SocketAddr = v.parse().map_err(|_| {
             cx.err(&format!("local.{key}"), format!("\"{v}\" is not an address like 127.0.0.1:1143 (or \"off\")"))
         })?;
-        if !a.ip().is_loopback() {
+        // Beyond loopback only with TLS from the first byte, and only when the config says so.
+        let tls_only = key == "imaps" || key == "submissions";
+        let allowed = a.ip().is_loopback() || (tls_only && l.allow_non_loopback == Some(true));
+        if !allowed {
+            let how = if tls_only {
+                "add `allow_non_loopback = true` to [local] to accept other machines (TLS is required on this listener)"
+            } else {
+                "only the TLS listeners (imaps, submissions) may, with `allow_non_loopback = true` in [local]"
+            };
             return Err(cx.err(
                 &format!("local.{key}"),
-                format!(
-                    "{a} is not a loopback address; popbridge listens on this machine only (use 127.0.0.1 or [::1])"
-                ),
+                format!("{a} is not a loopback address; popbridge listens on this machine only by default: {how}"),
             ));
         }
         Ok(Some(a))

@@ -23,6 +23,8 @@ pub struct RawLocal {
     pub user: Option<String>,
     pub password: Option<String>,
     pub password_command: Option<String>,
+    /// Lets the TLS-only listeners (imaps, submissions) bind a non-loopback address.
+    pub allow_non_loopback: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

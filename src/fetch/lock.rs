@@ -58,7 +58,7 @@ mod tests {
 
     #[test]
     fn second_lock_is_refused_until_released() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::store::private_tempdir();
         let a = AccountLock::acquire(dir.path(), "Work").unwrap();
         let e = AccountLock::acquire(dir.path(), "Work").err().unwrap();
         assert_eq!(e.class, ErrorClass::Temporary);

@@ -150,7 +150,7 @@ struct Harness {
 impl Harness {
     /// A server over a fresh store holding the six messages in account Work's mailbox.
     async fn start() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::store::private_tempdir();
         let store_path = dir.path().join("data/store.sqlite");
         let sp = store_path.clone();
         let (store, ids) = tokio::task::spawn_blocking(move || {

@@ -283,7 +283,10 @@ impl LocalCert {
 pub fn ensure_local_cert(dir: &Path) -> Result<(LocalCert, bool)> {
     let lc = LocalCert::in_dir(dir);
     match (lc.cert.exists(), lc.key.exists()) {
-        (true, true) => return Ok((lc, false)),
+        (true, true) => {
+            crate::config::edit::check_private(&lc.key)?;
+            return Ok((lc, false));
+        }
         (false, false) => {}
         _ => {
             return Err(Error::config(format!(
@@ -326,7 +329,7 @@ mod tests {
 
     #[test]
     fn local_cert_is_created_once() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::store::private_tempdir();
         let (lc, created) = ensure_local_cert(dir.path()).unwrap();
         assert!(created);
         let fp = lc.fingerprint().unwrap();

@@ -858,7 +858,7 @@ runpy.run_path(sys.argv[0], run_name='__main__')\n";
                 "{} is missing (the scripted aiosmtpd upstream; needs apt-get install -y python3-aiosmtpd)",
                 script.display()
             );
-            let dir = tempfile::tempdir().unwrap();
+            let dir = crate::store::private_tempdir();
             let mut cmd = Command::new(PYTHON);
             if let Some(code) = prelude {
                 cmd.arg("-c").arg(code);

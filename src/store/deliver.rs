@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn group_commit_assigns_uids_and_counts() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::store::private_tempdir();
         let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let ids = store.ensure_account("Work").unwrap();
         let mut d = Delivery::new(&store, ids).unwrap();

@@ -17,6 +17,7 @@ pub mod deliver;
 pub mod imap;
 pub mod outbox;
 pub mod schema;
+pub mod search;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,10 @@ pub(crate) fn db_err(path: &Path, e: rusqlite::Error) -> Error {
             "{} is not a popbridge store (not an SQLite database); move it away or use another --data-dir",
             path.display()
         ),
+        Some(ErrorCode::DatabaseCorrupt) => format!(
+            "the store {} is damaged ({e}): restore it from a backup, or move it away and fetch again into a new store (mail still on the servers is fetched again)",
+            path.display()
+        ),
         Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => {
             format!("cannot write the store {}: {e}", path.display())
         }
@@ -110,6 +115,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
             crate::config::edit::create_private_dir(dir)?;
+            crate::config::edit::check_private(dir)?;
         }
         if !path.exists() {
             std::fs::OpenOptions::new()
@@ -261,9 +267,21 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<()> {
 }
 
 /// Connection settings every connection gets.
+/// A temporary directory a store may live in (0700: the store refuses one others can read).
+#[cfg(test)]
+pub(crate) fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
 pub(crate) fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
     check_ours(&conn, path)?;
+    // Whose file it is comes first (a foreign file is refused as such, whatever its mode).
+    crate::config::edit::check_private(path)?;
     let setup = || -> rusqlite::Result<()> {
         // Larger pages suit a store of 2–100 KB blobs (fewer overflow pages per message); only takes
         // effect when the file is created.
@@ -301,7 +319,7 @@ mod tests {
     #[test]
     fn creates_private_store_with_local_folders() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::store::private_tempdir();
         let path = dir.path().join("data/store.sqlite");
         let s = Store::open(&path).unwrap();
         assert_eq!(s.mailbox_messages("Trash").unwrap(), Some(0));
@@ -317,7 +335,7 @@ mod tests {
 
     #[test]
     fn refuses_foreign_files() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::store::private_tempdir();
         let path = dir.path().join("store.sqlite");
         std::fs::write(&path, b"this is not sqlite at all, just some text that is long enough.....................................................").unwrap();
         let e = Store::open(&path).err().unwrap();

@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn codes_verify_once_and_wrong_ones_are_counted() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::store::private_tempdir();
         let s = Store::open(&dir.path().join("s.sqlite")).unwrap();
         s.verification_start("desk@work.example", "Work", "12345678", now() + 3600).unwrap();
         assert!(!s.is_verified("DESK@work.example").unwrap());
@@ -324,7 +324,7 @@ mod tests {
 
     #[test]
     fn the_outbox_keeps_what_it_accepted() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::store::private_tempdir();
         let s = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let id = s
             .enqueue(
