@@ -332,6 +332,8 @@ async fn cycle(
     let mut dele_pending: HashMap<u32, String> = HashMap::new();
     let by_n: HashMap<u32, usize> = listed.iter().enumerate().map(|(i, l)| (l.n, i)).collect();
     let mut failure: Option<Error> = None;
+    // The store writer ended (its input is closed): its own error follows on `sink.rx`.
+    let mut writer_gone = false;
 
     loop {
         // Keep the window full: deletions first (tiny answers), then downloads.
@@ -402,6 +404,7 @@ async fn cycle(
                                 let permit = budget.clone().acquire_many_owned(want).await.ok();
                                 let msg = ToSink::Message { n, key, raw, fetched_at: crate::store::now(), permit };
                                 if sink.tx.send(msg).is_err() {
+                                    writer_gone = true;
                                     failure.get_or_insert_with(|| Error::other("the store writer stopped unexpectedly"));
                                 }
                             }
@@ -439,6 +442,8 @@ async fn cycle(
                     }
                 }
                 Some(FromSink::Known(_)) => {}
+                // The writer's own error (a full disk, say) explains why it stopped.
+                Some(FromSink::Failed(e)) if writer_gone => failure = Some(e),
                 Some(FromSink::Failed(e)) => { failure.get_or_insert(e); }
                 None => sink_open = false,
             },

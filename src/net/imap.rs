@@ -26,6 +26,11 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 const READ_CHUNK: usize = 64 * 1024;
 /// Output buffers larger than this are given back to the allocator once written.
 const KEEP_CAPACITY: usize = 256 * 1024;
+/// Before login, the most a client may send without completing a command (LOGIN and
+/// AUTHENTICATE take a few hundred bytes). imap-next's own limit is an APPEND's size, which it
+/// buffers in full (a non-synchronizing literal cannot be refused before it arrives): beyond this
+/// the connection is closed instead, so an unauthenticated client cannot make the server hold more.
+pub const UNAUTHENTICATED_MAX_COMMAND: usize = 64 * 1024;
 
 pub struct Driver {
     io: ServerIo,
@@ -33,6 +38,10 @@ pub struct Driver {
     pos: usize,
     needs_flush: bool,
     rbuf: Box<[u8]>,
+    /// Bytes read since imap-next last produced an event (a command, an error…).
+    unparsed: usize,
+    /// Whether `UNAUTHENTICATED_MAX_COMMAND` applies.
+    limited: bool,
 }
 
 impl Driver {
@@ -43,7 +52,14 @@ impl Driver {
             pos: 0,
             needs_flush: false,
             rbuf: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            unparsed: 0,
+            limited: true,
         }
+    }
+
+    /// Lifts (after login) or sets the limit on commands of unauthenticated clients.
+    pub fn set_authenticated(&mut self, authenticated: bool) {
+        self.limited = !authenticated;
     }
 
     /// The output buffer: responses appended here go out, in order, at the next flush or `next`.
@@ -92,17 +108,29 @@ impl Driver {
         loop {
             self.flush().await?;
             match server.next() {
-                Ok(event) => return Ok(Ok(event)),
-                Err(Interrupt::Error(e)) => return Ok(Err(e)),
+                Ok(event) => {
+                    self.unparsed = 0;
+                    return Ok(Ok(event));
+                }
+                Err(Interrupt::Error(e)) => {
+                    self.unparsed = 0;
+                    return Ok(Err(e));
+                }
                 Err(Interrupt::Io(NextIo::Output(bytes))) => {
                     self.out.extend_from_slice(&bytes);
                     self.needs_flush = true;
                 }
                 Err(Interrupt::Io(NextIo::NeedMoreInput)) => {
+                    if self.limited && self.unparsed > UNAUTHENTICATED_MAX_COMMAND {
+                        // Said before the connection closes (`close` writes what is pending).
+                        self.out.extend_from_slice(b"* BYE command too long before login\r\n");
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "command too long before login"));
+                    }
                     let n = self.io.read(&mut self.rbuf).await?;
                     if n == 0 {
                         return Err(io::ErrorKind::UnexpectedEof.into());
                     }
+                    self.unparsed += n;
                     server.enqueue_input(&self.rbuf[..n]);
                 }
             }

@@ -207,7 +207,10 @@ impl Client {
             while end > 0 && avail[end - 1] == b'\r' {
                 end -= 1;
             }
-            if end > self.limits.max_line {
+            // The raw line is held to the same budget as one still waiting for its LF, so the
+            // verdict does not depend on how the input was chunked (a line within the limit but
+            // followed by 3+ CRs used to pass whole and fail when cut before the LF).
+            if end > self.limits.max_line || lf > self.line_budget() {
                 return Err(self.too_long());
             }
             let (status, code, text) = parse_status(to, &avail[..end])?;

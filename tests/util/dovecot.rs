@@ -418,11 +418,16 @@ service anvil {{
     }
 
     /// The raw bytes of every message currently in the user's maildir (new/ and cur/),
-    /// sorted by file name.
+    /// sorted by file name. A file deleted between listing and reading is skipped: a POP3
+    /// session whose client was killed right after QUIT may still be expunging.
     pub fn messages(&self, user: &str) -> Vec<Vec<u8>> {
         self.message_files(user)
             .iter()
-            .map(|p| fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())))
+            .filter_map(|p| match fs::read(p) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => panic!("read {}: {e}", p.display()),
+            })
             .collect()
     }
 

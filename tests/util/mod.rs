@@ -144,14 +144,17 @@ impl Bridge {
 /// end is added. (RFC 1939 servers transmit CRLF lines.)
 pub fn as_pop3_sends(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + 64);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
+    // Line by line with memchr (whole slices copied): the crash tests call this on every check.
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', raw) {
+        out.extend_from_slice(&raw[start..nl]);
+        if nl == 0 || raw[nl - 1] != b'\r' {
             out.push(b'\r');
         }
-        out.push(b);
-        prev = b;
+        out.push(b'\n');
+        start = nl + 1;
     }
+    out.extend_from_slice(&raw[start..]);
     if !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }
@@ -217,6 +220,13 @@ impl Bridge {
     /// `init` with IMAP listeners on free ports (so tests can run daemons side by side).
     pub fn with_listeners() -> Bridge {
         let b = Bridge::uninitialised();
+        b.init_with_listeners();
+        b
+    }
+
+    /// `init` of an uninitialised bridge with IMAP and SMTP listeners on free ports (to prepare
+    /// its data directory first, a mount say).
+    pub fn init_with_listeners(&self) {
         let imap = format!("127.0.0.1:{}", free_port());
         let imaps = format!("127.0.0.1:{}", free_port());
         let sub = format!("127.0.0.1:{}", free_port());
@@ -235,8 +245,7 @@ impl Bridge {
             "--submissions",
             &subs,
         ];
-        b.run_stdin(&args, LOCAL_PASSWORD).expect(0);
-        b
+        self.run_stdin(&args, LOCAL_PASSWORD).expect(0);
     }
 
     pub fn ports(&self) -> (u16, u16) {
@@ -290,4 +299,13 @@ impl Bridge {
         let port = if matches!(security, imap_clients::Security::Implicit) { imaps } else { imap };
         imap_clients::Target::new(port, security, Some(&self.cert()), user, LOCAL_PASSWORD)
     }
+}
+
+/// A temporary directory a store may live in: 0700, as popbridge refuses one others can read.
+pub fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("create a temporary directory")
 }
