@@ -198,11 +198,12 @@ impl Target for Imap {
             if exists != stored {
                 return Err(format!("SELECT Work says {exists} EXISTS, the store holds {stored}"));
             }
-            let r = cmd(&mut c, "c", "FETCH 1:* (UID)", "OK").await?;
+            // UID FETCH: a sequence set on an empty mailbox is BAD (as in Dovecot), a UID range is not.
+            let r = cmd(&mut c, "c", "UID FETCH 1:* (UID)", "OK").await?;
             let uids: Vec<u32> =
                 r.iter().filter_map(|l| l.split_once(" FETCH (UID ")?.1.strip_suffix(")\r\n")?.parse().ok()).collect();
             if uids.len() as i64 != exists || !uids.windows(2).all(|w| w[0] < w[1]) {
-                return Err(format!("FETCH 1:* (UID) after {exists} EXISTS: {r:?}"));
+                return Err(format!("UID FETCH 1:* (UID) after {exists} EXISTS: {r:?}"));
             }
             let r = cmd(&mut c, "d", "STATUS Work (MESSAGES)", "OK").await?;
             if !r.iter().any(|l| l.ends_with(&format!("(MESSAGES {exists})\r\n"))) {
