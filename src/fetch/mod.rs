@@ -115,8 +115,12 @@ pub async fn fetch(ctx: &Context, account: &Account, progress: Option<ProgressFn
         }
         Err(e) => {
             let (class, msg) = (e.class, e.message.clone());
-            if class != ErrorClass::Config {
-                blocking(move || store.record_failure(ids.account, class, &msg)).await?;
+            // Recording can fail for the same reason the fetch did (a full disk): the fetch's own
+            // error is the one to report.
+            if class != ErrorClass::Config
+                && let Err(e2) = blocking(move || store.record_failure(ids.account, class, &msg)).await
+            {
+                tracing::warn!("{label}: could not record the failure in the store: {e2}");
             }
         }
     }

