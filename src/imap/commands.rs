@@ -2,6 +2,7 @@
 //! Mailbox commands (RFC 3501 §6.3) and message commands (§6.4) with UIDPLUS, MOVE, UNSELECT,
 //! ID, ENABLE, NAMESPACE.
 
+use std::fmt::Write as _;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -1171,6 +1172,14 @@ async fn search(
     let (id, uids, recent) = (mb.id, mb.uids.clone(), mb.recent.clone());
     let r = s
         .db(move |c| {
+            if let Some((mask, want)) = query.flags_only() {
+                // Decided by the flags alone: UIDs straight from the (indexed) flags column.
+                let hits = db::uids_with_flags(c, id, mask, want)?;
+                return Ok(hits
+                    .into_iter()
+                    .filter_map(|u| uids.binary_search(&u).ok().map(|i| if uid { u } else { i as u32 + 1 }))
+                    .collect());
+            }
             let needs = query.needs();
             // The narrowest read: a text index lookup, else the unread-index, else the UID range.
             let filter = query.text_filter();
@@ -1216,10 +1225,10 @@ async fn search(
         .await;
     match r {
         Ok(hits) => {
-            let mut line = String::from("* SEARCH");
+            let mut line = String::with_capacity(9 + hits.len() * 7);
+            line.push_str("* SEARCH");
             for h in hits {
-                line.push(' ');
-                line.push_str(&h.to_string());
+                let _ = write!(line, " {h}");
             }
             line.push_str("\r\n");
             d.out().extend_from_slice(line.as_bytes());

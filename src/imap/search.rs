@@ -512,6 +512,15 @@ impl SearchQuery {
         }
     }
 
+    /// The flags test, when it is the whole query (`UNSEEN`, `FLAGGED UNANSWERED`…): the answer
+    /// then comes from the flags column alone (an index for `UNSEEN`).
+    pub fn flags_only(&self) -> Option<(u8, u8)> {
+        match &self.root {
+            Node::Flags { mask, want } => Some((*mask, *want)),
+            _ => None,
+        }
+    }
+
     /// A BODY or TEXT string every match must contain, when the query requires one at the top
     /// level and it is long enough for the store's trigram index (3 characters): the store then
     /// reads only the messages the index names. `exact` says the index answer is the whole query

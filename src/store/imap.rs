@@ -173,6 +173,14 @@ pub fn rows_with_flags(conn: &Connection, mailbox: i64, mask: u8, want: u8) -> r
     rows.collect()
 }
 
+/// The UIDs of the messages whose flags match, ascending (`flags & 1 = 0`, UNSEEN, is indexed).
+pub fn uids_with_flags(conn: &Connection, mailbox: i64, mask: u8, want: u8) -> rusqlite::Result<Vec<u32>> {
+    let sql = format!("SELECT uid FROM messages WHERE mailbox_id = ?1 AND flags & {mask} = {want} ORDER BY uid");
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map([mailbox], |r| r.get::<_, i64>(0).map(|u| u as u32))?;
+    rows.collect()
+}
+
 /// The stored metadata of a body; extracted again from the raw bytes if it was written by an older
 /// version of the extractor.
 pub fn meta(conn: &Connection, body: i64) -> rusqlite::Result<Option<MessageMeta>> {
