@@ -15,4 +15,13 @@ text = re.sub(r'\[local\]\n(?:[^\[].*\n)*', local, text, count=1)
 text = text.replace('[account.pop]', 'interval = "24h"\n[account.pop]', 1)
 open(path, 'w').write(text)
 PY
-exec "$BIN" run
+if [ -z "${BRIDGE_RSS_FILE:-}" ]; then exec "$BIN" run; fi
+# Peak RSS of the daemon while serving, for imap-sync.sh: VmHWM sampled until the harness stops
+# this process group (VmHWM only grows, so the last sample is the peak up to 0.2 s before the end).
+"$BIN" run & pid=$!
+while kill -0 "$pid" 2>/dev/null; do
+  awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" > "$BRIDGE_RSS_FILE.tmp" 2>/dev/null &&
+    mv -f "$BRIDGE_RSS_FILE.tmp" "$BRIDGE_RSS_FILE"
+  sleep 0.2
+done
+wait "$pid"

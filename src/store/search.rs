@@ -21,14 +21,17 @@ use crate::mime::MessageMeta;
 /// it looked at (0: the index is complete). The text is computed outside any write transaction,
 /// so the write lock is held only for the index rows of one small batch.
 pub fn index_some(conn: &mut Connection, batch: usize) -> rusqlite::Result<usize> {
-    let todo: Vec<(i64, Vec<u8>)> = conn
-        .prepare_cached("SELECT id, raw FROM bodies WHERE indexed = 0 ORDER BY id LIMIT ?1")?
-        .query_map([batch as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+    let todo: Vec<i64> = conn
+        .prepare_cached("SELECT id FROM bodies WHERE indexed = 0 ORDER BY id LIMIT ?1")?
+        .query_map([batch as i64], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    // One raw message in memory at a time (bodies with attachments run to megabytes); only the
+    // decoded text of the batch is kept.
     let mut texts = Vec::with_capacity(todo.len());
-    for (id, raw) in &todo {
-        let meta = super::imap::meta(conn, *id)?.unwrap_or_else(|| MessageMeta::extract(raw));
-        texts.push((*id, SearchText::from_raw_with(raw, &meta)));
+    for &id in &todo {
+        let Some(raw) = super::imap::raw(conn, id)? else { continue };
+        let meta = super::imap::meta(conn, id)?.unwrap_or_else(|| MessageMeta::extract(&raw));
+        texts.push((id, SearchText::from_raw_with(&raw, &meta)));
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for (id, text) in &texts {
