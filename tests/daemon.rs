@@ -9,19 +9,7 @@ use crate::util::corpus::corpus;
 use crate::util::dovecot::{Dovecot, DovecotOpts};
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
 use crate::util::imap_clients::{Raw, Security};
-use crate::util::{Bridge, as_pop3_sends, free_port, sorted};
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn account<'a>(j: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    j["accounts"].as_array().and_then(|a| a.iter().find(|x| x["name"] == name)).unwrap_or(&serde_json::Value::Null)
-}
+use crate::util::{Bridge, account, as_pop3_sends, free_port, sorted, wait_until};
 
 fn hup(pid: u32) {
     Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();

@@ -13,19 +13,7 @@ use std::time::{Duration, Instant};
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Fault, Script, mail};
 use crate::util::imap_clients::{Raw, Security};
 use crate::util::smtp_upstream::{Faults, UpTls, Upstream, UpstreamOpts};
-use crate::util::{Bridge, as_pop3_sends, sorted};
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn account<'a>(j: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    j["accounts"].as_array().and_then(|a| a.iter().find(|x| x["name"] == name)).unwrap_or(&serde_json::Value::Null)
-}
+use crate::util::{Bridge, account, as_pop3_sends, sorted, wait_until};
 
 /// A tmpfs mounted for one test, unmounted when dropped (lazily if something still holds it).
 struct Tmpfs {
@@ -300,39 +288,7 @@ const SMTP_PW: &str = "smtp-secret";
 /// A bridge whose account Work (me@work.example) sends through `up` (implicit TLS, AUTH).
 fn bridge_sending_through(up: &Upstream, pop: &FakePop3) -> Bridge {
     let b = Bridge::with_listeners();
-    let (pp, sp) = (pop.port().to_string(), up.port.to_string());
-    let pw_cmd = format!("echo {SMTP_PW}");
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Work",
-        "--email",
-        "me@work.example",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &pp,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        &sp,
-        "--smtp-tls",
-        "implicit",
-        "--smtp-user",
-        "me@work.example",
-        "--smtp-password-command",
-        &pw_cmd,
-        "--no-test",
-    ])
-    .expect(0);
-    b.append_config(&format!("ca_file = \"{}\"\n", up.ca_pem_path.display()));
+    b.add_account_sending_through(pop.port(), up, SMTP_PW);
     b
 }
 

@@ -4,12 +4,12 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
 use crate::util::imap_clients::{Raw, Security};
 use crate::util::smtp_upstream::{Faults, UpTls, Upstream, UpstreamOpts};
-use crate::util::{Bridge, Daemon, LOCAL_PASSWORD};
+use crate::util::{Bridge, Daemon, LOCAL_PASSWORD, wait_until};
 
 const SMTP_PW: &str = "smtp-secret";
 
@@ -35,38 +35,7 @@ fn upstream(faults: Faults) -> Upstream {
 fn setup_with(up: Upstream, account_keys: &str) -> Setup {
     let pop = FakePop3::start(Script::default());
     let b = Bridge::with_listeners();
-    let (pp, sp) = (pop.port().to_string(), up.port.to_string());
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Work",
-        "--email",
-        "me@work.example",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &pp,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        &sp,
-        "--smtp-tls",
-        "implicit",
-        "--smtp-user",
-        "me@work.example",
-        "--smtp-password-command",
-        &format!("echo {SMTP_PW}"),
-        "--no-test",
-    ])
-    .expect(0);
-    b.append_config(&format!("ca_file = \"{}\"\n", up.ca_pem_path.display()));
+    b.add_account_sending_through(pop.port(), &up, SMTP_PW);
     if !account_keys.is_empty() {
         let text = std::fs::read_to_string(&b.config).unwrap();
         let text = text.replacen(
@@ -175,14 +144,6 @@ fn mailbox(s: &Setup, name: &str) -> Vec<Vec<u8>> {
     }
     let f = r.cmd("a2", "FETCH 1:* (BODY.PEEK[])");
     f.fetches().iter().filter_map(|f| f.get("BODY[]").map(<[u8]>::to_vec)).collect()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -85,6 +85,44 @@ impl Bridge {
     }
 
     /// `account add` with flags; `extra` adds or overrides flags (e.g. --delete after-fetch, --no-test).
+    /// Adds account Work (me@work.example): POP from the plain fake server on `pop_port`, mail
+    /// sent through `up` (implicit TLS, AUTH as me@work.example with `smtp_password`, its CA trusted).
+    pub fn add_account_sending_through(&self, pop_port: u16, up: &smtp_upstream::Upstream, smtp_password: &str) {
+        let (pp, sp) = (pop_port.to_string(), up.port.to_string());
+        let pw_cmd = format!("echo {smtp_password}");
+        self.run(&[
+            "account",
+            "add",
+            "--name",
+            "Work",
+            "--email",
+            "me@work.example",
+            "--pop-host",
+            "127.0.0.1",
+            "--pop-port",
+            &pp,
+            "--pop-tls",
+            "plain",
+            "--pop-user",
+            "u",
+            "--password-command",
+            "echo p",
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            &sp,
+            "--smtp-tls",
+            "implicit",
+            "--smtp-user",
+            "me@work.example",
+            "--smtp-password-command",
+            &pw_cmd,
+            "--no-test",
+        ])
+        .expect(0);
+        self.append_config(&format!("ca_file = \"{}\"\n", up.ca_pem_path.display()));
+    }
+
     pub fn add_account(&self, name: &str, port: u16, tls: &str, user: &str, password: &str, extra: &[&str]) -> Run {
         let port = port.to_string();
         let email = format!("{user}@example.com");
@@ -308,4 +346,18 @@ pub fn private_tempdir() -> tempfile::TempDir {
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
         .expect("create a temporary directory")
+}
+
+/// Polls `f` every 50 ms until it holds; fails the test after `timeout`, naming `what`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(t.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// One account's entry in `status --json` (null when there is none).
+pub fn account<'a>(j: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    j["accounts"].as_array().and_then(|a| a.iter().find(|x| x["name"] == name)).unwrap_or(&serde_json::Value::Null)
 }
