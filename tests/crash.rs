@@ -1,32 +1,150 @@
-//! kill -9 at random instants, again and again — of `popbridge fetch` under each delete policy,
-//! and of `popbridge run` while an IMAP client expunges — then one clean fetch. Invariants after
-//! every kill and at the end: no message is stored twice; every message the server had is stored
-//! or still on the server (or was expunged by the user, under when-deleted-locally); nothing is
-//! gone from the server that the store never had; UIDVALIDITY never changes; a UID, once seen,
-//! always names the same message and is never given to another one.
-//! `CRASH_KILLS` sets the kills per series (default 20; scripts/crash-soak.sh runs 200+).
+//! kill -9 where mail could be lost, chosen rather than hoped for, then the invariants.
+//!
+//! **Named points.** The POP3 server — the fake server, or a proxy in front of a real Dovecot —
+//! stops at a named instant of the session ([`Point`]: half-way through the Nth RETR answer,
+//! after it, on the Nth DELE, after the Nth DELE answer, on QUIT, after QUIT applied the
+//! deletions but before its answer) and tells the test, which SIGKILLs popbridge there: a
+//! `popbridge fetch`, or the daemon while an IMAP client expunges. Every point is hit under every
+//! delete policy it applies to (`never` sends no DELE), and each series asserts it hit them all.
+//! **Random instants.** The same with kills at uniformly random times over a whole fetch
+//! (each kill's fetch has fresh work: new mail is delivered before it), for what nobody named.
+//!
+//! After every kill: no message is stored twice; every message the server ever had is stored,
+//! still on the server, or was expunged by the user; every message popbridge sent DELE for is in
+//! the store (or expunged by the user) — commit before DELE; UIDVALIDITY never changes; a UID
+//! always names the same message and is never reused. At the end one clean fetch: every message
+//! the user did not delete is stored exactly once, and the server holds what the policy leaves.
+//!
+//! Each series writes what it hit to `target/tmp/crash/<series>.txt` (and stderr).
+//! Knobs: `CRASH_POINTS=on-DELE,QUIT-applied` restricts the named kinds; `CRASH_REPS` (default 3)
+//! sets how often each is hit per series; `CRASH_KILLS` (default 16) the random kills per series.
+//! `scripts/crash-soak.sh` runs more.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::corpus::corpus;
+use crate::util::crash_points::{Point, Trap};
 use crate::util::dovecot::{Dovecot, DovecotOpts};
+use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
 use crate::util::imap_clients::{Raw, Security};
-use crate::util::{Bridge, as_pop3_sends, sorted};
+use crate::util::pop_proxy::PopProxy;
+use crate::util::{Bridge, Daemon, as_pop3_sends, sorted};
 
 /// A small deterministic generator (no test-only dependency): xorshift64*.
 struct Rng(u64);
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
+    /// Uniform in 1..=n (n ≥ 1).
+    fn pick(&mut self, n: usize) -> u32 {
+        (self.next() % n as u64) as u32 + 1
+    }
 }
 
-fn kills() -> usize {
-    std::env::var("CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The named kinds this run covers (`CRASH_POINTS`, default all).
+fn wanted_kinds() -> Vec<&'static str> {
+    match std::env::var("CRASH_POINTS") {
+        Ok(v) if !v.trim().is_empty() => {
+            let asked: Vec<&str> = v.split(',').map(str::trim).collect();
+            for a in &asked {
+                assert!(Point::KINDS.contains(a), "CRASH_POINTS: unknown point {a:?} (known: {:?})", Point::KINDS);
+            }
+            Point::KINDS.iter().copied().filter(|k| asked.contains(k)).collect()
+        }
+        _ => Point::KINDS.to_vec(),
+    }
+}
+
+/// The POP3 server the series runs against.
+enum Peer {
+    /// The scripted server; it also records every DELE it was sent.
+    Fake { f: FakePop3, next_uidl: u64, by_uidl: HashMap<String, Vec<u8>> },
+    /// A real Dovecot, its plain POP3 port behind the crash-point proxy.
+    Dovecot { d: Dovecot, proxy: PopProxy },
+    /// A real Dovecot over POP3S through a throttling proxy (for random instants: TLS on the
+    /// path, and a fetch long enough to span several group commits).
+    DovecotTls { d: Dovecot, slow: PopProxy },
+}
+
+impl Peer {
+    fn fake() -> Peer {
+        Peer::Fake { f: FakePop3::start(Script::default()), next_uidl: 0, by_uidl: HashMap::new() }
+    }
+
+    fn dovecot() -> Peer {
+        let d = Dovecot::start(DovecotOpts::default());
+        let proxy = PopProxy::start(d.pop3_port);
+        Peer::Dovecot { d, proxy }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Peer::Fake { .. } => "fake",
+            Peer::Dovecot { .. } => "dovecot",
+            Peer::DovecotTls { .. } => "dovecot-tls",
+        }
+    }
+
+    fn trap(&self) -> &Trap {
+        match self {
+            Peer::Fake { f, .. } => f.trap(),
+            Peer::Dovecot { proxy, .. } => proxy.trap(),
+            Peer::DovecotTls { .. } => unreachable!("no crash points without the proxy"),
+        }
+    }
+
+    /// Puts messages (raw, as generated) on the server; returns them as the server sends them.
+    fn deliver(&mut self, raw: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let sent: Vec<Vec<u8>> = raw.iter().map(|m| as_pop3_sends(m)).collect();
+        match self {
+            Peer::Fake { f, next_uidl, by_uidl } => {
+                let msgs = sent
+                    .iter()
+                    .map(|m| {
+                        *next_uidl += 1;
+                        let uidl = format!("u{next_uidl:05}");
+                        by_uidl.insert(uidl.clone(), m.clone());
+                        FakeMessage::new(&uidl, m.clone())
+                    })
+                    .collect();
+                f.add_messages(msgs);
+            }
+            Peer::Dovecot { d, .. } | Peer::DovecotTls { d, .. } => d.deliver("alice", raw),
+        }
+        sent
+    }
+
+    fn on_server(&self) -> HashSet<Vec<u8>> {
+        match self {
+            Peer::Fake { f, .. } => f.remaining().into_iter().map(|m| m.data).collect(),
+            Peer::Dovecot { d, .. } | Peer::DovecotTls { d, .. } => {
+                d.messages("alice").iter().map(|m| as_pop3_sends(m)).collect()
+            }
+        }
+    }
+
+    /// The messages popbridge sent a DELE for (the fake server records them; the proxy does not).
+    fn dele_requested(&self) -> Option<Vec<Vec<u8>>> {
+        match self {
+            Peer::Fake { f, by_uidl, .. } => Some(
+                f.dele_requested().iter().map(|u| by_uidl.get(u).cloned().expect("a DELE for a known UIDL")).collect(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// The UIDs seen so far in the account's mailbox: a UID keeps naming the same message, a message
@@ -39,238 +157,406 @@ struct Uids {
 }
 
 impl Uids {
-    fn check(&mut self, rows: &[(i64, Vec<u8>)]) {
+    fn check(&mut self, rows: &[(i64, Vec<u8>)], ctx: &str) {
         let max_before = self.max;
         for (uid, body) in rows {
             let uid = *uid;
             match self.by_uid.get(&uid) {
-                Some(known) => assert!(known == body, "UID {uid} now names another message"),
+                Some(known) => assert!(known == body, "{ctx}: UID {uid} now names another message"),
                 None => {
-                    assert!(uid > max_before, "UID {uid} reused: a new message must get a UID above {max_before}");
+                    assert!(
+                        uid > max_before,
+                        "{ctx}: UID {uid} reused: a new message must get a UID above {max_before}"
+                    );
                     self.by_uid.insert(uid, body.clone());
                 }
             }
             let first = *self.by_body.entry(body.clone()).or_insert(uid);
-            assert_eq!(first, uid, "a message changed its UID from {first} to {uid}");
+            assert_eq!(first, uid, "{ctx}: a message changed its UID from {first} to {uid}");
             self.max = self.max.max(uid);
         }
     }
 }
 
-/// Checks the invariants; `user_expunged` are messages the user deleted locally (which the
-/// when-deleted-locally policy may then delete on the server).
-fn check(
-    b: &Bridge,
-    d: &Dovecot,
-    user: &str,
-    original: &[Vec<u8>],
-    user_expunged: &HashSet<Vec<u8>>,
+/// What the test knows: every message the server was given, what the user expunged, the
+/// mailbox's UIDVALIDITY and UIDs as first seen.
+struct Ledger {
+    policy: &'static str,
+    delivered: Vec<Vec<u8>>,
+    user_expunged: HashSet<Vec<u8>>,
     uidvalidity: Option<i64>,
-    uids: &mut Uids,
-) {
-    let store = b.store();
-    let rows = store.mailbox_bodies("Work").unwrap();
-    let stored = sorted(rows.iter().map(|(_, m)| m.clone()).collect());
-    let mut dedup = stored.clone();
-    dedup.dedup();
-    assert_eq!(stored.len(), dedup.len(), "a message is stored twice");
-    let on_server: HashSet<Vec<u8>> = d.messages(user).iter().map(|m| as_pop3_sends(m)).collect();
-    let stored: HashSet<Vec<u8>> = stored.into_iter().collect();
-    for m in original {
-        assert!(
-            stored.contains(m) || on_server.contains(m) || user_expunged.contains(m),
-            "a message is neither stored, nor on the server, nor deleted by the user"
+    uids: Uids,
+}
+
+impl Ledger {
+    fn new(policy: &'static str) -> Ledger {
+        Ledger {
+            policy,
+            delivered: Vec::new(),
+            user_expunged: HashSet::new(),
+            uidvalidity: None,
+            uids: Uids::default(),
+        }
+    }
+
+    fn stored(b: &Bridge) -> Vec<(i64, Vec<u8>)> {
+        b.store().mailbox_bodies("Work").expect("read the store")
+    }
+
+    /// The invariants, after a kill (`ctx` says which).
+    fn check(&mut self, b: &Bridge, peer: &Peer, ctx: &str) {
+        let rows = Self::stored(b);
+        let stored: HashSet<Vec<u8>> = rows.iter().map(|(_, m)| m.clone()).collect();
+        assert_eq!(stored.len(), rows.len(), "{ctx}: a message is stored twice");
+        let on_server = peer.on_server();
+        let lost = self
+            .delivered
+            .iter()
+            .filter(|m| !stored.contains(*m) && !on_server.contains(*m) && !self.user_expunged.contains(*m))
+            .count();
+        assert_eq!(lost, 0, "{ctx}: {lost} message(s) neither stored, nor on the server, nor deleted by the user");
+        if let Some(deles) = peer.dele_requested() {
+            let unstored = deles.iter().filter(|m| !stored.contains(*m) && !self.user_expunged.contains(*m)).count();
+            assert_eq!(unstored, 0, "{ctx}: popbridge sent DELE for {unstored} message(s) the store does not hold");
+        }
+        let v = b.store().uidvalidity("Work").expect("uidvalidity");
+        match (self.uidvalidity, v) {
+            (None, v) => self.uidvalidity = v,
+            (Some(was), now) => assert_eq!(now, Some(was), "{ctx}: UIDVALIDITY changed"),
+        }
+        self.uids.check(&rows, ctx);
+    }
+
+    /// Messages the next session will RETR: on the server, not stored, not deleted by the user
+    /// (the store still knows their identity).
+    fn to_retr(&self, b: &Bridge, peer: &Peer) -> usize {
+        let stored: HashSet<Vec<u8>> = Self::stored(b).into_iter().map(|(_, m)| m).collect();
+        peer.on_server().iter().filter(|m| !stored.contains(*m) && !self.user_expunged.contains(*m)).count()
+    }
+
+    /// DELE commands a whole session will send under the policy.
+    fn to_dele(&self, peer: &Peer) -> usize {
+        let on_server = peer.on_server();
+        match self.policy {
+            "never" => 0,
+            "when-deleted-locally" => on_server.iter().filter(|m| self.user_expunged.contains(*m)).count(),
+            _ => on_server.len(),
+        }
+    }
+
+    /// One clean fetch, then: every message the user kept is stored exactly once, and the server
+    /// holds what the policy leaves there.
+    fn finish(&mut self, b: &Bridge, peer: &Peer, ctx: &str) {
+        b.run(&["fetch"]).expect(0);
+        b.run(&["fetch"]).expect(0);
+        self.check(b, peer, ctx);
+        let want: Vec<Vec<u8>> = self.delivered.iter().filter(|m| !self.user_expunged.contains(*m)).cloned().collect();
+        assert_eq!(
+            sorted(b.messages("Work")),
+            sorted(want.clone()),
+            "{ctx}: every message the user kept, exactly once"
         );
+        let on_server = sorted(peer.on_server().into_iter().collect());
+        match self.policy {
+            "never" => assert_eq!(on_server, sorted(self.delivered.clone()), "{ctx}: never: nothing deleted"),
+            "when-deleted-locally" => {
+                assert_eq!(on_server, sorted(want), "{ctx}: exactly what the user deleted is gone from the server")
+            }
+            _ => assert!(on_server.is_empty(), "{ctx}: {}: everything stored was deleted", self.policy),
+        }
     }
-    if let Some(v) = uidvalidity {
-        assert_eq!(store.uidvalidity("Work").unwrap(), Some(v), "UIDVALIDITY changed");
-    }
-    uids.check(&rows);
 }
 
-/// `expunge`: between kills, the user deletes a stored message locally (as an IMAP client's
-/// EXPUNGE does, through the store; no daemon runs in this series).
-fn fetch_kill_series(policy: &str, seed: u64, expunge: bool) {
-    let d = Dovecot::start(DovecotOpts::default());
-    let c = corpus(400, seed);
-    d.deliver("alice", &c.messages);
-    let original: Vec<Vec<u8>> = c.messages.iter().map(|m| as_pop3_sends(m)).collect();
-    let b = Bridge::new();
-    let ca = d.ca_pem_path.display().to_string();
-    b.add_account(
-        "Work",
-        d.pop3s_port,
-        "implicit",
-        "alice",
-        "alice-pw",
-        &["--ca-file", &ca, "--delete", policy, "--no-test"],
-    )
-    .expect(0);
+/// Writes a series' report to stderr and `target/tmp/crash/<series>.txt`.
+fn report(series: &str, lines: &[String]) {
+    let text = format!("{series}\n{}\n", lines.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"));
+    eprint!("{text}");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("crash");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{series}.txt")), text);
+}
 
-    // How long a whole fetch takes here, measured on a throwaway copy, so kills land inside one.
-    let probe = Bridge::new();
-    probe
-        .add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca, "--no-test"])
-        .expect(0);
+/// How popbridge runs in a series.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `popbridge fetch`, killed; the user expunges through the store between kills.
+    Fetch,
+    /// `popbridge run`, killed during a fetch it was asked for; an IMAP client expunges first.
+    Daemon,
+}
+
+/// A set-up bridge for a series.
+fn bridge(peer: &Peer, mode: Mode, policy: &str) -> Bridge {
+    let b = if mode == Mode::Daemon { Bridge::with_listeners() } else { Bridge::new() };
+    let (port, tls, user, pw, mut extra): (u16, &str, &str, &str, Vec<String>) = match peer {
+        Peer::Fake { f, .. } => (f.port(), "plain", "u", "p", vec!["--auth".into(), "user".into()]),
+        Peer::Dovecot { proxy, .. } => (proxy.port, "plain", "alice", "alice-pw", vec!["--auth".into(), "user".into()]),
+        Peer::DovecotTls { d, slow } => {
+            (slow.port, "implicit", "alice", "alice-pw", vec!["--ca-file".into(), d.ca_pem_path.display().to_string()])
+        }
+    };
+    extra.extend(["--delete".into(), policy.to_string(), "--no-test".into()]);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    b.add_account("Work", port, tls, user, pw, &extra).expect(0);
+    b
+}
+
+/// The user deletes one stored message that is still on the server (an IMAP client through the
+/// daemon, or the store directly when no daemon runs). Returns whether there was one.
+fn user_expunges(b: &Bridge, daemon: Option<&Daemon>, peer: &Peer, ledger: &mut Ledger, rng: &mut Rng) -> bool {
+    let on_server = peer.on_server();
+    let rows: Vec<(i64, Vec<u8>)> = Ledger::stored(b).into_iter().filter(|(_, m)| on_server.contains(m)).collect();
+    if rows.is_empty() {
+        return false;
+    }
+    let (uid, body) = rows[(rng.next() % rows.len() as u64) as usize].clone();
+    match daemon {
+        None => assert_eq!(b.store().expunge("Work", &[uid]).expect("expunge"), 1),
+        Some(_) => {
+            let mut r = Raw::connect_login(&b.target(Security::Plain, "me+Work"));
+            r.cmd("x1", "SELECT INBOX").assert_ok("select");
+            r.cmd("x2", &format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)")).assert_ok("store");
+            let e = r.cmd("x3", &format!("UID EXPUNGE {uid}"));
+            e.assert_ok("expunge");
+            assert_eq!(e.untagged("* ").iter().filter(|l| l.ends_with(" EXPUNGE")).count(), 1, "{:?}", e.lines);
+            r.logout();
+        }
+    }
+    ledger.user_expunged.insert(body);
+    true
+}
+
+/// Starts what fetches: a `popbridge fetch` (under a daemon, it asks the daemon).
+fn spawn_fetch(b: &Bridge) -> Child {
+    b.cmd(&["fetch", "Work"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn popbridge fetch")
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+}
+
+/// The named-point series: each kind `CRASH_REPS` times, at a count picked within what the
+/// session will really do (so the point is always reached), with new mail before every kill.
+fn named_points(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64) {
+    let series = format!("named-{}-{}-{policy}", if mode == Mode::Fetch { "fetch" } else { "daemon" }, peer.name());
+    let reps = env_number("CRASH_REPS", 3);
+    let kinds: Vec<&str> =
+        wanted_kinds().into_iter().filter(|k| policy != "never" || !matches!(*k, "on-DELE" | "after-DELE")).collect();
+    let pool = corpus(reps * kinds.len() * 6 + 12, seed);
+    let mut pool = pool.messages.into_iter();
+    let mut rng = Rng::new(seed);
+    let b = bridge(peer, mode, policy);
+    let mut ledger = Ledger::new(policy);
+    let mut hits: BTreeMap<Point, usize> = BTreeMap::new();
+    let mut kind_hits: BTreeMap<&str, usize> = BTreeMap::new();
+    for step in 0..reps * kinds.len() {
+        let kind = kinds[step % kinds.len()];
+        let ctx = format!("{series} step {step} ({kind})");
+        let daemon = (mode == Mode::Daemon).then(|| {
+            let d = b.daemon();
+            // Whatever the schedule started is over once our own fetch returns.
+            let r = b.run(&["fetch", "Work"]);
+            assert_eq!(r.code, 0, "{ctx}: {}{}\ndaemon log:\n{}", r.stdout, r.stderr, d.log());
+            d
+        });
+        // Fresh work for this session: new mail, and (when something is stored) a local delete.
+        let batch: Vec<Vec<u8>> = pool.by_ref().take(6).collect();
+        ledger.delivered.extend(peer.deliver(&batch));
+        user_expunges(&b, daemon.as_ref(), peer, &mut ledger, &mut rng);
+        if matches!(kind, "on-DELE" | "after-DELE") && ledger.to_dele(peer) == 0 {
+            // Nothing to delete yet (the first steps): store something, then delete it locally.
+            b.run(&["fetch", "Work"]).expect(0);
+            ledger.delivered.extend(peer.deliver(&pool.by_ref().take(6).collect::<Vec<_>>()));
+            assert!(user_expunges(&b, daemon.as_ref(), peer, &mut ledger, &mut rng), "{ctx}: nothing to expunge");
+        }
+        let (retrs, deles) = (ledger.to_retr(&b, peer), ledger.to_dele(peer));
+        let point = match kind {
+            "mid-RETR" => Point::MidRetr(rng.pick(retrs)),
+            "after-RETR" => Point::AfterRetr(rng.pick(retrs)),
+            "on-DELE" => Point::OnDele(rng.pick(deles)),
+            "after-DELE" => Point::AfterDele(rng.pick(deles)),
+            "on-QUIT" => Point::OnQuit,
+            _ => Point::QuitApplied,
+        };
+        peer.trap().arm(point);
+        let mut fetch = spawn_fetch(&b);
+        let hit = peer.trap().wait_hit(Duration::from_secs(30), || fetch.try_wait().ok().flatten().is_some());
+        if let Some(mut d) = daemon {
+            d.child.kill().expect("kill -9 the daemon");
+            d.child.wait().expect("wait");
+        }
+        kill(&mut fetch);
+        peer.trap().release();
+        assert!(hit, "{ctx}: {point:?} was not reached ({retrs} to RETR, {deles} to DELE)");
+        *hits.entry(point).or_default() += 1;
+        *kind_hits.entry(point.kind()).or_default() += 1;
+        ledger.check(&b, peer, &ctx);
+    }
+    ledger.finish(&b, peer, &format!("{series}: after the clean fetch"));
+    for k in &kinds {
+        assert_eq!(kind_hits.get(k).copied().unwrap_or(0), reps, "{series}: {k} hit {reps} times");
+    }
+    let mut lines: Vec<String> = kind_hits.iter().map(|(k, n)| format!("{k}: {n} kill(s)")).collect();
+    lines.push(format!("points: {}", hits.iter().map(|(p, n)| format!("{p:?} x{n}")).collect::<Vec<_>>().join(", ")));
+    lines.push(format!(
+        "result: {} delivered, {} stored, {} expunged by the user, 0 lost, 0 duplicated",
+        ledger.delivered.len(),
+        b.messages("Work").len(),
+        ledger.user_expunged.len()
+    ));
+    report(&series, &lines);
+}
+
+/// Kills at uniformly random instants over a whole fetch of fresh mail (the first fetch of the
+/// series, not killed, measures how long one takes). Reports in which phase each kill landed.
+fn random_instants(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64) {
+    let series = format!("random-{}-{}-{policy}", if mode == Mode::Fetch { "fetch" } else { "daemon" }, peer.name());
+    let kills = env_number("CRASH_KILLS", 12);
+    let batch = 20;
+    let pool = corpus(batch * (kills + 1), seed);
+    let mut pool = pool.messages.into_iter();
+    let mut rng = Rng::new(seed);
+    let b = bridge(peer, mode, policy);
+    let mut ledger = Ledger::new(policy);
+    let first = peer.deliver(&pool.by_ref().take(batch).collect::<Vec<_>>());
+    ledger.delivered.extend(first.iter().cloned());
     let t = Instant::now();
-    probe.run(&["fetch"]).expect(0);
-    let full = t.elapsed().as_millis().max(50) as u64;
-
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut interrupted = 0;
-    // Kills land within the first third of a full import's time; once the import is done a fetch
-    // is much shorter (and under a deleting policy the server empties), so every fetch that was
-    // over before its kill halves the window: later kills still land inside a fetch.
-    let mut window = full / 3 + 1;
-    let mut uidvalidity = None;
-    let mut uids = Uids::default();
-    let mut user_expunged: HashSet<Vec<u8>> = HashSet::new();
-    let n = kills();
-    for _ in 0..n {
-        if expunge && b.store_path().exists() {
-            let rows = b.store().mailbox_bodies("Work").unwrap();
-            if !rows.is_empty() {
-                let (uid, body) = rows[(rng.next() % rows.len() as u64) as usize].clone();
-                assert_eq!(b.store().expunge("Work", &[uid]).unwrap(), 1);
-                user_expunged.insert(body);
-            }
+    b.run(&["fetch", "Work"]).expect(0);
+    // What a fetch costs besides the transfer (start, TLS, login, listing, the last commit), so
+    // that each kill's window is that fetch's own length: batches differ in size.
+    let transfer = |msgs: &[Vec<u8>]| (msgs.iter().map(Vec::len).sum::<usize>() as u64 * 1000 / SLOW_RATE).max(1);
+    let overhead = (t.elapsed().as_millis() as u64).saturating_sub(transfer(&first));
+    let mut windows = Vec::new();
+    ledger.check(&b, peer, &format!("{series}: the first fetch"));
+    let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
+    for k in 0..kills {
+        let ctx = format!("{series} kill {k}");
+        let daemon = (mode == Mode::Daemon).then(|| {
+            let d = b.daemon();
+            b.run(&["fetch", "Work"]).expect(0);
+            d
+        });
+        user_expunges(&b, daemon.as_ref(), peer, &mut ledger, &mut rng);
+        let fresh = peer.deliver(&pool.by_ref().take(batch).collect::<Vec<_>>());
+        ledger.delivered.extend(fresh.iter().cloned());
+        // Anywhere in the fetch, and a little after it.
+        let window = (overhead + transfer(&fresh)) * 11 / 10;
+        windows.push(window);
+        let mut fetch = spawn_fetch(&b);
+        std::thread::sleep(Duration::from_millis(rng.next() % window));
+        let exited = fetch.try_wait().ok().flatten().is_some();
+        if let Some(mut d) = daemon {
+            d.child.kill().expect("kill -9 the daemon");
+            d.child.wait().expect("wait");
         }
-        let mut child =
-            b.cmd(&["fetch"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-        let delay = rng.next() % window;
-        std::thread::sleep(Duration::from_millis(delay));
-        if child.try_wait().unwrap().is_none() {
-            interrupted += 1;
-        } else {
-            window = (window / 2).max(20);
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        if uidvalidity.is_none() && b.store_path().exists() {
-            uidvalidity = b.store().uidvalidity("Work").unwrap();
-        }
-        check(&b, &d, "alice", &original, &user_expunged, uidvalidity, &mut uids);
+        kill(&mut fetch);
+        let stored: HashSet<Vec<u8>> = Ledger::stored(&b).into_iter().map(|(_, m)| m).collect();
+        let committed = fresh.iter().filter(|m| stored.contains(*m)).count();
+        let phase = match (committed, exited) {
+            (_, true) => "after the fetch ended",
+            (0, _) => "before the first commit",
+            (c, _) if c < fresh.len() => "mid-import",
+            _ => "after the import (DELE/QUIT)",
+        };
+        *phases.entry(phase).or_default() += 1;
+        ledger.check(&b, peer, &ctx);
     }
-    assert!(interrupted >= n / 2, "most kills must land while fetching ({interrupted}/{n})");
+    ledger.finish(&b, peer, &format!("{series}: after the clean fetch"));
+    let mut lines: Vec<String> = phases.iter().map(|(p, n)| format!("{p}: {n} kill(s)")).collect();
+    lines.push(format!(
+        "windows: 0..{}-{} ms after each fetch's start (1.1 x its expected length; {overhead} ms besides the transfer)",
+        windows.iter().min().unwrap_or(&0),
+        windows.iter().max().unwrap_or(&0)
+    ));
+    lines.push(format!(
+        "result: {} delivered, {} stored, {} expunged by the user, 0 lost, 0 duplicated",
+        ledger.delivered.len(),
+        b.messages("Work").len(),
+        ledger.user_expunged.len()
+    ));
+    report(&series, &lines);
+}
 
-    b.run(&["fetch"]).expect(0);
-    check(&b, &d, "alice", &original, &user_expunged, uidvalidity, &mut uids);
-    let want: Vec<Vec<u8>> = original.iter().filter(|m| !user_expunged.contains(*m)).cloned().collect();
-    assert_eq!(sorted(b.messages("Work")), sorted(want.clone()), "after one clean fetch: every message exactly once");
-    let on_server = sorted(d.messages("alice").iter().map(|m| as_pop3_sends(m)).collect());
-    match policy {
-        "after-fetch" | "after-days:0" => assert!(on_server.is_empty(), "everything stored was deleted"),
-        "when-deleted-locally" => assert_eq!(on_server, sorted(want.clone()), "exactly what the user deleted is gone"),
-        _ => assert_eq!(on_server.len(), 400, "nothing deleted"),
-    }
-    assert_eq!(b.status_json()["accounts"][0]["messages"], want.len());
+// --- named points: `popbridge fetch` against the fake server and against Dovecot ---
+
+#[test]
+fn kill_9_at_named_points_of_fetch_under_never() {
+    named_points(&mut Peer::fake(), Mode::Fetch, "never", 11);
+    named_points(&mut Peer::dovecot(), Mode::Fetch, "never", 12);
 }
 
 #[test]
-fn kill_9_during_fetch_with_after_fetch_loses_and_duplicates_nothing() {
-    fetch_kill_series("after-fetch", 101, false);
+fn kill_9_at_named_points_of_fetch_under_after_fetch() {
+    named_points(&mut Peer::fake(), Mode::Fetch, "after-fetch", 21);
+    named_points(&mut Peer::dovecot(), Mode::Fetch, "after-fetch", 22);
 }
 
 #[test]
-fn kill_9_during_fetch_with_never_loses_and_duplicates_nothing() {
-    fetch_kill_series("never", 202, false);
+fn kill_9_at_named_points_of_fetch_under_after_days() {
+    named_points(&mut Peer::fake(), Mode::Fetch, "after-days:0", 31);
+    named_points(&mut Peer::dovecot(), Mode::Fetch, "after-days:0", 32);
 }
 
 #[test]
-fn kill_9_during_fetch_with_after_days_loses_and_duplicates_nothing() {
-    fetch_kill_series("after-days:0", 303, false);
+fn kill_9_at_named_points_of_fetch_under_when_deleted_locally() {
+    named_points(&mut Peer::fake(), Mode::Fetch, "when-deleted-locally", 41);
+    named_points(&mut Peer::dovecot(), Mode::Fetch, "when-deleted-locally", 42);
 }
 
-/// The fourth policy under `popbridge fetch` kills, with the user deleting messages meanwhile.
+// --- named points: the daemon, an IMAP client expunging before each kill ---
+
 #[test]
-fn kill_9_during_fetch_with_when_deleted_locally_and_local_expunges_loses_and_duplicates_nothing() {
-    fetch_kill_series("when-deleted-locally", 505, true);
-}
-
-/// kill -9 of the daemon at random instants while it imports and an IMAP client deletes messages,
-/// `kills` times, then one clean fetch. Under when-deleted-locally each expunge becomes a DELE on
-/// a later cycle; under the other policies an expunge only removes the local copy.
-fn daemon_kill_series(d: &Dovecot, user: &str, password: &str, policy: &str, n: usize, kills: usize, seed: u64) {
-    let c = corpus(n, seed);
-    d.deliver(user, &c.messages);
-    let original: Vec<Vec<u8>> = c.messages.iter().map(|m| as_pop3_sends(m)).collect();
-    let b = Bridge::with_listeners();
-    let ca = d.ca_pem_path.display().to_string();
-    b.add_account(
-        "Work",
-        d.pop3s_port,
-        "implicit",
-        user,
-        password,
-        &["--ca-file", &ca, "--delete", policy, "--no-test"],
-    )
-    .expect(0);
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut user_expunged: HashSet<Vec<u8>> = HashSet::new();
-    let mut uidvalidity = None;
-    let mut uids = Uids::default();
-    for _ in 0..kills {
-        let mut daemon = b.daemon();
-        // The client deletes one message it can see (if the import got that far), then the kill.
-        {
-            let mut r = Raw::connect_login(&b.target(Security::Plain, "me"));
-            let sel = r.cmd("a1", "SELECT Work");
-            let exists = sel.number("EXISTS").unwrap_or(0);
-            if exists > 0 {
-                let seq = (rng.next() % u64::from(exists)) as u32 + 1;
-                let f = r.cmd("a2", &format!("FETCH {seq} (BODY.PEEK[])"));
-                if let Some(body) = f.fetches().first().and_then(|x| x.get("BODY[]")).map(<[u8]>::to_vec) {
-                    r.cmd("a3", &format!("STORE {seq} +FLAGS.SILENT (\\Deleted)"));
-                    if r.cmd("a4", "EXPUNGE").ok() {
-                        user_expunged.insert(body);
-                    }
-                }
-            }
-            r.drop_connection();
-        }
-        std::thread::sleep(Duration::from_millis(rng.next() % 400));
-        daemon.child.kill().unwrap(); // SIGKILL
-        daemon.child.wait().unwrap();
-        drop(daemon);
-        if uidvalidity.is_none() {
-            uidvalidity = b.store().uidvalidity("Work").unwrap();
-        }
-        check(&b, d, user, &original, &user_expunged, uidvalidity, &mut uids);
-    }
-    // One clean fetch: everything not deleted by the user is stored exactly once, and the
-    // server holds what the policy leaves there.
-    b.run(&["fetch"]).expect(0);
-    b.run(&["fetch"]).expect(0);
-    check(&b, d, user, &original, &user_expunged, uidvalidity, &mut uids);
-    let stored: HashSet<Vec<u8>> = b.messages("Work").into_iter().collect();
-    let want: HashSet<Vec<u8>> = original.iter().filter(|m| !user_expunged.contains(*m)).cloned().collect();
-    assert_eq!(stored, want, "{policy}: the store holds every message the user did not delete");
-    let on_server: HashSet<Vec<u8>> = d.messages(user).iter().map(|m| as_pop3_sends(m)).collect();
-    match policy {
-        "when-deleted-locally" => assert_eq!(on_server, want, "the server lost exactly what the user deleted"),
-        "never" => assert_eq!(on_server.len(), original.len(), "never: nothing deleted"),
-        _ => assert!(on_server.is_empty(), "{policy}: everything stored was deleted from the server"),
+fn kill_9_of_the_daemon_at_named_points_under_every_policy() {
+    for (policy, seed) in [("never", 51), ("after-fetch", 52), ("after-days:0", 53), ("when-deleted-locally", 54)] {
+        named_points(&mut Peer::fake(), Mode::Daemon, policy, seed);
     }
 }
 
-/// kill -9 of the daemon at random instants while it imports and an IMAP client deletes messages
-/// (when-deleted-locally: each expunge becomes a DELE on a later cycle).
 #[test]
-fn kill_9_of_the_daemon_while_a_client_expunges_loses_and_duplicates_nothing() {
+fn kill_9_of_the_daemon_at_named_points_with_dovecot_under_when_deleted_locally() {
+    named_points(&mut Peer::dovecot(), Mode::Daemon, "when-deleted-locally", 61);
+}
+
+// --- random instants over whole fetches, Dovecot over POP3S ---
+
+/// The throttled server's rate, bytes per second: a random series' batch of 20 messages (about
+/// 700 kB) takes about 3 s, a dozen group commits (`fetch::sink::MAX_BATCH_AGE` is 250 ms).
+const SLOW_RATE: u64 = 250_000;
+
+/// Dovecot's POP3S through the throttling proxy.
+fn dovecot_tls() -> Peer {
     let d = Dovecot::start(DovecotOpts::default());
-    daemon_kill_series(&d, "alice", "alice-pw", "when-deleted-locally", 300, kills(), 0x0dd5eed);
+    let slow = PopProxy::throttled(d.pop3s_port, SLOW_RATE);
+    Peer::DovecotTls { d, slow }
 }
 
-/// The same under the three other policies, a third of the kills each (one Dovecot, a mailbox
-/// per policy).
 #[test]
-fn kill_9_of_the_daemon_under_never_after_fetch_and_after_days_loses_and_duplicates_nothing() {
-    let users: Vec<(String, String)> =
-        ["never", "afterfetch", "afterdays"].iter().map(|u| (u.to_string(), format!("{u}-pw"))).collect();
-    let d = Dovecot::start(DovecotOpts { users: users.clone(), ..DovecotOpts::default() });
-    let each = kills().div_ceil(3).max(3);
-    for ((user, pw), (policy, seed)) in users.iter().zip([("never", 606), ("after-fetch", 707), ("after-days:0", 808)])
-    {
-        daemon_kill_series(&d, user, pw, policy, 150, each, seed);
-    }
+fn kill_9_at_random_instants_of_fetch_under_never() {
+    random_instants(&mut dovecot_tls(), Mode::Fetch, "never", 71);
+}
+
+#[test]
+fn kill_9_at_random_instants_of_fetch_under_after_fetch() {
+    random_instants(&mut dovecot_tls(), Mode::Fetch, "after-fetch", 72);
+}
+
+#[test]
+fn kill_9_at_random_instants_of_fetch_under_after_days() {
+    random_instants(&mut dovecot_tls(), Mode::Fetch, "after-days:0", 73);
+}
+
+#[test]
+fn kill_9_at_random_instants_of_fetch_under_when_deleted_locally() {
+    random_instants(&mut dovecot_tls(), Mode::Fetch, "when-deleted-locally", 74);
+}
+
+#[test]
+fn kill_9_of_the_daemon_at_random_instants_while_a_client_expunges() {
+    random_instants(&mut dovecot_tls(), Mode::Daemon, "when-deleted-locally", 81);
+}
+
+#[test]
+fn kill_9_of_the_daemon_at_random_instants_under_after_fetch() {
+    random_instants(&mut dovecot_tls(), Mode::Daemon, "after-fetch", 82);
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{Store, create_mailbox, now};
 use crate::error::{ErrorClass, Result};
@@ -95,7 +95,7 @@ impl Store {
     /// exists (an account removed and added again) is taken over with its UIDVALIDITY and messages.
     pub fn ensure_account(&self, name: &str) -> Result<AccountIds> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let existing: Option<(i64, i64)> = tx
             .query_row("SELECT id, mailbox_id FROM accounts WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
@@ -150,7 +150,7 @@ impl Store {
     /// Forgets the identities that are no longer on the server (after a QUIT the server confirmed).
     pub fn prune_uidls(&self, account: i64, on_server: &HashSet<String>) -> Result<usize> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let gone: Vec<String> = {
             let mut st =
                 tx.prepare_cached("SELECT uidl FROM pop_uidls WHERE account_id = ?1").map_err(|e| self.err(e))?;

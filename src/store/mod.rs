@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::{Error, ErrorClass, Result};
 
@@ -177,7 +177,8 @@ impl Store {
             )));
         }
         for v in version..target {
-            let tx = conn.transaction().map_err(|e| db_err(&self.path, e))?;
+            let tx =
+                conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&self.path, e))?;
             tx.execute_batch(schema::MIGRATIONS[v as usize]).map_err(|e| db_err(&self.path, e))?;
             tx.pragma_update(None, "user_version", v + 1).map_err(|e| db_err(&self.path, e))?;
             tx.pragma_update(None, "application_id", schema::APPLICATION_ID).map_err(|e| db_err(&self.path, e))?;
@@ -188,7 +189,7 @@ impl Store {
 
     fn ensure_local_folders(&self) -> Result<()> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         for (name, special) in LOCAL_FOLDERS {
             let exists: bool = tx
                 .query_row("SELECT 1 FROM mailboxes WHERE name = ?1", [name], |_| Ok(()))
@@ -234,7 +235,7 @@ impl Store {
     /// Removes messages by UID from a mailbox (an IMAP EXPUNGE), keeping the counters in step.
     pub fn expunge(&self, mailbox: &str, uids: &[i64]) -> Result<usize> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let mbox: i64 = tx
             .query_row("SELECT id FROM mailboxes WHERE name = ?1", [mailbox], |r| r.get(0))
             .map_err(|e| self.err(e))?;

@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::certs::CertPair;
+use super::crash_points::{Point, Trap};
 
 /// A message on the fake server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,6 +199,8 @@ struct State {
     next_id: u64,
     deleted_uidls: Vec<String>,
     commands: Vec<String>,
+    /// UIDLs named by a DELE command (answered or not, applied or not), in order.
+    dele_requested: Vec<String>,
     sessions: usize,
     max_in_flight: usize,
     faults: Vec<Fault>,
@@ -208,6 +211,8 @@ struct Shared {
     state: Mutex<State>,
     stop: AtomicBool,
     cfg: Config,
+    /// Where a session stops for the test (crash points).
+    trap: Trap,
 }
 
 impl Shared {
@@ -241,6 +246,7 @@ impl FakePop3 {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             stop: AtomicBool::new(false),
+            trap: Trap::default(),
             cfg: Config {
                 user: script.user,
                 pass: script.pass,
@@ -279,6 +285,18 @@ impl FakePop3 {
     /// every SASL continuation line is recorded as "***".
     pub fn commands(&self) -> Vec<String> {
         self.shared.lock().commands.clone()
+    }
+
+    /// UIDLs (as configured, without per-session suffixes) that a DELE command named, whether or
+    /// not the session got to QUIT: what the client asked to delete.
+    pub fn dele_requested(&self) -> Vec<String> {
+        self.shared.lock().dele_requested.clone()
+    }
+
+    /// The crash-point trap of this server: arm it, and the first session to reach the point
+    /// stops there until released.
+    pub fn trap(&self) -> &Trap {
+        &self.shared.trap
     }
 
     /// Connections accepted so far.
@@ -437,6 +455,10 @@ struct Session<'a> {
     user: Option<String>,
     ts: String,
     view: Vec<ViewMsg>,
+    /// RETR answers begun, DELE commands received, DELE answers sent (crash-point counts).
+    retrs: u32,
+    deles: u32,
+    dele_answers: u32,
 }
 
 const MAX_LINE: usize = 64 * 1024;
@@ -456,7 +478,15 @@ impl<'a> Session<'a> {
             user: None,
             ts: format!("<{}.{nanos}@fake>", std::process::id()),
             view: Vec::new(),
+            retrs: 0,
+            deles: 0,
+            dele_answers: 0,
         }
+    }
+
+    /// A crash point: held here if the trap is armed for it.
+    fn point(&self, p: Point, detail: impl FnOnce() -> String) {
+        self.sh.trap.reached(p, detail, || self.sh.stop.load(Ordering::SeqCst));
     }
 
     fn has(&self, f: &Fault) -> bool {
@@ -985,12 +1015,18 @@ impl<'a> Session<'a> {
             "DELE" => match self.msgno(args.first()) {
                 Ok(i) => {
                     let n = n_of(i);
+                    self.deles += 1;
+                    let uidl = self.stored_uidl(i);
+                    self.sh.lock().dele_requested.push(uidl.clone());
+                    self.point(Point::OnDele(self.deles), || uidl);
                     if self.faults.contains(&Fault::DeleFails { msg: n }) {
                         self.line("-ERR cannot delete message")?;
                     } else {
                         self.view[i].deleted = true;
                         self.line(&format!("+OK message {n} deleted"))?;
                     }
+                    self.dele_answers += 1;
+                    self.point(Point::AfterDele(self.dele_answers), || format!("message {n}"));
                 }
                 Err(e) => self.line(&e)?,
             },
@@ -1012,6 +1048,7 @@ impl<'a> Session<'a> {
                     // deletions happened; here they did not.
                     return Ok(Flow::Abort);
                 }
+                self.point(Point::OnQuit, String::new);
                 let gone: Vec<(u64, String)> =
                     self.view.iter().filter(|m| m.deleted).map(|m| (m.id, m.uidl.clone())).collect();
                 {
@@ -1024,6 +1061,7 @@ impl<'a> Session<'a> {
                         }
                     }
                 }
+                self.point(Point::QuitApplied, || format!("{} deleted", gone.len()));
                 self.line("+OK fake POP3 signing off")?;
                 return Ok(Flow::Close);
             }
@@ -1075,10 +1113,31 @@ impl<'a> Session<'a> {
                 return Ok(Flow::Abort);
             }
         }
+        if top_lines.is_none() {
+            self.retrs += 1;
+            let k = self.retrs;
+            if self.sh.trap.is_armed_for(Point::MidRetr(k)) {
+                out.extend_from_slice(&body[..body.len() / 2]);
+                self.send(&out)?;
+                self.point(Point::MidRetr(k), || format!("message {n}"));
+                return Ok(Flow::Abort);
+            }
+            out.extend_from_slice(&body);
+            out.extend_from_slice(b".\r\n");
+            self.send(&out)?;
+            self.point(Point::AfterRetr(k), || format!("message {n}"));
+            return Ok(Flow::Continue);
+        }
         out.extend_from_slice(&body);
         out.extend_from_slice(b".\r\n");
         self.send(&out)?;
         Ok(Flow::Continue)
+    }
+
+    /// The UIDL of view message `i` as configured (without a per-session suffix).
+    fn stored_uidl(&self, i: usize) -> String {
+        let id = self.view[i].id;
+        self.sh.lock().messages.iter().find(|s| s.id == id).map(|s| s.uidl()).unwrap_or_default()
     }
 }
 

@@ -3,9 +3,11 @@
 
 pub mod certs;
 pub mod corpus;
+pub mod crash_points;
 pub mod dovecot;
 pub mod fake_pop3;
 pub mod imap_clients;
+pub mod pop_proxy;
 pub mod smtp_upstream;
 
 use std::io::Write;

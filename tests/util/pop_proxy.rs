@@ -1,0 +1,337 @@
+//! A POP3 proxy in front of a real server (Dovecot's plain POP3 port) that can stop at a named
+//! crash point ([`super::crash_points`]): it follows the conversation — which command each
+//! answer belongs to, where a multi-line answer ends — and holds one direction at the point
+//! while the test kills popbridge. The client must log in with USER/PASS (no SASL
+//! continuations to follow) and without STLS: what the proxy reads is plain POP3.
+//!
+//! [`PopProxy::throttled`] instead forwards bytes as they are (TLS passes through), at a set rate
+//! from the server: a loopback fetch then lasts long enough for random instants to fall
+//! anywhere in it — between group commits, mid-import — not only before the first commit.
+//!
+//! One thread per direction per connection, on 127.0.0.1:0. Dropping the proxy stops accepting,
+//! shuts every connection down and joins all threads.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::crash_points::{Point, Trap};
+
+pub struct PopProxy {
+    pub port: u16,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    upstream: SocketAddr,
+    /// Throttled byte forwarding at this many bytes per second (no crash points).
+    rate: Option<u64>,
+    trap: Trap,
+    stop: AtomicBool,
+    /// Both sockets of every connection, to end them on drop.
+    conns: Mutex<Vec<TcpStream>>,
+}
+
+impl PopProxy {
+    /// Listens on a free loopback port and forwards each connection to `upstream_port`.
+    pub fn start(upstream_port: u16) -> PopProxy {
+        Self::spawn(upstream_port, None)
+    }
+
+    /// Forwards bytes unchanged (POP3S works through it), the server's at `bytes_per_sec`.
+    pub fn throttled(upstream_port: u16, bytes_per_sec: u64) -> PopProxy {
+        Self::spawn(upstream_port, Some(bytes_per_sec))
+    }
+
+    fn spawn(upstream_port: u16, rate: Option<u64>) -> PopProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the POP3 proxy");
+        listener.set_nonblocking(true).expect("nonblocking listener");
+        let port = listener.local_addr().expect("proxy address").port();
+        let shared = Arc::new(Shared {
+            upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
+            rate,
+            trap: Trap::default(),
+            stop: AtomicBool::new(false),
+            conns: Mutex::default(),
+        });
+        let sh = shared.clone();
+        let acceptor = std::thread::Builder::new()
+            .name(format!("pop-proxy-{port}"))
+            .spawn(move || accept_loop(listener, sh))
+            .expect("spawn proxy acceptor");
+        PopProxy { port, shared, acceptor: Some(acceptor) }
+    }
+
+    /// The crash-point trap: arm it, and the first session to reach the point stops there.
+    pub fn trap(&self) -> &Trap {
+        &self.shared.trap
+    }
+}
+
+impl Drop for PopProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.trap.release();
+        for c in self.shared.conns.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, sh: Arc<Shared>) {
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    while !sh.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((client, _)) => {
+                let _ = client.set_nonblocking(false);
+                match connect(&sh, client) {
+                    Ok(hs) => workers.extend(hs),
+                    Err(e) => eprintln!("pop proxy: {e}"),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+        workers.retain(|h| !h.is_finished());
+    }
+    for h in workers {
+        let _ = h.join();
+    }
+}
+
+/// What an answer from the server belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cmd {
+    Greeting,
+    /// Its +OK answer is multi-line (CAPA, LIST/UIDL without argument, TOP); RETR separately.
+    Multi,
+    Retr,
+    Dele,
+    Quit,
+    /// Its +OK ends the AUTHORIZATION state.
+    Pass,
+    Single,
+}
+
+fn classify(line: &[u8]) -> Cmd {
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.split_whitespace();
+    let verb = words.next().unwrap_or("").to_ascii_uppercase();
+    let has_arg = words.next().is_some();
+    match verb.as_str() {
+        "RETR" => Cmd::Retr,
+        "DELE" => Cmd::Dele,
+        "QUIT" => Cmd::Quit,
+        "PASS" => Cmd::Pass,
+        "CAPA" | "TOP" => Cmd::Multi,
+        "LIST" | "UIDL" if !has_arg => Cmd::Multi,
+        _ => Cmd::Single,
+    }
+}
+
+/// The conversation as both directions see it: commands sent, answers not yet complete.
+#[derive(Default)]
+struct Conversation {
+    pending: VecDeque<Cmd>,
+    logged_in: bool,
+}
+
+fn connect(sh: &Arc<Shared>, client: TcpStream) -> io::Result<Vec<JoinHandle<()>>> {
+    let server = TcpStream::connect(sh.upstream)?;
+    let _ = server.set_nodelay(true);
+    let _ = client.set_nodelay(true);
+    {
+        let mut conns = sh.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.push(client.try_clone()?);
+        conns.push(server.try_clone()?);
+    }
+    if let Some(rate) = sh.rate {
+        let (c_in, s_out) = (client.try_clone()?, server.try_clone()?);
+        let up = std::thread::spawn(move || {
+            let _ = copy(c_in, s_out, None);
+        });
+        let down = std::thread::spawn(move || {
+            let _ = copy(server, client, Some(rate));
+        });
+        return Ok(vec![up, down]);
+    }
+    let conv = Arc::new(Mutex::new(Conversation { pending: VecDeque::from([Cmd::Greeting]), ..Default::default() }));
+    let (c_in, s_out) = (client.try_clone()?, server.try_clone()?);
+    let (s_in, c_out) = (server, client);
+    let (sh1, sh2, conv1, conv2) = (sh.clone(), sh.clone(), conv.clone(), conv);
+    let up = std::thread::spawn(move || {
+        let _ = client_to_server(&sh1, c_in, s_out, &conv1);
+    });
+    let down = std::thread::spawn(move || {
+        let _ = server_to_client(&sh2, s_in, c_out, &conv2);
+    });
+    Ok(vec![up, down])
+}
+
+/// Copies bytes until either side closes, at most `rate` bytes per second if given.
+fn copy(mut from: TcpStream, mut to: TcpStream, rate: Option<u64>) -> io::Result<()> {
+    let start = std::time::Instant::now();
+    let mut sent = 0u64;
+    // Small reads keep the pace even (4 KiB at 1 MB/s is 4 ms).
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = from.read(&mut chunk)?;
+        if n == 0 {
+            end(&from, &to);
+            return Ok(());
+        }
+        if let Some(rate) = rate {
+            sent += n as u64;
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        if to.write_all(&chunk[..n]).is_err() {
+            end(&from, &to);
+            return Ok(());
+        }
+    }
+}
+
+fn hold(sh: &Shared, p: Point, detail: String) {
+    sh.trap.reached(p, || detail, || sh.stop.load(Ordering::SeqCst));
+}
+
+fn end(a: &TcpStream, b: &TcpStream) {
+    let _ = a.shutdown(Shutdown::Both);
+    let _ = b.shutdown(Shutdown::Both);
+}
+
+/// Commands, line by line: each is noted before it is forwarded (so its answer is expected);
+/// a DELE or QUIT at the armed point is held back — the server never sees it.
+fn client_to_server(sh: &Shared, mut from: TcpStream, mut to: TcpStream, conv: &Mutex<Conversation>) -> io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let mut deles = 0u32;
+    loop {
+        let n = from.read(&mut chunk)?;
+        if n == 0 {
+            end(&from, &to);
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut out = Vec::new();
+        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            let cmd = classify(&line);
+            let logged_in = conv.lock().unwrap_or_else(|e| e.into_inner()).logged_in;
+            let point = match cmd {
+                Cmd::Dele => {
+                    deles += 1;
+                    Some(Point::OnDele(deles))
+                }
+                Cmd::Quit if logged_in => Some(Point::OnQuit),
+                _ => None,
+            };
+            if let Some(p) = point
+                && sh.trap.is_armed_for(p)
+            {
+                to.write_all(&out)?;
+                hold(sh, p, String::from_utf8_lossy(&line).trim().to_string());
+                end(&from, &to);
+                return Ok(());
+            }
+            conv.lock().unwrap_or_else(|e| e.into_inner()).pending.push_back(cmd);
+            out.extend_from_slice(&line);
+        }
+        to.write_all(&out)?;
+    }
+}
+
+/// Answers, line by line, matched to the commands in order; held after the armed answer (or
+/// before it, for QUIT-applied and mid-RETR).
+fn server_to_client(sh: &Shared, mut from: TcpStream, mut to: TcpStream, conv: &Mutex<Conversation>) -> io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    // Inside a multi-line answer to this command; body bytes forwarded so far.
+    let mut body: Option<(Cmd, usize)> = None;
+    let (mut retrs, mut dele_answers) = (0u32, 0u32);
+    loop {
+        let n = from.read(&mut chunk)?;
+        if n == 0 {
+            end(&from, &to);
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut out = Vec::new();
+        let mut start = 0;
+        while let Some(rel) = buf[start..].iter().position(|&b| b == b'\n') {
+            let line = &buf[start..start + rel + 1];
+            start += rel + 1;
+            let mut point = None;
+            let mut before = false;
+            if let Some((cmd, seen)) = &mut body {
+                if line == b".\r\n" || line == b".\n" {
+                    if *cmd == Cmd::Retr {
+                        point = Some(Point::AfterRetr(retrs));
+                    }
+                    body = None;
+                    conv.lock().unwrap_or_else(|e| e.into_inner()).pending.pop_front();
+                } else {
+                    *seen += line.len();
+                    if *cmd == Cmd::Retr && *seen >= 256 && sh.trap.is_armed_for(Point::MidRetr(retrs)) {
+                        point = Some(Point::MidRetr(retrs));
+                    }
+                }
+            } else {
+                let mut c = conv.lock().unwrap_or_else(|e| e.into_inner());
+                let cmd = c.pending.front().copied().unwrap_or(Cmd::Single);
+                let ok = line.starts_with(b"+OK");
+                match cmd {
+                    Cmd::Multi | Cmd::Retr if ok => {
+                        if cmd == Cmd::Retr {
+                            retrs += 1;
+                        }
+                        body = Some((cmd, 0));
+                    }
+                    _ => {
+                        c.pending.pop_front();
+                        if ok && cmd == Cmd::Pass {
+                            c.logged_in = true;
+                        }
+                        match cmd {
+                            Cmd::Dele => {
+                                dele_answers += 1;
+                                point = Some(Point::AfterDele(dele_answers));
+                            }
+                            Cmd::Quit if c.logged_in => {
+                                point = Some(Point::QuitApplied);
+                                before = true;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            match point {
+                Some(p) if sh.trap.is_armed_for(p) => {
+                    if !before {
+                        out.extend_from_slice(line);
+                    }
+                    to.write_all(&out)?;
+                    hold(sh, p, String::from_utf8_lossy(line).trim().to_string());
+                    end(&from, &to);
+                    return Ok(());
+                }
+                _ => out.extend_from_slice(line),
+            }
+        }
+        buf.drain(..start);
+        to.write_all(&out)?;
+    }
+}
