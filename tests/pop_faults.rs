@@ -244,21 +244,108 @@ fn bridge_with_command(fake: &FakePop3, auth: &str, command: &str) -> Bridge {
     b
 }
 
+/// How a login method may carry the password (RFC 1939 §7, RFC 4616, the LOGIN draft).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carried {
+    /// As PASS's argument, in clear: that is the USER/PASS protocol.
+    PassArgument,
+    /// Only base64-encoded, inside the SASL exchange (the AUTH line or a continuation).
+    Base64InSasl,
+    /// Never: APOP sends an MD5 digest of the server's timestamp and the password.
+    Never,
+}
+
+/// Checks the raw lines a client sent against how its login method may carry `password`;
+/// returns what is wrong (nothing: `Ok`).
+fn check_password_on_the_wire(raw: &[String], password: &str, carried: Carried) -> Result<(), String> {
+    use crate::util::fake_pop3::b64decode;
+    // The SASL exchange: an AUTH line and the continuation lines after it (until the next command).
+    const COMMANDS: [&str; 14] =
+        ["USER", "PASS", "APOP", "AUTH", "CAPA", "STLS", "STAT", "LIST", "UIDL", "TOP", "RETR", "DELE", "NOOP", "QUIT"];
+    let mut in_auth = false;
+    let sasl: Vec<bool> = raw
+        .iter()
+        .map(|l| {
+            let first = l.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            if first == "AUTH" {
+                in_auth = true;
+            } else if COMMANDS.contains(&first.as_str()) {
+                in_auth = false;
+            }
+            in_auth
+        })
+        .collect();
+    let clear: Vec<&String> = raw.iter().filter(|l| l.contains(password)).collect();
+    // Lines with a token that is base64 for something holding the password, and whether each
+    // belongs to a SASL exchange.
+    let encoded: Vec<(&String, bool)> = raw
+        .iter()
+        .zip(&sasl)
+        .filter(|(l, _)| {
+            l.split_whitespace()
+                .any(|t| b64decode(t).is_some_and(|d| d.windows(password.len()).any(|w| w == password.as_bytes())))
+        })
+        .map(|(l, s)| (l, *s))
+        .collect();
+    match carried {
+        Carried::PassArgument => {
+            let want = format!("PASS {password}");
+            if clear.iter().any(|l| **l != want) {
+                return Err(format!("the password in clear outside PASS: {clear:?}"));
+            }
+            if clear.is_empty() {
+                return Err(format!("no PASS {password}: {raw:?}"));
+            }
+            if !encoded.is_empty() {
+                return Err(format!("the password base64-encoded as well: {encoded:?}"));
+            }
+        }
+        Carried::Base64InSasl => {
+            if !clear.is_empty() {
+                return Err(format!("the password in clear: {clear:?}"));
+            }
+            if encoded.is_empty() || encoded.iter().any(|(_, in_sasl)| !in_sasl) {
+                return Err(format!("wanted the password base64-encoded in the SASL exchange only: {raw:?}"));
+            }
+        }
+        Carried::Never => {
+            if !clear.is_empty() || !encoded.is_empty() {
+                return Err(format!("the password went over the wire: clear {clear:?}, base64 {encoded:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn every_login_method_works() {
-    for (auth, apop, sent) in [
-        ("user", false, "PASS ***"),
-        ("plain", false, "AUTH PLAIN ***"),
-        ("login", false, "AUTH LOGIN"),
-        ("apop", true, "APOP u ***"),
-        ("auto", false, "AUTH PLAIN ***"),
+    // Distinctive, so that finding it on the wire cannot be a coincidence.
+    const PW: &str = "Qz7-lantern-91x";
+    for (auth, apop, sent, carried) in [
+        ("user", false, "PASS ***", Carried::PassArgument),
+        ("plain", false, "AUTH PLAIN ***", Carried::Base64InSasl),
+        ("login", false, "AUTH LOGIN", Carried::Base64InSasl),
+        ("apop", true, "APOP u ***", Carried::Never),
+        ("auto", false, "AUTH PLAIN ***", Carried::Base64InSasl),
     ] {
-        let f = FakePop3::start(Script { messages: messages(2), apop, ..Script::default() });
-        let b = bridge_with_command(&f, auth, "echo p");
+        let f = FakePop3::start(Script { messages: messages(2), apop, pass: PW.into(), ..Script::default() });
+        let b = bridge_with_command(&f, auth, &format!("echo {PW}"));
         fetch(&b).expect(0);
         assert_store_has(&b, 1..=2);
+        let raw = f.raw_transcript();
+        if let Err(e) = check_password_on_the_wire(&raw, PW, carried) {
+            panic!("{auth}: {e}");
+        }
         assert!(f.commands().iter().any(|c| c.starts_with(sent)), "{auth}: {:?}", f.commands());
-        assert!(!f.commands().iter().any(|c| c.contains(" p")), "no password in clear: {:?}", f.commands());
+        if carried == Carried::Never {
+            // APOP's digest: 32 hex digits, after the user name.
+            let apop_line = raw.iter().find(|l| l.starts_with("APOP ")).expect("an APOP command");
+            let digest = apop_line.split_whitespace().nth(2).unwrap_or("");
+            assert!(
+                digest.len() == 32 && digest.bytes().all(|c| c.is_ascii_hexdigit()),
+                "APOP sends an MD5 digest: {apop_line}"
+            );
+        }
     }
 }
 

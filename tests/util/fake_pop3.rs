@@ -198,6 +198,8 @@ struct State {
     next_id: u64,
     deleted_uidls: Vec<String>,
     commands: Vec<String>,
+    /// The same lines as `commands`, exactly as they came over the wire (nothing masked).
+    raw: Vec<String>,
     sessions: usize,
     max_in_flight: usize,
     faults: Vec<Fault>,
@@ -279,6 +281,13 @@ impl FakePop3 {
     /// every SASL continuation line is recorded as "***".
     pub fn commands(&self) -> Vec<String> {
         self.shared.lock().commands.clone()
+    }
+
+    /// Every line received, in order, across sessions, exactly as the client sent it (line end
+    /// removed; nothing masked): commands and SASL continuation lines. To check what a login
+    /// method puts on the wire; `commands()` is the masked view of the same lines.
+    pub fn raw_transcript(&self) -> Vec<String> {
+        self.shared.lock().raw.clone()
     }
 
     /// Connections accepted so far.
@@ -508,7 +517,7 @@ impl<'a> Session<'a> {
             let Some(line) = self.read_line()? else {
                 return Ok(Flow::Abort);
             };
-            self.record(mask(&line));
+            self.record(&line, mask(&line));
             let flow = self.command(&line)?;
             if flow != Flow::Continue {
                 return Ok(flow);
@@ -519,8 +528,11 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn record(&self, line: String) {
-        self.sh.lock().commands.push(line);
+    /// Records a received line: as it came (`raw_transcript`) and `masked` (`commands`).
+    fn record(&self, raw: &str, masked: String) {
+        let mut st = self.sh.lock();
+        st.raw.push(raw.to_string());
+        st.commands.push(masked);
     }
 
     /// Read until the client goes away (or the server is dropped).
@@ -785,7 +797,7 @@ impl<'a> Session<'a> {
         let Some(resp) = self.read_line()? else {
             return Err(io::ErrorKind::UnexpectedEof.into());
         };
-        self.record("***".into());
+        self.record(&resp, "***".into());
         if resp.trim() == "*" {
             self.line("-ERR authentication cancelled")?;
             return Ok(None);
