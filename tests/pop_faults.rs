@@ -584,19 +584,76 @@ fn nul_bytes_are_stored_exactly() {
     assert_eq!(b.messages("Fake"), vec![data]);
 }
 
+/// The account's POP state: each stored server identity (UIDL) with the content stored under it
+/// (as text, for readable failures), sorted by UIDL.
+fn pop_state(b: &Bridge, account: &str) -> Vec<(String, String)> {
+    let ids = b.store().account_ids(account).expect("account ids").expect("the account is in the store");
+    let c = rusqlite::Connection::open(b.store_path()).expect("open the store");
+    let mut st = c
+        .prepare(
+            "SELECT p.uidl, b.raw FROM pop_uidls p LEFT JOIN bodies b ON b.id = p.body_id \
+             WHERE p.account_id = ?1 ORDER BY p.uidl",
+        )
+        .expect("prepare");
+    st.query_map([ids.account], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default())))
+        .expect("query")
+        .map(|r| r.map(|(u, raw)| (u, String::from_utf8_lossy(&raw).into_owned())))
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+fn text(m: &[u8]) -> String {
+    String::from_utf8_lossy(m).into_owned()
+}
+
 #[test]
 fn the_wrong_message_for_a_number_is_not_stored_under_its_identity() {
     let mut msgs = messages(3);
     // Make message 3 clearly bigger than message 2, so a swap is visible in the size.
     msgs[2].data.extend_from_slice(&b"padding line\r\n".repeat(40));
-    let f =
-        FakePop3::start(Script { messages: msgs, faults: vec![Fault::WrongMessage { msg: 2 }], ..Script::default() });
-    let b = bridge(&f, &["--delete", "after-fetch"]);
-    let r = fetch(&b).expect(7);
-    assert!(r.stderr.contains("message 2") && r.stderr.contains("left on the server"), "{}", r.stderr);
-    let stored = b.messages("Fake");
-    assert!(!stored.contains(&msg(2)) || stored.len() == 2, "message 2 is not stored with 3's content");
-    assert!(f.remaining().iter().any(|m| m.data == msg(2)), "message 2 stays on the server");
+    let third = msgs[2].data.clone();
+    let (m1, m2, m3) = (text(&msg(1)), text(&msg(2)), text(&third));
+    let entry = |u: &str, m: &str| (u.to_string(), m.to_string());
+    for policy in ["never", "after-fetch"] {
+        let f = FakePop3::start(Script {
+            messages: msgs.clone(),
+            faults: vec![Fault::WrongMessage { msg: 2 }],
+            ..Script::default()
+        });
+        let b = bridge(&f, &["--delete", policy]);
+        let r = fetch(&b).expect(7);
+        assert!(r.stderr.contains("message 2") && r.stderr.contains("left on the server"), "{policy}: {}", r.stderr);
+        // The mailbox holds messages 1 and 3, in that order, each once.
+        let stored: Vec<String> = b.messages("Fake").iter().map(|m| text(m)).collect();
+        assert_eq!(stored, vec![m1.clone(), m3.clone()], "{policy}: the mailbox holds exactly messages 1 and 3");
+        if policy == "never" {
+            // The POP state: uid-1 and uid-3 with their own content, nothing under uid-2.
+            assert_eq!(
+                pop_state(&b, "Fake"),
+                vec![entry("uid-1", &m1), entry("uid-3", &m3)],
+                "each stored identity holds its own message, and uid-2 is not stored"
+            );
+            assert!(f.deleted_uidls().is_empty());
+            assert_eq!(f.remaining(), msgs, "never: everything stays on the server");
+        } else {
+            // 1 and 3 were deleted (and their records pruned after QUIT); message 2 stays as it was.
+            assert_eq!(f.deleted_uidls(), vec!["uid-1".to_string(), "uid-3".to_string()]);
+            assert_eq!(f.remaining(), vec![FakeMessage { uidl: Some("uid-2".into()), data: msg(2) }]);
+            assert_eq!(pop_state(&b, "Fake"), vec![], "after-fetch: no record for uid-2, nor for the deleted ones");
+        }
+        // Once the server sends the right message, it is stored under its own identity.
+        f.set_faults(vec![]);
+        fetch(&b).expect(0);
+        let stored: Vec<String> = b.messages("Fake").iter().map(|m| text(m)).collect();
+        assert_eq!(stored, vec![m1.clone(), m3.clone(), m2.clone()], "{policy}: message 2 fetched the next time");
+        if policy == "never" {
+            assert_eq!(pop_state(&b, "Fake"), vec![entry("uid-1", &m1), entry("uid-2", &m2), entry("uid-3", &m3)]);
+            assert_eq!(f.remaining(), msgs);
+        } else {
+            assert_eq!(f.deleted_uidls(), vec!["uid-1".to_string(), "uid-3".to_string(), "uid-2".to_string()]);
+            assert!(f.remaining().is_empty());
+        }
+    }
 }
 
 #[test]
