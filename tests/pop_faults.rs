@@ -394,12 +394,9 @@ fn a_second_fetch_of_the_same_account_is_refused_while_one_runs() {
     let f = server(4, vec![Fault::StallAfterRetr { msg: 2 }]);
     let b = bridge(&f, &[]);
     let mut first = b.cmd(&["fetch", "Fake"]).stderr(std::process::Stdio::null()).spawn().unwrap();
-    // Wait until the first fetch is inside its session.
-    let t = std::time::Instant::now();
-    while f.sessions() == 0 && t.elapsed() < std::time::Duration::from_secs(10) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The first fetch takes the account's lock before it connects: once its session exists (it
+    // then stalls in RETR 2), the lock is held.
+    crate::util::wait_until("the first fetch's POP session", std::time::Duration::from_secs(10), || f.sessions() > 0);
     let r = fetch(&b).expect(6);
     assert!(r.stderr.contains("already being fetched"), "{}", r.stderr);
     assert_eq!(f.sessions(), 1, "the second fetch never contacted the server");
