@@ -224,28 +224,85 @@ fn ten_sessions_stay_in_step_and_idle_sees_changes_at_once() {
     }
 }
 
-#[test]
-fn idle_reports_mail_fetched_by_another_process_within_a_second() {
-    let (d, b, served) = fetched(3, 6);
-    let _daemon = b.daemon();
+/// An account-login session idling on INBOX (the Work mailbox), after its SELECT.
+fn idling(b: &Bridge) -> Raw {
     let mut s = Raw::connect_login(&b.target(Security::Implicit, "me+Work"));
     s.cmd("a1", "SELECT INBOX").assert_ok("select");
     s.send(b"a2 IDLE\r\n");
     assert!(s.read_line().starts_with("+ "));
-    d.deliver("alice", &corpus(2, 61).messages);
-    b.run(&["fetch"]).expect(0);
-    let t0 = Instant::now();
+    s
+}
+
+/// Waits (bounded) for the idling session's next line, which must come within a second of `t0`.
+fn next_line_within_a_second(s: &mut Raw, t0: Instant, what: &str) -> String {
     let line = s.read_line();
-    assert!(t0.elapsed() < Duration::from_secs(1), "EXISTS came {:?} after the fetch", t0.elapsed());
-    assert_eq!(line, format!("* {} EXISTS", served.len() + 2));
+    assert!(t0.elapsed() < Duration::from_secs(1), "EXISTS came {:?} after {what}", t0.elapsed());
+    line
+}
+
+/// After DONE: the first new message is \Recent to this session (it saw it first).
+fn done_and_recent(s: &mut Raw, first_new: usize) {
     s.send(b"DONE\r\n");
     s.read_until_tagged("a2");
-    let f = s.cmd("a3", &format!("FETCH {} (FLAGS)", served.len() + 1));
+    let f = s.cmd("a3", &format!("FETCH {first_new} (FLAGS)"));
     assert!(
         f.ok() && f.lines[0].contains("\\Recent"),
         "new mail is \\Recent to the session that saw it first: {:?}",
         f.lines
     );
+}
+
+#[test]
+fn idle_reports_mail_fetched_through_the_daemon_within_a_second() {
+    let (d, b, served) = fetched(3, 6);
+    let _daemon = b.daemon();
+    let mut s = idling(&b);
+    d.deliver("alice", &corpus(2, 61).messages);
+    // With a daemon running, `popbridge fetch` asks it (the control socket): the daemon's own
+    // fetcher stores the mail and wakes the session at once.
+    let r = b.run(&["fetch"]).expect(0);
+    assert!(
+        r.stdout.contains("2 new message(s)") && r.stdout.contains("fetched by the running daemon"),
+        "{}",
+        r.stdout
+    );
+    let line = next_line_within_a_second(&mut s, Instant::now(), "the daemon's fetch");
+    assert_eq!(line, format!("* {} EXISTS", served.len() + 2));
+    done_and_recent(&mut s, served.len() + 1);
+}
+
+#[test]
+fn idle_reports_mail_fetched_by_another_process_within_a_second() {
+    let (d, b, served) = fetched(3, 6);
+    let _daemon = b.daemon();
+    let mut s = idling(&b);
+    d.deliver("alice", &corpus(2, 61).messages);
+    // A `popbridge fetch` that cannot reach the daemon (its control socket moved aside) fetches
+    // in its own process and commits to the store from there: the daemon learns of it only
+    // through SQLite, as with any other writer.
+    let sock = b.data.join("control.sock");
+    let aside = b.data.join("control.sock.aside");
+    std::fs::rename(&sock, &aside).expect("move the control socket aside");
+    let r = b.run(&["fetch"]);
+    std::fs::rename(&aside, &sock).expect("put the control socket back");
+    let r = r.expect(0);
+    assert!(
+        r.stdout.contains("Work: 2 new message(s)") && !r.stdout.contains("fetched by the running daemon"),
+        "the other process fetched the two new messages itself: {}",
+        r.stdout
+    );
+    let line = next_line_within_a_second(&mut s, Instant::now(), "the other process's fetch");
+    assert_eq!(line, format!("* {} EXISTS", served.len() + 2));
+    done_and_recent(&mut s, served.len() + 1);
+    // And a write by yet another process through the store's own API (the test process here).
+    let mut s = idling(&b);
+    let t0 = Instant::now();
+    b.store()
+        .deliver_local("Work", b"From: x@example.com\r\nSubject: appended elsewhere\r\n\r\nhi\r\n", 0)
+        .expect("deliver from the test process");
+    let line = next_line_within_a_second(&mut s, t0, "the test process's write");
+    assert_eq!(line, format!("* {} EXISTS", served.len() + 3));
+    done_and_recent(&mut s, served.len() + 3);
 }
 
 #[test]

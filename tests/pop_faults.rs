@@ -244,21 +244,108 @@ fn bridge_with_command(fake: &FakePop3, auth: &str, command: &str) -> Bridge {
     b
 }
 
+/// How a login method may carry the password (RFC 1939 §7, RFC 4616, the LOGIN draft).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carried {
+    /// As PASS's argument, in clear: that is the USER/PASS protocol.
+    PassArgument,
+    /// Only base64-encoded, inside the SASL exchange (the AUTH line or a continuation).
+    Base64InSasl,
+    /// Never: APOP sends an MD5 digest of the server's timestamp and the password.
+    Never,
+}
+
+/// Checks the raw lines a client sent against how its login method may carry `password`;
+/// returns what is wrong (nothing: `Ok`).
+fn check_password_on_the_wire(raw: &[String], password: &str, carried: Carried) -> Result<(), String> {
+    use crate::util::fake_pop3::b64decode;
+    // The SASL exchange: an AUTH line and the continuation lines after it (until the next command).
+    const COMMANDS: [&str; 14] =
+        ["USER", "PASS", "APOP", "AUTH", "CAPA", "STLS", "STAT", "LIST", "UIDL", "TOP", "RETR", "DELE", "NOOP", "QUIT"];
+    let mut in_auth = false;
+    let sasl: Vec<bool> = raw
+        .iter()
+        .map(|l| {
+            let first = l.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            if first == "AUTH" {
+                in_auth = true;
+            } else if COMMANDS.contains(&first.as_str()) {
+                in_auth = false;
+            }
+            in_auth
+        })
+        .collect();
+    let clear: Vec<&String> = raw.iter().filter(|l| l.contains(password)).collect();
+    // Lines with a token that is base64 for something holding the password, and whether each
+    // belongs to a SASL exchange.
+    let encoded: Vec<(&String, bool)> = raw
+        .iter()
+        .zip(&sasl)
+        .filter(|(l, _)| {
+            l.split_whitespace()
+                .any(|t| b64decode(t).is_some_and(|d| d.windows(password.len()).any(|w| w == password.as_bytes())))
+        })
+        .map(|(l, s)| (l, *s))
+        .collect();
+    match carried {
+        Carried::PassArgument => {
+            let want = format!("PASS {password}");
+            if clear.iter().any(|l| **l != want) {
+                return Err(format!("the password in clear outside PASS: {clear:?}"));
+            }
+            if clear.is_empty() {
+                return Err(format!("no PASS {password}: {raw:?}"));
+            }
+            if !encoded.is_empty() {
+                return Err(format!("the password base64-encoded as well: {encoded:?}"));
+            }
+        }
+        Carried::Base64InSasl => {
+            if !clear.is_empty() {
+                return Err(format!("the password in clear: {clear:?}"));
+            }
+            if encoded.is_empty() || encoded.iter().any(|(_, in_sasl)| !in_sasl) {
+                return Err(format!("wanted the password base64-encoded in the SASL exchange only: {raw:?}"));
+            }
+        }
+        Carried::Never => {
+            if !clear.is_empty() || !encoded.is_empty() {
+                return Err(format!("the password went over the wire: clear {clear:?}, base64 {encoded:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn every_login_method_works() {
-    for (auth, apop, sent) in [
-        ("user", false, "PASS ***"),
-        ("plain", false, "AUTH PLAIN ***"),
-        ("login", false, "AUTH LOGIN"),
-        ("apop", true, "APOP u ***"),
-        ("auto", false, "AUTH PLAIN ***"),
+    // Distinctive, so that finding it on the wire cannot be a coincidence.
+    const PW: &str = "Qz7-lantern-91x";
+    for (auth, apop, sent, carried) in [
+        ("user", false, "PASS ***", Carried::PassArgument),
+        ("plain", false, "AUTH PLAIN ***", Carried::Base64InSasl),
+        ("login", false, "AUTH LOGIN", Carried::Base64InSasl),
+        ("apop", true, "APOP u ***", Carried::Never),
+        ("auto", false, "AUTH PLAIN ***", Carried::Base64InSasl),
     ] {
-        let f = FakePop3::start(Script { messages: messages(2), apop, ..Script::default() });
-        let b = bridge_with_command(&f, auth, "echo p");
+        let f = FakePop3::start(Script { messages: messages(2), apop, pass: PW.into(), ..Script::default() });
+        let b = bridge_with_command(&f, auth, &format!("echo {PW}"));
         fetch(&b).expect(0);
         assert_store_has(&b, 1..=2);
+        let raw = f.raw_transcript();
+        if let Err(e) = check_password_on_the_wire(&raw, PW, carried) {
+            panic!("{auth}: {e}");
+        }
         assert!(f.commands().iter().any(|c| c.starts_with(sent)), "{auth}: {:?}", f.commands());
-        assert!(!f.commands().iter().any(|c| c.contains(" p")), "no password in clear: {:?}", f.commands());
+        if carried == Carried::Never {
+            // APOP's digest: 32 hex digits, after the user name.
+            let apop_line = raw.iter().find(|l| l.starts_with("APOP ")).expect("an APOP command");
+            let digest = apop_line.split_whitespace().nth(2).unwrap_or("");
+            assert!(
+                digest.len() == 32 && digest.bytes().all(|c| c.is_ascii_hexdigit()),
+                "APOP sends an MD5 digest: {apop_line}"
+            );
+        }
     }
 }
 
@@ -307,12 +394,9 @@ fn a_second_fetch_of_the_same_account_is_refused_while_one_runs() {
     let f = server(4, vec![Fault::StallAfterRetr { msg: 2 }]);
     let b = bridge(&f, &[]);
     let mut first = b.cmd(&["fetch", "Fake"]).stderr(std::process::Stdio::null()).spawn().unwrap();
-    // Wait until the first fetch is inside its session.
-    let t = std::time::Instant::now();
-    while f.sessions() == 0 && t.elapsed() < std::time::Duration::from_secs(10) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The first fetch takes the account's lock before it connects: once its session exists (it
+    // then stalls in RETR 2), the lock is held.
+    crate::util::wait_until("the first fetch's POP session", std::time::Duration::from_secs(10), || f.sessions() > 0);
     let r = fetch(&b).expect(6);
     assert!(r.stderr.contains("already being fetched"), "{}", r.stderr);
     assert_eq!(f.sessions(), 1, "the second fetch never contacted the server");
@@ -497,19 +581,76 @@ fn nul_bytes_are_stored_exactly() {
     assert_eq!(b.messages("Fake"), vec![data]);
 }
 
+/// The account's POP state: each stored server identity (UIDL) with the content stored under it
+/// (as text, for readable failures), sorted by UIDL.
+fn pop_state(b: &Bridge, account: &str) -> Vec<(String, String)> {
+    let ids = b.store().account_ids(account).expect("account ids").expect("the account is in the store");
+    let c = rusqlite::Connection::open(b.store_path()).expect("open the store");
+    let mut st = c
+        .prepare(
+            "SELECT p.uidl, b.raw FROM pop_uidls p LEFT JOIN bodies b ON b.id = p.body_id \
+             WHERE p.account_id = ?1 ORDER BY p.uidl",
+        )
+        .expect("prepare");
+    st.query_map([ids.account], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default())))
+        .expect("query")
+        .map(|r| r.map(|(u, raw)| (u, String::from_utf8_lossy(&raw).into_owned())))
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+fn text(m: &[u8]) -> String {
+    String::from_utf8_lossy(m).into_owned()
+}
+
 #[test]
 fn the_wrong_message_for_a_number_is_not_stored_under_its_identity() {
     let mut msgs = messages(3);
     // Make message 3 clearly bigger than message 2, so a swap is visible in the size.
     msgs[2].data.extend_from_slice(&b"padding line\r\n".repeat(40));
-    let f =
-        FakePop3::start(Script { messages: msgs, faults: vec![Fault::WrongMessage { msg: 2 }], ..Script::default() });
-    let b = bridge(&f, &["--delete", "after-fetch"]);
-    let r = fetch(&b).expect(7);
-    assert!(r.stderr.contains("message 2") && r.stderr.contains("left on the server"), "{}", r.stderr);
-    let stored = b.messages("Fake");
-    assert!(!stored.contains(&msg(2)) || stored.len() == 2, "message 2 is not stored with 3's content");
-    assert!(f.remaining().iter().any(|m| m.data == msg(2)), "message 2 stays on the server");
+    let third = msgs[2].data.clone();
+    let (m1, m2, m3) = (text(&msg(1)), text(&msg(2)), text(&third));
+    let entry = |u: &str, m: &str| (u.to_string(), m.to_string());
+    for policy in ["never", "after-fetch"] {
+        let f = FakePop3::start(Script {
+            messages: msgs.clone(),
+            faults: vec![Fault::WrongMessage { msg: 2 }],
+            ..Script::default()
+        });
+        let b = bridge(&f, &["--delete", policy]);
+        let r = fetch(&b).expect(7);
+        assert!(r.stderr.contains("message 2") && r.stderr.contains("left on the server"), "{policy}: {}", r.stderr);
+        // The mailbox holds messages 1 and 3, in that order, each once.
+        let stored: Vec<String> = b.messages("Fake").iter().map(|m| text(m)).collect();
+        assert_eq!(stored, vec![m1.clone(), m3.clone()], "{policy}: the mailbox holds exactly messages 1 and 3");
+        if policy == "never" {
+            // The POP state: uid-1 and uid-3 with their own content, nothing under uid-2.
+            assert_eq!(
+                pop_state(&b, "Fake"),
+                vec![entry("uid-1", &m1), entry("uid-3", &m3)],
+                "each stored identity holds its own message, and uid-2 is not stored"
+            );
+            assert!(f.deleted_uidls().is_empty());
+            assert_eq!(f.remaining(), msgs, "never: everything stays on the server");
+        } else {
+            // 1 and 3 were deleted (and their records pruned after QUIT); message 2 stays as it was.
+            assert_eq!(f.deleted_uidls(), vec!["uid-1".to_string(), "uid-3".to_string()]);
+            assert_eq!(f.remaining(), vec![FakeMessage { uidl: Some("uid-2".into()), data: msg(2) }]);
+            assert_eq!(pop_state(&b, "Fake"), vec![], "after-fetch: no record for uid-2, nor for the deleted ones");
+        }
+        // Once the server sends the right message, it is stored under its own identity.
+        f.set_faults(vec![]);
+        fetch(&b).expect(0);
+        let stored: Vec<String> = b.messages("Fake").iter().map(|m| text(m)).collect();
+        assert_eq!(stored, vec![m1.clone(), m3.clone(), m2.clone()], "{policy}: message 2 fetched the next time");
+        if policy == "never" {
+            assert_eq!(pop_state(&b, "Fake"), vec![entry("uid-1", &m1), entry("uid-2", &m2), entry("uid-3", &m3)]);
+            assert_eq!(f.remaining(), msgs);
+        } else {
+            assert_eq!(f.deleted_uidls(), vec!["uid-1".to_string(), "uid-3".to_string(), "uid-2".to_string()]);
+            assert!(f.remaining().is_empty());
+        }
+    }
 }
 
 #[test]

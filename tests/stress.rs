@@ -74,13 +74,35 @@ fn apply(view: &mut View, r: &Reply, errors: &mut Vec<String>) {
     }
 }
 
+/// How many times a check asks again while replies carry updates. Each SEARCH after an update
+/// round-trip is quick, so a quiet reply comes within a few; see `Checks`.
+const CHECK_ATTEMPTS: usize = 20;
+
+/// What the consistency checks did: a check only compares when a reply carries no updates, so
+/// the test counts how many really compared (and fails if too few did) instead of trusting it.
+#[derive(Default, Clone, Copy, Debug)]
+struct Checks {
+    /// Checks that compared the view with the server.
+    compared: u64,
+    /// Checks that never got a quiet reply within `CHECK_ATTEMPTS`.
+    unquiet: u64,
+    /// SEARCH commands sent by all checks.
+    searches: u64,
+}
+
+/// Whether a reply to `UID SEARCH ALL` can be compared with the view: it carries no EXISTS or
+/// EXPUNGE (the SEARCH result reflects the mailbox before the updates sent with it).
+fn quiet(r: &Reply) -> bool {
+    !r.lines.iter().any(|l| l.ends_with(" EXISTS") || l.ends_with(" EXPUNGE"))
+}
+
 /// Checks the view against the server, then learns the UIDs of announced new messages. The
 /// result of a SEARCH reflects the mailbox before the updates sent with it, so a check counts
 /// only when its reply carries none (others writing meanwhile: apply them and look again).
-fn check(raw: &mut Raw, tag: &str, view: &mut View, errors: &mut Vec<String>) {
-    for attempt in 0..5 {
+fn check(raw: &mut Raw, tag: &str, view: &mut View, errors: &mut Vec<String>, checks: &mut Checks) {
+    for attempt in 0..CHECK_ATTEMPTS {
         let r = raw.cmd(&format!("{tag}.{attempt}"), "UID SEARCH ALL");
-        let updates = r.lines.iter().any(|l| l.ends_with(" EXISTS") || l.ends_with(" EXPUNGE"));
+        checks.searches += 1;
         let server: Option<Vec<u32>> = r
             .lines
             .iter()
@@ -91,9 +113,10 @@ fn check(raw: &mut Raw, tag: &str, view: &mut View, errors: &mut Vec<String>) {
             errors.push(format!("no SEARCH result: {:?}", r.lines));
             return;
         };
-        if updates {
+        if !quiet(&r) {
             continue;
         }
+        checks.compared += 1;
         let new = std::mem::take(&mut view.announced);
         let known = view.uids.len();
         if server.len() != known + new {
@@ -117,6 +140,7 @@ fn check(raw: &mut Raw, tag: &str, view: &mut View, errors: &mut Vec<String>) {
         view.uids = server;
         return;
     }
+    checks.unquiet += 1;
 }
 
 fn session(
@@ -126,10 +150,11 @@ fn session(
     ops: Arc<AtomicU64>,
     errors: Arc<Mutex<Vec<String>>>,
     next_mail: Arc<AtomicU64>,
-) {
+) -> Checks {
     let mut rng = Rng(seed | 1);
     let mut raw = Raw::connect_login(&t);
     let mut errs = Vec::new();
+    let mut checks = Checks::default();
     let mut tagn = 0u64;
     let mut tag = move || {
         tagn += 1;
@@ -145,7 +170,7 @@ fn session(
         uidvalidity: sel.code("UIDVALIDITY").unwrap_or_default(),
     };
     apply(&mut view, &sel, &mut errs);
-    check(&mut raw, &tag(), &mut view, &mut errs);
+    check(&mut raw, &tag(), &mut view, &mut errs, &mut checks);
     while Instant::now() < deadline {
         let n = view.uids.len() as u64;
         let r = match rng.below(10) {
@@ -222,7 +247,7 @@ fn session(
         }
         apply(&mut view, &r, &mut errs);
         view.last = r.lines.clone();
-        check(&mut raw, &tag(), &mut view, &mut errs);
+        check(&mut raw, &tag(), &mut view, &mut errs, &mut checks);
         ops.fetch_add(1, Ordering::Relaxed);
     }
     let s = raw.cmd(&tag(), &format!("EXAMINE {mailbox}"));
@@ -231,6 +256,7 @@ fn session(
     }
     raw.logout();
     errors.lock().unwrap().extend(errs.into_iter().map(|e| format!("session {seed}: {e}")));
+    checks
 }
 
 #[test]
@@ -299,17 +325,24 @@ fn twenty_sessions_and_a_fetcher_stay_consistent() {
             std::thread::spawn(move || session(t, 0x5eed + i * 7919, deadline, ops, errors, next_mail))
         })
         .collect();
-    for t in threads {
-        t.join().expect("a session thread panicked");
-    }
+    let per_session: Vec<Checks> = threads.into_iter().map(|t| t.join().expect("a session thread panicked")).collect();
     stop.store(true, Ordering::SeqCst);
     let fetches = feeder.0.join().unwrap();
     let errors = errors.lock().unwrap();
     let total = ops.load(Ordering::Relaxed);
+    let sum = per_session.iter().fold(Checks::default(), |a, c| Checks {
+        compared: a.compared + c.compared,
+        unquiet: a.unquiet + c.unquiet,
+        searches: a.searches + c.searches,
+    });
     println!(
-        "stress: {total} operations in {seconds} s ({:.0}/s) by 20 sessions, {fetches} fetches, {} consistency errors",
+        "stress: {total} operations in {seconds} s ({:.0}/s) by 20 sessions, {fetches} fetches, {} consistency errors; \
+         checks: {} compared, {} without a quiet reply in {CHECK_ATTEMPTS} tries, {} SEARCHes",
         total as f64 / seconds as f64,
-        errors.len()
+        errors.len(),
+        sum.compared,
+        sum.unquiet,
+        sum.searches
     );
     assert!(
         errors.is_empty(),
@@ -318,6 +351,17 @@ fn twenty_sessions_and_a_fetcher_stay_consistent() {
         errors.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
     );
     assert!(total > 20 * 10, "the sessions made progress ({total} operations)");
+    // The checks really compared: every session at least once, and together at least 90% of
+    // the checks (one per operation, plus one after each SELECT) got a quiet reply.
+    for (i, c) in per_session.iter().enumerate() {
+        assert!(c.compared > 0, "session {i}: no check ever compared its view with the server: {c:?}");
+    }
+    let checks = sum.compared + sum.unquiet;
+    assert!(
+        sum.compared * 10 >= checks * 9,
+        "only {} of {checks} checks compared (the rest never got a reply without updates)",
+        sum.compared
+    );
     // Every mailbox's view equals the store: what a fresh session sees is what is stored.
     let store = b.store();
     let mut r = Raw::connect_login(&b.target(Security::Plain, "me"));

@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,6 +79,8 @@ pub struct Dovecot {
     users: std::sync::Mutex<Vec<(String, String)>>,
     master_pid: Option<u32>,
     delivered: AtomicU64,
+    /// Why earlier attempts of `start` failed (each retried with fresh ports).
+    pub failed_starts: Vec<String>,
 }
 
 fn is_root() -> bool {
@@ -96,11 +98,22 @@ fn id_of(flag: &str, user: Option<&str>) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Candidate ports for one start (distinct; free a moment ago). Dovecot binds them itself, so a
+/// port taken meanwhile makes its start fail with "Address already in use": `start` then tries
+/// again with new ones.
 fn free_ports() -> [u16; 4] {
-    // Bind all four at once so they are distinct, then release them for Dovecot.
-    let ls: Vec<TcpListener> = (0..4).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind free port")).collect();
-    let p: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
-    [p[0], p[1], p[2], p[3]]
+    super::fresh_ports::<4>()
+}
+
+/// How often `start` tries again with fresh ports when one was taken ("Address already in use").
+pub const START_ATTEMPTS_IN_USE: usize = 8;
+/// How often it tries again after any other failure (a slow start under load, say).
+pub const START_ATTEMPTS_OTHER: usize = 3;
+
+/// Whether a failed start failed because a port was taken (Dovecot exits 89 and says
+/// "listen(127.0.0.1, PORT) failed: Address already in use").
+fn port_in_use(err: &str) -> bool {
+    err.contains("Address already in use")
 }
 
 /// True while `pid` exists and is not a zombie.
@@ -125,20 +138,37 @@ fn crlf_size(data: &[u8]) -> usize {
 
 impl Dovecot {
     /// Start a private Dovecot; waits until all four ports accept connections.
-    /// Retries with fresh ports if Dovecot fails to start (e.g. a port was taken meanwhile);
-    /// panics with the Dovecot log if it still fails.
+    /// Dovecot binds the ports itself and exits if one is taken (nothing else listens on them
+    /// then, so "accepting" means Dovecot): a port taken meanwhile gets fresh ports, up to
+    /// [`START_ATTEMPTS_IN_USE`] times; any other failure is retried up to
+    /// [`START_ATTEMPTS_OTHER`] times. Panics with the Dovecot log if it still fails.
     pub fn start(opts: DovecotOpts) -> Dovecot {
-        let mut last_err = String::new();
-        for _attempt in 0..3 {
-            match Self::try_start(&opts) {
-                Ok(d) => return d,
-                Err(e) => last_err = e,
-            }
-        }
-        panic!("dovecot failed to start (3 attempts); last:\n{last_err}");
+        Self::start_trying_first(opts, None)
     }
 
-    fn try_start(opts: &DovecotOpts) -> Result<Dovecot, String> {
+    /// `start`, with the first attempt on `first` (to test the retry on a taken port).
+    pub fn start_trying_first(opts: DovecotOpts, mut first: Option<[u16; 4]>) -> Dovecot {
+        let (mut in_use, mut other) = (Vec::new(), Vec::new());
+        while in_use.len() < START_ATTEMPTS_IN_USE && other.len() < START_ATTEMPTS_OTHER {
+            let ports = first.take().unwrap_or_else(free_ports);
+            match Self::try_start(&opts, ports) {
+                Ok(mut d) => {
+                    d.failed_starts = in_use.into_iter().chain(other).collect();
+                    return d;
+                }
+                Err(e) if port_in_use(&e) => in_use.push(e),
+                Err(e) => other.push(e),
+            }
+        }
+        panic!(
+            "dovecot failed to start ({} times on a taken port, {} times otherwise); last:\n{}",
+            in_use.len(),
+            other.len(),
+            other.last().or(in_use.last()).map(String::as_str).unwrap_or("")
+        );
+    }
+
+    fn try_start(opts: &DovecotOpts, ports: [u16; 4]) -> Result<Dovecot, String> {
         assert!(
             Path::new("/usr/sbin/dovecot").exists(),
             "/usr/sbin/dovecot missing: apt-get install dovecot-core dovecot-pop3d dovecot-imapd"
@@ -178,7 +208,7 @@ impl Dovecot {
         // Dovecot reads the key as root before dropping privileges; keep it private.
         fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).expect("chmod key");
 
-        let [pop3_port, pop3s_port, imap_port, imaps_port] = free_ports();
+        let [pop3_port, pop3s_port, imap_port, imaps_port] = ports;
 
         let dovecot = Dovecot {
             dir: d.clone(),
@@ -196,6 +226,7 @@ impl Dovecot {
             users: std::sync::Mutex::new(opts.users.clone()),
             master_pid: None,
             delivered: AtomicU64::new(0),
+            failed_starts: Vec::new(),
         };
         let mut dovecot = dovecot;
 

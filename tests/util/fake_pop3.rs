@@ -201,6 +201,8 @@ struct State {
     commands: Vec<String>,
     /// UIDLs named by a DELE command (answered or not, applied or not), in order.
     dele_requested: Vec<String>,
+    /// The same lines as `commands`, exactly as they came over the wire (nothing masked).
+    raw: Vec<String>,
     sessions: usize,
     max_in_flight: usize,
     faults: Vec<Fault>,
@@ -297,6 +299,13 @@ impl FakePop3 {
     /// stops there until released.
     pub fn trap(&self) -> &Trap {
         &self.shared.trap
+    }
+
+    /// Every line received, in order, across sessions, exactly as the client sent it (line end
+    /// removed; nothing masked): commands and SASL continuation lines. To check what a login
+    /// method puts on the wire; `commands()` is the masked view of the same lines.
+    pub fn raw_transcript(&self) -> Vec<String> {
+        self.shared.lock().raw.clone()
     }
 
     /// Connections accepted so far.
@@ -538,7 +547,7 @@ impl<'a> Session<'a> {
             let Some(line) = self.read_line()? else {
                 return Ok(Flow::Abort);
             };
-            self.record(mask(&line));
+            self.record(&line, mask(&line));
             let flow = self.command(&line)?;
             if flow != Flow::Continue {
                 return Ok(flow);
@@ -549,8 +558,11 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn record(&self, line: String) {
-        self.sh.lock().commands.push(line);
+    /// Records a received line: as it came (`raw_transcript`) and `masked` (`commands`).
+    fn record(&self, raw: &str, masked: String) {
+        let mut st = self.sh.lock();
+        st.raw.push(raw.to_string());
+        st.commands.push(masked);
     }
 
     /// Read until the client goes away (or the server is dropped).
@@ -815,7 +827,7 @@ impl<'a> Session<'a> {
         let Some(resp) = self.read_line()? else {
             return Err(io::ErrorKind::UnexpectedEof.into());
         };
-        self.record("***".into());
+        self.record(&resp, "***".into());
         if resp.trim() == "*" {
             self.line("-ERR authentication cancelled")?;
             return Ok(None);

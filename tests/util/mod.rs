@@ -212,11 +212,58 @@ pub fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
 }
 
-/// A free loopback port (bound, then released: a tiny race, acceptable in tests).
+/// A loopback port that was free a moment ago (bound, then released). Racy: another process may
+/// take it before the caller binds it. Kept for callers that have not moved yet: a port that must
+/// refuse connections is [`refused_port`]; a listener binds port 0 and reports what it got (the
+/// fake servers, the upstream SMTP peer) or retries with fresh ports when its start reports
+/// "in use" (Dovecot, [`Bridge::daemon`]).
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    fresh_ports::<1>()[0]
 }
+
+/// `N` distinct loopback ports that were free a moment ago (all bound at once, then released):
+/// candidates for a server that retries with new ones when they turn out to be taken.
+pub fn fresh_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> =
+        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port")).collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("local addr").port())
+}
+
+/// A loopback port bound by this test and never listened on: connecting to it is refused
+/// (`ECONNREFUSED`), and for as long as the value lives nobody else can bind it (no
+/// `SO_REUSEADDR`, so not even a listener that sets it, like tokio's) nor be handed it as the
+/// local port of an outgoing connection. Keep it alive while the port must refuse.
+pub struct RefusedPort {
+    // Only held: the bound socket is the reservation.
+    _socket: socket2::Socket,
+    pub port: u16,
+}
+
+impl RefusedPort {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// A port on 127.0.0.1 that refuses connections for as long as the returned value lives.
+pub fn refused_port() -> RefusedPort {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("create a TCP socket");
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    socket.bind(&any.into()).expect("bind a loopback port");
+    let port = socket.local_addr().expect("local addr").as_socket().expect("an IP address").port();
+    RefusedPort { _socket: socket, port }
+}
+
+/// How often [`Bridge::daemon`] starts the daemon again, with fresh listener ports, when a port
+/// it was given turned out to be taken (another test's server, an outgoing connection's port).
+pub const DAEMON_START_ATTEMPTS: usize = 5;
+
+/// What `popbridge run` prints (to stderr, our log) once it listens on every port and its
+/// control socket: `src/app.rs`.
+const DAEMON_READY: &str = "fetching on schedule";
+/// What it prints when a listener address is taken (`src/app.rs`, `bind`).
+const DAEMON_PORT_IN_USE: &str = "is in use";
 
 /// A running `popbridge run`, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Daemon {
@@ -267,10 +314,7 @@ impl Bridge {
     /// `init` of an uninitialised bridge with IMAP and SMTP listeners on free ports (to prepare
     /// its data directory first, a mount say).
     pub fn init_with_listeners(&self) {
-        let imap = format!("127.0.0.1:{}", free_port());
-        let imaps = format!("127.0.0.1:{}", free_port());
-        let sub = format!("127.0.0.1:{}", free_port());
-        let subs = format!("127.0.0.1:{}", free_port());
+        let [imap, imaps, sub, subs] = fresh_ports::<4>().map(|p| format!("127.0.0.1:{p}"));
         let args = [
             "init",
             "--password-stdin",
@@ -288,6 +332,25 @@ impl Bridge {
         self.run_stdin(&args, LOCAL_PASSWORD).expect(0);
     }
 
+    /// Gives every listener in `[local]` a fresh port (the config file is edited in place,
+    /// comments and mode kept). [`Bridge::daemon`] does this when a port was taken.
+    pub fn fresh_listener_ports(&self) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        let mut doc: toml_edit::DocumentMut = text.parse().expect("the config is TOML");
+        let keys = ["imap", "imaps", "submission", "submissions"];
+        let ports = fresh_ports::<4>();
+        let local = doc["local"].as_table_like_mut().expect("a [local] table");
+        for (key, port) in keys.iter().zip(ports) {
+            if let Some(item) = local.get_mut(key)
+                && let Some(addr) = item.as_str()
+            {
+                let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1").to_string();
+                *item = toml_edit::value(format!("{host}:{port}"));
+            }
+        }
+        std::fs::write(&self.config, doc.to_string()).expect("write config");
+    }
+
     pub fn ports(&self) -> (u16, u16) {
         let c = popbridge::config::load(&self.config).expect("config");
         (c.local.imap.map(|a| a.port()).unwrap_or(0), c.local.imaps.map(|a| a.port()).unwrap_or(0))
@@ -298,34 +361,64 @@ impl Bridge {
         (c.local.submission.map(|a| a.port()).unwrap_or(0), c.local.submissions.map(|a| a.port()).unwrap_or(0))
     }
 
-    /// Starts `popbridge run` and waits until its ports accept connections.
+    /// Starts `popbridge run` and waits until it says it is ready and its ports accept
+    /// connections. If a listener port was taken meanwhile (the daemon exits with "… is in use"),
+    /// it starts again on fresh ports written into the config, up to [`DAEMON_START_ATTEMPTS`]
+    /// times: read the ports (`ports()`, `smtp_ports()`, `target()`) after this returns.
     pub fn daemon(&self) -> Daemon {
         self.daemon_with_env(&[])
     }
 
     pub fn daemon_with_env(&self, env: &[(&str, &str)]) -> Daemon {
+        let log = self.dir.path().join("daemon.log");
+        let mut taken = Vec::new();
+        for _ in 0..DAEMON_START_ATTEMPTS {
+            match self.start_daemon(env, &log) {
+                Ok(d) => return d,
+                Err(in_use) => {
+                    taken.push(in_use);
+                    self.fresh_listener_ports();
+                }
+            }
+        }
+        panic!("the daemon found a listener port taken {DAEMON_START_ATTEMPTS} times:\n{}", taken.join("\n"));
+    }
+
+    /// One start; `Err(the daemon's complaint)` when a listener port was in use (it exited).
+    fn start_daemon(&self, env: &[(&str, &str)], log: &Path) -> Result<Daemon, String> {
         let (imap, imaps) = self.ports();
         let (sub, subs) = self.smtp_ports();
-        let log = self.dir.path().join("daemon.log");
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+        // Earlier runs append to the same log: this start's lines begin here.
+        let from = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
         let mut cmd = self.cmd(&["run"]);
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.stdout(Stdio::null()).stderr(f).spawn().expect("spawn popbridge run");
-        let d = Daemon { child, imap, imaps, log };
+        let mut d = Daemon { child, imap, imaps, log: log.to_path_buf() };
+        let this_start = |d: &Daemon| d.log().get(from..).unwrap_or_default().to_string();
         let t = std::time::Instant::now();
+        let timeout = std::time::Duration::from_secs(20);
+        // Ready only once it says so: a port accepting connections may be someone else's.
+        while !this_start(&d).contains(DAEMON_READY) {
+            if let Some(status) = d.child.try_wait().expect("wait") {
+                let out = this_start(&d);
+                if out.contains(DAEMON_PORT_IN_USE) {
+                    return Err(out.trim().to_string());
+                }
+                panic!("the daemon exited ({status}) before it was ready:\n{out}");
+            }
+            assert!(t.elapsed() < timeout, "the daemon was not ready after {timeout:?}:\n{}", this_start(&d));
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
         for port in [imap, imaps, sub, subs].into_iter().filter(|p| *p != 0) {
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    t.elapsed() < std::time::Duration::from_secs(20),
-                    "the daemon did not listen on {port}: {}",
-                    d.log()
-                );
+                assert!(t.elapsed() < timeout, "the daemon did not listen on {port}: {}", this_start(&d));
                 std::thread::sleep(std::time::Duration::from_millis(25));
             }
         }
-        d
+        Ok(d)
     }
 
     /// The local certificate clients must trust.
@@ -362,4 +455,62 @@ pub fn wait_until(what: &str, timeout: std::time::Duration, mut f: impl FnMut() 
 /// One account's entry in `status --json` (null when there is none).
 pub fn account<'a>(j: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     j["accounts"].as_array().and_then(|a| a.iter().find(|x| x["name"] == name)).unwrap_or(&serde_json::Value::Null)
+}
+
+/// The harness's own promises about ports (the suite relies on them).
+mod harness {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn a_refused_port_refuses_and_cannot_be_taken() {
+        let p = refused_port();
+        let e = std::net::TcpStream::connect(("127.0.0.1", p.port())).expect_err("nothing listens");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+        // Neither a plain listener nor one with SO_REUSEADDR (what tokio's bind sets) gets it.
+        let e = std::net::TcpListener::bind(("127.0.0.1", p.port())).expect_err("the port is reserved");
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_reuse_address(true).unwrap();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", p.port()).parse().unwrap();
+        let e = s.bind(&addr.into()).expect_err("the port is reserved even for SO_REUSEADDR");
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+    }
+
+    #[test]
+    fn the_daemon_moves_to_fresh_ports_when_one_is_taken() {
+        let b = Bridge::with_listeners();
+        let (imap, _) = b.ports();
+        let (_, subs) = b.smtp_ports();
+        // Someone else listens on the IMAP port, and holds the submissions port.
+        let squatter = std::net::TcpListener::bind(("127.0.0.1", imap)).expect("take the IMAP port");
+        let _held = std::net::TcpListener::bind(("127.0.0.1", subs)).expect("take the submissions port");
+        let d = b.daemon();
+        assert!(d.log().contains("is in use"), "the first start failed on the taken port: {}", d.log());
+        let (new_imap, _) = b.ports();
+        assert!(new_imap != imap && b.smtp_ports().1 != subs, "fresh ports in the config");
+        assert_eq!(d.imap, new_imap);
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", new_imap)).expect("the daemon's IMAP port");
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let mut greeting = [0u8; 5];
+        c.read_exact(&mut greeting).expect("a greeting");
+        assert_eq!(&greeting, b"* OK ", "popbridge answers on the new port");
+        drop(squatter);
+    }
+
+    #[test]
+    fn dovecot_starts_on_fresh_ports_when_one_is_taken() {
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let taken = squatter.local_addr().unwrap().port();
+        let [a, b, c] = fresh_ports::<3>();
+        let d = dovecot::Dovecot::start_trying_first(dovecot::DovecotOpts::default(), Some([taken, a, b, c]));
+        assert_eq!(d.failed_starts.len(), 1, "one failed start: {:?}", d.failed_starts);
+        assert!(d.failed_starts[0].contains("Address already in use"), "{}", d.failed_starts[0]);
+        assert_ne!(d.pop3_port, taken);
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", d.pop3_port)).expect("Dovecot's POP3 port");
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let mut greeting = [0u8; 3];
+        c.read_exact(&mut greeting).expect("a greeting");
+        assert_eq!(&greeting, b"+OK");
+    }
 }
