@@ -366,8 +366,8 @@ fn the_outbox_survives_kill_9_during_relay() {
     });
     let pop = FakePop3::start(Script::default());
     let b = bridge_sending_through(&up, &pop);
-    let env = [("POPBRIDGE_RETRY_SECONDS", "1")];
-    let mut daemon = b.daemon_with_env(&env);
+    b.append_config("\n[outbox]\nretry = [\"1s\"]\n");
+    let mut daemon = b.daemon();
     let replies_250 = || up.log().matches("250 2.0.0 OK queued").count();
 
     // (name, has its own Message-ID, when to kill)
@@ -401,7 +401,7 @@ fn the_outbox_survives_kill_9_during_relay() {
         let (saw_354, saw_250) = (data_replies() > data_before, replies_250() > accepted_before);
         drop(daemon);
         let before_restart = copies(&up, &subject).len();
-        daemon = b.daemon_with_env(&env);
+        daemon = b.daemon();
         wait_until(&format!("{when}: the outbox to empty after the restart"), Duration::from_secs(25), || {
             b.status_json()["outbox"]["queued"] == 0
         });

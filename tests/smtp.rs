@@ -45,8 +45,14 @@ fn setup_with(up: Upstream, account_keys: &str) -> Setup {
         );
         std::fs::write(&b.config, text).unwrap();
     }
-    let daemon = Some(b.daemon_with_env(&[("POPBRIDGE_RETRY_SECONDS", "1")]));
+    quick_retries(&b);
+    let daemon = Some(b.daemon());
     Setup { up, b, daemon, pop }
+}
+
+/// Retries after 1 s instead of the default schedule's minutes (`[outbox] retry`).
+fn quick_retries(b: &Bridge) {
+    b.append_config("\n[outbox]\nretry = [\"1s\"]\n");
 }
 
 fn setup(faults: Faults) -> Setup {
@@ -359,7 +365,7 @@ fn mail_waits_while_the_upstream_is_down_and_survives_a_restart_exactly_once() {
     let mut d = s.daemon.take().unwrap();
     assert!(d.terminate().success());
     s.up.restart();
-    s.daemon = Some(s.b.daemon_with_env(&[("POPBRIDGE_RETRY_SECONDS", "1")]));
+    s.daemon = Some(s.b.daemon());
     let got = s.up.wait_for(1, Duration::from_secs(20));
     assert_eq!(got[0].data, m);
     std::thread::sleep(Duration::from_secs(3));
