@@ -22,6 +22,7 @@ use super::clock::Clock;
 use super::notice;
 use super::policy;
 use super::upstream::{self, Failure};
+use crate::config::SmtpServer;
 use crate::store::Store;
 use crate::store::outbox::Queued;
 
@@ -118,7 +119,22 @@ pub async fn deliver(q: &Queue, clock: &Clock, row: Queued) {
         },
         None => None,
     };
-    match upstream::deliver(&server, password.as_ref(), &q.hostname, &row.mail_from, &row.rcpts, &row.raw).await {
+    // The outcome is recorded before QUIT (see upstream::deliver_then): a crash while the server
+    // answers QUIT must not send the message twice.
+    let (from, rcpts, raw) = (&row.mail_from, &row.rcpts, &row.raw);
+    let record = async |outcome: &Result<upstream::Delivered, Failure>| settle(q, clock, &row, &server, outcome).await;
+    let _ = upstream::deliver_then(&server, password.as_ref(), &q.hostname, from, rcpts, raw, record).await;
+}
+
+/// The bookkeeping of one attempt: sent, retried (all or some recipients), or given up with a notice.
+async fn settle(
+    q: &Queue,
+    clock: &Clock,
+    row: &Queued,
+    server: &SmtpServer,
+    outcome: &Result<upstream::Delivered, Failure>,
+) {
+    match outcome {
         Ok(d) => {
             let refused: Vec<(String, String)> = d
                 .rejected
@@ -128,7 +144,7 @@ pub async fn deliver(q: &Queue, clock: &Clock, row: Queued) {
                 .collect();
             let later: Vec<String> = d.rejected.iter().filter(|r| !r.permanent).map(|r| r.rcpt.clone()).collect();
             if !refused.is_empty() {
-                notify_failure(q, &row, &refused).await;
+                notify_failure(q, row, &refused).await;
             }
             let store = q.store.clone();
             let id = row.id;
@@ -143,16 +159,17 @@ pub async fn deliver(q: &Queue, clock: &Clock, row: Queued) {
                     .map(|r| format!("{}: {} {}", r.rcpt, r.code, r.text))
                     .collect::<Vec<_>>()
                     .join("; ");
-                retry(q, clock, &row, &later, &why).await;
+                retry(q, clock, row, &later, &why).await;
             }
         }
         Err(Failure { error, permanent, .. }) => {
+            let permanent = *permanent;
             tracing::warn!("smtp: message {}: {}", row.id, error.message);
             if permanent {
-                give_up(q, &row, &row.rcpts.iter().map(|r| (r.clone(), error.message.clone())).collect::<Vec<_>>())
+                give_up(q, row, &row.rcpts.iter().map(|r| (r.clone(), error.message.clone())).collect::<Vec<_>>())
                     .await;
             } else {
-                retry(q, clock, &row, &row.rcpts, &error.message).await;
+                retry(q, clock, row, &row.rcpts, &error.message).await;
             }
         }
     }
