@@ -39,6 +39,9 @@ content is {"generation": n, "faults": {<same names as the flags, with underscor
   disconnect_in_data      354 to DATA, read one chunk of the message, then drop the
                           connection without a reply
   reject_auth             535 5.7.8 to every AUTH
+  echo_auth               535 5.7.8 to every AUTH, quoting what the client sent: the PLAIN
+                          string and the password in base64, and the password itself (a broken
+                          server: the client must not pass that on to its logs)
   slow_reply_ms N         sleep N ms before every reply (once per multi-line reply)
   pause_at [point]        stop at these points (below) and wait there until the control file
                           changes generation (or the client goes away)
@@ -85,6 +88,7 @@ FAULT_DEFAULTS = {
     "perm_fail_rcpt": [],
     "disconnect_in_data": False,
     "reject_auth": False,
+    "echo_auth": False,
     "slow_reply_ms": 0,
     "pause_at": [],
 }
@@ -107,6 +111,7 @@ class Faults:
         self.perm_fail_rcpt = {a.lower() for a in merged["perm_fail_rcpt"]}
         self.disconnect_in_data = bool(merged["disconnect_in_data"])
         self.reject_auth = bool(merged["reject_auth"])
+        self.echo_auth = bool(merged["echo_auth"])
         self.slow_reply_ms = int(merged["slow_reply_ms"])
         self.pause_at = set(merged["pause_at"])
         for p in self.pause_at - set(PAUSE_POINTS):
@@ -140,6 +145,7 @@ class State:
                 "perm_fail_rcpt": args.perm_fail_rcpt or [],
                 "disconnect_in_data": args.disconnect_in_data,
                 "reject_auth": args.reject_auth,
+                "echo_auth": args.echo_auth,
                 "slow_reply_ms": args.slow_reply_ms,
                 "pause_at": args.pause_at or [],
             },
@@ -382,6 +388,12 @@ def authenticator_for(args, state):
         if faults.reject_auth:
             log.info("AUTH %s for %r rejected (fault: reject_auth)", mechanism, login)
             return AuthResult(success=False, handled=False)
+        if faults.echo_auth:
+            b64 = lambda b: base64.b64encode(b).decode("ascii")
+            pw = auth_data.password
+            echo = "%s %s %s" % (b64(b"\0" + auth_data.login + b"\0" + pw), b64(pw), pw.decode("utf-8", "replace"))
+            log.info("AUTH %s for %r rejected, echoing the credentials (fault: echo_auth)", mechanism, login)
+            return AuthResult(success=False, handled=False, message="535 5.7.8 cannot accept " + echo)
         ok = auth_data.login == args.user.encode() and auth_data.password == args.password.encode()
         log.info("AUTH %s for %r: %s", mechanism, login, "ok" if ok else "bad credentials")
         if ok:
@@ -417,6 +429,7 @@ def parse_args():
     p.add_argument("--perm-fail-rcpt", action="append")
     p.add_argument("--disconnect-in-data", action="store_true")
     p.add_argument("--reject-auth", action="store_true")
+    p.add_argument("--echo-auth", action="store_true")
     p.add_argument("--slow-reply-ms", type=int, default=0)
     p.add_argument("--pause-at", action="append", choices=PAUSE_POINTS)
     p.add_argument("--events", help="JSON lines: where sessions paused (see pause_at)")

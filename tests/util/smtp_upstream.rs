@@ -97,6 +97,9 @@ pub struct Faults {
     pub disconnect_in_data: bool,
     /// `535 5.7.8` to every AUTH.
     pub reject_auth: bool,
+    /// `535 5.7.8 cannot accept <base64 of "\0user\0password"> <base64 of password> <password>` to
+    /// every AUTH: a server that quotes the credentials back.
+    pub echo_auth: bool,
     /// Sleep this long before every reply (once per multi-line reply), the greeting included.
     pub slow_reply_ms: u64,
     /// Stop the first session that reaches one of these points (once per `set_faults`), report it
