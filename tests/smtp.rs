@@ -298,7 +298,8 @@ fn submission_refuses_what_it_must() {
         ],
     );
     assert!(out.contains("552 5.3.4"), "{}", out.lines().last().unwrap_or(""));
-    std::thread::sleep(Duration::from_secs(1));
+    // Once the legitimate message is sent, nothing is queued: nothing else can leave any more.
+    wait_until("the legitimate message sent", Duration::from_secs(20), || outbox(&s) == (0, 1, 0));
     assert_eq!(s.up.received().len(), 1, "only the legitimate message left");
 }
 
@@ -314,15 +315,11 @@ fn a_temporary_failure_is_retried_until_delivered() {
     ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
     let got = s.up.wait_for(1, Duration::from_secs(30));
     assert_eq!(got[0].data, m);
-    // The peer records the message before it logs the attempt that accepted it: wait for both.
-    let data_replies =
-        || -> Vec<u16> { s.up.attempts().iter().filter(|a| a.stage == "data").map(|a| a.code()).collect() };
-    let t = std::time::Instant::now();
-    while !data_replies().contains(&250) && t.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(data_replies(), vec![451, 451, 250], "two 451s, then delivered once");
-    std::thread::sleep(Duration::from_secs(2));
+    // The peer logs each attempt before it replies, and popbridge marks the message sent when it
+    // reads the 250: once the outbox says sent, the logs are complete and nothing is left to send.
+    wait_until("the message marked sent", Duration::from_secs(20), || outbox(&s) == (0, 1, 0));
+    let data_replies: Vec<u16> = s.up.attempts().iter().filter(|a| a.stage == "data").map(|a| a.code()).collect();
+    assert_eq!(data_replies, vec![451, 451, 250], "two 451s, then delivered once");
     assert_eq!(s.up.received().len(), 1, "exactly once");
 }
 
@@ -359,8 +356,11 @@ fn mail_waits_while_the_upstream_is_down_and_survives_a_restart_exactly_once() {
     s.up.stop();
     let m = message("patient", "x\r\n");
     ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(s.b.status_json()["outbox"]["queued"], 1);
+    let port = s.up.port.to_string();
+    wait_until("a failed attempt, the message kept", Duration::from_secs(20), || {
+        let j = s.b.status_json();
+        j["outbox"]["queued"] == 1 && j["outbox"]["last_error"].as_str().is_some_and(|e| e.contains(&port))
+    });
     // The daemon stops with the message queued; the upstream comes back; the daemon starts again.
     let mut d = s.daemon.take().unwrap();
     assert!(d.terminate().success());
@@ -368,9 +368,9 @@ fn mail_waits_while_the_upstream_is_down_and_survives_a_restart_exactly_once() {
     s.daemon = Some(s.b.daemon());
     let got = s.up.wait_for(1, Duration::from_secs(20));
     assert_eq!(got[0].data, m);
-    std::thread::sleep(Duration::from_secs(3));
+    // Marked sent: nothing is left to send, so the count is final.
+    wait_until("the message marked sent", Duration::from_secs(20), || outbox(&s) == (0, 1, 0));
     assert_eq!(s.up.received().len(), 1, "delivered exactly once");
-    assert_eq!(s.b.status_json()["outbox"]["queued"], 0);
 }
 
 #[test]
@@ -711,7 +711,7 @@ fn the_upstream_password_is_never_logged_or_shown() {
     let test = format!("{}{}", test.stdout, test.stderr);
     assert!(test.contains("rejected the SMTP user name or password"), "{test}");
     let log = s.daemon.as_ref().unwrap().log();
-    assert!(log.contains(" TRACE "), "the daemon logged at TRACE:\n{log}");
+    assert!(log.contains(" TRACE ") && log.contains("DEBUG popbridge::smtp::upstream"), "logged at TRACE:\n{log}");
     assert!(log.contains("rejected the SMTP user name or password"), "the refusal is in the log:\n{log}");
 
     let secrets = [
