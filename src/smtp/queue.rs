@@ -6,8 +6,10 @@
 //! 1, 2, 5, 10, 20, 40 minutes, 1, 2, 4 hours, then every 4 hours) until `give_up_after` (three
 //! days); a permanent one (5xx), or that long of failures, becomes a notice in the local INBOX. A
 //! message is never dropped without that notice. A crash during a delivery means the message is
-//! delivered again after restart (at least once): its Message-ID is the same, so the recipients'
-//! servers and clients can recognise the copy.
+//! delivered again after restart (at least once) — unless popbridge had already read the
+//! server's 250 to the end of DATA: the outcome is recorded before QUIT. The one window left is
+//! between the server's commit and popbridge reading its 250; the copy then carries the same
+//! Message-ID, so the recipients' servers and clients can recognise it.
 //!
 //! Time comes from a [`Clock`]: the system clock in the daemon, a manual one in the tests that
 //! run the whole schedule (see the tests at the end of this file).
