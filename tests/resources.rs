@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Fault, Script, mail};
 use crate::util::imap_clients::{Raw, Security};
-use crate::util::smtp_upstream::{Faults, UpTls, Upstream, UpstreamOpts};
+use crate::util::smtp_upstream::{Faults, PausePoint, UpTls, Upstream, UpstreamOpts};
 use crate::util::{Bridge, account, as_pop3_sends, sorted, wait_until};
 
 /// A tmpfs mounted for one test, unmounted when dropped (lazily if something still holds it).
@@ -329,54 +329,51 @@ fn submit(b: &Bridge, rcpt: &str, message: &[u8]) -> String {
     end
 }
 
-/// Polls `f` every 5 ms (for kills that must land inside a short window); 20 s at most.
-fn poll_fast(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Copies of the message with this Subject the upstream accepted.
 fn copies(up: &Upstream, subject: &str) -> Vec<Vec<u8>> {
     let needle = format!("Subject: {subject}\r\n");
     up.received().into_iter().map(|r| r.data).filter(|d| String::from_utf8_lossy(d).contains(&needle)).collect()
 }
 
-/// kill -9 of the daemon while its outbox relays a message through a slow upstream (every reply
-/// 250 ms late), at three instants: just after the local 250 (the relay is connecting), before
-/// the upstream's reply to DATA (nothing committed there yet: delivered exactly once after the
-/// restart), and after the upstream committed the message but before its 250 went out (delivered
-/// again). After each restart the message reaches the upstream — at least once, never lost.
+/// kill -9 of the daemon while its outbox relays a message, at each point where it matters. The
+/// upstream stops the relay session at a named point and says so; only then is the daemon killed,
+/// so every point is hit on every run, and each has one right answer:
 ///
-/// The window for a second copy: the upstream has accepted the message (it is recorded before
-/// the 250 goes out) but popbridge dies before it reads that 250 or before it marks the outbox
-/// row sent. It is then relayed again after the restart: the same bytes, hence the same
-/// Message-ID (popbridge adds a missing Message-ID and Date when it queues the message, not
-/// when it relays it), so recipients' servers and clients can recognise the copy.
+/// | the upstream stopped                          | copies at the kill | after the restart |
+/// |-----------------------------------------------|--------------------|-------------------|
+/// | before its greeting (the relay is connecting) | 0                  | exactly 1         |
+/// | at DATA, before the 354 (envelope accepted)   | 0                  | exactly 1         |
+/// | message committed, before its 250             | 1                  | exactly 2         |
+/// | 250 sent, at QUIT before the 221              | 1                  | exactly 1         |
+///
+/// The third row is the one unavoidable duplicate (the upstream has the message, popbridge never
+/// heard so): it goes out again with the same bytes, hence the same Message-ID (popbridge adds a
+/// missing Message-ID and Date when it queues the message, not when it relays it), so recipients'
+/// servers and clients can recognise the copy. The fourth holds because popbridge records "sent"
+/// as soon as it reads the 250, before it says QUIT.
 #[test]
 fn the_outbox_survives_kill_9_during_relay() {
     let up = Upstream::start(UpstreamOpts {
         tls: UpTls::Implicit,
         user: Some("me@work.example".into()),
         password: Some(SMTP_PW.into()),
-        faults: Faults { slow_reply_ms: 250, ..Faults::default() },
         ..Default::default()
     });
     let pop = FakePop3::start(Script::default());
     let b = bridge_sending_through(&up, &pop);
-    let env = [("POPBRIDGE_RETRY_SECONDS", "1")];
-    let mut daemon = b.daemon_with_env(&env);
-    let replies_250 = || up.log().matches("250 2.0.0 OK queued").count();
+    b.append_config("\n[outbox]\nretry = [\"1s\"]\n");
+    let mut daemon = b.daemon();
 
-    // (name, has its own Message-ID, when to kill)
-    let instants: [(&str, bool, &str); 3] = [
-        ("accepted", true, "just after the local 250"),
-        ("before-data-reply", true, "before the upstream's reply to DATA"),
-        ("committed", false, "after the upstream committed the message"),
+    // (where the upstream stops, the message has its own Message-ID, copies at the kill, after)
+    let points = [
+        (PausePoint::Greeting, true, 0, 1),
+        (PausePoint::Data, true, 0, 1),
+        (PausePoint::Committed, false, 1, 2),
+        (PausePoint::Quit, true, 1, 1),
     ];
-    for (name, with_id, when) in instants {
+    let mut hit = Vec::new();
+    for (n, (point, with_id, at_kill, after)) in points.into_iter().enumerate() {
+        let name = point.name();
         let mut m = format!("From: Me <me@work.example>\r\nTo: ann@example.org\r\nSubject: kill {name}\r\n");
         if with_id {
             m.push_str(&format!("Date: Tue, 1 Jul 2025 10:52:37 +0200\r\nMessage-ID: <kill-{name}@work.example>\r\n"));
@@ -384,44 +381,38 @@ fn the_outbox_survives_kill_9_during_relay() {
         m.push_str("\r\nThis message must survive kill -9.\r\n");
         let m = m.into_bytes();
         let subject = format!("kill {name}");
-        let rcpt_replies = || up.log().matches(" << 250 2.1.5 OK").count();
-        let data_replies = || up.log().matches(" << 354").count();
-        let (rcpts_before, data_before, accepted_before) = (rcpt_replies(), data_replies(), replies_250());
+
+        up.set_faults(Faults { pause_at: vec![point], ..Faults::default() });
         let end = submit(&b, "ann@example.org", &m);
-        assert!(end.starts_with("250"), "{when}: submission refused: {end}");
-        match name {
-            "accepted" => {}
-            // The reply to RCPT is out: popbridge sends DATA, the upstream waits before its 354.
-            "before-data-reply" => poll_fast("the upstream's reply to RCPT", || rcpt_replies() > rcpts_before),
-            _ => poll_fast("the upstream's commit", || !copies(&up, &subject).is_empty()),
-        }
-        daemon.child.kill().expect("kill -9"); // SIGKILL
+        assert!(end.starts_with("250"), "{name}: submission refused: {end}");
+        up.wait_for_pause(point, Duration::from_secs(30));
+        daemon.child.kill().expect("kill -9"); // SIGKILL, while the upstream holds the session at `point`
         daemon.child.wait().expect("wait");
-        // What the upstream had sent when popbridge died (its log line precedes each reply).
-        let (saw_354, saw_250) = (data_replies() > data_before, replies_250() > accepted_before);
+        let log = daemon.log();
         drop(daemon);
-        let before_restart = copies(&up, &subject).len();
-        daemon = b.daemon_with_env(&env);
-        wait_until(&format!("{when}: the outbox to empty after the restart"), Duration::from_secs(25), || {
-            b.status_json()["outbox"]["queued"] == 0
+        hit.push(name);
+        let before = copies(&up, &subject).len();
+        assert_eq!(before, at_kill, "{name}: copies upstream when popbridge died\n{log}");
+
+        // The upstream goes on (its client is gone); popbridge starts again and finishes the job.
+        up.set_faults(Faults::default());
+        daemon = b.daemon();
+        wait_until(&format!("{name}: the outbox to empty after the restart"), Duration::from_secs(30), || {
+            let j = b.status_json();
+            j["outbox"]["queued"] == 0 && j["outbox"]["sent"] == n + 1
         });
+        // Nothing is queued any more, so nothing else can reach the upstream: the count is final.
         let got = copies(&up, &subject);
-        let ctx = format!("kill {when}: {} copies ({before_restart} before the restart)\n{}", got.len(), daemon.log());
-        assert!(!got.is_empty(), "lost: {ctx}");
-        assert!(got.len() <= 2, "{ctx}");
+        let ctx = format!("{name}: {} copies ({before} at the kill)\n{}", got.len(), daemon.log());
+        assert_eq!(got.len(), after, "{ctx}");
         assert!(got.iter().all(|c| c == &got[0]), "every copy carries the same bytes: {ctx}");
         let text = String::from_utf8_lossy(&got[0]).into_owned();
         assert!(text.contains("Message-ID: <"), "{ctx}");
         if with_id {
             assert_eq!(got[0], m, "relayed as submitted: {ctx}");
         }
-        if name == "before-data-reply" && !saw_354 {
-            assert_eq!((before_restart, got.len()), (0, 1), "nothing committed before the kill: once: {ctx}");
-        }
-        if name == "committed" && !saw_250 {
-            assert_eq!(got.len(), 2, "committed upstream, its 250 never sent: delivered again: {ctx}");
-        }
     }
+    assert_eq!(hit, ["greeting", "data", "committed", "quit"], "every kill point was hit");
     let j = b.status_json();
     assert_eq!(j["outbox"]["queued"], 0, "{j}");
     assert_eq!(j["outbox"]["failed"], 0, "{j}");

@@ -45,8 +45,14 @@ fn setup_with(up: Upstream, account_keys: &str) -> Setup {
         );
         std::fs::write(&b.config, text).unwrap();
     }
-    let daemon = Some(b.daemon_with_env(&[("POPBRIDGE_RETRY_SECONDS", "1")]));
+    quick_retries(&b);
+    let daemon = Some(b.daemon());
     Setup { up, b, daemon, pop }
+}
+
+/// Retries after 1 s instead of the default schedule's minutes (`[outbox] retry`).
+fn quick_retries(b: &Bridge) {
+    b.append_config("\n[outbox]\nretry = [\"1s\"]\n");
 }
 
 fn setup(faults: Faults) -> Setup {
@@ -292,7 +298,8 @@ fn submission_refuses_what_it_must() {
         ],
     );
     assert!(out.contains("552 5.3.4"), "{}", out.lines().last().unwrap_or(""));
-    std::thread::sleep(Duration::from_secs(1));
+    // Once the legitimate message is sent, nothing is queued: nothing else can leave any more.
+    wait_until("the legitimate message sent", Duration::from_secs(20), || outbox(&s) == (0, 1, 0));
     assert_eq!(s.up.received().len(), 1, "only the legitimate message left");
 }
 
@@ -308,15 +315,11 @@ fn a_temporary_failure_is_retried_until_delivered() {
     ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
     let got = s.up.wait_for(1, Duration::from_secs(30));
     assert_eq!(got[0].data, m);
-    // The peer records the message before it logs the attempt that accepted it: wait for both.
-    let data_replies =
-        || -> Vec<u16> { s.up.attempts().iter().filter(|a| a.stage == "data").map(|a| a.code()).collect() };
-    let t = std::time::Instant::now();
-    while !data_replies().contains(&250) && t.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(data_replies(), vec![451, 451, 250], "two 451s, then delivered once");
-    std::thread::sleep(Duration::from_secs(2));
+    // The peer logs each attempt before it replies, and popbridge marks the message sent when it
+    // reads the 250: once the outbox says sent, the logs are complete and nothing is left to send.
+    wait_until("the message marked sent", Duration::from_secs(20), || outbox(&s) == (0, 1, 0));
+    let data_replies: Vec<u16> = s.up.attempts().iter().filter(|a| a.stage == "data").map(|a| a.code()).collect();
+    assert_eq!(data_replies, vec![451, 451, 250], "two 451s, then delivered once");
     assert_eq!(s.up.received().len(), 1, "exactly once");
 }
 
@@ -353,18 +356,21 @@ fn mail_waits_while_the_upstream_is_down_and_survives_a_restart_exactly_once() {
     s.up.stop();
     let m = message("patient", "x\r\n");
     ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(s.b.status_json()["outbox"]["queued"], 1);
+    let port = s.up.port.to_string();
+    wait_until("a failed attempt, the message kept", Duration::from_secs(20), || {
+        let j = s.b.status_json();
+        j["outbox"]["queued"] == 1 && j["outbox"]["last_error"].as_str().is_some_and(|e| e.contains(&port))
+    });
     // The daemon stops with the message queued; the upstream comes back; the daemon starts again.
     let mut d = s.daemon.take().unwrap();
     assert!(d.terminate().success());
     s.up.restart();
-    s.daemon = Some(s.b.daemon_with_env(&[("POPBRIDGE_RETRY_SECONDS", "1")]));
+    s.daemon = Some(s.b.daemon());
     let got = s.up.wait_for(1, Duration::from_secs(20));
     assert_eq!(got[0].data, m);
-    std::thread::sleep(Duration::from_secs(3));
+    // Marked sent: nothing is left to send, so the count is final.
+    wait_until("the message marked sent", Duration::from_secs(20), || outbox(&s) == (0, 1, 0));
     assert_eq!(s.up.received().len(), 1, "delivered exactly once");
-    assert_eq!(s.b.status_json()["outbox"]["queued"], 0);
 }
 
 #[test]
@@ -378,6 +384,22 @@ fn a_disconnect_during_data_is_retried() {
     assert_eq!(got[0].data, m);
 }
 
+/// The code in a verification mail popbridge sent (as the upstream received it).
+fn verification_code(data: &[u8]) -> String {
+    let mail = String::from_utf8_lossy(data).into_owned();
+    let code = mail.lines().find_map(|l| l.strip_prefix("Verification code: ")).map(|c| c.trim().to_string());
+    let code = code.unwrap_or_else(|| panic!("no code in the verification mail:\n{mail}"));
+    assert!(code.len() >= 6 && code.chars().all(|c| c.is_ascii_digit()), "{code}");
+    code
+}
+
+/// A message with this From header (the other fields as in [`message`]).
+fn message_from(from: &str, subject: &str) -> Vec<u8> {
+    let m = message(subject, "x\r\n");
+    String::from_utf8(m).unwrap().replacen("From: Me <me@work.example>", &format!("From: {from}"), 1).into_bytes()
+}
+
+/// The reply_to address is used (as Reply-To, and as a sender) only once it is verified.
 #[test]
 fn reply_to_is_verified_by_code_before_it_is_used() {
     let s = setup_with(upstream(Faults::default()), "reply_to = \"desk@work.example\"\n");
@@ -385,12 +407,17 @@ fn reply_to_is_verified_by_code_before_it_is_used() {
     ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &before));
     let got = s.up.wait_for(1, Duration::from_secs(20));
     assert!(!String::from_utf8_lossy(&got[0].data).contains("Reply-To"), "not before verification");
+    // Not a sender either, yet: refused, and the reply says how to verify it.
+    let as_desk = message_from("Help Desk <desk@work.example>", "as-desk");
+    let out = smtplib(&s, "plain", "PLAIN", "me", "desk@work.example", &["a@example.org"], &as_desk);
+    assert!(
+        out.starts_with("ERR 550 5.7.1") && out.contains("reply_to") && out.contains("verify send desk@work.example"),
+        "an unverified reply_to is not a sender: {out}"
+    );
     s.b.run(&["verify", "send", "desk@work.example"]).expect(0);
     let got = s.up.wait_for(2, Duration::from_secs(20));
-    let mail = String::from_utf8_lossy(&got[1].data).into_owned();
     assert_eq!(got[1].rcpt_tos, vec!["desk@work.example"]);
-    let code: String = mail.lines().find_map(|l| l.strip_prefix("Verification code: ")).unwrap().trim().to_string();
-    assert!(code.len() >= 6 && code.chars().all(|c| c.is_ascii_digit()), "{code}");
+    let code = verification_code(&got[1].data);
     let r = s.b.run(&["verify", "confirm", "desk@work.example", "000000"]).expect(2);
     assert!(r.stderr.contains("wrong code"), "{}", r.stderr);
     s.b.run(&["verify", "confirm", "desk@work.example", &code]).expect(0);
@@ -402,6 +429,14 @@ fn reply_to_is_verified_by_code_before_it_is_used() {
         String::from_utf8_lossy(&got[2].data).starts_with("Reply-To: desk@work.example\r\n"),
         "added once verified"
     );
+    // Verified: mail from desk@work.example goes out through Work's server, as submitted.
+    ok(smtplib(&s, "plain", "PLAIN", "me", "desk@work.example", &["a@example.org"], &as_desk));
+    let got = s.up.wait_for(4, Duration::from_secs(20));
+    assert_eq!(got[3].mail_from, "desk@work.example");
+    assert_eq!(got[3].auth_user.as_deref(), Some("me@work.example"), "through Work's server");
+    let mut want = b"Reply-To: desk@work.example\r\n".to_vec();
+    want.extend_from_slice(&as_desk);
+    assert_eq!(String::from_utf8_lossy(&got[3].data), String::from_utf8_lossy(&want), "as submitted, plus Reply-To");
 }
 
 #[test]
@@ -429,6 +464,339 @@ fn save_sent_files_one_copy_even_when_the_client_appends_its_own() {
     let rep = r.read_until_tagged("a1");
     assert!(rep.ok() && rep.tagged.contains("APPENDUID"), "{:?}", rep.lines);
     assert_eq!(mailbox(&s, "Work/Sent").len(), 1, "one copy");
+}
+
+/// Adds account `name` with `account add`: POP from the fake server on `pop_port`, mail sent
+/// through `up` with `--smtp-tls tls`, AUTH as me@work.example with [`SMTP_PW`]; `up`'s CA is
+/// trusted for it. (The general form of `Bridge::add_account_sending_through`.)
+fn add_account_via(b: &Bridge, name: &str, email: &str, pop_port: u16, up: &Upstream, tls: &str) {
+    let (pop_port, up_port, pw) = (pop_port.to_string(), up.port.to_string(), format!("echo {SMTP_PW}"));
+    b.run(&[
+        "account",
+        "add",
+        "--name",
+        name,
+        "--email",
+        email,
+        "--pop-host",
+        "127.0.0.1",
+        "--pop-port",
+        &pop_port,
+        "--pop-tls",
+        "plain",
+        "--pop-user",
+        "u",
+        "--password-command",
+        "echo p",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        &up_port,
+        "--smtp-tls",
+        tls,
+        "--smtp-user",
+        "me@work.example",
+        "--smtp-password-command",
+        &pw,
+        "--no-test",
+    ])
+    .expect(0);
+    b.append_config(&format!("ca_file = \"{}\"\n", up.ca_pem_path.display()));
+}
+
+/// A Setup around a bridge whose accounts are already added: quick retries, then the daemon.
+fn start(up: Upstream, b: Bridge, pop: FakePop3) -> Setup {
+    quick_retries(&b);
+    let daemon = Some(b.daemon());
+    Setup { up, b, daemon, pop }
+}
+
+/// The outbox counts in `status --json`: (queued, sent, failed).
+fn outbox(s: &Setup) -> (i64, i64, i64) {
+    let j = s.b.status_json();
+    let n = |k: &str| j["outbox"][k].as_i64().unwrap_or(-1);
+    (n("queued"), n("sent"), n("failed"))
+}
+
+/// An account that sends through the shared [relay] may send as its own address only once that
+/// address is verified: the relay cannot vouch for it.
+#[test]
+fn a_relay_account_sends_only_once_its_address_is_verified() {
+    const RELAY_PW: &str = "relay-secret";
+    let up = Upstream::start(UpstreamOpts {
+        tls: UpTls::Implicit,
+        user: Some("relay-user".into()),
+        password: Some(RELAY_PW.into()),
+        ..Default::default()
+    });
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    let pop_port = pop.port().to_string();
+    b.run(&[
+        "account",
+        "add",
+        "--name",
+        "Work",
+        "--email",
+        "me@work.example",
+        "--pop-host",
+        "127.0.0.1",
+        "--pop-port",
+        &pop_port,
+        "--pop-tls",
+        "plain",
+        "--pop-user",
+        "u",
+        "--password-command",
+        "echo p",
+        "--smtp-relay",
+        "--no-test",
+    ])
+    .expect(0);
+    b.append_config(&format!(
+        "\n[relay]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"implicit\"\nuser = \"relay-user\"\n\
+         password_command = \"echo {RELAY_PW}\"\nca_file = \"{}\"\n",
+        up.port,
+        up.ca_pem_path.display()
+    ));
+    let s = start(up, b, pop);
+    let m = message("via-relay", "x\r\n");
+
+    let out = smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &m);
+    assert!(out.starts_with("ERR 550 5.7.1"), "refused before verification: {out}");
+    for needle in ["account Work", "[relay]", "popbridge verify send me@work.example"] {
+        assert!(out.contains(needle), "the refusal says {needle:?}: {out}");
+    }
+    assert_eq!(outbox(&s), (0, 0, 0), "nothing was queued");
+
+    // The code goes out through the relay; typed back, it verifies the address.
+    s.b.run(&["verify", "send", "me@work.example"]).expect(0);
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert_eq!(
+        (got[0].rcpt_tos.clone(), got[0].auth_user.as_deref()),
+        (vec!["me@work.example".to_string()], Some("relay-user"))
+    );
+    let code = verification_code(&got[0].data);
+    s.b.run(&["verify", "confirm", "me@work.example", &code]).expect(0);
+
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &m));
+    let got = s.up.wait_for(2, Duration::from_secs(20));
+    assert_eq!(got[1].mail_from, "me@work.example");
+    assert_eq!(got[1].auth_user.as_deref(), Some("relay-user"), "through [relay], with its login");
+    assert_eq!(got[1].data, m, "as submitted");
+}
+
+/// The account login `me+Work` sends only as Work's addresses, in the envelope and in the From
+/// header; the combined login `me` may use every account.
+#[test]
+fn an_account_login_sends_only_as_that_account() {
+    let up = upstream(Faults::default());
+    let pop = FakePop3::start(Script::default());
+    let home_pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    b.add_account_sending_through(pop.port(), &up, SMTP_PW);
+    add_account_via(&b, "Home", "me@home.example", home_pop.port(), &up, "implicit");
+    let s = start(up, b, pop);
+    let to = ["ann@example.org"];
+
+    // Home's address works (with the combined login): what follows is about the login, not Home.
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@home.example", &to, &message_from("me@home.example", "home-as-me")));
+    let out = smtplib(
+        &s,
+        "plain",
+        "PLAIN",
+        "me+Work",
+        "me@home.example",
+        &to,
+        &message_from("me@home.example", "home-as-work"),
+    );
+    assert!(out.starts_with("ERR 550 5.7.1"), "me+Work may not send as Home: {out}");
+    assert!(out.contains("account Home") && out.contains("+Work"), "the refusal says why: {out}");
+    let out = smtplib(
+        &s,
+        "plain",
+        "PLAIN",
+        "me+Home",
+        "me@work.example",
+        &to,
+        &message_from("me@work.example", "work-as-home"),
+    );
+    assert!(out.starts_with("ERR 550 5.7.1") && out.contains("account Work"), "nor me+Home as Work: {out}");
+    // Work's envelope address with Home's From header: refused at the end of DATA.
+    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0me+Work\0{LOCAL_PASSWORD}")));
+    let mut data = message_from("me@home.example", "header-as-work");
+    data.extend_from_slice(b".\r\n");
+    let out = raw_session(
+        &s,
+        &[
+            b"EHLO c\r\n",
+            auth.as_bytes(),
+            b"MAIL FROM:<me@work.example>\r\n",
+            b"RCPT TO:<ann@example.org>\r\n",
+            b"DATA\r\n",
+            &data,
+        ],
+    );
+    let last = out.trim_end().lines().last().unwrap_or("").to_string();
+    assert!(last.starts_with("550 5.7.1") && last.contains("me@home.example"), "{out}");
+    // And Work's own address, with the account login: accepted.
+    ok(smtplib(
+        &s,
+        "plain",
+        "PLAIN",
+        "me+Work",
+        "me@work.example",
+        &to,
+        &message_from("me@work.example", "work-as-work"),
+    ));
+
+    // Only the two accepted messages were queued, and both went out.
+    wait_until("both accepted messages sent", Duration::from_secs(20), || outbox(&s) == (0, 2, 0));
+    let got: Vec<(String, String)> =
+        s.up.received()
+            .iter()
+            .map(|r| {
+                let t = String::from_utf8_lossy(&r.data).into_owned();
+                let subject = t.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or("").to_string();
+                (r.mail_from.clone(), subject)
+            })
+            .collect();
+    assert_eq!(
+        got,
+        [("me@home.example".to_string(), "home-as-me".to_string()), ("me@work.example".into(), "work-as-work".into())]
+    );
+}
+
+/// The upstream SMTP password (and the local one) never reach the daemon's log, even at TRACE, nor
+/// an error message — not even when the upstream quotes the credentials back in its refusal.
+#[test]
+fn the_upstream_password_is_never_logged_or_shown() {
+    use base64::Engine;
+    const UP_PW: &str = "Upstream-Pa55word-7c1e";
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let up = Upstream::start(UpstreamOpts {
+        tls: UpTls::Implicit,
+        user: Some("me@work.example".into()),
+        password: Some(UP_PW.into()),
+        ..Default::default()
+    });
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    b.add_account_sending_through(pop.port(), &up, UP_PW);
+    // The password lives only in a file: no config line or command line holds it.
+    let pw_file = b.dir.path().join("smtp-password");
+    std::fs::write(&pw_file, format!("{UP_PW}\n")).unwrap();
+    let text = std::fs::read_to_string(&b.config).unwrap();
+    let echo = format!("echo {UP_PW}");
+    assert!(text.contains(&echo), "{text}");
+    std::fs::write(&b.config, text.replace(&echo, &format!("cat {}", pw_file.display()))).unwrap();
+    quick_retries(&b);
+    let daemon = Some(b.daemon_with_env(&[("RUST_LOG", "trace")]));
+    let s = Setup { up, b, daemon, pop };
+
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &message("fine", "x\r\n")));
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert_eq!(got[0].auth_user.as_deref(), Some("me@work.example"), "popbridge logged in with the password");
+
+    // Now the upstream refuses every login, quoting the credentials it was given.
+    s.up.set_faults(Faults { echo_auth: true, ..Faults::default() });
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &message("refused", "x\r\n")));
+    let echoed = || s.up.log().matches("fault: echo_auth").count();
+    wait_until("two refused logins, quoted back", Duration::from_secs(30), || echoed() >= 2);
+    assert!(s.up.log().contains(&format!("535 5.7.8 cannot accept {}", b64(&format!("\0me@work.example\0{UP_PW}")))));
+    let status = s.b.run(&["status", "--json"]).expect(0).stdout;
+    assert!(status.contains("rejected the SMTP user name or password"), "the error is shown: {status}");
+    assert!(status.contains("<redacted>"), "the quoted credentials were seen, and hidden: {status}");
+    let test = s.b.run(&["account", "test", "Work"]);
+    let test = format!("{}{}", test.stdout, test.stderr);
+    assert!(test.contains("rejected the SMTP user name or password"), "{test}");
+    let log = s.daemon.as_ref().unwrap().log();
+    assert!(log.contains(" TRACE ") && log.contains("DEBUG popbridge::smtp::upstream"), "logged at TRACE:\n{log}");
+    assert!(log.contains("rejected the SMTP user name or password"), "the refusal is in the log:\n{log}");
+
+    let secrets = [
+        ("the upstream password", UP_PW.to_string()),
+        ("AUTH PLAIN to the upstream", b64(&format!("\0me@work.example\0{UP_PW}"))),
+        ("AUTH LOGIN to the upstream", b64(UP_PW)),
+        ("the local password", LOCAL_PASSWORD.to_string()),
+        ("AUTH PLAIN to popbridge", b64(&format!("\0me\0{LOCAL_PASSWORD}"))),
+    ];
+    for (what, secret) in &secrets {
+        for (place, text) in [("the daemon log", &log), ("status --json", &status), ("account test", &test)] {
+            assert!(!text.contains(secret.as_str()), "{what} ({secret}) appears in {place}:\n{text}");
+        }
+    }
+}
+
+/// Relaying through an upstream that requires STARTTLS: TLS (verified with the configured CA)
+/// before AUTH and the mail.
+#[test]
+fn relay_through_an_upstream_that_requires_starttls() {
+    let up = Upstream::start(UpstreamOpts {
+        tls: UpTls::StartTls,
+        user: Some("me@work.example".into()),
+        password: Some(SMTP_PW.into()),
+        ..Default::default()
+    });
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    add_account_via(&b, "Work", "me@work.example", pop.port(), &up, "starttls");
+    let s = start(up, b, pop);
+    let m = message("over-starttls", "Sent after STARTTLS.\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &m));
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert!(got[0].tls, "the transaction ran over TLS: {got:?}");
+    assert!(got[0].tls_version.as_deref().is_some_and(|v| v.starts_with("TLSv1.")), "{got:?}");
+    assert_eq!(
+        got[0].auth_user.as_deref(),
+        Some("me@work.example"),
+        "AUTH after STARTTLS (the upstream refuses it before)"
+    );
+    assert_eq!(got[0].data, m);
+    let log = s.up.log();
+    let (starttls, auth) = (log.find(">> b'STARTTLS'"), log.find(">> b'AUTH"));
+    assert!(starttls.is_some() && starttls < auth.or(Some(usize::MAX)), "STARTTLS first:\n{log}");
+}
+
+/// `tls = "starttls"` against a server that does not offer STARTTLS: refused with a clear message,
+/// retried later, never sent in the clear (no AUTH, no MAIL), and not bounced (the user can fix it).
+#[test]
+fn an_upstream_without_starttls_is_refused_not_used_in_the_clear() {
+    // It would take AUTH and mail in the clear.
+    let up = Upstream::start(UpstreamOpts {
+        tls: UpTls::None,
+        user: Some("me@work.example".into()),
+        password: Some(SMTP_PW.into()),
+        ..Default::default()
+    });
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    add_account_via(&b, "Work", "me@work.example", pop.port(), &up, "starttls");
+    let s = start(up, b, pop);
+
+    let test = s.b.run(&["account", "test", "Work"]);
+    let said = format!("{}{}", test.stdout, test.stderr);
+    assert_eq!(test.code, 4, "a TLS problem (exit code 4): {said}");
+    assert!(
+        said.contains(&s.up.addr()) && said.contains("does not offer STARTTLS") && said.contains("refuses"),
+        "{said}"
+    );
+
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &message("clear", "x\r\n")));
+    // Two attempts by the queue (and one by `account test`): all stop after EHLO.
+    wait_until("two relay attempts", Duration::from_secs(30), || s.up.log().matches(">> b'EHLO").count() >= 3);
+    let j = s.b.status_json();
+    let err = j["outbox"]["last_error"].as_str().unwrap_or("").to_string();
+    assert!(err.contains("does not offer STARTTLS") && err.contains("unencrypted"), "{j}");
+    assert_eq!(
+        (j["outbox"]["queued"].as_i64(), j["outbox"]["failed"].as_i64()),
+        (Some(1), Some(0)),
+        "kept, not bounced: {j}"
+    );
+    let log = s.up.log();
+    assert!(!log.contains(">> b'AUTH") && !log.contains(">> b'MAIL"), "nothing after EHLO in the clear:\n{log}");
+    assert!(s.up.received().is_empty() && s.up.attempts().is_empty());
+    assert!(mailbox(&s, "INBOX").is_empty(), "no bounce notice");
 }
 
 #[allow(dead_code)]

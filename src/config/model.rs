@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawAccount, RawConfig, RawLocal, RawPop, RawSmtp};
+use super::raw::{RawAccount, RawConfig, RawLocal, RawOutbox, RawPop, RawSmtp};
 use crate::secret::Secret;
 
 /// Default local listener addresses (loopback only, high ports so no privileges are needed).
@@ -35,6 +35,51 @@ pub struct Config {
     pub local: Local,
     pub accounts: Vec<Account>,
     pub relay: Option<SmtpServer>,
+    pub outbox: Outbox,
+}
+
+/// The delay before the next attempt after 1, 2, 3 … failed ones: 1, 2, 5, 10, 20, 40 minutes,
+/// then 1, 2 and 4 hours, and every 4 hours from then on (the last step repeats). Quick at first,
+/// for the usual blip (a greylisting server, a dropped Wi-Fi); then patient, so that three days of
+/// an unreachable server cost a few dozen connections, not thousands.
+pub const DEFAULT_RETRY: [Duration; 9] = [
+    Duration::from_secs(60),
+    Duration::from_secs(2 * 60),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(10 * 60),
+    Duration::from_secs(20 * 60),
+    Duration::from_secs(40 * 60),
+    Duration::from_secs(3600),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(4 * 3600),
+];
+/// How long a message keeps being retried before the user is told it could not be sent: three
+/// days, like most MTAs' queue lifetime (RFC 5321 §4.5.4.1 suggests 4–5 days for a relay; a user
+/// waiting for a message to leave wants to know sooner).
+pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(3 * 86_400);
+
+/// `[outbox]`: the outbound queue's retry schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbox {
+    /// `retry[n]` is the delay after the (n+1)-th failed attempt; the last one repeats. Never empty.
+    pub retry: Vec<Duration>,
+    /// Counted from when the message was accepted: the last attempt is made at that moment, and if
+    /// it fails too, a notice goes to the local INBOX and the message is not retried any more.
+    pub give_up_after: Duration,
+}
+
+impl Default for Outbox {
+    fn default() -> Outbox {
+        Outbox { retry: DEFAULT_RETRY.to_vec(), give_up_after: DEFAULT_GIVE_UP_AFTER }
+    }
+}
+
+impl Outbox {
+    /// The delay before the next attempt, after `failed` failed attempts (at least one).
+    pub fn delay(&self, failed: u32) -> Duration {
+        let i = (failed.max(1) as usize - 1).min(self.retry.len().saturating_sub(1));
+        self.retry.get(i).copied().unwrap_or(DEFAULT_RETRY[0])
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -272,7 +317,35 @@ pub fn validate(raw: RawConfig, path: PathBuf, mode: u32) -> crate::Result<Confi
         Some(r) => Some(validate_smtp(&cx, "relay", r)?),
         None => None,
     };
-    Ok(Config { path, mode, local, accounts, relay })
+    let outbox = validate_outbox(&cx, raw.outbox.unwrap_or_default())?;
+    Ok(Config { path, mode, local, accounts, relay, outbox })
+}
+
+fn validate_outbox(cx: &Ctx, o: RawOutbox) -> crate::Result<Outbox> {
+    let mut out = Outbox::default();
+    if let Some(steps) = o.retry {
+        if steps.is_empty() {
+            return Err(cx.err("outbox.retry", "must list at least one delay, like [\"1m\", \"10m\", \"1h\"]"));
+        }
+        out.retry = Vec::with_capacity(steps.len());
+        for (i, s) in steps.iter().enumerate() {
+            let key = format!("outbox.retry[{i}]");
+            let d = parse_duration(s).map_err(|e| cx.err(&key, e))?;
+            // The queue counts in whole seconds; a zero delay would retry in a tight loop.
+            if d < Duration::from_secs(1) {
+                return Err(cx.err(&key, format!("\"{s}\" is too short; the minimum is 1s")));
+            }
+            out.retry.push(d);
+        }
+    }
+    if let Some(s) = o.give_up_after {
+        let d = parse_duration(&s).map_err(|e| cx.err("outbox.give_up_after", e))?;
+        if d < Duration::from_secs(1) {
+            return Err(cx.err("outbox.give_up_after", format!("\"{s}\" is too short; the minimum is 1s")));
+        }
+        out.give_up_after = d;
+    }
+    Ok(out)
 }
 
 fn validate_local(cx: &Ctx, l: RawLocal) -> crate::Result<Local> {
@@ -608,6 +681,47 @@ mod tests {
         let fp = [0xABu8; 32];
         assert_eq!(parse_fingerprint(&format_fingerprint(&fp)), Some(fp));
         assert_eq!(parse_fingerprint("abcd"), None);
+    }
+
+    fn parse_str(s: &str) -> crate::Result<Config> {
+        crate::config::parse(s, std::path::Path::new("/tmp/c.toml"), 0o600)
+    }
+
+    #[test]
+    fn the_outbox_schedule_defaults_and_validates() {
+        let c = parse_str("").unwrap();
+        let min = |m: u64| Duration::from_secs(m * 60);
+        assert_eq!(
+            c.outbox.retry,
+            [min(1), min(2), min(5), min(10), min(20), min(40), min(60), min(120), min(240)],
+            "the documented default schedule"
+        );
+        assert_eq!(c.outbox.give_up_after, Duration::from_secs(3 * 86_400));
+        assert_eq!((c.outbox.delay(1), c.outbox.delay(9), c.outbox.delay(50)), (min(1), min(240), min(240)));
+        let c = parse_str("[outbox]\nretry = [\"1s\", \"3s\"]\ngive_up_after = \"1h\"\n").unwrap();
+        assert_eq!(c.outbox.retry, [Duration::from_secs(1), Duration::from_secs(3)]);
+        assert_eq!(
+            (c.outbox.delay(1), c.outbox.delay(2), c.outbox.delay(3)),
+            (c.outbox.retry[0], c.outbox.retry[1], c.outbox.retry[1])
+        );
+        assert_eq!(c.outbox.give_up_after, Duration::from_secs(3600));
+        for (bad, key) in [
+            ("retry = []", "outbox.retry"),
+            ("retry = [\"1m\", \"soon\"]", "outbox.retry[1]"),
+            ("retry = [\"0s\"]", "outbox.retry[0]"),
+            ("give_up_after = \"forever\"", "outbox.give_up_after"),
+            ("give_up_after = \"0s\"", "outbox.give_up_after"),
+            ("retries = [\"1m\"]", "retries"),
+        ] {
+            let e = parse_str(&format!("[outbox]\n{bad}\n")).unwrap_err();
+            assert!(e.message.contains(key) && e.message.contains("/tmp/c.toml"), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn the_example_config_documents_the_default_schedule() {
+        let c = parse_str(include_str!("../../config/popbridge.example.toml")).unwrap();
+        assert_eq!(c.outbox, Outbox::default(), "config/popbridge.example.toml [outbox] = the defaults");
     }
 
     #[test]

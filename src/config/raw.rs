@@ -11,6 +11,15 @@ pub struct RawConfig {
     #[serde(default)]
     pub account: Vec<RawAccount>,
     pub relay: Option<RawSmtp>,
+    pub outbox: Option<RawOutbox>,
+}
+
+/// `[outbox]`: how the outbound queue retries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutbox {
+    pub retry: Option<Vec<String>>,
+    pub give_up_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

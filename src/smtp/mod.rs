@@ -4,9 +4,11 @@
 //!   commit to the outbox at the end of DATA.
 //! - `session`: one submission connection on smtp-proto's receivers (pipelining, AUTH, DATA).
 //! - `policy`: who may send as whom; Bcc removal, Reply-To/Date/Message-ID on the way out.
-//! - `queue`: the worker that relays outbox rows, retries, and writes failure notices.
+//! - `queue`: the worker that relays outbox rows, retries, and writes failure notices; `clock`:
+//!   its time (the system's, or a test's manual one).
 //! - `upstream`: the client for each account's upstream server (mail-send).
 //! - `verify`: address verification by emailed code; `notice`: the messages the bridge writes.
+pub mod clock;
 pub mod notice;
 pub mod policy;
 pub mod queue;

@@ -45,22 +45,47 @@ pub fn allowed(cfg: &Config, scope: &Scope, verified: &[(String, String)]) -> Ve
     out
 }
 
-/// The account a sender address belongs to, or the reply text listing what is allowed.
-pub fn route<'a>(cfg: &'a Config, allowed: &[Allowed], sender: &str) -> Result<&'a Account, String> {
-    let Some(hit) = allowed.iter().find(|a| a.address.eq_ignore_ascii_case(sender)) else {
-        let list: Vec<&str> = allowed.iter().map(|a| a.address.as_str()).collect();
-        return Err(if list.is_empty() {
+/// The account a sender address belongs to, or the reply text: why this address may not be used
+/// (most specific reason first), what to do, and what is allowed.
+pub fn route<'a>(cfg: &'a Config, scope: &Scope, allowed: &[Allowed], sender: &str) -> Result<&'a Account, String> {
+    if let Some(hit) = allowed.iter().find(|a| a.address.eq_ignore_ascii_case(sender)) {
+        return cfg.account(&hit.account).ok_or_else(|| format!("account {} is no longer configured", hit.account));
+    }
+    let list: Vec<&str> = allowed.iter().map(|a| a.address.as_str()).collect();
+    let allowed_list = if list.is_empty() { "none yet".to_string() } else { list.join(", ") };
+    let owner = cfg.accounts.iter().find(|a| {
+        a.email.eq_ignore_ascii_case(sender) || a.reply_to.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(sender))
+    });
+    if let (Some(owner), Scope::Account(login)) = (owner, scope)
+        && !owner.name.eq_ignore_ascii_case(login)
+    {
+        return Err(format!(
+            "<{sender}> belongs to account {}; this login (+{login}) may send only as account {login} (allowed: {allowed_list}); log in without +{login} to send as any account",
+            owner.name
+        ));
+    }
+    if let Some(owner) = owner {
+        let why = if owner.email.eq_ignore_ascii_case(sender) {
             format!(
-                "<{sender}> is not an address of your accounts, and no account may send yet (add an outgoing server to an account, or verify its address)"
+                "<{sender}> is account {}'s address, but {} sends through the shared [relay], which cannot vouch for it",
+                owner.name, owner.name
             )
         } else {
-            format!(
-                "<{sender}> is not an address of your accounts; allowed senders: {} (verify others with `popbridge verify send ADDRESS`)",
-                list.join(", ")
-            )
-        });
-    };
-    cfg.account(&hit.account).ok_or_else(|| format!("account {} is no longer configured", hit.account))
+            format!("<{sender}> is account {}'s reply_to", owner.name)
+        };
+        return Err(format!(
+            "{why}: verify it first (popbridge verify send {sender}, then popbridge verify confirm {sender} CODE); allowed now: {allowed_list}"
+        ));
+    }
+    Err(if list.is_empty() {
+        format!(
+            "<{sender}> is not an address of your accounts, and no account may send yet (add an outgoing server to an account, or verify its address)"
+        )
+    } else {
+        format!(
+            "<{sender}> is not an address of your accounts; allowed senders: {allowed_list} (verify others with `popbridge verify send ADDRESS`)"
+        )
+    })
 }
 
 /// Where the header block ends (the offset of the body), and the header block itself.

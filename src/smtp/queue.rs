@@ -2,11 +2,17 @@
 //!
 //! It waits for "a message was queued" (kick), the next row's due time, or shutdown — whichever
 //! comes first — and delivers due rows, a few at a time. A temporary failure (4xx, network, a
-//! wrong password the user will fix) is retried later with a growing delay for up to three days;
-//! a permanent one (5xx), or three days of failures, becomes a notice in the local INBOX. A
+//! wrong password the user will fix) is retried later with a growing delay (`[outbox] retry`:
+//! 1, 2, 5, 10, 20, 40 minutes, 1, 2, 4 hours, then every 4 hours) until `give_up_after` (three
+//! days); a permanent one (5xx), or that long of failures, becomes a notice in the local INBOX. A
 //! message is never dropped without that notice. A crash during a delivery means the message is
-//! delivered again after restart (at least once): its Message-ID is the same, so the recipients'
-//! servers and clients can recognise the copy.
+//! delivered again after restart (at least once) — unless popbridge had already read the
+//! server's 250 to the end of DATA: the outcome is recorded before QUIT. The one window left is
+//! between the server's commit and popbridge reading its 250; the copy then carries the same
+//! Message-ID, so the recipients' servers and clients can recognise it.
+//!
+//! Time comes from a [`Clock`]: the system clock in the daemon, a manual one in the tests that
+//! run the whole schedule (see the tests at the end of this file).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -14,30 +20,22 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, watch};
 
+use super::clock::Clock;
 use super::notice;
 use super::policy;
 use super::upstream::{self, Failure};
+use crate::config::SmtpServer;
+use crate::store::Store;
 use crate::store::outbox::Queued;
-use crate::store::{Store, now};
 
 /// Deliveries at the same time (across accounts).
 pub const CONCURRENCY: usize = 4;
-/// How long a message keeps being retried before the user is told it could not be sent.
-pub const GIVE_UP_AFTER: i64 = 3 * 86_400;
-
-/// Delay before attempt `n + 1` after `n` failures: 1, 2, 5, 10, 20, 40 minutes, then 1, 2, 4 hours.
-pub fn backoff(attempts: i64) -> i64 {
-    // For tests and impatient users: a fixed retry delay in seconds.
-    if let Some(s) = std::env::var("POPBRIDGE_RETRY_SECONDS").ok().and_then(|v| v.parse::<i64>().ok()) {
-        return s.max(1);
-    }
-    const STEPS: [i64; 9] = [60, 120, 300, 600, 1200, 2400, 3600, 7200, 14_400];
-    STEPS[(attempts.max(0) as usize).min(STEPS.len() - 1)]
-}
+/// Rows taken from the outbox per pass (more wait for the next pass, right after).
+const BATCH: usize = 64;
 
 pub struct Queue {
     pub store: Arc<Store>,
-    /// The config, replaced on SIGHUP.
+    /// The config, replaced on SIGHUP (its `[outbox]` holds the retry schedule).
     pub live: Arc<crate::app::Live>,
     pub kick: Arc<Notify>,
     pub hostname: String,
@@ -45,22 +43,29 @@ pub struct Queue {
 
 use crate::blocking;
 
-pub async fn run(q: Arc<Queue>, mut shutdown: watch::Receiver<bool>) {
+/// The worker, on the system clock.
+pub async fn run(q: Arc<Queue>, shutdown: watch::Receiver<bool>) {
+    run_with_clock(q, Clock::System, shutdown).await
+}
+
+/// The worker: delivers due rows (a few at a time), then waits for the next due time, a kick (a
+/// message was queued, a delivery finished) or shutdown, whichever comes first.
+pub async fn run_with_clock(q: Arc<Queue>, clock: Clock, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
     loop {
-        let store = q.store.clone();
-        let due = blocking(move || store.due(64)).await.unwrap_or_default();
+        let (store, now) = (q.store.clone(), clock.now());
+        let due = blocking(move || store.due(BATCH, now)).await.unwrap_or_default();
         for row in due {
             let fresh = busy.lock().map(|mut b| b.insert(row.id)).unwrap_or(false);
             if !fresh {
                 continue;
             }
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
-            let (q2, busy2) = (q.clone(), busy.clone());
+            let (q2, busy2, clock2) = (q.clone(), busy.clone(), clock.clone());
             tokio::spawn(async move {
                 let id = row.id;
-                deliver(&q2, row).await;
+                deliver(&q2, &clock2, row).await;
                 if let Ok(mut b) = busy2.lock() {
                     b.remove(&id);
                 }
@@ -70,20 +75,21 @@ pub async fn run(q: Arc<Queue>, mut shutdown: watch::Receiver<bool>) {
         }
         let store = q.store.clone();
         let next = blocking(move || store.next_due()).await.ok().flatten();
-        let wait = match next {
-            Some(t) => Duration::from_secs((t - now()).clamp(1, 3600) as u64),
-            None => Duration::from_secs(3600),
-        };
+        // A row still due now is being delivered (or waits for a slot): its delivery kicks us when
+        // it ends; look again in a second at the latest.
+        let deadline = next.map(|t| t.max(clock.now() + 1));
         tokio::select! {
+            // A message was queued, or a delivery finished.
             _ = q.kick.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            // The next row is due (the system clock also wakes hourly: see clock::MAX_NAP).
+            _ = clock.sleep_until(deadline) => {}
             _ = shutdown.changed() => return,
         }
     }
 }
 
 /// One delivery attempt of one outbox row, and its bookkeeping.
-pub async fn deliver(q: &Queue, row: Queued) {
+pub async fn deliver(q: &Queue, clock: &Clock, row: Queued) {
     let config = q.live.config();
     let Some(account) = config.account(&row.account).cloned() else {
         give_up(
@@ -102,20 +108,35 @@ pub async fn deliver(q: &Queue, row: Queued) {
         other => other.clone(),
     };
     let Some(server) = server else {
-        retry(q, &row, &row.rcpts, &format!("account {} has no outgoing server configured", account.name)).await;
+        retry(q, clock, &row, &row.rcpts, &format!("account {} has no outgoing server configured", account.name)).await;
         return;
     };
     let password = match account.smtp_password(&server) {
         Some(src) => match crate::config::resolve_secret(&config.path, config.mode, src, "SMTP").await {
             Ok(p) => Some(p),
             Err(e) => {
-                retry(q, &row, &row.rcpts, &e.message).await;
+                retry(q, clock, &row, &row.rcpts, &e.message).await;
                 return;
             }
         },
         None => None,
     };
-    match upstream::deliver(&server, password.as_ref(), &q.hostname, &row.mail_from, &row.rcpts, &row.raw).await {
+    // The outcome is recorded before QUIT (see upstream::deliver_then): a crash while the server
+    // answers QUIT must not send the message twice.
+    let (from, rcpts, raw) = (&row.mail_from, &row.rcpts, &row.raw);
+    let record = async |outcome: &Result<upstream::Delivered, Failure>| settle(q, clock, &row, &server, outcome).await;
+    let _ = upstream::deliver_then(&server, password.as_ref(), &q.hostname, from, rcpts, raw, record).await;
+}
+
+/// The bookkeeping of one attempt: sent, retried (all or some recipients), or given up with a notice.
+async fn settle(
+    q: &Queue,
+    clock: &Clock,
+    row: &Queued,
+    server: &SmtpServer,
+    outcome: &Result<upstream::Delivered, Failure>,
+) {
+    match outcome {
         Ok(d) => {
             let refused: Vec<(String, String)> = d
                 .rejected
@@ -125,7 +146,7 @@ pub async fn deliver(q: &Queue, row: Queued) {
                 .collect();
             let later: Vec<String> = d.rejected.iter().filter(|r| !r.permanent).map(|r| r.rcpt.clone()).collect();
             if !refused.is_empty() {
-                notify_failure(q, &row, &refused).await;
+                notify_failure(q, row, &refused).await;
             }
             let store = q.store.clone();
             let id = row.id;
@@ -140,31 +161,57 @@ pub async fn deliver(q: &Queue, row: Queued) {
                     .map(|r| format!("{}: {} {}", r.rcpt, r.code, r.text))
                     .collect::<Vec<_>>()
                     .join("; ");
-                retry(q, &row, &later, &why).await;
+                retry(q, clock, row, &later, &why).await;
             }
         }
         Err(Failure { error, permanent, .. }) => {
+            let permanent = *permanent;
             tracing::warn!("smtp: message {}: {}", row.id, error.message);
             if permanent {
-                give_up(q, &row, &row.rcpts.iter().map(|r| (r.clone(), error.message.clone())).collect::<Vec<_>>())
+                give_up(q, row, &row.rcpts.iter().map(|r| (r.clone(), error.message.clone())).collect::<Vec<_>>())
                     .await;
             } else {
-                retry(q, &row, &row.rcpts, &error.message).await;
+                retry(q, clock, row, &row.rcpts, &error.message).await;
             }
         }
     }
 }
 
-async fn retry(q: &Queue, row: &Queued, rcpts: &[String], why: &str) {
-    if now() - row.created_at >= GIVE_UP_AFTER {
+/// A temporary failure: try again after the next delay of the schedule — or, once `give_up_after`
+/// has passed since the message was accepted, tell the user and stop. The last attempt is made
+/// exactly at that moment (the delay is cut short to meet it), so "three days" means three days.
+async fn retry(q: &Queue, clock: &Clock, row: &Queued, rcpts: &[String], why: &str) {
+    let schedule = q.live.config().outbox.clone();
+    let now = clock.now();
+    let give_up_at = row.created_at.saturating_add(secs(schedule.give_up_after));
+    if now >= give_up_at {
+        let after = spell(schedule.give_up_after);
         let failures: Vec<(String, String)> =
-            rcpts.iter().map(|r| (r.clone(), format!("still failing after 3 days: {why}"))).collect();
+            rcpts.iter().map(|r| (r.clone(), format!("still failing after {after}: {why}"))).collect();
         give_up(q, row, &failures).await;
         return;
     }
+    let failed = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
+    let next = now.saturating_add(secs(schedule.delay(failed))).min(give_up_at);
     let store = q.store.clone();
-    let (id, rcpts, next, why) = (row.id, rcpts.to_vec(), now() + backoff(row.attempts), why.to_string());
+    let (id, rcpts, why) = (row.id, rcpts.to_vec(), why.to_string());
     let _ = blocking(move || store.outbox_retry(id, &rcpts, next, &why)).await;
+}
+
+/// "3 days", "90 minutes", "45 seconds": for the notice.
+fn spell(d: Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = match s {
+        _ if s >= 86_400 && s.is_multiple_of(86_400) => (s / 86_400, "day"),
+        _ if s >= 3600 && s.is_multiple_of(3600) => (s / 3600, "hour"),
+        _ if s >= 60 && s.is_multiple_of(60) => (s / 60, "minute"),
+        _ => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 async fn give_up(q: &Queue, row: &Queued, failures: &[(String, String)]) {
@@ -184,12 +231,188 @@ async fn notify_failure(q: &Queue, row: &Queued, failures: &[(String, String)]) 
 
 #[cfg(test)]
 mod tests {
+    //! The whole retry schedule, end to end: the real worker, the real store, the real upstream
+    //! client against an in-process SMTP server that answers every message with a 451 — with a
+    //! manual clock, so three days take milliseconds and every wait is observed, not slept.
+    use std::path::Path;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
     use super::*;
+    use crate::smtp::clock::ManualClock;
+
+    const MESSAGE: &[u8] = b"From: Me <me@work.example>\r\nTo: Ann <ann@example.org>\r\nSubject: Quarterly report\r\n\
+Message-ID: <report@work.example>\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\n\r\nThe numbers.\r\n";
+    const REPLY: &str = "451 4.3.0 Mailbox busy, try again later";
+
+    /// An SMTP server that takes every message up to its end and then refuses it for now; it notes
+    /// the (manual) time of each end of DATA.
+    async fn always_busy(listener: TcpListener, clock: ManualClock, attempts: Arc<Mutex<Vec<i64>>>) {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { return };
+            let (clock, attempts) = (clock.clone(), attempts.clone());
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut r = BufReader::new(r);
+                let _ = w.write_all(b"220 busy.example ESMTP\r\n").await;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let reply = match verb.as_str() {
+                        "EHLO" => "250-busy.example\r\n250 8BITMIME\r\n".to_string(),
+                        "DATA" => {
+                            let _ = w.write_all(b"354 go ahead\r\n").await;
+                            loop {
+                                line.clear();
+                                if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                if line == ".\r\n" {
+                                    break;
+                                }
+                            }
+                            attempts.lock().unwrap().push(clock.now());
+                            format!("{REPLY}\r\n")
+                        }
+                        "QUIT" => "221 bye\r\n".to_string(),
+                        _ => "250 ok\r\n".to_string(),
+                    };
+                    let _ = w.write_all(reply.as_bytes()).await;
+                }
+            });
+        }
+    }
+
+    /// The documented default schedule (config/popbridge.example.toml), written out here rather
+    /// than taken from the code: attempt times in seconds after the message was accepted.
+    fn documented_attempt_times() -> Vec<i64> {
+        const M: i64 = 60;
+        const H: i64 = 3600;
+        const GIVE_UP: i64 = 3 * 24 * H;
+        let mut delays = vec![M, 2 * M, 5 * M, 10 * M, 20 * M, 40 * M, H, 2 * H, 4 * H].into_iter();
+        let mut times = vec![0];
+        loop {
+            let last = *times.last().unwrap();
+            let next = last + delays.next().unwrap_or(4 * H);
+            if next >= GIVE_UP {
+                times.push(GIVE_UP); // the last attempt is made when the three days are up
+                return times;
+            }
+            times.push(next);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_schedule_runs_to_the_three_day_give_up() {
+        let dir = crate::store::private_tempdir();
+        let store = Arc::new(Store::open(&dir.path().join("store.sqlite")).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cfg = crate::config::parse(
+            &format!(
+                "[[account]]\nname = \"Work\"\nemail = \"me@work.example\"\n\
+                 [account.pop]\nhost = \"127.0.0.1\"\ntls = \"plain\"\nuser = \"u\"\npassword = \"p\"\n\
+                 [account.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"plain\"\n"
+            ),
+            Path::new("config.toml"),
+            0o600,
+        )
+        .unwrap();
+        assert_eq!(cfg.outbox, crate::config::Outbox::default(), "no [outbox]: the defaults");
+        let live = Arc::new(crate::app::Live::new(cfg, crate::secret::Secret::new("local")));
+
+        let rcpts = vec!["ann@example.org".to_string()];
+        store
+            .enqueue("Work", "me@work.example", &rcpts, MESSAGE, Some("report@work.example"), Some("Quarterly report"))
+            .unwrap();
+        let accepted = store.due(1, i64::MAX).unwrap()[0].created_at;
+        let clock = ManualClock::new(accepted);
+        let attempts: Arc<Mutex<Vec<i64>>> = Arc::default();
+        tokio::spawn(always_busy(listener, clock.clone(), attempts.clone()));
+        let q = Arc::new(Queue {
+            store: store.clone(),
+            live,
+            kick: Arc::new(Notify::new()),
+            hostname: "client.example".into(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(run_with_clock(q.clone(), Clock::Manual(clock.clone()), stopped));
+
+        let expected: Vec<i64> = documented_attempt_times().into_iter().map(|t| accepted + t).collect();
+        assert_eq!(expected.len(), 26, "10 attempts in the first 8 h 18 min, every 4 h after, the last at 72 h");
+        let made = || attempts.lock().unwrap().clone();
+        let wait = Duration::from_secs(20);
+        for (i, &due) in expected.iter().enumerate() {
+            if i > 0 {
+                // One second early, woken by a kick (a new message, say): it looks, sends nothing,
+                // and goes back to sleep until the attempt is due.
+                let naps = clock.nap().count;
+                clock.set(due - 1);
+                q.kick.notify_one();
+                let nap = clock.wait_for_nap(naps, wait, |n| n.until == Some(due)).await;
+                assert!(nap.is_ok(), "attempt {}: asleep until {due} after an early kick; {nap:?}", i + 1);
+                assert_eq!(made().len(), i, "attempt {} must not be made before {due}", i + 1);
+            }
+            let naps = clock.nap().count;
+            clock.set(due);
+            // The attempt is made; then the queue sleeps until the next one (none after the last).
+            let next = expected.get(i + 1).copied();
+            let nap = clock.wait_for_nap(naps, wait, |n| n.until == next).await;
+            assert!(
+                nap.is_ok(),
+                "after attempt {} at {due} the queue should sleep until {next:?}; {nap:?}; attempts {:?}",
+                i + 1,
+                made()
+            );
+            assert_eq!(made(), expected[..=i], "attempt {} made at its time, once", i + 1);
+            if next.is_some() {
+                let row = store.due(1, i64::MAX).unwrap();
+                assert_eq!(row.len(), 1, "still queued after attempt {}", i + 1);
+                assert_eq!(row[0].attempts, i as i64 + 1, "failed attempts counted");
+            }
+        }
+
+        // Given up: one notice in the local INBOX with what, to whom and the server's answer.
+        let summary = store.outbox_summary().unwrap();
+        assert_eq!((summary.queued, summary.failed, summary.sent), (0, 1, 0), "{summary:?}");
+        let inbox = store.mailbox_bodies("INBOX").unwrap();
+        assert_eq!(inbox.len(), 1, "exactly one notice");
+        // The body is quoted-printable: join its soft line breaks.
+        let notice = String::from_utf8_lossy(&inbox[0].1).replace("=\r\n", "");
+        for needle in [
+            "Subject: Undelivered: Quarterly report",
+            "ann@example.org",
+            "still failing after 3 days",
+            REPLY,
+            "account Work",
+            "Message-ID: <report@work.example>",
+        ] {
+            assert!(notice.contains(needle), "the notice says {needle:?}:\n{notice}");
+        }
+
+        // And never retried: a month later, kicked, the queue has nothing to do.
+        let naps = clock.nap().count;
+        clock.advance(30 * 24 * 3600);
+        q.kick.notify_one();
+        let nap = clock.wait_for_nap(naps, wait, |n| n.until.is_none()).await;
+        assert!(nap.is_ok(), "nothing left to wait for: {nap:?}");
+        assert_eq!(made().len(), expected.len(), "no attempt after giving up");
+        assert_eq!(store.mailbox_bodies("INBOX").unwrap().len(), 1, "still one notice");
+
+        stop.send(true).unwrap();
+        tokio::time::timeout(wait, worker).await.expect("the worker stops on shutdown").unwrap();
+    }
 
     #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(backoff(0), 60);
-        assert!(backoff(3) > backoff(2));
-        assert_eq!(backoff(50), 14_400);
+    fn durations_are_spelled_for_people() {
+        assert_eq!(spell(Duration::from_secs(3 * 86_400)), "3 days");
+        assert_eq!(spell(Duration::from_secs(3600)), "1 hour");
+        assert_eq!(spell(Duration::from_secs(90 * 60)), "90 minutes");
+        assert_eq!(spell(Duration::from_secs(45)), "45 seconds");
     }
 }

@@ -72,7 +72,7 @@ impl SmtpShared {
         let verified = self.verified().await;
         let config = self.live.config();
         let allowed = policy::allowed(&config, scope, &verified);
-        let account = policy::route(&config, &allowed, sender).map_err(|t| (550, "5.7.1", t))?;
+        let account = policy::route(&config, scope, &allowed, sender).map_err(|t| (550, "5.7.1", t))?;
         match &account.smtp {
             None => Err((
                 550,

@@ -155,8 +155,50 @@ pub async fn deliver(
     rcpts: &[String],
     raw: &[u8],
 ) -> Result<Delivered, Failure> {
+    deliver_then(server, password, helo, from, rcpts, raw, async |_: &Result<Delivered, Failure>| {}).await
+}
+
+/// [`deliver`], with `settle` run on the outcome before QUIT is said (or, when there is no
+/// connection to say it on, before returning). The queue commits "sent" there: the server has the
+/// message once it answered the end of DATA, and a crash while it takes its time over QUIT (up to
+/// 10 s here) must not make popbridge send the message again.
+pub async fn deliver_then(
+    server: &SmtpServer,
+    password: Option<&Secret>,
+    helo: &str,
+    from: &str,
+    rcpts: &[String],
+    raw: &[u8],
+    settle: impl AsyncFnOnce(&Result<Delivered, Failure>),
+) -> Result<Delivered, Failure> {
     let addr = format!("{}:{}", server.host, server.port);
-    // Checked before connecting: these can never go out, on any server.
+    let mut session = None;
+    let result = match check_envelope(from, rcpts) {
+        Err(f) => Err(f),
+        Ok(()) => match Session::open(server, password, helo).await {
+            Err(f) => Err(f),
+            Ok(s) => {
+                let s = session.insert(s);
+                s.transaction(from, rcpts, raw).await
+            }
+        },
+    };
+    match &result {
+        Ok(d) => tracing::debug!("{addr}: delivered to {} recipient(s): {}", d.accepted.len(), d.reply),
+        Err(f) => tracing::debug!("{addr}: not delivered (permanent: {}): {}", f.permanent, f.error),
+    }
+    settle(&result).await;
+    match (&result, session) {
+        // The connection is unusable after these; QUIT would only wait for the timeout.
+        (Err(f), _) if f.error.class == ErrorClass::Connection => {}
+        (_, Some(mut s)) => s.quit().await,
+        (_, None) => {}
+    }
+    result
+}
+
+/// Checked before connecting: an envelope that can never go out, on any server (permanent).
+fn check_envelope(from: &str, rcpts: &[String]) -> Result<(), Failure> {
     if rcpts.is_empty() {
         return Err(Failure::new(ErrorClass::Other, "the message has no recipients").permanent());
     }
@@ -168,18 +210,7 @@ pub async fn deliver(
     if rcpts.iter().any(|r| r.is_empty()) {
         return Err(Failure::new(ErrorClass::Other, "a recipient address is empty").permanent());
     }
-    let mut s = Session::open(server, password, helo).await?;
-    let result = s.transaction(from, rcpts, raw).await;
-    match &result {
-        // The connection is unusable after these; QUIT would only wait for the timeout.
-        Err(f) if f.error.class == ErrorClass::Connection => {}
-        _ => s.quit().await,
-    }
-    match &result {
-        Ok(d) => tracing::debug!("{addr}: delivered to {} recipient(s): {}", d.accepted.len(), d.reply),
-        Err(f) => tracing::debug!("{addr}: not delivered (permanent: {}): {}", f.permanent, f.error),
-    }
-    result
+    Ok(())
 }
 
 /// Connect, TLS, EHLO, AUTH (when a user is configured): no mail. For `account add`/`account test`.

@@ -83,8 +83,8 @@ impl Store {
         Ok(conn.last_insert_rowid())
     }
 
-    /// Queued messages due now, oldest first.
-    pub fn due(&self, limit: usize) -> Result<Vec<Queued>> {
+    /// Queued messages due at `now` (unix seconds; the queue's clock), oldest first.
+    pub fn due(&self, limit: usize, now: i64) -> Result<Vec<Queued>> {
         let conn = self.lock();
         let mut st = conn
             .prepare_cached(
@@ -93,7 +93,7 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map(params![now(), limit as i64], |r| {
+            .query_map(params![now, limit as i64], |r| {
                 let rcpts: String = r.get(3)?;
                 Ok(Queued {
                     id: r.get(0)?,
@@ -336,11 +336,12 @@ mod tests {
                 Some("hi"),
             )
             .unwrap();
-        let due = s.due(10).unwrap();
+        let due = s.due(10, now()).unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].rcpts, vec!["a@x.example", "b@x.example"]);
         s.outbox_retry(id, &["b@x.example".into()], now() + 60, "451 later").unwrap();
-        assert!(s.due(10).unwrap().is_empty());
+        assert!(s.due(10, now()).unwrap().is_empty());
+        assert_eq!(s.due(10, now() + 60).unwrap().len(), 1, "due at its time");
         assert_eq!(s.outbox_summary().unwrap().queued, 1);
         s.outbox_sent(id).unwrap();
         assert_eq!(s.outbox_summary().unwrap().sent, 1);

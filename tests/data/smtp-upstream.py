@@ -39,9 +39,24 @@ content is {"generation": n, "faults": {<same names as the flags, with underscor
   disconnect_in_data      354 to DATA, read one chunk of the message, then drop the
                           connection without a reply
   reject_auth             535 5.7.8 to every AUTH
+  echo_auth               535 5.7.8 to every AUTH, quoting what the client sent: the PLAIN
+                          string and the password in base64, and the password itself (a broken
+                          server: the client must not pass that on to its logs)
   slow_reply_ms N         sleep N ms before every reply (once per multi-line reply)
-MAIL/RCPT/DATA use the faults as they were at that transaction's MAIL FROM; AUTH and the
-reply delay use the current ones.
+  pause_at [point]        stop at these points (below) and wait there until the control file
+                          changes generation (or the client goes away)
+MAIL/RCPT/DATA use the faults as they were at that transaction's MAIL FROM; AUTH, the reply
+delay and the pause points use the current ones.
+
+Pause points, so that a test can kill the client at a chosen moment instead of hoping for one:
+  greeting   a connection was accepted; the 220 greeting is not sent yet
+  data       DATA arrived after at least one accepted RCPT; the 354 is not sent yet (nothing of
+             the message has been received: nothing can be recorded)
+  committed  the message is recorded (fsynced to --record); the 250 is not sent yet
+  quit       QUIT arrived; the 221 is not sent yet
+Each point stops the first session that reaches it, once per control generation. On stopping,
+one JSON line {"paused": point, "generation": g, "peer": [host, port]} is appended (fsynced) to
+--events FILE, after whatever the point implies (the record, for "committed") is on disk.
 """
 
 import argparse
@@ -73,8 +88,12 @@ FAULT_DEFAULTS = {
     "perm_fail_rcpt": [],
     "disconnect_in_data": False,
     "reject_auth": False,
+    "echo_auth": False,
     "slow_reply_ms": 0,
+    "pause_at": [],
 }
+
+PAUSE_POINTS = ("greeting", "data", "committed", "quit")
 
 
 class Faults:
@@ -92,7 +111,11 @@ class Faults:
         self.perm_fail_rcpt = {a.lower() for a in merged["perm_fail_rcpt"]}
         self.disconnect_in_data = bool(merged["disconnect_in_data"])
         self.reject_auth = bool(merged["reject_auth"])
+        self.echo_auth = bool(merged["echo_auth"])
         self.slow_reply_ms = int(merged["slow_reply_ms"])
+        self.pause_at = set(merged["pause_at"])
+        for p in self.pause_at - set(PAUSE_POINTS):
+            log.warning("unknown pause point %r ignored", p)
 
 
 def fsync_append(path, obj):
@@ -122,9 +145,13 @@ class State:
                 "perm_fail_rcpt": args.perm_fail_rcpt or [],
                 "disconnect_in_data": args.disconnect_in_data,
                 "reject_auth": args.reject_auth,
+                "echo_auth": args.echo_auth,
                 "slow_reply_ms": args.slow_reply_ms,
+                "pause_at": args.pause_at or [],
             },
         )
+        # (generation, point) pairs that have stopped a session already.
+        self.paused = set()
         self._control_text = None
         self._control_faults = None
         self.counter_generation = None
@@ -278,6 +305,7 @@ class Handler:
         }
         record.update(conn_info(server))
         fsync_append(self.args.record, record)  # durable before the 250 goes out
+        await server.pause("committed")
         reply = "250 2.0.0 OK queued"
         self.attempt(server, envelope, "data", reply, len(data))
         log.info("%r recorded %d bytes from %s to %s", session.peer, len(data), envelope.mail_from, envelope.rcpt_tos)
@@ -290,15 +318,39 @@ class UpstreamSMTP(SMTP):
         self.line_length_limit = args.line_limit  # read by SMTP.__init__ for the stream limit
         super().__init__(handler, **kw)
         self._mid_reply = False
+        self._greeted = False
 
     def _create_session(self):
         return QuietSession(self.loop)
+
+    async def pause(self, point):
+        """Stops here if the faults say so (once per generation), and says so in --events."""
+        faults = self.state.faults()
+        key = (faults.generation, point)
+        if point not in faults.pause_at or key in self.state.paused:
+            return
+        self.state.paused.add(key)
+        peer = self.session.peer if self.session else None
+        log.info("%r paused at %s (generation %r)", peer, point, faults.generation)
+        if self.state.args.events:
+            fsync_append(self.state.args.events, {"paused": point, "generation": faults.generation, "peer": peer})
+        while self.state.faults().generation == faults.generation:
+            await asyncio.sleep(0.01)
+        log.info("%r released at %s", peer, point)
+
+    async def smtp_QUIT(self, arg):
+        if not arg:
+            await self.pause("quit")
+        await super().smtp_QUIT(arg)
 
     async def push(self, status):
         faults = self.state.faults()
         if faults.slow_reply_ms and not self._mid_reply:
             await asyncio.sleep(faults.slow_reply_ms / 1000.0)
         text = status if isinstance(status, str) else status.decode("utf-8", "replace")
+        if not self._greeted:
+            self._greeted = True
+            await self.pause("greeting")
         self._mid_reply = len(text) > 3 and text[3] == "-"
         if not text.startswith("334 "):
             log.info("%r << %s", self.session.peer if self.session else None, text)
@@ -324,6 +376,8 @@ class UpstreamSMTP(SMTP):
             self.transport.abort()
             self._handler_coroutine.cancel()
             return
+        if not arg and self.envelope.rcpt_tos:
+            await self.pause("data")
         await super().smtp_DATA(arg)
 
 
@@ -334,6 +388,12 @@ def authenticator_for(args, state):
         if faults.reject_auth:
             log.info("AUTH %s for %r rejected (fault: reject_auth)", mechanism, login)
             return AuthResult(success=False, handled=False)
+        if faults.echo_auth:
+            b64 = lambda b: base64.b64encode(b).decode("ascii")
+            pw = auth_data.password
+            echo = "%s %s %s" % (b64(b"\0" + auth_data.login + b"\0" + pw), b64(pw), pw.decode("utf-8", "replace"))
+            log.info("AUTH %s for %r rejected, echoing the credentials (fault: echo_auth)", mechanism, login)
+            return AuthResult(success=False, handled=False, message="535 5.7.8 cannot accept " + echo)
         ok = auth_data.login == args.user.encode() and auth_data.password == args.password.encode()
         log.info("AUTH %s for %r: %s", mechanism, login, "ok" if ok else "bad credentials")
         if ok:
@@ -369,7 +429,10 @@ def parse_args():
     p.add_argument("--perm-fail-rcpt", action="append")
     p.add_argument("--disconnect-in-data", action="store_true")
     p.add_argument("--reject-auth", action="store_true")
+    p.add_argument("--echo-auth", action="store_true")
     p.add_argument("--slow-reply-ms", type=int, default=0)
+    p.add_argument("--pause-at", action="append", choices=PAUSE_POINTS)
+    p.add_argument("--events", help="JSON lines: where sessions paused (see pause_at)")
     args = p.parse_args()
     if args.tls != "none" and not (args.cert and args.key):
         p.error("--tls %s needs --cert and --key" % args.tls)

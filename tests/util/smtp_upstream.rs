@@ -24,7 +24,10 @@
 //!
 //! Faults (see [`Faults`]) live in a control file that the script re-reads before every
 //! reply; [`Upstream::set_faults`] rewrites it atomically, effective from the next
-//! transaction (MAIL FROM) on. A refused connection is modelled by [`Upstream::stop`], and
+//! transaction (MAIL FROM) on. `Faults::pause_at` stops a session at a named [`PausePoint`]
+//! (before the greeting, before DATA's 354, after the commit but before its 250, at QUIT) and
+//! reports it ([`Upstream::wait_for_pause`]): a test kills its client there, at a chosen moment;
+//! the next `set_faults` lets the session go on. A refused connection is modelled by [`Upstream::stop`], and
 //! [`Upstream::restart`] brings the server back on the same port with the same records.
 #![allow(dead_code)]
 
@@ -94,8 +97,46 @@ pub struct Faults {
     pub disconnect_in_data: bool,
     /// `535 5.7.8` to every AUTH.
     pub reject_auth: bool,
+    /// `535 5.7.8 cannot accept <base64 of "\0user\0password"> <base64 of password> <password>` to
+    /// every AUTH: a server that quotes the credentials back.
+    pub echo_auth: bool,
     /// Sleep this long before every reply (once per multi-line reply), the greeting included.
     pub slow_reply_ms: u64,
+    /// Stop the first session that reaches one of these points (once per `set_faults`), report it
+    /// ([`Upstream::wait_for_pause`]) and wait there until the next `set_faults` (or until the
+    /// client is gone).
+    pub pause_at: Vec<PausePoint>,
+}
+
+/// Where the upstream can stop in a session, so that a test kills its client at a chosen moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PausePoint {
+    /// The connection is accepted; the 220 greeting is not sent.
+    Greeting,
+    /// DATA arrived after an accepted RCPT; the 354 is not sent: nothing of the message is here.
+    Data,
+    /// The message is recorded (fsynced); the 250 that confirms it is not sent.
+    Committed,
+    /// QUIT arrived; the 221 is not sent.
+    Quit,
+}
+
+impl PausePoint {
+    pub fn name(self) -> &'static str {
+        match self {
+            PausePoint::Greeting => "greeting",
+            PausePoint::Data => "data",
+            PausePoint::Committed => "committed",
+            PausePoint::Quit => "quit",
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PauseEvent {
+    paused: String,
+    generation: serde_json::Value,
 }
 
 /// One accepted transaction (250 at end-of-DATA).
@@ -238,6 +279,8 @@ impl Upstream {
             p("control.json"),
             "--state".into(),
             p("state.json"),
+            "--events".into(),
+            p("events.jsonl"),
             "--exit-on-stdin-eof".into(),
         ];
         let mut tls = |mode: &str| {
@@ -302,6 +345,33 @@ impl Upstream {
 
     pub fn control_path(&self) -> PathBuf {
         self.dir.path().join("control.json")
+    }
+
+    pub fn events_path(&self) -> PathBuf {
+        self.dir.path().join("events.jsonl")
+    }
+
+    /// Waits until a session stopped at `point` under the faults set last (the script writes the
+    /// event after what the point implies is on disk). Panics, with the log, after `timeout`.
+    pub fn wait_for_pause(&self, point: PausePoint, timeout: Duration) {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let t = Instant::now();
+        loop {
+            let hit = read_jsonl::<PauseEvent>(&self.events_path())
+                .iter()
+                .any(|e| e.paused == point.name() && e.generation == serde_json::json!(generation));
+            if hit {
+                return;
+            }
+            if t.elapsed() > timeout {
+                panic!(
+                    "upstream SMTP: no session stopped at {point:?} within {timeout:?} (generation {generation})\n\
+                     --- upstream log ---\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
