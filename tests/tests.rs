@@ -14,3 +14,4 @@ mod pop_faults;
 mod resources;
 mod smtp;
 mod stress;
+mod uidvalidity;
