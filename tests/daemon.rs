@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::util::corpus::corpus;
 use crate::util::dovecot::{Dovecot, DovecotOpts};
-use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
+use crate::util::fake_pop3::{FakeMessage, FakePop3, Fault, Script, mail};
 use crate::util::imap_clients::{Raw, Security};
-use crate::util::{Bridge, account, as_pop3_sends, free_port, sorted, wait_until};
+use crate::util::{Bridge, account, free_port, sorted, wait_until};
 
 fn hup(pid: u32) {
     Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
@@ -20,8 +20,16 @@ fn schedule_reload_and_sigterm_mid_fetch_lose_nothing() {
     let d = Dovecot::start(DovecotOpts::default());
     let work = corpus(20, 41);
     d.deliver("alice", &work.messages);
-    let home = corpus(600, 42);
-    d.deliver("bob", &home.messages);
+    // Home's server stalls halfway through its 25th message (the first half sent, then nothing), so
+    // the SIGTERM lands in the middle of the import however fast or slow this machine is.
+    let home: Vec<FakeMessage> =
+        (1..=60).map(|i| FakeMessage::new(&format!("h{i}"), mail(&format!("home {i}"), &"x".repeat(i * 40)))).collect();
+    let stall = 25;
+    let fake = FakePop3::start(Script {
+        messages: home.clone(),
+        faults: vec![Fault::StallAfterRetr { msg: stall }],
+        ..Script::default()
+    });
     let b = Bridge::with_listeners();
     let ca = d.ca_pem_path.display().to_string();
     b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca, "--no-test"]).expect(0);
@@ -30,23 +38,93 @@ fn schedule_reload_and_sigterm_mid_fetch_lose_nothing() {
     wait_until("the scheduled fetch", Duration::from_secs(30), || account(&b.status_json(), "Work")["messages"] == 20);
     assert!(account(&b.status_json(), "Work")["next_fetch"].is_string(), "the next fetch is planned");
     // A new account and SIGHUP: fetched without a restart.
-    b.add_account("Home", d.pop3s_port, "implicit", "bob", "bob-pw", &["--ca-file", &ca, "--no-test"]).expect(0);
+    b.add_account("Home", fake.port(), "plain", "u", "p", &["--delete", "after-fetch", "--no-test"]).expect(0);
     hup(daemon.child.id());
-    wait_until("the first messages of Home", Duration::from_secs(30), || b.messages("Home").len() >= 30);
-    // SIGTERM in the middle of the import: a quick, clean exit.
+    let before_stall = stall as usize - 1;
+    wait_until("Home's messages before the stalled one", Duration::from_secs(30), || {
+        b.messages("Home").len() >= before_stall
+    });
+    // SIGTERM in the middle of the import (a message half received): a quick, clean exit.
     let t = Instant::now();
     let status = daemon.terminate();
     assert!(status.success(), "exit status {status}: {}", daemon.log());
     assert!(t.elapsed() < Duration::from_secs(10), "stopped in {:?}", t.elapsed());
     let partial = b.messages("Home").len();
+    assert!(0 < partial && partial < home.len(), "the SIGTERM landed mid-import: {partial} of {} stored", home.len());
+    assert_eq!(partial, before_stall, "everything before the stalled message, and not the half-received one");
+    assert_eq!(fake.remaining().len(), home.len(), "no QUIT, so the server deleted nothing yet");
     drop(daemon);
-    // Restart: the import resumes; every message exactly once.
+    // Restart: the import resumes; every message exactly once, and after-fetch empties the server.
+    fake.set_faults(vec![]);
     let _daemon = b.daemon();
-    wait_until("the rest of Home", Duration::from_secs(60), || b.messages("Home").len() >= 600);
+    wait_until("the rest of Home", Duration::from_secs(60), || {
+        b.messages("Home").len() >= home.len() && fake.remaining().is_empty()
+    });
     std::thread::sleep(Duration::from_millis(500));
-    let want = sorted(home.messages.iter().map(|m| as_pop3_sends(m)).collect());
+    let want = sorted(home.iter().map(|m| m.data.clone()).collect());
     assert_eq!(sorted(b.messages("Home")), want, "after {partial} before SIGTERM: nothing lost, nothing twice");
+    assert!(fake.remaining().is_empty(), "every message deleted once stored");
     assert_eq!(b.messages("Work").len(), 20);
+}
+
+/// Dovecot's POP3 logins of `user` so far, accepted or refused (one `pop3-login` line each).
+fn pop_logins(d: &Dovecot, user: &str) -> usize {
+    let who = format!("user=<{user}>");
+    d.log().lines().filter(|l| l.contains("pop3-login") && l.contains(&who)).count()
+}
+
+/// Makes the last fetch attempt of `name` look `secs` older (the daemon must not be running: a
+/// running scheduler keeps what it read).
+fn age_last_attempt(b: &Bridge, name: &str, secs: i64) {
+    b.sql(&format!(
+        "UPDATE accounts SET last_attempt = last_attempt - {secs}, last_fetch = last_fetch - {secs} WHERE name = '{name}';"
+    ));
+}
+
+#[test]
+fn opening_the_mailbox_fetches_an_active_account_but_never_a_disabled_one() {
+    let d = Dovecot::start(DovecotOpts::default());
+    d.deliver("alice", &corpus(2, 46).messages);
+    let b = Bridge::with_listeners();
+    let ca = d.ca_pem_path.display().to_string();
+    b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca, "--no-test"]).expect(0);
+    let mut daemon = b.daemon();
+    wait_until("the first fetch", Duration::from_secs(30), || account(&b.status_json(), "Work")["messages"] == 2);
+    daemon.terminate();
+    // Two minutes later (the 5-minute interval is not over; a kick counts after one minute).
+    age_last_attempt(&b, "Work", 120);
+    let daemon = b.daemon();
+    let before = pop_logins(&d, "alice");
+    // Control: an active account whose last fetch is two minutes old is fetched when a client
+    // opens its mailbox.
+    let mut w = Raw::connect_login(&b.target(Security::Plain, "me"));
+    w.cmd("w1", "SELECT Work").assert_ok("select");
+    wait_until("the login a mailbox open causes", Duration::from_secs(10), || pop_logins(&d, "alice") > before);
+    w.logout();
+    drop(daemon);
+    // The provider changes the password: three refused logins disable the account.
+    d.set_password("alice", "changed-pw");
+    let mut daemon = b.daemon();
+    for i in 0..3 {
+        let r = b.run(&["fetch", "Work"]);
+        assert_eq!(r.code, 5, "attempt {i}: {}{}", r.stdout, r.stderr);
+    }
+    assert_eq!(account(&b.status_json(), "Work")["state"], "disabled");
+    daemon.terminate();
+    // The same situation as the control case, but disabled.
+    age_last_attempt(&b, "Work", 120);
+    let _daemon = b.daemon();
+    assert_eq!(account(&b.status_json(), "Work")["state"], "disabled", "a restart does not enable it");
+    let before = pop_logins(&d, "alice");
+    let mut w = Raw::connect_login(&b.target(Security::Plain, "me"));
+    w.cmd("w2", "SELECT Work").assert_ok("select");
+    w.cmd("w3", "NOOP").assert_ok("noop");
+    std::thread::sleep(Duration::from_millis(300));
+    // A fetch the user asks for is queued behind whatever the mailbox open asked for, and it does
+    // log in (it is forced): once it has answered, exactly one more login means the open caused none.
+    let r = b.run(&["fetch", "Work"]);
+    assert_eq!(r.code, 5, "{}{}", r.stdout, r.stderr);
+    assert_eq!(pop_logins(&d, "alice"), before + 1, "only the user's fetch logged in:\n{}", d.log());
 }
 
 #[test]
@@ -82,15 +160,8 @@ fn a_changed_password_disables_the_account_and_tells_the_user() {
         "{}",
         notices[0]
     );
-    // Disabled: a client looking at the account's mailbox does not make popbridge log in again.
-    let logins = || d.log().lines().filter(|l| l.contains("pop3-login") && l.contains("user=<alice>")).count();
-    let before = logins();
-    assert!(before >= 4, "Dovecot logged the first login and the three refused ones: {}", d.log());
-    let mut w = Raw::connect_login(&b.target(Security::Plain, "me"));
-    w.cmd("w1", "SELECT Work").assert_ok("select");
-    w.cmd("w2", "NOOP").assert_ok("noop");
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(logins(), before, "no further logins while disabled");
+    // (That a disabled account is not contacted when its mailbox is opened:
+    // opening_the_mailbox_fetches_an_active_account_but_never_a_disabled_one.)
     // The user updates the password: the account is active again and fetches.
     d.deliver("alice", &corpus(2, 44).messages);
     b.run_stdin(&["account", "set-password", "Work", "--password-stdin"], "changed-pw").expect(0);
