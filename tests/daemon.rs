@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::corpus::corpus;
-use crate::util::dovecot::{Dovecot, DovecotOpts};
+use crate::util::dovecot::{CertKind, Dovecot, DovecotOpts};
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Fault, Script, mail};
 use crate::util::imap_clients::{Raw, Security};
 use crate::util::{Bridge, account, free_port, sorted, wait_until};
@@ -162,17 +162,88 @@ fn a_changed_password_disables_the_account_and_tells_the_user() {
     );
     // (That a disabled account is not contacted when its mailbox is opened:
     // opening_the_mailbox_fetches_an_active_account_but_never_a_disabled_one.)
-    // The user updates the password: the account is active again and fetches.
+    // The user updates the password and reloads: the account is active again and fetched at once
+    // (as the notice promises), without asking for a fetch.
     d.deliver("alice", &corpus(2, 44).messages);
     b.run_stdin(&["account", "set-password", "Work", "--password-stdin"], "changed-pw").expect(0);
     hup(daemon.child.id());
-    std::thread::sleep(Duration::from_millis(500));
-    b.run(&["fetch", "Work"]).expect(0);
+    wait_until("the fetch after the reload", Duration::from_secs(20), || {
+        account(&b.status_json(), "Work")["messages"] == 5
+    });
     let j = b.status_json();
     assert_eq!(account(&j, "Work")["state"], "active", "{j}");
-    assert_eq!(account(&j, "Work")["messages"], 5);
-    let f = session.cmd("s4", "NOOP");
-    assert!(f.lines.iter().any(|l| l.contains("[ALERT]") && l.contains("works again")), "{:?}", f.lines);
+    wait_until("the works-again ALERT", Duration::from_secs(10), || {
+        let f = session.cmd("s4", "NOOP");
+        f.lines.iter().any(|l| l.contains("[ALERT]") && l.contains("works again"))
+    });
+    // And `popbridge fetch` goes through the daemon with the new password.
+    let r = b.run(&["fetch", "Work"]).expect(0);
+    assert!(r.stdout.contains("by the running daemon"), "{}", r.stdout);
+}
+
+/// The bodies of the local INBOX's messages, through the session (which has INBOX selected).
+fn inbox_notices(session: &mut Raw, tag: &str) -> Vec<String> {
+    let f = session.cmd(tag, "FETCH 1:* (BODY.PEEK[])");
+    f.fetches().iter().filter_map(|x| x.get("BODY[]")).map(|b| String::from_utf8_lossy(b).into_owned()).collect()
+}
+
+#[test]
+fn a_certificate_error_disables_the_account_and_a_pin_with_a_reload_enables_it_again() {
+    let d = Dovecot::start(DovecotOpts { cert: CertKind::SelfSigned, ..DovecotOpts::default() });
+    d.deliver("alice", &corpus(3, 47).messages);
+    let b = Bridge::with_listeners();
+    let daemon = b.daemon();
+    // A mail client is connected, looking at the local INBOX.
+    let mut session = Raw::connect_login(&b.target(Security::Plain, "me"));
+    session.cmd("s1", "SELECT INBOX").assert_ok("select");
+    // The account trusts the test CA, but the server presents a self-signed certificate.
+    let ca = d.ca_pem_path.display().to_string();
+    b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca, "--no-test"]).expect(0);
+    hup(daemon.child.id());
+    wait_until("the account disabled", Duration::from_secs(30), || {
+        account(&b.status_json(), "Work")["state"] == "disabled"
+    });
+    let j = b.status_json();
+    assert_eq!(account(&j, "Work")["last_error"]["class"], "certificate", "{j}");
+    assert!(account(&j, "Work")["next_fetch"].is_null(), "no retry is planned: {j}");
+    assert_eq!(pop_logins(&d, "alice"), 0, "no login was attempted over the untrusted connection");
+    let n = session.cmd("s2", "NOOP");
+    assert!(
+        n.lines.iter().any(|l| l.starts_with("* OK [ALERT]") && l.contains("Work") && l.contains("certificate")),
+        "{:?}",
+        n.lines
+    );
+    let notices = inbox_notices(&mut session, "s3");
+    assert_eq!(notices.len(), 1, "one notice: {notices:?}");
+    assert!(
+        notices[0].contains("disabled") && notices[0].contains("pin_sha256") && notices[0].contains("reload"),
+        "the notice says how to fix it: {}",
+        notices[0]
+    );
+    // The user checks the certificate, pins it and reloads: enabled again and fetched, without
+    // asking for a fetch.
+    let pin = d.server_cert.sha256_hex();
+    let r = b.run(&["account", "test", "Work"]).expect(4);
+    assert!(
+        r.stderr.chars().filter(char::is_ascii_hexdigit).collect::<String>().to_lowercase().contains(&pin),
+        "`account test` shows the fingerprint to pin: {}",
+        r.stderr
+    );
+    b.append_config(&format!("pin_sha256 = \"{pin}\"\n"));
+    hup(daemon.child.id());
+    wait_until("the fetch after the reload", Duration::from_secs(30), || {
+        account(&b.status_json(), "Work")["messages"] == 3
+    });
+    let j = b.status_json();
+    assert_eq!(account(&j, "Work")["state"], "active", "{j}");
+    assert!(account(&j, "Work")["last_error"].is_null(), "{j}");
+    wait_until("the works-again ALERT", Duration::from_secs(10), || {
+        let n = session.cmd("s4", "NOOP");
+        n.lines.iter().any(|l| l.contains("[ALERT]") && l.contains("Work") && l.contains("works again"))
+    });
+    let notices = inbox_notices(&mut session, "s5");
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(notices[1].contains("works again"), "{}", notices[1]);
 }
 
 #[test]
