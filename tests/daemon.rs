@@ -1,6 +1,8 @@
-//! `popbridge run` as a user service: the schedule, SIGHUP, SIGTERM in the middle of a fetch,
-//! account health (disable after failed logins, notices and ALERTs in the client, recovery),
-//! backoff, LOGIN-DELAY, `fetch` through the daemon, the demo, client-config and the systemd unit.
+//! `popbridge run` as a user service: the schedule, SIGHUP (new and removed accounts, listeners
+//! that move, a broken config), SIGTERM in the middle of a fetch, account health (disabled after
+//! failed logins or a certificate error, notices and ALERTs in the client, recovery after a new
+//! password or pin), backoff, LOGIN-DELAY (the fake server: Dovecot cannot advertise it), `fetch`
+//! through the daemon, the demo, client-config and the systemd unit.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -8,8 +10,8 @@ use std::time::{Duration, Instant};
 use crate::util::corpus::corpus;
 use crate::util::dovecot::{CertKind, Dovecot, DovecotOpts};
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Fault, Script, mail};
-use crate::util::imap_clients::{Raw, Security};
-use crate::util::{Bridge, account, free_port, sorted, wait_until};
+use crate::util::imap_clients::{Raw, Security, Target};
+use crate::util::{Bridge, LOCAL_PASSWORD, account, free_port, sorted, wait_until};
 
 fn hup(pid: u32) {
     Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
@@ -244,6 +246,179 @@ fn a_certificate_error_disables_the_account_and_a_pin_with_a_reload_enables_it_a
     let notices = inbox_notices(&mut session, "s5");
     assert_eq!(notices.len(), 2, "{notices:?}");
     assert!(notices[1].contains("works again"), "{}", notices[1]);
+}
+
+/// Asks the daemon, over its control socket, to fetch every account *it* has (an empty list):
+/// unlike `popbridge fetch`, this does not go through the config file. One JSON object per account.
+fn daemon_fetch_all(b: &Bridge) -> Vec<serde_json::Value> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(b.data.join("control.sock")).expect("control socket");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s.write_all(b"{\"fetch\": []}\n").expect("request");
+    std::io::BufReader::new(s)
+        .lines()
+        .map(|l| serde_json::from_str(&l.expect("reply line")).expect("a JSON reply line"))
+        .collect()
+}
+
+/// How many times the daemon said it reloaded (`ok`) or refused the new config.
+fn reloads(d: &crate::util::Daemon) -> (usize, usize) {
+    let log = d.log();
+    (log.matches("configuration reloaded").count(), log.matches("configuration was not reloaded").count())
+}
+
+/// Sends SIGHUP and waits until the daemon has answered it (reloaded or refused).
+fn hup_and_wait(d: &crate::util::Daemon) -> (usize, usize) {
+    let (ok, refused) = reloads(d);
+    hup(d.child.id());
+    wait_until("the daemon's answer to SIGHUP", Duration::from_secs(20), || {
+        let (o, r) = reloads(d);
+        o + r > ok + refused
+    });
+    let (o, r) = reloads(d);
+    (o - ok, r - refused)
+}
+
+fn refused(port: u16) -> bool {
+    matches!(
+        std::net::TcpStream::connect(("127.0.0.1", port)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// The first line the SMTP server on `port` sends (after the TLS handshake when `tls_ca` is given).
+fn smtp_greeting(port: u16, tls_ca: Option<&std::path::Path>) -> String {
+    use std::io::BufRead;
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("SMTP on {port}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut line = String::new();
+    match tls_ca {
+        None => std::io::BufReader::new(s).read_line(&mut line),
+        Some(ca) => {
+            let config =
+                crate::util::certs::client_config(&std::fs::read_to_string(ca).expect("the local certificate"));
+            let name = rustls_pki_types::ServerName::try_from(crate::util::imap_clients::TLS_NAME).expect("name");
+            let conn = rustls::ClientConnection::new(config, name.to_owned()).expect("rustls client");
+            std::io::BufReader::new(rustls::StreamOwned::new(conn, s)).read_line(&mut line)
+        }
+    }
+    .unwrap_or_else(|e| panic!("greeting on {port}: {e}"));
+    line
+}
+
+#[test]
+fn sighup_moves_listeners_to_their_new_ports() {
+    let b = Bridge::with_listeners();
+    let daemon = b.daemon();
+    let (old_imap, imaps) = b.ports();
+    let (old_sub, subs) = b.smtp_ports();
+    Raw::connect_login(&b.target(Security::Plain, "me")).logout();
+    let (new_imap, new_sub) = (free_port(), free_port());
+    let text = std::fs::read_to_string(&b.config).expect("config");
+    let moved = text
+        .replace(&format!("\"127.0.0.1:{old_imap}\""), &format!("\"127.0.0.1:{new_imap}\""))
+        .replace(&format!("\"127.0.0.1:{old_sub}\""), &format!("\"127.0.0.1:{new_sub}\""));
+    assert_ne!(moved, text);
+    std::fs::write(&b.config, moved).expect("write config");
+    assert_eq!(hup_and_wait(&daemon), (1, 0), "reloaded: {}", daemon.log());
+    assert_eq!(b.ports().0, new_imap);
+    // The new ports serve, the old ones refuse, the listeners that did not move still serve.
+    Raw::connect_login(&b.target(Security::Plain, "me")).logout();
+    assert!(smtp_greeting(new_sub, None).starts_with("220 "), "SMTP on the new port");
+    assert!(refused(old_imap), "the old IMAP port {old_imap} no longer accepts connections");
+    assert!(refused(old_sub), "the old submission port {old_sub} no longer accepts connections");
+    Raw::connect_login(&b.target(Security::Implicit, "me")).logout();
+    assert_eq!(b.ports().1, imaps);
+    assert!(smtp_greeting(subs, Some(&b.cert())).starts_with("220 "), "SMTPS still on {subs}");
+}
+
+#[test]
+fn sighup_after_removing_an_account_stops_its_fetching_and_keeps_its_mail() {
+    let work: Vec<FakeMessage> =
+        (1..=3).map(|i| FakeMessage::new(&format!("w{i}"), mail(&format!("work {i}"), "hi"))).collect();
+    let fw = FakePop3::start(Script { messages: work.clone(), ..Script::default() });
+    let fh =
+        FakePop3::start(Script { messages: vec![FakeMessage::new("h1", mail("home", "hi"))], ..Script::default() });
+    let b = Bridge::with_listeners();
+    b.add_account("Work", fw.port(), "plain", "u", "p", &["--no-test"]).expect(0);
+    b.add_account("Home", fh.port(), "plain", "u", "p", &["--no-test"]).expect(0);
+    let daemon = b.daemon();
+    wait_until("both fetched", Duration::from_secs(30), || {
+        let j = b.status_json();
+        account(&j, "Work")["messages"] == 3 && account(&j, "Home")["messages"] == 1
+    });
+    // Control: the daemon fetches both of its accounts when asked to fetch everything.
+    let (w0, h0) = (fw.sessions(), fh.sessions());
+    let out = daemon_fetch_all(&b);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!((fw.sessions(), fh.sessions()), (w0 + 1, h0 + 1));
+    // The user removes Work and reloads.
+    b.run(&["account", "remove", "Work"]).expect(0);
+    assert_eq!(hup_and_wait(&daemon), (1, 0), "reloaded: {}", daemon.log());
+    fw.add_messages(vec![FakeMessage::new("w4", mail("work 4", "hi"))]);
+    let out = daemon_fetch_all(&b);
+    let names: Vec<&str> = out.iter().filter_map(|o| o["account"].as_str()).collect();
+    assert_eq!(names, ["Home"], "the daemon has no Work any more: {out:?}");
+    assert_eq!(fw.sessions(), w0 + 1, "Work's server is not contacted again");
+    assert_eq!(fh.sessions(), h0 + 2);
+    // Its stored mail stays, served as before.
+    let mut r = Raw::connect_login(&b.target(Security::Plain, "me"));
+    let sel = r.cmd("s1", "SELECT Work");
+    assert_eq!(sel.number("EXISTS"), Some(3), "{:?}", sel.lines);
+    let f = r.cmd("f1", "FETCH 1:* (BODY.PEEK[])");
+    let bodies: Vec<Vec<u8>> = f.fetches().iter().filter_map(|x| x.get("BODY[]").map(<[u8]>::to_vec)).collect();
+    assert_eq!(bodies, work.iter().map(|m| m.data.clone()).collect::<Vec<_>>());
+    r.logout();
+}
+
+#[test]
+fn sighup_with_a_broken_config_keeps_the_old_one_running_and_says_why() {
+    let fw = FakePop3::start(Script { messages: vec![FakeMessage::new("w1", mail("one", "hi"))], ..Script::default() });
+    let b = Bridge::with_listeners();
+    b.add_account("Work", fw.port(), "plain", "u", "p", &["--no-test"]).expect(0);
+    let daemon = b.daemon();
+    wait_until("the first fetch", Duration::from_secs(30), || account(&b.status_json(), "Work")["messages"] == 1);
+    let good = std::fs::read_to_string(&b.config).expect("config");
+    let (imap, _) = b.ports();
+    let new_pw = "a-new-local-pw";
+    let with_new_pw = good.replace(&format!("\"{LOCAL_PASSWORD}\""), &format!("\"{new_pw}\""));
+    assert_ne!(with_new_pw, good);
+    let new_imap = free_port();
+    let moved = with_new_pw.replace(&format!("\"127.0.0.1:{imap}\""), &format!("\"127.0.0.1:{new_imap}\""));
+    let config_path = b.config.display().to_string();
+    for (what, broken, names) in [
+        // A TOML syntax error (an unclosed table header and string) after the other changes.
+        ("syntax", format!("{moved}\n[[account]\nname = \"Broken\n"), "line"),
+        // Valid TOML, but an interval below the minimum.
+        (
+            "value",
+            moved.replace("\nemail = \"u@example.com\"\n", "\nemail = \"u@example.com\"\ninterval = \"1s\"\n"),
+            "interval",
+        ),
+    ] {
+        std::fs::write(&b.config, &broken).expect("write config");
+        assert_eq!(hup_and_wait(&daemon), (0, 1), "{what}: refused: {}", daemon.log());
+        assert_ne!(broken, moved, "{what}: the file is broken");
+        let log = daemon.log();
+        let why = log.rfind("configuration was not reloaded").map(|i| &log[i..]).unwrap_or_default();
+        assert!(why.contains(&config_path), "{what}: the error names the file: {why}");
+        assert!(why.contains(names), "{what}: the error says where ({names}): {why}");
+        // Nothing of the new file applies: the old password and port, the account still fetched.
+        let old = Target::new(imap, Security::Plain, None, "me", LOCAL_PASSWORD);
+        Raw::connect_login(&old).logout();
+        let mut r = Raw::connect(&old);
+        assert!(r.cmd("l1", &format!("LOGIN me {new_pw}")).no(), "{what}: the new password is not in use yet");
+        assert!(refused(new_imap), "{what}: nothing listens on the new port");
+        let before = fw.sessions();
+        let out = daemon_fetch_all(&b);
+        assert!(out.len() == 1 && out[0]["ok"] == true, "{what}: {out:?}");
+        assert_eq!(fw.sessions(), before + 1, "{what}: the account is still fetched");
+    }
+    // Fixed: the new settings apply.
+    std::fs::write(&b.config, &moved).expect("write config");
+    assert_eq!(hup_and_wait(&daemon), (1, 0), "{}", daemon.log());
+    Raw::connect_login(&Target::new(new_imap, Security::Plain, None, "me", new_pw)).logout();
+    assert!(refused(imap), "the old port is closed once the fixed config moved it");
 }
 
 #[test]
