@@ -62,16 +62,15 @@ fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     (t.elapsed(), r)
 }
 
-/// The README's "failed logins are answered with a growing delay": each refusal comes later than
-/// the one before (by the throttle's 0, 1, 2, 4 s, with room for a busy machine), and the right
-/// password is still accepted afterwards.
+/// The README's "failed logins are answered with a growing delay": the first refusal comes at
+/// once, each later one at least as late as the throttle's next step (1, 2, 4 s). A server's sleep
+/// is a lower bound whatever the load, so the floors cannot be met by chance.
 fn assert_growing(what: &str, delays: &[Duration]) {
     let secs: Vec<f64> = delays.iter().map(Duration::as_secs_f64).collect();
     assert!(secs[0] < 0.9, "{what}: the first wrong password is answered at once: {secs:?}");
-    for w in secs.windows(2) {
-        assert!(w[1] > w[0] + 0.6, "{what}: every further failure waits longer: {secs:?}");
+    for (i, floor) in [(1, 1.0), (2, 2.0), (3, 4.0)] {
+        assert!(secs[i] >= floor - 0.05, "{what}: failure {} waits at least {floor} s: {secs:?}", i + 1);
     }
-    assert!(secs[secs.len() - 1] >= 3.5, "{what}: the fourth failure waits seconds: {secs:?}");
 }
 
 #[test]
