@@ -1,15 +1,17 @@
-//! `popbridge run` as a user service: the schedule, SIGHUP, SIGTERM in the middle of a fetch,
-//! account health (disable after failed logins, notices and ALERTs in the client, recovery),
-//! backoff, LOGIN-DELAY, `fetch` through the daemon, the demo, client-config and the systemd unit.
+//! `popbridge run` as a user service: the schedule, SIGHUP (new and removed accounts, listeners
+//! that move, a broken config), SIGTERM in the middle of a fetch, account health (disabled after
+//! failed logins or a certificate error, notices and ALERTs in the client, recovery after a new
+//! password or pin), backoff, LOGIN-DELAY (the fake server: Dovecot cannot advertise it), `fetch`
+//! through the daemon, the demo, client-config and the systemd unit.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::corpus::corpus;
-use crate::util::dovecot::{Dovecot, DovecotOpts};
-use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
-use crate::util::imap_clients::{Raw, Security};
-use crate::util::{Bridge, account, as_pop3_sends, free_port, sorted, wait_until};
+use crate::util::dovecot::{CertKind, Dovecot, DovecotOpts};
+use crate::util::fake_pop3::{FakeMessage, FakePop3, Fault, Script, mail};
+use crate::util::imap_clients::{Raw, Security, Target};
+use crate::util::{Bridge, LOCAL_PASSWORD, account, free_port, sorted, wait_until};
 
 fn hup(pid: u32) {
     Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
@@ -20,8 +22,16 @@ fn schedule_reload_and_sigterm_mid_fetch_lose_nothing() {
     let d = Dovecot::start(DovecotOpts::default());
     let work = corpus(20, 41);
     d.deliver("alice", &work.messages);
-    let home = corpus(600, 42);
-    d.deliver("bob", &home.messages);
+    // Home's server stalls halfway through its 25th message (the first half sent, then nothing), so
+    // the SIGTERM lands in the middle of the import however fast or slow this machine is.
+    let home: Vec<FakeMessage> =
+        (1..=60).map(|i| FakeMessage::new(&format!("h{i}"), mail(&format!("home {i}"), &"x".repeat(i * 40)))).collect();
+    let stall = 25;
+    let fake = FakePop3::start(Script {
+        messages: home.clone(),
+        faults: vec![Fault::StallAfterRetr { msg: stall }],
+        ..Script::default()
+    });
     let b = Bridge::with_listeners();
     let ca = d.ca_pem_path.display().to_string();
     b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca, "--no-test"]).expect(0);
@@ -30,23 +40,93 @@ fn schedule_reload_and_sigterm_mid_fetch_lose_nothing() {
     wait_until("the scheduled fetch", Duration::from_secs(30), || account(&b.status_json(), "Work")["messages"] == 20);
     assert!(account(&b.status_json(), "Work")["next_fetch"].is_string(), "the next fetch is planned");
     // A new account and SIGHUP: fetched without a restart.
-    b.add_account("Home", d.pop3s_port, "implicit", "bob", "bob-pw", &["--ca-file", &ca, "--no-test"]).expect(0);
+    b.add_account("Home", fake.port(), "plain", "u", "p", &["--delete", "after-fetch", "--no-test"]).expect(0);
     hup(daemon.child.id());
-    wait_until("the first messages of Home", Duration::from_secs(30), || b.messages("Home").len() >= 30);
-    // SIGTERM in the middle of the import: a quick, clean exit.
+    let before_stall = stall as usize - 1;
+    wait_until("Home's messages before the stalled one", Duration::from_secs(30), || {
+        b.messages("Home").len() >= before_stall
+    });
+    // SIGTERM in the middle of the import (a message half received): a quick, clean exit.
     let t = Instant::now();
     let status = daemon.terminate();
     assert!(status.success(), "exit status {status}: {}", daemon.log());
     assert!(t.elapsed() < Duration::from_secs(10), "stopped in {:?}", t.elapsed());
     let partial = b.messages("Home").len();
+    assert!(0 < partial && partial < home.len(), "the SIGTERM landed mid-import: {partial} of {} stored", home.len());
+    assert_eq!(partial, before_stall, "everything before the stalled message, and not the half-received one");
+    assert_eq!(fake.remaining().len(), home.len(), "no QUIT, so the server deleted nothing yet");
     drop(daemon);
-    // Restart: the import resumes; every message exactly once.
+    // Restart: the import resumes; every message exactly once, and after-fetch empties the server.
+    fake.set_faults(vec![]);
     let _daemon = b.daemon();
-    wait_until("the rest of Home", Duration::from_secs(60), || b.messages("Home").len() >= 600);
+    wait_until("the rest of Home", Duration::from_secs(60), || {
+        b.messages("Home").len() >= home.len() && fake.remaining().is_empty()
+    });
     std::thread::sleep(Duration::from_millis(500));
-    let want = sorted(home.messages.iter().map(|m| as_pop3_sends(m)).collect());
+    let want = sorted(home.iter().map(|m| m.data.clone()).collect());
     assert_eq!(sorted(b.messages("Home")), want, "after {partial} before SIGTERM: nothing lost, nothing twice");
+    assert!(fake.remaining().is_empty(), "every message deleted once stored");
     assert_eq!(b.messages("Work").len(), 20);
+}
+
+/// Dovecot's POP3 logins of `user` so far, accepted or refused (one `pop3-login` line each).
+fn pop_logins(d: &Dovecot, user: &str) -> usize {
+    let who = format!("user=<{user}>");
+    d.log().lines().filter(|l| l.contains("pop3-login") && l.contains(&who)).count()
+}
+
+/// Makes the last fetch attempt of `name` look `secs` older (the daemon must not be running: a
+/// running scheduler keeps what it read).
+fn age_last_attempt(b: &Bridge, name: &str, secs: i64) {
+    b.sql(&format!(
+        "UPDATE accounts SET last_attempt = last_attempt - {secs}, last_fetch = last_fetch - {secs} WHERE name = '{name}';"
+    ));
+}
+
+#[test]
+fn opening_the_mailbox_fetches_an_active_account_but_never_a_disabled_one() {
+    let d = Dovecot::start(DovecotOpts::default());
+    d.deliver("alice", &corpus(2, 46).messages);
+    let b = Bridge::with_listeners();
+    let ca = d.ca_pem_path.display().to_string();
+    b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca, "--no-test"]).expect(0);
+    let mut daemon = b.daemon();
+    wait_until("the first fetch", Duration::from_secs(30), || account(&b.status_json(), "Work")["messages"] == 2);
+    daemon.terminate();
+    // Two minutes later (the 5-minute interval is not over; a kick counts after one minute).
+    age_last_attempt(&b, "Work", 120);
+    let daemon = b.daemon();
+    let before = pop_logins(&d, "alice");
+    // Control: an active account whose last fetch is two minutes old is fetched when a client
+    // opens its mailbox.
+    let mut w = Raw::connect_login(&b.target(Security::Plain, "me"));
+    w.cmd("w1", "SELECT Work").assert_ok("select");
+    wait_until("the login a mailbox open causes", Duration::from_secs(10), || pop_logins(&d, "alice") > before);
+    w.logout();
+    drop(daemon);
+    // The provider changes the password: three refused logins disable the account.
+    d.set_password("alice", "changed-pw");
+    let mut daemon = b.daemon();
+    for i in 0..3 {
+        let r = b.run(&["fetch", "Work"]);
+        assert_eq!(r.code, 5, "attempt {i}: {}{}", r.stdout, r.stderr);
+    }
+    assert_eq!(account(&b.status_json(), "Work")["state"], "disabled");
+    daemon.terminate();
+    // The same situation as the control case, but disabled.
+    age_last_attempt(&b, "Work", 120);
+    let _daemon = b.daemon();
+    assert_eq!(account(&b.status_json(), "Work")["state"], "disabled", "a restart does not enable it");
+    let before = pop_logins(&d, "alice");
+    let mut w = Raw::connect_login(&b.target(Security::Plain, "me"));
+    w.cmd("w2", "SELECT Work").assert_ok("select");
+    w.cmd("w3", "NOOP").assert_ok("noop");
+    std::thread::sleep(Duration::from_millis(300));
+    // A fetch the user asks for is queued behind whatever the mailbox open asked for, and it does
+    // log in (it is forced): once it has answered, exactly one more login means the open caused none.
+    let r = b.run(&["fetch", "Work"]);
+    assert_eq!(r.code, 5, "{}{}", r.stdout, r.stderr);
+    assert_eq!(pop_logins(&d, "alice"), before + 1, "only the user's fetch logged in:\n{}", d.log());
 }
 
 #[test]
@@ -82,26 +162,263 @@ fn a_changed_password_disables_the_account_and_tells_the_user() {
         "{}",
         notices[0]
     );
-    // Disabled: a client looking at the account's mailbox does not make popbridge log in again.
-    let logins = || d.log().lines().filter(|l| l.contains("pop3-login") && l.contains("user=<alice>")).count();
-    let before = logins();
-    assert!(before >= 4, "Dovecot logged the first login and the three refused ones: {}", d.log());
-    let mut w = Raw::connect_login(&b.target(Security::Plain, "me"));
-    w.cmd("w1", "SELECT Work").assert_ok("select");
-    w.cmd("w2", "NOOP").assert_ok("noop");
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(logins(), before, "no further logins while disabled");
-    // The user updates the password: the account is active again and fetches.
+    // (That a disabled account is not contacted when its mailbox is opened:
+    // opening_the_mailbox_fetches_an_active_account_but_never_a_disabled_one.)
+    // The user updates the password and reloads: the account is active again and fetched at once
+    // (as the notice promises), without asking for a fetch.
     d.deliver("alice", &corpus(2, 44).messages);
     b.run_stdin(&["account", "set-password", "Work", "--password-stdin"], "changed-pw").expect(0);
     hup(daemon.child.id());
-    std::thread::sleep(Duration::from_millis(500));
-    b.run(&["fetch", "Work"]).expect(0);
+    wait_until("the fetch after the reload", Duration::from_secs(20), || {
+        account(&b.status_json(), "Work")["messages"] == 5
+    });
     let j = b.status_json();
     assert_eq!(account(&j, "Work")["state"], "active", "{j}");
-    assert_eq!(account(&j, "Work")["messages"], 5);
-    let f = session.cmd("s4", "NOOP");
-    assert!(f.lines.iter().any(|l| l.contains("[ALERT]") && l.contains("works again")), "{:?}", f.lines);
+    wait_until("the works-again ALERT", Duration::from_secs(10), || {
+        let f = session.cmd("s4", "NOOP");
+        f.lines.iter().any(|l| l.contains("[ALERT]") && l.contains("works again"))
+    });
+    // And `popbridge fetch` goes through the daemon with the new password.
+    let r = b.run(&["fetch", "Work"]).expect(0);
+    assert!(r.stdout.contains("by the running daemon"), "{}", r.stdout);
+}
+
+/// The bodies of the local INBOX's messages, through the session (which has INBOX selected).
+fn inbox_notices(session: &mut Raw, tag: &str) -> Vec<String> {
+    let f = session.cmd(tag, "FETCH 1:* (BODY.PEEK[])");
+    f.fetches().iter().filter_map(|x| x.get("BODY[]")).map(|b| String::from_utf8_lossy(b).into_owned()).collect()
+}
+
+#[test]
+fn a_certificate_error_disables_the_account_and_a_pin_with_a_reload_enables_it_again() {
+    let d = Dovecot::start(DovecotOpts { cert: CertKind::SelfSigned, ..DovecotOpts::default() });
+    d.deliver("alice", &corpus(3, 47).messages);
+    let b = Bridge::with_listeners();
+    let daemon = b.daemon();
+    // A mail client is connected, looking at the local INBOX.
+    let mut session = Raw::connect_login(&b.target(Security::Plain, "me"));
+    session.cmd("s1", "SELECT INBOX").assert_ok("select");
+    // The account trusts the test CA, but the server presents a self-signed certificate.
+    let ca = d.ca_pem_path.display().to_string();
+    b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca, "--no-test"]).expect(0);
+    hup(daemon.child.id());
+    wait_until("the account disabled", Duration::from_secs(30), || {
+        account(&b.status_json(), "Work")["state"] == "disabled"
+    });
+    let j = b.status_json();
+    assert_eq!(account(&j, "Work")["last_error"]["class"], "certificate", "{j}");
+    assert!(account(&j, "Work")["next_fetch"].is_null(), "no retry is planned: {j}");
+    assert_eq!(pop_logins(&d, "alice"), 0, "no login was attempted over the untrusted connection");
+    let n = session.cmd("s2", "NOOP");
+    assert!(
+        n.lines.iter().any(|l| l.starts_with("* OK [ALERT]") && l.contains("Work") && l.contains("certificate")),
+        "{:?}",
+        n.lines
+    );
+    let notices = inbox_notices(&mut session, "s3");
+    assert_eq!(notices.len(), 1, "one notice: {notices:?}");
+    assert!(
+        notices[0].contains("disabled") && notices[0].contains("pin_sha256") && notices[0].contains("reload"),
+        "the notice says how to fix it: {}",
+        notices[0]
+    );
+    // The user checks the certificate, pins it and reloads: enabled again and fetched, without
+    // asking for a fetch.
+    let pin = d.server_cert.sha256_hex();
+    let r = b.run(&["account", "test", "Work"]).expect(4);
+    assert!(
+        r.stderr.chars().filter(char::is_ascii_hexdigit).collect::<String>().to_lowercase().contains(&pin),
+        "`account test` shows the fingerprint to pin: {}",
+        r.stderr
+    );
+    b.append_config(&format!("pin_sha256 = \"{pin}\"\n"));
+    hup(daemon.child.id());
+    wait_until("the fetch after the reload", Duration::from_secs(30), || {
+        account(&b.status_json(), "Work")["messages"] == 3
+    });
+    let j = b.status_json();
+    assert_eq!(account(&j, "Work")["state"], "active", "{j}");
+    assert!(account(&j, "Work")["last_error"].is_null(), "{j}");
+    wait_until("the works-again ALERT", Duration::from_secs(10), || {
+        let n = session.cmd("s4", "NOOP");
+        n.lines.iter().any(|l| l.contains("[ALERT]") && l.contains("Work") && l.contains("works again"))
+    });
+    let notices = inbox_notices(&mut session, "s5");
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(notices[1].contains("works again"), "{}", notices[1]);
+}
+
+/// Asks the daemon, over its control socket, to fetch every account *it* has (an empty list):
+/// unlike `popbridge fetch`, this does not go through the config file. One JSON object per account.
+fn daemon_fetch_all(b: &Bridge) -> Vec<serde_json::Value> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(b.data.join("control.sock")).expect("control socket");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s.write_all(b"{\"fetch\": []}\n").expect("request");
+    std::io::BufReader::new(s)
+        .lines()
+        .map(|l| serde_json::from_str(&l.expect("reply line")).expect("a JSON reply line"))
+        .collect()
+}
+
+/// How many times the daemon said it reloaded (`ok`) or refused the new config.
+fn reloads(d: &crate::util::Daemon) -> (usize, usize) {
+    let log = d.log();
+    (log.matches("configuration reloaded").count(), log.matches("configuration was not reloaded").count())
+}
+
+/// Sends SIGHUP and waits until the daemon has answered it (reloaded or refused).
+fn hup_and_wait(d: &crate::util::Daemon) -> (usize, usize) {
+    let (ok, refused) = reloads(d);
+    hup(d.child.id());
+    wait_until("the daemon's answer to SIGHUP", Duration::from_secs(20), || {
+        let (o, r) = reloads(d);
+        o + r > ok + refused
+    });
+    let (o, r) = reloads(d);
+    (o - ok, r - refused)
+}
+
+fn refused(port: u16) -> bool {
+    matches!(
+        std::net::TcpStream::connect(("127.0.0.1", port)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// The first line the SMTP server on `port` sends (after the TLS handshake when `tls_ca` is given).
+fn smtp_greeting(port: u16, tls_ca: Option<&std::path::Path>) -> String {
+    use std::io::BufRead;
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("SMTP on {port}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut line = String::new();
+    match tls_ca {
+        None => std::io::BufReader::new(s).read_line(&mut line),
+        Some(ca) => {
+            let config =
+                crate::util::certs::client_config(&std::fs::read_to_string(ca).expect("the local certificate"));
+            let name = rustls_pki_types::ServerName::try_from(crate::util::imap_clients::TLS_NAME).expect("name");
+            let conn = rustls::ClientConnection::new(config, name.to_owned()).expect("rustls client");
+            std::io::BufReader::new(rustls::StreamOwned::new(conn, s)).read_line(&mut line)
+        }
+    }
+    .unwrap_or_else(|e| panic!("greeting on {port}: {e}"));
+    line
+}
+
+#[test]
+fn sighup_moves_listeners_to_their_new_ports() {
+    let b = Bridge::with_listeners();
+    let daemon = b.daemon();
+    let (old_imap, imaps) = b.ports();
+    let (old_sub, subs) = b.smtp_ports();
+    Raw::connect_login(&b.target(Security::Plain, "me")).logout();
+    let (new_imap, new_sub) = (free_port(), free_port());
+    let text = std::fs::read_to_string(&b.config).expect("config");
+    let moved = text
+        .replace(&format!("\"127.0.0.1:{old_imap}\""), &format!("\"127.0.0.1:{new_imap}\""))
+        .replace(&format!("\"127.0.0.1:{old_sub}\""), &format!("\"127.0.0.1:{new_sub}\""));
+    assert_ne!(moved, text);
+    std::fs::write(&b.config, moved).expect("write config");
+    assert_eq!(hup_and_wait(&daemon), (1, 0), "reloaded: {}", daemon.log());
+    assert_eq!(b.ports().0, new_imap);
+    // The new ports serve, the old ones refuse, the listeners that did not move still serve.
+    Raw::connect_login(&b.target(Security::Plain, "me")).logout();
+    assert!(smtp_greeting(new_sub, None).starts_with("220 "), "SMTP on the new port");
+    assert!(refused(old_imap), "the old IMAP port {old_imap} no longer accepts connections");
+    assert!(refused(old_sub), "the old submission port {old_sub} no longer accepts connections");
+    Raw::connect_login(&b.target(Security::Implicit, "me")).logout();
+    assert_eq!(b.ports().1, imaps);
+    assert!(smtp_greeting(subs, Some(&b.cert())).starts_with("220 "), "SMTPS still on {subs}");
+}
+
+#[test]
+fn sighup_after_removing_an_account_stops_its_fetching_and_keeps_its_mail() {
+    let work: Vec<FakeMessage> =
+        (1..=3).map(|i| FakeMessage::new(&format!("w{i}"), mail(&format!("work {i}"), "hi"))).collect();
+    let fw = FakePop3::start(Script { messages: work.clone(), ..Script::default() });
+    let fh =
+        FakePop3::start(Script { messages: vec![FakeMessage::new("h1", mail("home", "hi"))], ..Script::default() });
+    let b = Bridge::with_listeners();
+    b.add_account("Work", fw.port(), "plain", "u", "p", &["--no-test"]).expect(0);
+    b.add_account("Home", fh.port(), "plain", "u", "p", &["--no-test"]).expect(0);
+    let daemon = b.daemon();
+    wait_until("both fetched", Duration::from_secs(30), || {
+        let j = b.status_json();
+        account(&j, "Work")["messages"] == 3 && account(&j, "Home")["messages"] == 1
+    });
+    // Control: the daemon fetches both of its accounts when asked to fetch everything.
+    let (w0, h0) = (fw.sessions(), fh.sessions());
+    let out = daemon_fetch_all(&b);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!((fw.sessions(), fh.sessions()), (w0 + 1, h0 + 1));
+    // The user removes Work and reloads.
+    b.run(&["account", "remove", "Work"]).expect(0);
+    assert_eq!(hup_and_wait(&daemon), (1, 0), "reloaded: {}", daemon.log());
+    fw.add_messages(vec![FakeMessage::new("w4", mail("work 4", "hi"))]);
+    let out = daemon_fetch_all(&b);
+    let names: Vec<&str> = out.iter().filter_map(|o| o["account"].as_str()).collect();
+    assert_eq!(names, ["Home"], "the daemon has no Work any more: {out:?}");
+    assert_eq!(fw.sessions(), w0 + 1, "Work's server is not contacted again");
+    assert_eq!(fh.sessions(), h0 + 2);
+    // Its stored mail stays, served as before.
+    let mut r = Raw::connect_login(&b.target(Security::Plain, "me"));
+    let sel = r.cmd("s1", "SELECT Work");
+    assert_eq!(sel.number("EXISTS"), Some(3), "{:?}", sel.lines);
+    let f = r.cmd("f1", "FETCH 1:* (BODY.PEEK[])");
+    let bodies: Vec<Vec<u8>> = f.fetches().iter().filter_map(|x| x.get("BODY[]").map(<[u8]>::to_vec)).collect();
+    assert_eq!(bodies, work.iter().map(|m| m.data.clone()).collect::<Vec<_>>());
+    r.logout();
+}
+
+#[test]
+fn sighup_with_a_broken_config_keeps_the_old_one_running_and_says_why() {
+    let fw = FakePop3::start(Script { messages: vec![FakeMessage::new("w1", mail("one", "hi"))], ..Script::default() });
+    let b = Bridge::with_listeners();
+    b.add_account("Work", fw.port(), "plain", "u", "p", &["--no-test"]).expect(0);
+    let daemon = b.daemon();
+    wait_until("the first fetch", Duration::from_secs(30), || account(&b.status_json(), "Work")["messages"] == 1);
+    let good = std::fs::read_to_string(&b.config).expect("config");
+    let (imap, _) = b.ports();
+    let new_pw = "a-new-local-pw";
+    let with_new_pw = good.replace(&format!("\"{LOCAL_PASSWORD}\""), &format!("\"{new_pw}\""));
+    assert_ne!(with_new_pw, good);
+    let new_imap = free_port();
+    let moved = with_new_pw.replace(&format!("\"127.0.0.1:{imap}\""), &format!("\"127.0.0.1:{new_imap}\""));
+    let config_path = b.config.display().to_string();
+    for (what, broken, names) in [
+        // A TOML syntax error (an unclosed table header and string) after the other changes.
+        ("syntax", format!("{moved}\n[[account]\nname = \"Broken\n"), "line"),
+        // Valid TOML, but an interval below the minimum.
+        (
+            "value",
+            moved.replace("\nemail = \"u@example.com\"\n", "\nemail = \"u@example.com\"\ninterval = \"1s\"\n"),
+            "interval",
+        ),
+    ] {
+        std::fs::write(&b.config, &broken).expect("write config");
+        assert_eq!(hup_and_wait(&daemon), (0, 1), "{what}: refused: {}", daemon.log());
+        assert_ne!(broken, moved, "{what}: the file is broken");
+        let log = daemon.log();
+        let why = log.rfind("configuration was not reloaded").map(|i| &log[i..]).unwrap_or_default();
+        assert!(why.contains(&config_path), "{what}: the error names the file: {why}");
+        assert!(why.contains(names), "{what}: the error says where ({names}): {why}");
+        // Nothing of the new file applies: the old password and port, the account still fetched.
+        let old = Target::new(imap, Security::Plain, None, "me", LOCAL_PASSWORD);
+        Raw::connect_login(&old).logout();
+        let mut r = Raw::connect(&old);
+        assert!(r.cmd("l1", &format!("LOGIN me {new_pw}")).no(), "{what}: the new password is not in use yet");
+        assert!(refused(new_imap), "{what}: nothing listens on the new port");
+        let before = fw.sessions();
+        let out = daemon_fetch_all(&b);
+        assert!(out.len() == 1 && out[0]["ok"] == true, "{what}: {out:?}");
+        assert_eq!(fw.sessions(), before + 1, "{what}: the account is still fetched");
+    }
+    // Fixed: the new settings apply.
+    std::fs::write(&b.config, &moved).expect("write config");
+    assert_eq!(hup_and_wait(&daemon), (1, 0), "{}", daemon.log());
+    Raw::connect_login(&Target::new(new_imap, Security::Plain, None, "me", new_pw)).logout();
+    assert!(refused(imap), "the old port is closed once the fixed config moved it");
 }
 
 #[test]

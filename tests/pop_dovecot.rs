@@ -1,8 +1,17 @@
-//! Fetching from a real Dovecot (POP3S with a private CA, STLS, pins, wrong passwords, delete
-//! policies), checking the store byte for byte against what the server holds.
+//! Fetching from a real Dovecot (POP3S with a private CA, STLS, pins, expired certificates, wrong
+//! passwords, every login method, delete policies), checking the store byte for byte against what
+//! the server holds. Dovecot advertises no LOGIN-DELAY (nor EXPIRE) in its CAPA, before or after
+//! login, and has no setting for it: LOGIN-DELAY is tested against the fake server (`daemon.rs`).
 
 use crate::util::corpus::corpus;
 use crate::util::dovecot::{CertKind, Dovecot, DovecotOpts};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::util::fake_pop3::b64encode;
 use crate::util::{Bridge, as_pop3_sends, sorted};
 
 fn dovecot(cert: CertKind) -> Dovecot {
@@ -216,4 +225,171 @@ fn when_deleted_locally_follows_local_expunges() {
     b.run(&["fetch"]).expect(0);
     assert_eq!(b.messages("Work").len(), 6);
     assert_eq!(d.messages("alice").len(), 6);
+}
+
+/// A TCP relay in front of one of Dovecot's plain ports that keeps what the client sent: so a test
+/// sees on the wire which login command popbridge used, and that Dovecot accepted it.
+struct Recorder {
+    port: u16,
+    sent: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Recorder {
+    fn start(upstream: u16) -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let (sent, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
+        let (log, halt) = (sent.clone(), stop.clone());
+        let acceptor = std::thread::spawn(move || {
+            let mut relays = Vec::new();
+            while !halt.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).expect("blocking");
+                        let server = TcpStream::connect(("127.0.0.1", upstream)).expect("connect to Dovecot");
+                        let (mut c_in, mut s_out) =
+                            (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+                        let log = log.clone();
+                        relays.push(std::thread::spawn(move || {
+                            let mut buf = [0u8; 4096];
+                            while let Ok(n @ 1..) = c_in.read(&mut buf) {
+                                log.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&buf[..n]);
+                                if s_out.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = s_out.shutdown(Shutdown::Write);
+                        }));
+                        let (mut s_in, mut c_out) = (server, client);
+                        relays.push(std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut s_in, &mut c_out);
+                            let _ = c_out.shutdown(Shutdown::Both);
+                        }));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => panic!("recorder accept: {e}"),
+                }
+            }
+            for r in relays {
+                let _ = r.join();
+            }
+        });
+        Recorder { port, sent, stop, acceptor: Some(acceptor) }
+    }
+
+    /// What clients sent so far (every connection, in order of arrival).
+    fn sent(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Dovecot's `pop3-login: Info: Login: user=<…>, method=…` lines: the mechanism of each login.
+fn login_methods(d: &Dovecot, user: &str) -> Vec<String> {
+    let want = format!("user=<{user}>");
+    d.log()
+        .lines()
+        .filter(|l| l.contains("pop3-login: Info: Login:") && l.contains(&want))
+        .filter_map(|l| l.split("method=").nth(1).and_then(|m| m.split(',').next()).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn every_login_method_logs_in_to_dovecot() {
+    let d = dovecot(CertKind::Ca);
+    let c = corpus(4, 51);
+    d.deliver("alice", &c.messages);
+    let expected: Vec<Vec<u8>> = c.messages.iter().map(|m| as_pop3_sends(m)).collect();
+    let plain = b64encode(b"\0alice\0alice-pw");
+    // (--auth, what popbridge sends, what it must never send, Dovecot's name of the mechanism).
+    // Dovecot handles USER/PASS as PLAIN inside, so the wire tells USER from AUTH PLAIN.
+    let cases: [(&str, &str, &str, &str); 5] = [
+        ("user", "USER alice\r\nPASS alice-pw\r\n", "AUTH", "PLAIN"),
+        ("plain", "AUTH PLAIN", "PASS", "PLAIN"),
+        ("login", "AUTH LOGIN\r\n", "PASS", "LOGIN"),
+        ("apop", "APOP alice ", "alice-pw", "APOP"),
+        ("auto", "AUTH PLAIN", "PASS", "PLAIN"),
+    ];
+    for (auth, sends, never, method) in cases {
+        // Plain POP3 (loopback) through the recorder: the commands are readable on the wire.
+        let rec = Recorder::start(d.pop3_port);
+        let b = Bridge::new();
+        let before = login_methods(&d, "alice").len();
+        b.add_account("Work", rec.port, "plain", "alice", "alice-pw", &["--auth", auth]).expect(0);
+        b.run(&["fetch"]).expect(0);
+        assert_eq!(b.messages("Work"), expected, "--auth {auth}: every message, byte for byte");
+        let wire = rec.sent();
+        assert!(wire.contains(sends), "--auth {auth}: sent {sends:?}:\n{wire}");
+        assert!(!wire.contains(never), "--auth {auth}: never {never:?}:\n{wire}");
+        if auth == "plain" || auth == "auto" {
+            assert!(wire.contains(&plain), "--auth {auth}: the PLAIN response for alice:\n{wire}");
+        }
+        if auth == "apop" {
+            let digest = wire.split("APOP alice ").nth(1).map(|r| r.trim_end().to_string()).unwrap_or_default();
+            let hex = digest.lines().next().unwrap_or("");
+            assert!(hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()), "an MD5 digest: {wire}");
+        }
+        let methods = login_methods(&d, "alice");
+        assert!(
+            methods.len() >= before + 2 && methods[before..].iter().all(|m| m == method),
+            "--auth {auth}: the test before saving and the fetch were accepted by Dovecot as {method}: {:?}",
+            &methods[before..]
+        );
+        // The same method with a wrong password is an authentication error with guidance.
+        let b = Bridge::new();
+        let r = b.add_account("Work", rec.port, "plain", "alice", "wrong-pw", &["--auth", auth]).expect(5);
+        assert!(r.stderr.contains("password"), "--auth {auth}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn an_expired_certificate_is_refused_with_guidance() {
+    let d = dovecot(CertKind::Expired);
+    d.deliver("alice", &corpus(2, 52).messages);
+    let b = Bridge::new();
+    for (port, tls) in [(d.pop3s_port, "implicit"), (d.pop3_port, "starttls")] {
+        let r = b.add_account("Work", port, tls, "alice", "alice-pw", &["--ca-file", &ca(&d)]).expect(4);
+        assert!(r.stderr.contains("expired"), "{tls}: the reason: {}", r.stderr);
+        assert!(r.stderr.contains("what to do") && r.stderr.contains("pin"), "{tls}: guidance: {}", r.stderr);
+    }
+    // Saved anyway, it fails the same way at fetch time and stores nothing.
+    b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca(&d), "--no-test"])
+        .expect(0);
+    let r = b.run(&["fetch"]).expect(4);
+    assert!(r.stderr.contains("expired"), "{}", r.stderr);
+    assert!(b.messages("Work").is_empty());
+    assert_eq!(b.status_json()["accounts"][0]["last_error"]["class"], "certificate");
+}
+
+#[test]
+fn a_pin_that_does_not_match_is_refused_and_shows_the_right_one() {
+    let d = dovecot(CertKind::SelfSigned);
+    d.deliver("alice", &corpus(2, 53).messages);
+    let right = d.server_cert.sha256_hex();
+    // Another certificate's fingerprint, and one that differs from the right one in its last byte.
+    let mut near = right.clone();
+    near.replace_range(62.., if right.ends_with("00") { "01" } else { "00" });
+    for wrong in ["ab".repeat(32), near] {
+        let b = Bridge::new();
+        let r = b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--pin-sha256", &wrong]);
+        let r = r.expect(4);
+        assert!(r.stderr.contains("pinned"), "the reason: {}", r.stderr);
+        let shown: String = r.stderr.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_uppercase();
+        assert!(shown.contains(&right.to_uppercase()), "the server's real fingerprint is printed: {}", r.stderr);
+        assert!(r.stderr.contains("what to do"), "guidance: {}", r.stderr);
+        assert!(b.run(&["account", "list"]).stdout.contains("No accounts"), "not saved");
+    }
 }

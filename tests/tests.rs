@@ -12,5 +12,7 @@ mod imap;
 mod pop_dovecot;
 mod pop_faults;
 mod resources;
+mod security;
 mod smtp;
 mod stress;
+mod uidvalidity;

@@ -6,8 +6,8 @@
 //!   with up to 10% jitter so several accounts do not hit their servers in step.
 //! - Connection and temporary failures back off exponentially: 1, 2, 4 … minutes, at most an hour.
 //! - Three definite authentication failures, or a certificate error, disable the account: it is not
-//!   contacted again until its settings change (`account set-password`, a new `pin_sha256` …) —
-//!   or the user asks for a fetch explicitly.
+//!   contacted again until its settings change (`account set-password`, a new `pin_sha256` …; it is
+//!   then tried at once after the reload) — or the user asks for a fetch explicitly.
 //! - A disabled account, or one failing for over an hour, gets one notice in the local INBOX and an
 //!   `[ALERT]` to connected IMAP sessions; when it recovers, one short "working again" notice.
 
@@ -106,16 +106,21 @@ async fn run(
 ) {
     let (store, name) = (ctx.store.clone(), account.name.clone());
     let Ok(ids) = blocking(move || store.ensure_account(&name)).await else { return };
-    // Settings changed since the account was disabled (a new password, pin, CA): try again.
+    // Settings changed since the account was disabled or failed (a new password, pin, CA): it is
+    // enabled again and tried at once (as far as LOGIN-DELAY allows), not an interval later.
     let (store, fp) = (ctx.store.clone(), account.fingerprint());
-    if let Ok(true) = blocking(move || store.reconcile_config(ids.account, &fp)).await {
-        tracing::info!("{}: settings changed; the account is enabled again", account.name);
+    let mut retry_now = matches!(blocking(move || store.reconcile_config(ids.account, &fp)).await, Ok(true));
+    if retry_now {
+        tracing::info!("{}: settings changed; the account is enabled again and tried now", account.name);
     }
     let mut last_run: Option<tokio::time::Instant> = None;
     loop {
         let store = ctx.store.clone();
         let Ok(h) = blocking(move || store.health(ids.account)).await else { return };
         let mut due = next_due(&h, &account);
+        if std::mem::take(&mut retry_now) {
+            due = Some(now().max(h.last_attempt.unwrap_or(0) + h.login_delay.unwrap_or(0)));
+        }
         if let (Some(d), Some(l)) = (due, last_run) {
             let earliest = now() + (MIN_SPACING.saturating_sub(l.elapsed())).as_secs() as i64;
             due = Some(d.max(earliest));

@@ -296,18 +296,22 @@ impl Store {
 
     /// Records the account's settings; if they changed (a new password, certificate, CA or pin),
     /// an account disabled by failed logins or a certificate gets another chance. Returns whether
-    /// it was re-enabled.
+    /// the account should be tried again now: its settings changed after it was disabled, or after
+    /// a failure (`account set-password` enables it before the daemon reloads, keeping the error).
     pub fn reconcile_config(&self, account: i64, hash: &str) -> Result<bool> {
         let conn = self.lock();
-        let (old, state): (Option<String>, String) = conn
-            .query_row("SELECT config_hash, state FROM accounts WHERE id = ?1", [account], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+        let (old, state, failed): (Option<String>, String, bool) = conn
+            .query_row(
+                "SELECT config_hash, state, last_error_class IS NOT NULL FROM accounts WHERE id = ?1",
+                [account],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .map_err(|e| self.err(e))?;
         if old.as_deref() == Some(hash) {
             return Ok(false);
         }
         let reenable = old.is_some() && state == "disabled";
+        let retry = old.is_some() && (reenable || failed);
         conn.execute(
             "UPDATE accounts SET config_hash = ?2,
                  state = CASE WHEN ?3 THEN 'active' ELSE state END,
@@ -317,7 +321,7 @@ impl Store {
             params![account, hash, reenable],
         )
         .map_err(|e| self.err(e))?;
-        Ok(reenable)
+        Ok(retry)
     }
 
     pub fn account_statuses(&self) -> Result<Vec<AccountStatus>> {

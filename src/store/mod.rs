@@ -305,16 +305,25 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Creates a mailbox with a fresh UIDVALIDITY: the current time, but always above every value this
-/// store ever handed out, so a mailbox deleted and created again never repeats one (RFC 3501 §2.3.1.1).
+/// Creates a mailbox with a fresh id and UIDVALIDITY: the current time, but always above every value
+/// this store ever handed out (deleted mailboxes included), so a mailbox deleted and created again
+/// never repeats either (RFC 3501 §2.3.1.1) — not even within the same second — and an IMAP session
+/// that still holds the old one selected sees it gone. One statement draws both values, so writers
+/// in two processes never draw the same.
 pub(crate) fn create_mailbox(conn: &Connection, name: &str, special_use: Option<&str>) -> rusqlite::Result<i64> {
-    let max: Option<i64> = conn.query_row("SELECT max(uidvalidity) FROM mailboxes", [], |r| r.get(0))?;
-    let uidvalidity = now().max(max.unwrap_or(0) + 1);
-    conn.execute(
-        "INSERT INTO mailboxes (name, special_use, uidvalidity, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![name, special_use, uidvalidity, now()],
+    let (id, uidvalidity): (i64, i64) = conn.query_row(
+        "UPDATE mailbox_serials
+             SET last_id = max(last_id, (SELECT coalesce(max(id), 0) FROM mailboxes)) + 1,
+                 uidvalidity = max(uidvalidity + 1, ?1)
+             RETURNING last_id, uidvalidity",
+        [now()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    Ok(conn.last_insert_rowid())
+    conn.execute(
+        "INSERT INTO mailboxes (id, name, special_use, uidvalidity, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, name, special_use, uidvalidity, now()],
+    )?;
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -336,6 +345,34 @@ mod tests {
         assert_eq!(s.uidvalidity("INBOX").unwrap(), Some(v1), "stable across opens");
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_mailbox_created_again_gets_a_new_id_and_uidvalidity_also_after_upgrading() {
+        let dir = crate::store::private_tempdir();
+        let path = dir.path().join("store.sqlite");
+        let s = Store::open(&path).unwrap();
+        let draw = |s: &Store| {
+            let c = s.lock();
+            let id = create_mailbox(&c, "Projects", None).unwrap();
+            let v: i64 = c.query_row("SELECT uidvalidity FROM mailboxes WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+            imap::delete_mailbox(&c, id).unwrap();
+            (id, v)
+        };
+        let (id1, v1) = draw(&s);
+        let (id2, v2) = draw(&s);
+        assert!(id2 > id1 && v2 > v1, "({id1}, {v1}) then ({id2}, {v2})");
+        // A store from before the serials (schema 6): they start above every mailbox it still has.
+        let high = now() + 1000;
+        {
+            let c = s.lock();
+            c.execute_batch("DROP TABLE mailbox_serials; PRAGMA user_version = 6;").unwrap();
+            c.execute("UPDATE mailboxes SET uidvalidity = ?1 WHERE name = 'Junk'", [high]).unwrap();
+        }
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        let (_, v3) = draw(&s);
+        assert_eq!(v3, high + 1, "above the highest UIDVALIDITY left in the store");
     }
 
     #[test]

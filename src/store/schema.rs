@@ -177,4 +177,16 @@ BEGIN
     DELETE FROM search_fts WHERE rowid = OLD.id;
 END;
 "#,
+    // 6 → 7: the highest mailbox id and UIDVALIDITY ever handed out, so that a mailbox deleted and
+    // created again under the same name is a new mailbox (RFC 3501 §2.3.1.1) even when the deleted
+    // one held the highest values — `max()` over the remaining rows would hand them out again.
+    r#"
+CREATE TABLE mailbox_serials (
+    one         INTEGER PRIMARY KEY CHECK (one = 1),
+    last_id     INTEGER NOT NULL,
+    uidvalidity INTEGER NOT NULL
+);
+INSERT INTO mailbox_serials (one, last_id, uidvalidity)
+    SELECT 1, coalesce(max(id), 0), coalesce(max(uidvalidity), 0) FROM mailboxes;
+"#,
 ];

@@ -265,7 +265,8 @@ userdb {{
   driver = passwd-file
   args = username_format=%n {ds}/users.passwd
 }}
-auth_mechanisms = plain login cram-md5
+# apop: the passdb holds plaintext passwords, which APOP (and CRAM-MD5) need
+auth_mechanisms = plain login cram-md5 apop
 disable_plaintext_auth = no
 auth_failure_delay = {delay}s
 auth_verbose = yes
