@@ -710,8 +710,27 @@ async fn account_test(paths: &Paths, name: &str) -> Result<i32> {
             "  UIDL: {} message(s) without a UIDL, {} sharing a UIDL — those are recognised by their headers and never deleted by popbridge",
             p.uidl_missing, p.uidl_duplicates
         );
+    } else if p.uidl_numbers {
+        println!(
+            "  UIDL: the server's UIDLs are its message numbers, which it gives to other messages later — popbridge recognises each stored message by its headers (TOP) before it skips or deletes it"
+        );
     } else {
         println!("  UIDL: every message has its own");
+    }
+    let key = account.pop.mailbox_key();
+    let reused = blocking({
+        let p = paths.store();
+        move || Ok(crate::store::Store::open_existing(&p)?.and_then(|s| s.find_pop_server(&key).ok().flatten()))
+    })
+    .await?
+    .is_some_and(|s| s.reused);
+    if reused {
+        println!(
+            "  UIDL reuse: this server was seen giving a known UIDL to another message — popbridge checks each stored message by its headers before it skips or deletes it"
+        );
+    }
+    if p.caps.as_ref().is_some_and(|c| c.utf8) {
+        println!("  UTF8: {}", if p.utf8 { "enabled (8-bit headers arrive as sent)" } else { "refused by the server" });
     }
     if account.smtp.is_some() {
         println!("Outgoing:");

@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod daemon;
 mod fuzz;
+mod identity;
 mod imap;
 mod pop_dovecot;
 mod pop_faults;

@@ -277,6 +277,14 @@ pub struct PopServer {
     pub timeout: Duration,
 }
 
+impl PopServer {
+    /// The upstream mailbox this account fetches: its POP state belongs to this key, never to the
+    /// account's name (DESIGN §4). Host names are case-insensitive; user names are not.
+    pub fn mailbox_key(&self) -> String {
+        format!("{}:{}/{}", self.host.to_ascii_lowercase(), self.port, self.user)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SmtpServer {
     pub host: String,

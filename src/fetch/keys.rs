@@ -69,6 +69,26 @@ pub fn fallback_digest(raw_or_top: &[u8], size: u64) -> String {
     ctx.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What identifies a message by its headers alone — its Message-ID, Date and first Received
+/// (the hop that delivered it to this mailbox), or the whole header block when it has none of
+/// them — hashed. Recorded at insert, compared with a `TOP n 0` answer to tell whether a known
+/// UIDL still names the stored message (DESIGN §4).
+pub fn header_fingerprint(raw_or_top: &[u8]) -> Vec<u8> {
+    let block = header_block(raw_or_top);
+    let fields: Vec<Option<String>> =
+        ["message-id", "date", "received"].iter().map(|name| header_value(block, name)).collect();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    if fields.iter().all(Option::is_none) {
+        ctx.update(block);
+    } else {
+        for f in &fields {
+            ctx.update(f.as_deref().unwrap_or("").as_bytes());
+            ctx.update(b"\0");
+        }
+    }
+    ctx.finish().as_ref()[..16].to_vec()
+}
+
 /// Numbers identical digests in server order ("#1", "#2"), so two genuinely identical messages
 /// (the same mail delivered twice) keep distinct keys.
 #[derive(Default)]

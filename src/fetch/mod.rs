@@ -30,7 +30,7 @@ use crate::config::{Account, DeletePolicy};
 use crate::error::{Error, ErrorClass, Result};
 use crate::net::pop3::Pop3Conn;
 use crate::pop3::{self, Body, Command, Sent, Status};
-use crate::store::{Delivery, Store, accounts::CycleFacts};
+use crate::store::{Delivery, Identity, Store, accounts::CycleFacts};
 
 use keys::{Occurrences, fallback_digest, is_fallback};
 use session::Session;
@@ -254,14 +254,70 @@ async fn cycle(
     let mut occ = Occurrences::default();
     fallback_keys(&mut conn, &mut listed, window, &mut occ).await?;
 
+    let (store, key) = (ctx.store.clone(), account.pop.mailbox_key());
+    let server = blocking(move || store.pop_server(ids.account, &key)).await?;
     let store = ctx.store.clone();
-    let known = blocking(move || store.known_uidls(ids.account)).await?;
+    let known = blocking(move || store.known_uidls(server.id)).await?;
     let now = crate::store::now();
     let policy = account.pop.delete;
 
-    // Stored earlier and now due for deletion (never on a fallback identity).
+    // Can a known UIDL be taken for the message it named when it was stored? Only while LIST's
+    // size is the one recorded. And not from a server whose UIDLs are its message numbers, one
+    // seen reusing a UIDL, or right after a session whose QUIT went unanswered (deletions may
+    // have happened): there each known identity is checked against its header fingerprint
+    // (TOP n 0) before it is trusted. So is every known identity about to be deleted, wherever:
+    // a DELE is sent only for what popbridge is certain it holds (DESIGN §4). Messages fetched
+    // in this session need no check: their bytes were just read.
+    let numbered = !listed.is_empty() && listed.iter().all(|l| l.key.as_deref() == Some(l.n.to_string().as_str()));
+    if numbered {
+        report.warnings.push(format!(
+            "{}'s UIDLs are its message numbers, which it reuses: each stored message is recognised by its headers before it is skipped or deleted",
+            conn.host
+        ));
+    } else if server.reused {
+        report.warnings.push(format!(
+            "{} was seen giving a known UIDL to another message: each stored message is recognised by its headers before it is skipped or deleted",
+            conn.host
+        ));
+    }
+    let doubtful_server = numbered || server.reused || server.unsure_quit;
+    let mut plan = Plan::default();
+    for (i, l) in listed.iter().enumerate() {
+        let Some(k) = l.key.as_ref().and_then(|key| known.get(key)) else {
+            plan.fetch.push(i);
+            continue;
+        };
+        let key = l.key.as_deref().unwrap_or_default();
+        let same_size = match k.list_size {
+            Some(s) => s == l.size,
+            // Stored before LIST's size was recorded: compare with the bytes stored.
+            None => !size_far(l.size, k.size, k.size / 40),
+        };
+        if is_fallback(key) {
+            // Keyed by its headers and size already; never deleted.
+        } else if !same_size || !k.exact {
+            // Another message under a known UIDL, or one whose bytes were in doubt: read it again
+            // (the body's digest tells whether it is the same one).
+            plan.recheck.insert(l.n);
+            plan.fetch.push(i);
+        } else if doubtful_server || policy_allows_now(policy, k.first_seen, k.local_deleted, now) {
+            plan.verify.push(i);
+        } else {
+            plan.trusted.insert(l.n);
+        }
+    }
+    if !plan.verify.is_empty() {
+        let store = ctx.store.clone();
+        let top = caps.as_ref().is_some_and(|c| c.top);
+        verify_fingerprints(&mut conn, &listed, &known, &mut plan, window, top, doubtful_server, store).await?;
+    }
+    plan.fetch.sort_unstable();
+
+    // Stored earlier, still certainly the same message, and now due for deletion (never on a
+    // fallback identity).
     let mut deletes: VecDeque<(u32, String)> = listed
         .iter()
+        .filter(|l| plan.trusted.contains(&l.n))
         .filter_map(|l| {
             let key = l.key.as_ref()?;
             let k = known.get(key)?;
@@ -269,12 +325,11 @@ async fn cycle(
                 .then(|| (l.n, key.clone()))
         })
         .collect();
-    // To download: unknown identities, and messages whose identity needs their content.
+    // To download: unknown identities, identities in doubt, and messages whose identity needs
+    // their content.
     let mut to_fetch: Vec<usize> = Vec::new();
-    for (i, l) in listed.iter().enumerate() {
-        if l.key.as_ref().is_some_and(|k| known.contains_key(k)) {
-            continue;
-        }
+    for &i in &plan.fetch {
+        let l = &listed[i];
         if l.size > account.pop.max_message_size {
             report.too_big.push((l.n, l.size));
             continue;
@@ -324,7 +379,7 @@ async fn cycle(
     }
 
     let store = ctx.store.clone();
-    let delivery = blocking(move || Delivery::new(&store, ids)).await?;
+    let delivery = blocking(move || Delivery::new(&store, ids, server.id)).await?;
     let mut sink = Sink::spawn(delivery);
     let budget = Arc::new(Semaphore::new(SINK_BUDGET));
     let mut next = 0usize;
@@ -386,12 +441,14 @@ async fn cycle(
                     Sent::Retr(n) => {
                         retr_bytes_in_flight -= size;
                         match (r.status, r.body) {
-                            (Status::Ok, Body::Data(raw)) if size_mismatch(size, &raw) => {
-                                // The wrong message, or a broken size: storing it under this
-                                // message's identity could lose the real one. Left on the server.
-                                report.size_mismatch.push((n, size, raw.len() as u64));
-                            }
                             (Status::Ok, Body::Data(raw)) => {
+                                // Far from LIST's size: a server that rewrites the message (Courier
+                                // without UTF8), approximate sizes — or the wrong message. Stored as
+                                // received, so no mail is held back, but never deleted on.
+                                let exact = !size_mismatch(size, &raw);
+                                if !exact {
+                                    report.size_mismatch.push((n, size, raw.len() as u64));
+                                }
                                 prog.done_messages += 1;
                                 prog.done_bytes += raw.len() as u64;
                                 if let Some(p) = &progress { p(&prog); }
@@ -406,7 +463,13 @@ async fn cycle(
                                 };
                                 let want = raw.len().clamp(1, SINK_BUDGET) as u32;
                                 let permit = budget.clone().acquire_many_owned(want).await.ok();
-                                let msg = ToSink::Message { n, key, raw, fetched_at: crate::store::now(), permit };
+                                let identity = Identity {
+                                    fingerprint: keys::header_fingerprint(&raw),
+                                    exact,
+                                    recheck: plan.recheck.contains(&n),
+                                    ..Identity::new(&key, size)
+                                };
+                                let msg = ToSink::Message { n, identity, raw, fetched_at: crate::store::now(), permit };
                                 if sink.tx.send(msg).is_err() {
                                     writer_gone = true;
                                     failure.get_or_insert_with(|| Error::other("the store writer stopped unexpectedly"));
@@ -434,13 +497,29 @@ async fn cycle(
             m = sink.rx.recv(), if sink_open => match m {
                 Some(FromSink::Committed(pairs)) => {
                     for (n, stored) in pairs {
-                        if stored.same_content {
-                            report.same_content += 1;
-                        } else {
-                            report.new_messages += 1;
-                            report.new_bytes += stored.size;
+                        let rechecked = plan.recheck.contains(&n);
+                        // Other bytes under a key popbridge was certain of: the server reused it.
+                        // (An uncertain identity corrected is not a sign of that.)
+                        if stored.reused && known.get(&stored.key).is_some_and(|k| k.exact) {
+                            plan.changed += 1;
                         }
-                        if !is_fallback(&stored.key) && policy_allows_now(policy, now, false, crate::store::now()) {
+                        // A recheck that found the stored bytes again: the same message as before,
+                        // with its first sighting and local state.
+                        let before = known.get(&stored.key).filter(|_| rechecked && !stored.reused);
+                        match before {
+                            Some(_) => {}
+                            None if stored.same_content => report.same_content += 1,
+                            None => {
+                                report.new_messages += 1;
+                                report.new_bytes += stored.size;
+                            }
+                        }
+                        let (first_seen, local_deleted) = before.map_or((now, false), |k| (k.first_seen, k.local_deleted));
+                        // DELE only what is certainly that message (DESIGN §4).
+                        if stored.exact
+                            && !is_fallback(&stored.key)
+                            && policy_allows_now(policy, first_seen, local_deleted, crate::store::now())
+                        {
                             deletes.push_back((n, stored.key));
                         }
                     }
@@ -473,7 +552,27 @@ async fn cycle(
             report.same_content, conn.host
         ));
     }
-    match conn.call(&Command::Quit).await {
+    if let Some(&(n, said, got)) = report.size_mismatch.first() {
+        report.warnings.push(format!(
+            "{} sent {} message(s) whose size differs from what LIST announced (e.g. number {n}: {said} announced, {got} received): stored as received; popbridge never deletes them from the server",
+            conn.host,
+            report.size_mismatch.len()
+        ));
+    }
+    if plan.changed > 0 {
+        report.warnings.push(format!(
+            "{} gave {} known UIDL(s) to other messages: they were stored as new messages, and nothing was deleted on the old identities",
+            conn.host, plan.changed
+        ));
+    }
+    let reused = plan.changed > 0;
+    let quit = conn.call(&Command::Quit).await;
+    // Whether the server's QUIT was confirmed: if not, the deletions may have happened, and the
+    // next session checks every known identity before trusting it.
+    let unsure_quit = quit.is_err();
+    let store = ctx.store.clone();
+    blocking(move || store.note_pop_server(server.id, reused, unsure_quit)).await?;
+    match quit {
         Ok(r) if r.status == Status::Ok => {
             report.deleted = dele_ok.len() as u64;
         }
@@ -497,26 +596,97 @@ async fn cycle(
     let on_server: HashSet<String> =
         listed.into_iter().filter_map(|l| l.key).filter(|k| !dele_ok.contains(k)).collect();
     let store = ctx.store.clone();
-    blocking(move || store.prune_uidls(ids.account, &on_server)).await?;
-    if let Some(&(n, said, got)) = report.size_mismatch.first() {
-        return Err(Error::new(
-            ErrorClass::Protocol,
-            format!(
-                "{} sent {got} bytes for message {n} where LIST announced {said} ({} message(s) like this): the wrong message or a broken server; they were left on the server and not stored, everything else was fetched",
-                account.pop.host,
-                report.size_mismatch.len()
-            ),
-        ));
-    }
+    blocking(move || store.prune_uidls(server.id, &on_server)).await?;
     Ok((report, caps_text))
+}
+
+/// How the cycle treats the listed messages (indexes into the listing, or message numbers).
+#[derive(Default)]
+struct Plan {
+    /// To download: unknown identities and those in doubt.
+    fetch: Vec<usize>,
+    /// Known identities whose message must be read again and compared (`Identity::recheck`).
+    recheck: HashSet<u32>,
+    /// Known identities to check against their header fingerprint before they are trusted.
+    verify: Vec<usize>,
+    /// Known identities that certainly still name the stored message: skipped, and deletable.
+    trusted: HashSet<u32>,
+    /// Known UIDLs found naming another message this session (committed as new messages).
+    changed: u64,
+}
+
+/// `TOP n 0` for each identity in `plan.verify`: the same header fingerprint as stored → trusted;
+/// another one → read again as a possibly new message; no TOP → read again, which the body's
+/// digest decides. An identity with nothing to compare with (stored before fingerprints were
+/// recorded, and deleted locally since) is trusted on its size as before — unless the server is
+/// in doubt: then it is left alone (neither deleted nor read again).
+#[allow(clippy::too_many_arguments)]
+async fn verify_fingerprints(
+    conn: &mut Pop3Conn,
+    listed: &[Listed],
+    known: &HashMap<String, crate::store::accounts::KnownUidl>,
+    plan: &mut Plan,
+    window: usize,
+    top: bool,
+    doubtful_server: bool,
+    store: Arc<Store>,
+) -> Result<()> {
+    let recheck = |plan: &mut Plan, i: usize| {
+        plan.recheck.insert(listed[i].n);
+        plan.fetch.push(i);
+    };
+    // What each one's headers were when it was stored.
+    let mut todo: Vec<(usize, Vec<u8>)> = Vec::new();
+    for i in std::mem::take(&mut plan.verify) {
+        let Some(k) = listed[i].key.as_ref().and_then(|key| known.get(key)) else { continue };
+        let stored = match (&k.fingerprint, k.body_id) {
+            (Some(f), _) if !f.is_empty() => Some(f.clone()),
+            (_, Some(body)) => {
+                let store = store.clone();
+                blocking(move || store.body_head(body)).await?.map(|h| keys::header_fingerprint(&h))
+            }
+            _ => None,
+        };
+        match stored {
+            Some(f) if top => todo.push((i, f)),
+            Some(_) => recheck(plan, i),
+            None if doubtful_server => {}
+            None => {
+                plan.trusted.insert(listed[i].n);
+            }
+        }
+    }
+    let mut next = 0;
+    let mut waiting: VecDeque<usize> = VecDeque::new();
+    while next < todo.len() || !waiting.is_empty() {
+        while next < todo.len() && waiting.len() < window {
+            conn.send(&Command::Top(listed[todo[next].0].n, 0));
+            waiting.push_back(next);
+            next += 1;
+        }
+        let r = conn.reply().await?;
+        let Some(j) = waiting.pop_front() else { break };
+        let (i, stored) = &todo[j];
+        match (r.status, r.body) {
+            (Status::Ok, Body::Data(head)) if keys::header_fingerprint(&head) == *stored => {
+                plan.trusted.insert(listed[*i].n);
+            }
+            _ => recheck(plan, *i),
+        }
+    }
+    Ok(())
 }
 
 /// Whether a RETR answer's size is too far from the size LIST announced to be the same message.
 /// Servers that count LF line ends (or add a final CRLF) differ by about one byte per line.
 fn size_mismatch(announced: u64, raw: &[u8]) -> bool {
     let lines = memchr::memchr_iter(b'\n', raw).count() as u64;
+    size_far(announced, raw.len() as u64, lines)
+}
+
+/// `got` is further from `announced` than `lines` line ends (LF counted as CRLF) and a final CRLF.
+fn size_far(announced: u64, got: u64, lines: u64) -> bool {
     let slack = lines + 64;
-    let got = raw.len() as u64;
     got + slack < announced || got > announced + slack
 }
 

@@ -20,6 +20,11 @@ pub struct Probe {
     pub uidl: bool,
     pub uidl_missing: usize,
     pub uidl_duplicates: usize,
+    /// Every UIDL is its message number: the server reuses them (identities are then checked
+    /// by their headers before anything is skipped or deleted).
+    pub uidl_numbers: bool,
+    /// The server accepted RFC 6856's UTF8.
+    pub utf8: bool,
 }
 
 pub async fn probe(config_path: &std::path::Path, config_mode: u32, account: &Account) -> Result<Probe> {
@@ -27,7 +32,7 @@ pub async fn probe(config_path: &std::path::Path, config_mode: u32, account: &Ac
     let run = async {
         let password = crate::config::resolve_secret(config_path, config_mode, &account.pop.password, "POP").await?;
         let s = Session::open(account, &password).await?;
-        let Session { mut conn, caps, caps_before, greeting, upstream, auth_used } = s;
+        let Session { mut conn, caps, caps_before, greeting, upstream, auth_used, utf8 } = s;
         let tls = match (account.pop.tls, &upstream) {
             (TlsMode::Plain, _) | (_, None) => None,
             (_, Some(up)) => Some((up.trust.describe().to_string(), up.seen.lock().ok().and_then(|s| s.fingerprint))),
@@ -51,7 +56,7 @@ pub async fn probe(config_path: &std::path::Path, config_mode: u32, account: &Ac
             }
         };
         let u = conn.call(&Command::Uidl(None)).await?;
-        let (uidl, uidl_missing, uidl_duplicates) = match (u.status, u.body) {
+        let (uidl, uidl_missing, uidl_duplicates, uidl_numbers) = match (u.status, u.body) {
             (Status::Ok, Body::Data(b)) => {
                 let ids = pop3::parse_uidl(&b).map_err(|e| {
                     Error::new(ErrorClass::Protocol, format!("{} sent a broken UIDL listing: {e}", conn.host))
@@ -63,12 +68,26 @@ pub async fn probe(config_path: &std::path::Path, config_mode: u32, account: &Ac
                 let have: std::collections::HashSet<u32> = ids.iter().map(|(n, _)| *n).collect();
                 let missing = listed.iter().filter(|n| !have.contains(n)).count();
                 let dups = count.values().filter(|c| **c > 1).sum();
-                (true, missing, dups)
+                let numbers = !ids.is_empty() && ids.iter().all(|(n, id)| *id == n.to_string());
+                (true, missing, dups, numbers)
             }
-            _ => (false, listed.len(), 0),
+            _ => (false, listed.len(), 0, false),
         };
         let _ = conn.call(&Command::Quit).await;
-        Ok(Probe { greeting, tls, caps_before, caps, auth_used, messages, bytes, uidl, uidl_missing, uidl_duplicates })
+        Ok(Probe {
+            greeting,
+            tls,
+            caps_before,
+            caps,
+            auth_used,
+            messages,
+            bytes,
+            uidl,
+            uidl_missing,
+            uidl_duplicates,
+            uidl_numbers,
+            utf8,
+        })
     };
     run.await.map_err(|e: Error| e.context(&label))
 }

@@ -114,6 +114,8 @@ async fn run(
         tracing::info!("{}: settings changed; the account is enabled again and tried now", account.name);
     }
     let mut last_run: Option<tokio::time::Instant> = None;
+    // A cycle's warnings go to the log when they are new, not again every cycle.
+    let mut warned: Vec<String> = Vec::new();
     loop {
         let store = ctx.store.clone();
         let Ok(h) = blocking(move || store.health(ids.account)).await else { return };
@@ -150,8 +152,15 @@ async fn run(
             _ = shutdown.changed() => return,
         };
         match &result {
-            Ok(r) if r.new_messages > 0 => tracing::info!("{}: {} new message(s)", account.name, r.new_messages),
-            Ok(_) => {}
+            Ok(r) => {
+                if r.new_messages > 0 {
+                    tracing::info!("{}: {} new message(s)", account.name, r.new_messages);
+                }
+                for w in r.warnings.iter().filter(|w| !warned.contains(w)) {
+                    tracing::warn!("{}: {w}", account.name);
+                }
+                warned = r.warnings.clone();
+            }
             Err(e) => tracing::warn!("{}", e.message),
         }
         // The notice (and the ALERT) first: whoever asked for this fetch then sees them.

@@ -19,6 +19,8 @@ pub struct Session {
     pub greeting: String,
     pub upstream: Option<Upstream>,
     pub auth_used: &'static str,
+    /// The server accepted RFC 6856's `UTF8`: it sends 8-bit headers as they are.
+    pub utf8: bool,
 }
 
 async fn capa(conn: &mut Pop3Conn) -> Result<Option<Capabilities>> {
@@ -57,7 +59,15 @@ impl Session {
         let auth_used = authenticate(&mut conn, account, caps_before.as_ref(), &greeting.text, password).await?;
         // RFC 2449 §5: capabilities may differ after login (PIPELINING, LOGIN-DELAY, EXPIRE per user).
         let caps = if caps_before.is_some() { capa(&mut conn).await?.or_else(|| caps_before.clone()) } else { None };
-        Ok(Session { conn, caps, caps_before, greeting: greeting.text, upstream, auth_used })
+        // RFC 6856: a server offering UTF8 may rewrite a message whose headers are 8-bit for a
+        // client that did not send it (Courier sends a "Cannot display Unicode content" notice
+        // instead); popbridge stores messages as they are, so it asks for them as they are. A
+        // refusal changes nothing else.
+        let mut utf8 = false;
+        if caps.as_ref().is_some_and(|c| c.utf8) {
+            utf8 = conn.call(&Command::Utf8).await?.status == Status::Ok;
+        }
+        Ok(Session { conn, caps, caps_before, greeting: greeting.text, upstream, auth_used, utf8 })
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::Error;
-use crate::store::{Added, Delivery, Stored};
+use crate::store::{Added, Delivery, Identity, Stored};
 
 /// Longest a stored message waits for its commit: bounds what a crash can cost (it is fetched
 /// again) and how long a DELE waits.
@@ -22,7 +22,7 @@ pub const MAX_BATCH_AGE: Duration = Duration::from_millis(250);
 pub const MAX_BATCH_BYTES: u64 = 32 * 1024 * 1024;
 
 pub enum ToSink {
-    Message { n: u32, key: String, raw: Vec<u8>, fetched_at: i64, permit: Option<OwnedSemaphorePermit> },
+    Message { n: u32, identity: Identity, raw: Vec<u8>, fetched_at: i64, permit: Option<OwnedSemaphorePermit> },
 }
 
 #[derive(Debug)]
@@ -90,8 +90,8 @@ fn run(mut d: Delivery, rx: mpsc::Receiver<ToSink>, out: tokio::sync::mpsc::Unbo
             Some(t) => rx.recv_timeout(MAX_BATCH_AGE.saturating_sub(t.elapsed())),
         };
         match msg {
-            Ok(ToSink::Message { n, key, raw, fetched_at, permit }) => {
-                let res = d.add(&key, &raw, fetched_at);
+            Ok(ToSink::Message { n, identity, raw, fetched_at, permit }) => {
+                let res = d.add(&identity, &raw, fetched_at);
                 drop(raw);
                 drop(permit);
                 match res {

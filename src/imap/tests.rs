@@ -196,9 +196,11 @@ impl Harness {
         let ids = self.ids;
         let first = self.keys.fetch_add(msgs.len(), Ordering::SeqCst);
         tokio::task::spawn_blocking(move || {
-            let mut d = Delivery::new(&store, ids).unwrap();
+            let server = store.pop_server(ids.account, "pop.example:995/me").unwrap().id;
+            let mut d = Delivery::new(&store, ids, server).unwrap();
             for (i, m) in msgs.iter().enumerate() {
-                assert_eq!(d.add(&format!("uidl-{}", first + i), m, 1_700_000_000).unwrap(), crate::store::Added::New);
+                let id = crate::store::Identity::new(&format!("uidl-{}", first + i), m.len() as u64);
+                assert_eq!(d.add(&id, m, 1_700_000_000).unwrap(), crate::store::Added::New);
             }
             let stored = d.commit().unwrap();
             store.notify();

@@ -54,6 +54,8 @@ pub enum Command<'a> {
     Noop,
     Rset,
     Quit,
+    /// `UTF8` (RFC 6856 §2): the server may send UTF-8 headers unchanged.
+    Utf8,
 }
 
 const REDACTED: &str = "<redacted>";
@@ -92,6 +94,7 @@ impl fmt::Debug for Command<'_> {
             Command::Noop => f.write_str("Noop"),
             Command::Rset => f.write_str("Rset"),
             Command::Quit => f.write_str("Quit"),
+            Command::Utf8 => f.write_str("Utf8"),
         }
     }
 }
@@ -140,6 +143,7 @@ impl Command<'_> {
             Command::Noop => Sent::Noop,
             Command::Rset => Sent::Rset,
             Command::Quit => Sent::Quit,
+            Command::Utf8 => Sent::Utf8,
         }
     }
 
@@ -164,6 +168,7 @@ impl Command<'_> {
             Command::Noop => "NOOP",
             Command::Rset => "RSET",
             Command::Quit => "QUIT",
+            Command::Utf8 => "UTF8",
         }
     }
 
@@ -215,6 +220,7 @@ impl Command<'_> {
             Command::Noop => out.write_all(b"NOOP"),
             Command::Rset => out.write_all(b"RSET"),
             Command::Quit => out.write_all(b"QUIT"),
+            Command::Utf8 => out.write_all(b"UTF8"),
         };
         out.extend_from_slice(b"\r\n");
         Ok(self.sent())
@@ -269,6 +275,7 @@ mod tests {
         assert_eq!(enc(Command::Retr(4_000_000_000)), "prefix:RETR 4000000000\r\n");
         assert_eq!(enc(Command::Dele(3)), "prefix:DELE 3\r\n");
         assert_eq!(enc(Command::Noop), "prefix:NOOP\r\n");
+        assert_eq!(enc(Command::Utf8), "prefix:UTF8\r\n");
         assert_eq!(enc(Command::Rset), "prefix:RSET\r\n");
         assert_eq!(enc(Command::Quit), "prefix:QUIT\r\n");
         assert_eq!(enc(Command::AuthLogin), "prefix:AUTH LOGIN\r\n");

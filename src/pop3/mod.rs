@@ -97,6 +97,7 @@ pub enum Sent {
     Noop,
     Rset,
     Quit,
+    Utf8,
 }
 
 impl Sent {
@@ -133,6 +134,7 @@ impl fmt::Display for Sent {
             Sent::Retr(n) => write!(f, "RETR {n}"),
             Sent::Dele(n) => write!(f, "DELE {n}"),
             Sent::Noop => f.write_str("NOOP"),
+            Sent::Utf8 => f.write_str("UTF8"),
             Sent::Rset => f.write_str("RSET"),
             Sent::Quit => f.write_str("QUIT"),
         }

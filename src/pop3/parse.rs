@@ -19,6 +19,12 @@ pub struct Capabilities {
     pub login_delay: Option<u64>,
     /// `EXPIRE`: how long the server keeps retrieved mail (RFC 2449 §6.7).
     pub expire: Option<Expire>,
+    /// `UTF8` (RFC 6856 §2): the server understands the UTF8 command — and may rewrite messages
+    /// with 8-bit headers for clients that do not send it (Courier does).
+    pub utf8: bool,
+    /// `LANG` (RFC 6856 §3): the server can change its response language; popbridge keeps the
+    /// default (it matches on response codes, never on text).
+    pub lang: bool,
     /// `IMPLEMENTATION` text, for display.
     pub implementation: Option<String>,
     /// Every capability line as sent (without the line end), for display.
@@ -74,6 +80,9 @@ pub fn parse_capa(body: &[u8]) -> Capabilities {
             b"USER" => caps.user = true,
             b"PIPELINING" => caps.pipelining = true,
             b"STLS" => caps.stls = true,
+            // "UTF8" or "UTF8 USER" (UTF-8 user names and passwords accepted too).
+            b"UTF8" => caps.utf8 = true,
+            b"LANG" => caps.lang = true,
             b"RESP-CODES" => caps.resp_codes = true,
             b"AUTH-RESP-CODE" => caps.auth_resp_code = true,
             b"SASL" => {

@@ -18,11 +18,33 @@ pub struct AccountIds {
 }
 
 /// What the store knows about one server message identity.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct KnownUidl {
     pub first_seen: i64,
     /// The stored copy has left every local mailbox (for `when-deleted-locally`).
     pub local_deleted: bool,
+    /// Bytes stored for it.
+    pub size: u64,
+    /// What LIST said when it was stored (`None`: stored before popbridge recorded it).
+    pub list_size: Option<u64>,
+    /// Its header fingerprint (`fetch::keys::header_fingerprint`; `None`: stored before it was
+    /// recorded — the body's own headers then tell, while it is still stored).
+    pub fingerprint: Option<Vec<u8>>,
+    /// RETR's answer was about LIST's size: the stored bytes are that message (see `fetch`).
+    pub exact: bool,
+    pub body_id: Option<i64>,
+}
+
+/// One upstream mailbox's POP state record (DESIGN §4: the state belongs to host, port and
+/// user, never to an account's name).
+#[derive(Debug, Clone, Copy)]
+pub struct PopServer {
+    pub id: i64,
+    /// The server was seen giving a known UIDL to another message.
+    pub reused: bool,
+    /// The last session ended before the server confirmed its QUIT: the deletions may or may
+    /// not have happened, and numbers and UIDLs may have moved since.
+    pub unsure_quit: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -130,31 +152,115 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 
-    /// Every server message identity stored for the account.
-    pub fn known_uidls(&self, account: i64) -> Result<HashMap<String, KnownUidl>> {
+    /// The POP state record of the upstream mailbox `key` (`host:port/user`), fetched by
+    /// `account`; created on first use. State kept from before schema 7 (keyed by the account)
+    /// is claimed by that account's first fetch, which is assumed to be of the same mailbox.
+    pub fn pop_server(&self, account: i64, key: &str) -> Result<PopServer> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let row = |tx: &rusqlite::Transaction<'_>, sql: &str, arg: &dyn rusqlite::ToSql| {
+            tx.query_row(sql, [arg], |r| {
+                Ok(PopServer { id: r.get(0)?, reused: r.get::<_, i64>(1)? != 0, unsure_quit: r.get::<_, i64>(2)? != 0 })
+            })
+            .optional()
+        };
+        const COLS: &str = "SELECT id, reused, unsure_quit FROM pop_servers";
+        let found = match row(&tx, &format!("{COLS} WHERE key = ?1"), &key).map_err(|e| self.err(e))? {
+            Some(s) => s,
+            None => match row(&tx, &format!("{COLS} WHERE key IS NULL AND account_id = ?1"), &account)
+                .map_err(|e| self.err(e))?
+            {
+                Some(s) => {
+                    tx.execute("UPDATE pop_servers SET key = ?2 WHERE id = ?1", params![s.id, key])
+                        .map_err(|e| self.err(e))?;
+                    s
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO pop_servers (key, account_id, created_at) VALUES (?1, ?2, ?3)",
+                        params![key, account, now()],
+                    )
+                    .map_err(|e| self.err(e))?;
+                    PopServer { id: tx.last_insert_rowid(), reused: false, unsure_quit: false }
+                }
+            },
+        };
+        tx.execute(
+            "UPDATE pop_servers SET account_id = ?2 WHERE id = ?1 AND account_id IS NOT ?2",
+            params![found.id, account],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(found)
+    }
+
+    /// The POP state record of an upstream mailbox, if popbridge ever fetched it.
+    pub fn find_pop_server(&self, key: &str) -> Result<Option<PopServer>> {
+        let conn = self.lock();
+        conn.query_row("SELECT id, reused, unsure_quit FROM pop_servers WHERE key = ?1", [key], |r| {
+            Ok(PopServer { id: r.get(0)?, reused: r.get::<_, i64>(1)? != 0, unsure_quit: r.get::<_, i64>(2)? != 0 })
+        })
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+
+    /// Records what a session learnt about the server: it reuses UIDLs (sticky), and whether its
+    /// QUIT was confirmed.
+    pub fn note_pop_server(&self, server: i64, reused: bool, unsure_quit: bool) -> Result<()> {
+        let conn = self.lock();
+        conn.execute(
+            "UPDATE pop_servers SET reused = reused OR ?2, unsure_quit = ?3 WHERE id = ?1",
+            params![server, reused, unsure_quit],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every message identity stored for the upstream mailbox.
+    pub fn known_uidls(&self, server: i64) -> Result<HashMap<String, KnownUidl>> {
         let conn = self.lock();
         let mut st = conn
-            .prepare_cached("SELECT uidl, first_seen, local_deleted FROM pop_uidls WHERE account_id = ?1")
+            .prepare_cached(
+                "SELECT uidl, first_seen, local_deleted, size, list_size, fingerprint, exact, body_id
+                 FROM pop_uidls WHERE server_id = ?1",
+            )
             .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map([account], |r| {
+            .query_map([server], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
-                    KnownUidl { first_seen: r.get(1)?, local_deleted: r.get::<_, i64>(2)? != 0 },
+                    KnownUidl {
+                        first_seen: r.get(1)?,
+                        local_deleted: r.get::<_, i64>(2)? != 0,
+                        size: r.get::<_, i64>(3)?.max(0) as u64,
+                        list_size: r.get::<_, Option<i64>>(4)?.map(|s| s.max(0) as u64),
+                        fingerprint: r.get(5)?,
+                        exact: r.get::<_, i64>(6)? != 0,
+                        body_id: r.get(7)?,
+                    },
                 ))
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
+    /// The start of a stored body (at most 64 KiB: its headers), to fingerprint identities stored
+    /// before fingerprints were recorded.
+    pub fn body_head(&self, body: i64) -> Result<Option<Vec<u8>>> {
+        let conn = self.lock();
+        conn.query_row("SELECT substr(raw, 1, 65536) FROM bodies WHERE id = ?1", [body], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// Forgets the identities that are no longer on the server (after a QUIT the server confirmed).
-    pub fn prune_uidls(&self, account: i64, on_server: &HashSet<String>) -> Result<usize> {
+    pub fn prune_uidls(&self, server: i64, on_server: &HashSet<String>) -> Result<usize> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let gone: Vec<String> = {
             let mut st =
-                tx.prepare_cached("SELECT uidl FROM pop_uidls WHERE account_id = ?1").map_err(|e| self.err(e))?;
-            let all = st.query_map([account], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
+                tx.prepare_cached("SELECT uidl FROM pop_uidls WHERE server_id = ?1").map_err(|e| self.err(e))?;
+            let all = st.query_map([server], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
             let mut v = Vec::new();
             for u in all {
                 let u = u.map_err(|e| self.err(e))?;
@@ -165,7 +271,7 @@ impl Store {
             v
         };
         for u in &gone {
-            tx.execute("DELETE FROM pop_uidls WHERE account_id = ?1 AND uidl = ?2", params![account, u])
+            tx.execute("DELETE FROM pop_uidls WHERE server_id = ?1 AND uidl = ?2", params![server, u])
                 .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;

@@ -12,15 +12,45 @@ use super::{Store, db_err};
 use crate::error::{Error, Result};
 use crate::mime::MessageMeta;
 
+/// Who a fetched message is on its server, as the fetcher established it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The UIDL, or a fallback key (`fetch::keys`).
+    pub key: String,
+    /// What LIST said its size is.
+    pub list_size: u64,
+    /// Its header fingerprint (`fetch::keys::header_fingerprint`).
+    pub fingerprint: Vec<u8>,
+    /// RETR's answer had about LIST's size: the bytes are that message. When not, the identity is
+    /// recorded as uncertain and never deleted on (DESIGN §4).
+    pub exact: bool,
+    /// The key is stored already, but the fetcher doubts that it still names the same message
+    /// (its size changed; the server's UIDLs cannot be trusted): compare, and if these are other
+    /// bytes, the key now names them (the old message keeps its local copy).
+    pub recheck: bool,
+}
+
+impl Identity {
+    /// A first-time identity whose answer matched LIST.
+    pub fn new(key: &str, list_size: u64) -> Identity {
+        Identity { key: key.to_string(), list_size, fingerprint: Vec::new(), exact: true, recheck: false }
+    }
+}
+
 /// A message made durable by a commit.
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub key: String,
     pub uid: i64,
     pub size: u64,
-    /// The same bytes were already stored for this account under another identity (a server that
-    /// changes its UIDLs): only the identity was recorded, no second copy.
+    /// The same bytes were already stored for this server under another identity (a server that
+    /// changes its UIDLs), or under this one (a recheck that confirmed it): only the identity was
+    /// recorded, no second copy.
     pub same_content: bool,
+    /// A recheck found other bytes under a known key: the server reused a UIDL.
+    pub reused: bool,
+    /// The identity is certain (RETR matched LIST): it may be deleted from the server.
+    pub exact: bool,
 }
 
 /// What `Delivery::add` did with a message.
@@ -30,8 +60,8 @@ pub enum Added {
     New,
     /// The identity was stored already: nothing written.
     Known,
-    /// New identity, but these exact bytes are stored for the account already: the identity now
-    /// points at that copy.
+    /// These exact bytes are stored for the server already (under another identity, or under this
+    /// one when a recheck confirmed it): the identity now points at that copy.
     SameContent,
 }
 
@@ -41,6 +71,8 @@ pub struct Delivery {
     changes: super::Changes,
     path: PathBuf,
     ids: AccountIds,
+    /// The upstream mailbox's POP state record (`Store::pop_server`).
+    server: i64,
     open: Option<Open>,
 }
 
@@ -54,12 +86,13 @@ struct Open {
 }
 
 impl Delivery {
-    pub fn new(store: &Store, ids: AccountIds) -> Result<Delivery> {
+    pub fn new(store: &Store, ids: AccountIds, server: i64) -> Result<Delivery> {
         Ok(Delivery {
             conn: store.connection()?,
             changes: store.changes(),
             path: store.path().to_path_buf(),
             ids,
+            server,
             open: None,
         })
     }
@@ -68,16 +101,34 @@ impl Delivery {
         db_err(&self.path, e)
     }
 
-    /// Whether a message with this identity is stored already (committed or in the open transaction).
+    /// Whether an identity is stored (committed or in the open transaction).
     pub fn contains(&self, key: &str) -> Result<bool> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT 1 FROM pop_uidls WHERE account_id = ?1 AND uidl = ?2")
+            .prepare_cached("SELECT 1 FROM pop_uidls WHERE server_id = ?1 AND uidl = ?2")
             .map_err(|e| self.err(e))?;
-        st.query_row(params![self.ids.account, key], |_| Ok(()))
-            .optional()
-            .map(|o| o.is_some())
-            .map_err(|e| self.err(e))
+        st.query_row(params![self.server, key], |_| Ok(())).optional().map(|o| o.is_some()).map_err(|e| self.err(e))
+    }
+
+    /// Whether the identity is stored already, and if so whether these bytes are the ones stored
+    /// for it (when its copy is gone — the user deleted it — the recorded fingerprint decides;
+    /// `Some(None)`: it cannot be told).
+    fn stored_as(&self, id: &Identity, raw: &[u8], digest: &[u8]) -> Result<Option<Option<bool>>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT (SELECT b.sha256 = ?3 OR (b.sha256 IS NULL AND b.raw = ?4) FROM bodies b WHERE b.id = p.body_id),
+                        p.fingerprint
+                 FROM pop_uidls p WHERE p.server_id = ?1 AND p.uidl = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        st.query_row(params![self.server, id.key, digest, raw], |r| {
+            let same: Option<bool> = r.get(0)?;
+            let fp: Option<Vec<u8>> = r.get(1)?;
+            Ok(same.or_else(|| fp.filter(|f| !f.is_empty()).map(|f| f == id.fingerprint)))
+        })
+        .optional()
+        .map_err(|e| self.err(e))
     }
 
     fn begin(&mut self) -> Result<()> {
@@ -105,9 +156,9 @@ impl Delivery {
 
     /// Adds one message to the open transaction (starting one if needed). Metadata is parsed here,
     /// once; see [`Added`] for the outcomes.
-    pub fn add(&mut self, key: &str, raw: &[u8], fetched_at: i64) -> Result<Added> {
+    pub fn add(&mut self, id: &Identity, raw: &[u8], fetched_at: i64) -> Result<Added> {
         self.begin()?;
-        match self.add_inner(key, raw, fetched_at) {
+        match self.add_inner(id, raw, fetched_at) {
             Ok(added) => Ok(added),
             Err(e) => {
                 self.rollback();
@@ -116,37 +167,56 @@ impl Delivery {
         }
     }
 
-    fn add_inner(&mut self, key: &str, raw: &[u8], fetched_at: i64) -> Result<Added> {
-        if self.contains(key)? {
+    fn add_inner(&mut self, id: &Identity, raw: &[u8], fetched_at: i64) -> Result<Added> {
+        if !id.recheck && self.contains(&id.key)? {
             return Ok(Added::Known);
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, raw);
         let digest = digest.as_ref();
-        let same: Option<i64> = self
+        let size = raw.len() as u64;
+        let mut reused = false;
+        match self.stored_as(id, raw, digest)? {
+            None => {}
+            // The same message: the doubt is lifted and the identity's record renewed.
+            Some(Some(true)) => {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE pop_uidls SET list_size = ?3, fingerprint = ?4, exact = ?5 WHERE server_id = ?1 AND uidl = ?2",
+                    )
+                    .and_then(|mut st| st.execute(params![self.server, id.key, id.list_size as i64, id.fingerprint, id.exact]))
+                    .map_err(|e| self.err(e))?;
+                self.note(Stored { key: id.key.clone(), uid: 0, size, same_content: true, reused, exact: id.exact })?;
+                return Ok(Added::SameContent);
+            }
+            // Another message under a known key (or one that cannot be compared): the server
+            // reused the UIDL. The old message keeps its local copy; the key now names this one.
+            Some(_) => {
+                self.conn
+                    .prepare_cached("DELETE FROM pop_uidls WHERE server_id = ?1 AND uidl = ?2")
+                    .and_then(|mut st| st.execute(params![self.server, id.key]))
+                    .map_err(|e| self.err(e))?;
+                reused = true;
+            }
+        }
+        // The same bytes under another identity: this key points at that copy, first seen when
+        // that one was (a server that renumbers must not restart after-days' clock).
+        let same: Option<(i64, i64)> = self
             .conn
             .prepare_cached(
-                "SELECT b.id FROM bodies b JOIN pop_uidls p ON p.body_id = b.id
-                 WHERE b.sha256 = ?1 AND p.account_id = ?2 LIMIT 1",
+                "SELECT b.id, min(p.first_seen) FROM bodies b JOIN pop_uidls p ON p.body_id = b.id
+                 WHERE b.sha256 = ?1 AND p.server_id = ?2 GROUP BY b.id LIMIT 1",
             )
-            .and_then(|mut st| st.query_row(params![digest, self.ids.account], |r| r.get(0)).optional())
+            .and_then(|mut st| st.query_row(params![digest, self.server], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(|e| self.err(e))?;
-        if let Some(body) = same {
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO pop_uidls (account_id, uidl, first_seen, body_id, size) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .and_then(|mut st| st.execute(params![self.ids.account, key, fetched_at, body, raw.len() as i64]))
-                .map_err(|e| self.err(e))?;
-            let Some(open) = self.open.as_mut() else {
-                return Err(Error::other("internal error: no open transaction"));
-            };
-            open.pending.push(Stored { key: key.to_string(), uid: 0, size: raw.len() as u64, same_content: true });
+        if let Some((body, first_seen)) = same {
+            self.record(id, first_seen.min(fetched_at), body, size).map_err(|e| self.err(e))?;
+            self.note(Stored { key: id.key.clone(), uid: 0, size, same_content: true, reused, exact: id.exact })?;
             return Ok(Added::SameContent);
         }
         let meta = MessageMeta::extract(raw);
         let date = meta.internal_date(fetched_at);
         let meta_bytes = meta.to_bytes();
-        let Some(open) = self.open.as_mut() else {
+        let Some(open) = self.open.as_ref() else {
             return Err(Error::other("internal error: no open transaction"));
         };
         let (uid, modseq) = (open.next_uid, open.modseq);
@@ -160,11 +230,8 @@ impl Delivery {
                 "INSERT INTO messages (mailbox_id, uid, body_id, flags, modseq, internaldate, internaldate_tz, size)
                  VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![self.ids.mailbox, uid, body, modseq, date.unix, date.offset_minutes, raw.len() as i64])?;
-                c.prepare_cached(
-                    "INSERT INTO pop_uidls (account_id, uidl, first_seen, body_id, size) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![self.ids.account, key, fetched_at, body, raw.len() as i64])?;
+            .execute(params![self.ids.mailbox, uid, body, modseq, date.unix, date.offset_minutes, size as i64])?;
+                self.record(id, fetched_at, body, size)?;
                 Ok(())
             })();
         if let Err(e) = res {
@@ -176,11 +243,42 @@ impl Delivery {
         {
             return Err(db_err(&self.path, e));
         }
+        let Some(open) = self.open.as_mut() else {
+            return Err(Error::other("internal error: no open transaction"));
+        };
         open.next_uid += 1;
         open.unseen_added += 1; // fetched mail arrives unread (DESIGN §3)
-        open.bytes += raw.len() as u64;
-        open.pending.push(Stored { key: key.to_string(), uid, size: raw.len() as u64, same_content: false });
+        open.bytes += size;
+        open.pending.push(Stored { key: id.key.clone(), uid, size, same_content: false, reused, exact: id.exact });
         Ok(Added::New)
+    }
+
+    /// Notes a stored identity that needs no new copy.
+    fn note(&mut self, stored: Stored) -> Result<()> {
+        let Some(open) = self.open.as_mut() else {
+            return Err(Error::other("internal error: no open transaction"));
+        };
+        open.pending.push(stored);
+        Ok(())
+    }
+
+    /// The identity's POP state row, pointing at `body`.
+    fn record(&self, id: &Identity, fetched_at: i64, body: i64, size: u64) -> rusqlite::Result<usize> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO pop_uidls (server_id, uidl, first_seen, body_id, size, list_size, fingerprint, exact)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                self.server,
+                id.key,
+                fetched_at,
+                body,
+                size as i64,
+                id.list_size as i64,
+                id.fingerprint,
+                id.exact
+            ])
     }
 
     /// Messages and bytes waiting in the open transaction.
@@ -232,36 +330,71 @@ mod tests {
     const MSG2: &[u8] = b"From: b@example.com\r\nSubject: two\r\n\r\nbody\r\n";
     const MSG3: &[u8] = b"From: c@example.com\r\nSubject: three\r\n\r\nbody\r\n";
 
+    fn id(key: &str) -> Identity {
+        Identity::new(key, 40)
+    }
+
     #[test]
     fn group_commit_assigns_uids_and_counts() {
         let dir = crate::store::private_tempdir();
         let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let ids = store.ensure_account("Work").unwrap();
-        let mut d = Delivery::new(&store, ids).unwrap();
-        assert_eq!(d.add("u1", MSG, 1_800_000_000).unwrap(), Added::New);
-        assert_eq!(d.add("u2", MSG2, 1_800_000_000).unwrap(), Added::New);
-        assert_eq!(d.add("u1", MSG, 1_800_000_000).unwrap(), Added::Known, "same identity twice in one transaction");
-        assert_eq!(d.add("u9", MSG, 1_800_000_000).unwrap(), Added::SameContent, "same bytes under a new UIDL");
+        let server = store.pop_server(ids.account, "pop.example:995/me").unwrap().id;
+        let mut d = Delivery::new(&store, ids, server).unwrap();
+        assert_eq!(d.add(&id("u1"), MSG, 1_800_000_000).unwrap(), Added::New);
+        assert_eq!(d.add(&id("u2"), MSG2, 1_800_000_000).unwrap(), Added::New);
+        assert_eq!(
+            d.add(&id("u1"), MSG, 1_800_000_000).unwrap(),
+            Added::Known,
+            "same identity twice in one transaction"
+        );
+        assert_eq!(d.add(&id("u9"), MSG, 1_800_000_000).unwrap(), Added::SameContent, "same bytes under a new UIDL");
         assert_eq!(store.mailbox_messages("Work").unwrap(), Some(0), "nothing visible before commit");
         let stored = d.commit().unwrap();
         assert_eq!(stored.iter().filter(|s| !s.same_content).map(|s| s.uid).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(store.mailbox_messages("Work").unwrap(), Some(2));
-        assert_eq!(d.add("u2", MSG2, 1).unwrap(), Added::Known, "known after commit");
+        assert_eq!(d.add(&id("u2"), MSG2, 1).unwrap(), Added::Known, "known after commit");
         d.rollback();
-        let known = store.known_uidls(ids.account).unwrap();
+        let known = store.known_uidls(server).unwrap();
         assert_eq!(known.len(), 3);
         // An uncommitted transaction dropped: nothing stored, UIDs not consumed.
-        let mut d = Delivery::new(&store, ids).unwrap();
-        d.add("u3", MSG3, 1).unwrap();
+        let mut d = Delivery::new(&store, ids, server).unwrap();
+        d.add(&id("u3"), MSG3, 1).unwrap();
         drop(d);
-        assert_eq!(store.known_uidls(ids.account).unwrap().len(), 3);
-        let mut d = Delivery::new(&store, ids).unwrap();
-        d.add("u3", MSG3, 1).unwrap();
+        assert_eq!(store.known_uidls(server).unwrap().len(), 3);
+        let mut d = Delivery::new(&store, ids, server).unwrap();
+        d.add(&id("u3"), MSG3, 1).unwrap();
         assert_eq!(d.commit().unwrap()[0].uid, 3);
         // Expunged everywhere: marked for when-deleted-locally, body dropped.
         store.expunge("Work", &[1]).unwrap();
-        let known = store.known_uidls(ids.account).unwrap();
+        let known = store.known_uidls(server).unwrap();
         assert!(known["u1"].local_deleted && !known["u2"].local_deleted);
         assert_eq!(store.mailbox_messages("Work").unwrap(), Some(2));
+    }
+
+    #[test]
+    fn a_recheck_confirms_the_same_bytes_and_repoints_a_reused_uidl() {
+        let dir = crate::store::private_tempdir();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let ids = store.ensure_account("Work").unwrap();
+        let server = store.pop_server(ids.account, "pop.example:995/me").unwrap().id;
+        let mut d = Delivery::new(&store, ids, server).unwrap();
+        d.add(&id("1"), MSG, 1).unwrap();
+        d.commit().unwrap();
+        let recheck = |key: &str| Identity { recheck: true, ..id(key) };
+        // The same bytes again: confirmed, no second copy.
+        assert_eq!(d.add(&recheck("1"), MSG, 2).unwrap(), Added::SameContent);
+        let s = d.commit().unwrap();
+        assert!(s[0].same_content && !s[0].reused);
+        // Other bytes under UIDL 1: a new message, the key names it now; the old one stays.
+        assert_eq!(d.add(&recheck("1"), MSG2, 3).unwrap(), Added::New);
+        let s = d.commit().unwrap();
+        assert!(s[0].reused && !s[0].same_content && s[0].uid == 2);
+        assert_eq!(store.mailbox_messages("Work").unwrap(), Some(2));
+        let known = store.known_uidls(server).unwrap();
+        assert_eq!((known.len(), known["1"].first_seen), (1, 3), "first seen when the new message was");
+        // State is per upstream mailbox: another one starts empty.
+        let other = store.pop_server(ids.account, "pop.example:995/someone-else").unwrap().id;
+        assert!(store.known_uidls(other).unwrap().is_empty());
     }
 }

@@ -29,7 +29,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::error::{Error, ErrorClass, Result};
 
 pub use accounts::{AccountStatus, KnownUidl};
-pub use deliver::{Added, Delivery, Stored};
+pub use deliver::{Added, Delivery, Identity, Stored};
 
 /// How long a writer waits for another writer (another process fetching, the daemon) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -366,13 +366,49 @@ mod tests {
         let high = now() + 1000;
         {
             let c = s.lock();
-            c.execute_batch("DROP TABLE mailbox_serials; PRAGMA user_version = 6;").unwrap();
+            c.execute_batch(&format!("DROP TABLE mailbox_serials; {SCHEMA_7_POP_STATE} PRAGMA user_version = 6;"))
+                .unwrap();
             c.execute("UPDATE mailboxes SET uidvalidity = ?1 WHERE name = 'Junk'", [high]).unwrap();
         }
         drop(s);
         let s = Store::open(&path).unwrap();
         let (_, v3) = draw(&s);
         assert_eq!(v3, high + 1, "above the highest UIDVALIDITY left in the store");
+    }
+
+    /// Takes a store's POP state back to schema 7 (per account, before `pop_servers`).
+    const SCHEMA_7_POP_STATE: &str = "DROP TABLE pop_servers; DROP TABLE pop_uidls;
+        CREATE TABLE pop_uidls (account_id INTEGER NOT NULL, uidl TEXT NOT NULL, first_seen INTEGER NOT NULL,
+            body_id INTEGER, size INTEGER NOT NULL, local_deleted INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (account_id, uidl)) WITHOUT ROWID;";
+
+    #[test]
+    fn pop_state_kept_per_account_is_claimed_by_that_accounts_first_fetch_only() {
+        let dir = crate::store::private_tempdir();
+        let path = dir.path().join("store.sqlite");
+        let s = Store::open(&path).unwrap();
+        let work = s.ensure_account("Work").unwrap();
+        let home = s.ensure_account("Home").unwrap();
+        {
+            let c = s.lock();
+            c.execute_batch(&format!("{SCHEMA_7_POP_STATE} PRAGMA user_version = 7;")).unwrap();
+            c.execute(
+                "INSERT INTO pop_uidls (account_id, uidl, first_seen, body_id, size) VALUES (?1, 'u1', 5, NULL, 10)",
+                [work.account],
+            )
+            .unwrap();
+        }
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        // Another account's first fetch does not take Work's state, whatever its server.
+        let other = s.pop_server(home.account, "pop.example:995/me").unwrap();
+        assert!(s.known_uidls(other.id).unwrap().is_empty());
+        // Work's first fetch claims it for the mailbox it fetches; from then on it is that mailbox's.
+        let w = s.pop_server(work.account, "pop.work.example:995/me").unwrap();
+        assert_eq!(s.known_uidls(w.id).unwrap()["u1"].first_seen, 5);
+        let again = s.pop_server(work.account, "pop.work.example:995/someone-else").unwrap();
+        assert!(again.id != w.id && s.known_uidls(again.id).unwrap().is_empty(), "another mailbox starts empty");
+        assert_eq!(s.pop_server(work.account, "pop.work.example:995/me").unwrap().id, w.id, "and the first resumes");
     }
 
     #[test]

@@ -189,4 +189,44 @@ CREATE TABLE mailbox_serials (
 INSERT INTO mailbox_serials (one, last_id, uidvalidity)
     SELECT 1, coalesce(max(id), 0), coalesce(max(uidvalidity), 0) FROM mailboxes;
 "#,
+    // 7 → 8: POP state belongs to the upstream mailbox (host, port, user), not to an account's
+    // name, and each identity carries what is needed to check that a UIDL still names the same
+    // message before it is deleted (DESIGN §4).
+    r#"
+CREATE TABLE pop_servers (
+    id          INTEGER PRIMARY KEY,
+    key         TEXT UNIQUE,              -- "host:port/user", host in lower case; NULL: state kept
+                                          -- from before schema 8, claimed by its account's next fetch
+    account_id  INTEGER,                  -- the account that fetches it (last seen)
+    reused      INTEGER NOT NULL DEFAULT 0, -- the server was seen giving a known UIDL to another message
+    unsure_quit INTEGER NOT NULL DEFAULT 0, -- the last session ended before the server confirmed QUIT
+    created_at  INTEGER NOT NULL
+);
+INSERT INTO pop_servers (id, key, account_id, created_at) SELECT id, NULL, id, created_at FROM accounts;
+
+CREATE TABLE pop_uidls_8 (
+    server_id     INTEGER NOT NULL REFERENCES pop_servers(id),
+    uidl          TEXT NOT NULL,
+    first_seen    INTEGER NOT NULL,
+    body_id       INTEGER,
+    size          INTEGER NOT NULL,           -- bytes stored
+    list_size     INTEGER,                    -- what LIST said when it was stored (NULL before 8)
+    fingerprint   BLOB,                       -- its header fingerprint (fetch::keys; NULL before 7)
+    exact         INTEGER NOT NULL DEFAULT 1, -- 0: RETR's answer was far from LIST's size
+    local_deleted INTEGER NOT NULL DEFAULT 0, -- set when the message left every local mailbox
+    PRIMARY KEY (server_id, uidl)
+) WITHOUT ROWID;
+INSERT INTO pop_uidls_8 (server_id, uidl, first_seen, body_id, size, local_deleted)
+    SELECT account_id, uidl, first_seen, body_id, size, local_deleted FROM pop_uidls;
+DROP TRIGGER messages_last_copy_gone;
+DROP TABLE pop_uidls;
+ALTER TABLE pop_uidls_8 RENAME TO pop_uidls;
+CREATE INDEX pop_uidls_body ON pop_uidls(body_id);
+CREATE TRIGGER messages_last_copy_gone AFTER DELETE ON messages
+WHEN NOT EXISTS (SELECT 1 FROM messages WHERE body_id = OLD.body_id)
+BEGIN
+    UPDATE pop_uidls SET local_deleted = 1 WHERE body_id = OLD.body_id;
+    DELETE FROM bodies WHERE id = OLD.body_id;
+END;
+"#,
 ];

@@ -133,9 +133,11 @@ impl Target for Imap {
             let store = tokio::task::spawn_blocking(move || {
                 let store = Store::open(&sp).unwrap();
                 let ids = store.ensure_account("Work").unwrap();
-                let mut d = Delivery::new(&store, ids).unwrap();
+                let server = store.pop_server(ids.account, "pop.example:995/me").unwrap().id;
+                let mut d = Delivery::new(&store, ids, server).unwrap();
                 for (i, m) in MESSAGES.iter().enumerate() {
-                    d.add(&format!("uidl-{i}"), m.as_bytes(), 1_700_000_000).unwrap();
+                    let id = popbridge::store::Identity::new(&format!("uidl-{i}"), m.len() as u64);
+                    d.add(&id, m.as_bytes(), 1_700_000_000).unwrap();
                 }
                 d.commit().unwrap();
                 Arc::new(store)

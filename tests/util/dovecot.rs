@@ -434,6 +434,16 @@ service anvil {{
         }
     }
 
+    /// Gives the user's (not yet opened) maildir this UIDVALIDITY, by writing Dovecot's uidlist
+    /// header before Dovecot first looks. Dovecot's UIDLs are UID + UIDVALIDITY
+    /// (`pop3_uidl_format = %08Xu%08Xv`): two mailboxes with the same one list the same UIDLs.
+    pub fn set_uidvalidity(&self, user: &str, uidvalidity: u32) {
+        let path = self.maildir(user).join("dovecot-uidlist");
+        assert!(!path.exists(), "{user}'s maildir was opened already");
+        fs::write(&path, format!("3 V{uidvalidity} N1\n")).expect("write dovecot-uidlist");
+        self.chown(&path);
+    }
+
     /// Paths of the message files in the user's `new/` and `cur/`, sorted by file name.
     pub fn message_files(&self, user: &str) -> Vec<PathBuf> {
         let md = self.maildir(user);

@@ -163,6 +163,19 @@ pub enum Fault {
     WrongSizes,
     /// QUIT (after login): close the connection without answering and without deleting.
     CloseOnQuit,
+    /// QUIT (after login): delete what was marked (UPDATE state), then close without answering —
+    /// the client cannot know that its deletions happened.
+    QuitAppliedNoAnswer,
+    /// Every message's UIDL is its message number in the session ("1", "2", …), as some servers
+    /// do: after a deletion the same UIDL names another message.
+    UidlIsNumber,
+    /// With `Utf8Substitute`: UTF8 is advertised but refused ("-ERR"), so the notices stay.
+    IgnoreUtf8,
+    /// Courier's RFC 6856 behaviour: `UTF8` is advertised in CAPA and accepted; in a session that
+    /// did not send it, a message whose headers hold 8-bit bytes is replaced, for RETR and TOP,
+    /// by a "Cannot display Unicode content" notice wrapping it (LIST still gives the real size;
+    /// RETR's status line the notice's).
+    Utf8Substitute,
 }
 
 /// A running fake server. Dropping it stops everything.
@@ -201,6 +214,8 @@ struct State {
     commands: Vec<String>,
     /// UIDLs named by a DELE command (answered or not, applied or not), in order.
     dele_requested: Vec<String>,
+    /// Every message the server was given: (UIDL as configured, bytes).
+    history: Vec<(String, Vec<u8>)>,
     /// The same lines as `commands`, exactly as they came over the wire (nothing masked).
     raw: Vec<String>,
     sessions: usize,
@@ -228,7 +243,9 @@ impl State {
     fn add(&mut self, msgs: Vec<FakeMessage>) {
         for msg in msgs {
             self.next_id += 1;
-            self.messages.push(Stored { id: self.next_id, msg });
+            let s = Stored { id: self.next_id, msg };
+            self.history.push((s.uidl(), s.msg.data.clone()));
+            self.messages.push(s);
         }
     }
 }
@@ -295,6 +312,11 @@ impl FakePop3 {
         self.shared.lock().dele_requested.clone()
     }
 
+    /// Every message the server was ever given, as (UIDL as configured, bytes), in order.
+    pub fn history(&self) -> Vec<(String, Vec<u8>)> {
+        self.shared.lock().history.clone()
+    }
+
     /// The crash-point trap of this server: arm it, and the first session to reach the point
     /// stops there until released.
     pub fn trap(&self) -> &Trap {
@@ -328,6 +350,12 @@ impl FakePop3 {
     /// Replace the fault list for sessions accepted from now on.
     pub fn set_faults(&self, faults: Vec<Fault>) {
         self.shared.lock().faults = faults;
+    }
+
+    /// Removes the messages `gone` picks from the maildrop, as another client would (not recorded
+    /// as deleted by popbridge).
+    pub fn remove_where(&self, gone: impl Fn(&FakeMessage) -> bool) {
+        self.shared.lock().messages.retain(|s| !gone(&s.msg));
     }
 
     /// Append messages to the maildrop (seen by sessions that log in from now on).
@@ -468,6 +496,8 @@ struct Session<'a> {
     retrs: u32,
     deles: u32,
     dele_answers: u32,
+    /// The client sent UTF8 (RFC 6856).
+    utf8: bool,
 }
 
 const MAX_LINE: usize = 64 * 1024;
@@ -490,6 +520,7 @@ impl<'a> Session<'a> {
             retrs: 0,
             deles: 0,
             dele_answers: 0,
+            utf8: false,
         }
     }
 
@@ -695,6 +726,9 @@ impl<'a> Session<'a> {
         c.push("AUTH-RESP-CODE".to_string());
         if self.sh.cfg.pipelining && !self.has(&Fault::IgnorePipelining) {
             c.push("PIPELINING".to_string());
+        }
+        if self.has(&Fault::Utf8Substitute) {
+            c.push("UTF8".to_string());
         }
         c.extend(self.sh.cfg.extra_capa.iter().cloned());
         if !self.logged_in {
@@ -944,6 +978,9 @@ impl<'a> Session<'a> {
     }
 
     fn uidl_of(&self, i: usize) -> String {
+        if self.has(&Fault::UidlIsNumber) {
+            return (i + 1).to_string();
+        }
         // i is 0-based; message number i+1 even → report the previous one's UIDL
         if self.has(&Fault::DuplicateUidl) && (i + 1).is_multiple_of(2) {
             self.view[i - 1].uidl.clone()
@@ -1043,6 +1080,11 @@ impl<'a> Session<'a> {
                 Err(e) => self.line(&e)?,
             },
             "NOOP" => self.line("+OK")?,
+            "UTF8" if self.has(&Fault::IgnoreUtf8) => self.line("-ERR not now")?,
+            "UTF8" if self.has(&Fault::Utf8Substitute) => {
+                self.utf8 = true;
+                self.line("+OK UTF8 enabled")?;
+            }
             "RSET" => {
                 for m in &mut self.view {
                     m.deleted = false;
@@ -1060,6 +1102,7 @@ impl<'a> Session<'a> {
                     // deletions happened; here they did not.
                     return Ok(Flow::Abort);
                 }
+                let applied_unanswered = self.has(&Fault::QuitAppliedNoAnswer);
                 self.point(Point::OnQuit, String::new);
                 let gone: Vec<(u64, String)> =
                     self.view.iter().filter(|m| m.deleted).map(|m| (m.id, m.uidl.clone())).collect();
@@ -1074,6 +1117,9 @@ impl<'a> Session<'a> {
                     }
                 }
                 self.point(Point::QuitApplied, || format!("{} deleted", gone.len()));
+                if applied_unanswered {
+                    return Ok(Flow::Abort);
+                }
                 self.line("+OK fake POP3 signing off")?;
                 return Ok(Flow::Close);
             }
@@ -1093,13 +1139,17 @@ impl<'a> Session<'a> {
         } else {
             i
         };
-        let data = normalize(&self.view[src].data);
+        let mut data = normalize(&self.view[src].data);
+        if self.has(&Fault::Utf8Substitute) && !self.utf8 && !header_block_of(&data).is_ascii() {
+            data = courier_notice(&data);
+        }
         let data = match top_lines {
             Some(l) => top(&data, l),
             None => data,
         };
         let body = dot_stuff(&data);
-        let status = format!("+OK {} octets", self.size_of(src));
+        let announced = if self.has(&Fault::Utf8Substitute) { data.len() } else { self.size_of(src) };
+        let status = format!("+OK {} octets", announced);
         let mut out = Vec::with_capacity(status.len() + body.len() + 5);
         out.extend_from_slice(status.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -1151,6 +1201,32 @@ impl<'a> Session<'a> {
         let id = self.view[i].id;
         self.sh.lock().messages.iter().find(|s| s.id == id).map(|s| s.uidl()).unwrap_or_default()
     }
+}
+
+/// The header block of a normalized message (up to the blank line).
+fn header_block_of(data: &[u8]) -> &[u8] {
+    match data.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(p) => &data[..p],
+        None => data,
+    }
+}
+
+/// What Courier's pop3d sends instead of a message with 8-bit headers to a client that did not
+/// send UTF8: a multipart notice with the original attached as message/global.
+fn courier_notice(original: &[u8]) -> Vec<u8> {
+    let boundary = "=_fake-courier";
+    let mut out = format!(
+        "From: Mail Delivery Subsystem <postmaster>\r\nSubject: Cannot display Unicode content\r\n\
+         Mime-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\r\n\r\n\
+         --{boundary}\r\nContent-Type: text/plain\r\n\r\n\
+         This E-mail message was determined to be Unicode-formatted\r\n\
+         but your E-mail reader does not support Unicode E-mail.\r\n\r\n\
+         --{boundary}\r\nContent-Type: message/global\r\n\r\n"
+    )
+    .into_bytes();
+    out.extend_from_slice(original);
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
 }
 
 /// Mask secrets in a command line for the command log.
