@@ -215,39 +215,68 @@ fn header_is_8bit(m: &[u8]) -> bool {
 }
 
 /// POP state belongs to the upstream mailbox. Dovecot derives UIDLs from UIDVALIDITY and UID, so
-/// two mailboxes with the same UIDVALIDITY list the same UIDLs for different mail.
+/// mailboxes with the same UIDVALIDITY list the same UIDLs for different mail: an account edited
+/// to fetch another mailbox, or removed and added again for another one, must start fresh — and
+/// one pointed back at its first mailbox resumes.
 #[test]
 fn an_account_pointed_at_another_mailbox_starts_fresh_and_the_old_one_resumes() {
-    let d = Dovecot::start(DovecotOpts::default());
-    d.set_uidvalidity("alice", 1_700_000_000);
-    d.set_uidvalidity("bob", 1_700_000_000);
-    let (work, other) = (corpus(20, 63), corpus(20, 64));
-    d.deliver("alice", &work.messages);
-    d.deliver("bob", &other.messages);
+    let users: Vec<(String, String)> =
+        ["alice", "bob", "carol"].iter().map(|u| (u.to_string(), format!("{u}-pw"))).collect();
+    let d = Dovecot::start(DovecotOpts { users, ..DovecotOpts::default() });
+    let mut mail = Vec::new();
+    for (i, user) in ["alice", "bob", "carol"].iter().enumerate() {
+        d.set_uidvalidity(user, 1_700_000_000);
+        let c = corpus(20, 63 + i as u64);
+        d.deliver(user, &c.messages);
+        mail.push(c.messages.iter().map(|m| as_pop3_sends(m)).collect::<Vec<_>>());
+    }
     let b = Bridge::new();
     let ca = d.ca_pem_path.display().to_string();
-    let add = |user: &str, pw: &str, policy: &str| {
-        b.add_account("Work", d.pop3s_port, "implicit", user, pw, &["--ca-file", &ca, "--delete", policy, "--no-test"])
-            .expect(0);
+    let add = |user: &str, policy: &str| {
+        let pw = format!("{user}-pw");
+        b.add_account(
+            "Work",
+            d.pop3s_port,
+            "implicit",
+            user,
+            &pw,
+            &["--ca-file", &ca, "--delete", policy, "--no-test"],
+        )
+        .expect(0);
     };
-    add("alice", "alice-pw", "never");
-    b.run(&["fetch", "Work"]).expect(0);
+    let fetch = || b.run(&["fetch", "Work"]).expect(0);
+    let stored = || b.messages("Work").into_iter().collect::<HashSet<Vec<u8>>>();
+    add("alice", "never");
+    fetch();
     assert_eq!(b.messages("Work").len(), 20);
-    // The user removes the account and adds bob's mailbox under the same name, deleting after fetch.
-    b.run(&["account", "remove", "Work"]).expect(0);
-    add("bob", "bob-pw", "after-fetch");
-    let r = b.run(&["fetch", "Work"]).expect(0);
+    // The user edits the account to fetch bob's mailbox, deleting after fetch.
+    let cfg = std::fs::read_to_string(&b.config).unwrap();
+    let edited = cfg
+        .replace("user = \"alice\"", "user = \"bob\"")
+        .replace("\"alice-pw\"", "\"bob-pw\"")
+        .replace("delete = \"never\"", "delete = \"after-fetch\"");
+    assert!(edited.contains("\"bob\"") && edited.contains("after-fetch"), "the edit applies: {edited}");
+    std::fs::write(&b.config, edited).unwrap();
+    let r = fetch();
     assert!(r.stdout.contains("20 new message(s)"), "bob's mail is new mail: {}{}", r.stdout, r.stderr);
-    let stored: HashSet<Vec<u8>> = b.messages("Work").into_iter().collect();
-    for m in other.messages.iter().map(|m| as_pop3_sends(m)) {
-        assert!(stored.contains(&m), "every one of bob's messages is stored before it is deleted");
-    }
+    assert!(mail[1].iter().all(|m| stored().contains(m)), "every one of bob's messages is stored before it is deleted");
     assert!(d.messages("bob").is_empty(), "after-fetch deleted them once stored");
     assert_eq!(d.messages("alice").len(), 20, "alice's mailbox is untouched");
+    // Removed, and added again for carol's mailbox under the same name.
+    b.run(&["account", "remove", "Work"]).expect(0);
+    add("carol", "after-fetch");
+    let r = fetch();
+    assert!(r.stdout.contains("20 new message(s)"), "carol's mail is new mail: {}{}", r.stdout, r.stderr);
+    assert!(
+        mail[2].iter().all(|m| stored().contains(m)),
+        "every one of carol's messages is stored before it is deleted"
+    );
+    assert!(d.messages("carol").is_empty());
     // Back to alice's mailbox: it resumes, nothing is fetched again.
     b.run(&["account", "remove", "Work"]).expect(0);
-    add("alice", "alice-pw", "never");
-    let r = b.run(&["fetch", "Work"]).expect(0);
+    add("alice", "never");
+    let r = fetch();
     assert!(r.stdout.contains("0 new message(s)"), "resumes where it stopped: {}", r.stdout);
-    assert_eq!(b.messages("Work").len(), 40, "nothing stored twice");
+    assert_eq!(b.messages("Work").len(), 60, "nothing stored twice");
+    assert_eq!(d.messages("alice").len(), 20);
 }
