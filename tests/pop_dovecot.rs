@@ -5,13 +5,9 @@
 
 use crate::util::corpus::corpus;
 use crate::util::dovecot::{CertKind, Dovecot, DovecotOpts};
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::util::fake_pop3::b64encode;
+use crate::util::pop_proxy::PopProxy;
 use crate::util::{Bridge, as_pop3_sends, sorted};
 
 fn dovecot(cert: CertKind) -> Dovecot {
@@ -227,76 +223,6 @@ fn when_deleted_locally_follows_local_expunges() {
     assert_eq!(d.messages("alice").len(), 6);
 }
 
-/// A TCP relay in front of one of Dovecot's plain ports that keeps what the client sent: so a test
-/// sees on the wire which login command popbridge used, and that Dovecot accepted it.
-struct Recorder {
-    port: u16,
-    sent: Arc<Mutex<Vec<u8>>>,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Recorder {
-    fn start(upstream: u16) -> Recorder {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("addr").port();
-        let (sent, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
-        let (log, halt) = (sent.clone(), stop.clone());
-        let acceptor = std::thread::spawn(move || {
-            let mut relays = Vec::new();
-            while !halt.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        client.set_nonblocking(false).expect("blocking");
-                        let server = TcpStream::connect(("127.0.0.1", upstream)).expect("connect to Dovecot");
-                        let (mut c_in, mut s_out) =
-                            (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
-                        let log = log.clone();
-                        relays.push(std::thread::spawn(move || {
-                            let mut buf = [0u8; 4096];
-                            while let Ok(n @ 1..) = c_in.read(&mut buf) {
-                                log.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&buf[..n]);
-                                if s_out.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                            let _ = s_out.shutdown(Shutdown::Write);
-                        }));
-                        let (mut s_in, mut c_out) = (server, client);
-                        relays.push(std::thread::spawn(move || {
-                            let _ = std::io::copy(&mut s_in, &mut c_out);
-                            let _ = c_out.shutdown(Shutdown::Both);
-                        }));
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(e) => panic!("recorder accept: {e}"),
-                }
-            }
-            for r in relays {
-                let _ = r.join();
-            }
-        });
-        Recorder { port, sent, stop, acceptor: Some(acceptor) }
-    }
-
-    /// What clients sent so far (every connection, in order of arrival).
-    fn sent(&self) -> String {
-        String::from_utf8_lossy(&self.sent.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Dovecot's `pop3-login: Info: Login: user=<…>, method=…` lines: the mechanism of each login.
 fn login_methods(d: &Dovecot, user: &str) -> Vec<String> {
     let want = format!("user=<{user}>");
@@ -325,7 +251,7 @@ fn every_login_method_logs_in_to_dovecot() {
     ];
     for (auth, sends, never, method) in cases {
         // Plain POP3 (loopback) through the recorder: the commands are readable on the wire.
-        let rec = Recorder::start(d.pop3_port);
+        let rec = PopProxy::relay(d.pop3_port);
         let b = Bridge::new();
         let before = login_methods(&d, "alice").len();
         b.add_account("Work", rec.port, "plain", "alice", "alice-pw", &["--auth", auth]).expect(0);

@@ -4,9 +4,10 @@
 //! while the test kills popbridge. The client must log in with USER/PASS (no SASL
 //! continuations to follow) and without STLS: what the proxy reads is plain POP3.
 //!
-//! [`PopProxy::throttled`] instead forwards bytes as they are (TLS passes through), at a set rate
-//! from the server: a loopback fetch then lasts long enough for random instants to fall
-//! anywhere in it — between group commits, mid-import — not only before the first commit.
+//! [`PopProxy::relay`] instead forwards bytes as they are (TLS passes through), and
+//! [`PopProxy::throttled`] does so at a set rate from the server: a loopback fetch then lasts
+//! long enough for random instants to fall anywhere in it — between group commits, mid-import —
+//! not only before the first commit. Every mode keeps what clients sent ([`PopProxy::sent`]).
 //!
 //! One thread per direction per connection, on 127.0.0.1:0. Dropping the proxy stops accepting,
 //! shuts every connection down and joins all threads.
@@ -30,8 +31,10 @@ pub struct PopProxy {
 
 struct Shared {
     upstream: SocketAddr,
-    /// Throttled byte forwarding at this many bytes per second (no crash points).
-    rate: Option<u64>,
+    /// Byte forwarding (no crash points), at most this many bytes per second if given.
+    raw: Option<Option<u64>>,
+    /// Everything clients sent, every connection, in order of arrival.
+    sent: Mutex<Vec<u8>>,
     trap: Trap,
     stop: AtomicBool,
     /// Both sockets of every connection, to end them on drop.
@@ -44,18 +47,24 @@ impl PopProxy {
         Self::spawn(upstream_port, None)
     }
 
-    /// Forwards bytes unchanged (POP3S works through it), the server's at `bytes_per_sec`.
-    pub fn throttled(upstream_port: u16, bytes_per_sec: u64) -> PopProxy {
-        Self::spawn(upstream_port, Some(bytes_per_sec))
+    /// Forwards bytes unchanged (TLS, SASL exchanges: anything), keeping what clients sent.
+    pub fn relay(upstream_port: u16) -> PopProxy {
+        Self::spawn(upstream_port, Some(None))
     }
 
-    fn spawn(upstream_port: u16, rate: Option<u64>) -> PopProxy {
+    /// Forwards bytes unchanged, the server's at `bytes_per_sec`.
+    pub fn throttled(upstream_port: u16, bytes_per_sec: u64) -> PopProxy {
+        Self::spawn(upstream_port, Some(Some(bytes_per_sec)))
+    }
+
+    fn spawn(upstream_port: u16, raw: Option<Option<u64>>) -> PopProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the POP3 proxy");
         listener.set_nonblocking(true).expect("nonblocking listener");
         let port = listener.local_addr().expect("proxy address").port();
         let shared = Arc::new(Shared {
             upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
-            rate,
+            raw,
+            sent: Mutex::default(),
             trap: Trap::default(),
             stop: AtomicBool::new(false),
             conns: Mutex::default(),
@@ -71,6 +80,11 @@ impl PopProxy {
     /// The crash-point trap: arm it, and the first session to reach the point stops there.
     pub fn trap(&self) -> &Trap {
         &self.shared.trap
+    }
+
+    /// What clients sent so far (every connection, in order of arrival), as text.
+    pub fn sent(&self) -> String {
+        String::from_utf8_lossy(&self.shared.sent.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 }
 
@@ -154,13 +168,15 @@ fn connect(sh: &Arc<Shared>, client: TcpStream) -> io::Result<Vec<JoinHandle<()>
         conns.push(client.try_clone()?);
         conns.push(server.try_clone()?);
     }
-    if let Some(rate) = sh.rate {
+    if let Some(rate) = sh.raw {
         let (c_in, s_out) = (client.try_clone()?, server.try_clone()?);
+        let (sh1, sh2) = (sh.clone(), sh.clone());
         let up = std::thread::spawn(move || {
-            let _ = copy(c_in, s_out, None);
+            let _ = copy(c_in, s_out, None, Some(&sh1.sent));
         });
         let down = std::thread::spawn(move || {
-            let _ = copy(server, client, Some(rate));
+            let _ = copy(server, client, rate, None);
+            drop(sh2);
         });
         return Ok(vec![up, down]);
     }
@@ -177,8 +193,9 @@ fn connect(sh: &Arc<Shared>, client: TcpStream) -> io::Result<Vec<JoinHandle<()>
     Ok(vec![up, down])
 }
 
-/// Copies bytes until either side closes, at most `rate` bytes per second if given.
-fn copy(mut from: TcpStream, mut to: TcpStream, rate: Option<u64>) -> io::Result<()> {
+/// Copies bytes until either side closes, at most `rate` bytes per second if given, keeping a
+/// copy in `keep` if given.
+fn copy(mut from: TcpStream, mut to: TcpStream, rate: Option<u64>, keep: Option<&Mutex<Vec<u8>>>) -> io::Result<()> {
     let start = std::time::Instant::now();
     let mut sent = 0u64;
     // Small reads keep the pace even (4 KiB at 1 MB/s is 4 ms).
@@ -188,6 +205,9 @@ fn copy(mut from: TcpStream, mut to: TcpStream, rate: Option<u64>) -> io::Result
         if n == 0 {
             end(&from, &to);
             return Ok(());
+        }
+        if let Some(keep) = keep {
+            keep.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&chunk[..n]);
         }
         if let Some(rate) = rate {
             sent += n as u64;
@@ -247,6 +267,7 @@ fn client_to_server(sh: &Shared, mut from: TcpStream, mut to: TcpStream, conv: &
                 return Ok(());
             }
             conv.lock().unwrap_or_else(|e| e.into_inner()).pending.push_back(cmd);
+            sh.sent.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&line);
             out.extend_from_slice(&line);
         }
         to.write_all(&out)?;
