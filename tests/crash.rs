@@ -438,10 +438,18 @@ fn random_instants(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64)
             d
         });
         user_expunges(&b, daemon.as_ref(), peer, &mut ledger, &mut rng);
-        let fresh = peer.deliver(&pool.by_ref().take(batch).collect::<Vec<_>>());
-        ledger.delivered.extend(fresh.iter().cloned());
+        ledger.delivered.extend(peer.deliver(&pool.by_ref().take(batch).collect::<Vec<_>>()));
+        // What this fetch will download: the new mail, and what an earlier kill left unstored.
+        let stored_before: HashSet<Vec<u8>> = Ledger::stored(&b).into_iter().map(|(_, m)| m).collect();
+        let on_server = peer.on_server();
+        let pending: Vec<Vec<u8>> = ledger
+            .delivered
+            .iter()
+            .filter(|m| on_server.contains(*m) && !stored_before.contains(*m) && !ledger.user_expunged.contains(*m))
+            .cloned()
+            .collect();
         // Anywhere in the fetch, and a little after it.
-        let window = (overhead + transfer(&fresh)) * 11 / 10;
+        let window = (overhead + transfer(&pending)) * 11 / 10;
         windows.push(window);
         let mut fetch = spawn_fetch(&b);
         std::thread::sleep(Duration::from_millis(rng.next() % window));
@@ -452,11 +460,11 @@ fn random_instants(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64)
         }
         kill(&mut fetch);
         let stored: HashSet<Vec<u8>> = Ledger::stored(&b).into_iter().map(|(_, m)| m).collect();
-        let committed = fresh.iter().filter(|m| stored.contains(*m)).count();
+        let committed = pending.iter().filter(|m| stored.contains(*m)).count();
         let phase = match (committed, exited) {
             (_, true) => "after the fetch ended",
             (0, _) => "before the first commit",
-            (c, _) if c < fresh.len() => "mid-import",
+            (c, _) if c < pending.len() => "mid-import",
             _ => "after the import (DELE/QUIT)",
         };
         *phases.entry(phase).or_default() += 1;
