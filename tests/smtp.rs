@@ -306,6 +306,51 @@ fn submission_refuses_what_it_must() {
     assert_eq!(s.up.received().len(), 1, "only the legitimate message left");
 }
 
+/// Issue 13: every From and Sender field counts, however it is written (two From fields in
+/// either order and any case, folded, indented at the top of the header or after a line that is
+/// not a field): refused with 5.7.1 at the end of DATA, naming the foreign address. Before, only
+/// the last From field was read, and a foreign one above it went out to the recipient.
+#[test]
+fn every_from_and_sender_field_is_checked_however_it_is_written() {
+    let s = setup(Faults::default());
+    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0me\0{LOCAL_PASSWORD}")));
+    let rest = "To: a@example.org\r\nSubject: forged\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\n\r\nx\r\n.\r\n";
+    for (what, from_lines) in [
+        ("a foreign From above the own one", "From: evil@other.example\r\nFrom: Me <me@work.example>\r\n"),
+        ("a foreign From below the own one", "From: Me <me@work.example>\r\nFrom: evil@other.example\r\n"),
+        ("lower and upper case", "from: evil@other.example\r\nFROM: me@work.example\r\n"),
+        ("folded", "From:\r\n evil@other.example\r\nFrom: me@work.example\r\n"),
+        ("indented at the top", " From: evil@other.example\r\nFrom: me@work.example\r\n"),
+        ("indented after a line that is no field", "X-Note\r\n\tFrom: evil@other.example\r\nFrom: me@work.example\r\n"),
+        ("a space in the name", "Fr om: evil@other.example\r\nFrom: me@work.example\r\n"),
+        ("a foreign Sender", "From: me@work.example\r\nSender: evil@other.example\r\n"),
+    ] {
+        let data = format!("{from_lines}{rest}");
+        let out = raw_session(
+            &s,
+            &[
+                b"EHLO c\r\n",
+                auth.as_bytes(),
+                b"MAIL FROM:<me@work.example>\r\n",
+                b"RCPT TO:<a@example.org>\r\n",
+                b"DATA\r\n",
+                data.as_bytes(),
+            ],
+        );
+        let last = out.trim_end().lines().last().unwrap_or("").to_string();
+        assert!(
+            last.starts_with("550 5.7.1") && last.contains("evil@other.example"),
+            "{what}: refused, naming the foreign address:\n{out}"
+        );
+    }
+    // A normal message still goes out, and it is the only one.
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &message("normal", "x\r\n")));
+    wait_until("the normal message sent", Duration::from_secs(20), || outbox(&s) == (0, 1, 0));
+    let got = s.up.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(!String::from_utf8_lossy(&got[0].data).contains("evil@"), "{got:?}");
+}
+
 fn popbridge_b64(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
