@@ -715,6 +715,50 @@ fn an_account_login_sends_only_as_that_account() {
     );
 }
 
+/// Issue 13: two accounts with the same From address, only the second with an outgoing server
+/// (one mailbox fetched by POP, another that sends): mail from that address goes out through the
+/// account that can send. Before, the first account was chosen and MAIL FROM was refused with
+/// "account Fetch has no outgoing server".
+#[test]
+fn a_shared_from_address_is_sent_by_the_account_that_can_send() {
+    let up = upstream(Faults::default());
+    let pop = FakePop3::start(Script::default());
+    let send_pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    let pop_port = pop.port().to_string();
+    b.run(&[
+        "account",
+        "add",
+        "--name",
+        "Fetch",
+        "--email",
+        "me@work.example",
+        "--pop-host",
+        "127.0.0.1",
+        "--pop-port",
+        &pop_port,
+        "--pop-tls",
+        "plain",
+        "--pop-user",
+        "u",
+        "--password-command",
+        "echo p",
+        "--no-test",
+    ])
+    .expect(0);
+    add_account_via(&b, "Send", "me@work.example", send_pop.port(), &up, "implicit");
+    let s = start(up, b, pop);
+    let m = message("shared-from", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &m));
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert_eq!(got[0].mail_from, "me@work.example");
+    assert_eq!(got[0].auth_user.as_deref(), Some("me@work.example"), "through Send's server");
+    assert_eq!(got[0].data, m);
+    // The account login of the POP-only account still may not send: it names the fix.
+    let out = smtplib(&s, "plain", "PLAIN", "me+Fetch", "me@work.example", &["ann@example.org"], &m);
+    assert!(out.starts_with("ERR 550 5.7.1") && out.contains("no outgoing server"), "{out}");
+}
+
 /// The upstream SMTP password (and the local one) never reach the daemon's log, even at TRACE, nor
 /// an error message — not even when the upstream quotes the credentials back in its refusal.
 #[test]

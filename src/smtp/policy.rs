@@ -8,7 +8,7 @@
 //!
 //! The header is checked as the recipients' programs will read it ([`check_sender_fields`]):
 //! exactly one From field and at most one Sender (RFC 5322 §3.6), every address in them one the
-//! login may send as.
+//! login may send as. When two accounts share an address, the one that can send wins ([`route`]).
 
 use crate::config::{Account, Config};
 
@@ -51,9 +51,18 @@ pub fn allowed(cfg: &Config, scope: &Scope, verified: &[(String, String)]) -> Ve
 
 /// The account a sender address belongs to, or the reply text: why this address may not be used
 /// (most specific reason first), what to do, and what is allowed.
+///
+/// Two accounts may share an address (a POP-only account for one mailbox, another that sends as
+/// the same address): the first that can send ([`can_send`]) is chosen, else the first.
 pub fn route<'a>(cfg: &'a Config, scope: &Scope, allowed: &[Allowed], sender: &str) -> Result<&'a Account, String> {
-    if let Some(hit) = allowed.iter().find(|a| a.address.eq_ignore_ascii_case(sender)) {
-        return cfg.account(&hit.account).ok_or_else(|| format!("account {} is no longer configured", hit.account));
+    let mut hits = allowed.iter().filter(|a| a.address.eq_ignore_ascii_case(sender)).peekable();
+    let first = hits.peek().map(|h| h.account.clone());
+    let sending = hits.find_map(|h| cfg.account(&h.account).filter(|a| can_send(cfg, a)));
+    if let Some(account) = sending {
+        return Ok(account);
+    }
+    if let Some(name) = first {
+        return cfg.account(&name).ok_or_else(|| format!("account {name} is no longer configured"));
     }
     let list: Vec<&str> = allowed.iter().map(|a| a.address.as_str()).collect();
     let allowed_list = if list.is_empty() { "none yet".to_string() } else { list.join(", ") };
@@ -90,6 +99,16 @@ pub fn route<'a>(cfg: &'a Config, scope: &Scope, allowed: &[Allowed], sender: &s
             "<{sender}> is not an address of your accounts; allowed senders: {allowed_list} (verify others with `popbridge verify send ADDRESS`)"
         )
     })
+}
+
+/// The account has somewhere to send through: its own `[account.smtp]` server, or `relay = true`
+/// with a `[relay]` configured.
+pub fn can_send(cfg: &Config, account: &Account) -> bool {
+    match &account.smtp {
+        None => false,
+        Some(s) if s.relay => cfg.relay.is_some(),
+        Some(_) => true,
+    }
 }
 
 /// Where the header block ends: the offset of the blank line after it (the end when there is none).
@@ -479,6 +498,24 @@ mod tests {
                 assert!(text.contains(foreign), "the refusal names the foreign address: {text}");
             }
         }
+    }
+
+    #[test]
+    fn the_account_that_can_send_gets_a_shared_address() {
+        let cfg = crate::config::parse(
+            "[[account]]\nname = \"Fetch\"\nemail = \"me@work.example\"\n[account.pop]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n\
+             [[account]]\nname = \"Send\"\nemail = \"me@work.example\"\n[account.pop]\nhost = \"h2\"\nuser = \"u\"\npassword = \"p\"\n\
+             [account.smtp]\nhost = \"smtp.example\"\n",
+            std::path::Path::new("c.toml"),
+            0o600,
+        )
+        .unwrap();
+        let ok = allowed(&cfg, &Scope::All, &[]);
+        assert_eq!(route(&cfg, &Scope::All, &ok, "ME@work.example").map(|a| a.name.as_str()), Ok("Send"));
+        // The account login still decides: +Fetch routes to Fetch (which then cannot send).
+        let scope = Scope::Account("Fetch".into());
+        let ok = allowed(&cfg, &scope, &[]);
+        assert_eq!(route(&cfg, &scope, &ok, "me@work.example").map(|a| a.name.as_str()), Ok("Fetch"));
     }
 
     #[test]
