@@ -228,7 +228,8 @@ pub fn append_account(path: &Path, spec: &AccountSpec) -> Result<()> {
 }
 
 fn doc(path: &Path) -> Result<toml_edit::DocumentMut> {
-    read(path)?.parse().map_err(|e| Error::config(format!("config file {}: {e}", path.display())))
+    let text = read(path)?;
+    text.parse().map_err(|e: toml_edit::TomlError| super::redact::syntax_error(path, &text, e.message(), e.span()))
 }
 
 fn account_index(d: &toml_edit::DocumentMut, name: &str) -> Option<usize> {
