@@ -552,6 +552,196 @@ fn add_account_via(b: &Bridge, name: &str, email: &str, pop_port: u16, up: &Upst
     b.append_config(&format!("ca_file = \"{}\"\n", up.ca_pem_path.display()));
 }
 
+/// `account add` of account `name` (From `email`) with POP from the fake server on `pop_port`
+/// and these SMTP flags, tested before it is saved (no --no-test): incoming, then outgoing.
+fn add_tested(b: &Bridge, name: &str, email: &str, pop_port: u16, smtp: &[&str]) -> crate::util::Run {
+    let pop_port = pop_port.to_string();
+    let mut args = vec![
+        "account",
+        "add",
+        "--name",
+        name,
+        "--email",
+        email,
+        "--pop-host",
+        "127.0.0.1",
+        "--pop-port",
+        &pop_port,
+        "--pop-tls",
+        "plain",
+        "--pop-user",
+        "u",
+        "--password-command",
+        "echo p",
+    ];
+    args.extend_from_slice(smtp);
+    b.run(&args)
+}
+
+/// Issue 13: an SMTP server with a private CA, or a certificate pinned by its fingerprint, is
+/// added from the command line (`--smtp-ca-file`, `--smtp-pin-sha256`), tested before it is
+/// saved, and sends. Without either, the refusal's advice names the SMTP section and flags and
+/// the SMTP ports. Before, neither flag existed (only the config could be edited), and the advice
+/// named `[account.pop]` and "995 for POP3".
+#[test]
+fn an_smtp_server_with_a_private_ca_or_a_pin_is_added_from_the_command_line() {
+    let up = upstream(Faults::default());
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    let port = up.port.to_string();
+    let pw = format!("echo {SMTP_PW}");
+    let ca = up.ca_pem_path.display().to_string();
+    let pin = up.cert.sha256_hex();
+    // The server and its login; `trust` adds how its certificate is trusted.
+    let add = |name: &str, email: &str, trust: &[&str]| {
+        let mut flags = vec!["--smtp-host", "127.0.0.1", "--smtp-port", &port, "--smtp-tls", "implicit"];
+        flags.extend(["--smtp-user", "me@work.example", "--smtp-password-command", &pw]);
+        flags.extend_from_slice(trust);
+        add_tested(&b, name, email, pop.port(), &flags)
+    };
+
+    let r = add("Work", "me@work.example", &[]).expect(4);
+    for needle in ["not signed by a trusted authority", "[account.smtp]", "--smtp-pin-sha256", "--smtp-ca-file", "465"]
+    {
+        assert!(r.stderr.contains(needle), "the refusal says {needle:?}:\n{}", r.stderr);
+    }
+    assert!(!r.stderr.contains("[account.pop]") && !r.stderr.contains("995"), "no POP advice:\n{}", r.stderr);
+
+    let r = add("Work", "me@work.example", &["--smtp-ca-file", &ca]).expect(0);
+    assert!(
+        r.stdout.contains("Testing the outgoing server") && r.stdout.contains("accepted the login"),
+        "{}",
+        r.stdout
+    );
+    let r = add("Home", "me@home.example", &["--smtp-pin-sha256", &pin]).expect(0);
+    assert!(r.stdout.contains("accepted the login"), "{}", r.stdout);
+    let c = popbridge::config::load(&b.config).unwrap();
+    let trust = |i: usize| c.accounts[i].smtp.as_ref().map(|s| s.trust.clone()).unwrap();
+    assert_eq!(trust(0).ca_file.as_deref(), Some(Path::new(&ca)), "saved in [account.smtp]");
+    let pinned = trust(1).pin_sha256.map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    assert_eq!(pinned, Some(pin.clone()), "saved in [account.smtp]");
+
+    let s = start(up, b, pop);
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &message("via-ca", "x\r\n")));
+    ok(smtplib(
+        &s,
+        "plain",
+        "PLAIN",
+        "me",
+        "me@home.example",
+        &["ann@example.org"],
+        &message_from("me@home.example", "via-pin"),
+    ));
+    let got = s.up.wait_for(2, Duration::from_secs(20));
+    let mut from: Vec<&str> = got.iter().map(|r| r.mail_from.as_str()).collect();
+    from.sort();
+    assert_eq!(from, ["me@home.example", "me@work.example"]);
+    assert!(got.iter().all(|r| r.tls && r.auth_user.as_deref() == Some("me@work.example")), "{got:?}");
+}
+
+/// Issue 13: a refused SMTP connection during `account add` is explained with the SMTP ports.
+/// Before, the advice was "the standard POP3 ports are 995 for TLS and 110".
+#[test]
+fn a_refused_smtp_connection_during_account_add_names_the_smtp_ports() {
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::new();
+    let refused = crate::util::refused_port();
+    let port = refused.port().to_string();
+    let r = add_tested(
+        &b,
+        "Work",
+        "me@work.example",
+        pop.port(),
+        &["--smtp-host", "127.0.0.1", "--smtp-port", &port, "--smtp-tls", "implicit", "--smtp-user", "me@work.example"],
+    )
+    .expect(3);
+    assert!(r.stdout.contains("Testing the outgoing server"), "the POP side passed first: {}", r.stdout);
+    assert!(r.stderr.contains(&format!("127.0.0.1:{port}")), "{}", r.stderr);
+    assert!(r.stderr.contains("SMTP") && r.stderr.contains("465") && r.stderr.contains("587"), "{}", r.stderr);
+    assert!(!r.stderr.contains("995") && !r.stderr.contains("POP3"), "no POP advice:\n{}", r.stderr);
+    assert!(!b.run(&["account", "list"]).expect(0).stdout.contains("Work"), "not saved");
+}
+
+/// Issue 13: an SMTP server that takes mail without a login. With the default SMTP user (the POP
+/// one) `account add` says the server offers no login and names `--smtp-no-auth`; with it, the
+/// account is tested, saved without an SMTP user or password, and mail goes out without AUTH.
+/// Before, `--smtp-user` always defaulted to the POP user and could not be unset.
+#[test]
+fn an_smtp_server_without_auth_is_added_with_smtp_no_auth_and_relays() {
+    let up = Upstream::start(UpstreamOpts { tls: UpTls::Implicit, ..Default::default() });
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    let (port, ca) = (up.port.to_string(), up.ca_pem_path.display().to_string());
+    let smtp = ["--smtp-host", "127.0.0.1", "--smtp-port", &port, "--smtp-tls", "implicit", "--smtp-ca-file", &ca];
+    let r = add_tested(&b, "Work", "me@work.example", pop.port(), &smtp).expect(5);
+    assert!(r.stderr.contains("does not offer a login") && r.stderr.contains("--smtp-no-auth"), "{}", r.stderr);
+    let mut no_auth = smtp.to_vec();
+    no_auth.push("--smtp-no-auth");
+    let r = add_tested(&b, "Work", "me@work.example", pop.port(), &no_auth).expect(0);
+    assert!(r.stdout.contains("no login"), "{}", r.stdout);
+    let c = popbridge::config::load(&b.config).unwrap();
+    let server = c.accounts[0].smtp.clone().unwrap();
+    assert!(server.user.is_none() && server.password.is_none(), "no SMTP login saved");
+    assert!(c.accounts[0].smtp_password(&server).is_none(), "and not the POP password either");
+    assert!(b.run(&["account", "list"]).expect(0).stdout.contains("(no login)"));
+    let s = start(up, b, pop);
+    let m = message("no-auth", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &m));
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert_eq!((got[0].auth_user.as_deref(), got[0].tls), (None, true), "{got:?}");
+    assert_eq!(got[0].data, m);
+    assert!(!s.up.log().contains(">> b'AUTH"), "no AUTH was tried");
+}
+
+/// Issue 13: the wizard (`account add` on a terminal) sets up the same: it names the SMTP
+/// ports, takes "-" for "no login", and uses `--smtp-ca-file` given next to it.
+#[test]
+fn the_wizard_adds_an_smtp_server_without_auth() {
+    let up = Upstream::start(UpstreamOpts { tls: UpTls::Implicit, ..Default::default() });
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::new();
+    let answers = [
+        "Work",
+        "me@work.example",
+        "",
+        "127.0.0.1",
+        "plain",
+        &pop.port().to_string(),
+        "u",
+        "p",
+        "",
+        "127.0.0.1",
+        "implicit",
+        &up.port.to_string(),
+        "-",
+    ]
+    .join("\n")
+        + "\n";
+    // `script` gives popbridge a terminal (the wizard runs only on one); the answers go through it.
+    let cmd = format!("{} account add --smtp-ca-file {}", env!("CARGO_BIN_EXE_popbridge"), up.ca_pem_path.display());
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("POPBRIDGE_CONFIG", &b.config)
+        .env("POPBRIDGE_DATA_DIR", &b.data)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    child.stdin.take().unwrap().write_all(answers.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    for needle in ["[account.smtp]", "465", "587", "no login", "Saved account \"Work\""] {
+        assert!(said.contains(needle), "the wizard says {needle:?}:\n{said}");
+    }
+    let c = popbridge::config::load(&b.config).unwrap();
+    let server = c.accounts[0].smtp.clone().expect("an SMTP server");
+    assert_eq!((server.port, server.user.is_none()), (up.port, true), "{said}");
+    assert_eq!(server.trust.ca_file.as_deref(), Some(up.ca_pem_path.as_path()));
+}
+
 /// A Setup around a bridge whose accounts are already added: quick retries, then the daemon.
 fn start(up: Upstream, b: Bridge, pop: FakePop3) -> Setup {
     quick_retries(&b);

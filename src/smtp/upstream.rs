@@ -119,8 +119,10 @@ impl std::fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 impl From<Failure> for Error {
+    /// The error, marked as one about an SMTP server (its guidance names 465/587 and
+    /// `[account.smtp]`).
     fn from(f: Failure) -> Error {
-        f.error
+        f.error.smtp()
     }
 }
 
@@ -429,7 +431,7 @@ impl Session {
             return Err(Failure::new(
                 ErrorClass::Authentication,
                 format!(
-                    "{} does not offer a login (no AUTH in its EHLO reply); remove user and password if it needs none, or check host and port",
+                    "{} does not offer a login (no AUTH in its EHLO reply); if it takes mail without one, remove user and password from the account's [account.smtp] section (or add the account with --smtp-no-auth); else check host and port",
                     self.addr
                 ),
             ));
