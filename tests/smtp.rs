@@ -432,6 +432,92 @@ fn a_disconnect_during_data_is_retried() {
     assert_eq!(got[0].data, m);
 }
 
+/// A submission over a raw session (AUTH PLAIN as `me`) with these MAIL FROM parameters; the
+/// last reply line (the one to the end of DATA).
+fn submit_raw(s: &Setup, mail_params: &str, rcpt: &str, data: &[u8]) -> String {
+    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0me\0{LOCAL_PASSWORD}")));
+    let mail = format!("MAIL FROM:<me@work.example>{mail_params}\r\n");
+    let rcpt = format!("RCPT TO:<{rcpt}>\r\n");
+    let mut data = data.to_vec();
+    data.extend_from_slice(b".\r\n");
+    let out = raw_session(s, &[b"EHLO c\r\n", auth.as_bytes(), mail.as_bytes(), rcpt.as_bytes(), b"DATA\r\n", &data]);
+    out.trim_end().lines().last().unwrap_or("").to_string()
+}
+
+/// A message whose header is UTF-8 (RFC 6532): a display name and a Subject.
+fn utf8_message(subject: &str) -> Vec<u8> {
+    format!(
+        "From: Jörg Müller <me@work.example>\r\nTo: Ann <ann@example.org>\r\nSubject: {subject}\r\n\
+         Date: Tue, 1 Jul 2025 10:52:37 +0200\r\nMessage-ID: <utf8-{}@work.example>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße, Jörg\r\n",
+        rand_suffix()
+    )
+    .into_bytes()
+}
+
+/// Issue 13: a message with a UTF-8 header, submitted with SMTPUTF8, goes out with SMTPUTF8
+/// (RFC 6531) to an upstream that offers it, byte for byte. Before, popbridge sent SMTPUTF8 only
+/// for non-ASCII addresses, and relayed the raw UTF-8 header without it.
+#[test]
+fn a_utf8_header_goes_out_with_smtputf8_when_the_upstream_offers_it() {
+    let s = setup(Faults::default());
+    let m = utf8_message("Grüße aus Zürich");
+    let last = submit_raw(&s, " SMTPUTF8 BODY=8BITMIME", "ann@example.org", &m);
+    assert!(last.starts_with("250 "), "{last}");
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert!(got[0].mail_options.iter().any(|o| o == "SMTPUTF8"), "{:?}", got[0].mail_options);
+    assert!(got[0].mail_options.iter().any(|o| o == "BODY=8BITMIME"), "{:?}", got[0].mail_options);
+    assert_eq!(got[0].data, m, "as submitted");
+}
+
+/// Issue 13, the chosen behaviour when the upstream does not offer SMTPUTF8 (RFC 6531 §3.2 does
+/// not allow sending the UTF-8 header as it is): the header is rewritten with RFC 2047 encoded
+/// words where that changes nothing the recipient reads (the Subject, display names), and the
+/// message goes out without SMTPUTF8; a message whose header cannot be (a non-ASCII address) is
+/// not sent but bounced with a notice that says why. Before, the raw UTF-8 header went out
+/// without SMTPUTF8.
+#[test]
+fn without_smtputf8_the_header_is_encoded_or_the_message_bounced() {
+    let up = Upstream::start_with_args(
+        UpstreamOpts {
+            tls: UpTls::Implicit,
+            user: Some("me@work.example".into()),
+            password: Some(SMTP_PW.into()),
+            ..Default::default()
+        },
+        &["--no-smtputf8"],
+    );
+    let s = setup_with(up, "");
+    let subject = "Grüße aus Zürich — 東京で会いましょう";
+    let m = utf8_message(subject);
+    let last = submit_raw(&s, " SMTPUTF8 BODY=8BITMIME", "ann@example.org", &m);
+    assert!(last.starts_with("250 "), "{last}");
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    let data = &got[0].data;
+    assert!(!got[0].mail_options.iter().any(|o| o == "SMTPUTF8"), "{:?}", got[0].mail_options);
+    let end = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(data[..end].is_ascii(), "an ASCII header:\n{}", String::from_utf8_lossy(data));
+    assert!(data.ends_with("\r\n\r\nGrüße, Jörg\r\n".as_bytes()), "the body as submitted");
+    let parsed = mail_parser::MessageParser::default().parse(data).unwrap();
+    assert_eq!(parsed.subject(), Some(subject), "the recipient reads the same Subject");
+    let from = parsed.from().and_then(|a| a.first()).unwrap();
+    assert_eq!((from.name.as_deref(), from.address.as_deref()), (Some("Jörg Müller"), Some("me@work.example")));
+
+    // An address that has no ASCII form: not sent, bounced with the reason.
+    let m = String::from_utf8(utf8_message("to Jörg"))
+        .unwrap()
+        .replacen("To: Ann <ann@example.org>", "To: Jörg <jörg@example.org>", 1)
+        .into_bytes();
+    let last = submit_raw(&s, " SMTPUTF8 BODY=8BITMIME", "joerg@example.org", &m);
+    assert!(last.starts_with("250 "), "accepted by popbridge (it cannot know the upstream yet): {last}");
+    wait_until("the bounce notice", Duration::from_secs(20), || !mailbox(&s, "INBOX").is_empty());
+    let notice = String::from_utf8_lossy(&mailbox(&s, "INBOX")[0]).into_owned();
+    assert!(notice.contains("SMTPUTF8") && notice.contains("joerg@example.org"), "{notice}");
+    // The notice is written before the row is marked failed.
+    wait_until("the message marked failed", Duration::from_secs(20), || outbox(&s) == (0, 1, 1));
+    assert_eq!(s.up.received().len(), 1, "only the first message went out");
+}
+
 /// The code in a verification mail popbridge sent (as the upstream received it).
 fn verification_code(data: &[u8]) -> String {
     let mail = String::from_utf8_lossy(data).into_owned();
