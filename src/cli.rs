@@ -150,17 +150,30 @@ pub struct AddArgs {
     /// Allow tls=plain to a non-loopback server (the password travels unencrypted).
     #[arg(long)]
     pub allow_plain: bool,
+    /// The account's own outgoing server (its [account.smtp] section).
     #[arg(long)]
     pub smtp_host: Option<String>,
+    /// [default: 465 with --smtp-tls implicit, 587 with starttls]
     #[arg(long)]
     pub smtp_port: Option<u16>,
+    /// implicit (465) | starttls (587) | plain (loopback only)
     #[arg(long)]
     pub smtp_tls: Option<String>,
+    /// The SMTP login [default: the POP user].
     #[arg(long)]
     pub smtp_user: Option<String>,
     /// A command that prints the SMTP password [default: the POP password].
     #[arg(long)]
     pub smtp_password_command: Option<String>,
+    /// The SMTP server takes mail without a login (no AUTH): no SMTP user or password is saved.
+    #[arg(long, conflicts_with_all = ["smtp_user", "smtp_password_command"])]
+    pub smtp_no_auth: bool,
+    /// PEM file of a private CA to trust for the SMTP server.
+    #[arg(long)]
+    pub smtp_ca_file: Option<String>,
+    /// Trust exactly the SMTP server's certificate with this SHA-256 fingerprint (self-signed servers).
+    #[arg(long)]
+    pub smtp_pin_sha256: Option<String>,
     /// Send through the shared [relay] instead of an own SMTP server.
     #[arg(long)]
     pub smtp_relay: bool,
@@ -428,17 +441,33 @@ fn wizard_smtp(a: &mut AddArgs) -> Result<()> {
     if a.smtp_host.is_some() || a.smtp_relay {
         return Ok(());
     }
-    println!("\nOutgoing server (SMTP) for this address. Press Enter to skip and add it later.");
+    println!(
+        "\nOutgoing server (SMTP) for this address ([account.smtp]): ask your provider if unsure; 465 with SSL is standard, or 587 with STARTTLS. Press Enter to skip and add it later."
+    );
     let h = prompt("SMTP server host name", Some(""))?;
     if h.is_empty() {
         return Ok(());
     }
     a.smtp_host = Some(h);
-    a.smtp_tls = Some(prompt("Security: implicit (SSL, port 465) or starttls (port 587)", Some("implicit"))?);
+    if a.smtp_tls.is_none() {
+        a.smtp_tls = Some(prompt("Security: implicit (SSL, port 465) or starttls (port 587)", Some("implicit"))?);
+    }
     let tls = parse_tls(a.smtp_tls.as_deref().unwrap_or("implicit"), "smtp-tls")?;
-    let p = prompt("Port", Some(if tls == TlsMode::Implicit { "465" } else { "587" }))?;
-    a.smtp_port = Some(p.parse().map_err(|_| Error::config(format!("\"{p}\" is not a port")))?);
-    a.smtp_user = Some(prompt("SMTP user name", a.pop_user.as_deref())?);
+    if a.smtp_port.is_none() {
+        let p = prompt("Port", Some(if tls == TlsMode::Implicit { "465" } else { "587" }))?;
+        a.smtp_port = Some(p.parse().map_err(|_| Error::config(format!("\"{p}\" is not a port")))?);
+    }
+    if a.smtp_user.is_none() && !a.smtp_no_auth {
+        println!(
+            "  The SMTP password is the POP one (or give --smtp-password-command). Enter - if the server needs no login."
+        );
+        let u = prompt("SMTP user name", a.pop_user.as_deref())?;
+        if u == "-" {
+            a.smtp_no_auth = true;
+        } else {
+            a.smtp_user = Some(u);
+        }
+    }
     Ok(())
 }
 
@@ -467,16 +496,43 @@ fn build_spec(a: &AddArgs, pw: PasswordSetting) -> Result<AccountSpec> {
         })?,
     };
     let smtp = if a.smtp_relay {
-        Some(SmtpSpec { host: String::new(), port: 0, tls: TlsMode::Implicit, user: None, password: None, relay: true })
+        let own: Vec<&str> = [
+            ("--smtp-host", a.smtp_host.is_some()),
+            ("--smtp-ca-file", a.smtp_ca_file.is_some()),
+            ("--smtp-pin-sha256", a.smtp_pin_sha256.is_some()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(f, _)| *f)
+        .collect();
+        if !own.is_empty() {
+            return Err(Error::config(format!(
+                "{} set the account's own SMTP server, but --smtp-relay sends through [relay] (whose ca_file and pin_sha256 are set in the [relay] section): give one or the other",
+                own.join(", ")
+            )));
+        }
+        Some(SmtpSpec {
+            host: String::new(),
+            port: 0,
+            tls: TlsMode::Implicit,
+            user: None,
+            password: None,
+            relay: true,
+            ca_file: None,
+            pin_sha256: None,
+        })
     } else if let Some(h) = &a.smtp_host {
         let tls = parse_tls(a.smtp_tls.as_deref().unwrap_or("implicit"), "smtp-tls")?;
         Some(SmtpSpec {
             host: h.clone(),
             port: a.smtp_port.unwrap_or(if tls == TlsMode::Implicit { 465 } else { 587 }),
             tls,
-            user: a.smtp_user.clone().or_else(|| a.pop_user.clone()),
+            // No login at all, or the given one, or the POP user (with the POP password).
+            user: if a.smtp_no_auth { None } else { a.smtp_user.clone().or_else(|| a.pop_user.clone()) },
             password: a.smtp_password_command.clone().map(PasswordSetting::Command),
             relay: false,
+            ca_file: a.smtp_ca_file.clone(),
+            pin_sha256: a.smtp_pin_sha256.clone(),
         })
     } else {
         None
@@ -552,7 +608,7 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
             }
             Err(e) => {
                 eprintln!("popbridge: {}", e.message);
-                eprintln!("  what to do: {}", e.class.guidance());
+                eprintln!("  what to do: {}", e.guidance());
                 eprintln!("The account was not saved (use --no-test to save it anyway).");
                 return Ok(e.class.exit_code());
             }
@@ -560,6 +616,27 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
     }
     if interactive {
         wizard_smtp(&mut a)?;
+    }
+    if a.smtp_host.is_none() && !a.smtp_relay {
+        let orphans: Vec<&str> = [
+            ("--smtp-port", a.smtp_port.is_some()),
+            ("--smtp-tls", a.smtp_tls.is_some()),
+            ("--smtp-user", a.smtp_user.is_some()),
+            ("--smtp-password-command", a.smtp_password_command.is_some()),
+            ("--smtp-no-auth", a.smtp_no_auth),
+            ("--smtp-ca-file", a.smtp_ca_file.is_some()),
+            ("--smtp-pin-sha256", a.smtp_pin_sha256.is_some()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(f, _)| *f)
+        .collect();
+        if !orphans.is_empty() {
+            return Err(Error::config(format!(
+                "{} describe an outgoing server, but there is none: add --smtp-host HOST (or --smtp-relay)",
+                orphans.join(", ")
+            )));
+        }
     }
     let spec = build_spec(&a, pw)?;
     // Then the outgoing side, as the seed does: connect, TLS, EHLO, AUTH — no mail is sent.
@@ -572,7 +649,7 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
             println!("Testing the outgoing server {}:{} …", server.host, server.port);
             if let Err(e) = test_smtp(&candidate, &acct).await {
                 eprintln!("popbridge: {}", e.message);
-                eprintln!("  what to do: {}", e.class.guidance());
+                eprintln!("  what to do: {}", e.guidance());
                 eprintln!("The account was not saved (use --no-test to save it anyway).");
                 return Ok(e.class.exit_code());
             }
@@ -622,6 +699,7 @@ fn account_list(paths: &Paths) -> Result<i32> {
             a.pop.delete.to_config_string(),
             match &a.smtp {
                 Some(s) if s.relay => "  smtp via [relay]".to_string(),
+                Some(s) if s.user.is_none() => format!("  smtp {}:{} (no login)", s.host, s.port),
                 Some(s) => format!("  smtp {}:{}", s.host, s.port),
                 None => String::new(),
             }
@@ -650,9 +728,15 @@ async fn test_smtp(cfg: &Config, account: &config::Account) -> Result<()> {
         "  OK: {}:{} {}{}",
         server.host,
         server.port,
-        if p.authenticated { "accepted the login" } else { "answered (no login needed)" },
+        if p.authenticated { "accepted the login" } else { "answered (no login configured)" },
         p.tls.as_ref().map(|(how, _)| format!("; TLS certificate {how}")).unwrap_or_default()
     );
+    let offers_auth = p.capabilities.iter().any(|c| c.len() >= 4 && c[..4].eq_ignore_ascii_case("AUTH"));
+    if !p.authenticated && offers_auth {
+        println!(
+            "  Note: the server offers a login (AUTH); if it refuses mail without one, set user (and password_command) in [account.smtp], or add the account with --smtp-user"
+        );
+    }
     Ok(())
 }
 

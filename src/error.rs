@@ -65,8 +65,34 @@ impl ErrorClass {
         })
     }
 
-    /// What the user should do (the seed's guidance for each setup error).
+    /// What the user should do about a POP server (the seed's guidance for each setup error).
     pub fn guidance(self) -> &'static str {
+        self.guidance_for(Service::Pop)
+    }
+
+    /// What the user should do, worded for the kind of server the error is about: its ports,
+    /// its config section, its `account add` flags.
+    pub fn guidance_for(self, service: Service) -> &'static str {
+        if service == Service::Smtp {
+            return match self {
+                ErrorClass::Connection => {
+                    "check the SMTP server's host name and port with your provider (the standard ports are 465 for SMTP over TLS and 587 for STARTTLS), and that this machine can reach it"
+                }
+                ErrorClass::Certificate => {
+                    "a secure (TLS) connection to the SMTP server could not be made as configured: if the certificate was refused, the provider must install one from a recognised authority — or, if you trust this server, pin the SHA-256 fingerprint shown above (pin_sha256 in the account's [account.smtp] section, or --smtp-pin-sha256), or trust its private CA (ca_file there, or --smtp-ca-file); if the server offers no TLS there, use the provider's TLS port (465, or 587 with tls = \"starttls\") — popbridge never sends passwords or mail unencrypted"
+                }
+                ErrorClass::Authentication => {
+                    "check the SMTP user name and password (user and password_command in the account's [account.smtp] section; the SMTP password is the POP one unless set there); some providers want an app password for sending; if the server takes mail without a login, remove user there (or add the account with --smtp-no-auth)"
+                }
+                ErrorClass::Temporary => {
+                    "the SMTP server asked to retry later; nothing was lost, queued mail is sent again later"
+                }
+                ErrorClass::Protocol => {
+                    "the SMTP server sent something that breaks the SMTP protocol; if this repeats, report it to the provider (and to popbridge with `account test` output)"
+                }
+                other => other.guidance_for(Service::Pop),
+            };
+        }
         match self {
             ErrorClass::Config => "fix the setting named above and run the command again",
             ErrorClass::Connection => {
@@ -93,6 +119,15 @@ impl fmt::Display for ErrorClass {
     }
 }
 
+/// The kind of server an error is about, for its guidance: POP (also the default for errors
+/// that concern no server) or SMTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Service {
+    #[default]
+    Pop,
+    Smtp,
+}
+
 /// An error with its class and a message that already names what failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -101,11 +136,22 @@ pub struct Error {
     pub message: String,
     /// For `Temporary`: how long the server asked us to wait (LOGIN-DELAY), if it said.
     pub retry_after: Option<std::time::Duration>,
+    /// Which server it is about: the guidance names that server's ports and config section.
+    pub service: Service,
 }
 
 impl Error {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Error {
-        Error { class, message: message.into(), retry_after: None }
+        Error { class, message: message.into(), retry_after: None, service: Service::Pop }
+    }
+    /// The error is about an SMTP server.
+    pub fn smtp(mut self) -> Error {
+        self.service = Service::Smtp;
+        self
+    }
+    /// What to do about it ([`ErrorClass::guidance_for`] its service).
+    pub fn guidance(&self) -> &'static str {
+        self.class.guidance_for(self.service)
     }
     pub fn config(message: impl Into<String>) -> Error {
         Error::new(ErrorClass::Config, message)

@@ -20,7 +20,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("popbridge: {}", e.message);
-            eprintln!("  what to do: {}", e.class.guidance());
+            eprintln!("  what to do: {}", e.guidance());
             e.class.exit_code()
         }
     };

@@ -124,3 +124,115 @@ fn the_example_config_is_valid() {
     let c = popbridge::config::parse(&text, std::path::Path::new("example.toml"), 0o600).unwrap();
     assert_eq!(c.accounts.len(), 1);
 }
+
+/// Issue 13: a typo on a `password = "…"` line makes the config unreadable; the error names the
+/// file, the line and the key, but neither the terminal (`status`, `fetch`, `run`) nor the daemon's
+/// log (a SIGHUP reload of the broken file) ever shows the password. Before, the TOML error
+/// quoted the line, password included.
+#[test]
+fn a_typo_on_a_password_line_never_shows_the_password() {
+    const SECRET: &str = "Pop-Typo-Secret-5d1c";
+    let b = Bridge::with_listeners();
+    b.add_account("Work", 1, "implicit", "u", SECRET, &["--no-test"]).expect(0);
+    let good = std::fs::read_to_string(&b.config).unwrap();
+    let line = format!("password = \"{SECRET}\"");
+    assert!(good.contains(&line), "{good}");
+    let line_no = good.lines().position(|l| l.trim() == line).unwrap() + 1;
+    let broken = [
+        good.replace(&line, &format!("password = \"{SECRET}")),
+        good.replace(&line, &format!("password = {SECRET}")),
+        good.replace(&line, &format!("pasword = \"{SECRET}\"")),
+    ];
+    for text in &broken {
+        std::fs::write(&b.config, text).unwrap();
+        for args in [&["status"][..], &["fetch"], &["run"]] {
+            let r = b.run(args).expect(2);
+            let said = format!("{}{}", r.stdout, r.stderr);
+            assert!(!said.contains(SECRET), "`{}` shows the password:\n{said}", args[0]);
+            assert!(
+                said.contains(&b.config.display().to_string()) && said.contains(&format!("line {line_no}")),
+                "`{}` names the file and the line:\n{said}",
+                args[0]
+            );
+            assert!(said.contains("key \"password\"") || said.contains("key \"pasword\""), "and the key:\n{said}");
+        }
+    }
+    // The daemon reads the broken file on SIGHUP, keeps running on the old one, and logs why.
+    std::fs::write(&b.config, &good).unwrap();
+    let d = b.daemon();
+    std::fs::write(&b.config, &broken[0]).unwrap();
+    let _ = std::process::Command::new("kill").arg("-HUP").arg(d.child.id().to_string()).status();
+    crate::util::wait_until("the failed reload in the log", std::time::Duration::from_secs(10), || {
+        d.log().contains("not reloaded")
+    });
+    let log = d.log();
+    assert!(log.contains(&format!("line {line_no}")) && log.contains("key \"password\""), "{log}");
+    assert!(!log.contains(SECRET), "the daemon log shows the password:\n{log}");
+}
+
+/// Issue 13: a `password_command` that fails and prints its secret on stderr (`set -x` traces, an
+/// echo of what it tried): the error names the exit status and a short excerpt of what it said,
+/// but the secret appears neither on the terminal (`fetch`, `status`, `run` startup) nor in the
+/// daemon's log. Before, the first stderr line was shown and logged as it was.
+#[test]
+fn a_failing_password_command_never_shows_its_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    const SECRET: &str = "Vault-Pw-2c9e51";
+    let b = Bridge::with_listeners();
+    let script = b.dir.path().join("get-password");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nset -x\npw='{SECRET}'\necho \"vault: unlocking with $pw\" >&2\necho \"vault: token $pw expired\" >&2\nexit 3\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cmd = script.display().to_string();
+    let r = b.run(&["account", "add", "--name", "Work", "--email", "me@example.com", "--pop-host", "127.0.0.1"]);
+    assert_ne!(r.code, 0, "flags are missing: {}", r.stderr);
+    b.run(&[
+        "account",
+        "add",
+        "--name",
+        "Work",
+        "--email",
+        "me@example.com",
+        "--pop-host",
+        "127.0.0.1",
+        "--pop-port",
+        "1",
+        "--pop-tls",
+        "plain",
+        "--pop-user",
+        "u",
+        "--password-command",
+        &cmd,
+        "--no-test",
+    ])
+    .expect(0);
+    let check = |what: &str, said: &str| {
+        assert!(!said.contains(SECRET), "{what} shows the secret:\n{said}");
+        assert!(said.contains("password_command exited with status 3"), "{what} names the exit status:\n{said}");
+        assert!(said.contains("expired"), "{what} says what the command said:\n{said}");
+    };
+    let r = b.run(&["fetch"]).expect(2);
+    check("fetch", &format!("{}{}", r.stdout, r.stderr));
+    let mut d = b.daemon();
+    crate::util::wait_until("the failed fetch in the log", std::time::Duration::from_secs(20), || {
+        d.log().contains("password_command exited")
+    });
+    check("the daemon log", &d.log());
+    // (A config error is not recorded as the account's last error: `status` has nothing to show.)
+    let r = b.run(&["status"]).expect(0);
+    assert!(!format!("{}{}", r.stdout, r.stderr).contains(SECRET), "{}", r.stdout);
+    assert!(d.terminate().success());
+    // The local password from the same command: `run` stops at once, and says why.
+    let text = std::fs::read_to_string(&b.config).unwrap();
+    let local = format!("password = \"{LOCAL_PASSWORD}\"");
+    assert!(text.contains(&local), "{text}");
+    std::fs::write(&b.config, text.replace(&local, &format!("password_command = \"{cmd}\""))).unwrap();
+    let r = b.run(&["run"]);
+    assert_ne!(r.code, 0);
+    check("run", &format!("{}{}", r.stdout, r.stderr));
+}

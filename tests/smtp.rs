@@ -306,6 +306,51 @@ fn submission_refuses_what_it_must() {
     assert_eq!(s.up.received().len(), 1, "only the legitimate message left");
 }
 
+/// Issue 13: every From and Sender field counts, however it is written (two From fields in
+/// either order and any case, folded, indented at the top of the header or after a line that is
+/// not a field): refused with 5.7.1 at the end of DATA, naming the foreign address. Before, only
+/// the last From field was read, and a foreign one above it went out to the recipient.
+#[test]
+fn every_from_and_sender_field_is_checked_however_it_is_written() {
+    let s = setup(Faults::default());
+    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0me\0{LOCAL_PASSWORD}")));
+    let rest = "To: a@example.org\r\nSubject: forged\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\n\r\nx\r\n.\r\n";
+    for (what, from_lines) in [
+        ("a foreign From above the own one", "From: evil@other.example\r\nFrom: Me <me@work.example>\r\n"),
+        ("a foreign From below the own one", "From: Me <me@work.example>\r\nFrom: evil@other.example\r\n"),
+        ("lower and upper case", "from: evil@other.example\r\nFROM: me@work.example\r\n"),
+        ("folded", "From:\r\n evil@other.example\r\nFrom: me@work.example\r\n"),
+        ("indented at the top", " From: evil@other.example\r\nFrom: me@work.example\r\n"),
+        ("indented after a line that is no field", "X-Note\r\n\tFrom: evil@other.example\r\nFrom: me@work.example\r\n"),
+        ("a space in the name", "Fr om: evil@other.example\r\nFrom: me@work.example\r\n"),
+        ("a foreign Sender", "From: me@work.example\r\nSender: evil@other.example\r\n"),
+    ] {
+        let data = format!("{from_lines}{rest}");
+        let out = raw_session(
+            &s,
+            &[
+                b"EHLO c\r\n",
+                auth.as_bytes(),
+                b"MAIL FROM:<me@work.example>\r\n",
+                b"RCPT TO:<a@example.org>\r\n",
+                b"DATA\r\n",
+                data.as_bytes(),
+            ],
+        );
+        let last = out.trim_end().lines().last().unwrap_or("").to_string();
+        assert!(
+            last.starts_with("550 5.7.1") && last.contains("evil@other.example"),
+            "{what}: refused, naming the foreign address:\n{out}"
+        );
+    }
+    // A normal message still goes out, and it is the only one.
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &message("normal", "x\r\n")));
+    wait_until("the normal message sent", Duration::from_secs(20), || outbox(&s) == (0, 1, 0));
+    let got = s.up.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(!String::from_utf8_lossy(&got[0].data).contains("evil@"), "{got:?}");
+}
+
 fn popbridge_b64(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -385,6 +430,92 @@ fn a_disconnect_during_data_is_retried() {
     s.up.set_faults(Faults::default());
     let got = s.up.wait_for(1, Duration::from_secs(20));
     assert_eq!(got[0].data, m);
+}
+
+/// A submission over a raw session (AUTH PLAIN as `me`) with these MAIL FROM parameters; the
+/// last reply line (the one to the end of DATA).
+fn submit_raw(s: &Setup, mail_params: &str, rcpt: &str, data: &[u8]) -> String {
+    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0me\0{LOCAL_PASSWORD}")));
+    let mail = format!("MAIL FROM:<me@work.example>{mail_params}\r\n");
+    let rcpt = format!("RCPT TO:<{rcpt}>\r\n");
+    let mut data = data.to_vec();
+    data.extend_from_slice(b".\r\n");
+    let out = raw_session(s, &[b"EHLO c\r\n", auth.as_bytes(), mail.as_bytes(), rcpt.as_bytes(), b"DATA\r\n", &data]);
+    out.trim_end().lines().last().unwrap_or("").to_string()
+}
+
+/// A message whose header is UTF-8 (RFC 6532): a display name and a Subject.
+fn utf8_message(subject: &str) -> Vec<u8> {
+    format!(
+        "From: Jörg Müller <me@work.example>\r\nTo: Ann <ann@example.org>\r\nSubject: {subject}\r\n\
+         Date: Tue, 1 Jul 2025 10:52:37 +0200\r\nMessage-ID: <utf8-{}@work.example>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße, Jörg\r\n",
+        rand_suffix()
+    )
+    .into_bytes()
+}
+
+/// Issue 13: a message with a UTF-8 header, submitted with SMTPUTF8, goes out with SMTPUTF8
+/// (RFC 6531) to an upstream that offers it, byte for byte. Before, popbridge sent SMTPUTF8 only
+/// for non-ASCII addresses, and relayed the raw UTF-8 header without it.
+#[test]
+fn a_utf8_header_goes_out_with_smtputf8_when_the_upstream_offers_it() {
+    let s = setup(Faults::default());
+    let m = utf8_message("Grüße aus Zürich");
+    let last = submit_raw(&s, " SMTPUTF8 BODY=8BITMIME", "ann@example.org", &m);
+    assert!(last.starts_with("250 "), "{last}");
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert!(got[0].mail_options.iter().any(|o| o == "SMTPUTF8"), "{:?}", got[0].mail_options);
+    assert!(got[0].mail_options.iter().any(|o| o == "BODY=8BITMIME"), "{:?}", got[0].mail_options);
+    assert_eq!(got[0].data, m, "as submitted");
+}
+
+/// Issue 13, the chosen behaviour when the upstream does not offer SMTPUTF8 (RFC 6531 §3.2 does
+/// not allow sending the UTF-8 header as it is): the header is rewritten with RFC 2047 encoded
+/// words where that changes nothing the recipient reads (the Subject, display names), and the
+/// message goes out without SMTPUTF8; a message whose header cannot be (a non-ASCII address) is
+/// not sent but bounced with a notice that says why. Before, the raw UTF-8 header went out
+/// without SMTPUTF8.
+#[test]
+fn without_smtputf8_the_header_is_encoded_or_the_message_bounced() {
+    let up = Upstream::start_with_args(
+        UpstreamOpts {
+            tls: UpTls::Implicit,
+            user: Some("me@work.example".into()),
+            password: Some(SMTP_PW.into()),
+            ..Default::default()
+        },
+        &["--no-smtputf8"],
+    );
+    let s = setup_with(up, "");
+    let subject = "Grüße aus Zürich — 東京で会いましょう";
+    let m = utf8_message(subject);
+    let last = submit_raw(&s, " SMTPUTF8 BODY=8BITMIME", "ann@example.org", &m);
+    assert!(last.starts_with("250 "), "{last}");
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    let data = &got[0].data;
+    assert!(!got[0].mail_options.iter().any(|o| o == "SMTPUTF8"), "{:?}", got[0].mail_options);
+    let end = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(data[..end].is_ascii(), "an ASCII header:\n{}", String::from_utf8_lossy(data));
+    assert!(data.ends_with("\r\n\r\nGrüße, Jörg\r\n".as_bytes()), "the body as submitted");
+    let parsed = mail_parser::MessageParser::default().parse(data).unwrap();
+    assert_eq!(parsed.subject(), Some(subject), "the recipient reads the same Subject");
+    let from = parsed.from().and_then(|a| a.first()).unwrap();
+    assert_eq!((from.name.as_deref(), from.address.as_deref()), (Some("Jörg Müller"), Some("me@work.example")));
+
+    // An address that has no ASCII form: not sent, bounced with the reason.
+    let m = String::from_utf8(utf8_message("to Jörg"))
+        .unwrap()
+        .replacen("To: Ann <ann@example.org>", "To: Jörg <jörg@example.org>", 1)
+        .into_bytes();
+    let last = submit_raw(&s, " SMTPUTF8 BODY=8BITMIME", "joerg@example.org", &m);
+    assert!(last.starts_with("250 "), "accepted by popbridge (it cannot know the upstream yet): {last}");
+    wait_until("the bounce notice", Duration::from_secs(20), || !mailbox(&s, "INBOX").is_empty());
+    let notice = String::from_utf8_lossy(&mailbox(&s, "INBOX")[0]).into_owned();
+    assert!(notice.contains("SMTPUTF8") && notice.contains("joerg@example.org"), "{notice}");
+    // The notice is written before the row is marked failed.
+    wait_until("the message marked failed", Duration::from_secs(20), || outbox(&s) == (0, 1, 1));
+    assert_eq!(s.up.received().len(), 1, "only the first message went out");
 }
 
 /// The code in a verification mail popbridge sent (as the upstream received it).
@@ -505,6 +636,196 @@ fn add_account_via(b: &Bridge, name: &str, email: &str, pop_port: u16, up: &Upst
     ])
     .expect(0);
     b.append_config(&format!("ca_file = \"{}\"\n", up.ca_pem_path.display()));
+}
+
+/// `account add` of account `name` (From `email`) with POP from the fake server on `pop_port`
+/// and these SMTP flags, tested before it is saved (no --no-test): incoming, then outgoing.
+fn add_tested(b: &Bridge, name: &str, email: &str, pop_port: u16, smtp: &[&str]) -> crate::util::Run {
+    let pop_port = pop_port.to_string();
+    let mut args = vec![
+        "account",
+        "add",
+        "--name",
+        name,
+        "--email",
+        email,
+        "--pop-host",
+        "127.0.0.1",
+        "--pop-port",
+        &pop_port,
+        "--pop-tls",
+        "plain",
+        "--pop-user",
+        "u",
+        "--password-command",
+        "echo p",
+    ];
+    args.extend_from_slice(smtp);
+    b.run(&args)
+}
+
+/// Issue 13: an SMTP server with a private CA, or a certificate pinned by its fingerprint, is
+/// added from the command line (`--smtp-ca-file`, `--smtp-pin-sha256`), tested before it is
+/// saved, and sends. Without either, the refusal's advice names the SMTP section and flags and
+/// the SMTP ports. Before, neither flag existed (only the config could be edited), and the advice
+/// named `[account.pop]` and "995 for POP3".
+#[test]
+fn an_smtp_server_with_a_private_ca_or_a_pin_is_added_from_the_command_line() {
+    let up = upstream(Faults::default());
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    let port = up.port.to_string();
+    let pw = format!("echo {SMTP_PW}");
+    let ca = up.ca_pem_path.display().to_string();
+    let pin = up.cert.sha256_hex();
+    // The server and its login; `trust` adds how its certificate is trusted.
+    let add = |name: &str, email: &str, trust: &[&str]| {
+        let mut flags = vec!["--smtp-host", "127.0.0.1", "--smtp-port", &port, "--smtp-tls", "implicit"];
+        flags.extend(["--smtp-user", "me@work.example", "--smtp-password-command", &pw]);
+        flags.extend_from_slice(trust);
+        add_tested(&b, name, email, pop.port(), &flags)
+    };
+
+    let r = add("Work", "me@work.example", &[]).expect(4);
+    for needle in ["not signed by a trusted authority", "[account.smtp]", "--smtp-pin-sha256", "--smtp-ca-file", "465"]
+    {
+        assert!(r.stderr.contains(needle), "the refusal says {needle:?}:\n{}", r.stderr);
+    }
+    assert!(!r.stderr.contains("[account.pop]") && !r.stderr.contains("995"), "no POP advice:\n{}", r.stderr);
+
+    let r = add("Work", "me@work.example", &["--smtp-ca-file", &ca]).expect(0);
+    assert!(
+        r.stdout.contains("Testing the outgoing server") && r.stdout.contains("accepted the login"),
+        "{}",
+        r.stdout
+    );
+    let r = add("Home", "me@home.example", &["--smtp-pin-sha256", &pin]).expect(0);
+    assert!(r.stdout.contains("accepted the login"), "{}", r.stdout);
+    let c = popbridge::config::load(&b.config).unwrap();
+    let trust = |i: usize| c.accounts[i].smtp.as_ref().map(|s| s.trust.clone()).unwrap();
+    assert_eq!(trust(0).ca_file.as_deref(), Some(Path::new(&ca)), "saved in [account.smtp]");
+    let pinned = trust(1).pin_sha256.map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    assert_eq!(pinned, Some(pin.clone()), "saved in [account.smtp]");
+
+    let s = start(up, b, pop);
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &message("via-ca", "x\r\n")));
+    ok(smtplib(
+        &s,
+        "plain",
+        "PLAIN",
+        "me",
+        "me@home.example",
+        &["ann@example.org"],
+        &message_from("me@home.example", "via-pin"),
+    ));
+    let got = s.up.wait_for(2, Duration::from_secs(20));
+    let mut from: Vec<&str> = got.iter().map(|r| r.mail_from.as_str()).collect();
+    from.sort();
+    assert_eq!(from, ["me@home.example", "me@work.example"]);
+    assert!(got.iter().all(|r| r.tls && r.auth_user.as_deref() == Some("me@work.example")), "{got:?}");
+}
+
+/// Issue 13: a refused SMTP connection during `account add` is explained with the SMTP ports.
+/// Before, the advice was "the standard POP3 ports are 995 for TLS and 110".
+#[test]
+fn a_refused_smtp_connection_during_account_add_names_the_smtp_ports() {
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::new();
+    let refused = crate::util::refused_port();
+    let port = refused.port().to_string();
+    let r = add_tested(
+        &b,
+        "Work",
+        "me@work.example",
+        pop.port(),
+        &["--smtp-host", "127.0.0.1", "--smtp-port", &port, "--smtp-tls", "implicit", "--smtp-user", "me@work.example"],
+    )
+    .expect(3);
+    assert!(r.stdout.contains("Testing the outgoing server"), "the POP side passed first: {}", r.stdout);
+    assert!(r.stderr.contains(&format!("127.0.0.1:{port}")), "{}", r.stderr);
+    assert!(r.stderr.contains("SMTP") && r.stderr.contains("465") && r.stderr.contains("587"), "{}", r.stderr);
+    assert!(!r.stderr.contains("995") && !r.stderr.contains("POP3"), "no POP advice:\n{}", r.stderr);
+    assert!(!b.run(&["account", "list"]).expect(0).stdout.contains("Work"), "not saved");
+}
+
+/// Issue 13: an SMTP server that takes mail without a login. With the default SMTP user (the POP
+/// one) `account add` says the server offers no login and names `--smtp-no-auth`; with it, the
+/// account is tested, saved without an SMTP user or password, and mail goes out without AUTH.
+/// Before, `--smtp-user` always defaulted to the POP user and could not be unset.
+#[test]
+fn an_smtp_server_without_auth_is_added_with_smtp_no_auth_and_relays() {
+    let up = Upstream::start(UpstreamOpts { tls: UpTls::Implicit, ..Default::default() });
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    let (port, ca) = (up.port.to_string(), up.ca_pem_path.display().to_string());
+    let smtp = ["--smtp-host", "127.0.0.1", "--smtp-port", &port, "--smtp-tls", "implicit", "--smtp-ca-file", &ca];
+    let r = add_tested(&b, "Work", "me@work.example", pop.port(), &smtp).expect(5);
+    assert!(r.stderr.contains("does not offer a login") && r.stderr.contains("--smtp-no-auth"), "{}", r.stderr);
+    let mut no_auth = smtp.to_vec();
+    no_auth.push("--smtp-no-auth");
+    let r = add_tested(&b, "Work", "me@work.example", pop.port(), &no_auth).expect(0);
+    assert!(r.stdout.contains("no login"), "{}", r.stdout);
+    let c = popbridge::config::load(&b.config).unwrap();
+    let server = c.accounts[0].smtp.clone().unwrap();
+    assert!(server.user.is_none() && server.password.is_none(), "no SMTP login saved");
+    assert!(c.accounts[0].smtp_password(&server).is_none(), "and not the POP password either");
+    assert!(b.run(&["account", "list"]).expect(0).stdout.contains("(no login)"));
+    let s = start(up, b, pop);
+    let m = message("no-auth", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &m));
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert_eq!((got[0].auth_user.as_deref(), got[0].tls), (None, true), "{got:?}");
+    assert_eq!(got[0].data, m);
+    assert!(!s.up.log().contains(">> b'AUTH"), "no AUTH was tried");
+}
+
+/// Issue 13: the wizard (`account add` on a terminal) sets up the same: it names the SMTP
+/// ports, takes "-" for "no login", and uses `--smtp-ca-file` given next to it.
+#[test]
+fn the_wizard_adds_an_smtp_server_without_auth() {
+    let up = Upstream::start(UpstreamOpts { tls: UpTls::Implicit, ..Default::default() });
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::new();
+    let answers = [
+        "Work",
+        "me@work.example",
+        "",
+        "127.0.0.1",
+        "plain",
+        &pop.port().to_string(),
+        "u",
+        "p",
+        "",
+        "127.0.0.1",
+        "implicit",
+        &up.port.to_string(),
+        "-",
+    ]
+    .join("\n")
+        + "\n";
+    // `script` gives popbridge a terminal (the wizard runs only on one); the answers go through it.
+    let cmd = format!("{} account add --smtp-ca-file {}", env!("CARGO_BIN_EXE_popbridge"), up.ca_pem_path.display());
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("POPBRIDGE_CONFIG", &b.config)
+        .env("POPBRIDGE_DATA_DIR", &b.data)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    child.stdin.take().unwrap().write_all(answers.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    for needle in ["[account.smtp]", "465", "587", "no login", "Saved account \"Work\""] {
+        assert!(said.contains(needle), "the wizard says {needle:?}:\n{said}");
+    }
+    let c = popbridge::config::load(&b.config).unwrap();
+    let server = c.accounts[0].smtp.clone().expect("an SMTP server");
+    assert_eq!((server.port, server.user.is_none()), (up.port, true), "{said}");
+    assert_eq!(server.trust.ca_file.as_deref(), Some(up.ca_pem_path.as_path()));
 }
 
 /// A Setup around a bridge whose accounts are already added: quick retries, then the daemon.
@@ -668,6 +989,50 @@ fn an_account_login_sends_only_as_that_account() {
         got,
         [("me@home.example".to_string(), "home-as-me".to_string()), ("me@work.example".into(), "work-as-work".into())]
     );
+}
+
+/// Issue 13: two accounts with the same From address, only the second with an outgoing server
+/// (one mailbox fetched by POP, another that sends): mail from that address goes out through the
+/// account that can send. Before, the first account was chosen and MAIL FROM was refused with
+/// "account Fetch has no outgoing server".
+#[test]
+fn a_shared_from_address_is_sent_by_the_account_that_can_send() {
+    let up = upstream(Faults::default());
+    let pop = FakePop3::start(Script::default());
+    let send_pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    let pop_port = pop.port().to_string();
+    b.run(&[
+        "account",
+        "add",
+        "--name",
+        "Fetch",
+        "--email",
+        "me@work.example",
+        "--pop-host",
+        "127.0.0.1",
+        "--pop-port",
+        &pop_port,
+        "--pop-tls",
+        "plain",
+        "--pop-user",
+        "u",
+        "--password-command",
+        "echo p",
+        "--no-test",
+    ])
+    .expect(0);
+    add_account_via(&b, "Send", "me@work.example", send_pop.port(), &up, "implicit");
+    let s = start(up, b, pop);
+    let m = message("shared-from", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &m));
+    let got = s.up.wait_for(1, Duration::from_secs(20));
+    assert_eq!(got[0].mail_from, "me@work.example");
+    assert_eq!(got[0].auth_user.as_deref(), Some("me@work.example"), "through Send's server");
+    assert_eq!(got[0].data, m);
+    // The account login of the POP-only account still may not send: it names the fix.
+    let out = smtplib(&s, "plain", "PLAIN", "me+Fetch", "me@work.example", &["ann@example.org"], &m);
+    assert!(out.starts_with("ERR 550 5.7.1") && out.contains("no outgoing server"), "{out}");
 }
 
 /// The upstream SMTP password (and the local one) never reach the daemon's log, even at TRACE, nor

@@ -84,6 +84,9 @@ pub struct SmtpSpec {
     /// `None`: the SMTP password is the POP one.
     pub password: Option<PasswordSetting>,
     pub relay: bool,
+    /// A private CA, or a pinned certificate, for this server (as for POP).
+    pub ca_file: Option<String>,
+    pub pin_sha256: Option<String>,
 }
 
 #[derive(Clone)]
@@ -144,6 +147,12 @@ pub fn account_block(a: &AccountSpec) -> String {
                 let pw = m.password.as_ref().unwrap_or(&a.pop_password);
                 s.push_str(&pw.line());
                 s.push('\n');
+            }
+            if let Some(ca) = &m.ca_file {
+                s.push_str(&format!("ca_file = {}\n", q(ca)));
+            }
+            if let Some(pin) = &m.pin_sha256 {
+                s.push_str(&format!("pin_sha256 = {}\n", q(pin)));
             }
         }
     }
@@ -228,7 +237,8 @@ pub fn append_account(path: &Path, spec: &AccountSpec) -> Result<()> {
 }
 
 fn doc(path: &Path) -> Result<toml_edit::DocumentMut> {
-    read(path)?.parse().map_err(|e| Error::config(format!("config file {}: {e}", path.display())))
+    let text = read(path)?;
+    text.parse().map_err(|e: toml_edit::TomlError| super::redact::syntax_error(path, &text, e.message(), e.span()))
 }
 
 fn account_index(d: &toml_edit::DocumentMut, name: &str) -> Option<usize> {

@@ -8,6 +8,7 @@
 pub mod edit;
 pub mod model;
 pub mod raw;
+pub mod redact;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -74,8 +75,9 @@ pub fn load(path: &Path) -> Result<Config> {
 }
 
 pub fn parse(text: &str, path: &Path, mode: u32) -> Result<Config> {
-    let raw: raw::RawConfig = toml::from_str(text)
-        .map_err(|e| Error::config(format!("config file {}: {}", path.display(), e.to_string().trim_end())))?;
+    // Never the error's own rendering: it quotes the line, which may hold a password.
+    let raw: raw::RawConfig =
+        toml::from_str(text).map_err(|e| redact::syntax_error(path, text, e.message(), e.span()))?;
     model::validate(raw, path.to_path_buf(), mode)
 }
 
@@ -152,16 +154,22 @@ async fn run_password_command(cmd: &str, what: &str) -> Result<Secret> {
         }
     };
     if !out.status.success() {
-        // The first stderr line says why (e.g. "pass: entry not found"); never the stdout, which may hold the secret.
-        let why = String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("").trim().to_string();
-        return Err(Error::new(
-            ErrorClass::Config,
-            format!(
-                "the {what} password_command exited with {}{}",
-                out.status,
-                if why.is_empty() { String::new() } else { format!(": {why}") }
+        // Its stderr says why ("Error: work is not in the password store."), but it may also hold
+        // the secret (traces, echoed attempts): only a short, redacted excerpt is shown and logged;
+        // never the stdout, where the secret goes.
+        use std::os::unix::process::ExitStatusExt;
+        let status = match (out.status.code(), out.status.signal()) {
+            (Some(c), _) => format!("exited with status {c}"),
+            (None, Some(s)) => format!("was killed by signal {s}"),
+            (None, None) => "failed".to_string(),
+        };
+        let said = match redact::command_stderr(&out.stderr) {
+            Some(e) => format!(
+                ": \"{e}\" (the last line of its error output, shortened, without anything that looks like a password; run the command yourself to see all of it)"
             ),
-        ));
+            None => " and printed no error message".to_string(),
+        };
+        return Err(Error::new(ErrorClass::Config, format!("the {what} password_command {status}{said}")));
     }
     let stdout = String::from_utf8(out.stdout)
         .map_err(|_| Error::config(format!("the {what} password_command printed something that is not UTF-8")))?;

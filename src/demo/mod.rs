@@ -101,6 +101,8 @@ async fn run_in(dir: &std::path::Path) -> Result<i32> {
                 user: None,
                 password: None,
                 relay: false,
+                ca_file: None,
+                pin_sha256: None,
             }),
         },
     )?;

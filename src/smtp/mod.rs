@@ -6,9 +6,11 @@
 //! - `policy`: who may send as whom; Bcc removal, Reply-To/Date/Message-ID on the way out.
 //! - `queue`: the worker that relays outbox rows, retries, and writes failure notices; `clock`:
 //!   its time (the system's, or a test's manual one).
-//! - `upstream`: the client for each account's upstream server (mail-send).
+//! - `upstream`: the client for each account's upstream server (mail-send); `downgrade`: a
+//!   message with non-ASCII header text for an upstream without SMTPUTF8.
 //! - `verify`: address verification by emailed code; `notice`: the messages the bridge writes.
 pub mod clock;
+pub mod downgrade;
 pub mod notice;
 pub mod policy;
 pub mod queue;

@@ -5,6 +5,10 @@
 //! own address verified too: the relay cannot vouch for it. The account login `me+Work` may only
 //! send as Work. Outgoing messages lose their Bcc header, gain a verified Reply-To, and get a Date
 //! and Message-ID if the client left them out (RFC 6409 §8).
+//!
+//! The header is checked as the recipients' programs will read it ([`check_sender_fields`]):
+//! exactly one From field and at most one Sender (RFC 5322 §3.6), every address in them one the
+//! login may send as. When two accounts share an address, the one that can send wins ([`route`]).
 
 use crate::config::{Account, Config};
 
@@ -47,9 +51,18 @@ pub fn allowed(cfg: &Config, scope: &Scope, verified: &[(String, String)]) -> Ve
 
 /// The account a sender address belongs to, or the reply text: why this address may not be used
 /// (most specific reason first), what to do, and what is allowed.
+///
+/// Two accounts may share an address (a POP-only account for one mailbox, another that sends as
+/// the same address): the first that can send ([`can_send`]) is chosen, else the first.
 pub fn route<'a>(cfg: &'a Config, scope: &Scope, allowed: &[Allowed], sender: &str) -> Result<&'a Account, String> {
-    if let Some(hit) = allowed.iter().find(|a| a.address.eq_ignore_ascii_case(sender)) {
-        return cfg.account(&hit.account).ok_or_else(|| format!("account {} is no longer configured", hit.account));
+    let mut hits = allowed.iter().filter(|a| a.address.eq_ignore_ascii_case(sender)).peekable();
+    let first = hits.peek().map(|h| h.account.clone());
+    let sending = hits.find_map(|h| cfg.account(&h.account).filter(|a| can_send(cfg, a)));
+    if let Some(account) = sending {
+        return Ok(account);
+    }
+    if let Some(name) = first {
+        return cfg.account(&name).ok_or_else(|| format!("account {name} is no longer configured"));
     }
     let list: Vec<&str> = allowed.iter().map(|a| a.address.as_str()).collect();
     let allowed_list = if list.is_empty() { "none yet".to_string() } else { list.join(", ") };
@@ -88,7 +101,17 @@ pub fn route<'a>(cfg: &'a Config, scope: &Scope, allowed: &[Allowed], sender: &s
     })
 }
 
-/// Where the header block ends (the offset of the body), and the header block itself.
+/// The account has somewhere to send through: its own `[account.smtp]` server, or `relay = true`
+/// with a `[relay]` configured.
+pub fn can_send(cfg: &Config, account: &Account) -> bool {
+    match &account.smtp {
+        None => false,
+        Some(s) if s.relay => cfg.relay.is_some(),
+        Some(_) => true,
+    }
+}
+
+/// Where the header block ends: the offset of the blank line after it (the end when there is none).
 pub fn header_end(raw: &[u8]) -> usize {
     let mut i = 0;
     while i < raw.len() {
@@ -141,18 +164,184 @@ pub fn remove_header(raw: &[u8], name: &str) -> Vec<u8> {
     out
 }
 
-/// The addresses of the From field (mailbox@host), as the IMAP envelope parser reads them.
-pub fn from_addresses(raw: &[u8]) -> Vec<String> {
-    let meta = crate::mime::MessageMeta::extract(&raw[..header_end(raw)]);
-    meta.envelope
-        .from
-        .iter()
-        .filter_map(|a| match (&a.mailbox, &a.host) {
-            (Some(m), Some(h)) => Some(format!("{m}@{h}")),
-            _ => None,
-        })
-        .collect()
+/// One address of a From or Sender field: `local@domain`, or, when it is no mailbox at all, what
+/// it is instead (a group, `<>`, a name without a domain), as the refusal shows it.
+type FieldAddress = Result<String, String>;
+
+/// The From and Sender fields as one kind of reader sees them: each field with its addresses.
+#[derive(Debug, Default)]
+struct SenderView {
+    from: Vec<Vec<FieldAddress>>,
+    sender: Vec<Vec<FieldAddress>>,
 }
+
+/// As popbridge's IMAP server (ENVELOPE) and Dovecot read the header: a line that starts with
+/// whitespace continues the field before it, and belongs to nothing at the top of the header or
+/// after a line that is not a field.
+fn strict_view(header: &[u8]) -> SenderView {
+    let mut v = SenderView::default();
+    for (name, value) in crate::mime::header_field_ranges(header) {
+        let name = &header[name];
+        let list = if name.eq_ignore_ascii_case(b"From") {
+            &mut v.from
+        } else if name.eq_ignore_ascii_case(b"Sender") {
+            &mut v.sender
+        } else {
+            continue;
+        };
+        let mut out = Vec::new();
+        for a in crate::mime::address_list(&header[value]) {
+            out.push(match (a.mailbox, a.host) {
+                (Some(m), Some(h)) if m.is_empty() && h.is_empty() => Err("<> (the null address)".to_string()),
+                (Some(m), Some(h)) if h == "MISSING_DOMAIN" => Err(format!("\"{m}\" (no domain)")),
+                (Some(m), Some(h)) if m == "MISSING_MAILBOX" => Err(format!("\"@{h}\" (no local part)")),
+                (Some(m), Some(h)) => Ok(format!("{m}@{h}")),
+                (Some(group), None) => Err(format!("the group \"{group}\"")),
+                // The end of a group: its start was reported.
+                (None, _) => continue,
+            });
+        }
+        list.push(out);
+    }
+    v
+}
+
+/// As mail-parser (Stalwart's, and many a webmail's, parser) reads it: it also takes a line that
+/// starts with whitespace as a field of its own at the top of the header and after a line that is
+/// not a field, and ignores whitespace inside a field name (`Fr om:` is From).
+fn lenient_view(header_and_blank_line: &[u8]) -> SenderView {
+    use mail_parser::{Address, HeaderName, HeaderValue};
+    let mut v = SenderView::default();
+    let Some(msg) = mail_parser::MessageParser::default().parse_headers(header_and_blank_line) else { return v };
+    for h in msg.headers() {
+        let list = match h.name {
+            HeaderName::From => &mut v.from,
+            HeaderName::Sender => &mut v.sender,
+            _ => continue,
+        };
+        let mut out = Vec::new();
+        match &h.value {
+            HeaderValue::Address(Address::List(addrs)) => {
+                for a in addrs {
+                    out.push(match (&a.address, &a.name) {
+                        (Some(addr), _) if addr.contains('@') => Ok(addr.to_string()),
+                        (Some(addr), _) => Err(format!("\"{addr}\" (no domain)")),
+                        (None, Some(name)) => Err(format!("\"{name}\" (no address)")),
+                        (None, None) => Err("<> (the null address)".to_string()),
+                    });
+                }
+            }
+            HeaderValue::Address(Address::Group(groups)) => {
+                for g in groups {
+                    out.push(Err(format!("the group \"{}\"", g.name.as_deref().unwrap_or(""))));
+                }
+            }
+            // An empty field, or one mail-parser could not read as addresses.
+            _ => {}
+        }
+        list.push(out);
+    }
+    v
+}
+
+/// RFC 5322 §3.6: a message has exactly one From field and at most one Sender field. Every
+/// address in them must be one this login may send as for `account` (the account MAIL FROM
+/// chose). `message` is the message, or at least its header and the blank line after it.
+/// Returns the enhanced status code and the reply text of the refusal.
+///
+/// The recipient's program decides which From is shown, so the header is read the way two kinds
+/// of programs read it ([`strict_view`], [`lenient_view`]); a message passes only when both find
+/// one From and nothing but allowed addresses. A bare CR in the header is refused outright: a
+/// server on the way may turn it into a line break, and a hidden `From:` with it into a field.
+pub fn check_sender_fields(message: &[u8], allowed: &[Allowed], account: &str) -> Result<(), (&'static str, String)> {
+    let end = header_end(message);
+    let header = &message[..end];
+    if memchr::memchr_iter(b'\r', header).any(|i| header.get(i + 1) != Some(&b'\n')) {
+        return Err((
+            "5.7.1",
+            "the message header has a CR that does not end a line; servers on the way may read it as a line break, so the sender cannot be checked: end header lines with CRLF".into(),
+        ));
+    }
+    let blank = match message.get(end..) {
+        Some([b'\r', b'\n', ..]) => 2,
+        Some([b'\n', ..]) => 1,
+        _ => 0,
+    };
+    let views = [(strict_view(header), ""), (lenient_view(&message[..end + blank]), LENIENT_HINT)];
+    let own: Vec<&str> = allowed.iter().filter(|a| a.account == account).map(|a| a.address.as_str()).collect();
+    let shown = |field: &[FieldAddress]| -> String {
+        let list: Vec<String> = field
+            .iter()
+            .map(|a| match a {
+                Ok(a) => format!("<{a}>"),
+                Err(what) => what.clone(),
+            })
+            .collect();
+        if list.is_empty() { "no address".into() } else { list.join(", ") }
+    };
+    for (view, hint) in &views {
+        for (name, fields) in [("From", &view.from), ("Sender", &view.sender)] {
+            if fields.len() > 1 {
+                let each: Vec<String> = fields.iter().map(|f| shown(f)).collect();
+                return Err((
+                    "5.7.1",
+                    format!(
+                        "the message has {} {name} header fields ({}){hint}; RFC 5322 §3.6 allows {}, and mail programs would show the recipient either one: keep one {name} field",
+                        fields.len(),
+                        each.join("; "),
+                        if name == "From" { "exactly one" } else { "at most one" }
+                    ),
+                ));
+            }
+        }
+    }
+    for (view, hint) in &views {
+        for (name, fields) in [("From", &view.from), ("Sender", &view.sender)] {
+            for a in fields.iter().flatten() {
+                match a {
+                    Ok(a) if own.iter().any(|o| o.eq_ignore_ascii_case(a)) => {}
+                    Ok(a) => {
+                        return Err((
+                            "5.7.1",
+                            format!(
+                                "the {name} header <{a}>{hint} is not an address of account {account} (allowed: {})",
+                                own.join(", ")
+                            ),
+                        ));
+                    }
+                    Err(what) => {
+                        return Err((
+                            "5.7.1",
+                            format!(
+                                "the {name} header names {what}{hint}, not an address of account {account} (allowed: {})",
+                                own.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let from_counts: Vec<usize> = views.iter().map(|(v, _)| v.from.len()).collect();
+    if from_counts.iter().all(|n| *n == 0) {
+        return Err(("5.6.0", "the message has no From header".into()));
+    }
+    if from_counts.contains(&0) {
+        return Err((
+            "5.7.1",
+            format!(
+                "mail programs disagree about the message's From field{LENIENT_HINT}: write it as \"From: address\" at the start of a line"
+            ),
+        ));
+    }
+    if views.iter().any(|(v, _)| v.from.iter().any(|f| f.is_empty())) {
+        return Err(("5.6.0", "the From header names no address".into()));
+    }
+    Ok(())
+}
+
+/// Where the lenient reader's view differs, the refusal says why.
+const LENIENT_HINT: &str = " (as some mail programs read the header: they also count a line that starts with a space or tab at its top or after a line without a colon, and ignore spaces in field names)";
 
 /// The changes on the way out: Bcc removed; Reply-To, Date and Message-ID added when missing.
 /// Returns the new bytes and the Message-ID.
@@ -234,9 +423,99 @@ mod tests {
         assert!(t.contains("Bcc: this line is body"), "the body is untouched");
         assert!(t.starts_with("Reply-To: desk@work.example\r\nDate: "), "{t}");
         assert!(t.contains(&format!("Message-ID: <{id}>")) && id.ends_with("@work.example"));
-        assert_eq!(from_addresses(&out), vec!["me@work.example"]);
+        assert_eq!(check_sender_fields(&out, &allowed(&cfg, &Scope::All, &[]), "Work"), Ok(()));
         let (out2, _) = prepare(&out, &cfg.accounts[0], true, "me@work.example");
         assert_eq!(out2, out, "nothing is added twice");
+    }
+
+    fn work_and_home() -> Config {
+        crate::config::parse(
+            "[[account]]\nname = \"Work\"\nemail = \"me@work.example\"\n[account.pop]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n\
+             [[account]]\nname = \"Home\"\nemail = \"me@home.example\"\n[account.pop]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n",
+            std::path::Path::new("c.toml"),
+            0o600,
+        )
+        .unwrap()
+    }
+
+    /// The verdict on a header (a body line follows the blank line).
+    fn verdict(header: &str) -> Result<(), (&'static str, String)> {
+        let cfg = work_and_home();
+        let msg = format!("{header}\r\nBody: From: ceo@bank.example\r\n");
+        check_sender_fields(msg.as_bytes(), &allowed(&cfg, &Scope::All, &[]), "Work")
+    }
+
+    #[test]
+    fn one_from_with_an_allowed_address_passes() {
+        for ok in [
+            "From: me@work.example\r\nTo: a@x.example\r\n",
+            "from: Me <ME@Work.Example>\r\n",
+            "From:\r\n Me\r\n <me@work.example>\r\nSubject: folded\r\n",
+            "From : me@work.example (comment)\r\nSender: me@work.example\r\n",
+            "Subject: Fwd: a note\r\n from: a continuation is part of the Subject\r\nFrom: me@work.example\r\n",
+            "From: me@work.example\nTo: bare LF lines\n",
+        ] {
+            assert_eq!(verdict(&format!("{ok}\r\n")), Ok(()), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn every_from_and_sender_field_counts_however_it_is_written() {
+        let foreign = "evil@other.example";
+        for (header, esc, needle) in [
+            // Two From fields, in either order and any case.
+            ("From: evil@other.example\r\nFrom: me@work.example\r\n", "5.7.1", "2 From header fields"),
+            ("From: me@work.example\r\nFrom: evil@other.example\r\n", "5.7.1", "2 From header fields"),
+            ("FROM: me@work.example\r\nfrom: evil@other.example\r\n", "5.7.1", "2 From header fields"),
+            ("From: me@work.example\r\nFrom: me@work.example\r\n", "5.7.1", "2 From header fields"),
+            // Folded: the address on a continuation line.
+            ("From:\r\n evil@other.example\r\nFrom: me@work.example\r\n", "5.7.1", "2 From header fields"),
+            ("From: me@work.example,\r\n\tevil@other.example\r\n", "5.7.1", "<evil@other.example> is not"),
+            // Leading whitespace at the top, after a line that is no field, spaces in the name.
+            (" From: evil@other.example\r\nFrom: me@work.example\r\n", "5.7.1", "some mail programs"),
+            ("X-junk\r\n From: evil@other.example\r\nFrom: me@work.example\r\n", "5.7.1", "some mail programs"),
+            ("Fr om: evil@other.example\r\nFrom: me@work.example\r\n", "5.7.1", "some mail programs"),
+            ("\tFROM: evil@other.example\r\nSubject: only one From, seen by some\r\n", "5.7.1", "some mail programs"),
+            // A hidden field behind a bare CR.
+            ("From: me@work.example\rFrom: evil@other.example\r\n", "5.7.1", "CR"),
+            ("Subject: x\rFrom: evil@other.example\r\nFrom: me@work.example\r\n", "5.7.1", "CR"),
+            // Sender: one at most, and allowed.
+            ("From: me@work.example\r\nSender: evil@other.example\r\n", "5.7.1", "Sender header <evil@other.example>"),
+            ("From: me@work.example\r\nSender: me@work.example\r\nsender: me@work.example\r\n", "5.7.1", "2 Sender"),
+            // Another account's address, a group, no domain, nothing.
+            ("From: me@home.example\r\n", "5.7.1", "<me@home.example> is not an address of account Work"),
+            ("From: undisclosed:;\r\n", "5.7.1", "group"),
+            ("From: me\r\n", "5.7.1", "no domain"),
+            ("From: <>\r\n", "5.7.1", "null address"),
+            ("Subject: no From\r\n", "5.6.0", "no From header"),
+            ("From:\r\nSubject: empty From\r\n", "5.6.0", "names no address"),
+        ] {
+            let r = verdict(&format!("{header}\r\n"));
+            let Err((got, text)) = r else { panic!("accepted: {header:?}") };
+            assert_eq!(got, esc, "{header:?}: {text}");
+            assert!(text.contains(needle), "{header:?}: {text}");
+            if header.contains(foreign) && needle != "CR" {
+                assert!(text.contains(foreign), "the refusal names the foreign address: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_account_that_can_send_gets_a_shared_address() {
+        let cfg = crate::config::parse(
+            "[[account]]\nname = \"Fetch\"\nemail = \"me@work.example\"\n[account.pop]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n\
+             [[account]]\nname = \"Send\"\nemail = \"me@work.example\"\n[account.pop]\nhost = \"h2\"\nuser = \"u\"\npassword = \"p\"\n\
+             [account.smtp]\nhost = \"smtp.example\"\n",
+            std::path::Path::new("c.toml"),
+            0o600,
+        )
+        .unwrap();
+        let ok = allowed(&cfg, &Scope::All, &[]);
+        assert_eq!(route(&cfg, &Scope::All, &ok, "ME@work.example").map(|a| a.name.as_str()), Ok("Send"));
+        // The account login still decides: +Fetch routes to Fetch (which then cannot send).
+        let scope = Scope::Account("Fetch".into());
+        let ok = allowed(&cfg, &scope, &[]);
+        assert_eq!(route(&cfg, &scope, &ok, "me@work.example").map(|a| a.name.as_str()), Ok("Fetch"));
     }
 
     #[test]

@@ -108,26 +108,7 @@ impl SmtpShared {
         };
         let verified = self.verified().await;
         let allowed = policy::allowed(&config, scope, &verified);
-        let header_from = policy::from_addresses(&raw);
-        if header_from.is_empty() {
-            return Err((550, "5.6.0", "the message has no From header".into()));
-        }
-        for f in &header_from {
-            let ok = allowed.iter().any(|a| a.account == acct.name && a.address.eq_ignore_ascii_case(f));
-            if !ok {
-                let list: Vec<&str> =
-                    allowed.iter().filter(|a| a.account == acct.name).map(|a| a.address.as_str()).collect();
-                return Err((
-                    550,
-                    "5.7.1",
-                    format!(
-                        "the From header <{f}> is not an address of account {} (allowed: {})",
-                        acct.name,
-                        list.join(", ")
-                    ),
-                ));
-            }
-        }
+        policy::check_sender_fields(&raw, &allowed, &acct.name).map_err(|(esc, text)| (550, esc, text))?;
         let reply_to_verified = match &acct.reply_to {
             Some(r) => verified.iter().any(|(a, addr)| a == &acct.name && addr.eq_ignore_ascii_case(r)),
             None => false,

@@ -22,7 +22,7 @@
 //! | 421 anywhere (server shutting down) | `Temporary` | no |
 //! | other 4xx (MAIL, RCPT of every recipient, DATA, end of DATA) | `Temporary` | no |
 //! | 5xx to MAIL FROM, to every RCPT, to DATA or at the end of DATA | `Other` | **yes** |
-//! | message larger than the server's advertised SIZE; non-ASCII address without SMTPUTF8 | `Other` | **yes** |
+//! | message larger than the server's advertised SIZE; non-ASCII address without SMTPUTF8; non-ASCII header text without SMTPUTF8 that `downgrade` cannot rewrite | `Other` | **yes** |
 //! | AUTH refused (535, 534, 538, 5.7.8), no usable AUTH mechanism, 530 "authentication required" | `Authentication` | no: the user fixes the password, the queue keeps the message |
 //! | 454 to AUTH (temporary authentication failure) | `Temporary` | no |
 //! | untrusted/mismatched certificate, TLS failure, no STARTTLS when `starttls` is configured | `Certificate` | no: the user pins or fixes the config |
@@ -119,8 +119,10 @@ impl std::fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 impl From<Failure> for Error {
+    /// The error, marked as one about an SMTP server (its guidance names 465/587 and
+    /// `[account.smtp]`).
     fn from(f: Failure) -> Error {
-        f.error
+        f.error.smtp()
     }
 }
 
@@ -429,7 +431,7 @@ impl Session {
             return Err(Failure::new(
                 ErrorClass::Authentication,
                 format!(
-                    "{} does not offer a login (no AUTH in its EHLO reply); remove user and password if it needs none, or check host and port",
+                    "{} does not offer a login (no AUTH in its EHLO reply); if it takes mail without one, remove user and password from the account's [account.smtp] section (or add the account with --smtp-no-auth); else check host and port",
                     self.addr
                 ),
             ));
@@ -466,6 +468,45 @@ impl Session {
     }
 
     async fn transaction(&mut self, from: &str, rcpts: &[String], raw: &[u8]) -> Result<Delivered, Failure> {
+        // SMTPUTF8 (RFC 6531) when an address or the header is not ASCII: sent when offered;
+        // without it, non-ASCII addresses are refused and the header is downgraded where that
+        // loses nothing (see `downgrade`), else refused: bounced, with the reason.
+        let intl = !from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
+        let utf8 = self.ehlo.has_capability(EXT_SMTP_UTF8);
+        if intl && !utf8 {
+            let text = format!(
+                "{} does not accept internationalized (non-ASCII) addresses (no SMTPUTF8); the sender or a recipient has one",
+                self.addr
+            );
+            let mut f = Failure::new(ErrorClass::Other, text.clone()).permanent();
+            f.reply = Some(text);
+            return Err(f);
+        }
+        let downgraded;
+        let raw = if super::downgrade::needs_smtputf8(raw) && !(utf8 && super::downgrade::header_is_utf8(raw)) {
+            match super::downgrade::downgrade(raw) {
+                Ok(d) => {
+                    tracing::info!(
+                        "{}: the header's non-ASCII text goes out as RFC 2047 encoded words ({})",
+                        self.addr,
+                        if utf8 { "it is not UTF-8" } else { "no SMTPUTF8 offered" }
+                    );
+                    downgraded = d;
+                    downgraded.as_slice()
+                }
+                Err(why) => {
+                    let text = format!(
+                        "{} does not offer SMTPUTF8 (RFC 6531), which this message needs: {why}; send it with that header in ASCII, or through a server that offers SMTPUTF8",
+                        self.addr
+                    );
+                    let mut f = Failure::new(ErrorClass::Other, text.clone()).permanent();
+                    f.reply = Some(text);
+                    return Err(f);
+                }
+            }
+        } else {
+            raw
+        };
         let max = self.ehlo.size as u64;
         if self.ehlo.has_capability(EXT_SIZE) && max > 0 && raw.len() as u64 > max {
             let text = format!("the message is {} bytes; {} accepts at most {max} bytes", raw.len(), self.addr);
@@ -480,17 +521,7 @@ impl Session {
         if self.ehlo.has_capability(EXT_8BIT_MIME) && !raw.is_ascii() {
             params.push_str(" BODY=8BITMIME");
         }
-        let intl = !from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
-        if intl {
-            if !self.ehlo.has_capability(EXT_SMTP_UTF8) {
-                let text = format!(
-                    "{} does not accept internationalized (non-ASCII) addresses (no SMTPUTF8); the sender or a recipient has one",
-                    self.addr
-                );
-                let mut f = Failure::new(ErrorClass::Other, text.clone()).permanent();
-                f.reply = Some(text);
-                return Err(f);
-            }
+        if (intl || super::downgrade::needs_smtputf8(raw)) && utf8 {
             params.push_str(" SMTPUTF8");
         }
         let r = self.command(&format!("MAIL FROM:<{from}>{params}\r\n"), Stage::MailFrom).await?;

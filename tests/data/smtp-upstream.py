@@ -6,7 +6,7 @@ tests/util/smtp_upstream.rs, but usable by hand:
 
   /usr/bin/python3 tests/data/smtp-upstream.py --record /tmp/rec.jsonl [--port 2525]
       [--tls none|starttls|implicit --cert C --key K [--require-starttls]]
-      [--user U --password P [--auth-plaintext]] [--max-size N] [fault flags]
+      [--user U --password P [--auth-plaintext]] [--max-size N] [--no-smtputf8] [fault flags]
 
 Prints "PORT <n>" (flushed) on stdout once it listens on 127.0.0.1:<n>; logs to stderr.
 
@@ -417,6 +417,7 @@ def parse_args():
     p.add_argument("--auth-plaintext", action="store_true", help="offer/accept AUTH without TLS")
     p.add_argument("--max-size", type=int, default=None, help="SIZE limit (default 33554432; 0: none)")
     p.add_argument("--line-limit", type=int, default=1001, help="max DATA line length incl. CRLF")
+    p.add_argument("--no-smtputf8", action="store_true", help="do not offer SMTPUTF8 (MAIL ... SMTPUTF8 gets 555)")
     p.add_argument("--record", required=True)
     p.add_argument("--attempts")
     p.add_argument("--control")
@@ -453,7 +454,7 @@ async def main(args):
 
     kw = dict(
         hostname=args.hostname,
-        enable_SMTPUTF8=True,
+        enable_SMTPUTF8=not args.no_smtputf8,
         decode_data=False,
         loop=loop,
     )

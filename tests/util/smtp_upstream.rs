@@ -2,8 +2,9 @@
 //! Debian's `/usr/bin/python3`, run as `tests/data/smtp-upstream.py` in a child process per test.
 //!
 //! It listens on 127.0.0.1 (plain, STARTTLS or implicit TLS with a certificate from a fresh
-//! test CA), optionally requires AUTH PLAIN/LOGIN, advertises SIZE, 8BITMIME, SMTPUTF8 and
-//! PIPELINING, and records every accepted transaction (fsynced before the 250 goes out).
+//! test CA), optionally requires AUTH PLAIN/LOGIN, advertises SIZE, 8BITMIME, SMTPUTF8 (unless
+//! `--no-smtputf8`) and PIPELINING, and records every accepted transaction (fsynced before the
+//! 250 goes out).
 //!
 //! What `Received::data` holds: the DATA payload exactly as the client meant it, i.e. the lines
 //! between the 354 and the terminating `.` line, each with its CRLF. The CRLF before the final
@@ -254,7 +255,7 @@ impl Upstream {
     }
 
     /// Like [`start`](Self::start), with extra script flags appended (later flags win), e.g.
-    /// `--no-require-starttls`, `--line-limit N`, `--hostname H`, `--debug`.
+    /// `--no-require-starttls`, `--line-limit N`, `--hostname H`, `--no-smtputf8`, `--debug`.
     pub fn start_with_args(opts: UpstreamOpts, extra: &[&str]) -> Upstream {
         require_aiosmtpd();
         assert_eq!(
