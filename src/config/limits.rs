@@ -7,9 +7,10 @@ use serde::Deserialize;
 
 /// IMAP connections that have not logged in yet (IMAP and IMAPS together). A client logs in within
 /// milliseconds of connecting, so a place is held briefly: 32 covers several clients opening all
-/// their connections at once (Thunderbird opens up to 5 per account). It also bounds the logins
-/// under way at once, and so — each waiting up to the throttle's 16 s — how fast passwords can be
-/// guessed. When all are taken, a new connection pushes out the oldest idle one.
+/// their connections at once (Thunderbird opens up to 5 per account). It also bounds the wrong
+/// passwords being answered at once (each after up to the throttle's 16 s, holding its place), and
+/// so how fast passwords can be guessed. When all are taken, a new connection pushes out the oldest
+/// idle one.
 pub const DEFAULT_IMAP_UNAUTHENTICATED: usize = 32;
 /// Logged-in IMAP sessions. Thunderbird keeps up to 5 per account, a phone or mbsync a few more:
 /// far below this. With the 32 above, the 256 connections popbridge served before they were split.

@@ -30,14 +30,14 @@ pub enum LoginError {
 }
 
 impl Session {
-    /// Checks credentials after the throttle's delay (`net::throttle`: right or wrong, the answer
-    /// comes after it); on success the session is authenticated with the login's view.
+    /// Checks credentials; on success the session is authenticated with the login's view, on
+    /// failure the answer waits the throttle's delay (`net::throttle`).
     pub async fn login(&mut self, user: &[u8], password: &[u8]) -> Result<(), LoginError> {
         let (local, local_pw) = self.shared.live.login();
-        let attempt = self.shared.throttle.start(self.peer.ip(), &throttle::login_name(user, &local));
-        // Until the verdict: not pushed out by newer connections, not cut by the login timeout.
+        let name = throttle::login_name(user, &local);
+        // Until the answer, the delay included: this connection keeps its place (never pushed out
+        // by newer ones, not cut by the login timeout) — what bounds how fast anyone can guess.
         let _busy = self.slot.login_attempt();
-        tokio::time::sleep(attempt.delay()).await;
         let user = String::from_utf8_lossy(user).into_owned();
         let pw_ok = ct_eq(password, local_pw.expose().as_bytes());
         let account = if user == local {
@@ -70,13 +70,15 @@ impl Session {
         };
         match view {
             Some(view) => {
-                self.shared.throttle.succeeded(&attempt);
+                self.shared.throttle.succeeded(self.peer.ip(), &name);
                 self.slot.authenticated().map_err(LoginError::Limit)?;
                 self.state = State::Authenticated { view };
                 Ok(())
             }
             None => {
+                let delay = self.shared.throttle.failed(self.peer.ip(), &name);
                 tracing::info!("imap: failed login from {}", self.peer);
+                tokio::time::sleep(delay).await;
                 Err(LoginError::Failed)
             }
         }

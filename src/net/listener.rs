@@ -7,15 +7,14 @@
 //!
 //! When every unauthenticated place is taken, a new connection takes the place of the oldest *idle*
 //! one, which is closed. Idle means waiting for its client — to send a command, to read a reply, to
-//! finish a TLS handshake — as opposed to having a login checked (the throttle's delay, then the
-//! password: [`Slot::login_attempt`]). So clients that connect and say nothing cannot keep the owner
-//! out: the owner's connection pushes the oldest of them out. A connection whose login is being
-//! checked is never pushed out (its verdict would be lost, and a guesser who can cut other attempts
-//! short could cut the owner's); when every place is such a one, new connections wait in the
-//! kernel's accept backlog and are taken in the order they arrived as those logins finish (as
-//! Dovecot's login processes do). Logins that fill every place are bounded by the throttle: each
-//! waits up to `throttle::MAX_DELAY`, and the owner's still gets in after at most that once it has a
-//! place.
+//! finish a TLS handshake — as opposed to having a login checked (the password, and after a wrong
+//! one the throttle's delay: [`Slot::login_attempt`]). So clients that connect and say nothing
+//! cannot keep the owner out: the owner's connection pushes the oldest of them out. A connection
+//! whose login is being checked is never pushed out: a wrong password's delay is served holding its
+//! place, and that is what bounds how fast anyone can guess (`net::throttle`) — were those
+//! connections pushed out, a guesser would push out its own. When every place is such a one, new
+//! connections wait in the kernel's accept backlog and are taken in the order they arrived as those
+//! delays end, after at most `throttle::MAX_DELAY` (as Dovecot's login processes do).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -247,7 +246,7 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// Marks a login attempt (the throttle's delay and the password check, until the guard is
+    /// Marks a login attempt (the password check, and a wrong one's delay, until the guard is
     /// dropped): meanwhile the connection is not pushed out nor closed by the login timeout.
     pub fn login_attempt(&self) -> Busy {
         if let Some(e) = self.slots.lock().waiting.get_mut(&self.id) {

@@ -1,23 +1,23 @@
 //! The login throttle of the local listeners: one instance serves IMAP and SMTP submission alike
 //! (a password guessed over SMTP is the same local password as over IMAP).
 //!
-//! Every login attempt first waits, then its password is checked; the wait is the longest of three
-//! delays, one per key:
-//! - its **source address** (the rule popbridge always had): 0 s for the first attempt, then 1, 2,
-//!   4, 8, 16 s; forgotten after 15 minutes without attempts, or at a success from that address;
+//! A wrong password is answered after a delay, the longest of three, one per key:
+//! - its **source address** (the rule popbridge always had): 0 s for the first failure, then 1, 2,
+//!   4, 8, 16 s; forgotten after 15 minutes without failures, or at a success from that address;
 //! - its **login name** (`me`, `me+Work` and `me@Work` are one name: they test one password): the
 //!   same steps, so that rotating through 127.x.y.z buys a guesser nothing;
-//! - **everyone together**: [`GLOBAL_FREE`] attempts may be under way or recent without delay, the
-//!   next ones wait 1, 2, 4, 8, then 16 s; the count drains by one every [`GLOBAL_DRAIN`], so a
-//!   guesser who rotates names and addresses is slowed down too, and a burst of failures by the
-//!   owner's own clients (a changed password) costs nothing once it is over.
+//! - **everyone together**: [`GLOBAL_FREE`] failures go without delay, the next ones wait 1, 2, 4,
+//!   8, then 16 s; the count drains by one every [`GLOBAL_DRAIN`], so a guesser who rotates names
+//!   and addresses is slowed down too, and a burst of failures by the owner's own clients (a
+//!   changed password) costs nothing once it is over.
 //!
-//! An attempt is counted when it *starts*, before its verdict: a hundred attempts begun at once get
-//! a hundred growing delays, not a hundred zero ones; and since the right password waits like a
-//! wrong one, giving up early teaches a guesser nothing. So the guesses any number of clients get
-//! answered are bounded by the connections that may be logging in at once (`net::listener`) divided
-//! by [`MAX_DELAY`]. The right password is never refused: it gets in after at most [`MAX_DELAY`].
-//! A success takes its own count back from the global key and forgets its address and its name.
+//! The right password is never delayed nor refused. What bounds guessing is that the connection
+//! serves the delay *holding its place* (`net::listener`: a connection whose login is being
+//! checked is never pushed out), whether its client waits for the answer or hangs up: so the
+//! wrong guesses any number of clients get answered are bounded by the places for connections
+//! that have not logged in, divided by the delay — about 3 a second with the default limits.
+//! (A client that gives up early learns that its guess was wrong a little sooner, but frees no
+//! place any sooner.)
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -25,14 +25,14 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The longest an attempt waits: the last step of every key. Long enough that guessing is slow
-/// (at most one verdict per 16 s per connection that may be logging in), short enough that the
-/// owner's client does not give up meanwhile (Thunderbird waits 100 s for an answer).
+/// The longest a wrong password waits: the last step of every key. Long enough that guessing is
+/// slow (one answer per 16 s per place before login), short enough that a client of the owner who
+/// mistyped does not give up meanwhile (Thunderbird waits 100 s for an answer).
 pub const MAX_DELAY: Duration = Duration::from_secs(16);
-/// An address's or a name's count is forgotten after this long without attempts (as before).
+/// An address's or a name's count is forgotten after this long without failures (as before).
 pub const FORGET: Duration = Duration::from_secs(15 * 60);
-/// Attempts under way or recent, from anyone, that wait for nothing but their own keys. Several
-/// mail clients with a stale password, each opening its connections at once, stay below it.
+/// Recent failures, from anyone, that wait for nothing but their own keys. Several mail clients
+/// with a stale password, each opening its connections at once, stay below it.
 pub const GLOBAL_FREE: u32 = 16;
 /// The global count drains by one this often: six failures a minute, from anywhere, never slow
 /// anybody down; a steady guesser above that rate is held at [`MAX_DELAY`].
@@ -43,7 +43,7 @@ pub const MAX_TRACKED: usize = 4096;
 /// A login name is remembered by at most this many bytes.
 const MAX_NAME: usize = 64;
 
-/// 0 s before the first counted attempt, then 1, 2, 4, 8, 16 s (`n` = attempts counted before).
+/// 0 s for the first failure, then 1, 2, 4, 8, 16 s (`n` = failures counted before this one).
 fn step(n: u32) -> Duration {
     match n {
         0 => Duration::ZERO,
@@ -61,11 +61,11 @@ struct Count {
     last: Instant,
 }
 
-/// Counts per key, forgotten after [`FORGET`] without attempts, at most [`MAX_TRACKED`] keys.
+/// Counts per key, forgotten after [`FORGET`] without failures, at most [`MAX_TRACKED`] keys.
 struct Counts<K>(HashMap<K, Count>);
 
 impl<K: Hash + Eq + Clone> Counts<K> {
-    /// Counts an attempt for `key`; returns how many were counted before it.
+    /// Counts a failure for `key`; returns how many were counted before it.
     fn count(&mut self, key: &K, now: Instant) -> u32 {
         self.0.retain(|_, c| now.duration_since(c.last) < FORGET);
         if !self.0.contains_key(key)
@@ -87,7 +87,7 @@ impl<K: Hash + Eq + Clone> Counts<K> {
     }
 }
 
-/// Everyone's attempts: a level that drains continuously.
+/// Everyone's failures: a level that drains continuously.
 struct Global {
     level: f64,
     at: Instant,
@@ -120,21 +120,6 @@ impl Default for Throttle {
     }
 }
 
-/// One login attempt, counted: wait [`Attempt::delay`], then check the password.
-#[derive(Debug)]
-pub struct Attempt {
-    ip: IpAddr,
-    name: String,
-    delay: Duration,
-}
-
-impl Attempt {
-    /// How long to wait before checking the password (and answering).
-    pub fn delay(&self) -> Duration {
-        self.delay
-    }
-}
-
 /// The key a login name is counted under: every login of the local user (`me`, `me+Work`,
 /// `me@Work`) tests the same password, so they are one name; anything else is its own name, cut to
 /// a bounded length.
@@ -161,33 +146,31 @@ impl Throttle {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a login attempt from `ip` for the login name `name` (see [`login_name`]) and says
-    /// how long it must wait before its password is checked.
-    pub fn start(&self, ip: IpAddr, name: &str) -> Attempt {
+    /// Counts a wrong password from `ip` for the login name `name` (see [`login_name`]) and says
+    /// how long to wait — holding the connection's place — before answering it.
+    pub fn failed(&self, ip: IpAddr, name: &str) -> Duration {
         let name = bounded(name.as_bytes());
         let now = Instant::now();
         let mut m = self.lock();
         let by_address = step(m.addresses.count(&ip, now));
         let by_name = step(m.names.count(&name, now));
         let level = m.global.drained(now);
-        // An attempt partly drained still counts (so a burst is not let through by microseconds).
+        // A failure partly drained still counts (so a burst is not let through by microseconds).
         let by_all = match level.ceil() as u32 {
             n if n < GLOBAL_FREE => Duration::ZERO,
             n => step(n - GLOBAL_FREE + 1),
         };
         m.global.level = (level + 1.0).min(GLOBAL_CAP);
-        Attempt { ip, name, delay: by_address.max(by_name).max(by_all) }
+        by_address.max(by_name).max(by_all)
     }
 
-    /// The attempt logged in: its address and its name start afresh (as a success always did), and
-    /// it no longer counts against everyone.
-    pub fn succeeded(&self, attempt: &Attempt) {
-        let now = Instant::now();
+    /// The right password from `ip` for `name`: the address and the name start afresh (as a
+    /// success always did for the address). Everyone's count is left to drain.
+    pub fn succeeded(&self, ip: IpAddr, name: &str) {
+        let name = bounded(name.as_bytes());
         let mut m = self.lock();
-        m.addresses.forget(&attempt.ip);
-        m.names.forget(&attempt.name);
-        let level = m.global.drained(now);
-        m.global.level = (level - 1.0).max(0.0);
+        m.addresses.forget(&ip);
+        m.names.forget(&name);
     }
 
     /// Forgets every count, as a restart would (for test harnesses that must not wait).
@@ -207,66 +190,48 @@ mod tests {
         IpAddr::V4(std::net::Ipv4Addr::from(0x7f00_0000 + n))
     }
 
-    fn secs(d: Duration) -> u64 {
-        d.as_secs()
-    }
-
     #[test]
     fn one_address_waits_0_1_2_4_8_16_and_a_success_starts_it_afresh() {
         let t = Throttle::default();
-        let d: Vec<u64> = (0..7).map(|_| secs(t.start(ip(1), "me").delay())).collect();
+        let d: Vec<u64> = (0..7).map(|_| t.failed(ip(1), "me").as_secs()).collect();
         assert_eq!(d, [0, 1, 2, 4, 8, 16, 16]);
-        let a = t.start(ip(1), "me");
-        t.succeeded(&a);
-        assert_eq!(secs(t.start(ip(1), "me").delay()), 0);
+        t.succeeded(ip(1), "me");
+        assert_eq!(t.failed(ip(1), "me").as_secs(), 0);
     }
 
     #[test]
     fn one_name_from_rotating_addresses_waits_as_one_address_did() {
         let t = Throttle::default();
-        let d: Vec<u64> = (0..6).map(|i| secs(t.start(ip(100 + i), "me").delay())).collect();
+        let d: Vec<u64> = (0..6).map(|i| t.failed(ip(100 + i), "me").as_secs()).collect();
         assert_eq!(d, [0, 1, 2, 4, 8, 16]);
         // me+Work and me@Work test the same password: the same name.
         assert_eq!(login_name(b"me+Work", "me"), "me");
         assert_eq!(login_name(b"me@Work", "me"), "me");
         assert_eq!(login_name(b"meWork", "me"), "meWork");
-        assert_eq!(secs(t.start(ip(200), &login_name(b"me+Work", "me")).delay()), 16);
+        assert_eq!(t.failed(ip(200), &login_name(b"me+Work", "me")).as_secs(), 16);
     }
 
     #[test]
     fn rotating_names_and_addresses_are_slowed_down_by_the_global_key() {
         let t = Throttle::default();
-        let d: Vec<u64> =
-            (0..GLOBAL_FREE + 6).map(|i| secs(t.start(ip(1000 + i), &format!("user{i}")).delay())).collect();
+        let d: Vec<u64> = (0..GLOBAL_FREE + 6).map(|i| t.failed(ip(1000 + i), &format!("user{i}")).as_secs()).collect();
         let free = vec![0; GLOBAL_FREE as usize];
         assert_eq!(d[..GLOBAL_FREE as usize], free[..]);
         assert_eq!(d[GLOBAL_FREE as usize..], [1, 2, 4, 8, 16, 16]);
     }
 
     #[test]
-    fn attempts_under_way_count_before_their_verdict() {
-        // Fifty attempts started at once from fifty addresses: not fifty zero delays.
+    fn no_delay_exceeds_the_longest_step() {
         let t = Throttle::default();
-        let zero = (0..50).filter(|i| t.start(ip(5000 + i), "me").delay().is_zero()).count();
-        assert_eq!(zero, 1, "only the first attempt for the name is free");
-    }
-
-    #[test]
-    fn the_right_password_waits_at_most_the_longest_step() {
-        let t = Throttle::default();
-        for i in 0..500 {
-            let _ = t.start(ip(i), if i % 2 == 0 { "me" } else { "x" });
-        }
-        let owner = t.start(ip(1), "me");
-        assert!(owner.delay() <= MAX_DELAY, "{:?}", owner.delay());
-        t.succeeded(&owner);
+        let worst = (0..500).map(|i| t.failed(ip(i), if i % 2 == 0 { "me" } else { "x" })).max();
+        assert_eq!(worst, Some(MAX_DELAY));
     }
 
     #[test]
     fn the_global_count_drains_and_is_capped() {
         let t = Throttle::default();
         for i in 0..1000 {
-            let _ = t.start(ip(i), &format!("n{i}"));
+            let _ = t.failed(ip(i), &format!("n{i}"));
         }
         let mut m = t.lock();
         assert!(m.global.level <= GLOBAL_CAP);
@@ -280,7 +245,7 @@ mod tests {
     fn memory_is_bounded_whatever_the_names() {
         let t = Throttle::default();
         for i in 0..(MAX_TRACKED as u32 + 100) {
-            let _ = t.start(ip(i), &format!("{i:0>80}"));
+            let _ = t.failed(ip(i), &format!("{i:0>80}"));
         }
         let m = t.lock();
         assert!(m.names.0.len() <= MAX_TRACKED && m.addresses.0.len() <= MAX_TRACKED);

@@ -477,22 +477,22 @@ async fn authenticate(
     } else {
         return AuthResult::Unsupported;
     };
-    // The throttle's delay first (`net::throttle`: right or wrong, the answer comes after it);
-    // meanwhile the connection is not pushed out nor cut by the login timeout.
-    let local = shared.live.login().0;
-    let attempt = shared.throttle.start(peer.ip(), &throttle::login_name(&user, &local));
+    // Until the answer, the throttle's delay included (`net::throttle`), this connection keeps
+    // its place: never pushed out by newer ones, not cut by the login timeout.
+    let name = throttle::login_name(&user, &shared.live.login().0);
     let _busy = slot.login_attempt();
-    tokio::time::sleep(attempt.delay()).await;
     match shared.check_login(&user, &password) {
         Some(scope) => {
-            shared.throttle.succeeded(&attempt);
+            shared.throttle.succeeded(peer.ip(), &name);
             match slot.authenticated() {
                 Ok(()) => AuthResult::Ok(scope),
                 Err(full) => AuthResult::Limit(full),
             }
         }
         None => {
+            let delay = shared.throttle.failed(peer.ip(), &name);
             tracing::info!("smtp: failed login from {peer}");
+            tokio::time::sleep(delay).await;
             AuthResult::Failed
         }
     }
