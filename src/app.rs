@@ -16,7 +16,9 @@ use crate::config::{self, Config, Paths};
 use crate::control::{self, Schedulers};
 use crate::error::{Error, Result};
 use crate::fetch::{self, schedule};
-use crate::imap::server::{MAX_CONNECTIONS, Shared, Throttle};
+use crate::imap::server::Shared;
+use crate::net::listener::{self, Slots};
+use crate::net::throttle::Throttle;
 use crate::net::tls;
 use crate::secret::Secret;
 use crate::smtp::server::SmtpShared;
@@ -124,13 +126,15 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
     let live = Arc::new(Live::new(cfg.clone(), password));
     let (alerts, _) = broadcast::channel(64);
     let (kick_tx, mut kick_rx) = mpsc::unbounded_channel::<String>();
+    // One throttle for both servers: they check the same local password.
+    let throttle = Arc::new(Throttle::default());
     let imap_shared = Arc::new(Shared {
         store_path: paths.store(),
         changes: store.changes(),
         live: live.clone(),
         tls: Some(acceptor.clone()),
-        throttle: Throttle::default(),
-        connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+        throttle: throttle.clone(),
+        slots: Slots::new("imap", listener::Limits::imap(&cfg.limits)),
         alerts: alerts.clone(),
         kick: Some(kick_tx),
     });
@@ -139,9 +143,9 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
         live: live.clone(),
         store: store.clone(),
         tls: Some(acceptor.clone()),
-        throttle: Throttle::default(),
+        throttle,
         kick: kick.clone(),
-        connections: Arc::new(tokio::sync::Semaphore::new(crate::smtp::server::MAX_CONNECTIONS)),
+        slots: Slots::new("smtp", listener::Limits::smtp(&cfg.limits)),
         hostname: "localhost".into(),
         max_size: crate::smtp::server::DEFAULT_MAX_SIZE,
     });
@@ -303,6 +307,8 @@ impl Running {
         let cfg = config::load(&self.paths.config)?;
         let password = resolve_local_password(&cfg).await?;
         self.live.set(cfg.clone(), password);
+        self.imap_shared.slots.set_limits(listener::Limits::imap(&cfg.limits));
+        self.smtp_shared.slots.set_limits(listener::Limits::smtp(&cfg.limits));
         self.fetch_ctx.config_mode = cfg.mode;
         self.bind_listeners(&cfg).await?;
         self.sync_schedulers(&cfg).await;
@@ -322,17 +328,9 @@ impl Running {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
-        // Every session holds a permit until it has said BYE and closed: wait for all of them.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.imap_shared.connections.acquire_many(MAX_CONNECTIONS as u32),
-        )
-        .await;
-        let _ = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.smtp_shared.connections.acquire_many(crate::smtp::server::MAX_CONNECTIONS as u32),
-        )
-        .await;
+        // Every session holds its place until it has said BYE and closed: wait for all of them.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.imap_shared.slots.closed()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.smtp_shared.slots.closed()).await;
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! - [`config`]: the TOML file → a validated model; secrets and `password_command`; edits that keep comments.
 //! - [`pop3`]: the POP3 client protocol, sans-I/O (bytes in → replies out; commands in → bytes out).
-//! - [`net`]: sockets, TLS (every rustls configuration) and the driver that runs `pop3` on tokio.
+//! - [`net`]: sockets, TLS (every rustls configuration) and the driver that runs `pop3` on tokio;
+//!   the local servers' accept loop, connection slots and login throttle.
 //! - [`mime`]: what IMAP needs from a message (envelope, body structure, dates), parsed once at insert.
 //! - [`store`]: the only SQLite user — mailboxes, messages, POP state, account status.
 //! - [`fetch`]: one fetch cycle per account: list, diff, pipelined download into the store, DELE per policy.

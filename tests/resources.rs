@@ -432,27 +432,30 @@ fn rss_kib(pid: u32) -> u64 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Conn {
     Connecting,
-    /// TCP is up, no greeting yet (waiting for a slot).
+    /// TCP is up (as far as the client knows), no greeting yet.
     Waiting,
     Greeted(String),
+    /// Greeted, then closed by the server (its place went to a newer connection).
+    PushedOut,
     /// Greeted, then closed by the test.
     Left,
-    /// The connection failed, was refused or closed: what happened.
+    /// The connection failed, or was closed before a greeting: what happened.
     Failed(String),
 }
 
-/// 1000 TCP connections at once to the IMAP port. The server serves at most 256 sessions
-/// (src/imap/server.rs MAX_CONNECTIONS) and leaves further connections in the kernel's accept
-/// backlog (128) — beyond that the kernel drops SYNs and clients retry their connect. So: the
-/// first ones are greeted, the others wait — none is refused, reset or sent garbage — and a
-/// waiting one is served as soon as a slot frees up. The daemon's memory stays bounded, it
-/// survives, and once the clients are gone a normal login + SELECT works at once.
+/// 1000 TCP connections at once to the IMAP port, none of which logs in. The daemon takes them
+/// all as they come — nobody waits in the accept backlog — and holds at most its 32 places for
+/// connections that have not logged in (src/config/limits.rs): each newcomer pushes out the oldest
+/// idle one (issue 13: idle connections must not keep the owner out). So: clients are greeted
+/// (or, pushed out before their greeting was written, closed without a word), the daemon holds at
+/// most 32 of them, its memory stays bounded, it survives, and a normal login + SELECT works at
+/// once beside the idle ones and after them.
 #[test]
-fn a_thousand_imap_connections_wait_their_turn_and_memory_stays_bounded() {
+fn a_thousand_idle_imap_connections_are_taken_and_pushed_out_and_memory_stays_bounded() {
     use std::sync::{Arc, Mutex};
     use tokio::io::AsyncBufReadExt;
     const N: usize = 1000;
-    const CAP: usize = 256;
+    const PLACES: usize = 32;
     let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
     let nofile: u64 = limits
         .lines()
@@ -500,41 +503,51 @@ fn a_thousand_imap_connections_wait_their_turn_and_memory_stays_bounded() {
                 },
                 _ = &mut rx => return,
             }
-            // Greeted: hold the slot until released.
-            let _ = rx.await;
-            set(Conn::Left);
-            drop(r);
+            // Greeted: say nothing, until released or closed by the server.
+            line.clear();
+            tokio::select! {
+                n = r.read_line(&mut line) => match n {
+                    Ok(0) | Err(_) => set(Conn::PushedOut),
+                    Ok(_) => set(Conn::Failed(format!("unexpected: {}", line.trim_end()))),
+                },
+                _ = &mut rx => set(Conn::Left),
+            }
         });
     }
     let snapshot = || states.lock().expect("lock").clone();
-    let greeted = || snapshot().iter().filter(|c| matches!(c, Conn::Greeted(_) | Conn::Left)).count();
-    // Both listeners (IMAP and IMAPS) share the cap, and a listener takes its permit before it
-    // accepts: the idle IMAPS listener holds one.
-    wait_until("the first greetings", Duration::from_secs(20), || greeted() >= CAP - 1);
-    std::thread::sleep(Duration::from_millis(500)); // nothing more happens while the slots are taken
+    let count = |f: fn(&Conn) -> bool| snapshot().iter().filter(|c| f(c)).count();
+    wait_until("every connect to return", Duration::from_secs(30), || count(|c| *c == Conn::Connecting) == 0);
+    // What the daemon holds, counted on its side: a burst of 1000 overflows the kernel's accept
+    // queue (128 here), and a client whose handshake the kernel then forgot (SYN cookies) waits
+    // forever without the daemon ever seeing it — such clients stay "Waiting" below.
+    wait_until("the daemon to hold at most its places", Duration::from_secs(15), || {
+        established_to(imap) <= PLACES && count(|c| matches!(c, Conn::Greeted(_))) <= PLACES
+    });
     let now = snapshot();
-    let failed: Vec<&Conn> = now.iter().filter(|c| matches!(c, Conn::Failed(_))).collect();
-    assert!(failed.is_empty(), "no connection is refused or closed: {:?}", &failed[..failed.len().min(5)]);
+    let failed: Vec<&Conn> =
+        now.iter().filter(|c| matches!(c, Conn::Failed(e) if e != "closed without a word")).collect();
+    assert!(failed.is_empty(), "no connection fails otherwise: {:?}", &failed[..failed.len().min(5)]);
+    let greeted = now.iter().filter(|c| matches!(c, Conn::Greeted(_) | Conn::PushedOut)).count();
     let greetings: Vec<&String> =
         now.iter().filter_map(|c| if let Conn::Greeted(g) = c { Some(g) } else { None }).collect();
-    let served_at_once = greetings.len();
-    assert!((CAP - 1..=CAP).contains(&served_at_once), "{served_at_once} served at once, the cap is {CAP}");
+    assert!(!greetings.is_empty() && greetings.len() <= PLACES, "{} stay open, the limit is {PLACES}", greetings.len());
     assert!(greetings.iter().all(|g| g.starts_with("* OK [CAPABILITY IMAP4rev1")), "{:?}", greetings[0]);
-    let waiting = now.iter().filter(|c| matches!(c, Conn::Waiting | Conn::Connecting)).count();
-    assert_eq!(waiting, N - served_at_once, "the others wait");
+    // How many were greeted before being pushed out depends on the machine's load (the daemon
+    // takes connections faster than their sessions start); only that nobody hangs matters.
+    eprintln!("{greeted} of {N} were greeted before they were pushed out");
     let peak = rss_kib(pid);
     assert!(peak < base + 64 * 1024, "memory stays bounded: {base} KiB -> {peak} KiB with {N} connections");
     assert!(daemon_alive(&daemon), "the daemon is alive: {}", daemon.log());
 
-    // 20 clients leave: 20 waiting ones are served.
-    let leaving: Vec<usize> =
-        now.iter().enumerate().filter(|(_, c)| matches!(c, Conn::Greeted(_))).map(|(i, _)| i).take(20).collect();
-    for i in leaving {
-        let _ = release[i].take().expect("sender").send(());
+    // The owner gets in at once, the idle ones still there; then everyone leaves.
+    let t = Instant::now();
+    let mut r = Raw::connect_login(&b.target(Security::Plain, "me"));
+    r.cmd("s1", "SELECT INBOX").assert_ok("SELECT beside the idle connections");
+    r.logout();
+    assert!(t.elapsed() < Duration::from_secs(2), "login + SELECT took {:?}", t.elapsed());
+    for tx in release.iter_mut().filter_map(Option::take) {
+        let _ = tx.send(());
     }
-    wait_until("waiting clients to be served", Duration::from_secs(20), || greeted() >= served_at_once + 20);
-
-    // Everyone leaves; a normal client gets in at once.
     rt.shutdown_timeout(Duration::from_secs(5));
     let t = Instant::now();
     let mut r = Raw::connect_login(&b.target(Security::Plain, "me"));
@@ -544,6 +557,22 @@ fn a_thousand_imap_connections_wait_their_turn_and_memory_stays_bounded() {
     let after = rss_kib(pid);
     assert!(after < base + 64 * 1024, "memory after the flood: {base} KiB -> {after} KiB");
     assert!(daemon_alive(&daemon), "the daemon is alive: {}", daemon.log());
+}
+
+/// Established TCP connections whose local port is `port` (the server's side of them), from
+/// /proc/net/tcp (IPv4; the daemon listens on 127.0.0.1).
+fn established_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port =
+                f.get(1).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            local_port == Some(port) && f.get(3) == Some(&"01")
+        })
+        .count()
 }
 
 fn daemon_alive(d: &crate::util::Daemon) -> bool {

@@ -3,9 +3,10 @@
 //! `raw` is the file as serde sees it; `model` validates it once into typed values; `edit` changes
 //! the file in place (keeping the user's comments) for `init` and `account add/remove/set-password`;
 //! [`resolve_secret`] turns a password setting into a [`Secret`], running `password_command` off the
-//! async runtime with a timeout.
+//! async runtime with a timeout. `limits` is the `[limits]` table (connections before and after login).
 
 pub mod edit;
+pub mod limits;
 pub mod model;
 pub mod raw;
 pub mod redact;

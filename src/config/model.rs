@@ -36,6 +36,8 @@ pub struct Config {
     pub accounts: Vec<Account>,
     pub relay: Option<SmtpServer>,
     pub outbox: Outbox,
+    /// `[limits]`: connections before and after login, and the login timeout.
+    pub limits: super::limits::Limits,
 }
 
 /// The delay before the next attempt after 1, 2, 3 … failed ones: 1, 2, 5, 10, 20, 40 minutes,
@@ -326,7 +328,8 @@ pub fn validate(raw: RawConfig, path: PathBuf, mode: u32) -> crate::Result<Confi
         None => None,
     };
     let outbox = validate_outbox(&cx, raw.outbox.unwrap_or_default())?;
-    Ok(Config { path, mode, local, accounts, relay, outbox })
+    let limits = super::limits::validate(raw.limits.unwrap_or_default(), |key, e| cx.err(key, e))?;
+    Ok(Config { path, mode, local, accounts, relay, outbox, limits })
 }
 
 fn validate_outbox(cx: &Ctx, o: RawOutbox) -> crate::Result<Outbox> {

@@ -12,6 +12,7 @@ pub struct RawConfig {
     pub account: Vec<RawAccount>,
     pub relay: Option<RawSmtp>,
     pub outbox: Option<RawOutbox>,
+    pub limits: Option<super::limits::RawLimits>,
 }
 
 /// `[outbox]`: how the outbound queue retries.

@@ -19,17 +19,26 @@ use imap_next::types::CommandAuthenticate;
 use super::names::View;
 use super::session::{Flow, SaslStep, Session, State};
 use crate::net::imap::Driver;
+use crate::net::listener::SessionsFull;
+use crate::net::throttle;
 
 pub enum LoginError {
     Failed,
     Store(String),
+    /// Right, but every session place is taken (`[limits] imap_authenticated`).
+    Limit(SessionsFull),
 }
 
 impl Session {
-    /// Checks credentials; on success the session is authenticated with the login's view.
+    /// Checks credentials; on success the session is authenticated with the login's view, on
+    /// failure the answer waits the throttle's delay (`net::throttle`).
     pub async fn login(&mut self, user: &[u8], password: &[u8]) -> Result<(), LoginError> {
-        let user = String::from_utf8_lossy(user).into_owned();
         let (local, local_pw) = self.shared.live.login();
+        let name = throttle::login_name(user, &local);
+        // Until the answer, the delay included: this connection keeps its place (never pushed out
+        // by newer ones, not cut by the login timeout) — what bounds how fast anyone can guess.
+        let _busy = self.slot.login_attempt();
+        let user = String::from_utf8_lossy(user).into_owned();
         let pw_ok = ct_eq(password, local_pw.expose().as_bytes());
         let account = if user == local {
             Some(None)
@@ -61,12 +70,13 @@ impl Session {
         };
         match view {
             Some(view) => {
-                self.shared.throttle.succeeded(self.peer.ip());
+                self.shared.throttle.succeeded(self.peer.ip(), &name);
+                self.slot.authenticated().map_err(LoginError::Limit)?;
                 self.state = State::Authenticated { view };
                 Ok(())
             }
             None => {
-                let delay = self.shared.throttle.failed(self.peer.ip());
+                let delay = self.shared.throttle.failed(self.peer.ip(), &name);
                 tracing::info!("imap: failed login from {}", self.peer);
                 tokio::time::sleep(delay).await;
                 Err(LoginError::Failed)
@@ -93,6 +103,7 @@ impl Session {
             Err(LoginError::Store(e)) => {
                 self.no(d, tag, Some("UNAVAILABLE"), &format!("the store is unavailable: {e}"))
             }
+            Err(LoginError::Limit(full)) => self.no(d, tag, Some("LIMIT"), &limit_text(full)),
         }
         Flow::Continue
     }
@@ -132,6 +143,13 @@ impl Session {
             }
             Err(LoginError::Store(_)) => {
                 self.finish_text(server, tag, false, Some("UNAVAILABLE"), "the store is unavailable")
+            }
+            Err(LoginError::Limit(full)) => {
+                let code = Code::Other(CodeOther::unvalidated(Cow::Borrowed(b"LIMIT".as_slice())));
+                match Status::no(Some(tag), Some(code), limit_text(full)) {
+                    Ok(st) => self.finish(server, st),
+                    Err(_) => Flow::Close,
+                }
             }
         }
     }
@@ -232,6 +250,14 @@ impl Session {
             SaslStep::LoginPassword { tag, user } => self.finish_login(server, tag, user.as_bytes(), &bytes).await,
         }
     }
+}
+
+/// NO [LIMIT] (RFC 5530): every session place is taken; the client may try again later.
+fn limit_text(full: SessionsFull) -> String {
+    format!(
+        "too many sessions: all {} are logged in (log out of some, or raise [limits] imap_authenticated)",
+        full.limit
+    )
 }
 
 /// Base64 helper kept for tests of the SASL exchanges.

@@ -1,7 +1,7 @@
 //! The local IMAP server (RFC 3501 + IDLE, UIDPLUS, MOVE, UNSELECT, ENABLE, ID, NAMESPACE,
 //! LITERAL+, SASL-IR, CHILDREN, SPECIAL-USE) over the store.
 //!
-//! - `server`: listeners, the connection cap, what sessions share (credentials, TLS, throttle).
+//! - `server`: listeners (on `net::listener`), what sessions share (credentials, TLS, throttle, slots).
 //! - `session`: one connection's state machine, its store connection, keeping the client in step.
 //! - `auth`: LOGIN / AUTHENTICATE and the per-login views.
 //! - `commands`: every command after parsing (mailbox and message commands).

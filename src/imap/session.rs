@@ -103,6 +103,8 @@ pub struct Session {
     data_version: i64,
     alerts: tokio::sync::broadcast::Receiver<String>,
     last_kick: Option<std::time::Instant>,
+    /// This connection's place (`net::listener`): a login moves it to the sessions' pool.
+    pub slot: crate::net::listener::Slot,
 }
 
 #[derive(Debug)]
@@ -135,6 +137,7 @@ pub async fn serve(
     peer: SocketAddr,
     tls: bool,
     mut shutdown: watch::Receiver<bool>,
+    slot: crate::net::listener::Slot,
 ) {
     let changes = shared.changes.subscribe();
     let alerts = shared.alerts.subscribe();
@@ -149,6 +152,7 @@ pub async fn serve(
         data_version: 0,
         alerts,
         last_kick: None,
+        slot,
     };
     let caps = session.capabilities();
     let text = greeting_text(&caps);

@@ -19,7 +19,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::server::{MAX_CONNECTIONS, Shared, Throttle, listen};
+use super::server::{Shared, listen};
+use crate::net::listener::{Limits, Slots};
+use crate::net::throttle::Throttle;
 use crate::net::tls;
 use crate::secret::Secret;
 use crate::store::accounts::AccountIds;
@@ -175,8 +177,8 @@ impl Harness {
                 Secret::new("pw"),
             )),
             tls: Some(acceptor),
-            throttle: Throttle::default(),
-            connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            throttle: Arc::new(Throttle::default()),
+            slots: Slots::new("imap", Limits::imap(&Default::default())),
             alerts: tokio::sync::broadcast::channel(16).0,
             kick: None,
         });

@@ -4,9 +4,15 @@
 //! - `tls`: every rustls configuration (upstream verification, the local certificate).
 //! - `pop3`: the POP3 client driver (implicit TLS, STLS upgrade, pipelined commands).
 //! - `imap`: the IMAP server driver around imap-next's sans-I/O `Server` (STARTTLS, bounded buffers).
+//! - `listener`: the accept loop of the local servers (IMAP, SMTP) and their connection slots:
+//!   few places before login, with a login timeout and the oldest idle one pushed out; a pool of
+//!   sessions after.
+//! - `throttle`: the login throttle both local servers share (by address, by name, and globally).
 
 pub mod imap;
+pub mod listener;
 pub mod pop3;
+pub mod throttle;
 pub mod tls;
 
 use std::pin::Pin;

@@ -1,33 +1,31 @@
 //! The submission listeners and what their sessions share: the config (accounts, routes), the
-//! store (outbox, verified addresses), the local credentials, TLS, the login throttle, and the
-//! queue worker's wake-up call.
+//! store (outbox, verified addresses), the local credentials, TLS, the login throttle, the
+//! connection slots, and the queue worker's wake-up call.
 
 use crate::secret::ct_eq;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 
 use super::policy::{self, Scope};
-use crate::imap::server::Throttle;
-use crate::net::ServerIo;
+use crate::net::listener::{self, Slots};
+use crate::net::throttle::Throttle;
 use crate::store::Store;
 
 /// Largest message accepted (SIZE, RFC 1870). Providers' limits are usually 25–50 MB.
 pub const DEFAULT_MAX_SIZE: u64 = 50 * 1024 * 1024;
-/// Most simultaneous submission connections.
-pub const MAX_CONNECTIONS: usize = 64;
 
 pub struct SmtpShared {
     /// The config and the local login, replaced on SIGHUP.
     pub live: Arc<crate::app::Live>,
     pub store: Arc<Store>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    pub throttle: Throttle,
+    /// Shared with the IMAP listener: one local password, one count of guesses.
+    pub throttle: Arc<Throttle>,
     pub kick: Arc<Notify>,
-    pub connections: Arc<Semaphore>,
+    /// The places of both submission listeners, before and after AUTH.
+    pub slots: Arc<Slots>,
     pub hostname: String,
     pub max_size: u64,
 }
@@ -135,42 +133,16 @@ impl SmtpShared {
     }
 }
 
-/// Accepts submission connections until shutdown (same shape as the IMAP listener).
+/// Accepts submission connections until shutdown (`net::listener`, as the IMAP listener does).
 pub async fn listen(
     listener: TcpListener,
     implicit_tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<SmtpShared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let permit = tokio::select! {
-            p = shared.connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.changed() => return,
-        };
-        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("smtp: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let _ = tcp.set_nodelay(true);
-        let (shared, tls, shutdown) = (shared.clone(), implicit_tls.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let io = match tls {
-                Some(a) => match tokio::time::timeout(Duration::from_secs(30), a.accept(tcp)).await {
-                    Ok(Ok(s)) => ServerIo::Tls(Box::new(s)),
-                    _ => return,
-                },
-                None => ServerIo::Plain(tcp),
-            };
-            let is_tls = matches!(io, ServerIo::Tls(_));
-            super::session::serve(shared, io, peer, is_tls, shutdown).await;
-            drop(permit);
-        });
-    }
+    let slots = shared.slots.clone();
+    listener::serve(listener, implicit_tls, slots, shutdown, move |a| {
+        super::session::serve(shared.clone(), a.io, a.peer, a.tls, a.shutdown, a.slot)
+    })
+    .await
 }

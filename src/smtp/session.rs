@@ -15,6 +15,8 @@ use tokio::sync::watch;
 use super::policy::Scope;
 use super::server::SmtpShared;
 use crate::net::ServerIo;
+use crate::net::listener::{SessionsFull, Slot};
+use crate::net::throttle;
 
 /// An idle client is dropped after this long (RFC 5321 §4.5.3.2 suggests 5 minutes for the server).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -119,12 +121,13 @@ pub async fn serve(
     peer: SocketAddr,
     tls: bool,
     shutdown: watch::Receiver<bool>,
+    mut slot: Slot,
 ) {
     let mut conn = Conn { io, input: Vec::new(), out: Vec::new() };
     conn.raw_line(&format!("220 {} popbridge ESMTP submission ready", shared.hostname));
     let mut tls = tls;
     loop {
-        match session(&shared, &mut conn, peer, tls, shutdown.clone()).await {
+        match session(&shared, &mut conn, peer, tls, shutdown.clone(), &mut slot).await {
             Outcome::Close => {
                 let _ = conn.flush().await;
                 let _ = tokio::time::timeout(Duration::from_secs(2), conn.io.shutdown()).await;
@@ -151,6 +154,7 @@ async fn session(
     peer: SocketAddr,
     tls: bool,
     mut shutdown: watch::Receiver<bool>,
+    slot: &mut Slot,
 ) -> Outcome {
     let mut receiver = RequestReceiver::default();
     let mut helo: Option<String> = None;
@@ -252,7 +256,7 @@ async fn session(
                     conn.reply(503, "5.5.1", "say EHLO first");
                     continue;
                 }
-                match authenticate(shared, conn, peer, mechanism, &initial_response).await {
+                match authenticate(shared, conn, peer, slot, mechanism, &initial_response).await {
                     AuthResult::Ok(s) => {
                         scope = Some(s);
                         conn.reply(235, "2.7.0", "authenticated");
@@ -265,6 +269,15 @@ async fn session(
                             return Outcome::Close;
                         }
                     }
+                    // RFC 4954 §6: a temporary failure; the client may try again.
+                    AuthResult::Limit(full) => conn.reply(
+                        454,
+                        "4.7.0",
+                        &format!(
+                            "too many sessions: all {} are logged in; try again later (or raise [limits] smtp_authenticated)",
+                            full.limit
+                        ),
+                    ),
                     AuthResult::Cancelled => conn.reply(501, "5.0.0", "authentication cancelled"),
                     AuthResult::Unsupported => conn.reply(504, "5.5.4", "use AUTH PLAIN or AUTH LOGIN"),
                     AuthResult::Closed => return Outcome::Close,
@@ -389,12 +402,20 @@ async fn receive_data(conn: &mut Conn, max: u64) -> Option<Data> {
 enum AuthResult {
     Ok(Scope),
     Failed,
+    Limit(SessionsFull),
     Cancelled,
     Unsupported,
     Closed,
 }
 
-async fn authenticate(shared: &SmtpShared, conn: &mut Conn, peer: SocketAddr, mechanism: u64, ir: &str) -> AuthResult {
+async fn authenticate(
+    shared: &SmtpShared,
+    conn: &mut Conn,
+    peer: SocketAddr,
+    slot: &mut Slot,
+    mechanism: u64,
+    ir: &str,
+) -> AuthResult {
     let b64 = base64::engine::general_purpose::STANDARD;
     let decode = |s: &[u8]| -> Option<Vec<u8>> { if s == b"=" { Some(Vec::new()) } else { b64.decode(s).ok() } };
     let ask = |conn: &mut Conn, challenge: &str| {
@@ -456,13 +477,20 @@ async fn authenticate(shared: &SmtpShared, conn: &mut Conn, peer: SocketAddr, me
     } else {
         return AuthResult::Unsupported;
     };
+    // Until the answer, the throttle's delay included (`net::throttle`), this connection keeps
+    // its place: never pushed out by newer ones, not cut by the login timeout.
+    let name = throttle::login_name(&user, &shared.live.login().0);
+    let _busy = slot.login_attempt();
     match shared.check_login(&user, &password) {
         Some(scope) => {
-            shared.throttle.succeeded(peer.ip());
-            AuthResult::Ok(scope)
+            shared.throttle.succeeded(peer.ip(), &name);
+            match slot.authenticated() {
+                Ok(()) => AuthResult::Ok(scope),
+                Err(full) => AuthResult::Limit(full),
+            }
         }
         None => {
-            let delay = shared.throttle.failed(peer.ip());
+            let delay = shared.throttle.failed(peer.ip(), &name);
             tracing::info!("smtp: failed login from {peer}");
             tokio::time::sleep(delay).await;
             AuthResult::Failed

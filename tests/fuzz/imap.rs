@@ -15,10 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use popbridge::app::Live;
-use popbridge::imap::server::{MAX_CONNECTIONS, Shared, Throttle, listen};
+use popbridge::imap::server::{Shared, listen};
+use popbridge::net::listener::{Limits, Slots};
+use popbridge::net::throttle::Throttle;
 use popbridge::secret::Secret;
 use popbridge::store::{Delivery, Store};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use super::Budget;
 use super::net::{self, Fut, InFlight, LineClient, Target, literal_len};
@@ -154,8 +156,8 @@ impl Target for Imap {
                 changes: store.changes(),
                 live: Arc::new(Live::new(config, Secret::new("pw"))),
                 tls: Some(acceptor),
-                throttle: Throttle::default(),
-                connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                throttle: Arc::new(Throttle::default()),
+                slots: Slots::new("imap", Limits::imap(&Default::default())),
                 alerts: tokio::sync::broadcast::channel(16).0,
                 kick: None,
             });
@@ -163,7 +165,7 @@ impl Target for Imap {
             let addr = listener.local_addr().unwrap();
             let (shutdown, rx) = watch::channel(false);
             let task = tokio::spawn(listen(listener, None, shared.clone(), rx));
-            let inflight = InFlight::new(move |ip| shared.throttle.succeeded(ip));
+            let inflight = InFlight::new(move |_| shared.throttle.forget());
             Arc::new(Imap { _dir: dir, store, addr, shutdown, task: tokio::sync::Mutex::new(Some(task)), inflight })
         })
     }

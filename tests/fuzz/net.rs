@@ -63,10 +63,11 @@ pub fn next_ip() -> Ipv4Addr {
     Ipv4Addr::from(0x7f01_0000 + n)
 }
 
-/// The login throttle (see `imap::server::Throttle`) makes the 2nd, 3rd… failed login of an
-/// address wait 1, 2, 4… 16 s. That is tested elsewhere; here it would only make the fuzzer wait,
-/// so the addresses of running sessions are forgiven (as a success would) every millisecond.
-/// Failures within the same millisecond still wait; session deadlines allow for that.
+/// The login throttle (`net::throttle`) makes the 2nd, 3rd… login attempt of an address, of a
+/// login name, and (beyond a few) of everyone wait 1, 2, 4… 16 s. That is tested elsewhere
+/// (tests/security.rs, tests/limits.rs); here it would only make the fuzzer wait, so while
+/// sessions run, the target's throttle is told to forget every count every millisecond. Attempts
+/// within the same millisecond still wait; session deadlines allow for that.
 pub struct InFlight(Mutex<HashSet<IpAddr>>);
 
 impl InFlight {

@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use popbridge::app::Live;
-use popbridge::imap::server::Throttle;
+use popbridge::net::listener::{Limits, Slots};
+use popbridge::net::throttle::Throttle;
 use popbridge::secret::Secret;
-use popbridge::smtp::server::{MAX_CONNECTIONS, SmtpShared, listen};
+use popbridge::smtp::server::{SmtpShared, listen};
 use popbridge::store::Store;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 
 use super::Budget;
 use super::net::{self, Fut, InFlight, LineClient, Target};
@@ -153,9 +154,9 @@ impl Target for Smtp {
                 live: Arc::new(Live::new(config, Secret::new("pw"))),
                 store: store.clone(),
                 tls: Some(acceptor),
-                throttle: Throttle::default(),
+                throttle: Arc::new(Throttle::default()),
                 kick: Arc::new(Notify::new()),
-                connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                slots: Slots::new("smtp", Limits::smtp(&Default::default())),
                 hostname: "fuzz.localhost".into(),
                 max_size: MAX_SIZE,
             });
@@ -163,7 +164,7 @@ impl Target for Smtp {
             let addr = listener.local_addr().unwrap();
             let (shutdown, rx) = watch::channel(false);
             let task = tokio::spawn(listen(listener, None, shared.clone(), rx));
-            let inflight = InFlight::new(move |ip| shared.throttle.succeeded(ip));
+            let inflight = InFlight::new(move |_| shared.throttle.forget());
             Arc::new(Smtp {
                 _dir: dir,
                 store,

@@ -7,6 +7,7 @@ pub mod crash_points;
 pub mod dovecot;
 pub mod fake_pop3;
 pub mod imap_clients;
+pub mod loopback;
 pub mod pop_proxy;
 pub mod smtp_upstream;
 
