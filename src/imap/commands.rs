@@ -176,6 +176,12 @@ fn last_line_start(out: &[u8]) -> usize {
     body.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0)
 }
 
+/// After a commit that handed out UIDs (APPEND, COPY, MOVE, RENAME of INBOX): the store's guard
+/// covers it before the client hears the new UIDs (`store::guard`).
+fn guarded(c: &rusqlite::Connection) -> DbResult<()> {
+    crate::store::guard::advance_conn(c).map_err(|e| DbError(e.message))
+}
+
 fn db_no(s: &Session, d: &mut Driver, tag: &Tag<'_>, e: DbError) -> Flow {
     tracing::warn!("imap: store error: {}", e.0);
     let code = if e.0.contains("full") { "OVERQUOTA" } else { "SERVERBUG" };
@@ -506,6 +512,7 @@ async fn rename(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, from: &Mailbox<'
                 db::rename_mailbox(&tx, &old, &new_name)?;
             }
             tx.commit()?;
+            guarded(c)?;
             Ok(true)
         })
         .await;
@@ -730,6 +737,7 @@ async fn append(
             let uid = db::append(&tx, id, &data, &meta, bits, &kw, date)?;
             let uv: i64 = tx.query_row("SELECT uidvalidity FROM mailboxes WHERE id = ?1", [id], |r| r.get(0))?;
             tx.commit()?;
+            guarded(c)?;
             Ok((uv, uid))
         })
         .await;
@@ -1057,6 +1065,7 @@ async fn copy(
                 Vec::new()
             };
             tx.commit()?;
+            guarded(c)?;
             Ok((pairs, moved))
         })
         .await;

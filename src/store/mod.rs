@@ -11,9 +11,11 @@
 //! - `accounts`: account rows, fetch status, POP state (known UIDLs, pruning).
 //! - `imap`: what the IMAP server asks of the store.
 //! - `outbox`: submitted mail until it is relayed, and verified addresses.
+//! - `guard`: the record beside the store that shows when it lost committed transactions.
 
 pub mod accounts;
 pub mod deliver;
+pub mod guard;
 pub mod imap;
 pub mod outbox;
 pub mod schema;
@@ -117,7 +119,10 @@ impl Store {
             crate::config::edit::create_private_dir(dir)?;
             crate::config::edit::check_private(dir)?;
         }
-        if !path.exists() {
+        // Before SQLite touches the file: a store that lost what its guard vouches for is refused,
+        // never migrated into a fresh one.
+        let guard = guard::precheck(path)?;
+        if guard.is_none() && !path.exists() {
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -125,16 +130,25 @@ impl Store {
                 .open(path)
                 .map_err(|e| Error::other(format!("cannot create the store {}: {e}", path.display())))?;
         }
-        let conn = open_connection(path)?;
+        let conn = open_checked(path, guard.as_ref())?;
         let store = Store { path: path.to_path_buf(), conn: Mutex::new(conn), changes: Changes::new() };
         store.migrate()?;
         store.ensure_local_folders()?;
+        // A new store (or one from before the guard) gets its guard; one a crash left a commit
+        // ahead of its guard catches up.
+        guard::advance(path, &store.lock())?;
         Ok(store)
     }
 
-    /// Opens an existing store; `None` when there is none yet (e.g. `status` before the first fetch).
+    /// Opens an existing store; `None` when there is none yet (e.g. `status` before the first
+    /// fetch) — unless its guard shows that one was there.
     pub fn open_existing(path: &Path) -> Result<Option<Store>> {
-        if !path.exists() { Ok(None) } else { Store::open(path).map(Some) }
+        if !path.exists() {
+            guard::precheck(path)?;
+            Ok(None)
+        } else {
+            Store::open(path).map(Some)
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -267,7 +281,6 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Connection settings every connection gets.
 /// A temporary directory a store may live in (0700: the store refuses one others can read).
 #[cfg(test)]
 pub(crate) fn private_tempdir() -> tempfile::TempDir {
@@ -284,11 +297,25 @@ pub(crate) fn private_tempdir() -> tempfile::TempDir {
 /// Takes effect when a store is created.
 const PAGE_SIZE: i64 = 65536;
 
+/// Another connection to a store already opened by [`Store::open`] (a fetch's delivery, an IMAP
+/// session, the indexer): checked against the guard like the first, so a store damaged or
+/// replaced since is not used.
 pub(crate) fn open_connection(path: &Path) -> Result<Connection> {
+    let guard = guard::precheck(path)?;
+    open_checked(path, guard.as_ref())
+}
+
+/// Opens the file with the settings every connection gets, once it is known to be ours, private,
+/// and (with a guard) to hold everything its guard vouches for — all checked before anything is
+/// written to it.
+fn open_checked(path: &Path, guard: Option<&guard::Record>) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
     check_ours(&conn, path)?;
     // Whose file it is comes first (a foreign file is refused as such, whatever its mode).
     crate::config::edit::check_private(path)?;
+    if let Some(g) = guard {
+        guard::verify(path, g, &conn)?;
+    }
     let setup = || -> rusqlite::Result<()> {
         conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
