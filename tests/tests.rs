@@ -13,4 +13,5 @@ mod pop_dovecot;
 mod pop_faults;
 mod resources;
 mod smtp;
+mod store_damage;
 mod stress;

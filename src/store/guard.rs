@@ -228,24 +228,19 @@ fn shell(p: &Path) -> String {
     }
 }
 
-/// The steps that get a working popbridge back without losing what can still be recovered.
+/// The steps that get a working popbridge back without losing what can still be recovered (a
+/// new store, the damaged files kept).
 fn recovery(store: &Path) -> String {
     let dir = store.parent().unwrap_or(Path::new("."));
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "-");
-    let keep = dir.join(format!("damaged-{stamp}"));
-    format!(
-        "popbridge refuses to use this store: mail clients would be shown other messages under the UIDs they already know, \
-and mail already deleted from a server may be missing from it. Nothing was changed, and nothing is deleted from any server.\n\
-To start again with a new store, keeping the damaged files for recovery:\n\
-  1. stop the daemon if it runs:  systemctl --user stop popbridge\n\
-  2. move the store and its guard away:  mkdir -m 700 {keep} && mv {store}* {keep}/\n\
-  3. set delete = \"never\" in every [account.pop] section of the config, so that nothing is deleted from a server \
-until you have checked the new store\n\
-  4. fetch again:  popbridge fetch  (or systemctl --user start popbridge): the mail still on the servers is fetched again \
-into a new store; mail clients see new mailboxes and download them again",
-        keep = shell(&keep),
-        store = shell(store),
-    )
+    let keep = shell(&dir.join(format!("damaged-{stamp}")));
+    [
+        "  1. stop the daemon if it runs:  systemctl --user stop popbridge".to_string(),
+        format!("  2. move the store and its guard away:  mkdir -m 700 {keep} && mv {}* {keep}/", shell(store)),
+        "  3. set delete = \"never\" in every [account.pop] section of the config, so that nothing is deleted from a server until you have checked the new store".to_string(),
+        "  4. fetch again:  popbridge fetch  (or systemctl --user start popbridge): the mail still on the servers is fetched again into a new store; mail clients see new mailboxes and download them again".to_string(),
+    ]
+    .join("\n")
 }
 
 fn damaged(store: &Path, d: Damage) -> Error {
@@ -272,24 +267,33 @@ fn damaged(store: &Path, d: Damage) -> Error {
             store.generation, guard.generation
         ),
     };
-    Error::new(ErrorClass::StoreDamaged, format!("{what}.\n{}", recovery(store)))
+    Error::new(
+        ErrorClass::StoreDamaged,
+        format!(
+            "{what}.\npopbridge refuses to use this store: mail clients would be shown other messages under the UIDs they already know, and mail already deleted from a server may be missing from it. Nothing was changed, and nothing is deleted from any server.\nTo start again with a new store, keeping the damaged files for recovery:\n{}",
+            recovery(store)
+        ),
+    )
 }
 
 fn unreadable(store: &Path, why: &str) -> Error {
     let g = path_for(store);
     Error::new(
         ErrorClass::StoreDamaged,
-        format!(
-            "cannot read {} ({why}): it records what the store {} must hold, and popbridge opens no store it cannot check.\n\
-If only its permissions are wrong:  chmod 600 {}\n\
-If you are sure the store is intact (no file of it was deleted or restored), remove the guard and popbridge writes a new one:  rm {}\n\
-Otherwise start again with a new store:\n{}",
-            g.display(),
-            store.display(),
-            shell(&g),
-            shell(&g),
-            recovery(store)
-        ),
+        [
+            format!(
+                "cannot read {} ({why}): it records what the store {} must hold, and popbridge opens no store it cannot check; nothing was changed.",
+                g.display(),
+                store.display()
+            ),
+            format!("If only its permissions are wrong:  chmod 600 {}", shell(&g)),
+            format!(
+                "If you are sure the store is intact (no file of it was deleted or restored), remove the guard and popbridge writes a new one:  rm {}",
+                shell(&g)
+            ),
+            format!("Otherwise start again with a new store, keeping the damaged files for recovery:\n{}", recovery(store)),
+        ]
+        .join("\n"),
     )
 }
 
