@@ -15,14 +15,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use crate::util::corpus::corpus;
 use crate::util::crash_points::Point;
 use crate::util::dovecot::{Dovecot, DovecotOpts};
 use crate::util::pop_proxy::PopProxy;
-use crate::util::{Bridge, LOCAL_PASSWORD, Run, as_pop3_sends, sorted, wait_until};
+use crate::util::{Bridge, LOCAL_PASSWORD, as_pop3_sends, sorted, wait_until};
 
 /// What DESIGN §5 says a refused store exits with.
 const EXIT_STORE_DAMAGED: i32 = 8;
@@ -71,33 +71,6 @@ fn wal_of(store: &Path) -> PathBuf {
     let mut p = store.as_os_str().to_owned();
     p.push("-wal");
     PathBuf::from(p)
-}
-
-/// Runs popbridge with a deadline (a daemon that does not refuse runs forever): killed then,
-/// and reported with exit code -1.
-fn run_for(b: &Bridge, args: &[&str], deadline: Duration) -> Run {
-    let out = b.dir.path().join("out.txt");
-    let err = b.dir.path().join("err.txt");
-    let mut child: Child = b
-        .cmd(args)
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("spawn popbridge");
-    let t = Instant::now();
-    let code = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s.code().unwrap_or(-1);
-        }
-        if t.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break -1;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    };
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    Run { code, stdout: read(&out), stderr: read(&err) }
 }
 
 /// Whether an IMAP client gets logged in on the configured port (nothing may serve the store).
@@ -149,7 +122,7 @@ fn assert_refused_everywhere(b: &Bridge, d: &Dovecot, what: &str) {
     assert!(logins > 0, "Dovecot logs POP3 logins (the count below can tell)");
     let store = b.store_path();
     let files_before = (bytes(&store), bytes(&guard_of(&store)));
-    let run = run_for(b, &["run"], Duration::from_secs(20));
+    let run = b.run_for(&["run"], Duration::from_secs(20));
     for (args, r) in [
         (vec!["run"], run),
         (vec!["fetch"], b.run(&["fetch"])),
