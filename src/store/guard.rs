@@ -165,11 +165,15 @@ pub(crate) fn advance(store: &Path, conn: &Connection) -> Result<()> {
         Some(g) if g.store_id != db.store_id => Err(damaged(store, Damage::Replaced { guard: g, store: db })),
         Some(g) if g.generation > db.generation => Err(damaged(store, Damage::Lost { guard: g, store: db })),
         Some(g) if g.generation == db.generation => Ok(()),
-        _ => write(&dir, store, &db).map_err(|e| {
-            Error::other(format!(
+        _ => write(&dir, store, &db).map_err(|e| match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Error::other(format!(
+                "the disk holding {} is full: free some space; nothing was deleted from any server, the next fetch resumes",
+                store.display()
+            )),
+            _ => Error::other(format!(
                 "cannot write {} (the record that lets popbridge notice a damaged store): {e}; nothing was deleted from any server",
                 path_for(store).display()
-            ))
+            )),
         }),
     }
 }

@@ -135,8 +135,15 @@ impl Store {
         store.migrate()?;
         store.ensure_local_folders()?;
         // A new store (or one from before the guard) gets its guard; one a crash left a commit
-        // ahead of its guard catches up.
-        guard::advance(path, &store.lock())?;
+        // ahead of its guard catches up. Only a damaged store is refused here: a guard that
+        // cannot be written now (a full disk) is no reason not to serve what is stored — the
+        // next commit writes it, or fails the same way before anything is acted on.
+        if let Err(e) = guard::advance(path, &store.lock()) {
+            if e.class == ErrorClass::StoreDamaged {
+                return Err(e);
+            }
+            tracing::warn!("{}", e.message);
+        }
         Ok(store)
     }
 
