@@ -180,10 +180,19 @@ fn login_delay_is_honoured_and_fetch_goes_through_the_daemon() {
     ])
     .expect(0);
     let _daemon = b.daemon();
-    wait_until("the first fetch", Duration::from_secs(20), || account(&b.status_json(), "Fake")["messages"] == 1);
+    let parse = |v: &serde_json::Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    // The first fetch is over once the next one is planned (the schedule writes next_fetch after
+    // the cycle: until then it still holds the first one's "now").
+    wait_until("the first fetch", Duration::from_secs(20), || {
+        let j = b.status_json();
+        let a = account(&j, "Fake");
+        a["messages"] == 1
+            && a["last_fetch"].is_string()
+            && a["next_fetch"].is_string()
+            && parse(&a["next_fetch"]) > parse(&a["last_fetch"])
+    });
     let j = b.status_json();
     let a = account(&j, "Fake");
-    let parse = |v: &serde_json::Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
     let gap = parse(&a["next_fetch"]).duration_since(parse(&a["last_fetch"])).unwrap();
     assert!(gap >= Duration::from_secs(900), "the 5-minute interval yields to LOGIN-DELAY 900: {gap:?}");
     // `popbridge fetch` while the daemon runs: the daemon fetches, in one session.

@@ -18,14 +18,20 @@
 //! check 1a2b3c4d5e6f7081          (SHA-256 of the lines above, first 8 bytes)
 //! ```
 //!
+//! — twice: the file is two 512-byte slots, each such a record padded with newlines; the newer
+//! valid one counts.
+//!
 //! It is advanced (never lowered) **after** the commit is durable and **before** anyone acts on
 //! it — before the fetcher hears of the messages (so before any DELE), before APPEND answers
 //! with the new UID. So the guard never claims more than the store held at some point:
-//! `guard ≤ store` always, and a store below its guard lost commits. Written as a new file,
-//! fsynced, renamed over the old one, and the directory fsynced; writers in several processes
-//! take turns on an advisory lock of the directory, so a slower writer never puts back a lower
-//! generation. A crash between the commit and the guard write leaves the guard one step behind,
-//! which is allowed (the next open catches it up); nothing was reported, so nothing was DELEted.
+//! `guard ≤ store` always, and a store below its guard lost commits. Created as a new file
+//! (fsynced, renamed into place, the directory fsynced); then each advance overwrites the older
+//! slot in place and fdatasyncs: one fsync per commit, no new disk space needed (a full disk
+//! cannot fail it), and a write torn by a power cut leaves the other slot, one step behind.
+//! Writers in several processes take turns on an advisory lock of the directory, so a slower
+//! writer never puts back a lower generation. A crash between the commit and the guard write
+//! leaves the guard one step behind, which is allowed (the next open catches it up); nothing was
+//! reported, so nothing was DELEted.
 //!
 //! Every open checks it before SQLite writes anything (and before a migration could turn an
 //! emptied file into a fresh store): [`precheck`] the files, then [`verify`] the store's id and
@@ -43,7 +49,10 @@ use crate::error::{Error, ErrorClass, Result};
 
 /// The first line of a guard file (format version 1).
 const MAGIC: &str = "popbridge-store-guard 1";
-/// Far larger than any guard written: a bigger file is not one.
+/// The guard file holds the record twice, in two slots of this size (a disk sector): each write
+/// goes to the older slot, so a write torn by a power cut always leaves a whole record.
+const SLOT: usize = 512;
+/// More than a guard file ever holds: a bigger file is not one.
 const MAX_LEN: u64 = 4096;
 
 /// The store's identity and how far its commits have gone.
@@ -107,27 +116,59 @@ fn parse(text: &str) -> Option<Record> {
     (!store_id.is_empty() && generation >= 0 && format(&rec) == text).then_some(rec)
 }
 
+/// The guard's two slots, the newer one first.
+struct Slots {
+    newest: Record,
+    /// Which slot holds it (0 or 1): the next write goes to the other one.
+    at: usize,
+}
+
 /// Reads the guard; `None` when there is none. A guard that exists but cannot be read or makes
 /// no sense is an error: the store is then not opened (its state cannot be checked).
 pub(crate) fn read(store: &Path) -> Result<Option<Record>> {
+    Ok(read_slots(store)?.map(|s| s.newest))
+}
+
+fn read_slots(store: &Path) -> Result<Option<Slots>> {
     let path = path_for(store);
     let mut f = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(unreadable(store, &e.to_string())),
     };
-    let mut text = String::new();
-    if let Err(e) = (&mut f).take(MAX_LEN).read_to_string(&mut text) {
+    let mut bytes = Vec::new();
+    if let Err(e) = (&mut f).take(MAX_LEN).read_to_end(&mut bytes) {
         return Err(unreadable(store, &e.to_string()));
     }
-    match parse(&text) {
-        Some(r) => Ok(Some(r)),
-        None => Err(unreadable(store, "its content is not a popbridge store guard, or it was damaged")),
+    let damaged = || unreadable(store, "its content is not a popbridge store guard, or it was damaged");
+    if bytes.len() != 2 * SLOT {
+        return Err(damaged());
+    }
+    let slots: Vec<Option<Record>> = bytes.chunks(SLOT).map(parse_slot).collect();
+    match (&slots[0], &slots[1]) {
+        (Some(a), Some(b)) if a.store_id != b.store_id => Err(damaged()),
+        (Some(a), Some(b)) if b.generation > a.generation => Ok(Some(Slots { newest: b.clone(), at: 1 })),
+        (Some(a), _) => Ok(Some(Slots { newest: a.clone(), at: 0 })),
+        (None, Some(b)) => Ok(Some(Slots { newest: b.clone(), at: 1 })),
+        (None, None) => Err(damaged()),
     }
 }
 
-/// The directory holding the store, opened to be locked (writers take turns) and fsynced (a
-/// rename is durable only once its directory is).
+/// One slot: the record, padded with newlines.
+fn slot(r: &Record) -> Vec<u8> {
+    let mut b = format(r).into_bytes();
+    b.resize(SLOT, b'\n');
+    b
+}
+
+fn parse_slot(b: &[u8]) -> Option<Record> {
+    let text = std::str::from_utf8(b).ok()?;
+    let end = text.trim_end_matches('\n').len();
+    parse(text.get(..end + 1)?)
+}
+
+/// The directory holding the store, opened to be locked (writers take turns) and fsynced (the
+/// guard's creation is durable only once its directory is).
 fn lock_dir(store: &Path) -> Result<File> {
     let dir = match store.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -138,18 +179,36 @@ fn lock_dir(store: &Path) -> Result<File> {
     Ok(f)
 }
 
-/// Writes the guard durably: a new file, fsynced, renamed over the old one, directory fsynced.
-fn write(dir: &File, store: &Path, r: &Record) -> std::io::Result<()> {
+/// Creates the guard durably: both slots in a new file, fsynced, renamed into place, the
+/// directory fsynced.
+fn create(dir: &File, store: &Path, r: &Record) -> std::io::Result<()> {
     let path = path_for(store);
     let mut tmp = path.clone().into_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(format(r).as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, &path)?;
-    dir.sync_all()
+    let res = (|| {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&[slot(r), slot(r)].concat())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &path)?;
+        dir.sync_all()
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Moves the guard on: the record over the older slot, in place, then fdatasync. The file keeps
+/// its size and blocks, so this needs no space (a full disk cannot stop it once the guard
+/// exists), and a write torn by a power cut leaves the other slot: a guard one step behind,
+/// which is allowed.
+fn update(store: &Path, older: usize, r: &Record) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new().write(true).open(path_for(store))?;
+    f.write_all_at(&slot(r), (older * SLOT) as u64)?;
+    f.sync_data()
 }
 
 /// After a commit on `conn`: brings the guard up to the store's generation (creating it for a
@@ -161,11 +220,18 @@ pub(crate) fn advance(store: &Path, conn: &Connection) -> Result<()> {
     let db = in_store(conn)
         .map_err(|e| super::db_err(store, e))?
         .ok_or_else(|| Error::other(format!("the store {} has no identity (store_guard table)", store.display())))?;
-    match read(store)? {
-        Some(g) if g.store_id != db.store_id => Err(damaged(store, Damage::Replaced { guard: g, store: db })),
-        Some(g) if g.generation > db.generation => Err(damaged(store, Damage::Lost { guard: g, store: db })),
-        Some(g) if g.generation == db.generation => Ok(()),
-        _ => write(&dir, store, &db).map_err(|e| match e.kind() {
+    let written = match read_slots(store)? {
+        Some(g) if g.newest.store_id != db.store_id => {
+            return Err(damaged(store, Damage::Replaced { guard: g.newest, store: db }));
+        }
+        Some(g) if g.newest.generation > db.generation => {
+            return Err(damaged(store, Damage::Lost { guard: g.newest, store: db }));
+        }
+        Some(g) if g.newest.generation == db.generation => return Ok(()),
+        Some(g) => update(store, 1 - g.at, &db),
+        None => create(&dir, store, &db),
+    };
+    written.map_err(|e| match e.kind() {
             std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Error::other(format!(
                 "the disk holding {} is full: free some space; nothing was deleted from any server, the next fetch resumes",
                 store.display()
@@ -174,8 +240,7 @@ pub(crate) fn advance(store: &Path, conn: &Connection) -> Result<()> {
                 "cannot write {} (the record that lets popbridge notice a damaged store): {e}; nothing was deleted from any server",
                 path_for(store).display()
             )),
-        }),
-    }
+    })
 }
 
 /// [`advance`] for a connection that knows its own file (the IMAP server's connections).
@@ -464,6 +529,34 @@ mod tests {
         tx.commit().unwrap();
         advance_conn(&c).unwrap();
         assert_eq!(read(&path).unwrap().unwrap().generation, g0 + 2);
+    }
+
+    #[test]
+    fn a_torn_slot_leaves_the_other() {
+        let dir = crate::store::private_tempdir();
+        let path = dir.path().join("store.sqlite");
+        store_with(&path, 0, 3);
+        let g = path_for(&path);
+        let bytes = std::fs::read(&g).unwrap();
+        assert_eq!(bytes.len(), 2 * SLOT);
+        let slots: Vec<Option<Record>> = bytes.chunks(SLOT).map(parse_slot).collect();
+        let mut gens: Vec<i64> = slots.iter().map(|s| s.as_ref().unwrap().generation).collect();
+        gens.sort();
+        assert_eq!(gens, vec![2, 3], "each write goes to the older slot");
+        // The newer slot torn (a power cut mid-write): the older one counts, one step behind.
+        let newer = slots.iter().position(|s| s.as_ref().unwrap().generation == 3).unwrap();
+        let mut torn = bytes.clone();
+        torn[newer * SLOT + 40] ^= 0x55;
+        std::fs::write(&g, &torn).unwrap();
+        assert_eq!(read(&path).unwrap().unwrap().generation, 2);
+        Store::open(&path).unwrap();
+        assert_eq!(read(&path).unwrap().unwrap().generation, 3, "caught up again, over the torn slot");
+        // Both slots damaged: unreadable.
+        let mut both = std::fs::read(&g).unwrap();
+        both[40] ^= 0x55;
+        both[SLOT + 40] ^= 0x55;
+        std::fs::write(&g, &both).unwrap();
+        assert_eq!(Store::open(&path).err().unwrap().class, ErrorClass::StoreDamaged);
     }
 
     #[test]
