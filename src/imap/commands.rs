@@ -277,8 +277,17 @@ async fn select(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>,
             let unseen = db::first_unseen_uid(&tx, id)?;
             let floor =
                 if read_only { info.recent_uid } else { db::claim_recent(&tx, id, uids.last().copied().unwrap_or(0))? };
-            tx.commit()?;
-            Ok((info, uids, unseen, floor))
+            match tx.commit() {
+                Ok(()) => Ok((info, uids, unseen, floor)),
+                // On a full disk this session cannot record which messages it saw as \Recent: it
+                // claims none (RFC 3501 §2.3.2 lets a message be \Recent in no session) and still
+                // opens the mailbox — what is stored stays readable.
+                Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+                    tracing::warn!("imap: SELECT without \\Recent: {e}");
+                    Ok((info, uids, unseen, u32::MAX))
+                }
+                Err(e) => Err(e.into()),
+            }
         })
         .await;
     let (info, uids, unseen, floor) = match loaded {
