@@ -898,7 +898,7 @@ async fn fetch_cmd(paths: &Paths, names: &[String]) -> Result<i32> {
     let accounts = cfg.select(names)?;
     // A running daemon does the fetching (one POP session per account, not two racing).
     let wanted: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
-    if let Some(outcomes) = crate::control::request_fetch(&paths.data_dir, &wanted).await {
+    if let Some(outcomes) = crate::control::request_fetch(&paths.data_dir, &wanted).await? {
         let mut code = 0;
         for o in outcomes {
             if o.ok {

@@ -21,6 +21,9 @@ pub enum ErrorClass {
     Temporary,
     /// The server broke the protocol.
     Protocol,
+    /// The local store lost committed data, is missing or empty where one was, or is not the
+    /// store its guard belongs to (`store::guard`): refused, never served or fetched into.
+    StoreDamaged,
     /// Anything else: the local store, the disk, a bug.
     Other,
 }
@@ -35,6 +38,7 @@ impl ErrorClass {
             ErrorClass::Authentication => 5,
             ErrorClass::Temporary => 6,
             ErrorClass::Protocol => 7,
+            ErrorClass::StoreDamaged => 8,
             ErrorClass::Other => 1,
         }
     }
@@ -48,6 +52,7 @@ impl ErrorClass {
             ErrorClass::Authentication => "authentication",
             ErrorClass::Temporary => "temporary",
             ErrorClass::Protocol => "protocol",
+            ErrorClass::StoreDamaged => "store-damaged",
             ErrorClass::Other => "other",
         }
     }
@@ -60,6 +65,7 @@ impl ErrorClass {
             "authentication" => ErrorClass::Authentication,
             "temporary" => ErrorClass::Temporary,
             "protocol" => ErrorClass::Protocol,
+            "store-damaged" => ErrorClass::StoreDamaged,
             "other" => ErrorClass::Other,
             _ => return None,
         })
@@ -107,6 +113,9 @@ impl ErrorClass {
             ErrorClass::Temporary => "the server asked to retry later; nothing was lost, the next fetch will continue",
             ErrorClass::Protocol => {
                 "the server sent something that breaks the POP3 protocol; nothing was deleted; if this repeats, report it to the provider (and to popbridge with `account test` output)"
+            }
+            ErrorClass::StoreDamaged => {
+                "follow the steps above; the damaged files are left exactly as they were, so that mail can still be recovered from them"
             }
             ErrorClass::Other => "see the message above",
         }

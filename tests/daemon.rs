@@ -497,10 +497,19 @@ fn login_delay_is_honoured_and_fetch_goes_through_the_daemon() {
     ])
     .expect(0);
     let _daemon = b.daemon();
-    wait_until("the first fetch", Duration::from_secs(20), || account(&b.status_json(), "Fake")["messages"] == 1);
+    let parse = |v: &serde_json::Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    // The first fetch is over once the next one is planned (the schedule writes next_fetch after
+    // the cycle: until then it still holds the first one's "now").
+    wait_until("the first fetch", Duration::from_secs(20), || {
+        let j = b.status_json();
+        let a = account(&j, "Fake");
+        a["messages"] == 1
+            && a["last_fetch"].is_string()
+            && a["next_fetch"].is_string()
+            && parse(&a["next_fetch"]) > parse(&a["last_fetch"])
+    });
     let j = b.status_json();
     let a = account(&j, "Fake");
-    let parse = |v: &serde_json::Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
     let gap = parse(&a["next_fetch"]).duration_since(parse(&a["last_fetch"])).unwrap();
     assert!(gap >= Duration::from_secs(900), "the 5-minute interval yields to LOGIN-DELAY 900: {gap:?}");
     // `popbridge fetch` while the daemon runs: the daemon fetches, in one session.
@@ -610,4 +619,92 @@ fn the_systemd_user_unit_verifies() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// How long `popbridge fetch` waits for a daemon that sends nothing at all
+/// (`control::SILENCE_LIMIT`; the daemon sends a keep-alive every second meanwhile).
+const CONTROL_SILENCE_LIMIT: Duration = Duration::from_secs(10);
+
+/// A daemon on the fake server's account Fake, its first (scheduled) fetch done.
+fn daemon_on(fake: &FakePop3) -> (Bridge, crate::util::Daemon) {
+    let b = Bridge::with_listeners();
+    let port = fake.port().to_string();
+    b.run(&[
+        "account",
+        "add",
+        "--name",
+        "Fake",
+        "--email",
+        "u@example.com",
+        "--pop-host",
+        "127.0.0.1",
+        "--pop-port",
+        &port,
+        "--pop-tls",
+        "plain",
+        "--pop-user",
+        "u",
+        "--password-command",
+        "echo p",
+        "--no-test",
+    ])
+    .expect(0);
+    let d = b.daemon();
+    b.run(&["fetch"]).expect(0);
+    (b, d)
+}
+
+/// Issue 12, item 5: a daemon that does not answer (here SIGSTOP) makes `popbridge fetch` give up
+/// after the bound, saying what to do; once continued, fetching through it works again.
+#[test]
+fn fetch_through_a_stopped_daemon_gives_up_and_works_again_after_sigcont() {
+    let fake = FakePop3::start(Script {
+        messages: vec![FakeMessage::new("a", b"Subject: one\r\n\r\nhi\r\n".to_vec())],
+        ..Script::default()
+    });
+    let (b, daemon) = daemon_on(&fake);
+    let pid = daemon.child.id().to_string();
+    Command::new("kill").args(["-STOP", &pid]).status().expect("kill -STOP");
+    let t = Instant::now();
+    let r = b.run_for(&["fetch"], CONTROL_SILENCE_LIMIT * 6);
+    let took = t.elapsed();
+    Command::new("kill").args(["-CONT", &pid]).status().expect("kill -CONT");
+    assert!(r.code > 0, "gave up by itself with an error (exit {}): {}{}", r.code, r.stdout, r.stderr);
+    assert!(
+        took >= CONTROL_SILENCE_LIMIT - Duration::from_secs(1)
+            && took < CONTROL_SILENCE_LIMIT + Duration::from_secs(10),
+        "gave up after the bound, not before: {took:?}"
+    );
+    for what in ["stopped or hung", &format!("kill -CONT {pid}"), "systemctl --user restart popbridge"] {
+        assert!(r.stderr.contains(what), "the message says {what:?}: {}", r.stderr);
+    }
+    // Continued: the daemon answers again. (It also carries out the request it found queued,
+    // which may be the one that fetches the new message.)
+    fake.add_messages(vec![FakeMessage::new("b", b"Subject: two\r\n\r\nhi\r\n".to_vec())]);
+    let r = b.run_for(&["fetch"], Duration::from_secs(30));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("by the running daemon"), "{}", r.stdout);
+    assert_eq!(account(&b.status_json(), "Fake")["messages"], 2, "both messages stored");
+}
+
+/// A live daemon busy with an import longer than the bound: its keep-alives keep the client
+/// waiting, and the fetch ends normally.
+#[test]
+fn a_slow_import_through_the_daemon_does_not_time_out() {
+    let fake = FakePop3::start(Script::default());
+    let (b, _daemon) = daemon_on(&fake);
+    let n = 30;
+    fake.add_messages(
+        (0..n)
+            .map(|i| FakeMessage::new(&format!("s{i}"), format!("Subject: slow {i}\r\n\r\nhi\r\n").into_bytes()))
+            .collect(),
+    );
+    // About 40 answers (greeting, login, listings, 30 RETR, QUIT), 400 ms before each.
+    fake.set_faults(vec![crate::util::fake_pop3::Fault::SlowResponses { ms: 400 }]);
+    let t = Instant::now();
+    let r = b.run_for(&["fetch"], CONTROL_SILENCE_LIMIT * 6);
+    let took = t.elapsed();
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains(&format!("{n} new message(s)")), "{}", r.stdout);
+    assert!(took > CONTROL_SILENCE_LIMIT + Duration::from_secs(2), "the import outlasted the bound: {took:?}");
 }

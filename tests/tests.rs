@@ -16,5 +16,6 @@ mod pop_faults;
 mod resources;
 mod security;
 mod smtp;
+mod store_damage;
 mod stress;
 mod uidvalidity;

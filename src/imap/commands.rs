@@ -176,6 +176,12 @@ fn last_line_start(out: &[u8]) -> usize {
     body.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0)
 }
 
+/// After a commit that handed out UIDs (APPEND, COPY, MOVE, RENAME of INBOX): the store's guard
+/// covers it before the client hears the new UIDs (`store::guard`).
+fn guarded(c: &rusqlite::Connection) -> DbResult<()> {
+    crate::store::guard::advance_conn(c).map_err(|e| DbError(e.message))
+}
+
 fn db_no(s: &Session, d: &mut Driver, tag: &Tag<'_>, e: DbError) -> Flow {
     tracing::warn!("imap: store error: {}", e.0);
     let code = if e.0.contains("full") { "OVERQUOTA" } else { "SERVERBUG" };
@@ -271,8 +277,17 @@ async fn select(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>,
             let unseen = db::first_unseen_uid(&tx, id)?;
             let floor =
                 if read_only { info.recent_uid } else { db::claim_recent(&tx, id, uids.last().copied().unwrap_or(0))? };
-            tx.commit()?;
-            Ok((info, uids, unseen, floor))
+            match tx.commit() {
+                Ok(()) => Ok((info, uids, unseen, floor)),
+                // On a full disk this session cannot record which messages it saw as \Recent: it
+                // claims none (RFC 3501 §2.3.2 lets a message be \Recent in no session) and still
+                // opens the mailbox — what is stored stays readable.
+                Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+                    tracing::warn!("imap: SELECT without \\Recent: {e}");
+                    Ok((info, uids, unseen, u32::MAX))
+                }
+                Err(e) => Err(e.into()),
+            }
         })
         .await;
     let (info, uids, unseen, floor) = match loaded {
@@ -506,6 +521,7 @@ async fn rename(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, from: &Mailbox<'
                 db::rename_mailbox(&tx, &old, &new_name)?;
             }
             tx.commit()?;
+            guarded(c)?;
             Ok(true)
         })
         .await;
@@ -730,6 +746,7 @@ async fn append(
             let uid = db::append(&tx, id, &data, &meta, bits, &kw, date)?;
             let uv: i64 = tx.query_row("SELECT uidvalidity FROM mailboxes WHERE id = ?1", [id], |r| r.get(0))?;
             tx.commit()?;
+            guarded(c)?;
             Ok((uv, uid))
         })
         .await;
@@ -1057,6 +1074,7 @@ async fn copy(
                 Vec::new()
             };
             tx.commit()?;
+            guarded(c)?;
             Ok((pairs, moved))
         })
         .await;

@@ -286,9 +286,15 @@ impl Delivery {
         self.open.as_ref().map(|o| (o.pending.len(), o.bytes)).unwrap_or((0, 0))
     }
 
-    /// Makes the open transaction durable and returns what it stored.
+    /// Makes the open transaction durable and returns what it stored. When this returns, the
+    /// store's guard covers the commit too (`guard`): only then may the fetcher DELE.
     pub fn commit(&mut self) -> Result<Vec<Stored>> {
         let Some(open) = self.open.take() else { return Ok(Vec::new()) };
+        if open.pending.is_empty() {
+            // Only known identities: nothing was written.
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Ok(Vec::new());
+        }
         let added = open.pending.iter().filter(|p| !p.same_content).count() as i64;
         let res = self
             .conn
@@ -296,10 +302,14 @@ impl Delivery {
                 "UPDATE mailboxes SET uidnext = ?2, highestmodseq = ?3, messages = messages + ?4, unseen = unseen + ?5 WHERE id = ?1",
                 params![self.ids.mailbox, open.next_uid, open.modseq, added, open.unseen_added],
             )
+            .and_then(|_| super::guard::bump(&self.conn))
             .and_then(|_| self.conn.execute_batch("COMMIT"));
         match res {
             Ok(()) => {
                 self.changes.notify();
+                // Durable in the store; now in the guard, before anyone acts on it. Should that
+                // fail, the messages are stored but not reported: nothing is DELEted for them.
+                super::guard::advance(&self.path, &self.conn)?;
                 Ok(open.pending)
             }
             Err(e) => {

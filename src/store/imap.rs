@@ -318,6 +318,8 @@ pub fn copy(conn: &Connection, src: i64, uids: &[(u32, u32)], dst: i64) -> rusql
         "UPDATE mailboxes SET uidnext = ?2, messages = messages + ?3, unseen = unseen + ?4 WHERE id = ?1",
         params![dst, next, rows.len() as i64, unseen],
     )?;
+    // New UIDs: the caller advances the guard after its commit (`guard::advance_conn`).
+    super::guard::bump(conn)?;
     Ok(pairs)
 }
 
@@ -396,6 +398,8 @@ pub fn append(
         "UPDATE mailboxes SET uidnext = uidnext + 1, messages = messages + 1, unseen = unseen + ?2 WHERE id = ?1",
         params![mailbox, i64::from(flags & flag::SEEN == 0)],
     )?;
+    // A new UID: the caller advances the guard after its commit (`guard::advance_conn`).
+    super::guard::bump(conn)?;
     Ok(uid as u32)
 }
 

@@ -11,9 +11,11 @@
 //! - `accounts`: account rows, fetch status, POP state (known UIDLs, pruning).
 //! - `imap`: what the IMAP server asks of the store.
 //! - `outbox`: submitted mail until it is relayed, and verified addresses.
+//! - `guard`: the record beside the store that shows when it lost committed transactions.
 
 pub mod accounts;
 pub mod deliver;
+pub mod guard;
 pub mod imap;
 pub mod outbox;
 pub mod schema;
@@ -117,7 +119,10 @@ impl Store {
             crate::config::edit::create_private_dir(dir)?;
             crate::config::edit::check_private(dir)?;
         }
-        if !path.exists() {
+        // Before SQLite touches the file: a store that lost what its guard vouches for is refused,
+        // never migrated into a fresh one.
+        let guard = guard::precheck(path)?;
+        if guard.is_none() && !path.exists() {
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -125,16 +130,32 @@ impl Store {
                 .open(path)
                 .map_err(|e| Error::other(format!("cannot create the store {}: {e}", path.display())))?;
         }
-        let conn = open_connection(path)?;
+        let conn = open_checked(path, guard.as_ref())?;
         let store = Store { path: path.to_path_buf(), conn: Mutex::new(conn), changes: Changes::new() };
         store.migrate()?;
         store.ensure_local_folders()?;
+        // A new store (or one from before the guard) gets its guard; one a crash left a commit
+        // ahead of its guard catches up. Only a damaged store is refused here: a guard that
+        // cannot be written now (a full disk) is no reason not to serve what is stored — the
+        // next commit writes it, or fails the same way before anything is acted on.
+        if let Err(e) = guard::advance(path, &store.lock()) {
+            if e.class == ErrorClass::StoreDamaged {
+                return Err(e);
+            }
+            tracing::warn!("{}", e.message);
+        }
         Ok(store)
     }
 
-    /// Opens an existing store; `None` when there is none yet (e.g. `status` before the first fetch).
+    /// Opens an existing store; `None` when there is none yet (e.g. `status` before the first
+    /// fetch) — unless its guard shows that one was there.
     pub fn open_existing(path: &Path) -> Result<Option<Store>> {
-        if !path.exists() { Ok(None) } else { Store::open(path).map(Some) }
+        if !path.exists() {
+            guard::precheck(path)?;
+            Ok(None)
+        } else {
+            Store::open(path).map(Some)
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -267,7 +288,6 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Connection settings every connection gets.
 /// A temporary directory a store may live in (0700: the store refuses one others can read).
 #[cfg(test)]
 pub(crate) fn private_tempdir() -> tempfile::TempDir {
@@ -284,11 +304,25 @@ pub(crate) fn private_tempdir() -> tempfile::TempDir {
 /// Takes effect when a store is created.
 const PAGE_SIZE: i64 = 65536;
 
+/// Another connection to a store already opened by [`Store::open`] (a fetch's delivery, an IMAP
+/// session, the indexer): checked against the guard like the first, so a store damaged or
+/// replaced since is not used.
 pub(crate) fn open_connection(path: &Path) -> Result<Connection> {
+    let guard = guard::precheck(path)?;
+    open_checked(path, guard.as_ref())
+}
+
+/// Opens the file with the settings every connection gets, once it is known to be ours, private,
+/// and (with a guard) to hold everything its guard vouches for — all checked before anything is
+/// written to it.
+fn open_checked(path: &Path, guard: Option<&guard::Record>) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
     check_ours(&conn, path)?;
     // Whose file it is comes first (a foreign file is refused as such, whatever its mode).
     crate::config::edit::check_private(path)?;
+    if let Some(g) = guard {
+        guard::verify(path, g, &conn)?;
+    }
     let setup = || -> rusqlite::Result<()> {
         conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -371,16 +405,23 @@ mod tests {
             c.execute("UPDATE mailboxes SET uidvalidity = ?1 WHERE name = 'Junk'", [high]).unwrap();
         }
         drop(s);
+        forget_guard(&path);
         let s = Store::open(&path).unwrap();
         let (_, v3) = draw(&s);
         assert_eq!(v3, high + 1, "above the highest UIDVALIDITY left in the store");
     }
 
-    /// Takes a store's POP state back to schema 7 (per account, before `pop_servers`).
-    const SCHEMA_7_POP_STATE: &str = "DROP TABLE pop_servers; DROP TABLE pop_uidls;
+    /// Takes a store's POP state back to schema 7 (per account, before `pop_servers`), and drops
+    /// what schema 9 added (`store_guard`): with [`forget_guard`], the store is as a schema-7 one.
+    const SCHEMA_7_POP_STATE: &str = "DROP TABLE store_guard; DROP TABLE pop_servers; DROP TABLE pop_uidls;
         CREATE TABLE pop_uidls (account_id INTEGER NOT NULL, uidl TEXT NOT NULL, first_seen INTEGER NOT NULL,
             body_id INTEGER, size INTEGER NOT NULL, local_deleted INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (account_id, uidl)) WITHOUT ROWID;";
+
+    /// A store from before the guard had none beside it.
+    fn forget_guard(store: &Path) {
+        std::fs::remove_file(guard::path_for(store)).unwrap();
+    }
 
     #[test]
     fn pop_state_kept_per_account_is_claimed_by_that_accounts_first_fetch_only() {
@@ -399,6 +440,7 @@ mod tests {
             .unwrap();
         }
         drop(s);
+        forget_guard(&path);
         let s = Store::open(&path).unwrap();
         // Another account's first fetch does not take Work's state, whatever its server.
         let other = s.pop_server(home.account, "pop.example:995/me").unwrap();

@@ -195,6 +195,7 @@ impl Store {
         };
         let uid = super::imap::append(&tx, id, raw, &meta, flags, &[], date).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
+        super::guard::advance(&self.path, &conn)?;
         drop(conn);
         self.notify();
         Ok(uid)

@@ -229,4 +229,14 @@ BEGIN
     DELETE FROM bodies WHERE id = OLD.body_id;
 END;
 "#,
+    // 8 → 9: the store's identity and commit generation, which the guard file beside the store
+    // mirrors (store::guard): a store below its guard lost committed transactions.
+    r#"
+CREATE TABLE store_guard (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    store_id   TEXT NOT NULL,      -- random, chosen once when the store is created
+    generation INTEGER NOT NULL    -- +1 in every transaction that allocates UIDs or records POP state
+);
+INSERT INTO store_guard (id, store_id, generation) VALUES (1, lower(hex(randomblob(16))), 0);
+"#,
 ];

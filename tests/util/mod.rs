@@ -79,6 +79,33 @@ impl Bridge {
         Run::from(self.cmd(args).output().expect("run popbridge"))
     }
 
+    /// Runs a command that may not end by itself (a daemon that should refuse to start, a client
+    /// that should give up): killed after `deadline` and then reported with exit code -1.
+    pub fn run_for(&self, args: &[&str], deadline: std::time::Duration) -> Run {
+        let out = tempfile::NamedTempFile::new_in(self.dir.path()).expect("stdout file");
+        let err = tempfile::NamedTempFile::new_in(self.dir.path()).expect("stderr file");
+        let mut child = self
+            .cmd(args)
+            .stdout(out.reopen().expect("stdout"))
+            .stderr(err.reopen().expect("stderr"))
+            .spawn()
+            .expect("spawn popbridge");
+        let t = std::time::Instant::now();
+        let code = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s.code().unwrap_or(-1);
+            }
+            if t.elapsed() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break -1;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        };
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        Run { code, stdout: read(out.path()), stderr: read(err.path()) }
+    }
+
     pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Run {
         let mut c = self.cmd(args);
         c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
