@@ -257,7 +257,9 @@ fn daemon_fetch_all(b: &Bridge) -> Vec<serde_json::Value> {
     s.write_all(b"{\"fetch\": []}\n").expect("request");
     std::io::BufReader::new(s)
         .lines()
-        .map(|l| serde_json::from_str(&l.expect("reply line")).expect("a JSON reply line"))
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l.expect("reply line")).expect("a JSON reply line"))
+        // `{"alive": true}` lines only say the daemon is still working on the fetch.
+        .filter(|v| v.get("alive").is_none())
         .collect()
 }
 
