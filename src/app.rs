@@ -107,10 +107,12 @@ async fn resolve_local_password(cfg: &Config) -> Result<Secret> {
 pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<Running> {
     let password = resolve_local_password(cfg).await?;
     let store_path = paths.store();
+    let budget = cfg.memory.budget;
     let store = Arc::new(
         tokio::task::spawn_blocking(move || Store::open(&store_path))
             .await
-            .map_err(|e| Error::other(e.to_string()))??,
+            .map_err(|e| Error::other(e.to_string()))??
+            .with_budget(budget),
     );
     for a in &cfg.accounts {
         let (s, name) = (store.clone(), a.name.clone());
@@ -125,6 +127,7 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
     let (alerts, _) = broadcast::channel(64);
     let (kick_tx, mut kick_rx) = mpsc::unbounded_channel::<String>();
     let imap_shared = Arc::new(Shared {
+        store: store.clone(),
         store_path: paths.store(),
         changes: store.changes(),
         live: live.clone(),

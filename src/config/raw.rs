@@ -12,6 +12,14 @@ pub struct RawConfig {
     pub account: Vec<RawAccount>,
     pub relay: Option<RawSmtp>,
     pub outbox: Option<RawOutbox>,
+    pub memory: Option<RawMemory>,
+}
+
+/// `[memory]`: how much message data the daemon holds at once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMemory {
+    pub budget: Option<toml::Value>,
 }
 
 /// `[outbox]`: how the outbound queue retries.

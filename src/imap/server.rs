@@ -18,6 +18,8 @@ use crate::store::Changes;
 pub const MAX_CONNECTIONS: usize = 256;
 
 pub struct Shared {
+    /// The store: its connection pool and the daemon's memory budget (issue 13).
+    pub store: Arc<crate::store::Store>,
     pub store_path: PathBuf,
     pub changes: Changes,
     /// The local login (and the config), replaced on SIGHUP.

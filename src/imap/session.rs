@@ -98,7 +98,6 @@ pub struct Session {
     pub tls: bool,
     pub state: State,
     pub sasl: Option<SaslStep>,
-    db: Option<Connection>,
     changes: watch::Receiver<u64>,
     data_version: i64,
     alerts: tokio::sync::broadcast::Receiver<String>,
@@ -144,7 +143,6 @@ pub async fn serve(
         tls,
         state: State::NotAuthenticated,
         sasl: None,
-        db: None,
         changes,
         data_version: 0,
         alerts,
@@ -306,30 +304,13 @@ impl Session {
 
     // ----- store access -----
 
-    /// Runs `f` on this session's store connection, on a blocking thread.
+    /// Runs `f` on a store connection, on a blocking thread: one of the few the store's pool
+    /// shares among all sessions (so threads and page caches do not grow with sessions).
     pub async fn db<T: Send + 'static>(
         &mut self,
         f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     ) -> DbResult<T> {
-        let conn = match self.db.take() {
-            Some(c) => c,
-            None => {
-                let path = self.shared.store_path.clone();
-                tokio::task::spawn_blocking(move || crate::store::open_connection(&path))
-                    .await
-                    .map_err(|e| DbError(e.to_string()))?
-                    .map_err(|e| DbError(e.message))?
-            }
-        };
-        let (conn, r) = tokio::task::spawn_blocking(move || {
-            let mut conn = conn;
-            let r = f(&mut conn);
-            (conn, r)
-        })
-        .await
-        .map_err(|e| DbError(e.to_string()))?;
-        self.db = Some(conn);
-        r
+        self.shared.store.pool().run(f).await.map_err(|e| DbError(e.message))?
     }
 
     /// Account health alerts (`* OK [ALERT] …`, RFC 3501 §7.1) waiting for this session.
@@ -462,7 +443,7 @@ impl Session {
         if notified {
             self.changes.borrow_and_update();
         }
-        let v = self.db(|c| Ok(db::data_version(c)?)).await.unwrap_or(self.data_version);
+        let v = self.shared.store.pool().data_version().await.unwrap_or(self.data_version);
         let other = v != self.data_version;
         self.data_version = v;
         notified || other

@@ -24,8 +24,9 @@ pub use super::ServerIo;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Read size: one large FETCH or APPEND literal arrives in few system calls.
 const READ_CHUNK: usize = 64 * 1024;
-/// Output buffers larger than this are given back to the allocator once written.
-const KEEP_CAPACITY: usize = 256 * 1024;
+/// Output buffers larger than this are given back to the allocator once written: what an idle
+/// session keeps (a FETCH step's buffer is charged to the memory budget only while it is full).
+const KEEP_CAPACITY: usize = 16 * 1024;
 /// Before login, the most a client may send without completing a command (LOGIN and
 /// AUTHENTICATE take a few hundred bytes). imap-next's own limit is an APPEND's size, which it
 /// buffers in full (a non-synchronizing literal cannot be refused before it arrives): beyond this
@@ -66,6 +67,21 @@ impl Driver {
     pub fn out(&mut self) -> &mut Vec<u8> {
         self.needs_flush = true;
         &mut self.out
+    }
+
+    /// Queues `bytes` for writing: taken over as the buffer when nothing else is pending (no copy
+    /// of a FETCH step the store just produced), appended otherwise.
+    pub fn push(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.needs_flush = true;
+        if self.pos == self.out.len() {
+            self.out = bytes;
+            self.pos = 0;
+        } else {
+            self.out.extend_from_slice(&bytes);
+        }
     }
 
     /// Bytes waiting to be written.

@@ -11,11 +11,16 @@
 //! - `accounts`: account rows, fetch status, POP state (known UIDLs, pruning).
 //! - `imap`: what the IMAP server asks of the store.
 //! - `outbox`: submitted mail until it is relayed, and verified addresses.
+//! - `pool`: the few connections IMAP sessions share, each job on a blocking thread.
+//!
+//! The store also holds the daemon's memory [`Budget`](crate::memory::Budget): every session that
+//! moves message bytes out of it (FETCH) or into it (SMTP DATA) takes its share from there.
 
 pub mod accounts;
 pub mod deliver;
 pub mod imap;
 pub mod outbox;
+pub mod pool;
 pub mod schema;
 pub mod search;
 
@@ -90,6 +95,9 @@ pub struct Store {
     /// Bumped after every commit that changes a mailbox, so IMAP sessions (IDLE) look again.
     /// Writers in other processes are seen through `PRAGMA data_version` instead.
     changes: Changes,
+    /// The connections IMAP sessions share (opened when first used).
+    pool: pool::Pool,
+    budget: crate::memory::Budget,
 }
 
 /// The change feed: a counter that only moves forward. Receivers see "something changed since you
@@ -126,7 +134,13 @@ impl Store {
                 .map_err(|e| Error::other(format!("cannot create the store {}: {e}", path.display())))?;
         }
         let conn = open_connection(path)?;
-        let store = Store { path: path.to_path_buf(), conn: Mutex::new(conn), changes: Changes::new() };
+        let store = Store {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            changes: Changes::new(),
+            pool: pool::Pool::new(path),
+            budget: crate::memory::Budget::default(),
+        };
         store.migrate()?;
         store.ensure_local_folders()?;
         Ok(store)
@@ -148,6 +162,22 @@ impl Store {
 
     pub fn notify(&self) {
         self.changes.notify();
+    }
+
+    /// The connections sessions share.
+    pub fn pool(&self) -> &pool::Pool {
+        &self.pool
+    }
+
+    /// The daemon's memory budget (see [`crate::memory`]).
+    pub fn budget(&self) -> &crate::memory::Budget {
+        &self.budget
+    }
+
+    /// Sets the memory budget (`[memory] budget`), before the store is shared.
+    pub fn with_budget(mut self, bytes: usize) -> Store {
+        self.budget = crate::memory::Budget::new(bytes);
+        self
     }
 
     /// A new connection of its own, for a thread that writes a lot (the fetch sink).
