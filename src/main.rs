@@ -4,6 +4,15 @@
 
 use clap::Parser;
 
+/// jemalloc instead of the system allocator, for `popbridge run` however it is started: memory
+/// freed after a load goes back to the system within about a second (a background thread purges
+/// pages unused for `dirty_decay_ms`, compiled in: .cargo/config.toml), instead of staying in
+/// glibc's per-thread arenas — which without `MALLOC_ARENA_MAX` kept most of a peak resident for
+/// good (issue 13). SQLite's own allocations (C) stay on the system allocator; they are bounded
+/// by the store pool's page caches.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Blocking threads the runtime may start: the store pool's connections, the fetchers' store
 /// work, the outbox, the text indexer and password commands, with room to spare; excess work waits.
 const MAX_BLOCKING_THREADS: usize = 16;
