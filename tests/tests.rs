@@ -10,6 +10,7 @@ mod daemon;
 mod fuzz;
 mod identity;
 mod imap;
+mod memory;
 mod pop_dovecot;
 mod pop_faults;
 mod resources;
