@@ -114,6 +114,11 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
             .map_err(|e| Error::other(e.to_string()))??
             .with_budget(budget),
     );
+    // Submissions a previous run was still receiving when it died: their clients never got a 250.
+    let s = store.clone();
+    if let Err(e) = crate::blocking(move || s.outbox_spool_discard(None)).await {
+        tracing::warn!("outbox: could not remove incomplete submissions: {}", e.message);
+    }
     for a in &cfg.accounts {
         let (s, name) = (store.clone(), a.name.clone());
         tokio::task::spawn_blocking(move || s.ensure_account(&name))

@@ -58,6 +58,15 @@ pub const DATA_END_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// message on a slow uplink is limited by stalls, not by its total upload time.
 const WRITE_CHUNK: usize = 64 * 1024;
 
+/// DATA on its way out: the chunk being filled, whether the next byte starts a line (dot-stuffing,
+/// RFC 5321 §4.5.2), the last two bytes of the message so far, and how many there were.
+struct Stuffer {
+    chunk: Vec<u8>,
+    line_start: bool,
+    last: [u8; 2],
+    sent: u64,
+}
+
 /// The result of handing one message to the upstream server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
@@ -171,6 +180,47 @@ pub async fn deliver_then(
     raw: &[u8],
     settle: impl AsyncFnOnce(&Result<Delivered, Failure>),
 ) -> Result<Delivered, Failure> {
+    deliver_body_then(server, password, helo, from, rcpts, Body::Bytes(raw), settle).await
+}
+
+/// The message [`deliver_body_then`] sends: in memory, or a header block in memory followed by
+/// the body's chunks read from the outbox as they are sent (a spooled submission, `smtp::spool`).
+pub enum Body<'a> {
+    Bytes(&'a [u8]),
+    Spooled {
+        head: &'a [u8],
+        /// Bytes in the chunks, and whether any of them is 8-bit.
+        len: u64,
+        body_8bit: bool,
+        chunks: tokio::sync::mpsc::Receiver<Result<super::spool::Chunk, String>>,
+    },
+}
+
+impl Body<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(raw) => raw.len() as u64,
+            Body::Spooled { head, len, .. } => head.len() as u64 + len,
+        }
+    }
+    fn is_ascii(&self) -> bool {
+        match self {
+            Body::Bytes(raw) => raw.is_ascii(),
+            Body::Spooled { head, body_8bit, .. } => head.is_ascii() && !body_8bit,
+        }
+    }
+}
+
+/// [`deliver_then`] for any [`Body`].
+pub async fn deliver_body_then(
+    server: &SmtpServer,
+    password: Option<&Secret>,
+    helo: &str,
+    from: &str,
+    rcpts: &[String],
+    mut raw: Body<'_>,
+    settle: impl AsyncFnOnce(&Result<Delivered, Failure>),
+) -> Result<Delivered, Failure> {
     let addr = format!("{}:{}", server.host, server.port);
     let mut session = None;
     let result = match check_envelope(from, rcpts) {
@@ -179,7 +229,7 @@ pub async fn deliver_then(
             Err(f) => Err(f),
             Ok(s) => {
                 let s = session.insert(s);
-                s.transaction(from, rcpts, raw).await
+                s.transaction(from, rcpts, &mut raw).await
             }
         },
     };
@@ -465,9 +515,9 @@ impl Session {
         }
     }
 
-    async fn transaction(&mut self, from: &str, rcpts: &[String], raw: &[u8]) -> Result<Delivered, Failure> {
+    async fn transaction(&mut self, from: &str, rcpts: &[String], raw: &mut Body<'_>) -> Result<Delivered, Failure> {
         let max = self.ehlo.size as u64;
-        if self.ehlo.has_capability(EXT_SIZE) && max > 0 && raw.len() as u64 > max {
+        if self.ehlo.has_capability(EXT_SIZE) && max > 0 && raw.len() > max {
             let text = format!("the message is {} bytes; {} accepts at most {max} bytes", raw.len(), self.addr);
             let mut f = Failure::new(ErrorClass::Other, text.clone()).permanent();
             f.reply = Some(text);
@@ -534,25 +584,33 @@ impl Session {
     /// exactly `raw` (mail-send's `data()` would add an empty line, and time the whole upload with
     /// one timeout). Like mail-send, a "." after a bare CR or LF is doubled too: a receiver that
     /// (wrongly) ends DATA at "\n.\n" must not see a second message smuggled inside this one.
-    async fn data(&mut self, raw: &[u8]) -> Result<Response<String>, Failure> {
+    async fn data(&mut self, raw: &mut Body<'_>) -> Result<Response<String>, Failure> {
         let r = self.command("DATA\r\n", Stage::Data).await?;
         if r.code != 354 {
             return Err(self.refused(Stage::Data, &r, &Scrub::none()));
         }
-        let mut chunk = Vec::with_capacity(WRITE_CHUNK.min(raw.len()) + 64);
-        let mut line_start = true;
-        for &b in raw {
-            if line_start && b == b'.' {
-                chunk.push(b'.');
-            }
-            chunk.push(b);
-            line_start = b == b'\n' || b == b'\r';
-            if chunk.len() >= WRITE_CHUNK {
-                self.write(&chunk).await?;
-                chunk.clear();
+        let mut out = Stuffer { chunk: Vec::with_capacity(WRITE_CHUNK + 64), line_start: true, last: [0; 2], sent: 0 };
+        match raw {
+            Body::Bytes(raw) => self.stuff(&mut out, raw).await?,
+            Body::Spooled { head, chunks, .. } => {
+                self.stuff(&mut out, head).await?;
+                while let Some(c) = chunks.recv().await {
+                    match c {
+                        Ok(c) => self.stuff(&mut out, &c.data).await?,
+                        // The message cannot be read to its end: no "." — the server drops the
+                        // transaction with the connection, and the outbox tries again later.
+                        Err(e) => {
+                            return Err(Failure::new(
+                                ErrorClass::Connection,
+                                format!("the outbox could not read the message: {e}"),
+                            ));
+                        }
+                    }
+                }
             }
         }
-        if !raw.is_empty() && !raw.ends_with(b"\r\n") {
+        let mut chunk = std::mem::take(&mut out.chunk);
+        if out.sent > 0 && out.last != *b"\r\n" {
             chunk.extend_from_slice(b"\r\n");
         }
         chunk.extend_from_slice(b".\r\n");
@@ -563,6 +621,26 @@ impl Session {
             Err(_) => return Err(self.broken(Stage::Data, mail_send::Error::Timeout)),
         }
         self.read_reply(Stage::DataEnd, self.timeout.max(DATA_END_TIMEOUT)).await
+    }
+
+    /// Dot-stuffs `piece` (the next bytes of the message) into `out`, writing full chunks.
+    async fn stuff(&mut self, out: &mut Stuffer, piece: &[u8]) -> Result<(), Failure> {
+        for &b in piece {
+            if out.line_start && b == b'.' {
+                out.chunk.push(b'.');
+            }
+            out.chunk.push(b);
+            out.line_start = b == b'\n' || b == b'\r';
+            if out.chunk.len() >= WRITE_CHUNK {
+                self.write(&out.chunk).await?;
+                out.chunk.clear();
+            }
+        }
+        if let Some(&b) = piece.last() {
+            out.last = if piece.len() >= 2 { [piece[piece.len() - 2], b] } else { [out.last[1], b] };
+        }
+        out.sent += piece.len() as u64;
+        Ok(())
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {

@@ -406,8 +406,10 @@ mod tests {
         assert_eq!(v3, high + 1, "above the highest UIDVALIDITY left in the store");
     }
 
-    /// Takes a store's POP state back to schema 7 (per account, before `pop_servers`).
-    const SCHEMA_7_POP_STATE: &str = "DROP TABLE pop_servers; DROP TABLE pop_uidls;
+    /// Takes a store's POP state back to schema 7 (per account, before `pop_servers`), and its
+    /// outbox to before spooling (schema 9).
+    const SCHEMA_7_POP_STATE: &str = "DROP TABLE outbox_chunks; ALTER TABLE outbox DROP COLUMN body_size;
+        ALTER TABLE outbox DROP COLUMN body_8bit; DROP TABLE pop_servers; DROP TABLE pop_uidls;
         CREATE TABLE pop_uidls (account_id INTEGER NOT NULL, uidl TEXT NOT NULL, first_seen INTEGER NOT NULL,
             body_id INTEGER, size INTEGER NOT NULL, local_deleted INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (account_id, uidl)) WITHOUT ROWID;";
