@@ -772,6 +772,7 @@ mod tests {
     fn the_example_config_documents_the_default_schedule() {
         let c = parse_str(include_str!("../../config/popbridge.example.toml")).unwrap();
         assert_eq!(c.outbox, Outbox::default(), "config/popbridge.example.toml [outbox] = the defaults");
+        assert_eq!(c.memory, Memory::default(), "config/popbridge.example.toml [memory] = the defaults");
     }
 
     #[test]
