@@ -32,8 +32,9 @@ use crate::store::imap::{self as db, FlagOp, MailboxInfo};
 
 /// Flush the output buffer once this much is queued (a long reply streams instead of piling up).
 const FLUSH_AT: usize = 256 * 1024;
-/// Message rows (flags, sizes: a few KB of metadata, no bodies) a FETCH loads per store round trip.
-const FETCH_PAGE: usize = 256;
+/// Message rows (flags, sizes: metadata, no bodies) a FETCH loads per store round trip: a few KB
+/// per session.
+const FETCH_PAGE: usize = 64;
 /// Bodies larger than this are never loaded whole by a FETCH: its sections are read from the store
 /// in budget-sized chunks, each once the socket took the one before (smaller ones are read whole,
 /// which is faster, and packed into one step with their neighbours).
@@ -280,11 +281,13 @@ async fn select(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>,
             Ok((info, uids, unseen, floor))
         })
         .await;
-    let (info, uids, unseen, floor) = match loaded {
+    let (info, mut uids, unseen, floor) = match loaded {
         Ok(x) => x,
         Err(e) => return db_no(s, d, tag, e),
     };
-    let recent: std::collections::HashSet<u32> = uids.iter().copied().filter(|u| *u > floor).collect();
+    // Kept for the whole selection, by every session: no slack.
+    uids.shrink_to_fit();
+    let recent: super::session::UidSet = uids.iter().copied().filter(|u| *u > floor).collect();
     let mb = Selected {
         id,
         name: info.name.clone(),
@@ -810,6 +813,45 @@ pub fn resolve_set(mb: &Selected, set: &SequenceSet, uid: bool) -> Result<Vec<(u
     Ok(out)
 }
 
+/// [`resolve_set`] as ranges of positions in `mb.uids` (0-based, ascending, disjoint): what a
+/// FETCH walks without holding a list as long as the mailbox.
+pub fn resolve_positions(mb: &Selected, set: &SequenceSet, uid: bool) -> Result<Vec<std::ops::Range<usize>>, SetError> {
+    let n = mb.uids.len();
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for seq in set.0.as_ref() {
+        let v = |x: &SeqOrUid, star: u32| match x {
+            SeqOrUid::Value(v) => v.get(),
+            SeqOrUid::Asterisk => star,
+        };
+        let star = if uid { mb.max_uid() } else { n as u32 };
+        let (a, b) = match seq {
+            Sequence::Single(x) => (v(x, star), v(x, star)),
+            Sequence::Range(x, y) => (v(x, star).min(v(y, star)), v(x, star).max(v(y, star))),
+        };
+        if uid {
+            let lo = mb.uids.partition_point(|u| *u < a);
+            let hi = mb.uids.partition_point(|u| *u <= b);
+            if lo < hi {
+                out.push(lo..hi);
+            }
+        } else {
+            if a == 0 || b as usize > n {
+                return Err(SetError::OutOfRange);
+            }
+            out.push(a as usize - 1..b as usize);
+        }
+    }
+    out.sort_by_key(|r| r.start);
+    let mut merged: Vec<std::ops::Range<usize>> = Vec::with_capacity(out.len());
+    for r in out {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    Ok(merged)
+}
+
 /// Contiguous UID ranges covering `uids` (ascending), for `BETWEEN` queries.
 fn uid_ranges(uids: &[u32]) -> Vec<(u32, u32)> {
     let mut out: Vec<(u32, u32)> = Vec::new();
@@ -858,33 +900,37 @@ async fn fetch(
             return Flow::Continue;
         }
     };
-    let (id, read_only, targets) = match targets(s, set, uid) {
-        Ok(t) => t,
-        Err(SetError::OutOfRange) => {
-            s.bad(d, tag, "invalid message sequence number");
-            return Flow::Continue;
-        }
+    let (id, read_only, targets) = match &s.state {
+        State::Selected { mb, .. } => match resolve_positions(mb, set, uid) {
+            Ok(t) => (mb.id, mb.read_only, t),
+            Err(SetError::OutOfRange) => {
+                s.bad(d, tag, "invalid message sequence number");
+                return Flow::Continue;
+            }
+        },
+        _ => (0, true, Vec::new()),
     };
+    // The messages, as positions in the session's view: `1:*` is one range, not a list.
+    let mut targets = targets.into_iter().flatten();
     // Rows are loaded a page at a time; responses are made and sent a step at a time, each step
     // charged to the daemon's memory budget before its bytes are read and given back once they
     // are on the socket (see crate::memory): a FETCH of a whole mailbox holds one page of rows
     // and one step of bytes, and waits when the budget is spent or the client does not read.
     let budget = s.shared.store.budget().clone();
-    let mut next = 0;
     let mut page: VecDeque<Pending> = VecDeque::new();
     loop {
         if page.is_empty() {
-            if next >= targets.len() {
-                break;
-            }
             let chunk: Vec<(u32, u32, bool)> = {
                 let State::Selected { mb, .. } = &s.state else { break };
-                targets[next..(next + FETCH_PAGE).min(targets.len())]
-                    .iter()
-                    .map(|(sq, u)| (*sq, *u, mb.recent.contains(u)))
+                targets
+                    .by_ref()
+                    .take(FETCH_PAGE)
+                    .filter_map(|i| mb.uids.get(i).map(|u| (i as u32 + 1, *u, mb.recent.contains(u))))
                     .collect()
             };
-            next += chunk.len();
+            if chunk.is_empty() {
+                break;
+            }
             let plan2 = plan.clone();
             match s.db(move |c| fetch_page(c, id, read_only, &plan2, &chunk)).await {
                 Ok((rows, seen_modseq)) => {
@@ -1376,4 +1422,36 @@ fn nonzero(v: u32) -> Option<NonZeroU32> {
 #[allow(dead_code)]
 fn astring_bytes<'a>(a: &'a AString<'_>) -> &'a [u8] {
     a.as_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_walk_the_same_messages_as_the_resolved_set() {
+        let mb = Selected {
+            id: 1,
+            name: "INBOX".into(),
+            read_only: true,
+            uidvalidity: 1,
+            uids: vec![2, 3, 5, 8, 9, 10, 20, 21, 40],
+            recent: Default::default(),
+            modseq: 0,
+            pending_expunge: Vec::new(),
+            own_modseqs: Vec::new(),
+            account: None,
+        };
+        for set in ["1:*", "*", "2,4:6,5", "9:1", "3,3,3", "1", "7:*,1:2", "1:100", "40:*", "11:19,41:50", "100"] {
+            let set = SequenceSet::try_from(set).expect("a sequence set");
+            for uid in [false, true] {
+                let want: Option<Vec<usize>> = match resolve_set(&mb, &set, uid) {
+                    Ok(t) => Some(t.iter().map(|(seq, _)| *seq as usize - 1).collect()),
+                    Err(SetError::OutOfRange) => None,
+                };
+                let got = resolve_positions(&mb, &set, uid).ok().map(|r| r.into_iter().flatten().collect());
+                assert_eq!(got, want, "{set:?} uid={uid}");
+            }
+        }
+    }
 }

@@ -11,7 +11,6 @@
 //! are held back while a FETCH, STORE or SEARCH (by sequence number) is in progress, and while no
 //! command is (RFC 3501 §7.4.1), except in IDLE.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +58,7 @@ pub struct Selected {
     pub uidvalidity: u32,
     /// Sequence number − 1 → UID, ascending.
     pub uids: Vec<u32>,
-    pub recent: HashSet<u32>,
+    pub recent: UidSet,
     /// The MODSEQ up to which the client has been told everything (except `pending_expunge`).
     pub modseq: u64,
     /// Expunged in the store, not yet reported (an EXPUNGE was not allowed at that moment).
@@ -68,6 +67,52 @@ pub struct Selected {
     pub own_modseqs: Vec<u64>,
     /// The account whose fetched mail arrives here, if this is an account's mailbox.
     pub account: Option<String>,
+}
+
+/// A set of UIDs as a sorted vector: 4 bytes a UID where a `HashSet` takes about 9 — and the
+/// `\Recent` of a mailbox nobody selected yet is every UID in it, in every session that looks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UidSet(Vec<u32>);
+
+impl UidSet {
+    pub fn contains(&self, uid: &u32) -> bool {
+        self.0.binary_search(uid).is_ok()
+    }
+    /// Adds a UID (new UIDs are the highest: usually an append).
+    pub fn insert(&mut self, uid: u32) -> bool {
+        match self.0.binary_search(&uid) {
+            Ok(_) => false,
+            Err(i) => {
+                self.0.insert(i, uid);
+                true
+            }
+        }
+    }
+    pub fn remove(&mut self, uid: &u32) -> bool {
+        match self.0.binary_search(uid) {
+            Ok(i) => {
+                self.0.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<u32> for UidSet {
+    fn from_iter<I: IntoIterator<Item = u32>>(it: I) -> UidSet {
+        let mut v: Vec<u32> = it.into_iter().collect();
+        v.sort_unstable();
+        v.dedup();
+        v.shrink_to_fit();
+        UidSet(v)
+    }
 }
 
 impl Selected {

@@ -22,8 +22,12 @@ pub use super::ServerIo;
 
 /// A client that stops reading for this long is gone (or hostile): the connection is closed.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Read size: one large FETCH or APPEND literal arrives in few system calls.
-const READ_CHUNK: usize = 64 * 1024;
+/// Read size: a TLS record's worth (16 KiB) — an APPEND literal still arrives in few system calls,
+/// and an idle session keeps little (every session has one).
+const READ_CHUNK: usize = 16 * 1024;
+/// What rustls may hold of a session's encrypted output before the socket takes it (its default
+/// is 64 KiB per session); the driver's own buffer is charged to the memory budget instead.
+const TLS_BUFFER: usize = 32 * 1024;
 /// Output buffers larger than this are given back to the allocator once written: what an idle
 /// session keeps (a FETCH step's buffer is charged to the memory budget only while it is full).
 const KEEP_CAPACITY: usize = 16 * 1024;
@@ -46,7 +50,10 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new(io: ServerIo) -> Driver {
+    pub fn new(mut io: ServerIo) -> Driver {
+        if let ServerIo::Tls(tls) = &mut io {
+            tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER));
+        }
         Driver {
             io,
             out: Vec::with_capacity(8192),
