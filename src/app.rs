@@ -109,11 +109,18 @@ async fn resolve_local_password(cfg: &Config) -> Result<Secret> {
 pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<Running> {
     let password = resolve_local_password(cfg).await?;
     let store_path = paths.store();
+    let budget = cfg.memory.budget;
     let store = Arc::new(
         tokio::task::spawn_blocking(move || Store::open(&store_path))
             .await
-            .map_err(|e| Error::other(e.to_string()))??,
+            .map_err(|e| Error::other(e.to_string()))??
+            .with_budget(budget),
     );
+    // Submissions a previous run was still receiving when it died: their clients never got a 250.
+    let s = store.clone();
+    if let Err(e) = crate::blocking(move || s.outbox_spool_discard(None)).await {
+        tracing::warn!("outbox: could not remove incomplete submissions: {}", e.message);
+    }
     for a in &cfg.accounts {
         let (s, name) = (store.clone(), a.name.clone());
         tokio::task::spawn_blocking(move || s.ensure_account(&name))
@@ -129,6 +136,7 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
     // One throttle for both servers: they check the same local password.
     let throttle = Arc::new(Throttle::default());
     let imap_shared = Arc::new(Shared {
+        store: store.clone(),
         store_path: paths.store(),
         changes: store.changes(),
         live: live.clone(),

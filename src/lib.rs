@@ -12,6 +12,7 @@
 //! - [`store`]: the only SQLite user — mailboxes, messages, POP state, account status.
 //! - [`fetch`]: one fetch cycle per account: list, diff, pipelined download into the store, DELE per policy.
 //! - [`imap`]: the local IMAP server (sessions on imap-next, FETCH/SEARCH over the stored metadata).
+//! - [`memory`]: the daemon's one memory budget for message data in flight (FETCH, SMTP DATA).
 //! - [`app`]: the composition root of `popbridge run` (store, listeners, fetch schedule, shutdown).
 //! - [`control`]: the daemon's control socket (`popbridge fetch` goes through the running daemon).
 //! - [`cli`]: the commands (`init`, `account …`, `fetch`, `status`, `run`, `client-config`, `demo`).
@@ -28,6 +29,7 @@ pub mod demo;
 pub mod error;
 pub mod fetch;
 pub mod imap;
+pub mod memory;
 pub mod mime;
 pub mod net;
 pub mod pop3;

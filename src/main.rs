@@ -4,12 +4,32 @@
 
 use clap::Parser;
 
+/// jemalloc instead of the system allocator, for `popbridge run` however it is started: memory
+/// freed after a load goes back to the system within about a second (a background thread purges
+/// pages unused for `dirty_decay_ms`, compiled in: .cargo/config.toml), instead of staying in
+/// glibc's per-thread arenas — which without `MALLOC_ARENA_MAX` kept most of a peak resident for
+/// good (issue 13). SQLite's own allocations (C) stay on the system allocator; they are bounded
+/// by the store pool's page caches.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Blocking threads the runtime may start: the store pool's connections, the fetchers' store
+/// work, the outbox, the text indexer and password commands, with room to spare; excess work waits.
+const MAX_BLOCKING_THREADS: usize = 16;
+
 fn main() {
     let cli = popbridge::cli::Cli::parse();
     init_tracing(cli.log_level.as_deref());
     // One crypto provider for the whole process (ring; no aws-lc in the tree).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Blocking threads (SQLite, file I/O) are capped: sessions share the store's few connections
+    // (store::pool), so the threads needed do not grow with clients; the cap stops anything else
+    // from growing them either (tokio's default allows 512).
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("popbridge: cannot start the runtime: {e}");

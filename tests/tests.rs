@@ -11,6 +11,7 @@ mod fuzz;
 mod identity;
 mod imap;
 mod limits;
+mod memory;
 mod pop_dovecot;
 mod pop_faults;
 mod resources;

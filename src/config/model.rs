@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawAccount, RawConfig, RawLocal, RawOutbox, RawPop, RawSmtp};
+use super::raw::{RawAccount, RawConfig, RawLocal, RawMemory, RawOutbox, RawPop, RawSmtp};
 use crate::secret::Secret;
 
 /// Default local listener addresses (loopback only, high ports so no privileges are needed).
@@ -38,6 +38,20 @@ pub struct Config {
     pub outbox: Outbox,
     /// `[limits]`: connections before and after login, and the login timeout.
     pub limits: super::limits::Limits,
+    pub memory: Memory,
+}
+
+/// `[memory]`: the daemon's memory budget (see `crate::memory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// Bytes of message data in flight at once, all sessions together.
+    pub budget: usize,
+}
+
+impl Default for Memory {
+    fn default() -> Memory {
+        Memory { budget: crate::memory::DEFAULT_BUDGET }
+    }
 }
 
 /// The delay before the next attempt after 1, 2, 3 … failed ones: 1, 2, 5, 10, 20, 40 minutes,
@@ -329,7 +343,20 @@ pub fn validate(raw: RawConfig, path: PathBuf, mode: u32) -> crate::Result<Confi
     };
     let outbox = validate_outbox(&cx, raw.outbox.unwrap_or_default())?;
     let limits = super::limits::validate(raw.limits.unwrap_or_default(), |key, e| cx.err(key, e))?;
-    Ok(Config { path, mode, local, accounts, relay, outbox, limits })
+    let memory = validate_memory(&cx, raw.memory.unwrap_or_default())?;
+    Ok(Config { path, mode, local, accounts, relay, outbox, limits, memory })
+}
+
+fn validate_memory(cx: &Ctx, m: RawMemory) -> crate::Result<Memory> {
+    let mut out = Memory::default();
+    if let Some(v) = m.budget {
+        let b = parse_size(&v).map_err(|e| cx.err("memory.budget", e))?;
+        if b < crate::memory::MIN_BUDGET as u64 {
+            return Err(cx.err("memory.budget", format!("{v} is too small; the minimum is \"1MiB\"")));
+        }
+        out.budget = usize::try_from(b).unwrap_or(usize::MAX);
+    }
+    Ok(out)
 }
 
 fn validate_outbox(cx: &Ctx, o: RawOutbox) -> crate::Result<Outbox> {
@@ -699,6 +726,21 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_budget_defaults_and_validates() {
+        assert_eq!(parse_str("").unwrap().memory.budget, crate::memory::DEFAULT_BUDGET);
+        for (text, bytes) in
+            [("\"16MiB\"", 16 << 20), ("\"8 MiB\"", 8 << 20), ("\"2MB\"", 2_000_000), ("2097152", 2 << 20)]
+        {
+            let c = parse_str(&format!("[memory]\nbudget = {text}\n")).unwrap();
+            assert_eq!(c.memory.budget, bytes, "{text}");
+        }
+        for bad in ["lots", "16 parsecs", "512KiB", "-1M"] {
+            let e = parse_str(&format!("[memory]\nbudget = \"{bad}\"\n")).unwrap_err();
+            assert!(e.message.contains("memory.budget"), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
     fn the_outbox_schedule_defaults_and_validates() {
         let c = parse_str("").unwrap();
         let min = |m: u64| Duration::from_secs(m * 60);
@@ -733,6 +775,7 @@ mod tests {
     fn the_example_config_documents_the_default_schedule() {
         let c = parse_str(include_str!("../../config/popbridge.example.toml")).unwrap();
         assert_eq!(c.outbox, Outbox::default(), "config/popbridge.example.toml [outbox] = the defaults");
+        assert_eq!(c.memory, Memory::default(), "config/popbridge.example.toml [memory] = the defaults");
     }
 
     #[test]

@@ -13,6 +13,14 @@ pub struct RawConfig {
     pub relay: Option<RawSmtp>,
     pub outbox: Option<RawOutbox>,
     pub limits: Option<super::limits::RawLimits>,
+    pub memory: Option<RawMemory>,
+}
+
+/// `[memory]`: how much message data the daemon holds at once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMemory {
+    pub budget: Option<toml::Value>,
 }
 
 /// `[outbox]`: how the outbound queue retries.

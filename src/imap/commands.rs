@@ -2,6 +2,7 @@
 //! Mailbox commands (RFC 3501 §6.3) and message commands (§6.4) with UIDPLUS, MOVE, UNSELECT,
 //! ID, ENABLE, NAMESPACE.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -19,20 +20,25 @@ use imap_next::imap_types::{
 };
 use rusqlite::TransactionBehavior;
 
-use super::fetch::{FetchInput, FetchPlan};
+use super::fetch::{Deferred, FetchInput, FetchPlan};
 use super::message::{MessageRow, flag};
 use super::names::{self, DELIMITER, View};
 use super::search::{Candidate, Context as SearchContext, SearchQuery, SearchText};
 use super::session::{DbError, DbResult, Flow, Selected, Session, State, expunge_allowed};
+use crate::memory;
 use crate::mime::{MessageMeta, Timestamp};
 use crate::net::imap::Driver;
 use crate::store::imap::{self as db, FlagOp, MailboxInfo};
 
-/// Flush the output buffer once this much is queued (a long FETCH streams instead of piling up).
+/// Flush the output buffer once this much is queued (a long reply streams instead of piling up).
 const FLUSH_AT: usize = 256 * 1024;
-/// Messages per store round trip of a FETCH, and the body bytes one round trip may load.
-const FETCH_BATCH: usize = 256;
-const FETCH_BATCH_BYTES: u64 = 4 * 1024 * 1024;
+/// Message rows (flags, sizes: metadata, no bodies) a FETCH loads per store round trip: a few KB
+/// per session.
+const FETCH_PAGE: usize = 64;
+/// Bodies larger than this are never loaded whole by a FETCH: its sections are read from the store
+/// in budget-sized chunks, each once the socket took the one before (smaller ones are read whole,
+/// which is faster, and packed into one step with their neighbours).
+const STREAM_AT: usize = 128 * 1024;
 
 pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: CommandBody<'static>) -> Flow {
     let expunge_ok = expunge_allowed(&body);
@@ -290,11 +296,13 @@ async fn select(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>,
             }
         })
         .await;
-    let (info, uids, unseen, floor) = match loaded {
+    let (info, mut uids, unseen, floor) = match loaded {
         Ok(x) => x,
         Err(e) => return db_no(s, d, tag, e),
     };
-    let recent: std::collections::HashSet<u32> = uids.iter().copied().filter(|u| *u > floor).collect();
+    // Kept for the whole selection, by every session: no slack.
+    uids.shrink_to_fit();
+    let recent: super::session::UidSet = uids.iter().copied().filter(|u| *u > floor).collect();
     let mb = Selected {
         id,
         name: info.name.clone(),
@@ -822,6 +830,45 @@ pub fn resolve_set(mb: &Selected, set: &SequenceSet, uid: bool) -> Result<Vec<(u
     Ok(out)
 }
 
+/// [`resolve_set`] as ranges of positions in `mb.uids` (0-based, ascending, disjoint): what a
+/// FETCH walks without holding a list as long as the mailbox.
+pub fn resolve_positions(mb: &Selected, set: &SequenceSet, uid: bool) -> Result<Vec<std::ops::Range<usize>>, SetError> {
+    let n = mb.uids.len();
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for seq in set.0.as_ref() {
+        let v = |x: &SeqOrUid, star: u32| match x {
+            SeqOrUid::Value(v) => v.get(),
+            SeqOrUid::Asterisk => star,
+        };
+        let star = if uid { mb.max_uid() } else { n as u32 };
+        let (a, b) = match seq {
+            Sequence::Single(x) => (v(x, star), v(x, star)),
+            Sequence::Range(x, y) => (v(x, star).min(v(y, star)), v(x, star).max(v(y, star))),
+        };
+        if uid {
+            let lo = mb.uids.partition_point(|u| *u < a);
+            let hi = mb.uids.partition_point(|u| *u <= b);
+            if lo < hi {
+                out.push(lo..hi);
+            }
+        } else {
+            if a == 0 || b as usize > n {
+                return Err(SetError::OutOfRange);
+            }
+            out.push(a as usize - 1..b as usize);
+        }
+    }
+    out.sort_by_key(|r| r.start);
+    let mut merged: Vec<std::ops::Range<usize>> = Vec::with_capacity(out.len());
+    for r in out {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    Ok(merged)
+}
+
 /// Contiguous UID ranges covering `uids` (ascending), for `BETWEEN` queries.
 fn uid_ranges(uids: &[u32]) -> Vec<(u32, u32)> {
     let mut out: Vec<(u32, u32)> = Vec::new();
@@ -870,52 +917,107 @@ async fn fetch(
             return Flow::Continue;
         }
     };
-    let (id, read_only, targets) = match targets(s, set, uid) {
-        Ok(t) => t,
-        Err(SetError::OutOfRange) => {
-            s.bad(d, tag, "invalid message sequence number");
-            return Flow::Continue;
-        }
-    };
-    let mut i = 0;
-    while i < targets.len() {
-        let chunk: Vec<(u32, u32, bool)> = {
-            let State::Selected { mb, .. } = &s.state else { break };
-            targets[i..(i + FETCH_BATCH).min(targets.len())]
-                .iter()
-                .map(|(sq, u)| (*sq, *u, mb.recent.contains(u)))
-                .collect()
-        };
-        let plan2 = plan.clone();
-        let r = s.db(move |c| fetch_batch(c, id, read_only, &plan2, &chunk)).await;
-        match r {
-            Ok((bytes, done, seen_modseq)) => {
-                if let (Some(m), State::Selected { mb, .. }) = (seen_modseq, &mut s.state) {
-                    mb.own_modseqs.push(m);
-                    s.notify();
-                }
-                d.out().extend_from_slice(&bytes);
-                i += done.max(1);
+    let (id, read_only, targets) = match &s.state {
+        State::Selected { mb, .. } => match resolve_positions(mb, set, uid) {
+            Ok(t) => (mb.id, mb.read_only, t),
+            Err(SetError::OutOfRange) => {
+                s.bad(d, tag, "invalid message sequence number");
+                return Flow::Continue;
             }
-            Err(e) => return db_no(s, d, tag, e),
+        },
+        _ => (0, true, Vec::new()),
+    };
+    // The messages, as positions in the session's view: `1:*` is one range, not a list.
+    let mut targets = targets.into_iter().flatten();
+    // Rows are loaded a page at a time; responses are made and sent a step at a time, each step
+    // charged to the daemon's memory budget before its bytes are read and given back once they
+    // are on the socket (see crate::memory): a FETCH of a whole mailbox holds one page of rows
+    // and one step of bytes, and waits when the budget is spent or the client does not read.
+    let budget = s.shared.store.budget().clone();
+    let mut page: VecDeque<Pending> = VecDeque::new();
+    loop {
+        if page.is_empty() {
+            let chunk: Vec<(u32, u32, bool)> = {
+                let State::Selected { mb, .. } = &s.state else { break };
+                targets
+                    .by_ref()
+                    .take(FETCH_PAGE)
+                    .filter_map(|i| mb.uids.get(i).map(|u| (i as u32 + 1, *u, mb.recent.contains(u))))
+                    .collect()
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            let plan2 = plan.clone();
+            match s.db(move |c| fetch_page(c, id, read_only, &plan2, &chunk)).await {
+                Ok((rows, seen_modseq)) => {
+                    if let (Some(m), State::Selected { mb, .. }) = (seen_modseq, &mut s.state) {
+                        mb.own_modseqs.push(m);
+                        s.notify();
+                    }
+                    page = rows;
+                }
+                Err(e) => return db_no(s, d, tag, e),
+            }
+            continue;
         }
-        if d.pending() > FLUSH_AT && d.flush().await.is_err() {
-            return Flow::Close;
+        let charge = budget.take(memory::STEP).await;
+        let (plan2, work) = (plan.clone(), std::mem::take(&mut page));
+        let step = match s.db(move |c| fetch_step(c, &plan2, work, memory::STEP)).await {
+            Ok(step) => step,
+            Err(e) => return db_no(s, d, tag, e),
+        };
+        page = step.rest;
+        let mut bytes = step.bytes;
+        if let Some(first) = step.deferred.first() {
+            // What precedes the first large section goes out now, and its charge is given back
+            // before the section's chunks take theirs (never wait for a charge while holding one).
+            let rest = bytes.split_off(first.at);
+            d.push(bytes);
+            if d.flush().await.is_err() {
+                return Flow::Close;
+            }
+            drop(charge);
+            let mut at = first.at;
+            bytes = rest;
+            for def in &step.deferred {
+                d.push(bytes.drain(..def.at - at).collect());
+                at = def.at;
+                if stream_section(s, d, &budget, step.body, def.range.clone()).await.is_err() {
+                    return Flow::Close;
+                }
+            }
+            d.push(bytes);
+        } else {
+            d.push(bytes);
+            if d.flush().await.is_err() {
+                return Flow::Close;
+            }
+            drop(charge);
         }
     }
     s.ok(d, tag, None, "FETCH completed");
     Flow::Continue
 }
 
-/// Encodes FETCH responses for up to a batch of messages (fewer when their bodies are big).
-/// Returns the bytes, how many targets were handled, and the MODSEQ of an implicit \Seen update.
-fn fetch_batch(
+/// One message a FETCH still has to answer: its row as loaded (None: expunged meanwhile).
+struct Pending {
+    seq: u32,
+    recent: bool,
+    row: Option<MessageRow>,
+    /// This FETCH set `\Seen` on it.
+    seen_changed: bool,
+}
+
+/// Loads the rows of a page of targets, and sets `\Seen` on those the plan reads (unless
+/// read-only). Returns the page in target order and the MODSEQ of the implicit `\Seen` update.
+fn fetch_page(
     c: &mut rusqlite::Connection,
     id: i64,
     read_only: bool,
     plan: &FetchPlan,
     chunk: &[(u32, u32, bool)],
-) -> DbResult<(Vec<u8>, usize, Option<u64>)> {
+) -> DbResult<(VecDeque<Pending>, Option<u64>)> {
     let uids: Vec<u32> = chunk.iter().map(|x| x.1).collect();
     let mut rows = db::rows(c, id, &uid_ranges(&uids))?;
     let mut seen_modseq = None;
@@ -934,30 +1036,103 @@ fn fetch_batch(
             }
         }
     }
-    let mut out = Vec::new();
-    let mut bytes = 0u64;
-    let mut done = 0;
-    for &(seq, uid, recent) in chunk {
-        done += 1;
-        let Ok(i) = rows.binary_search_by_key(&uid, |r| r.uid) else { continue };
-        let row: &MessageRow = &rows[i];
-        let meta = if plan.needs_meta() { db::meta(c, row.body_id)? } else { None };
-        let raw = if plan.needs_raw() { db::raw(c, row.body_id)? } else { None };
-        bytes += raw.as_ref().map(|r| r.len() as u64).unwrap_or(0);
-        let input = FetchInput {
+    let page = chunk
+        .iter()
+        .map(|&(seq, uid, recent)| Pending {
             seq,
-            row,
             recent,
-            meta: meta.as_ref(),
-            raw: raw.as_deref(),
+            row: rows.binary_search_by_key(&uid, |r| r.uid).ok().map(|i| rows[i].clone()),
             seen_changed: newly_seen.binary_search(&uid).is_ok(),
+        })
+        .collect();
+    Ok((page, seen_modseq))
+}
+
+/// What one FETCH step produced: encoded responses, and — when its last message is large — the
+/// sections of that message's body the caller streams itself (`deferred`, in `body`).
+struct Step {
+    bytes: Vec<u8>,
+    rest: VecDeque<Pending>,
+    body: i64,
+    deferred: Vec<Deferred>,
+}
+
+/// Encodes the responses of the next messages of `work`, as many as fit in `allowance` bytes (at
+/// least one). A message whose body is larger than [`STREAM_AT`] ends the step: its large sections
+/// are left for the caller to stream from the store.
+fn fetch_step(
+    c: &mut rusqlite::Connection,
+    plan: &FetchPlan,
+    mut work: VecDeque<Pending>,
+    allowance: usize,
+) -> DbResult<Step> {
+    let mut out = Vec::new();
+    while let Some(p) = work.front() {
+        let Some(row) = &p.row else {
+            work.pop_front();
+            continue;
         };
-        super::fetch::encode(plan, &input, &mut out);
-        if bytes >= FETCH_BATCH_BYTES {
+        let stored = plan.needs_raw() && row.size as usize > STREAM_AT;
+        // Framing and small items; a body read whole counts in full.
+        let estimate = 1024 + if plan.needs_raw() && !stored { row.size as usize } else { 0 };
+        if !out.is_empty() && out.len() + estimate > allowance {
+            break;
+        }
+        let Some(Pending { seq, recent, row: Some(row), seen_changed }) = work.pop_front() else { continue };
+        let meta = if plan.needs_meta() || stored { db::meta(c, row.body_id)? } else { None };
+        if stored {
+            let body = row.body_id;
+            let input = FetchInput { seq, row: &row, recent, meta: meta.as_ref(), raw: None, seen_changed };
+            let mut read = |r: std::ops::Range<usize>| db::raw_range(c, body, r).ok().flatten().unwrap_or_default();
+            let mut deferred = Vec::new();
+            super::fetch::encode_stored(plan, &input, row.size as usize, &mut read, STREAM_AT, &mut out, &mut deferred);
+            if !deferred.is_empty() {
+                return Ok(Step { bytes: out, rest: work, body, deferred });
+            }
+        } else {
+            let raw = if plan.needs_raw() { db::raw(c, row.body_id)? } else { None };
+            let input = FetchInput { seq, row: &row, recent, meta: meta.as_ref(), raw: raw.as_deref(), seen_changed };
+            super::fetch::encode(plan, &input, &mut out);
+        }
+        if out.len() >= allowance {
             break;
         }
     }
-    Ok((out, done, seen_modseq))
+    Ok(Step { bytes: out, rest: work, body: 0, deferred: Vec::new() })
+}
+
+/// Sends bytes `range` of a stored body as literal data, one budgeted chunk at a time, each read
+/// from the store once the previous one is on the socket. NUL goes out as 0x80 (see
+/// `fetch::write_literal`). Err: the connection must close — the literal's length is promised,
+/// and the body could not be read (expunged and purged meanwhile) or the client is gone.
+async fn stream_section(
+    s: &mut Session,
+    d: &mut Driver,
+    budget: &memory::Budget,
+    body: i64,
+    range: std::ops::Range<usize>,
+) -> Result<(), ()> {
+    let mut pos = range.start;
+    while pos < range.end {
+        let n = memory::STEP.min(range.end - pos);
+        let charge = budget.take(n).await;
+        let r = s.db(move |c| Ok(db::raw_range(c, body, pos..pos + n)?)).await;
+        let mut chunk = match r {
+            Ok(Some(chunk)) if chunk.len() == n => chunk,
+            other => {
+                tracing::warn!("imap: body {body} could not be read while sending it ({:?}): closing", other.err());
+                return Err(());
+            }
+        };
+        if let Some(first) = memchr::memchr(0, &chunk) {
+            chunk[first..].iter_mut().filter(|b| **b == 0).for_each(|b| *b = 0x80);
+        }
+        d.push(chunk);
+        d.flush().await.map_err(|_| ())?;
+        drop(charge);
+        pos += n;
+    }
+    Ok(())
 }
 
 // ----- STORE -----
@@ -1265,4 +1440,36 @@ fn nonzero(v: u32) -> Option<NonZeroU32> {
 #[allow(dead_code)]
 fn astring_bytes<'a>(a: &'a AString<'_>) -> &'a [u8] {
     a.as_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_walk_the_same_messages_as_the_resolved_set() {
+        let mb = Selected {
+            id: 1,
+            name: "INBOX".into(),
+            read_only: true,
+            uidvalidity: 1,
+            uids: vec![2, 3, 5, 8, 9, 10, 20, 21, 40],
+            recent: Default::default(),
+            modseq: 0,
+            pending_expunge: Vec::new(),
+            own_modseqs: Vec::new(),
+            account: None,
+        };
+        for set in ["1:*", "*", "2,4:6,5", "9:1", "3,3,3", "1", "7:*,1:2", "1:100", "40:*", "11:19,41:50", "100"] {
+            let set = SequenceSet::try_from(set).expect("a sequence set");
+            for uid in [false, true] {
+                let want: Option<Vec<usize>> = match resolve_set(&mb, &set, uid) {
+                    Ok(t) => Some(t.iter().map(|(seq, _)| *seq as usize - 1).collect()),
+                    Err(SetError::OutOfRange) => None,
+                };
+                let got = resolve_positions(&mb, &set, uid).ok().map(|r| r.into_iter().flatten().collect());
+                assert_eq!(got, want, "{set:?} uid={uid}");
+            }
+        }
+    }
 }

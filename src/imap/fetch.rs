@@ -318,8 +318,107 @@ pub struct FetchInput<'a> {
     pub seen_changed: bool,
 }
 
-/// Appends one complete `* seq FETCH (...)\r\n` response to `out`.
+/// Appends one complete `* seq FETCH (...)\r\n` response to `out`, section data from `m.raw`.
 pub fn encode(plan: &FetchPlan, m: &FetchInput<'_>, out: &mut Vec<u8>) {
+    encode_with(plan, m, &mut InMemory(m.raw), out)
+}
+
+/// A literal whose data the caller sends itself: bytes `range` of the message go at offset `at` of
+/// the encoded response (right after the literal's `{n}\r\n`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferred {
+    pub at: usize,
+    pub range: Range<usize>,
+}
+
+/// [`encode`] for a message whose raw bytes stay in the store (`m.raw` is ignored): `len` is its
+/// size, `read` reads a range of it. Section data longer than `inline_max` is not read: the
+/// response gets its `{n}\r\n` and a [`Deferred`] says where the caller must put the bytes
+/// (streamed in bounded chunks). Shorter sections, and the headers HEADER.FIELDS is computed
+/// from, are read with `read` (which may return fewer bytes at a damaged end: the literal then
+/// says so). `m.meta` should be loaded: without it the top-level header is looked for in the
+/// first 1 MiB.
+pub fn encode_stored(
+    plan: &FetchPlan,
+    m: &FetchInput<'_>,
+    len: usize,
+    read: &mut dyn FnMut(Range<usize>) -> Vec<u8>,
+    inline_max: usize,
+    out: &mut Vec<u8>,
+    deferred: &mut Vec<Deferred>,
+) {
+    encode_with(plan, m, &mut Stored { len, read, inline_max, deferred }, out)
+}
+
+/// Where [`encode_with`] finds a message's raw bytes.
+trait Source {
+    /// The message's length; None when its bytes were not loaded (the items that need them are NIL).
+    fn len(&self) -> Option<usize>;
+    /// The top-level header's length, blank line included.
+    fn header_len(&mut self, meta: Option<&MessageMeta>) -> usize;
+    /// The bytes of `r` (within the message), for sections computed from them (HEADER.FIELDS).
+    fn bytes(&mut self, r: Range<usize>) -> Cow<'_, [u8]>;
+    /// Appends the literal `{n}\r\n` + bytes `r` (each NUL as 0x80), or leaves the data to the caller.
+    fn literal(&mut self, r: Range<usize>, out: &mut Vec<u8>);
+}
+
+struct InMemory<'a>(Option<&'a [u8]>);
+
+impl Source for InMemory<'_> {
+    fn len(&self) -> Option<usize> {
+        self.0.map(<[u8]>::len)
+    }
+    fn header_len(&mut self, meta: Option<&MessageMeta>) -> usize {
+        let raw = self.0.unwrap_or_default();
+        match meta {
+            Some(meta) => (meta.header_len as usize).min(raw.len()),
+            None => header_end(raw),
+        }
+    }
+    fn bytes(&mut self, r: Range<usize>) -> Cow<'_, [u8]> {
+        Cow::Borrowed(sub(self.0.unwrap_or_default(), r))
+    }
+    fn literal(&mut self, r: Range<usize>, out: &mut Vec<u8>) {
+        write_literal(sub(self.0.unwrap_or_default(), r), out)
+    }
+}
+
+struct Stored<'a> {
+    len: usize,
+    read: &'a mut dyn FnMut(Range<usize>) -> Vec<u8>,
+    inline_max: usize,
+    deferred: &'a mut Vec<Deferred>,
+}
+
+/// How much of a message without stored metadata is searched for the end of its header.
+const HEADER_PROBE: usize = 1024 * 1024;
+
+impl Source for Stored<'_> {
+    fn len(&self) -> Option<usize> {
+        Some(self.len)
+    }
+    fn header_len(&mut self, meta: Option<&MessageMeta>) -> usize {
+        match meta {
+            Some(meta) => (meta.header_len as usize).min(self.len),
+            None => header_end(&(self.read)(0..self.len.min(HEADER_PROBE))),
+        }
+    }
+    fn bytes(&mut self, r: Range<usize>) -> Cow<'_, [u8]> {
+        Cow::Owned((self.read)(r))
+    }
+    fn literal(&mut self, r: Range<usize>, out: &mut Vec<u8>) {
+        if r.len() <= self.inline_max {
+            write_literal(&(self.read)(r), out);
+            return;
+        }
+        out.push(b'{');
+        push_u64(out, r.len() as u64);
+        out.extend_from_slice(b"}\r\n");
+        self.deferred.push(Deferred { at: out.len(), range: r });
+    }
+}
+
+fn encode_with(plan: &FetchPlan, m: &FetchInput<'_>, src: &mut dyn Source, out: &mut Vec<u8>) {
     out.extend_from_slice(b"* ");
     push_u64(out, u64::from(m.seq));
     out.extend_from_slice(b" FETCH (");
@@ -371,9 +470,17 @@ pub fn encode(plan: &FetchPlan, m: &FetchInput<'_>, out: &mut Vec<u8>) {
             }
             Item::Section(s) => {
                 out.extend_from_slice(&s.name);
-                match section_data(&s.what, m.raw, m.meta) {
+                match section_ref(&s.what, src, m.meta) {
                     None => out.extend_from_slice(b"NIL"),
-                    Some(data) => write_literal(partial(&data, s.partial), out),
+                    Some(SectionRef::Range(r)) => src.literal(partial_range(r, s.partial), out),
+                    Some(SectionRef::Fields(header)) => {
+                        let (names, not) = match &s.what {
+                            What::Fields { names, not, .. } => (&names[..], *not),
+                            _ => (&[][..], false),
+                        };
+                        let data = fields(&src.bytes(header), names, not);
+                        write_literal(partial(&data, s.partial), out);
+                    }
                 }
             }
         }
@@ -537,6 +644,19 @@ fn partial(data: &[u8], p: Option<(u32, u32)>) -> &[u8] {
     }
 }
 
+/// [`partial`] on a range of the message.
+fn partial_range(r: Range<usize>, p: Option<(u32, u32)>) -> Range<usize> {
+    match p {
+        None => r,
+        Some((origin, count)) => {
+            let n = r.len();
+            let o = (origin as usize).min(n);
+            let end = o.saturating_add(count as usize).min(n);
+            r.start + o..r.start + end
+        }
+    }
+}
+
 /// End of the top-level header (blank line included; the whole message when there is none),
 /// from the raw bytes alone — the same rule as `MessageMeta::header_len`: the header ends after
 /// the first empty line (`\n` or `\r\n`).
@@ -573,37 +693,46 @@ pub fn find_part<'a>(top: &'a Part, path: &[u32]) -> Option<&'a Part> {
     Some(part)
 }
 
-/// The bytes of a section: None when what it needs was not loaded (→ NIL), empty when the
-/// section does not exist.
-fn section_data<'r>(what: &What, raw: Option<&'r [u8]>, meta: Option<&MessageMeta>) -> Option<Cow<'r, [u8]>> {
-    let raw = raw?;
+/// Where a section's bytes are in the message.
+enum SectionRef {
+    /// These bytes, as they are.
+    Range(Range<usize>),
+    /// HEADER.FIELDS[.NOT] of the header block at this range.
+    Fields(Range<usize>),
+}
+
+/// Where the bytes of a section are: None when what it needs was not loaded (→ NIL), an empty
+/// range when the section does not exist.
+fn section_ref(what: &What, src: &mut dyn Source, meta: Option<&MessageMeta>) -> Option<SectionRef> {
+    let len = src.len()?;
+    let clamp = |r: Range<usize>| {
+        let end = r.end.min(len);
+        r.start.min(end)..end
+    };
     let path = what.path();
     if path.is_empty() {
-        let hdr = match meta {
-            Some(meta) => (meta.header_len as usize).min(raw.len()),
-            None => header_end(raw),
-        };
+        let hdr = src.header_len(meta).min(len);
         return Some(match what {
-            What::Header(_) => Cow::Borrowed(&raw[..hdr]),
-            What::Text(_) => Cow::Borrowed(&raw[hdr..]),
-            What::Fields { names, not, .. } => Cow::Owned(fields(&raw[..hdr], names, *not)),
+            What::Header(_) => SectionRef::Range(0..hdr),
+            What::Text(_) => SectionRef::Range(hdr..len),
+            What::Fields { .. } => SectionRef::Fields(0..hdr),
             // Full; Part and Mime always have a path.
-            _ => Cow::Borrowed(raw),
+            _ => SectionRef::Range(0..len),
         });
     }
     let part = find_part(&meta?.part, path);
     // HEADER / TEXT / HEADER.FIELDS of a part: only of a message/rfc822 part, its message.
     let message = || part.and_then(|p| p.message.as_ref()).map(|m| &m.1);
     Some(match what {
-        What::Part(_) => Cow::Borrowed(part.map_or(&[][..], |p| sub(raw, p.body_range()))),
-        What::Mime(_) => Cow::Borrowed(part.map_or(&[][..], |p| sub(raw, p.header_range()))),
-        What::Header(_) => Cow::Borrowed(message().map_or(&[][..], |m| sub(raw, m.header_range()))),
-        What::Text(_) => Cow::Borrowed(message().map_or(&[][..], |m| sub(raw, m.body_range()))),
-        What::Fields { names, not, .. } => match message() {
-            Some(m) => Cow::Owned(fields(sub(raw, m.header_range()), names, *not)),
-            None => Cow::Borrowed(&[][..]),
+        What::Part(_) => SectionRef::Range(part.map_or(0..0, |p| clamp(p.body_range()))),
+        What::Mime(_) => SectionRef::Range(part.map_or(0..0, |p| clamp(p.header_range()))),
+        What::Header(_) => SectionRef::Range(message().map_or(0..0, |m| clamp(m.header_range()))),
+        What::Text(_) => SectionRef::Range(message().map_or(0..0, |m| clamp(m.body_range()))),
+        What::Fields { .. } => match message() {
+            Some(m) => SectionRef::Fields(clamp(m.header_range())),
+            None => SectionRef::Range(0..0),
         },
-        What::Full => Cow::Borrowed(raw),
+        What::Full => SectionRef::Range(0..len),
     })
 }
 
@@ -1491,7 +1620,53 @@ BODY.PEEK[]<10.100> BODY.PEEK[1]<0.1> RFC822.HEADER RFC822.TEXT)\r\n";
             );
             let got = parses(&out);
             assert_eq!(got, *n_items, "{name}: items in {}", out.escape_ascii());
+            // Streamed from the store, every section deferred (or none): the same bytes.
+            for inline_max in [0, usize::MAX] {
+                let input =
+                    FetchInput { seq: 1, row: &r, recent: true, meta: Some(&meta), raw: None, seen_changed: true };
+                assert_eq!(stored(p, &input, raw, inline_max), out, "{name}: streamed (inline up to {inline_max})");
+            }
         }
+    }
+
+    /// [`encode_stored`] with `raw` as the store, the deferred sections spliced in as the session
+    /// streams them (NUL sent as 0x80).
+    fn stored(p: &FetchPlan, m: &FetchInput<'_>, raw: &[u8], inline_max: usize) -> Vec<u8> {
+        let (mut out, mut deferred) = (Vec::new(), Vec::new());
+        let mut read = |r: Range<usize>| raw[r.start.min(raw.len())..r.end.min(raw.len())].to_vec();
+        encode_stored(p, m, raw.len(), &mut read, inline_max, &mut out, &mut deferred);
+        let mut spliced = Vec::new();
+        let mut at = 0;
+        for d in deferred {
+            spliced.extend_from_slice(&out[at..d.at]);
+            spliced.extend(raw[d.range].iter().map(|&b| if b == 0 { 0x80 } else { b }));
+            at = d.at;
+        }
+        spliced.extend_from_slice(&out[at..]);
+        spliced
+    }
+
+    #[test]
+    fn large_sections_are_left_to_the_caller_and_small_ones_read_at_once() {
+        let m = [SIMPLE_HDR, &b"x".repeat(5000)[..], b"\r\n"].concat();
+        let meta = MessageMeta::extract(&m);
+        let r = row(&m);
+        let p = plan(
+            "a FETCH 3 (BODY.PEEK[HEADER] BODY.PEEK[]<0.10> BODY.PEEK[TEXT] BODY.PEEK[HEADER.FIELDS (Subject)])\r\n",
+        )
+        .unwrap();
+        let input = FetchInput { seq: 3, row: &r, recent: false, meta: Some(&meta), raw: None, seen_changed: false };
+        let (mut out, mut deferred, mut reads) = (Vec::new(), Vec::new(), Vec::new());
+        let mut read = |r: Range<usize>| {
+            reads.push(r.clone());
+            m[r].to_vec()
+        };
+        encode_stored(&p, &input, m.len(), &mut read, 1024, &mut out, &mut deferred);
+        let hdr = SIMPLE_HDR.len();
+        assert_eq!(deferred.len(), 1, "only TEXT is larger than 1024 bytes");
+        assert_eq!(deferred[0].range, hdr..m.len());
+        assert!(out[..deferred[0].at].ends_with(b"BODY[TEXT] {5002}\r\n"), "{}", out.escape_ascii());
+        assert_eq!(reads, [0..hdr, 0..10, 0..hdr], "the header (twice: HEADER, then HEADER.FIELDS) and the partial");
     }
 
     fn sweep_plans() -> Vec<(FetchPlan, usize)> {

@@ -13,6 +13,8 @@ use crate::net::throttle::Throttle;
 use crate::store::Changes;
 
 pub struct Shared {
+    /// The store: its connection pool and the daemon's memory budget (issue 13).
+    pub store: Arc<crate::store::Store>,
     pub store_path: PathBuf,
     pub changes: Changes,
     /// The local login (and the config), replaced on SIGHUP.

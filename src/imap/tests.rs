@@ -165,6 +165,7 @@ impl Harness {
         let (cert, _) = tls::ensure_local_cert(&dir.path().join("tls")).unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config().unwrap());
         let shared = Arc::new(Shared {
+            store: store.clone(),
             store_path,
             changes: store.changes(),
             live: Arc::new(crate::app::Live::new(

@@ -22,10 +22,15 @@ pub use super::ServerIo;
 
 /// A client that stops reading for this long is gone (or hostile): the connection is closed.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Read size: one large FETCH or APPEND literal arrives in few system calls.
-const READ_CHUNK: usize = 64 * 1024;
-/// Output buffers larger than this are given back to the allocator once written.
-const KEEP_CAPACITY: usize = 256 * 1024;
+/// Read size: a TLS record's worth (16 KiB) — an APPEND literal still arrives in few system calls,
+/// and an idle session keeps little (every session has one).
+const READ_CHUNK: usize = 16 * 1024;
+/// What rustls may hold of a session's encrypted output before the socket takes it (its default
+/// is 64 KiB per session); the driver's own buffer is charged to the memory budget instead.
+const TLS_BUFFER: usize = 32 * 1024;
+/// Output buffers larger than this are given back to the allocator once written: what an idle
+/// session keeps (a FETCH step's buffer is charged to the memory budget only while it is full).
+const KEEP_CAPACITY: usize = 16 * 1024;
 /// Before login, the most a client may send without completing a command (LOGIN and
 /// AUTHENTICATE take a few hundred bytes). imap-next's own limit is an APPEND's size, which it
 /// buffers in full (a non-synchronizing literal cannot be refused before it arrives): beyond this
@@ -45,7 +50,10 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new(io: ServerIo) -> Driver {
+    pub fn new(mut io: ServerIo) -> Driver {
+        if let ServerIo::Tls(tls) = &mut io {
+            tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER));
+        }
         Driver {
             io,
             out: Vec::with_capacity(8192),
@@ -66,6 +74,21 @@ impl Driver {
     pub fn out(&mut self) -> &mut Vec<u8> {
         self.needs_flush = true;
         &mut self.out
+    }
+
+    /// Queues `bytes` for writing: taken over as the buffer when nothing else is pending (no copy
+    /// of a FETCH step the store just produced), appended otherwise.
+    pub fn push(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.needs_flush = true;
+        if self.pos == self.out.len() {
+            self.out = bytes;
+            self.pos = 0;
+        } else {
+            self.out.extend_from_slice(&bytes);
+        }
     }
 
     /// Bytes waiting to be written.

@@ -16,5 +16,6 @@ pub mod policy;
 pub mod queue;
 pub mod server;
 pub mod session;
+pub mod spool;
 pub mod upstream;
 pub mod verify;

@@ -123,9 +123,19 @@ pub async fn deliver(q: &Queue, clock: &Clock, row: Queued) {
     };
     // The outcome is recorded before QUIT (see upstream::deliver_then): a crash while the server
     // answers QUIT must not send the message twice.
-    let (from, rcpts, raw) = (&row.mail_from, &row.rcpts, &row.raw);
+    let (from, rcpts) = (&row.mail_from, &row.rcpts);
+    // A spooled message's body is read from the outbox a chunk at a time as it is sent.
+    let body = match row.body {
+        None => upstream::Body::Bytes(&row.raw),
+        Some((len, body_8bit)) => upstream::Body::Spooled {
+            head: &row.raw,
+            len,
+            body_8bit,
+            chunks: super::spool::chunks(q.store.clone(), row.id),
+        },
+    };
     let record = async |outcome: &Result<upstream::Delivered, Failure>| settle(q, clock, &row, &server, outcome).await;
-    let _ = upstream::deliver_then(&server, password.as_ref(), &q.hostname, from, rcpts, raw, record).await;
+    let _ = upstream::deliver_body_then(&server, password.as_ref(), &q.hostname, from, rcpts, body, record).await;
 }
 
 /// The bookkeeping of one attempt: sent, retried (all or some recipients), or given up with a notice.

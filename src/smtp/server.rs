@@ -97,8 +97,11 @@ impl SmtpShared {
         account: &str,
         from: &str,
         rcpts: &[String],
-        raw: Vec<u8>,
+        msg: super::spool::Submitted,
     ) -> Result<i64, Refusal> {
+        // The header block is what the checks and the changes below read (all of a message held
+        // whole; a spooled one's body is in the outbox already, see smtp::spool).
+        let raw = msg.head();
         let Some(scope) = scope else { return Err((530, "5.7.0", "authentication required".into())) };
         let config = self.live.config();
         let Some(acct) = config.account(account).cloned() else {
@@ -106,28 +109,17 @@ impl SmtpShared {
         };
         let verified = self.verified().await;
         let allowed = policy::allowed(&config, scope, &verified);
-        policy::check_sender_fields(&raw, &allowed, &acct.name).map_err(|(esc, text)| (550, esc, text))?;
+        policy::check_sender_fields(raw, &allowed, &acct.name).map_err(|(esc, text)| (550, esc, text))?;
         let reply_to_verified = match &acct.reply_to {
             Some(r) => verified.iter().any(|(a, addr)| a == &acct.name && addr.eq_ignore_ascii_case(r)),
             None => false,
         };
-        let submitted = raw;
-        let (prepared, message_id) = policy::prepare(&submitted, &acct, reply_to_verified, from);
+        let (prepared, message_id) = policy::prepare(raw, &acct, reply_to_verified, from);
         let subject = crate::mime::MessageMeta::extract(&prepared[..policy::header_end(&prepared)]).envelope.subject;
-        let store = self.store.clone();
-        let (from, rcpts, name) = (from.to_string(), rcpts.to_vec(), acct.name.clone());
-        let save_sent = acct.save_sent;
-        let id = tokio::task::spawn_blocking(move || -> crate::Result<i64> {
-            let id = store.enqueue(&name, &from, &rcpts, &prepared, Some(&message_id), subject.as_deref())?;
-            if save_sent {
-                // The client's own bytes (Bcc kept), so a client that also files a copy is deduplicated.
-                store.deliver_local(&format!("{name}/Sent"), &submitted, crate::imap::message::flag::SEEN)?;
-            }
-            Ok(id)
-        })
-        .await
-        .map_err(|e| (451, "4.3.0", format!("internal error: {e}")))?
-        .map_err(|e| (451, "4.3.0", format!("could not store the message: {}", e.message)))?;
+        let (name, save_sent) = (acct.name.clone(), acct.save_sent);
+        let id = super::spool::commit(&self.store, msg, &name, from, rcpts, prepared, message_id, subject, save_sent)
+            .await
+            .map_err(|e| (451, "4.3.0", format!("could not store the message: {}", e.message)))?;
         self.kick.notify_one();
         Ok(id)
     }

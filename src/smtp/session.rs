@@ -330,16 +330,29 @@ async fn session(
                     continue;
                 }
                 conn.raw_line("354 end data with <CR><LF>.<CR><LF>");
-                let Some(data) = receive_data(conn, shared.max_size).await else { return Outcome::Close };
+                let Some(data) = receive_data(conn, shared, &t).await else { return Outcome::Close };
                 match data {
                     Data::TooBig => {
                         conn.reply(552, "5.3.4", &format!("message too big: the limit is {} bytes", shared.max_size))
                     }
-                    Data::Message(raw) => match shared.accept(scope.as_ref(), &t.account, &t.from, &t.rcpts, raw).await
-                    {
-                        Ok(id) => conn.reply(250, "2.0.0", &format!("queued as {id}")),
-                        Err((code, esc, text)) => conn.reply(code, esc, &text),
-                    },
+                    Data::HeaderTooLarge => conn.reply(
+                        552,
+                        "5.6.0",
+                        &format!("the message header is larger than {} bytes", super::spool::MAX_HEADER),
+                    ),
+                    Data::NotStored(e) => conn.reply(451, "4.3.0", &format!("could not store the message: {e}")),
+                    Data::Message(msg) => {
+                        let spooled = msg.spool_id();
+                        match shared.accept(scope.as_ref(), &t.account, &t.from, &t.rcpts, msg).await {
+                            Ok(id) => conn.reply(250, "2.0.0", &format!("queued as {id}")),
+                            Err((code, esc, text)) => {
+                                if let Some(id) = spooled {
+                                    super::spool::discard(&shared.store, id).await;
+                                }
+                                conn.reply(code, esc, &text)
+                            }
+                        }
+                    }
                 }
             }
             Request::Bdat { .. } => conn.reply(502, "5.5.1", "CHUNKING is not offered; use DATA"),
@@ -368,32 +381,76 @@ async fn session(
 }
 
 enum Data {
-    Message(Vec<u8>),
+    Message(super::spool::Submitted),
     TooBig,
+    HeaderTooLarge,
+    NotStored(String),
 }
 
-/// Reads DATA up to the final ".", dot-unstuffed. Past the size limit the rest is read and
-/// discarded (memory stays bounded), then refused. `None`: the client went away.
-async fn receive_data(conn: &mut Conn, max: u64) -> Option<Data> {
+/// Reads DATA up to the final ".", dot-unstuffed. A message larger than a step goes into the
+/// outbox as it arrives (`spool`): memory stays at one step however large it is. Past the size
+/// limit the rest is read and discarded (memory stays bounded), then refused. `None`: the client
+/// went away.
+async fn receive_data(conn: &mut Conn, shared: &SmtpShared, t: &Tx) -> Option<Data> {
+    use super::spool::{SpoolError, Spooler};
+    let max = shared.max_size;
     let mut rx = DataReceiver::new();
     let mut buf = Vec::new();
     let mut dummy: Option<DummyDataReceiver> = None;
+    let mut refusal: Option<Data> = None;
+    let mut spool = Some(Spooler::new(shared.store.clone(), &t.account, &t.from, &t.rcpts).await);
+    let mut received = 0u64;
     loop {
         let mut iter = conn.input.iter();
         let done = match dummy.as_mut() {
             Some(d) => d.ingest(&mut iter),
-            None => rx.ingest(&mut iter, &mut buf),
+            None => {
+                let before = buf.len();
+                let done = rx.ingest(&mut iter, &mut buf);
+                received += (buf.len() - before) as u64;
+                done
+            }
         };
         let consumed = conn.input.len() - iter.as_slice().len();
         conn.input.drain(..consumed);
         if done {
-            return Some(if dummy.is_some() { Data::TooBig } else { Data::Message(buf) });
+            if let Some(r) = refusal {
+                return Some(r);
+            }
+            let Some(sp) = spool.take() else { return Some(Data::TooBig) };
+            return Some(match sp.finish(buf).await {
+                Ok(msg) => Data::Message(msg),
+                Err(SpoolError::HeaderTooLarge) => Data::HeaderTooLarge,
+                Err(SpoolError::Store(e)) => Data::NotStored(e),
+            });
         }
-        if dummy.is_none() && buf.len() as u64 > max {
-            dummy = Some(DummyDataReceiver::new_data(&rx));
-            buf = Vec::new();
+        if dummy.is_none() {
+            let failed = if received > max {
+                Some(Data::TooBig)
+            } else if buf.len() >= crate::memory::STEP
+                && let Some(sp) = spool.as_mut()
+            {
+                match sp.spill(&mut buf).await {
+                    Ok(()) => None,
+                    Err(SpoolError::HeaderTooLarge) => Some(Data::HeaderTooLarge),
+                    Err(SpoolError::Store(e)) => Some(Data::NotStored(e)),
+                }
+            } else {
+                None
+            };
+            if let Some(f) = failed {
+                dummy = Some(DummyDataReceiver::new_data(&rx));
+                buf = Vec::new();
+                if let Some(sp) = spool.take() {
+                    sp.discard().await;
+                }
+                refusal = Some(f);
+            }
         }
         if let Read::Closed = conn.fill().await {
+            if let Some(sp) = spool.take() {
+                sp.discard().await;
+            }
             return None;
         }
     }

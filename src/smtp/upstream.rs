@@ -58,6 +58,15 @@ pub const DATA_END_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// message on a slow uplink is limited by stalls, not by its total upload time.
 const WRITE_CHUNK: usize = 64 * 1024;
 
+/// DATA on its way out: the chunk being filled, whether the next byte starts a line (dot-stuffing,
+/// RFC 5321 §4.5.2), the last two bytes of the message so far, and how many there were.
+struct Stuffer {
+    chunk: Vec<u8>,
+    line_start: bool,
+    last: [u8; 2],
+    sent: u64,
+}
+
 /// The result of handing one message to the upstream server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
@@ -173,6 +182,55 @@ pub async fn deliver_then(
     raw: &[u8],
     settle: impl AsyncFnOnce(&Result<Delivered, Failure>),
 ) -> Result<Delivered, Failure> {
+    deliver_body_then(server, password, helo, from, rcpts, Body::Bytes(raw), settle).await
+}
+
+/// The message [`deliver_body_then`] sends: in memory, or a header block in memory followed by
+/// the body's chunks read from the outbox as they are sent (a spooled submission, `smtp::spool`).
+pub enum Body<'a> {
+    Bytes(&'a [u8]),
+    Spooled {
+        head: &'a [u8],
+        /// Bytes in the chunks, and whether any of them is 8-bit.
+        len: u64,
+        body_8bit: bool,
+        chunks: tokio::sync::mpsc::Receiver<Result<super::spool::Chunk, String>>,
+    },
+}
+
+impl<'a> Body<'a> {
+    /// What is in memory: the whole message, or the header block of a spooled one.
+    fn head(&self) -> &'a [u8] {
+        match self {
+            Body::Bytes(raw) => raw,
+            Body::Spooled { head, .. } => head,
+        }
+    }
+    /// Bytes after [`Body::head`] (in the outbox's chunks), and whether they are all ASCII.
+    fn rest_len(&self) -> u64 {
+        match self {
+            Body::Bytes(_) => 0,
+            Body::Spooled { len, .. } => *len,
+        }
+    }
+    fn rest_is_ascii(&self) -> bool {
+        match self {
+            Body::Bytes(_) => true,
+            Body::Spooled { body_8bit, .. } => !body_8bit,
+        }
+    }
+}
+
+/// [`deliver_then`] for any [`Body`].
+pub async fn deliver_body_then(
+    server: &SmtpServer,
+    password: Option<&Secret>,
+    helo: &str,
+    from: &str,
+    rcpts: &[String],
+    mut raw: Body<'_>,
+    settle: impl AsyncFnOnce(&Result<Delivered, Failure>),
+) -> Result<Delivered, Failure> {
     let addr = format!("{}:{}", server.host, server.port);
     let mut session = None;
     let result = match check_envelope(from, rcpts) {
@@ -181,7 +239,7 @@ pub async fn deliver_then(
             Err(f) => Err(f),
             Ok(s) => {
                 let s = session.insert(s);
-                s.transaction(from, rcpts, raw).await
+                s.transaction(from, rcpts, &mut raw).await
             }
         },
     };
@@ -467,7 +525,7 @@ impl Session {
         }
     }
 
-    async fn transaction(&mut self, from: &str, rcpts: &[String], raw: &[u8]) -> Result<Delivered, Failure> {
+    async fn transaction<'b>(&mut self, from: &str, rcpts: &[String], raw: &mut Body<'b>) -> Result<Delivered, Failure> {
         // SMTPUTF8 (RFC 6531) when an address or the header is not ASCII: sent when offered;
         // without it, non-ASCII addresses are refused and the header is downgraded where that
         // loses nothing (see `downgrade`), else refused: bounced, with the reason.
@@ -482,17 +540,17 @@ impl Session {
             f.reply = Some(text);
             return Err(f);
         }
-        let downgraded;
-        let raw = if super::downgrade::needs_smtputf8(raw) && !(utf8 && super::downgrade::header_is_utf8(raw)) {
-            match super::downgrade::downgrade(raw) {
+        let head = raw.head();
+        let downgraded = if super::downgrade::needs_smtputf8(head) && !(utf8 && super::downgrade::header_is_utf8(head))
+        {
+            match super::downgrade::downgrade(head) {
                 Ok(d) => {
                     tracing::info!(
                         "{}: the header's non-ASCII text goes out as RFC 2047 encoded words ({})",
                         self.addr,
                         if utf8 { "it is not UTF-8" } else { "no SMTPUTF8 offered" }
                     );
-                    downgraded = d;
-                    downgraded.as_slice()
+                    Some(d)
                 }
                 Err(why) => {
                     let text = format!(
@@ -505,23 +563,26 @@ impl Session {
                 }
             }
         } else {
-            raw
+            None
         };
+        let head: &[u8] = downgraded.as_deref().unwrap_or(head);
+        let len = head.len() as u64 + raw.rest_len();
+        let ascii = head.is_ascii() && raw.rest_is_ascii();
         let max = self.ehlo.size as u64;
-        if self.ehlo.has_capability(EXT_SIZE) && max > 0 && raw.len() as u64 > max {
-            let text = format!("the message is {} bytes; {} accepts at most {max} bytes", raw.len(), self.addr);
+        if self.ehlo.has_capability(EXT_SIZE) && max > 0 && len > max {
+            let text = format!("the message is {len} bytes; {} accepts at most {max} bytes", self.addr);
             let mut f = Failure::new(ErrorClass::Other, text.clone()).permanent();
             f.reply = Some(text);
             return Err(f);
         }
         let mut params = String::new();
         if self.ehlo.has_capability(EXT_SIZE) {
-            params.push_str(&format!(" SIZE={}", raw.len()));
+            params.push_str(&format!(" SIZE={len}"));
         }
-        if self.ehlo.has_capability(EXT_8BIT_MIME) && !raw.is_ascii() {
+        if self.ehlo.has_capability(EXT_8BIT_MIME) && !ascii {
             params.push_str(" BODY=8BITMIME");
         }
-        if (intl || super::downgrade::needs_smtputf8(raw)) && utf8 {
+        if (intl || super::downgrade::needs_smtputf8(head)) && utf8 {
             params.push_str(" SMTPUTF8");
         }
         let r = self.command(&format!("MAIL FROM:<{from}>{params}\r\n"), Stage::MailFrom).await?;
@@ -551,7 +612,7 @@ impl Session {
             return Err(all_refused(&self.addr, &rejected));
         }
 
-        let r = self.data(raw).await?;
+        let r = self.data(head, raw).await?;
         if !is_positive(&r) {
             return Err(self.refused(Stage::DataEnd, &r, &Scrub::none()));
         }
@@ -560,30 +621,36 @@ impl Session {
 
     /// DATA, the message dot-stuffed (RFC 5321 §4.5.2), the end-of-data line, and its reply.
     ///
-    /// `raw` goes out as it is: a line starting with "." gets one more (the server removes it), and
-    /// if `raw` ends with CRLF that CRLF is the one before the final ".", so the server stores
-    /// exactly `raw` (mail-send's `data()` would add an empty line, and time the whole upload with
+    /// `head` (the message, or a spooled one's header block; downgraded if it had to be), then the
+    /// rest of `raw` from the outbox, go out as they are: a line starting with "." gets one more
+    /// (the server removes it), and if the message ends with CRLF that CRLF is the one before the final ".", so the server stores
+    /// exactly the message (mail-send's `data()` would add an empty line, and time the whole upload with
     /// one timeout). Like mail-send, a "." after a bare CR or LF is doubled too: a receiver that
     /// (wrongly) ends DATA at "\n.\n" must not see a second message smuggled inside this one.
-    async fn data(&mut self, raw: &[u8]) -> Result<Response<String>, Failure> {
+    async fn data(&mut self, head: &[u8], raw: &mut Body<'_>) -> Result<Response<String>, Failure> {
         let r = self.command("DATA\r\n", Stage::Data).await?;
         if r.code != 354 {
             return Err(self.refused(Stage::Data, &r, &Scrub::none()));
         }
-        let mut chunk = Vec::with_capacity(WRITE_CHUNK.min(raw.len()) + 64);
-        let mut line_start = true;
-        for &b in raw {
-            if line_start && b == b'.' {
-                chunk.push(b'.');
-            }
-            chunk.push(b);
-            line_start = b == b'\n' || b == b'\r';
-            if chunk.len() >= WRITE_CHUNK {
-                self.write(&chunk).await?;
-                chunk.clear();
+        let mut out = Stuffer { chunk: Vec::with_capacity(WRITE_CHUNK + 64), line_start: true, last: [0; 2], sent: 0 };
+        self.stuff(&mut out, head).await?;
+        if let Body::Spooled { chunks, .. } = raw {
+            while let Some(c) = chunks.recv().await {
+                match c {
+                    Ok(c) => self.stuff(&mut out, &c.data).await?,
+                    // The message cannot be read to its end: no "." — the server drops the
+                    // transaction with the connection, and the outbox tries again later.
+                    Err(e) => {
+                        return Err(Failure::new(
+                            ErrorClass::Connection,
+                            format!("the outbox could not read the message: {e}"),
+                        ));
+                    }
+                }
             }
         }
-        if !raw.is_empty() && !raw.ends_with(b"\r\n") {
+        let mut chunk = std::mem::take(&mut out.chunk);
+        if out.sent > 0 && out.last != *b"\r\n" {
             chunk.extend_from_slice(b"\r\n");
         }
         chunk.extend_from_slice(b".\r\n");
@@ -594,6 +661,26 @@ impl Session {
             Err(_) => return Err(self.broken(Stage::Data, mail_send::Error::Timeout)),
         }
         self.read_reply(Stage::DataEnd, self.timeout.max(DATA_END_TIMEOUT)).await
+    }
+
+    /// Dot-stuffs `piece` (the next bytes of the message) into `out`, writing full chunks.
+    async fn stuff(&mut self, out: &mut Stuffer, piece: &[u8]) -> Result<(), Failure> {
+        for &b in piece {
+            if out.line_start && b == b'.' {
+                out.chunk.push(b'.');
+            }
+            out.chunk.push(b);
+            out.line_start = b == b'\n' || b == b'\r';
+            if out.chunk.len() >= WRITE_CHUNK {
+                self.write(&out.chunk).await?;
+                out.chunk.clear();
+            }
+        }
+        if let Some(&b) = piece.last() {
+            out.last = if piece.len() >= 2 { [piece[piece.len() - 2], b] } else { [out.last[1], b] };
+        }
+        out.sent += piece.len() as u64;
+        Ok(())
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {

@@ -201,6 +201,22 @@ pub fn raw(conn: &Connection, body: i64) -> rusqlite::Result<Option<Vec<u8>>> {
     conn.prepare_cached("SELECT raw FROM bodies WHERE id = ?1")?.query_row([body], |r| r.get(0)).optional()
 }
 
+/// Bytes `range` of a body's raw message (fewer at its end), read through SQLite's incremental
+/// blob I/O: only the pages that hold them are copied, so a large body is sent in pieces without
+/// ever being in memory whole. None: no such body.
+pub fn raw_range(conn: &Connection, body: i64, range: std::ops::Range<usize>) -> rusqlite::Result<Option<Vec<u8>>> {
+    let blob = match conn.blob_open(rusqlite::MAIN_DB, "bodies", "raw", body, true) {
+        Ok(b) => b,
+        Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.starts_with("no such rowid") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let end = range.end.min(blob.len());
+    let start = range.start.min(end);
+    let mut buf = vec![0u8; end - start];
+    blob.read_at_exact(&mut buf, start)?;
+    Ok(Some(buf))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlagOp {
     Replace,

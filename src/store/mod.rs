@@ -12,12 +12,17 @@
 //! - `imap`: what the IMAP server asks of the store.
 //! - `outbox`: submitted mail until it is relayed, and verified addresses.
 //! - `guard`: the record beside the store that shows when it lost committed transactions.
+//! - `pool`: the few connections IMAP sessions share, each job on a blocking thread.
+//!
+//! The store also holds the daemon's memory [`Budget`](crate::memory::Budget): every session that
+//! moves message bytes out of it (FETCH) or into it (SMTP DATA) takes its share from there.
 
 pub mod accounts;
 pub mod deliver;
 pub mod guard;
 pub mod imap;
 pub mod outbox;
+pub mod pool;
 pub mod schema;
 pub mod search;
 
@@ -92,6 +97,9 @@ pub struct Store {
     /// Bumped after every commit that changes a mailbox, so IMAP sessions (IDLE) look again.
     /// Writers in other processes are seen through `PRAGMA data_version` instead.
     changes: Changes,
+    /// The connections IMAP sessions share (opened when first used).
+    pool: pool::Pool,
+    budget: crate::memory::Budget,
 }
 
 /// The change feed: a counter that only moves forward. Receivers see "something changed since you
@@ -131,7 +139,13 @@ impl Store {
                 .map_err(|e| Error::other(format!("cannot create the store {}: {e}", path.display())))?;
         }
         let conn = open_checked(path, guard.as_ref())?;
-        let store = Store { path: path.to_path_buf(), conn: Mutex::new(conn), changes: Changes::new() };
+        let store = Store {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            changes: Changes::new(),
+            pool: pool::Pool::new(path),
+            budget: crate::memory::Budget::default(),
+        };
         store.migrate()?;
         store.ensure_local_folders()?;
         // A new store (or one from before the guard) gets its guard; one a crash left a commit
@@ -169,6 +183,22 @@ impl Store {
 
     pub fn notify(&self) {
         self.changes.notify();
+    }
+
+    /// The connections sessions share.
+    pub fn pool(&self) -> &pool::Pool {
+        &self.pool
+    }
+
+    /// The daemon's memory budget (see [`crate::memory`]).
+    pub fn budget(&self) -> &crate::memory::Budget {
+        &self.budget
+    }
+
+    /// Sets the memory budget (`[memory] budget`), before the store is shared.
+    pub fn with_budget(mut self, bytes: usize) -> Store {
+        self.budget = crate::memory::Budget::new(bytes);
+        self
     }
 
     /// A new connection of its own, for a thread that writes a lot (the fetch sink).
@@ -411,9 +441,11 @@ mod tests {
         assert_eq!(v3, high + 1, "above the highest UIDVALIDITY left in the store");
     }
 
-    /// Takes a store's POP state back to schema 7 (per account, before `pop_servers`), and drops
-    /// what schema 9 added (`store_guard`): with [`forget_guard`], the store is as a schema-7 one.
-    const SCHEMA_7_POP_STATE: &str = "DROP TABLE store_guard; DROP TABLE pop_servers; DROP TABLE pop_uidls;
+    /// Takes a store's POP state back to schema 7 (per account, before `pop_servers`), drops
+    /// what schema 9 added (`store_guard`) and takes the outbox back to before spooling (schema
+    /// 10): with [`forget_guard`], the store is as a schema-7 one.
+    const SCHEMA_7_POP_STATE: &str = "DROP TABLE outbox_chunks; ALTER TABLE outbox DROP COLUMN body_size;
+        ALTER TABLE outbox DROP COLUMN body_8bit; DROP TABLE store_guard; DROP TABLE pop_servers; DROP TABLE pop_uidls;
         CREATE TABLE pop_uidls (account_id INTEGER NOT NULL, uidl TEXT NOT NULL, first_seen INTEGER NOT NULL,
             body_id INTEGER, size INTEGER NOT NULL, local_deleted INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (account_id, uidl)) WITHOUT ROWID;";

@@ -21,6 +21,9 @@ pub struct Queued {
     pub subject: Option<String>,
     pub created_at: i64,
     pub attempts: i64,
+    /// Spooled: `raw` is the header block, and this many body bytes follow in the outbox's
+    /// chunks (read them with [`Store::outbox_chunk`]); with 8-bit bytes among them or not.
+    pub body: Option<(u64, bool)>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -88,8 +91,8 @@ impl Store {
         let conn = self.lock();
         let mut st = conn
             .prepare_cached(
-                "SELECT id, account, mail_from, rcpts, raw, message_id, subject, created_at, attempts FROM outbox
-                 WHERE state = 'queued' AND next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2",
+                "SELECT id, account, mail_from, rcpts, raw, message_id, subject, created_at, attempts, body_size, body_8bit
+                 FROM outbox WHERE state = 'queued' AND next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
         let rows = st
@@ -105,6 +108,7 @@ impl Store {
                     subject: r.get(6)?,
                     created_at: r.get(7)?,
                     attempts: r.get(8)?,
+                    body: r.get::<_, Option<i64>>(9)?.map(|n| (n.max(0) as u64, r.get::<_, i64>(10).unwrap_or(0) != 0)),
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -126,6 +130,7 @@ impl Store {
             params![id, now()],
         )
         .map_err(|e| self.err(e))?;
+        conn.execute("DELETE FROM outbox_chunks WHERE outbox_id = ?1", [id]).map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -148,6 +153,7 @@ impl Store {
             params![id, now(), error],
         )
         .map_err(|e| self.err(e))?;
+        conn.execute("DELETE FROM outbox_chunks WHERE outbox_id = ?1", [id]).map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -171,6 +177,86 @@ impl Store {
             next_attempt: next.map(super::accounts::rfc3339),
             last_error,
         })
+    }
+
+    /// Starts spooling a submission whose body is too large to hold (state 'receiving', invisible
+    /// to the queue and to `status` until [`Store::outbox_spool_commit`]). Not durable yet: nothing
+    /// was acknowledged.
+    pub fn outbox_spool_start(&self, account: &str, mail_from: &str, rcpts: &[String]) -> Result<i64> {
+        let conn = self.lock();
+        let t = now();
+        conn.execute(
+            "INSERT INTO outbox (account, mail_from, rcpts, raw, created_at, next_attempt, state, body_size)
+             VALUES (?1, ?2, ?3, x'', ?4, ?4, 'receiving', 0)",
+            params![account, mail_from, rcpts.join("\n"), t],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Chunk `seq` of a spooled submission's body. Not synced on its own: the commit that queues
+    /// the message syncs the write-ahead log this is in (WAL frames are synced in order, and a
+    /// checkpoint syncs before it copies), so nothing is acknowledged that is not on disk.
+    pub fn outbox_spool_chunk(&self, id: i64, seq: i64, data: &[u8]) -> Result<()> {
+        let conn = self.lock();
+        let r = conn.pragma_update(None, "synchronous", "NORMAL").and_then(|_| {
+            conn.prepare_cached("INSERT INTO outbox_chunks (outbox_id, seq, data) VALUES (?1, ?2, ?3)")?
+                .execute(params![id, seq, data])
+        });
+        let back = conn.pragma_update(None, "synchronous", "FULL");
+        r.map(|_| ()).and(back).map_err(|e| self.err(e))
+    }
+
+    /// Commits a spooled submission: its header block as it will be relayed, its body's size and
+    /// 8-bitness; from now on it is queued (durably: `synchronous = FULL`, which also syncs every
+    /// chunk written before it).
+    pub fn outbox_spool_commit(
+        &self,
+        id: i64,
+        head: &[u8],
+        body: (u64, bool),
+        message_id: Option<&str>,
+        subject: Option<&str>,
+    ) -> Result<()> {
+        let conn = self.lock();
+        let t = now();
+        let n = conn
+            .execute(
+                "UPDATE outbox SET raw = ?2, body_size = ?3, body_8bit = ?4, message_id = ?5, subject = ?6,
+                 created_at = ?7, next_attempt = ?7, state = 'queued' WHERE id = ?1 AND state = 'receiving'",
+                params![id, head, body.0 as i64, body.1 as i64, message_id, subject, t],
+            )
+            .map_err(|e| self.err(e))?;
+        if n != 1 {
+            return Err(crate::Error::other(format!("spooled message {id} vanished before it was committed")));
+        }
+        Ok(())
+    }
+
+    /// Drops a submission that is not accepted after all (refused, or the client went away), or
+    /// every one left 'receiving' by a daemon that died in the middle (`None`).
+    pub fn outbox_spool_discard(&self, id: Option<i64>) -> Result<()> {
+        let conn = self.lock();
+        let r = match id {
+            Some(id) => conn
+                .execute("DELETE FROM outbox_chunks WHERE outbox_id = ?1", [id])
+                .and_then(|_| conn.execute("DELETE FROM outbox WHERE id = ?1 AND state = 'receiving'", [id])),
+            None => conn
+                .execute(
+                    "DELETE FROM outbox_chunks WHERE outbox_id IN (SELECT id FROM outbox WHERE state = 'receiving')",
+                    [],
+                )
+                .and_then(|_| conn.execute("DELETE FROM outbox WHERE state = 'receiving'", [])),
+        };
+        r.map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    /// Chunk `seq` (from 0) of a spooled message's body; None after the last.
+    pub fn outbox_chunk(&self, id: i64, seq: i64) -> Result<Option<Vec<u8>>> {
+        let conn = self.lock();
+        conn.prepare_cached("SELECT data FROM outbox_chunks WHERE outbox_id = ?1 AND seq = ?2")
+            .and_then(|mut st| st.query_row(params![id, seq], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))
     }
 
     /// Files a message the bridge wrote itself (a bounce, an account notice) in a local mailbox,

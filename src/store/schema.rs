@@ -239,4 +239,19 @@ CREATE TABLE store_guard (
 );
 INSERT INTO store_guard (id, store_id, generation) VALUES (1, lower(hex(randomblob(16))), 0);
 "#,
+    // 9 → 10: a large submission is spooled into the outbox as it arrives (issue 13): the row is
+    // 'receiving' during DATA, its body goes into chunks, and at the end of DATA one commit makes it
+    // 'queued' (before the 250) with `raw` = its header block as it will be relayed.
+    r#"
+ALTER TABLE outbox ADD COLUMN body_size INTEGER;   -- NULL: raw is the whole message; else the
+                                                   -- bytes of the body in outbox_chunks, after raw
+ALTER TABLE outbox ADD COLUMN body_8bit INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE outbox_chunks (
+    id        INTEGER PRIMARY KEY,
+    outbox_id INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    data      BLOB NOT NULL
+);
+CREATE UNIQUE INDEX outbox_chunks_order ON outbox_chunks(outbox_id, seq);
+"#,
 ];

@@ -152,6 +152,7 @@ impl Target for Imap {
                 popbridge::config::parse("[local]\nuser = \"me\"\npassword = \"pw\"\n", Path::new("fuzz.toml"), 0o600)
                     .unwrap();
             let shared = Arc::new(Shared {
+                store: store.clone(),
                 store_path,
                 changes: store.changes(),
                 live: Arc::new(Live::new(config, Secret::new("pw"))),

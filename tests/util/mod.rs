@@ -17,6 +17,12 @@ use std::process::{Command, Output, Stdio};
 
 pub const LOCAL_PASSWORD: &str = "local-secret-pw";
 
+/// The binary under test: this build's, or `POPBRIDGE_TEST_BIN` (to run a test against another
+/// build, e.g. the commit before a fix, and see it fail).
+pub fn popbridge_bin() -> PathBuf {
+    std::env::var_os("POPBRIDGE_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_BIN_EXE_popbridge").into())
+}
+
 /// The result of one popbridge command.
 pub struct Run {
     pub code: i32,
@@ -66,7 +72,7 @@ impl Bridge {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_popbridge"));
+        let mut c = Command::new(popbridge_bin());
         c.env("POPBRIDGE_CONFIG", &self.config)
             .env("POPBRIDGE_DATA_DIR", &self.data)
             .env_remove("RUST_LOG")
