@@ -4,6 +4,9 @@ a whole N-message mailbox (`UID FETCH 1:* (BODY.PEEK[])`) over IMAPS from one `p
 
   scripts/bench/imap-sessions.py [K ...]      (default: 1 10 50 250)
 
+For K above 200 the config raises `[limits] imap_authenticated` to K + 16 (the default allows 224
+logged-in sessions); a binary from before [limits] (which refuses the key) cannot run those cases.
+
 For each K, on a fresh copy of the same store: the daemon's peak RSS (VmHWM) during the run, its
 most threads, its RSS 5 s after every session closed ("memory returns"), and the aggregate rate
 (message bytes received by all sessions / wall time from the common start to the last tagged
@@ -52,13 +55,16 @@ def wait_port(port, timeout=60):
     raise SystemExit("port %d did not open" % port)
 
 
-def write_config(data, imap_port, imaps_port, pop_port=1, ca=None):
+def write_config(data, imap_port, imaps_port, pop_port=1, ca=None, sessions=0):
     conf = os.path.join(data, "config.toml")
     with open(os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         f.write('[local]\nuser = "bench"\npassword = "bench"\nimap = "%s"\nimaps = "%s"\n'
                 'submission = "off"\nsubmissions = "off"\n'
                 % ("127.0.0.1:%d" % imap_port if imap_port else "off",
                    "127.0.0.1:%d" % imaps_port if imaps_port else "off"))
+        if sessions > 200:
+            # Above the default of 224 logged-in sessions ([limits], .github/SECURITY.md).
+            f.write('[limits]\nimap_authenticated = %d\n' % (sessions + 16))
         f.write('[[account]]\nname = "Bench"\nemail = "alice@example.com"\ninterval = "24h"\n[account.pop]\n'
                 'host = "127.0.0.1"\nport = %d\ntls = "implicit"\nuser = "alice"\npassword = "alice-pw"\n'
                 % pop_port)
@@ -235,16 +241,16 @@ class Session:
             pass
 
 
-def start_daemon(src):
+def start_daemon(src, sessions=0):
     work = tempfile.mkdtemp(prefix="popbridge-sessions.")
     os.chmod(work, 0o755)
     data = os.path.join(work, "bridge")
     shutil.copytree(src, data, symlinks=True)
     port = free_port()
     if PLAIN:
-        write_config(data, port, 0)
+        write_config(data, port, 0, sessions=sessions)
     else:
-        write_config(data, 0, port)
+        write_config(data, 0, port, sessions=sessions)
     d = subprocess.Popen([BIN, "run"], env=env_for(data), stdout=subprocess.DEVNULL,
                          stderr=open(os.path.join(work, "daemon.log"), "w"), start_new_session=True)
     wait_port(port)
@@ -261,7 +267,7 @@ def stop_daemon(work, d):
 
 
 def run_case(src, ca, k):
-    work, data, d, port = start_daemon(src)
+    work, data, d, port = start_daemon(src, k)
     try:
         n_msgs, total = expected_bytes(os.path.join(data, "store", "store.sqlite"))
         sampler = Sampler(d.pid)

@@ -525,7 +525,12 @@ impl Session {
         }
     }
 
-    async fn transaction<'b>(&mut self, from: &str, rcpts: &[String], raw: &mut Body<'b>) -> Result<Delivered, Failure> {
+    async fn transaction<'b>(
+        &mut self,
+        from: &str,
+        rcpts: &[String],
+        raw: &mut Body<'b>,
+    ) -> Result<Delivered, Failure> {
         // SMTPUTF8 (RFC 6531) when an address or the header is not ASCII: sent when offered;
         // without it, non-ASCII addresses are refused and the header is downgraded where that
         // loses nothing (see `downgrade`), else refused: bounced, with the reason.
