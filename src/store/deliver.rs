@@ -306,10 +306,13 @@ impl Delivery {
             .and_then(|_| self.conn.execute_batch("COMMIT"));
         match res {
             Ok(()) => {
-                self.changes.notify();
-                // Durable in the store; now in the guard, before anyone acts on it. Should that
-                // fail, the messages are stored but not reported: nothing is DELEted for them.
+                // Durable in the store; now in the guard, before anyone acts on it — the fetcher
+                // (DELE) and IMAP sessions (told of the new UIDs only now, so no client sees a UID
+                // a lost log could hand out again). Should that fail, the messages are stored but
+                // not reported: nothing is DELEted for them, and sessions see them at their next
+                // look at the store.
                 super::guard::advance(&self.path, &self.conn)?;
+                self.changes.notify();
                 Ok(open.pending)
             }
             Err(e) => {
