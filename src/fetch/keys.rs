@@ -6,48 +6,31 @@
 
 use std::collections::HashMap;
 
+use crate::mime::header;
+
 pub const FALLBACK_PREFIX: &str = "fallback ";
 
 pub fn is_fallback(key: &str) -> bool {
     key.starts_with(FALLBACK_PREFIX)
 }
 
-/// The header block of a message (or a TOP n 0 answer): everything up to the first empty line.
+/// The header block of a message (or a TOP n 0 answer): everything before its blank line.
 fn header_block(raw: &[u8]) -> &[u8] {
-    let mut i = 0;
-    while i < raw.len() {
-        let line_end = memchr::memchr(b'\n', &raw[i..]).map(|p| i + p + 1).unwrap_or(raw.len());
-        let line = &raw[i..line_end];
-        if line == b"\r\n" || line == b"\n" {
-            return &raw[..i];
-        }
-        i = line_end;
-    }
-    raw
+    &raw[..header::split(raw).header_len]
 }
 
-/// The unfolded value of the first header with this (lower-case) name.
+/// The value of the first field with this (lower-case) name: its lines trimmed and joined by
+/// single spaces. A continuation line is part of the field before it, never a field of its own.
 fn header_value(block: &[u8], name: &str) -> Option<String> {
-    let mut value: Option<Vec<u8>> = None;
-    for line in block.split(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(v) = value.as_mut() {
-            if line.first().is_some_and(|c| *c == b' ' || *c == b'\t') {
-                if !v.is_empty() {
-                    v.push(b' ');
-                }
-                v.extend_from_slice(line.trim_ascii());
-                continue;
-            }
-            break;
+    let (_, v) = header::named(block).find(|(n, _)| n.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))?;
+    let mut value = Vec::with_capacity(v.len());
+    for (i, line) in v.split(|b| *b == b'\n').enumerate() {
+        if i > 0 && !value.is_empty() {
+            value.push(b' ');
         }
-        if let Some(colon) = line.iter().position(|c| *c == b':')
-            && line[..colon].trim_ascii().eq_ignore_ascii_case(name.as_bytes())
-        {
-            value = Some(line[colon + 1..].trim_ascii().to_vec());
-        }
+        value.extend_from_slice(line.trim_ascii());
     }
-    value.map(|v| String::from_utf8_lossy(&v).into_owned())
+    Some(String::from_utf8_lossy(&value).into_owned())
 }
 
 /// The stable part of a fallback key, from a message's headers and its listed size.
@@ -118,5 +101,20 @@ mod tests {
         let k2 = occ.key(fallback_digest(a, 10));
         assert_ne!(k1, k2);
         assert!(is_fallback(&k1));
+    }
+
+    /// A folded line is part of the field before it: `Message-ID:` inside a folded Subject is no
+    /// Message-ID (the old reader took it for one, and the key then ignored the real one).
+    #[test]
+    fn a_continuation_line_is_not_a_field() {
+        let plain = b"Message-ID: <real@x>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n";
+        let folded = b"Subject: hi\r\n Message-ID: <fake@x>\r\nMessage-ID: <real@x>\r\n\
+Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n";
+        assert_eq!(header_value(header_block(folded), "message-id").as_deref(), Some("<real@x>"));
+        assert_eq!(fallback_digest(plain, 10), fallback_digest(folded, 10));
+        assert_eq!(header_fingerprint(plain), header_fingerprint(folded));
+        // Folded values are joined by single spaces; a header without a blank line is all header.
+        assert_eq!(header_value(b"Date: Mon,\r\n  1 Jan\r\n\t2024 ", "date").as_deref(), Some("Mon, 1 Jan 2024"));
+        assert_eq!(header_value(header_block(b"\r\nDate: x\r\n"), "date"), None, "in the body");
     }
 }

@@ -372,7 +372,7 @@ impl Source for InMemory<'_> {
         let raw = self.0.unwrap_or_default();
         match meta {
             Some(meta) => (meta.header_len as usize).min(raw.len()),
-            None => header_end(raw),
+            None => mime::header::split(raw).body_start,
         }
     }
     fn bytes(&mut self, r: Range<usize>) -> Cow<'_, [u8]> {
@@ -400,7 +400,7 @@ impl Source for Stored<'_> {
     fn header_len(&mut self, meta: Option<&MessageMeta>) -> usize {
         match meta {
             Some(meta) => (meta.header_len as usize).min(self.len),
-            None => header_end(&(self.read)(0..self.len.min(HEADER_PROBE))),
+            None => mime::header::split(&(self.read)(0..self.len.min(HEADER_PROBE))).body_start,
         }
     }
     fn bytes(&mut self, r: Range<usize>) -> Cow<'_, [u8]> {
@@ -545,14 +545,12 @@ fn is_atom_char(c: u8) -> bool {
 /// INTERNALDATE quoted: `"17-Jul-1996 02:44:25 -0700"`, in the timestamp's own zone. Values
 /// outside what the syntax can carry are clamped (years 1–9999, zones within ±23:59).
 pub fn write_internaldate(t: Timestamp, out: &mut Vec<u8>) {
-    const MONTHS: [&[u8; 3]; 12] =
-        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
     // 0001-01-01T00:00:00 and 9999-12-31T23:59:59, local time.
     const MIN: i64 = -62_135_596_800;
     const MAX: i64 = 253_402_300_799;
     let off = t.offset_minutes.clamp(-(23 * 60 + 59), 23 * 60 + 59);
     let local = t.unix.saturating_add(i64::from(off) * 60).clamp(MIN, MAX);
-    let (y, mo, d) = civil_from_days(local.div_euclid(86_400));
+    let (y, mo, d) = mime::date::civil_from_days(local.div_euclid(86_400));
     let secs = local.rem_euclid(86_400);
     let two = |out: &mut Vec<u8>, v: i64| {
         out.push(b'0' + (v / 10 % 10) as u8);
@@ -561,7 +559,7 @@ pub fn write_internaldate(t: Timestamp, out: &mut Vec<u8>) {
     out.push(b'"');
     two(out, d);
     out.push(b'-');
-    out.extend_from_slice(MONTHS[(mo - 1).clamp(0, 11) as usize]);
+    out.extend_from_slice(mime::date::MONTHS[(mo - 1).clamp(0, 11) as usize].as_bytes());
     out.push(b'-');
     two(out, y / 100);
     two(out, y % 100);
@@ -577,21 +575,6 @@ pub fn write_internaldate(t: Timestamp, out: &mut Vec<u8>) {
     two(out, a / 60);
     two(out, a % 60);
     out.push(b'"');
-}
-
-/// Days since 1970-01-01 → (year, month 1–12, day 1–31), proleptic Gregorian (H. Hinnant's
-/// algorithm). Valid for the clamped range used above.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// An IMAP literal `{n}\r\n` + `data`, each NUL sent as 0x80 (IMAP literals cannot carry NUL;
@@ -655,21 +638,6 @@ fn partial_range(r: Range<usize>, p: Option<(u32, u32)>) -> Range<usize> {
             r.start + o..r.start + end
         }
     }
-}
-
-/// End of the top-level header (blank line included; the whole message when there is none),
-/// from the raw bytes alone — the same rule as `MessageMeta::header_len`: the header ends after
-/// the first empty line (`\n` or `\r\n`).
-pub fn header_end(raw: &[u8]) -> usize {
-    let mut pos = 0;
-    while let Some(i) = memchr(b'\n', &raw[pos..]) {
-        let lf = pos + i;
-        if lf == pos || (lf == pos + 1 && raw[pos] == b'\r') {
-            return lf + 1;
-        }
-        pos = lf + 1;
-    }
-    raw.len()
 }
 
 /// The part a section number designates, as Dovecot's `imap_msgpart_find` resolves it: in a
@@ -756,7 +724,7 @@ fn fields(header: &[u8], names: &[Vec<u8>], not: bool) -> Vec<u8> {
     out
 }
 
-/// Whether a header block (as `header_end` / `Part::header_range` cut it) ends with its blank line.
+/// Whether a header block (as `Source::header_len` / `Part::header_range` cut it) ends with its blank line.
 fn has_blank_line(h: &[u8]) -> bool {
     h == b"\n" || h == b"\r\n" || h.ends_with(b"\n\n") || h.ends_with(b"\n\r\n")
 }
@@ -1137,7 +1105,7 @@ BODY[HEADER.FIELDS.NOT (SUBJECT)] {61}\r\nFrom: kim@example.com\r\nDate: Fri, 5 
 
     #[test]
     fn multipart_alternative() {
-        let hdr = &ALT[..header_end(ALT)];
+        let hdr = &ALT[..mime::header::split(ALT).body_start];
         assert_eq!(hdr.len(), 221);
         same(&run("a FETCH 3 BODY.PEEK[HEADER]\r\n", ALT), &resp(&[b"BODY[HEADER] {221}\r\n", hdr]));
         same(&run("a FETCH 3 BODY.PEEK[TEXT]\r\n", ALT), &resp(&[b"BODY[TEXT] ", &lit(&ALT[221..])]));
@@ -1404,19 +1372,7 @@ Subject: Gr\xc3\xbc\xc3\x9fe aus Berlin\r\n\r\n)\r\n",
         // Out-of-range values are clamped into what the syntax can carry.
         assert_eq!(d(i64::MAX, i32::MAX), "\"31-Dec-9999 23:59:59 +2359\"");
         assert_eq!(d(i64::MIN, i32::MIN), "\"01-Jan-0001 00:00:00 -2359\"");
-        // civil_from_days against a day-by-day walk over 1960..2100.
-        let mut days = civil_days(1960);
-        for y in 1960..2100 {
-            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-            for (mi, len) in
-                [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31].into_iter().enumerate()
-            {
-                for dd in 1..=len {
-                    assert_eq!(civil_from_days(days), (y, mi as i64 + 1, dd));
-                    days += 1;
-                }
-            }
-        }
+        // The calendar itself: `mime::date`'s tests.
         // Every produced date parses as an IMAP date-time.
         let m = simple();
         let p = plan("a FETCH 3 INTERNALDATE\r\n").unwrap();
@@ -1427,16 +1383,6 @@ Subject: Gr\xc3\xbc\xc3\x9fe aus Berlin\r\n\r\n)\r\n",
                 encode_with(&p, &m, &r, false, false);
             }
         }
-    }
-
-    fn civil_days(year: i64) -> i64 {
-        (1970..year).map(|y| if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 { 366 } else { 365 }).sum::<i64>()
-            * if year >= 1970 { 1 } else { -1 }
-            - if year < 1970 {
-                (year..1970).map(|y| if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 { 366 } else { 365 }).sum::<i64>()
-            } else {
-                0
-            }
     }
 
     // ----- plans ----------------------------------------------------------------------------
@@ -1593,7 +1539,7 @@ BODY.PEEK[]<10.100> BODY.PEEK[1]<0.1> RFC822.HEADER RFC822.TEXT)\r\n";
 
     fn check_message(raw: &[u8], plans: &[(FetchPlan, usize)], name: &str) {
         let meta = MessageMeta::extract(raw);
-        assert_eq!(header_end(raw), meta.header_len as usize, "{name}: header end");
+        assert_eq!(mime::header::split(raw).body_start, meta.header_len as usize, "{name}: header end");
         // find_part agrees with Part::find wherever that one finds a part.
         let mut paths: Vec<Vec<u32>> = vec![vec![]];
         for depth in 0..3 {

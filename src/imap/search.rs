@@ -58,10 +58,10 @@ use imap_codec::imap_types::core::{AString, Charset};
 use imap_codec::imap_types::datetime::NaiveDate;
 use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use memchr::{memchr, memmem};
+use memchr::memmem;
 
 use crate::imap::message::{MessageRow, flag};
-use crate::mime::{MessageMeta, Timestamp};
+use crate::mime::{MessageMeta, Timestamp, header};
 
 /// The charsets SEARCH accepts, for `NO [BADCHARSET (UTF-8 US-ASCII)]`.
 pub const CHARSETS: [&str; 2] = ["UTF-8", "US-ASCII"];
@@ -176,14 +176,14 @@ impl SearchText {
     pub fn from_raw_with(raw: &[u8], meta: &crate::mime::MessageMeta) -> SearchText {
         let mut headers = String::new();
         let mut fields = Vec::new();
-        for (name, value) in HeaderFields::new(raw) {
+        for (name, value) in header::named(raw) {
             let ns = headers.len();
             // Lossy, like the raw path's byte comparison: a non-UTF-8 name matches no query.
             headers.push_str(&String::from_utf8_lossy(name).to_ascii_lowercase());
             let ne = headers.len();
             headers.push_str(": ");
             let vs = headers.len();
-            fold_into(&mut headers, &decode_header_value(value), true);
+            fold_into(&mut headers, &header::decoded(value), true);
             let ve = headers.len();
             headers.push('\n');
             fields.push((ns..ne, vs..ve));
@@ -694,118 +694,16 @@ fn eval(n: &Node, c: &Candidate<'_>, ctx: &Context) -> Option<bool> {
 }
 
 fn raw_header_match(header: &[u8], name: &str, needle: &Needle) -> bool {
-    HeaderFields::new(header).any(|(n, v)| {
+    header::named(header).any(|(n, v)| {
         n.eq_ignore_ascii_case(name.as_bytes()) && {
             if needle.is_empty() {
                 return true;
             }
             let mut folded = String::with_capacity(v.len());
-            fold_into(&mut folded, &decode_header_value(v), true);
+            fold_into(&mut folded, &header::decoded(v), true);
             needle.find_in(&folded)
         }
     })
-}
-
-/// Fields of a header block: `(name, raw value)`, the value running from after the colon to the
-/// end of its last continuation line (inner line breaks included). Lines that are neither fields
-/// nor continuations are skipped, with their continuations; the blank line ends the block.
-struct HeaderFields<'a> {
-    raw: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> HeaderFields<'a> {
-    fn new(raw: &'a [u8]) -> Self {
-        HeaderFields { raw, pos: 0 }
-    }
-
-    /// The line at `pos`: (end of content, CR/LF excluded; start of the next line).
-    fn line(&self, pos: usize) -> (usize, usize) {
-        match memchr(b'\n', &self.raw[pos..]) {
-            Some(i) => {
-                let lf = pos + i;
-                (if lf > pos && self.raw[lf - 1] == b'\r' { lf - 1 } else { lf }, lf + 1)
-            }
-            None => (self.raw.len(), self.raw.len()),
-        }
-    }
-}
-
-impl<'a> Iterator for HeaderFields<'a> {
-    type Item = (&'a [u8], &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let raw = self.raw;
-        while self.pos < raw.len() {
-            let start = self.pos;
-            let (end, next) = self.line(start);
-            if end == start {
-                self.pos = raw.len(); // blank line: end of the header
-                return None;
-            }
-            self.pos = next;
-            let first = raw[start];
-            if first == b' ' || first == b'\t' {
-                continue; // continuation of a skipped line
-            }
-            let Some(colon) = memchr(b':', &raw[start..end]).map(|c| start + c) else {
-                continue;
-            };
-            let mut name_end = colon;
-            while name_end > start && (raw[name_end - 1] == b' ' || raw[name_end - 1] == b'\t') {
-                name_end -= 1;
-            }
-            let mut value_end = end;
-            while self.pos < raw.len() && (raw[self.pos] == b' ' || raw[self.pos] == b'\t') {
-                let (e, n) = self.line(self.pos);
-                value_end = e;
-                self.pos = n;
-            }
-            return Some((&raw[start..name_end], &raw[colon + 1..value_end]));
-        }
-        None
-    }
-}
-
-/// A raw header value as text: line breaks become spaces; valid UTF-8 is kept, other bytes are
-/// read as ISO-8859-1; NUL becomes U+FFFD; RFC 2047 encoded-words are decoded (mail-parser's
-/// decoder, as `crate::mime::search_text` uses).
-fn decode_header_value(v: &[u8]) -> String {
-    let mut s = String::with_capacity(v.len());
-    let mut rest = v;
-    while !rest.is_empty() {
-        let (good, bad) = match std::str::from_utf8(rest) {
-            Ok(all) => (all, &[][..]),
-            Err(e) => {
-                let (g, b) = rest.split_at(e.valid_up_to());
-                (std::str::from_utf8(g).unwrap_or_default(), b)
-            }
-        };
-        for ch in good.chars() {
-            s.push(match ch {
-                '\r' | '\n' => ' ',
-                '\0' => '\u{FFFD}',
-                c => c,
-            });
-        }
-        if let Some((&b, tail)) = bad.split_first() {
-            s.push(char::from(b));
-            rest = tail;
-        } else {
-            rest = &[];
-        }
-    }
-    if !s.contains("=?") {
-        return s;
-    }
-    let mut buf = Vec::with_capacity(s.len() + 2);
-    buf.push(b' ');
-    buf.extend_from_slice(s.as_bytes());
-    buf.push(b'\n');
-    match mail_parser::parsers::MessageStream::new(&buf).parse_unstructured() {
-        mail_parser::HeaderValue::Text(t) => t.into_owned(),
-        _ => s,
-    }
 }
 
 /// Append `s` lower-cased (per character; final sigma as sigma) with whitespace runs collapsed
@@ -872,6 +770,7 @@ fn fold_into(out: &mut String, s: &str, trim: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mime::date::days_from_civil;
     use imap_codec::CommandCodec;
     use imap_codec::decode::Decoder;
     use imap_codec::imap_types::command::CommandBody;
@@ -911,16 +810,6 @@ mod tests {
         line.extend_from_slice(s.as_bytes());
         line.extend_from_slice(b"\r\n");
         query(&line).unwrap_or_else(|e| panic!("{prefix} {s}: {e}"))
-    }
-
-    /// Days from 1970-01-01 for a civil date (Howard Hinnant's algorithm).
-    fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
     }
 
     /// A local time with its offset, as a Timestamp.
@@ -1402,26 +1291,6 @@ mod tests {
         assert!(s.contains(3, 5) && s.contains(5, 5) && !s.contains(2, 5));
         assert!(s.contains(7, 5) && s.contains(10, 5) && !s.contains(11, 5));
         assert!(!s.contains(0, 0));
-    }
-
-    #[test]
-    fn header_scanner_edge_cases() {
-        let f = |raw: &[u8]| -> Vec<(String, String)> {
-            HeaderFields::new(raw)
-                .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), String::from_utf8_lossy(v).into_owned()))
-                .collect()
-        };
-        assert_eq!(
-            f(b" junk\r\nA: 1\r\n  2\r\njunk line\r\n cont of junk\r\nB : x\nC:\r\n\r\nD: body"),
-            [("A".into(), " 1\r\n  2".into()), ("B".into(), " x".into()), ("C".into(), String::new())]
-        );
-        assert_eq!(f(b"A: no final newline"), [("A".into(), " no final newline".into())]);
-        assert_eq!(f(b"\r\nA: body"), []);
-        assert_eq!(f(b""), []);
-        assert_eq!(f(b"A: x\r\n\t"), [("A".into(), " x\r\n\t".into())]);
-        // Latin-1 bytes, NUL, a broken encoded word: no panic, readable text.
-        assert_eq!(decode_header_value(b" M\xfcller\0"), " Müller\u{FFFD}");
-        assert_eq!(decode_header_value(b" =?utf-8?q?caf=C3=A9?= \r\n =?x?b?!!?="), "café =?x?b?!!?=");
     }
 
     #[test]

@@ -63,7 +63,8 @@
 #![forbid(unsafe_code)]
 
 mod codec;
-mod header;
+pub mod date;
+pub mod header;
 mod rfc822;
 mod search;
 mod tree;
@@ -87,8 +88,8 @@ pub const MAX_PARTS: usize = 5000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageMeta {
-    /// Octets of the top-level header including the blank line (= offset of the body); the whole
-    /// message if there is no blank line.
+    /// Octets of the top-level header including the blank line (= offset of the body,
+    /// `header::split(raw).body_start`); the whole message if there is no blank line.
     pub header_len: u32,
     /// Octets of the raw message.
     pub size: u32,
@@ -312,26 +313,10 @@ pub fn header_fields(header: &[u8], names: &[&[u8]], not: bool) -> Vec<u8> {
     header::select_fields(header, names, not)
 }
 
-/// The fields of a message's top-level header as popbridge reads them everywhere (ENVELOPE,
-/// SEARCH, the sending policy): `(name, value)` byte ranges into `raw`, in order. The name has
-/// trailing whitespace trimmed; the value runs from after the colon to the end of its last
-/// continuation line (line break excluded). A line that starts with whitespace continues the
-/// field before it; at the very start of the block, or after a line that is not a field, it
-/// belongs to nothing (as in Dovecot). The scan stops at the first empty line.
-pub fn header_field_ranges(raw: &[u8]) -> Vec<(Range<usize>, Range<usize>)> {
-    header::scan(raw, 0, |_| false).fields.into_iter().map(|f| (f.name, f.value)).collect()
-}
-
 /// An address-list field value (RFC 5322 §3.4, folded or not) as ENVELOPE reads it: groups as
 /// start/end markers, a mailbox without a domain with host `MISSING_DOMAIN` (see [`Envelope`]).
 pub fn address_list(value: &[u8]) -> Vec<Address> {
     rfc822::address_list(value)
-}
-
-/// Header bytes as text: unfolded (CR and LF dropped); valid UTF-8 kept, other bytes read as
-/// ISO-8859-1, NUL as U+FFFD (the module docs).
-pub fn header_text(value: &[u8]) -> String {
-    header::to_string(value)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! address lists, parsed leniently from unfolded raw bytes. Nothing is RFC 2047-decoded.
 
 use super::Address;
-use super::header::{for_humans, to_string};
+use super::header::{for_humans, text};
 
 /// RFC 2045 tspecials plus SPACE and CTLs end a MIME token.
 fn is_token_byte(c: u8) -> bool {
@@ -139,7 +139,7 @@ pub(crate) fn content_type(v: &[u8]) -> Option<(String, String, Params)> {
     lx.skip_cfws();
     let st = lx.token()?;
     let params = parameters(&mut lx);
-    Some((to_string(t), to_string(st), params))
+    Some((text(t), text(st), params))
 }
 
 /// `disposition-type *(";" parameter)`.
@@ -148,7 +148,7 @@ pub(crate) fn disposition(v: &[u8]) -> Option<(String, Params)> {
     lx.skip_cfws();
     let t = lx.token()?;
     let params = parameters(&mut lx);
-    Some((to_string(t), params))
+    Some((text(t), params))
 }
 
 /// Content-Transfer-Encoding: a single token (comments allowed); None if anything else is there.
@@ -157,7 +157,7 @@ pub(crate) fn transfer_encoding(v: &[u8]) -> Option<String> {
     lx.skip_cfws();
     let t = lx.token()?;
     lx.skip_cfws();
-    lx.eof().then(|| to_string(t))
+    lx.eof().then(|| text(t))
 }
 
 /// Content-Language: `1#Language-tag`, comments skipped.
@@ -166,7 +166,7 @@ pub(crate) fn languages(v: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     lx.skip_cfws();
     while let Some(a) = lx.atom() {
-        out.push(to_string(a));
+        out.push(text(a));
         lx.skip_cfws();
         if lx.peek() != Some(b',') {
             break;
@@ -214,7 +214,7 @@ pub(crate) fn parameters(lx: &mut Lexer<'_>) -> Params {
         let value = if lx.peek() == Some(b'"') { lx.quoted() } else { lx.loose_value().to_vec() };
         match split_2231(key) {
             Some((base, idx, extended)) => pieces.push(Piece { key: base.to_vec(), idx, extended, value }),
-            None => plain.push((to_string(key), to_string(&value))),
+            None => plain.push((text(key), text(&value))),
         }
     }
     if pieces.is_empty() {
@@ -235,8 +235,8 @@ pub(crate) fn parameters(lx: &mut Lexer<'_>) -> Params {
         }
         if !ok {
             for p in &pieces[i..j] {
-                let k = format!("{}*{}{}", to_string(&p.key), p.idx, if p.extended { "*" } else { "" });
-                plain.push((k, to_string(&p.value)));
+                let k = format!("{}*{}{}", text(&p.key), p.idx, if p.extended { "*" } else { "" });
+                plain.push((k, text(&p.value)));
             }
         } else {
             let mut v = Vec::new();
@@ -256,11 +256,11 @@ pub(crate) fn parameters(lx: &mut Lexer<'_>) -> Params {
                     v.extend_from_slice(&p.value);
                 }
             }
-            let mut k = to_string(&pieces[i].key);
+            let mut k = text(&pieces[i].key);
             if have_extended {
                 k.push('*');
             }
-            plain.push((k, to_string(&v)));
+            plain.push((k, text(&v)));
         }
         i = j;
     }
@@ -403,15 +403,15 @@ impl<'a> AddrParser<'a> {
 }
 
 fn phrase(words: &[Vec<u8>]) -> String {
-    for_humans(&to_string(&words.join(&b' ')))
+    for_humans(&text(&words.join(&b' ')))
 }
 
 fn mailbox(name: Option<String>, adl: Option<String>, local: Vec<u8>, domain: Vec<u8>) -> Address {
     Address {
         name,
         adl,
-        mailbox: Some(if local.is_empty() { MISSING_MAILBOX.to_owned() } else { to_string(&local) }),
-        host: Some(if domain.is_empty() { MISSING_DOMAIN.to_owned() } else { to_string(&domain) }),
+        mailbox: Some(if local.is_empty() { MISSING_MAILBOX.to_owned() } else { text(&local) }),
+        host: Some(if domain.is_empty() { MISSING_DOMAIN.to_owned() } else { text(&domain) }),
     }
 }
 
@@ -456,7 +456,7 @@ pub(crate) fn address_list(v: &[u8]) -> Vec<Address> {
                         p.i += 1;
                         let d = p.domain(&mut None);
                         route.push('@');
-                        route.push_str(&to_string(&d));
+                        route.push_str(&text(&d));
                         if p.is_special(b',') {
                             p.i += 1;
                             route.push(',');
@@ -485,7 +485,7 @@ pub(crate) fn address_list(v: &[u8]) -> Vec<Address> {
                 let mut trailing = None;
                 p.skip_rest(&mut trailing);
                 let name = if words.is_empty() {
-                    trailing.or(comment).map(|c| for_humans(&to_string(c)))
+                    trailing.or(comment).map(|c| for_humans(&text(c)))
                 } else {
                     Some(phrase(&words))
                 };
@@ -501,7 +501,7 @@ pub(crate) fn address_list(v: &[u8]) -> Vec<Address> {
                 let mut trailing = None;
                 let domain = p.domain(&mut trailing);
                 p.skip_rest(&mut trailing);
-                let name = trailing.or(comment).map(|c| for_humans(&to_string(c)));
+                let name = trailing.or(comment).map(|c| for_humans(&text(c)));
                 out.push(mailbox(name, None, words.concat(), domain));
             }
             _ => {

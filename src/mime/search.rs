@@ -1,8 +1,8 @@
 //! Decoded text for full-text search. Cheap: only text/plain and text/html parts that are not
-//! attachments are decoded (attachments are never touched); headers are RFC 2047-decoded with
-//! mail-parser's decoders.
+//! attachments are decoded (attachments are never touched); headers are RFC 2047-decoded as
+//! SEARCH reads them ([`header::decoded`]).
 
-use super::header::{self, name_is};
+use super::header;
 use super::{MessageMeta, Part};
 use base64::Engine as _;
 
@@ -20,13 +20,12 @@ pub fn search_text(raw: &[u8]) -> (String, String) {
 pub fn search_text_with(raw: &[u8], meta: &MessageMeta) -> (String, String) {
     let raw = &raw[..raw.len().min(u32::MAX as usize)];
     let mut heads = String::new();
-    let fields = header::scan(raw, 0, |_| false).fields;
-    for f in &fields {
+    for f in header::fields(raw) {
         for name in ["Subject", "From", "To", "Cc", "Bcc", "Reply-To", "Sender"] {
-            if name_is(raw, f, name) {
+            if f.is(raw, name) {
                 heads.push_str(name);
                 heads.push_str(": ");
-                heads.push_str(&decode_header(&raw[f.value.clone()]));
+                heads.push_str(header::decoded(&raw[f.value.clone()]).trim());
                 heads.push('\n');
             }
         }
@@ -64,17 +63,6 @@ pub fn search_text_with(raw: &[u8], meta: &MessageMeta) -> (String, String) {
         text.push_str(&s[..cut]);
     });
     (heads, text)
-}
-
-fn decode_header(v: &[u8]) -> String {
-    let mut buf = Vec::with_capacity(v.len() + 2);
-    buf.push(b' ');
-    buf.extend(v.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
-    buf.push(b'\n');
-    match mail_parser::parsers::MessageStream::new(&buf).parse_unstructured() {
-        mail_parser::HeaderValue::Text(t) => t.into_owned(),
-        _ => header::to_string(v).trim().to_owned(),
-    }
 }
 
 fn decode_body(body: &[u8], encoding: &str) -> Vec<u8> {

@@ -6,8 +6,8 @@
 //! boundary line belongs to it; `--boundary--` closes the multipart, whose epilogue then runs to
 //! the next outer boundary or the end. Each byte is scanned about once (memmem for "\n--").
 
-use super::header::{self, Field, name_is, to_string, value_string};
-use super::{Envelope, MAX_DEPTH, MAX_PARTS, MessageMeta, Part, Timestamp, rfc822};
+use super::header::{self, NamedField, name_is, text, value_string};
+use super::{Envelope, MAX_DEPTH, MAX_PARTS, MessageMeta, Part, date, rfc822};
 use memchr::memmem;
 
 pub(crate) fn extract(raw: &[u8]) -> MessageMeta {
@@ -16,11 +16,11 @@ pub(crate) fn extract(raw: &[u8]) -> MessageMeta {
     let mut p = Parser { raw, bounds: Vec::new(), parts: 0, finder: memmem::Finder::new(b"\n--") };
     let (part, _, fields) = p.entity(0, 0, Ctx::Message);
     let envelope = envelope(raw, &fields);
-    let date = envelope.date.as_deref().and_then(parse_date);
+    let date = envelope.date.as_deref().and_then(date::parse);
     let received = fields.iter().find(|f| name_is(raw, f, "Received")).and_then(|f| {
         let v = &raw[f.value.clone()];
         let semi = memchr::memrchr(b';', v)?;
-        parse_date(&to_string(&v[semi + 1..]))
+        date::parse(&text(&v[semi + 1..]))
     });
     let message_id = envelope.message_id.as_deref().and_then(strip_id);
     MessageMeta { header_len: part.body_start, size: raw.len() as u32, date, received, message_id, envelope, part }
@@ -34,30 +34,6 @@ fn strip_id(s: &str) -> Option<String> {
     };
     let inner = inner.trim();
     (!inner.is_empty()).then(|| inner.to_owned())
-}
-
-/// RFC 5322 date → Timestamp, if it is a real calendar date not before 1970.
-pub(crate) fn parse_date(s: &str) -> Option<Timestamp> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    // RFC 5322 (with obsolete forms: 2-digit years, named zones, comments); ISO 8601 as a
-    // fallback for the odd broken mailer.
-    let d = mail_parser::DateTime::parse_rfc822(s)
-        .filter(mail_parser::DateTime::is_valid)
-        .or_else(|| mail_parser::DateTime::parse_rfc3339(s))?;
-    if !d.is_valid() || d.year < 1970 {
-        return None;
-    }
-    let leap = (d.year % 4 == 0 && d.year % 100 != 0) || d.year % 400 == 0;
-    let mdays = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if d.day > mdays[usize::from(d.month - 1)] {
-        return None;
-    }
-    let off = i32::from(d.tz_hour) * 60 + i32::from(d.tz_minute);
-    let unix = d.to_timestamp();
-    (unix >= 0).then_some(Timestamp { unix, offset_minutes: if d.tz_before_gmt { -off } else { off } })
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -173,7 +149,7 @@ impl Parser<'_> {
 
     /// Parse one entity (header + body) starting at `start`. Returns the part, the boundary hit
     /// that ended it (for the enclosing multipart), and its header fields.
-    fn entity(&mut self, start: usize, depth: usize, ctx: Ctx) -> (Part, Option<Hit>, Vec<Field>) {
+    fn entity(&mut self, start: usize, depth: usize, ctx: Ctx) -> (Part, Option<Hit>, Vec<NamedField>) {
         self.parts += 1;
         let mut header_hit = None;
         let scan = header::scan(self.raw, start, |pos| {
@@ -293,7 +269,7 @@ impl Parser<'_> {
 }
 
 /// Content-* headers of one entity → a Part (offsets unset) and how to parse its body.
-fn mime_info(raw: &[u8], fields: &[Field], ctx: Ctx) -> (Part, Kind) {
+fn mime_info(raw: &[u8], fields: &[NamedField], ctx: Ctx) -> (Part, Kind) {
     let mut part = Part {
         header_start: 0,
         body_start: 0,
@@ -388,7 +364,7 @@ fn mime_info(raw: &[u8], fields: &[Field], ctx: Ctx) -> (Part, Kind) {
 }
 
 /// The ENVELOPE of a message from its header fields (last occurrence of each wins, as in Dovecot).
-pub(crate) fn envelope(raw: &[u8], fields: &[Field]) -> Envelope {
+pub(crate) fn envelope(raw: &[u8], fields: &[NamedField]) -> Envelope {
     let mut env = Envelope::default();
     for f in fields {
         let name = &raw[f.name.clone()];
@@ -396,7 +372,7 @@ pub(crate) fn envelope(raw: &[u8], fields: &[Field]) -> Envelope {
         let addrs = || rfc822::address_list(v);
         match name.to_ascii_lowercase().as_slice() {
             b"date" => env.date = Some(value_string(raw, f)),
-            b"subject" => env.subject = Some(header::for_humans(&to_string(v))),
+            b"subject" => env.subject = Some(header::for_humans(&text(v))),
             b"in-reply-to" => env.in_reply_to = Some(value_string(raw, f)),
             b"message-id" => env.message_id = Some(value_string(raw, f)),
             b"from" => env.from = addrs(),

@@ -21,19 +21,18 @@
 
 use base64::Engine;
 
-use super::policy::header_end;
-use crate::mime::Address;
+use crate::mime::{Address, header};
 
 /// The message needs SMTPUTF8: its header has non-ASCII bytes (the envelope is checked apart).
 pub fn needs_smtputf8(raw: &[u8]) -> bool {
-    !raw[..header_end(raw)].is_ascii()
+    !raw[..header::split(raw).header_len].is_ascii()
 }
 
 /// The header's non-ASCII bytes are UTF-8, as SMTPUTF8 promises (RFC 6532 §3.2). Other 8-bit
 /// bytes (an undeclared legacy charset) are always downgraded: read as ISO-8859-1, as
 /// popbridge's IMAP server shows them, and sent as encoded words.
 pub fn header_is_utf8(raw: &[u8]) -> bool {
-    std::str::from_utf8(&raw[..header_end(raw)]).is_ok()
+    std::str::from_utf8(&raw[..header::split(raw).header_len]).is_ok()
 }
 
 /// Fields whose value is text (RFC 5322 §3.6.5, RFC 2045 §8, common practice): encoded words are
@@ -65,18 +64,19 @@ const WORD_BYTES: usize = 45;
 
 /// The message with its header made ASCII, or why that cannot be done without changing it.
 pub fn downgrade(raw: &[u8]) -> Result<Vec<u8>, String> {
-    let end = header_end(raw);
+    let end = header::split(raw).header_len;
     let header = &raw[..end];
     let mut out = Vec::with_capacity(raw.len() + 256);
     let mut copied = 0;
-    for (name, value) in crate::mime::header_field_ranges(header) {
+    for f in header::fields(header) {
+        let (Some(name), value) = (f.name, f.value) else { continue };
         let v = &header[value.clone()];
         if v.is_ascii() {
             continue;
         }
-        let field = String::from_utf8_lossy(&header[name.clone()]).into_owned();
+        let field = String::from_utf8_lossy(&header[name]).into_owned();
         let lower = field.to_ascii_lowercase();
-        let text = crate::mime::header_text(v);
+        let text = header::text(v);
         let new = if UNSTRUCTURED.contains(&lower.as_str()) || lower.starts_with("x-") {
             format!(" {}", encoded_words(text.trim_matches([' ', '\t'])))
         } else if ADDRESS_FIELDS.contains(&lower.as_str()) {
@@ -193,7 +193,7 @@ mod tests {
         );
         assert!(needs_smtputf8(raw.as_bytes()));
         let out = downgrade(raw.as_bytes()).unwrap();
-        let end = header_end(&out);
+        let end = header::split(&out).header_len;
         assert!(out[..end].is_ascii(), "{}", String::from_utf8_lossy(&out));
         assert!(out.ends_with("\r\n\r\nBody: ü stays.\r\n".as_bytes()), "the body is untouched");
         assert!(out.split(|b| *b == b'\n').all(|l| l.len() <= 998));

@@ -11,6 +11,7 @@
 //! login may send as. When two accounts share an address, the one that can send wins ([`route`]).
 
 use crate::config::{Account, Config};
+use crate::mime::{date, header};
 
 /// What the login allows: every account (combined login) or one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,56 +112,32 @@ pub fn can_send(cfg: &Config, account: &Account) -> bool {
     }
 }
 
-/// Where the header block ends: the offset of the blank line after it (the end when there is none).
-pub fn header_end(raw: &[u8]) -> usize {
-    let mut i = 0;
-    while i < raw.len() {
-        let end = memchr::memchr(b'\n', &raw[i..]).map(|p| i + p + 1).unwrap_or(raw.len());
-        let line = &raw[i..end];
-        if line == b"\r\n" || line == b"\n" {
-            return i;
-        }
-        i = end;
-    }
-    raw.len()
-}
-
-/// Whether the header block has a field of this name.
+/// Whether the header block has a field of this name (read as [`remove_header`] reads names).
 pub fn has_header(raw: &[u8], name: &str) -> bool {
-    fields(&raw[..header_end(raw)]).any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+    header::fields(raw).any(|f| loose_name(&raw[f.lines]).eq_ignore_ascii_case(name.as_bytes()))
 }
 
-/// (name, whole field including continuation lines) of each header field.
-fn fields(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        if i >= header.len() {
-            return None;
-        }
-        let start = i;
-        loop {
-            let end = memchr::memchr(b'\n', &header[i..]).map(|p| i + p + 1).unwrap_or(header.len());
-            i = end;
-            if i >= header.len() || !matches!(header[i], b' ' | b'\t') {
-                break;
-            }
-        }
-        let field = &header[start..i];
-        let name = field.iter().position(|c| *c == b':').map(|p| field[..p].trim_ascii()).unwrap_or(&[]);
-        Some((name, field))
-    })
+/// A field's name as Bcc removal reads it, more loosely than [`header::Field::name`]: before the
+/// first colon anywhere in its lines, surrounding whitespace (line breaks too) trimmed, so that
+/// `Bcc\r\n : x` and, at the top of the header, ` Bcc: x` (which some programs read as a Bcc field)
+/// go too. Empty when there is no colon.
+fn loose_name(lines: &[u8]) -> &[u8] {
+    lines.iter().position(|c| *c == b':').map(|p| lines[..p].trim_ascii()).unwrap_or(&[])
 }
 
 /// Drops every field with this name (Bcc must not travel: RFC 5322 §3.6.3).
 pub fn remove_header(raw: &[u8], name: &str) -> Vec<u8> {
-    let end = header_end(raw);
     let mut out = Vec::with_capacity(raw.len());
-    for (n, field) in fields(&raw[..end]) {
-        if !n.eq_ignore_ascii_case(name.as_bytes()) {
-            out.extend_from_slice(field);
+    let mut fields = header::fields(raw);
+    for f in fields.by_ref() {
+        let lines = &raw[f.lines];
+        if !loose_name(lines).eq_ignore_ascii_case(name.as_bytes()) {
+            out.extend_from_slice(lines);
         }
     }
-    out.extend_from_slice(&raw[end..]);
+    // The blank line and the body.
+    let header_len = fields.end().map_or(raw.len(), |e| e.header_len);
+    out.extend_from_slice(&raw[header_len..]);
     out
 }
 
@@ -180,8 +157,7 @@ struct SenderView {
 /// after a line that is not a field.
 fn strict_view(header: &[u8]) -> SenderView {
     let mut v = SenderView::default();
-    for (name, value) in crate::mime::header_field_ranges(header) {
-        let name = &header[name];
+    for (name, value) in header::named(header) {
         let list = if name.eq_ignore_ascii_case(b"From") {
             &mut v.from
         } else if name.eq_ignore_ascii_case(b"Sender") {
@@ -190,7 +166,7 @@ fn strict_view(header: &[u8]) -> SenderView {
             continue;
         };
         let mut out = Vec::new();
-        for a in crate::mime::address_list(&header[value]) {
+        for a in crate::mime::address_list(value) {
             out.push(match (a.mailbox, a.host) {
                 (Some(m), Some(h)) if m.is_empty() && h.is_empty() => Err("<> (the null address)".to_string()),
                 (Some(m), Some(h)) if h == "MISSING_DOMAIN" => Err(format!("\"{m}\" (no domain)")),
@@ -254,20 +230,15 @@ fn lenient_view(header_and_blank_line: &[u8]) -> SenderView {
 /// one From and nothing but allowed addresses. A bare CR in the header is refused outright: a
 /// server on the way may turn it into a line break, and a hidden `From:` with it into a field.
 pub fn check_sender_fields(message: &[u8], allowed: &[Allowed], account: &str) -> Result<(), (&'static str, String)> {
-    let end = header_end(message);
-    let header = &message[..end];
+    let split = header::split(message);
+    let header = &message[..split.header_len];
     if memchr::memchr_iter(b'\r', header).any(|i| header.get(i + 1) != Some(&b'\n')) {
         return Err((
             "5.7.1",
             "the message header has a CR that does not end a line; servers on the way may read it as a line break, so the sender cannot be checked: end header lines with CRLF".into(),
         ));
     }
-    let blank = match message.get(end..) {
-        Some([b'\r', b'\n', ..]) => 2,
-        Some([b'\n', ..]) => 1,
-        _ => 0,
-    };
-    let views = [(strict_view(header), ""), (lenient_view(&message[..end + blank]), LENIENT_HINT)];
+    let views = [(strict_view(header), ""), (lenient_view(&message[..split.body_start]), LENIENT_HINT)];
     let own: Vec<&str> = allowed.iter().filter(|a| a.account == account).map(|a| a.address.as_str()).collect();
     let shown = |field: &[FieldAddress]| -> String {
         let list: Vec<String> = field
@@ -355,10 +326,9 @@ pub fn prepare(raw: &[u8], account: &Account, reply_to_verified: bool, sender: &
         added.push_str(&format!("Reply-To: {r}\r\n"));
     }
     if !has_header(&body, "Date") {
-        let now = std::time::SystemTime::now();
-        added.push_str(&format!("Date: {}\r\n", rfc5322_date(now)));
+        added.push_str(&format!("Date: {}\r\n", date::rfc5322(crate::store::now())));
     }
-    let meta = crate::mime::MessageMeta::extract(&body[..header_end(&body)]);
+    let meta = crate::mime::MessageMeta::extract(&body[..header::split(&body).header_len]);
     let message_id = match meta.message_id {
         Some(m) => m,
         None => {
@@ -381,27 +351,6 @@ fn random_token() -> String {
     let mut b = [0u8; 8];
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// `Tue, 01 Jul 2025 10:52:37 +0000` (RFC 5322 §3.3), in UTC.
-pub fn rfc5322_date(t: std::time::SystemTime) -> String {
-    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
-    let mon =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(month - 1) as usize];
-    format!("{weekday}, {day:02} {mon} {year} {:02}:{:02}:{:02} +0000", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
@@ -520,7 +469,6 @@ mod tests {
 
     #[test]
     fn dates_are_rfc5322() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_751_359_957);
-        assert_eq!(rfc5322_date(t), "Tue, 01 Jul 2025 08:52:37 +0000");
+        assert_eq!(date::rfc5322(1_751_359_957), "Tue, 01 Jul 2025 08:52:37 +0000");
     }
 }

@@ -22,7 +22,6 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use super::clock::Clock;
 use super::notice;
-use super::policy;
 use super::upstream::{self, Failure};
 use crate::config::SmtpServer;
 use crate::store::Store;
@@ -233,7 +232,7 @@ async fn give_up(q: &Queue, row: &Queued, failures: &[(String, String)]) {
 
 /// The bounce notice in the local INBOX: what, to whom, and the server's reply.
 async fn notify_failure(q: &Queue, row: &Queued, failures: &[(String, String)]) {
-    let headers = row.raw[..policy::header_end(&row.raw)].to_vec();
+    let headers = row.raw[..crate::mime::header::split(&row.raw).header_len].to_vec();
     let msg = notice::bounce(&row.mail_from, row.subject.as_deref(), failures, &headers, &row.account);
     let store = q.store.clone();
     let _ = blocking(move || store.deliver_local("INBOX", &msg, 0)).await;

@@ -115,7 +115,9 @@ impl SmtpShared {
             None => false,
         };
         let (prepared, message_id) = policy::prepare(raw, &acct, reply_to_verified, from);
-        let subject = crate::mime::MessageMeta::extract(&prepared[..policy::header_end(&prepared)]).envelope.subject;
+        let subject = crate::mime::MessageMeta::extract(&prepared[..crate::mime::header::split(&prepared).header_len])
+            .envelope
+            .subject;
         let (name, save_sent) = (acct.name.clone(), acct.save_sent);
         let id = super::spool::commit(&self.store, msg, &name, from, rcpts, prepared, message_id, subject, save_sent)
             .await

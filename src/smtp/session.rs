@@ -78,7 +78,7 @@ impl Conn {
     }
 
     fn reply(&mut self, code: u16, esc: &str, text: &str) {
-        let text: String = text.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+        let text = crate::mime::header::one_line(text);
         self.out.extend_from_slice(format!("{code} {esc} {text}\r\n").as_bytes());
     }
 

@@ -102,7 +102,7 @@ impl Spooler {
     /// header is still incomplete).
     pub async fn spill(&mut self, buf: &mut Vec<u8>) -> Result<(), SpoolError> {
         if self.head.is_none() {
-            let Some(end) = header_block_end(buf) else {
+            let Some(end) = crate::mime::header::find_end(buf).map(|s| s.body_start) else {
                 return if buf.len() > MAX_HEADER { Err(SpoolError::HeaderTooLarge) } else { Ok(()) };
             };
             let body = buf.split_off(end);
@@ -164,20 +164,6 @@ pub async fn discard(store: &Arc<Store>, id: i64) {
     if let Err(e) = crate::blocking(move || store.outbox_spool_discard(Some(id))).await {
         tracing::warn!("smtp: could not remove a refused message from the outbox: {}", e.message);
     }
-}
-
-/// End of the header block (after its blank line) in what has arrived so far; None while the
-/// blank line has not arrived.
-fn header_block_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(p) = memchr::memchr(b'\n', &buf[i..]) {
-        let line = &buf[i..i + p + 1];
-        if line == b"\r\n" || line == b"\n" {
-            return Some(i + p + 1);
-        }
-        i += p + 1;
-    }
-    None
 }
 
 /// Commits an accepted submission to the outbox (durably, before the 250) and, with `save_sent`,
@@ -267,18 +253,4 @@ pub fn chunks(store: Arc<Store>, id: i64) -> mpsc::Receiver<Result<Chunk, String
         }
     });
     rx
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_header_block_ends_after_its_blank_line() {
-        assert_eq!(header_block_end(b"A: b\r\n\r\nbody"), Some(8));
-        assert_eq!(header_block_end(b"A: b\n\nbody"), Some(6));
-        assert_eq!(header_block_end(b"\r\nbody"), Some(2));
-        assert_eq!(header_block_end(b"A: b\r\nC: d\r\n\r"), None, "the blank line is not complete");
-        assert_eq!(header_block_end(b"A: b\r\n"), None);
-    }
 }

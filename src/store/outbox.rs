@@ -369,15 +369,15 @@ pub fn check_code(conn: &rusqlite::Connection, address: &str, code: &str) -> rus
 }
 
 /// A verification mail fetched back: `X-Popbridge-Verify: address code` in its header confirms it.
+/// The field is read unfolded: a server on the way may have folded it between address and code.
 pub fn auto_confirm(conn: &rusqlite::Connection, raw: &[u8]) -> rusqlite::Result<bool> {
-    const NAME: &[u8] = b"x-popbridge-verify:";
-    let header = &raw[..crate::smtp::policy::header_end(raw)];
-    for line in header.split(|b| *b == b'\n') {
-        if line.len() > NAME.len() && line[..NAME.len()].eq_ignore_ascii_case(NAME) {
-            let value = String::from_utf8_lossy(&line[NAME.len()..]).trim().to_string();
-            if let Some((address, code)) = value.split_once(' ') {
-                return Ok(matches!(check_code(conn, address.trim(), code.trim())?, CodeCheck::Verified));
-            }
+    use crate::mime::header;
+    // `smtp::notice::VERIFY_HEADER`, which writes it (the store does not import from smtp).
+    const NAME: &str = "X-Popbridge-Verify";
+    for f in header::fields(raw).filter(|f| f.is(raw, NAME)) {
+        let value = header::text(&raw[f.value]);
+        if let Some((address, code)) = value.trim().split_once(' ') {
+            return Ok(matches!(check_code(conn, address.trim(), code.trim())?, CodeCheck::Verified));
         }
     }
     Ok(false)
@@ -407,6 +407,22 @@ mod tests {
             s.verification_check("z@y.example", "2").unwrap();
         }
         assert!(matches!(s.verification_check("z@y.example", "1").unwrap(), CodeCheck::TooManyTries));
+    }
+
+    #[test]
+    fn a_verification_mail_confirms_its_address_also_when_folded() {
+        let dir = crate::store::private_tempdir();
+        let s = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        s.verification_start("desk@work.example", "Work", "12345678", now() + 3600).unwrap();
+        s.verification_start("home@work.example", "Work", "87654321", now() + 3600).unwrap();
+        let confirm = |raw: &[u8]| auto_confirm(&s.lock(), raw).unwrap();
+        assert!(!confirm(b"Subject: x\r\n\r\nX-Popbridge-Verify: desk@work.example 12345678\r\n"), "not in the body");
+        assert!(!confirm(b"X-Popbridge-Verify: desk@work.example 00000000\r\n\r\n"));
+        assert!(confirm(b"Subject: x\r\nx-popbridge-verify: desk@work.example 12345678\r\n\r\nbody\r\n"));
+        // Folded between the address and the code (RFC 5322 §2.2.3): the old reader took the
+        // first line alone and never confirmed.
+        assert!(confirm(b"X-Popbridge-Verify: home@work.example\r\n 87654321\r\n\r\n"));
+        assert!(s.is_verified("home@work.example").unwrap());
     }
 
     #[test]
