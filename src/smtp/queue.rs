@@ -36,7 +36,7 @@ const BATCH: usize = 64;
 pub struct Queue {
     pub store: Arc<Store>,
     /// The config, replaced on SIGHUP (its `[outbox]` holds the retry schedule).
-    pub live: Arc<crate::app::Live>,
+    pub live: Arc<crate::config::Live>,
     pub kick: Arc<Notify>,
     pub hostname: String,
 }
@@ -334,7 +334,7 @@ Message-ID: <report@work.example>\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\n\r\
         )
         .unwrap();
         assert_eq!(cfg.outbox, crate::config::Outbox::default(), "no [outbox]: the defaults");
-        let live = Arc::new(crate::app::Live::new(cfg, crate::secret::Secret::new("local")));
+        let live = Arc::new(crate::config::Live::new(cfg, crate::secret::Secret::new("local")));
 
         let rcpts = vec!["ann@example.org".to_string()];
         store

@@ -18,7 +18,7 @@ pub const DEFAULT_MAX_SIZE: u64 = 50 * 1024 * 1024;
 
 pub struct SmtpShared {
     /// The config and the local login, replaced on SIGHUP.
-    pub live: Arc<crate::app::Live>,
+    pub live: Arc<crate::config::Live>,
     pub store: Arc<Store>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Shared with the IMAP listener: one local password, one count of guesses.
