@@ -604,43 +604,18 @@ fn save_sent_files_one_copy_even_when_the_client_appends_its_own() {
 /// through `up` with `--smtp-tls tls`, AUTH as me@work.example with [`SMTP_PW`]; `up`'s CA is
 /// trusted for it. (The general form of `Bridge::add_account_sending_through`.)
 fn add_account_via(b: &Bridge, name: &str, email: &str, pop_port: u16, up: &Upstream, tls: &str) {
-    let (pop_port, up_port, pw) = (pop_port.to_string(), up.port.to_string(), format!("echo {SMTP_PW}"));
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        name,
-        "--email",
-        email,
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &pop_port,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        &up_port,
-        "--smtp-tls",
-        tls,
-        "--smtp-user",
-        "me@work.example",
-        "--smtp-password-command",
-        &pw,
-        "--no-test",
-    ])
-    .expect(0);
+    let (up_port, pw) = (up.port.to_string(), format!("echo {SMTP_PW}"));
+    let smtp =
+        ["--smtp-host", "127.0.0.1", "--smtp-port", &up_port, "--smtp-tls", tls, "--smtp-user", "me@work.example"];
+    let smtp = [&smtp[..], &["--smtp-password-command", &pw, "--no-test"]].concat();
+    account_add(b, name, email, pop_port, &smtp).expect(0);
     b.append_config(&format!("ca_file = \"{}\"\n", up.ca_pem_path.display()));
 }
 
 /// `account add` of account `name` (From `email`) with POP from the fake server on `pop_port`
-/// and these SMTP flags, tested before it is saved (no --no-test): incoming, then outgoing.
-fn add_tested(b: &Bridge, name: &str, email: &str, pop_port: u16, smtp: &[&str]) -> crate::util::Run {
+/// and these SMTP flags; tested before it is saved (incoming, then outgoing) unless they include
+/// `--no-test`.
+fn account_add(b: &Bridge, name: &str, email: &str, pop_port: u16, smtp: &[&str]) -> crate::util::Run {
     let pop_port = pop_port.to_string();
     let mut args = vec![
         "account",
@@ -683,7 +658,7 @@ fn an_smtp_server_with_a_private_ca_or_a_pin_is_added_from_the_command_line() {
         let mut flags = vec!["--smtp-host", "127.0.0.1", "--smtp-port", &port, "--smtp-tls", "implicit"];
         flags.extend(["--smtp-user", "me@work.example", "--smtp-password-command", &pw]);
         flags.extend_from_slice(trust);
-        add_tested(&b, name, email, pop.port(), &flags)
+        account_add(&b, name, email, pop.port(), &flags)
     };
 
     let r = add("Work", "me@work.example", &[]).expect(4);
@@ -733,7 +708,7 @@ fn a_refused_smtp_connection_during_account_add_names_the_smtp_ports() {
     let b = Bridge::new();
     let refused = crate::util::refused_port();
     let port = refused.port().to_string();
-    let r = add_tested(
+    let r = account_add(
         &b,
         "Work",
         "me@work.example",
@@ -759,11 +734,11 @@ fn an_smtp_server_without_auth_is_added_with_smtp_no_auth_and_relays() {
     let b = Bridge::with_listeners();
     let (port, ca) = (up.port.to_string(), up.ca_pem_path.display().to_string());
     let smtp = ["--smtp-host", "127.0.0.1", "--smtp-port", &port, "--smtp-tls", "implicit", "--smtp-ca-file", &ca];
-    let r = add_tested(&b, "Work", "me@work.example", pop.port(), &smtp).expect(5);
+    let r = account_add(&b, "Work", "me@work.example", pop.port(), &smtp).expect(5);
     assert!(r.stderr.contains("does not offer a login") && r.stderr.contains("--smtp-no-auth"), "{}", r.stderr);
     let mut no_auth = smtp.to_vec();
     no_auth.push("--smtp-no-auth");
-    let r = add_tested(&b, "Work", "me@work.example", pop.port(), &no_auth).expect(0);
+    let r = account_add(&b, "Work", "me@work.example", pop.port(), &no_auth).expect(0);
     assert!(r.stdout.contains("no login"), "{}", r.stdout);
     let c = popbridge::config::load(&b.config).unwrap();
     let server = c.accounts[0].smtp.clone().unwrap();
@@ -855,28 +830,7 @@ fn a_relay_account_sends_only_once_its_address_is_verified() {
     });
     let pop = FakePop3::start(Script::default());
     let b = Bridge::with_listeners();
-    let pop_port = pop.port().to_string();
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Work",
-        "--email",
-        "me@work.example",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &pop_port,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--smtp-relay",
-        "--no-test",
-    ])
-    .expect(0);
+    account_add(&b, "Work", "me@work.example", pop.port(), &["--smtp-relay", "--no-test"]).expect(0);
     b.append_config(&format!(
         "\n[relay]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"implicit\"\nuser = \"relay-user\"\n\
          password_command = \"echo {RELAY_PW}\"\nca_file = \"{}\"\n",
@@ -1001,27 +955,7 @@ fn a_shared_from_address_is_sent_by_the_account_that_can_send() {
     let pop = FakePop3::start(Script::default());
     let send_pop = FakePop3::start(Script::default());
     let b = Bridge::with_listeners();
-    let pop_port = pop.port().to_string();
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Fetch",
-        "--email",
-        "me@work.example",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &pop_port,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--no-test",
-    ])
-    .expect(0);
+    account_add(&b, "Fetch", "me@work.example", pop.port(), &["--no-test"]).expect(0);
     add_account_via(&b, "Send", "me@work.example", send_pop.port(), &up, "implicit");
     let s = start(up, b, pop);
     let m = message("shared-from", "x\r\n");
