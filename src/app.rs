@@ -2,7 +2,8 @@
 //! listeners with the local certificate, starts one fetch scheduler per account, the outbound
 //! queue and the control socket; reloads the config on SIGHUP; and shuts everything down in order
 //! on SIGTERM/SIGINT: stop accepting, `* BYE` / `421` to clients, fetchers stop at a safe point
-//! (what was received is committed; without QUIT the server deletes nothing), exit 0.
+//! (what was received is committed; without QUIT the server deletes nothing), the relay queue lets
+//! the deliveries under way finish (`smtp::queue::DRAIN_TIMEOUT`), exit 0.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -310,6 +311,8 @@ impl Running {
         for (_, l) in self.listeners {
             let _ = tokio::time::timeout(Duration::from_secs(5), l.task).await;
         }
+        // The relay queue among them: it returns once its deliveries under way are recorded
+        // (bounded by smtp::queue::DRAIN_TIMEOUT, as long as this wait).
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }

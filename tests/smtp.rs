@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
 use crate::util::imap_clients::{Raw, Security};
-use crate::util::smtp_upstream::{Faults, UpTls, Upstream, UpstreamOpts};
+use crate::util::smtp_upstream::{Faults, PausePoint, UpTls, Upstream, UpstreamOpts};
 use crate::util::{Bridge, Daemon, LOCAL_PASSWORD, wait_until};
 
 const SMTP_PW: &str = "smtp-secret";
@@ -419,6 +419,33 @@ fn mail_waits_while_the_upstream_is_down_and_survives_a_restart_exactly_once() {
     // Marked sent: nothing is left to send, so the count is final.
     wait_until("the message marked sent", Duration::from_secs(20), || outbox(&s) == (0, 1, 0));
     assert_eq!(s.up.received().len(), 1, "delivered exactly once");
+}
+
+/// Issue 14: SIGTERM while the upstream has the message and is about to confirm it. The daemon
+/// waits for that delivery to finish (`smtp::queue::DRAIN_TIMEOUT`), records it as sent and then
+/// exits; started again, it does not send the message a second time. Before, shutdown did not
+/// wait for deliveries under way: the daemon exited at once, the 250 was never read, the row
+/// stayed queued and the next start sent the message again.
+#[test]
+fn shutdown_waits_for_a_delivery_under_way_and_it_goes_out_once() {
+    let mut s = setup(Faults { pause_at: vec![PausePoint::Committed], ..Faults::default() });
+    let m = message("in-flight", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
+    // The upstream has recorded the message; its 250 is held back.
+    s.up.wait_for_pause(PausePoint::Committed, Duration::from_secs(20));
+    let mut d = s.daemon.take().unwrap();
+    let _ = Command::new("kill").arg("-TERM").arg(d.child.id().to_string()).status();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon waits for the delivery under way:\n{}", d.log());
+    // The upstream says 250 now: the delivery is recorded and the daemon exits.
+    s.up.set_faults(Faults::default());
+    assert!(d.terminate().success(), "{}", d.log());
+    assert_eq!(outbox(&s), (0, 1, 0), "marked sent before the daemon exited:\n{}", d.log());
+    // Started again, with retries after a second: nothing is sent again.
+    s.daemon = Some(s.b.daemon());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(outbox(&s), (0, 1, 0));
+    assert_eq!(s.up.received().len(), 1, "delivered exactly once: {:?}", s.up.attempts());
 }
 
 #[test]
