@@ -21,8 +21,13 @@ struct Setup {
 }
 
 fn upstream(faults: Faults) -> Upstream {
+    upstream_with(UpTls::Implicit, faults)
+}
+
+/// An upstream with `tls` that requires AUTH as me@work.example with [`SMTP_PW`].
+fn upstream_with(tls: UpTls, faults: Faults) -> Upstream {
     Upstream::start(UpstreamOpts {
-        tls: UpTls::Implicit,
+        tls,
         user: Some("me@work.example".into()),
         password: Some(SMTP_PW.into()),
         faults,
@@ -837,6 +842,15 @@ fn start(up: Upstream, b: Bridge, pop: FakePop3) -> Setup {
     Setup { up, b, daemon, pop }
 }
 
+/// A bridge whose account Work (me@work.example) sends through `up` with `--smtp-tls tls`; its
+/// daemon started.
+fn setup_via(up: Upstream, tls: &str) -> Setup {
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    add_account_via(&b, "Work", "me@work.example", pop.port(), &up, tls);
+    start(up, b, pop)
+}
+
 /// The outbox counts in `status --json`: (queued, sent, failed).
 fn outbox(s: &Setup) -> (i64, i64, i64) {
     let j = s.b.status_json();
@@ -1061,16 +1075,7 @@ fn the_upstream_password_is_never_logged_or_shown() {
 /// before AUTH and the mail.
 #[test]
 fn relay_through_an_upstream_that_requires_starttls() {
-    let up = Upstream::start(UpstreamOpts {
-        tls: UpTls::StartTls,
-        user: Some("me@work.example".into()),
-        password: Some(SMTP_PW.into()),
-        ..Default::default()
-    });
-    let pop = FakePop3::start(Script::default());
-    let b = Bridge::with_listeners();
-    add_account_via(&b, "Work", "me@work.example", pop.port(), &up, "starttls");
-    let s = start(up, b, pop);
+    let s = setup_via(upstream_with(UpTls::StartTls, Faults::default()), "starttls");
     let m = message("over-starttls", "Sent after STARTTLS.\r\n");
     ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &m));
     let got = s.up.wait_for(1, Duration::from_secs(20));
@@ -1092,16 +1097,7 @@ fn relay_through_an_upstream_that_requires_starttls() {
 #[test]
 fn an_upstream_without_starttls_is_refused_not_used_in_the_clear() {
     // It would take AUTH and mail in the clear.
-    let up = Upstream::start(UpstreamOpts {
-        tls: UpTls::None,
-        user: Some("me@work.example".into()),
-        password: Some(SMTP_PW.into()),
-        ..Default::default()
-    });
-    let pop = FakePop3::start(Script::default());
-    let b = Bridge::with_listeners();
-    add_account_via(&b, "Work", "me@work.example", pop.port(), &up, "starttls");
-    let s = start(up, b, pop);
+    let s = setup_via(upstream_with(UpTls::None, Faults::default()), "starttls");
 
     let test = s.b.run(&["account", "test", "Work"]);
     let said = format!("{}{}", test.stdout, test.stderr);
