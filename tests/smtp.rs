@@ -266,17 +266,7 @@ fn submission_refuses_what_it_must() {
     assert!(out.contains("550 5.7.1") && out.contains("me@work.example"), "the reply lists the allowed senders: {out}");
     // A header From that differs from every allowed address.
     let forged = b"From: ceo@bank.example\r\nTo: a@example.org\r\nSubject: x\r\n\r\nx\r\n.\r\n";
-    let out = raw_session(
-        &s,
-        &[
-            b"EHLO c\r\n",
-            auth.as_bytes(),
-            b"MAIL FROM:<me@work.example>\r\n",
-            b"RCPT TO:<a@example.org>\r\n",
-            b"DATA\r\n",
-            forged,
-        ],
-    );
+    let out = raw_submission(&s, "me", "", "a@example.org", forged);
     assert!(out.contains("550 5.7.1") && out.contains("ceo@bank.example"), "{out}");
     // Too many recipients.
     let mut lines: Vec<Vec<u8>> =
@@ -294,17 +284,7 @@ fn submission_refuses_what_it_must() {
     let mut huge = b"From: me@work.example\r\nSubject: huge\r\n\r\n".to_vec();
     huge.resize(51 * 1024 * 1024, b'x');
     huge.extend_from_slice(b"\r\n.\r\n");
-    let out = raw_session(
-        &s,
-        &[
-            b"EHLO c\r\n",
-            auth.as_bytes(),
-            b"MAIL FROM:<me@work.example>\r\n",
-            b"RCPT TO:<a@example.org>\r\n",
-            b"DATA\r\n",
-            &huge,
-        ],
-    );
+    let out = raw_submission(&s, "me", "", "a@example.org", &huge);
     assert!(out.contains("552 5.3.4"), "{}", out.lines().last().unwrap_or(""));
     // Once the legitimate message is sent, nothing is queued: nothing else can leave any more.
     wait_until("the legitimate message sent", Duration::from_secs(20), || outbox(&s) == (0, 1, 0));
@@ -318,7 +298,6 @@ fn submission_refuses_what_it_must() {
 #[test]
 fn every_from_and_sender_field_is_checked_however_it_is_written() {
     let s = setup(Faults::default());
-    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0me\0{LOCAL_PASSWORD}")));
     let rest = "To: a@example.org\r\nSubject: forged\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\n\r\nx\r\n.\r\n";
     for (what, from_lines) in [
         ("a foreign From above the own one", "From: evil@other.example\r\nFrom: Me <me@work.example>\r\n"),
@@ -331,17 +310,7 @@ fn every_from_and_sender_field_is_checked_however_it_is_written() {
         ("a foreign Sender", "From: me@work.example\r\nSender: evil@other.example\r\n"),
     ] {
         let data = format!("{from_lines}{rest}");
-        let out = raw_session(
-            &s,
-            &[
-                b"EHLO c\r\n",
-                auth.as_bytes(),
-                b"MAIL FROM:<me@work.example>\r\n",
-                b"RCPT TO:<a@example.org>\r\n",
-                b"DATA\r\n",
-                data.as_bytes(),
-            ],
-        );
+        let out = raw_submission(&s, "me", "", "a@example.org", data.as_bytes());
         let last = out.trim_end().lines().last().unwrap_or("").to_string();
         assert!(
             last.starts_with("550 5.7.1") && last.contains("evil@other.example"),
@@ -467,13 +436,19 @@ fn a_disconnect_during_data_is_retried() {
 /// A submission over a raw session (AUTH PLAIN as `me`) with these MAIL FROM parameters; the
 /// last reply line (the one to the end of DATA).
 fn submit_raw(s: &Setup, mail_params: &str, rcpt: &str, data: &[u8]) -> String {
-    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0me\0{LOCAL_PASSWORD}")));
-    let mail = format!("MAIL FROM:<me@work.example>{mail_params}\r\n");
-    let rcpt = format!("RCPT TO:<{rcpt}>\r\n");
     let mut data = data.to_vec();
     data.extend_from_slice(b".\r\n");
-    let out = raw_session(s, &[b"EHLO c\r\n", auth.as_bytes(), mail.as_bytes(), rcpt.as_bytes(), b"DATA\r\n", &data]);
+    let out = raw_submission(s, "me", mail_params, rcpt, &data);
     out.trim_end().lines().last().unwrap_or("").to_string()
+}
+
+/// A raw session that logs in as `user` (AUTH PLAIN), then MAIL FROM me@work.example with these
+/// parameters, RCPT TO `rcpt`, DATA and `data` (its final "." line included): everything read.
+fn raw_submission(s: &Setup, user: &str, mail_params: &str, rcpt: &str, data: &[u8]) -> String {
+    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0{user}\0{LOCAL_PASSWORD}")));
+    let mail = format!("MAIL FROM:<me@work.example>{mail_params}\r\n");
+    let rcpt = format!("RCPT TO:<{rcpt}>\r\n");
+    raw_session(s, &[b"EHLO c\r\n", auth.as_bytes(), mail.as_bytes(), rcpt.as_bytes(), b"DATA\r\n", data])
 }
 
 /// A message whose header is UTF-8 (RFC 6532): a display name and a Subject.
@@ -942,20 +917,9 @@ fn an_account_login_sends_only_as_that_account() {
     );
     assert!(out.starts_with("ERR 550 5.7.1") && out.contains("account Work"), "nor me+Home as Work: {out}");
     // Work's envelope address with Home's From header: refused at the end of DATA.
-    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0me+Work\0{LOCAL_PASSWORD}")));
     let mut data = message_from("me@home.example", "header-as-work");
     data.extend_from_slice(b".\r\n");
-    let out = raw_session(
-        &s,
-        &[
-            b"EHLO c\r\n",
-            auth.as_bytes(),
-            b"MAIL FROM:<me@work.example>\r\n",
-            b"RCPT TO:<ann@example.org>\r\n",
-            b"DATA\r\n",
-            &data,
-        ],
-    );
+    let out = raw_submission(&s, "me+Work", "", "ann@example.org", &data);
     let last = out.trim_end().lines().last().unwrap_or("").to_string();
     assert!(last.starts_with("550 5.7.1") && last.contains("me@home.example"), "{out}");
     // And Work's own address, with the account login: accepted.
