@@ -2,17 +2,18 @@
 //! listeners with the local certificate, starts one fetch scheduler per account, the outbound
 //! queue and the control socket; reloads the config on SIGHUP; and shuts everything down in order
 //! on SIGTERM/SIGINT: stop accepting, `* BYE` / `421` to clients, fetchers stop at a safe point
-//! (what was received is committed; without QUIT the server deletes nothing), exit 0.
+//! (what was received is committed; without QUIT the server deletes nothing), the relay queue lets
+//! the deliveries under way finish (`smtp::queue::DRAIN_TIMEOUT`), exit 0.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::config::{self, Config, Paths};
+use crate::config::{self, Config, Live, Paths};
 use crate::control::{self, Schedulers};
 use crate::error::{Error, Result};
 use crate::fetch::{self, schedule};
@@ -23,29 +24,6 @@ use crate::net::tls;
 use crate::secret::Secret;
 use crate::smtp::server::SmtpShared;
 use crate::store::Store;
-
-/// The settings that can change under a running daemon (SIGHUP): the config and the local login.
-pub struct Live {
-    config: RwLock<Arc<Config>>,
-    login: RwLock<(String, Secret)>,
-}
-
-impl Live {
-    pub fn new(cfg: Config, password: Secret) -> Live {
-        let user = cfg.local.user.clone();
-        Live { config: RwLock::new(Arc::new(cfg)), login: RwLock::new((user, password)) }
-    }
-    pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-    pub fn login(&self) -> (String, Secret) {
-        self.login.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-    fn set(&self, cfg: Config, password: Secret) {
-        *self.login.write().unwrap_or_else(|p| p.into_inner()) = (cfg.local.user.clone(), password);
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
-    }
-}
 
 /// One bound listener, stoppable on its own (so a reload can move it to a new address).
 struct Listener {
@@ -333,6 +311,8 @@ impl Running {
         for (_, l) in self.listeners {
             let _ = tokio::time::timeout(Duration::from_secs(5), l.task).await;
         }
+        // The relay queue among them: it returns once its deliveries under way are recorded
+        // (bounded by smtp::queue::DRAIN_TIMEOUT, as long as this wait).
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
 use crate::util::imap_clients::{Raw, Security};
-use crate::util::smtp_upstream::{Faults, UpTls, Upstream, UpstreamOpts};
+use crate::util::smtp_upstream::{Faults, PausePoint, UpTls, Upstream, UpstreamOpts};
 use crate::util::{Bridge, Daemon, LOCAL_PASSWORD, wait_until};
 
 const SMTP_PW: &str = "smtp-secret";
@@ -21,8 +21,13 @@ struct Setup {
 }
 
 fn upstream(faults: Faults) -> Upstream {
+    upstream_with(UpTls::Implicit, faults)
+}
+
+/// An upstream with `tls` that requires AUTH as me@work.example with [`SMTP_PW`].
+fn upstream_with(tls: UpTls, faults: Faults) -> Upstream {
     Upstream::start(UpstreamOpts {
-        tls: UpTls::Implicit,
+        tls,
         user: Some("me@work.example".into()),
         password: Some(SMTP_PW.into()),
         faults,
@@ -261,17 +266,7 @@ fn submission_refuses_what_it_must() {
     assert!(out.contains("550 5.7.1") && out.contains("me@work.example"), "the reply lists the allowed senders: {out}");
     // A header From that differs from every allowed address.
     let forged = b"From: ceo@bank.example\r\nTo: a@example.org\r\nSubject: x\r\n\r\nx\r\n.\r\n";
-    let out = raw_session(
-        &s,
-        &[
-            b"EHLO c\r\n",
-            auth.as_bytes(),
-            b"MAIL FROM:<me@work.example>\r\n",
-            b"RCPT TO:<a@example.org>\r\n",
-            b"DATA\r\n",
-            forged,
-        ],
-    );
+    let out = raw_submission(&s, "me", "", "a@example.org", forged);
     assert!(out.contains("550 5.7.1") && out.contains("ceo@bank.example"), "{out}");
     // Too many recipients.
     let mut lines: Vec<Vec<u8>> =
@@ -289,17 +284,7 @@ fn submission_refuses_what_it_must() {
     let mut huge = b"From: me@work.example\r\nSubject: huge\r\n\r\n".to_vec();
     huge.resize(51 * 1024 * 1024, b'x');
     huge.extend_from_slice(b"\r\n.\r\n");
-    let out = raw_session(
-        &s,
-        &[
-            b"EHLO c\r\n",
-            auth.as_bytes(),
-            b"MAIL FROM:<me@work.example>\r\n",
-            b"RCPT TO:<a@example.org>\r\n",
-            b"DATA\r\n",
-            &huge,
-        ],
-    );
+    let out = raw_submission(&s, "me", "", "a@example.org", &huge);
     assert!(out.contains("552 5.3.4"), "{}", out.lines().last().unwrap_or(""));
     // Once the legitimate message is sent, nothing is queued: nothing else can leave any more.
     wait_until("the legitimate message sent", Duration::from_secs(20), || outbox(&s) == (0, 1, 0));
@@ -313,7 +298,6 @@ fn submission_refuses_what_it_must() {
 #[test]
 fn every_from_and_sender_field_is_checked_however_it_is_written() {
     let s = setup(Faults::default());
-    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0me\0{LOCAL_PASSWORD}")));
     let rest = "To: a@example.org\r\nSubject: forged\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\n\r\nx\r\n.\r\n";
     for (what, from_lines) in [
         ("a foreign From above the own one", "From: evil@other.example\r\nFrom: Me <me@work.example>\r\n"),
@@ -326,17 +310,7 @@ fn every_from_and_sender_field_is_checked_however_it_is_written() {
         ("a foreign Sender", "From: me@work.example\r\nSender: evil@other.example\r\n"),
     ] {
         let data = format!("{from_lines}{rest}");
-        let out = raw_session(
-            &s,
-            &[
-                b"EHLO c\r\n",
-                auth.as_bytes(),
-                b"MAIL FROM:<me@work.example>\r\n",
-                b"RCPT TO:<a@example.org>\r\n",
-                b"DATA\r\n",
-                data.as_bytes(),
-            ],
-        );
+        let out = raw_submission(&s, "me", "", "a@example.org", data.as_bytes());
         let last = out.trim_end().lines().last().unwrap_or("").to_string();
         assert!(
             last.starts_with("550 5.7.1") && last.contains("evil@other.example"),
@@ -421,6 +395,33 @@ fn mail_waits_while_the_upstream_is_down_and_survives_a_restart_exactly_once() {
     assert_eq!(s.up.received().len(), 1, "delivered exactly once");
 }
 
+/// Issue 14: SIGTERM while the upstream has the message and is about to confirm it. The daemon
+/// waits for that delivery to finish (`smtp::queue::DRAIN_TIMEOUT`), records it as sent and then
+/// exits; started again, it does not send the message a second time. Before, shutdown did not
+/// wait for deliveries under way: the daemon exited at once, the 250 was never read, the row
+/// stayed queued and the next start sent the message again.
+#[test]
+fn shutdown_waits_for_a_delivery_under_way_and_it_goes_out_once() {
+    let mut s = setup(Faults { pause_at: vec![PausePoint::Committed], ..Faults::default() });
+    let m = message("in-flight", "x\r\n");
+    ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["a@example.org"], &m));
+    // The upstream has recorded the message; its 250 is held back.
+    s.up.wait_for_pause(PausePoint::Committed, Duration::from_secs(20));
+    let mut d = s.daemon.take().unwrap();
+    let _ = Command::new("kill").arg("-TERM").arg(d.child.id().to_string()).status();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon waits for the delivery under way:\n{}", d.log());
+    // The upstream says 250 now: the delivery is recorded and the daemon exits.
+    s.up.set_faults(Faults::default());
+    assert!(d.terminate().success(), "{}", d.log());
+    assert_eq!(outbox(&s), (0, 1, 0), "marked sent before the daemon exited:\n{}", d.log());
+    // Started again, with retries after a second: nothing is sent again.
+    s.daemon = Some(s.b.daemon());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(outbox(&s), (0, 1, 0));
+    assert_eq!(s.up.received().len(), 1, "delivered exactly once: {:?}", s.up.attempts());
+}
+
 #[test]
 fn a_disconnect_during_data_is_retried() {
     let s = setup(Faults { disconnect_in_data: true, ..Faults::default() });
@@ -435,13 +436,19 @@ fn a_disconnect_during_data_is_retried() {
 /// A submission over a raw session (AUTH PLAIN as `me`) with these MAIL FROM parameters; the
 /// last reply line (the one to the end of DATA).
 fn submit_raw(s: &Setup, mail_params: &str, rcpt: &str, data: &[u8]) -> String {
-    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0me\0{LOCAL_PASSWORD}")));
-    let mail = format!("MAIL FROM:<me@work.example>{mail_params}\r\n");
-    let rcpt = format!("RCPT TO:<{rcpt}>\r\n");
     let mut data = data.to_vec();
     data.extend_from_slice(b".\r\n");
-    let out = raw_session(s, &[b"EHLO c\r\n", auth.as_bytes(), mail.as_bytes(), rcpt.as_bytes(), b"DATA\r\n", &data]);
+    let out = raw_submission(s, "me", mail_params, rcpt, &data);
     out.trim_end().lines().last().unwrap_or("").to_string()
+}
+
+/// A raw session that logs in as `user` (AUTH PLAIN), then MAIL FROM me@work.example with these
+/// parameters, RCPT TO `rcpt`, DATA and `data` (its final "." line included): everything read.
+fn raw_submission(s: &Setup, user: &str, mail_params: &str, rcpt: &str, data: &[u8]) -> String {
+    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0{user}\0{LOCAL_PASSWORD}")));
+    let mail = format!("MAIL FROM:<me@work.example>{mail_params}\r\n");
+    let rcpt = format!("RCPT TO:<{rcpt}>\r\n");
+    raw_session(s, &[b"EHLO c\r\n", auth.as_bytes(), mail.as_bytes(), rcpt.as_bytes(), b"DATA\r\n", data])
 }
 
 /// A message whose header is UTF-8 (RFC 6532): a display name and a Subject.
@@ -604,43 +611,18 @@ fn save_sent_files_one_copy_even_when_the_client_appends_its_own() {
 /// through `up` with `--smtp-tls tls`, AUTH as me@work.example with [`SMTP_PW`]; `up`'s CA is
 /// trusted for it. (The general form of `Bridge::add_account_sending_through`.)
 fn add_account_via(b: &Bridge, name: &str, email: &str, pop_port: u16, up: &Upstream, tls: &str) {
-    let (pop_port, up_port, pw) = (pop_port.to_string(), up.port.to_string(), format!("echo {SMTP_PW}"));
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        name,
-        "--email",
-        email,
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &pop_port,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        &up_port,
-        "--smtp-tls",
-        tls,
-        "--smtp-user",
-        "me@work.example",
-        "--smtp-password-command",
-        &pw,
-        "--no-test",
-    ])
-    .expect(0);
+    let (up_port, pw) = (up.port.to_string(), format!("echo {SMTP_PW}"));
+    let smtp =
+        ["--smtp-host", "127.0.0.1", "--smtp-port", &up_port, "--smtp-tls", tls, "--smtp-user", "me@work.example"];
+    let smtp = [&smtp[..], &["--smtp-password-command", &pw, "--no-test"]].concat();
+    account_add(b, name, email, pop_port, &smtp).expect(0);
     b.append_config(&format!("ca_file = \"{}\"\n", up.ca_pem_path.display()));
 }
 
 /// `account add` of account `name` (From `email`) with POP from the fake server on `pop_port`
-/// and these SMTP flags, tested before it is saved (no --no-test): incoming, then outgoing.
-fn add_tested(b: &Bridge, name: &str, email: &str, pop_port: u16, smtp: &[&str]) -> crate::util::Run {
+/// and these SMTP flags; tested before it is saved (incoming, then outgoing) unless they include
+/// `--no-test`.
+fn account_add(b: &Bridge, name: &str, email: &str, pop_port: u16, smtp: &[&str]) -> crate::util::Run {
     let pop_port = pop_port.to_string();
     let mut args = vec![
         "account",
@@ -683,7 +665,7 @@ fn an_smtp_server_with_a_private_ca_or_a_pin_is_added_from_the_command_line() {
         let mut flags = vec!["--smtp-host", "127.0.0.1", "--smtp-port", &port, "--smtp-tls", "implicit"];
         flags.extend(["--smtp-user", "me@work.example", "--smtp-password-command", &pw]);
         flags.extend_from_slice(trust);
-        add_tested(&b, name, email, pop.port(), &flags)
+        account_add(&b, name, email, pop.port(), &flags)
     };
 
     let r = add("Work", "me@work.example", &[]).expect(4);
@@ -733,7 +715,7 @@ fn a_refused_smtp_connection_during_account_add_names_the_smtp_ports() {
     let b = Bridge::new();
     let refused = crate::util::refused_port();
     let port = refused.port().to_string();
-    let r = add_tested(
+    let r = account_add(
         &b,
         "Work",
         "me@work.example",
@@ -759,11 +741,11 @@ fn an_smtp_server_without_auth_is_added_with_smtp_no_auth_and_relays() {
     let b = Bridge::with_listeners();
     let (port, ca) = (up.port.to_string(), up.ca_pem_path.display().to_string());
     let smtp = ["--smtp-host", "127.0.0.1", "--smtp-port", &port, "--smtp-tls", "implicit", "--smtp-ca-file", &ca];
-    let r = add_tested(&b, "Work", "me@work.example", pop.port(), &smtp).expect(5);
+    let r = account_add(&b, "Work", "me@work.example", pop.port(), &smtp).expect(5);
     assert!(r.stderr.contains("does not offer a login") && r.stderr.contains("--smtp-no-auth"), "{}", r.stderr);
     let mut no_auth = smtp.to_vec();
     no_auth.push("--smtp-no-auth");
-    let r = add_tested(&b, "Work", "me@work.example", pop.port(), &no_auth).expect(0);
+    let r = account_add(&b, "Work", "me@work.example", pop.port(), &no_auth).expect(0);
     assert!(r.stdout.contains("no login"), "{}", r.stdout);
     let c = popbridge::config::load(&b.config).unwrap();
     let server = c.accounts[0].smtp.clone().unwrap();
@@ -835,6 +817,15 @@ fn start(up: Upstream, b: Bridge, pop: FakePop3) -> Setup {
     Setup { up, b, daemon, pop }
 }
 
+/// A bridge whose account Work (me@work.example) sends through `up` with `--smtp-tls tls`; its
+/// daemon started.
+fn setup_via(up: Upstream, tls: &str) -> Setup {
+    let pop = FakePop3::start(Script::default());
+    let b = Bridge::with_listeners();
+    add_account_via(&b, "Work", "me@work.example", pop.port(), &up, tls);
+    start(up, b, pop)
+}
+
 /// The outbox counts in `status --json`: (queued, sent, failed).
 fn outbox(s: &Setup) -> (i64, i64, i64) {
     let j = s.b.status_json();
@@ -855,28 +846,7 @@ fn a_relay_account_sends_only_once_its_address_is_verified() {
     });
     let pop = FakePop3::start(Script::default());
     let b = Bridge::with_listeners();
-    let pop_port = pop.port().to_string();
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Work",
-        "--email",
-        "me@work.example",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &pop_port,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--smtp-relay",
-        "--no-test",
-    ])
-    .expect(0);
+    account_add(&b, "Work", "me@work.example", pop.port(), &["--smtp-relay", "--no-test"]).expect(0);
     b.append_config(&format!(
         "\n[relay]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"implicit\"\nuser = \"relay-user\"\n\
          password_command = \"echo {RELAY_PW}\"\nca_file = \"{}\"\n",
@@ -947,20 +917,9 @@ fn an_account_login_sends_only_as_that_account() {
     );
     assert!(out.starts_with("ERR 550 5.7.1") && out.contains("account Work"), "nor me+Home as Work: {out}");
     // Work's envelope address with Home's From header: refused at the end of DATA.
-    let auth = format!("AUTH PLAIN {}\r\n", popbridge_b64(&format!("\0me+Work\0{LOCAL_PASSWORD}")));
     let mut data = message_from("me@home.example", "header-as-work");
     data.extend_from_slice(b".\r\n");
-    let out = raw_session(
-        &s,
-        &[
-            b"EHLO c\r\n",
-            auth.as_bytes(),
-            b"MAIL FROM:<me@work.example>\r\n",
-            b"RCPT TO:<ann@example.org>\r\n",
-            b"DATA\r\n",
-            &data,
-        ],
-    );
+    let out = raw_submission(&s, "me+Work", "", "ann@example.org", &data);
     let last = out.trim_end().lines().last().unwrap_or("").to_string();
     assert!(last.starts_with("550 5.7.1") && last.contains("me@home.example"), "{out}");
     // And Work's own address, with the account login: accepted.
@@ -1001,27 +960,7 @@ fn a_shared_from_address_is_sent_by_the_account_that_can_send() {
     let pop = FakePop3::start(Script::default());
     let send_pop = FakePop3::start(Script::default());
     let b = Bridge::with_listeners();
-    let pop_port = pop.port().to_string();
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Fetch",
-        "--email",
-        "me@work.example",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &pop_port,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--no-test",
-    ])
-    .expect(0);
+    account_add(&b, "Fetch", "me@work.example", pop.port(), &["--no-test"]).expect(0);
     add_account_via(&b, "Send", "me@work.example", send_pop.port(), &up, "implicit");
     let s = start(up, b, pop);
     let m = message("shared-from", "x\r\n");
@@ -1100,16 +1039,7 @@ fn the_upstream_password_is_never_logged_or_shown() {
 /// before AUTH and the mail.
 #[test]
 fn relay_through_an_upstream_that_requires_starttls() {
-    let up = Upstream::start(UpstreamOpts {
-        tls: UpTls::StartTls,
-        user: Some("me@work.example".into()),
-        password: Some(SMTP_PW.into()),
-        ..Default::default()
-    });
-    let pop = FakePop3::start(Script::default());
-    let b = Bridge::with_listeners();
-    add_account_via(&b, "Work", "me@work.example", pop.port(), &up, "starttls");
-    let s = start(up, b, pop);
+    let s = setup_via(upstream_with(UpTls::StartTls, Faults::default()), "starttls");
     let m = message("over-starttls", "Sent after STARTTLS.\r\n");
     ok(smtplib(&s, "plain", "PLAIN", "me", "me@work.example", &["ann@example.org"], &m));
     let got = s.up.wait_for(1, Duration::from_secs(20));
@@ -1131,16 +1061,7 @@ fn relay_through_an_upstream_that_requires_starttls() {
 #[test]
 fn an_upstream_without_starttls_is_refused_not_used_in_the_clear() {
     // It would take AUTH and mail in the clear.
-    let up = Upstream::start(UpstreamOpts {
-        tls: UpTls::None,
-        user: Some("me@work.example".into()),
-        password: Some(SMTP_PW.into()),
-        ..Default::default()
-    });
-    let pop = FakePop3::start(Script::default());
-    let b = Bridge::with_listeners();
-    add_account_via(&b, "Work", "me@work.example", pop.port(), &up, "starttls");
-    let s = start(up, b, pop);
+    let s = setup_via(upstream_with(UpTls::None, Faults::default()), "starttls");
 
     let test = s.b.run(&["account", "test", "Work"]);
     let said = format!("{}{}", test.stdout, test.stderr);

@@ -3,10 +3,12 @@
 //! `raw` is the file as serde sees it; `model` validates it once into typed values; `edit` changes
 //! the file in place (keeping the user's comments) for `init` and `account add/remove/set-password`;
 //! [`resolve_secret`] turns a password setting into a [`Secret`], running `password_command` off the
-//! async runtime with a timeout. `limits` is the `[limits]` table (connections before and after login).
+//! async runtime with a timeout. `limits` is the `[limits]` table (connections before and after login);
+//! `live` the config a running daemon reads, replaced on SIGHUP.
 
 pub mod edit;
 pub mod limits;
+pub mod live;
 pub mod model;
 pub mod raw;
 pub mod redact;
@@ -15,6 +17,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use live::Live;
 pub use model::*;
 
 use crate::error::{Error, ErrorClass, Result};

@@ -18,7 +18,7 @@ pub struct Shared {
     pub store_path: PathBuf,
     pub changes: Changes,
     /// The local login (and the config), replaced on SIGHUP.
-    pub live: Arc<crate::app::Live>,
+    pub live: Arc<crate::config::Live>,
     /// For STARTTLS on the plaintext port (None: not offered).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Shared with the SMTP listener: one local password, one count of guesses.

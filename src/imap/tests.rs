@@ -168,7 +168,7 @@ impl Harness {
             store: store.clone(),
             store_path,
             changes: store.changes(),
-            live: Arc::new(crate::app::Live::new(
+            live: Arc::new(crate::config::Live::new(
                 crate::config::parse(
                     "[local]\nuser = \"me\"\npassword = \"pw\"\n",
                     std::path::Path::new("test.toml"),

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
 
 use super::clock::Clock;
 use super::notice;
@@ -31,11 +32,15 @@ use crate::store::outbox::Queued;
 pub const CONCURRENCY: usize = 4;
 /// Rows taken from the outbox per pass (more wait for the next pass, right after).
 const BATCH: usize = 64;
+/// At shutdown, how long deliveries under way may take to finish (the daemon waits as long for
+/// each of its other tasks, `app::Running::stop`). One cut off by it was not recorded: its row
+/// is still queued and goes out again at the next start.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Queue {
     pub store: Arc<Store>,
     /// The config, replaced on SIGHUP (its `[outbox]` holds the retry schedule).
-    pub live: Arc<crate::app::Live>,
+    pub live: Arc<crate::config::Live>,
     pub kick: Arc<Notify>,
     pub hostname: String,
 }
@@ -48,11 +53,31 @@ pub async fn run(q: Arc<Queue>, shutdown: watch::Receiver<bool>) {
 }
 
 /// The worker: delivers due rows (a few at a time), then waits for the next due time, a kick (a
-/// message was queued, a delivery finished) or shutdown, whichever comes first.
-pub async fn run_with_clock(q: Arc<Queue>, clock: Clock, mut shutdown: watch::Receiver<bool>) {
+/// message was queued, a delivery finished) or shutdown, whichever comes first. At shutdown it
+/// lets the deliveries under way finish (at most [`DRAIN_TIMEOUT`]) before it returns: a server
+/// that has the message and is about to say 250 must not be cut off, or the message goes out
+/// twice (it stays queued, and is sent again at the next start).
+pub async fn run_with_clock(q: Arc<Queue>, clock: Clock, shutdown: watch::Receiver<bool>) {
+    let mut deliveries = JoinSet::new();
+    schedule(&q, &clock, shutdown, &mut deliveries).await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while deliveries.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        // Dropping the set aborts them; their rows are still queued (only settle changes them).
+        tracing::warn!(
+            "smtp: {} delivery(ies) still under way after {}s at shutdown; they are retried at the next start",
+            deliveries.len(),
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
+}
+
+/// The loop of [`run_with_clock`] until shutdown; the deliveries it starts go into `deliveries`.
+async fn schedule(q: &Arc<Queue>, clock: &Clock, mut shutdown: watch::Receiver<bool>, deliveries: &mut JoinSet<()>) {
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
     loop {
+        // Finished deliveries (each kicked us) leave the set: it holds those under way.
+        while deliveries.try_join_next().is_some() {}
         let (store, now) = (q.store.clone(), clock.now());
         let due = blocking(move || store.due(BATCH, now)).await.unwrap_or_default();
         for row in due {
@@ -62,7 +87,7 @@ pub async fn run_with_clock(q: Arc<Queue>, clock: Clock, mut shutdown: watch::Re
             }
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
             let (q2, busy2, clock2) = (q.clone(), busy.clone(), clock.clone());
-            tokio::spawn(async move {
+            deliveries.spawn(async move {
                 let id = row.id;
                 deliver(&q2, &clock2, row).await;
                 if let Ok(mut b) = busy2.lock() {
@@ -333,7 +358,7 @@ Message-ID: <report@work.example>\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\n\r\
         )
         .unwrap();
         assert_eq!(cfg.outbox, crate::config::Outbox::default(), "no [outbox]: the defaults");
-        let live = Arc::new(crate::app::Live::new(cfg, crate::secret::Secret::new("local")));
+        let live = Arc::new(crate::config::Live::new(cfg, crate::secret::Secret::new("local")));
 
         let rcpts = vec!["ann@example.org".to_string()];
         store

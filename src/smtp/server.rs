@@ -18,7 +18,7 @@ pub const DEFAULT_MAX_SIZE: u64 = 50 * 1024 * 1024;
 
 pub struct SmtpShared {
     /// The config and the local login, replaced on SIGHUP.
-    pub live: Arc<crate::app::Live>,
+    pub live: Arc<crate::config::Live>,
     pub store: Arc<Store>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Shared with the IMAP listener: one local password, one count of guesses.
@@ -93,7 +93,7 @@ impl SmtpShared {
     /// queue. The returned id goes in the 250 reply; nothing is acknowledged before the commit.
     pub async fn accept(
         &self,
-        scope: Option<&Scope>,
+        scope: &Scope,
         account: &str,
         from: &str,
         rcpts: &[String],
@@ -102,7 +102,6 @@ impl SmtpShared {
         // The header block is what the checks and the changes below read (all of a message held
         // whole; a spooled one's body is in the outbox already, see smtp::spool).
         let raw = msg.head();
-        let Some(scope) = scope else { return Err((530, "5.7.0", "authentication required".into())) };
         let config = self.live.config();
         let Some(acct) = config.account(account).cloned() else {
             return Err((451, "4.3.0", format!("account {account} is no longer configured")));

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use popbridge::app::Live;
+use popbridge::config::Live;
 use popbridge::imap::server::{Shared, listen};
 use popbridge::net::listener::{Limits, Slots};
 use popbridge::net::throttle::Throttle;

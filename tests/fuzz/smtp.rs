@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use popbridge::app::Live;
+use popbridge::config::Live;
 use popbridge::net::listener::{Limits, Slots};
 use popbridge::net::throttle::Throttle;
 use popbridge::secret::Secret;
