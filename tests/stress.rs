@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::util::Bridge;
+use crate::util::accounts::PopAccount;
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
 use crate::util::imap_clients::{Raw, Reply, Security, Target};
 
@@ -267,26 +268,8 @@ fn twenty_sessions_and_a_fetcher_stay_consistent() {
         ..Script::default()
     });
     let b = Bridge::with_listeners();
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Work",
-        "--email",
-        "me@example.com",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &fake.port().to_string(),
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--no-test",
-    ])
-    .expect(0);
+    let work = PopAccount { name: "Work", email: "me@example.com", ..PopAccount::fake(fake.port()) };
+    b.add_pop_account(&work, &["--no-test"]).expect(0);
     let _daemon = b.daemon();
     b.run(&["fetch"]).expect(0);
     let deadline = Instant::now() + Duration::from_secs(seconds);
