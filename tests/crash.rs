@@ -30,25 +30,8 @@ use crate::util::dovecot::{Dovecot, DovecotOpts};
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
 use crate::util::imap_clients::{Raw, Security};
 use crate::util::pop_proxy::PopProxy;
+use crate::util::rng::Rng;
 use crate::util::{Bridge, Daemon, as_pop3_sends, sorted};
-
-/// A small deterministic generator (no test-only dependency): xorshift64*.
-struct Rng(u64);
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in 1..=n (n ≥ 1).
-    fn pick(&mut self, n: usize) -> u32 {
-        (self.next() % n as u64) as u32 + 1
-    }
-}
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -309,7 +292,7 @@ fn user_expunges(b: &Bridge, daemon: Option<&Daemon>, peer: &Peer, ledger: &mut 
     if rows.is_empty() {
         return false;
     }
-    let (uid, body) = rows[(rng.next() % rows.len() as u64) as usize].clone();
+    let (uid, body) = rows[(rng.next_u64() % rows.len() as u64) as usize].clone();
     match daemon {
         None => assert_eq!(b.store().expunge("Work", &[uid]).expect("expunge"), 1),
         Some(_) => {
@@ -345,7 +328,7 @@ fn named_points(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64) {
         wanted_kinds().into_iter().filter(|k| policy != "never" || !matches!(*k, "on-DELE" | "after-DELE")).collect();
     let pool = corpus(reps * kinds.len() * 6 + 12, seed);
     let mut pool = pool.messages.into_iter();
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::seeded(seed);
     let b = bridge(peer, mode, policy);
     let mut ledger = Ledger::new(policy);
     let mut hits: BTreeMap<Point, usize> = BTreeMap::new();
@@ -416,7 +399,7 @@ fn random_instants(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64)
     let batch = 20;
     let pool = corpus(batch * (kills + 1), seed);
     let mut pool = pool.messages.into_iter();
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::seeded(seed);
     let b = bridge(peer, mode, policy);
     let mut ledger = Ledger::new(policy);
     let first = peer.deliver(&pool.by_ref().take(batch).collect::<Vec<_>>());
@@ -452,7 +435,7 @@ fn random_instants(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64)
         let window = (overhead + transfer(&pending)) * 11 / 10;
         windows.push(window);
         let mut fetch = spawn_fetch(&b);
-        std::thread::sleep(Duration::from_millis(rng.next() % window));
+        std::thread::sleep(Duration::from_millis(rng.next_u64() % window));
         let exited = fetch.try_wait().ok().flatten().is_some();
         if let Some(mut d) = daemon {
             d.child.kill().expect("kill -9 the daemon");

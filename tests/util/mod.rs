@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod certs;
+pub mod checks;
 pub mod corpus;
 pub mod crash_points;
 pub mod dovecot;
@@ -10,6 +11,7 @@ pub mod fake_pop3;
 pub mod imap_clients;
 pub mod loopback;
 pub mod pop_proxy;
+pub mod rng;
 pub mod smtp_upstream;
 
 use std::io::Write;
