@@ -1,6 +1,7 @@
 //! Test helpers: a popbridge instance in a temp dir (`Bridge`), and the peers it talks to.
 #![allow(dead_code)]
 
+pub mod accept;
 pub mod accounts;
 pub mod certs;
 pub mod checks;
