@@ -469,30 +469,34 @@ fn random_instants(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64)
     report(&series, &lines);
 }
 
+/// One test per series, named as before (`cargo test crash::NAME` picks them, README.md): each
+/// row a test's name and the series it runs, in order.
+macro_rules! series {
+    ($($name:ident => $($run:expr),+;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $($run;)+
+            }
+        )*
+    };
+}
+
 // --- named points: `popbridge fetch` against the fake server and against Dovecot ---
 
-#[test]
-fn kill_9_at_named_points_of_fetch_under_never() {
-    named_points(&mut Peer::fake(), Mode::Fetch, "never", 11);
-    named_points(&mut Peer::dovecot(), Mode::Fetch, "never", 12);
-}
-
-#[test]
-fn kill_9_at_named_points_of_fetch_under_after_fetch() {
-    named_points(&mut Peer::fake(), Mode::Fetch, "after-fetch", 21);
-    named_points(&mut Peer::dovecot(), Mode::Fetch, "after-fetch", 22);
-}
-
-#[test]
-fn kill_9_at_named_points_of_fetch_under_after_days() {
-    named_points(&mut Peer::fake(), Mode::Fetch, "after-days:0", 31);
-    named_points(&mut Peer::dovecot(), Mode::Fetch, "after-days:0", 32);
-}
-
-#[test]
-fn kill_9_at_named_points_of_fetch_under_when_deleted_locally() {
-    named_points(&mut Peer::fake(), Mode::Fetch, "when-deleted-locally", 41);
-    named_points(&mut Peer::dovecot(), Mode::Fetch, "when-deleted-locally", 42);
+series! {
+    kill_9_at_named_points_of_fetch_under_never =>
+        named_points(&mut Peer::fake(), Mode::Fetch, "never", 11),
+        named_points(&mut Peer::dovecot(), Mode::Fetch, "never", 12);
+    kill_9_at_named_points_of_fetch_under_after_fetch =>
+        named_points(&mut Peer::fake(), Mode::Fetch, "after-fetch", 21),
+        named_points(&mut Peer::dovecot(), Mode::Fetch, "after-fetch", 22);
+    kill_9_at_named_points_of_fetch_under_after_days =>
+        named_points(&mut Peer::fake(), Mode::Fetch, "after-days:0", 31),
+        named_points(&mut Peer::dovecot(), Mode::Fetch, "after-days:0", 32);
+    kill_9_at_named_points_of_fetch_under_when_deleted_locally =>
+        named_points(&mut Peer::fake(), Mode::Fetch, "when-deleted-locally", 41),
+        named_points(&mut Peer::dovecot(), Mode::Fetch, "when-deleted-locally", 42);
 }
 
 // --- named points: the daemon, an IMAP client expunging before each kill ---
@@ -504,9 +508,9 @@ fn kill_9_of_the_daemon_at_named_points_under_every_policy() {
     }
 }
 
-#[test]
-fn kill_9_of_the_daemon_at_named_points_with_dovecot_under_when_deleted_locally() {
-    named_points(&mut Peer::dovecot(), Mode::Daemon, "when-deleted-locally", 61);
+series! {
+    kill_9_of_the_daemon_at_named_points_with_dovecot_under_when_deleted_locally =>
+        named_points(&mut Peer::dovecot(), Mode::Daemon, "when-deleted-locally", 61);
 }
 
 // --- random instants over whole fetches, Dovecot over POP3S ---
@@ -522,32 +526,17 @@ fn dovecot_tls() -> Peer {
     Peer::DovecotTls { d, slow }
 }
 
-#[test]
-fn kill_9_at_random_instants_of_fetch_under_never() {
-    random_instants(&mut dovecot_tls(), Mode::Fetch, "never", 71);
-}
-
-#[test]
-fn kill_9_at_random_instants_of_fetch_under_after_fetch() {
-    random_instants(&mut dovecot_tls(), Mode::Fetch, "after-fetch", 72);
-}
-
-#[test]
-fn kill_9_at_random_instants_of_fetch_under_after_days() {
-    random_instants(&mut dovecot_tls(), Mode::Fetch, "after-days:0", 73);
-}
-
-#[test]
-fn kill_9_at_random_instants_of_fetch_under_when_deleted_locally() {
-    random_instants(&mut dovecot_tls(), Mode::Fetch, "when-deleted-locally", 74);
-}
-
-#[test]
-fn kill_9_of_the_daemon_at_random_instants_while_a_client_expunges() {
-    random_instants(&mut dovecot_tls(), Mode::Daemon, "when-deleted-locally", 81);
-}
-
-#[test]
-fn kill_9_of_the_daemon_at_random_instants_under_after_fetch() {
-    random_instants(&mut dovecot_tls(), Mode::Daemon, "after-fetch", 82);
+series! {
+    kill_9_at_random_instants_of_fetch_under_never =>
+        random_instants(&mut dovecot_tls(), Mode::Fetch, "never", 71);
+    kill_9_at_random_instants_of_fetch_under_after_fetch =>
+        random_instants(&mut dovecot_tls(), Mode::Fetch, "after-fetch", 72);
+    kill_9_at_random_instants_of_fetch_under_after_days =>
+        random_instants(&mut dovecot_tls(), Mode::Fetch, "after-days:0", 73);
+    kill_9_at_random_instants_of_fetch_under_when_deleted_locally =>
+        random_instants(&mut dovecot_tls(), Mode::Fetch, "when-deleted-locally", 74);
+    kill_9_of_the_daemon_at_random_instants_while_a_client_expunges =>
+        random_instants(&mut dovecot_tls(), Mode::Daemon, "when-deleted-locally", 81);
+    kill_9_of_the_daemon_at_random_instants_under_after_fetch =>
+        random_instants(&mut dovecot_tls(), Mode::Daemon, "after-fetch", 82);
 }
