@@ -227,6 +227,16 @@ impl Ledger {
         }
     }
 
+    /// The report's last line (once [`Ledger::finish`] has found nothing lost or duplicated).
+    fn result(&self, b: &Bridge) -> String {
+        format!(
+            "result: {} delivered, {} stored, {} expunged by the user, 0 lost, 0 duplicated",
+            self.delivered.len(),
+            b.messages("Work").len(),
+            self.user_expunged.len()
+        )
+    }
+
     /// One clean fetch, then: every message the user kept is stored exactly once, and the server
     /// holds what the policy leaves there.
     fn finish(&mut self, b: &Bridge, peer: &Peer, ctx: &str) {
@@ -319,6 +329,15 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// kill -9 of the daemon (if one runs), then of the fetch.
+fn kill_both(daemon: Option<Daemon>, fetch: &mut Child) {
+    if let Some(mut d) = daemon {
+        d.child.kill().expect("kill -9 the daemon");
+        d.child.wait().expect("wait");
+    }
+    kill(fetch);
+}
+
 /// The named-point series: each kind `CRASH_REPS` times, at a count picked within what the
 /// session will really do (so the point is always reached), with new mail before every kill.
 fn named_points(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64) {
@@ -365,11 +384,7 @@ fn named_points(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64) {
         peer.trap().arm(point);
         let mut fetch = spawn_fetch(&b);
         let hit = peer.trap().wait_hit(Duration::from_secs(30), || fetch.try_wait().ok().flatten().is_some());
-        if let Some(mut d) = daemon {
-            d.child.kill().expect("kill -9 the daemon");
-            d.child.wait().expect("wait");
-        }
-        kill(&mut fetch);
+        kill_both(daemon, &mut fetch);
         peer.trap().release();
         assert!(hit, "{ctx}: {point:?} was not reached ({retrs} to RETR, {deles} to DELE)");
         *hits.entry(point).or_default() += 1;
@@ -382,12 +397,7 @@ fn named_points(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64) {
     }
     let mut lines: Vec<String> = kind_hits.iter().map(|(k, n)| format!("{k}: {n} kill(s)")).collect();
     lines.push(format!("points: {}", hits.iter().map(|(p, n)| format!("{p:?} x{n}")).collect::<Vec<_>>().join(", ")));
-    lines.push(format!(
-        "result: {} delivered, {} stored, {} expunged by the user, 0 lost, 0 duplicated",
-        ledger.delivered.len(),
-        b.messages("Work").len(),
-        ledger.user_expunged.len()
-    ));
+    lines.push(ledger.result(&b));
     report(&series, &lines);
 }
 
@@ -437,11 +447,7 @@ fn random_instants(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64)
         let mut fetch = spawn_fetch(&b);
         std::thread::sleep(Duration::from_millis(rng.next_u64() % window));
         let exited = fetch.try_wait().ok().flatten().is_some();
-        if let Some(mut d) = daemon {
-            d.child.kill().expect("kill -9 the daemon");
-            d.child.wait().expect("wait");
-        }
-        kill(&mut fetch);
+        kill_both(daemon, &mut fetch);
         let stored: HashSet<Vec<u8>> = Ledger::stored(&b).into_iter().map(|(_, m)| m).collect();
         let committed = pending.iter().filter(|m| stored.contains(*m)).count();
         let phase = match (committed, exited) {
@@ -460,12 +466,7 @@ fn random_instants(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64)
         windows.iter().min().unwrap_or(&0),
         windows.iter().max().unwrap_or(&0)
     ));
-    lines.push(format!(
-        "result: {} delivered, {} stored, {} expunged by the user, 0 lost, 0 duplicated",
-        ledger.delivered.len(),
-        b.messages("Work").len(),
-        ledger.user_expunged.len()
-    ));
+    lines.push(ledger.result(&b));
     report(&series, &lines);
 }
 
