@@ -1,5 +1,6 @@
 //! The command-line contract (DESIGN §5): init, config errors, permissions, status JSON, exit codes.
 
+use crate::util::accounts::PopAccount;
 use crate::util::{Bridge, LOCAL_PASSWORD, mode};
 
 #[test]
@@ -191,26 +192,9 @@ fn a_failing_password_command_never_shows_its_secret() {
     let cmd = script.display().to_string();
     let r = b.run(&["account", "add", "--name", "Work", "--email", "me@example.com", "--pop-host", "127.0.0.1"]);
     assert_ne!(r.code, 0, "flags are missing: {}", r.stderr);
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Work",
-        "--email",
-        "me@example.com",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        "1",
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        &cmd,
-        "--no-test",
-    ])
-    .expect(0);
+    let work =
+        PopAccount { name: "Work", email: "me@example.com", password_command: Some(&cmd), ..PopAccount::fake(1) };
+    b.add_pop_account(&work, &["--no-test"]).expect(0);
     let check = |what: &str, said: &str| {
         assert!(!said.contains(SECRET), "{what} shows the secret:\n{said}");
         assert!(said.contains("password_command exited with status 3"), "{what} names the exit status:\n{said}");

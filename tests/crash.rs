@@ -30,25 +30,8 @@ use crate::util::dovecot::{Dovecot, DovecotOpts};
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
 use crate::util::imap_clients::{Raw, Security};
 use crate::util::pop_proxy::PopProxy;
+use crate::util::rng::Rng;
 use crate::util::{Bridge, Daemon, as_pop3_sends, sorted};
-
-/// A small deterministic generator (no test-only dependency): xorshift64*.
-struct Rng(u64);
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in 1..=n (n ≥ 1).
-    fn pick(&mut self, n: usize) -> u32 {
-        (self.next() % n as u64) as u32 + 1
-    }
-}
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -244,6 +227,16 @@ impl Ledger {
         }
     }
 
+    /// The report's last line (once [`Ledger::finish`] has found nothing lost or duplicated).
+    fn result(&self, b: &Bridge) -> String {
+        format!(
+            "result: {} delivered, {} stored, {} expunged by the user, 0 lost, 0 duplicated",
+            self.delivered.len(),
+            b.messages("Work").len(),
+            self.user_expunged.len()
+        )
+    }
+
     /// One clean fetch, then: every message the user kept is stored exactly once, and the server
     /// holds what the policy leaves there.
     fn finish(&mut self, b: &Bridge, peer: &Peer, ctx: &str) {
@@ -309,7 +302,7 @@ fn user_expunges(b: &Bridge, daemon: Option<&Daemon>, peer: &Peer, ledger: &mut 
     if rows.is_empty() {
         return false;
     }
-    let (uid, body) = rows[(rng.next() % rows.len() as u64) as usize].clone();
+    let (uid, body) = rows[(rng.next_u64() % rows.len() as u64) as usize].clone();
     match daemon {
         None => assert_eq!(b.store().expunge("Work", &[uid]).expect("expunge"), 1),
         Some(_) => {
@@ -336,6 +329,15 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// kill -9 of the daemon (if one runs), then of the fetch.
+fn kill_both(daemon: Option<Daemon>, fetch: &mut Child) {
+    if let Some(mut d) = daemon {
+        d.child.kill().expect("kill -9 the daemon");
+        d.child.wait().expect("wait");
+    }
+    kill(fetch);
+}
+
 /// The named-point series: each kind `CRASH_REPS` times, at a count picked within what the
 /// session will really do (so the point is always reached), with new mail before every kill.
 fn named_points(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64) {
@@ -345,7 +347,7 @@ fn named_points(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64) {
         wanted_kinds().into_iter().filter(|k| policy != "never" || !matches!(*k, "on-DELE" | "after-DELE")).collect();
     let pool = corpus(reps * kinds.len() * 6 + 12, seed);
     let mut pool = pool.messages.into_iter();
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::seeded(seed);
     let b = bridge(peer, mode, policy);
     let mut ledger = Ledger::new(policy);
     let mut hits: BTreeMap<Point, usize> = BTreeMap::new();
@@ -382,11 +384,7 @@ fn named_points(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64) {
         peer.trap().arm(point);
         let mut fetch = spawn_fetch(&b);
         let hit = peer.trap().wait_hit(Duration::from_secs(30), || fetch.try_wait().ok().flatten().is_some());
-        if let Some(mut d) = daemon {
-            d.child.kill().expect("kill -9 the daemon");
-            d.child.wait().expect("wait");
-        }
-        kill(&mut fetch);
+        kill_both(daemon, &mut fetch);
         peer.trap().release();
         assert!(hit, "{ctx}: {point:?} was not reached ({retrs} to RETR, {deles} to DELE)");
         *hits.entry(point).or_default() += 1;
@@ -399,12 +397,7 @@ fn named_points(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64) {
     }
     let mut lines: Vec<String> = kind_hits.iter().map(|(k, n)| format!("{k}: {n} kill(s)")).collect();
     lines.push(format!("points: {}", hits.iter().map(|(p, n)| format!("{p:?} x{n}")).collect::<Vec<_>>().join(", ")));
-    lines.push(format!(
-        "result: {} delivered, {} stored, {} expunged by the user, 0 lost, 0 duplicated",
-        ledger.delivered.len(),
-        b.messages("Work").len(),
-        ledger.user_expunged.len()
-    ));
+    lines.push(ledger.result(&b));
     report(&series, &lines);
 }
 
@@ -416,7 +409,7 @@ fn random_instants(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64)
     let batch = 20;
     let pool = corpus(batch * (kills + 1), seed);
     let mut pool = pool.messages.into_iter();
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::seeded(seed);
     let b = bridge(peer, mode, policy);
     let mut ledger = Ledger::new(policy);
     let first = peer.deliver(&pool.by_ref().take(batch).collect::<Vec<_>>());
@@ -452,13 +445,9 @@ fn random_instants(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64)
         let window = (overhead + transfer(&pending)) * 11 / 10;
         windows.push(window);
         let mut fetch = spawn_fetch(&b);
-        std::thread::sleep(Duration::from_millis(rng.next() % window));
+        std::thread::sleep(Duration::from_millis(rng.next_u64() % window));
         let exited = fetch.try_wait().ok().flatten().is_some();
-        if let Some(mut d) = daemon {
-            d.child.kill().expect("kill -9 the daemon");
-            d.child.wait().expect("wait");
-        }
-        kill(&mut fetch);
+        kill_both(daemon, &mut fetch);
         let stored: HashSet<Vec<u8>> = Ledger::stored(&b).into_iter().map(|(_, m)| m).collect();
         let committed = pending.iter().filter(|m| stored.contains(*m)).count();
         let phase = match (committed, exited) {
@@ -477,39 +466,38 @@ fn random_instants(peer: &mut Peer, mode: Mode, policy: &'static str, seed: u64)
         windows.iter().min().unwrap_or(&0),
         windows.iter().max().unwrap_or(&0)
     ));
-    lines.push(format!(
-        "result: {} delivered, {} stored, {} expunged by the user, 0 lost, 0 duplicated",
-        ledger.delivered.len(),
-        b.messages("Work").len(),
-        ledger.user_expunged.len()
-    ));
+    lines.push(ledger.result(&b));
     report(&series, &lines);
+}
+
+/// One test per series, named as before (`cargo test crash::NAME` picks them, README.md): each
+/// row a test's name and the series it runs, in order.
+macro_rules! series {
+    ($($name:ident => $($run:expr),+;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $($run;)+
+            }
+        )*
+    };
 }
 
 // --- named points: `popbridge fetch` against the fake server and against Dovecot ---
 
-#[test]
-fn kill_9_at_named_points_of_fetch_under_never() {
-    named_points(&mut Peer::fake(), Mode::Fetch, "never", 11);
-    named_points(&mut Peer::dovecot(), Mode::Fetch, "never", 12);
-}
-
-#[test]
-fn kill_9_at_named_points_of_fetch_under_after_fetch() {
-    named_points(&mut Peer::fake(), Mode::Fetch, "after-fetch", 21);
-    named_points(&mut Peer::dovecot(), Mode::Fetch, "after-fetch", 22);
-}
-
-#[test]
-fn kill_9_at_named_points_of_fetch_under_after_days() {
-    named_points(&mut Peer::fake(), Mode::Fetch, "after-days:0", 31);
-    named_points(&mut Peer::dovecot(), Mode::Fetch, "after-days:0", 32);
-}
-
-#[test]
-fn kill_9_at_named_points_of_fetch_under_when_deleted_locally() {
-    named_points(&mut Peer::fake(), Mode::Fetch, "when-deleted-locally", 41);
-    named_points(&mut Peer::dovecot(), Mode::Fetch, "when-deleted-locally", 42);
+series! {
+    kill_9_at_named_points_of_fetch_under_never =>
+        named_points(&mut Peer::fake(), Mode::Fetch, "never", 11),
+        named_points(&mut Peer::dovecot(), Mode::Fetch, "never", 12);
+    kill_9_at_named_points_of_fetch_under_after_fetch =>
+        named_points(&mut Peer::fake(), Mode::Fetch, "after-fetch", 21),
+        named_points(&mut Peer::dovecot(), Mode::Fetch, "after-fetch", 22);
+    kill_9_at_named_points_of_fetch_under_after_days =>
+        named_points(&mut Peer::fake(), Mode::Fetch, "after-days:0", 31),
+        named_points(&mut Peer::dovecot(), Mode::Fetch, "after-days:0", 32);
+    kill_9_at_named_points_of_fetch_under_when_deleted_locally =>
+        named_points(&mut Peer::fake(), Mode::Fetch, "when-deleted-locally", 41),
+        named_points(&mut Peer::dovecot(), Mode::Fetch, "when-deleted-locally", 42);
 }
 
 // --- named points: the daemon, an IMAP client expunging before each kill ---
@@ -521,9 +509,9 @@ fn kill_9_of_the_daemon_at_named_points_under_every_policy() {
     }
 }
 
-#[test]
-fn kill_9_of_the_daemon_at_named_points_with_dovecot_under_when_deleted_locally() {
-    named_points(&mut Peer::dovecot(), Mode::Daemon, "when-deleted-locally", 61);
+series! {
+    kill_9_of_the_daemon_at_named_points_with_dovecot_under_when_deleted_locally =>
+        named_points(&mut Peer::dovecot(), Mode::Daemon, "when-deleted-locally", 61);
 }
 
 // --- random instants over whole fetches, Dovecot over POP3S ---
@@ -539,32 +527,17 @@ fn dovecot_tls() -> Peer {
     Peer::DovecotTls { d, slow }
 }
 
-#[test]
-fn kill_9_at_random_instants_of_fetch_under_never() {
-    random_instants(&mut dovecot_tls(), Mode::Fetch, "never", 71);
-}
-
-#[test]
-fn kill_9_at_random_instants_of_fetch_under_after_fetch() {
-    random_instants(&mut dovecot_tls(), Mode::Fetch, "after-fetch", 72);
-}
-
-#[test]
-fn kill_9_at_random_instants_of_fetch_under_after_days() {
-    random_instants(&mut dovecot_tls(), Mode::Fetch, "after-days:0", 73);
-}
-
-#[test]
-fn kill_9_at_random_instants_of_fetch_under_when_deleted_locally() {
-    random_instants(&mut dovecot_tls(), Mode::Fetch, "when-deleted-locally", 74);
-}
-
-#[test]
-fn kill_9_of_the_daemon_at_random_instants_while_a_client_expunges() {
-    random_instants(&mut dovecot_tls(), Mode::Daemon, "when-deleted-locally", 81);
-}
-
-#[test]
-fn kill_9_of_the_daemon_at_random_instants_under_after_fetch() {
-    random_instants(&mut dovecot_tls(), Mode::Daemon, "after-fetch", 82);
+series! {
+    kill_9_at_random_instants_of_fetch_under_never =>
+        random_instants(&mut dovecot_tls(), Mode::Fetch, "never", 71);
+    kill_9_at_random_instants_of_fetch_under_after_fetch =>
+        random_instants(&mut dovecot_tls(), Mode::Fetch, "after-fetch", 72);
+    kill_9_at_random_instants_of_fetch_under_after_days =>
+        random_instants(&mut dovecot_tls(), Mode::Fetch, "after-days:0", 73);
+    kill_9_at_random_instants_of_fetch_under_when_deleted_locally =>
+        random_instants(&mut dovecot_tls(), Mode::Fetch, "when-deleted-locally", 74);
+    kill_9_of_the_daemon_at_random_instants_while_a_client_expunges =>
+        random_instants(&mut dovecot_tls(), Mode::Daemon, "when-deleted-locally", 81);
+    kill_9_of_the_daemon_at_random_instants_under_after_fetch =>
+        random_instants(&mut dovecot_tls(), Mode::Daemon, "after-fetch", 82);
 }

@@ -7,6 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::util::accounts::PopAccount;
 use crate::util::corpus::corpus;
 use crate::util::dovecot::{CertKind, Dovecot, DovecotOpts};
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Fault, Script, mail};
@@ -33,8 +34,7 @@ fn schedule_reload_and_sigterm_mid_fetch_lose_nothing() {
         ..Script::default()
     });
     let b = Bridge::with_listeners();
-    let ca = d.ca_pem_path.display().to_string();
-    b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca, "--no-test"]).expect(0);
+    b.add_dovecot_alice(&d, &["--no-test"]).expect(0);
     let mut daemon = b.daemon();
     // The schedule fetches a new account at once.
     wait_until("the scheduled fetch", Duration::from_secs(30), || account(&b.status_json(), "Work")["messages"] == 20);
@@ -88,8 +88,7 @@ fn opening_the_mailbox_fetches_an_active_account_but_never_a_disabled_one() {
     let d = Dovecot::start(DovecotOpts::default());
     d.deliver("alice", &corpus(2, 46).messages);
     let b = Bridge::with_listeners();
-    let ca = d.ca_pem_path.display().to_string();
-    b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca, "--no-test"]).expect(0);
+    b.add_dovecot_alice(&d, &["--no-test"]).expect(0);
     let mut daemon = b.daemon();
     wait_until("the first fetch", Duration::from_secs(30), || account(&b.status_json(), "Work")["messages"] == 2);
     daemon.terminate();
@@ -134,8 +133,7 @@ fn a_changed_password_disables_the_account_and_tells_the_user() {
     let d = Dovecot::start(DovecotOpts::default());
     d.deliver("alice", &corpus(3, 43).messages);
     let b = Bridge::with_listeners();
-    let ca = d.ca_pem_path.display().to_string();
-    b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca, "--no-test"]).expect(0);
+    b.add_dovecot_alice(&d, &["--no-test"]).expect(0);
     let daemon = b.daemon();
     wait_until("the first fetch", Duration::from_secs(30), || account(&b.status_json(), "Work")["messages"] == 3);
     // A mail client is connected, looking at the local INBOX.
@@ -199,8 +197,7 @@ fn a_certificate_error_disables_the_account_and_a_pin_with_a_reload_enables_it_a
     let mut session = Raw::connect_login(&b.target(Security::Plain, "me"));
     session.cmd("s1", "SELECT INBOX").assert_ok("select");
     // The account trusts the test CA, but the server presents a self-signed certificate.
-    let ca = d.ca_pem_path.display().to_string();
-    b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca, "--no-test"]).expect(0);
+    b.add_dovecot_alice(&d, &["--no-test"]).expect(0);
     hup(daemon.child.id());
     wait_until("the account disabled", Duration::from_secs(30), || {
         account(&b.status_json(), "Work")["state"] == "disabled"
@@ -427,26 +424,7 @@ fn sighup_with_a_broken_config_keeps_the_old_one_running_and_says_why() {
 fn a_refused_port_backs_off_and_recovers() {
     let port = free_port();
     let b = Bridge::with_listeners();
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Fake",
-        "--email",
-        "u@example.com",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &port.to_string(),
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--no-test",
-    ])
-    .expect(0);
+    b.add_pop_account(&PopAccount::fake(port), &["--no-test"]).expect(0);
     let _daemon = b.daemon();
     wait_until("the first attempt", Duration::from_secs(20), || {
         account(&b.status_json(), "Fake")["state"] == "backoff"
@@ -478,26 +456,7 @@ fn login_delay_is_honoured_and_fetch_goes_through_the_daemon() {
         ..Script::default()
     });
     let b = Bridge::with_listeners();
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Fake",
-        "--email",
-        "u@example.com",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &fake.port().to_string(),
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--no-test",
-    ])
-    .expect(0);
+    b.add_pop_account(&PopAccount::fake(fake.port()), &["--no-test"]).expect(0);
     let _daemon = b.daemon();
     let parse = |v: &serde_json::Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
     // The first fetch is over once the next one is planned (the schedule writes next_fetch after
@@ -630,27 +589,7 @@ const CONTROL_SILENCE_LIMIT: Duration = Duration::from_secs(10);
 /// A daemon on the fake server's account Fake, its first (scheduled) fetch done.
 fn daemon_on(fake: &FakePop3) -> (Bridge, crate::util::Daemon) {
     let b = Bridge::with_listeners();
-    let port = fake.port().to_string();
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Fake",
-        "--email",
-        "u@example.com",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &port,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--no-test",
-    ])
-    .expect(0);
+    b.add_pop_account(&PopAccount::fake(fake.port()), &["--no-test"]).expect(0);
     let d = b.daemon();
     b.run(&["fetch"]).expect(0);
     (b, d)

@@ -15,8 +15,7 @@ fn fetched(n: usize, seed: u64) -> (Dovecot, Bridge, Vec<Vec<u8>>) {
     let c = corpus(n, seed);
     d.deliver("alice", &c.messages);
     let b = Bridge::with_listeners();
-    let ca = d.ca_pem_path.display().to_string();
-    b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca]).expect(0);
+    b.add_dovecot_alice(&d, &[]).expect(0);
     b.run(&["fetch"]).expect(0);
     let served = c.messages.iter().map(|m| as_pop3_sends(m)).collect();
     (d, b, served)
@@ -156,16 +155,7 @@ fn local_expunges_feed_the_when_deleted_locally_policy() {
     let d = Dovecot::start(DovecotOpts::default());
     d.deliver("alice", &corpus(5, 8).messages);
     let b = Bridge::with_listeners();
-    let ca = d.ca_pem_path.display().to_string();
-    b.add_account(
-        "Work",
-        d.pop3s_port,
-        "implicit",
-        "alice",
-        "alice-pw",
-        &["--ca-file", &ca, "--delete", "when-deleted-locally"],
-    )
-    .expect(0);
+    b.add_dovecot_alice(&d, &["--delete", "when-deleted-locally"]).expect(0);
     b.run(&["fetch"]).expect(0);
     let _daemon = b.daemon();
     let mut r = Raw::connect_login(&b.target(Security::Plain, "me+Work"));

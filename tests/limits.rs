@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::util::checks::assert_open_files;
 use crate::util::loopback::{Lines, closed_by_server, connect_from, next_ip};
 use crate::util::{Bridge, LOCAL_PASSWORD, wait_until};
 
@@ -19,17 +20,6 @@ const AT_ONCE: Duration = Duration::from_secs(2);
 /// The default places for connections that have not logged in (src/config/limits.rs).
 const IMAP_UNAUTHENTICATED: usize = 32;
 const SMTP_UNAUTHENTICATED: usize = 16;
-
-fn assert_open_files(at_least: u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
-    let nofile: u64 = limits
-        .lines()
-        .find_map(|l| l.strip_prefix("Max open files"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(u64::MAX);
-    assert!(nofile >= at_least, "this test opens many connections: raise the open files limit (scripts/test.sh does)");
-}
 
 /// The owner's IMAP login from 127.0.0.1: how long it took, or what went wrong.
 fn owner_imap_login(port: u16, within: Duration) -> Result<Duration, String> {
@@ -59,7 +49,7 @@ fn owner_smtp_login(port: u16, within: Duration) -> Result<Duration, String> {
 #[test]
 fn three_hundred_idle_connections_do_not_keep_the_owner_out() {
     const IDLE: usize = 300;
-    assert_open_files(2048);
+    assert_open_files(2048, "this test opens many connections");
     let b = Bridge::with_listeners();
     let _daemon = b.daemon();
     let (imap, _) = b.ports();

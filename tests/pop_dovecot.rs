@@ -24,7 +24,7 @@ fn a_realistic_corpus_is_fetched_byte_exact_and_only_once() {
     let c = corpus(120, 7);
     d.deliver("alice", &c.messages);
     let b = Bridge::new();
-    let r = b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca(&d)]).expect(0);
+    let r = b.add_dovecot_alice(&d, &[]).expect(0);
     assert!(r.stdout.contains("120 message(s)"), "the test before saving lists the mailbox: {}", r.stdout);
     let r = b.run(&["fetch"]).expect(0);
     assert!(r.stdout.contains("120 new message(s)"), "{}", r.stdout);
@@ -118,7 +118,7 @@ fn an_untrusted_certificate_is_refused_with_its_fingerprint() {
 fn a_certificate_for_another_host_is_refused() {
     let d = dovecot(CertKind::WrongHost);
     let b = Bridge::new();
-    let r = b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca(&d)]).expect(4);
+    let r = b.add_dovecot_alice(&d, &[]).expect(4);
     assert!(r.stderr.contains("different host"), "{}", r.stderr);
 }
 
@@ -127,7 +127,7 @@ fn a_self_signed_server_works_only_when_pinned() {
     let d = dovecot(CertKind::SelfSigned);
     d.deliver("alice", &corpus(5, 1).messages);
     let b = Bridge::new();
-    b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca(&d)]).expect(4);
+    b.add_dovecot_alice(&d, &[]).expect(4);
     let pin = d.server_cert.sha256_hex();
     b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--pin-sha256", &pin]).expect(0);
     b.run(&["fetch"]).expect(0);
@@ -143,15 +143,7 @@ fn after_fetch_empties_the_server_of_exactly_what_was_stored() {
     let c = corpus(40, 11);
     d.deliver("alice", &c.messages);
     let b = Bridge::new();
-    b.add_account(
-        "Work",
-        d.pop3s_port,
-        "implicit",
-        "alice",
-        "alice-pw",
-        &["--ca-file", &ca(&d), "--delete", "after-fetch"],
-    )
-    .expect(0);
+    b.add_dovecot_alice(&d, &["--delete", "after-fetch"]).expect(0);
     let r = b.run(&["fetch"]).expect(0);
     assert!(r.stdout.contains("40 deleted"), "{}", r.stdout);
     assert!(d.messages("alice").is_empty());
@@ -169,15 +161,7 @@ fn after_days_deletes_only_what_is_old_enough() {
     let c = corpus(10, 21);
     d.deliver("alice", &c.messages[..6]);
     let b = Bridge::new();
-    b.add_account(
-        "Work",
-        d.pop3s_port,
-        "implicit",
-        "alice",
-        "alice-pw",
-        &["--ca-file", &ca(&d), "--delete", "after-days:3"],
-    )
-    .expect(0);
+    b.add_dovecot_alice(&d, &["--delete", "after-days:3"]).expect(0);
     b.run(&["fetch"]).expect(0);
     assert_eq!(d.messages("alice").len(), 6, "nothing is 3 days old yet");
     // Four days pass for the first six messages.
@@ -197,15 +181,7 @@ fn when_deleted_locally_follows_local_expunges() {
     let c = corpus(8, 31);
     d.deliver("alice", &c.messages);
     let b = Bridge::new();
-    b.add_account(
-        "Work",
-        d.pop3s_port,
-        "implicit",
-        "alice",
-        "alice-pw",
-        &["--ca-file", &ca(&d), "--delete", "when-deleted-locally"],
-    )
-    .expect(0);
+    b.add_dovecot_alice(&d, &["--delete", "when-deleted-locally"]).expect(0);
     b.run(&["fetch"]).expect(0);
     assert_eq!(d.messages("alice").len(), 8);
     // The user deletes two messages in the mail client (UIDs 2 and 5).
@@ -292,8 +268,7 @@ fn an_expired_certificate_is_refused_with_guidance() {
         assert!(r.stderr.contains("what to do") && r.stderr.contains("pin"), "{tls}: guidance: {}", r.stderr);
     }
     // Saved anyway, it fails the same way at fetch time and stores nothing.
-    b.add_account("Work", d.pop3s_port, "implicit", "alice", "alice-pw", &["--ca-file", &ca(&d), "--no-test"])
-        .expect(0);
+    b.add_dovecot_alice(&d, &["--no-test"]).expect(0);
     let r = b.run(&["fetch"]).expect(4);
     assert!(r.stderr.contains("expired"), "{}", r.stderr);
     assert!(b.messages("Work").is_empty());

@@ -1,6 +1,7 @@
 //! What Dovecot will not do: a scripted fake POP3 server with faults. Each case ends in a classified
 //! error or a correct fetch, and the store stays consistent (nothing lost, nothing twice).
 
+use crate::util::accounts::PopAccount;
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Fault, Script};
 use crate::util::{Bridge, Run};
 
@@ -219,28 +220,8 @@ fn a_60_mb_message_is_left_on_the_server_by_default_and_fetched_when_allowed() {
 /// Adds the account with a password command instead of stdin.
 fn bridge_with_command(fake: &FakePop3, auth: &str, command: &str) -> Bridge {
     let b = Bridge::new();
-    let port = fake.port().to_string();
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Fake",
-        "--email",
-        "u@example.com",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &port,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        command,
-        "--auth",
-        auth,
-    ])
-    .expect(0);
+    let account = PopAccount { password_command: Some(command), ..PopAccount::fake(fake.port()) };
+    b.add_pop_account(&account, &["--auth", auth]).expect(0);
     b
 }
 
@@ -364,28 +345,8 @@ fn xoauth2_takes_the_token_from_the_password_command() {
     // An expired token: the server's JSON details are shown, and it is an authentication error.
     let f = FakePop3::start(Script { messages: messages(1), pass: "fresh".into(), sasl, ..Script::default() });
     let b = Bridge::new();
-    let port = f.port().to_string();
-    let r = b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Fake",
-        "--email",
-        "u@example.com",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &port,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo stale",
-        "--auth",
-        "xoauth2",
-    ]);
-    let r = r.expect(5);
+    let stale = PopAccount { password_command: Some("echo stale"), ..PopAccount::fake(f.port()) };
+    let r = b.add_pop_account(&stale, &["--auth", "xoauth2"]).expect(5);
     assert!(r.stderr.contains("\"status\":\"401\""), "{}", r.stderr);
 }
 

@@ -456,17 +456,7 @@ fn a_thousand_idle_imap_connections_are_taken_and_pushed_out_and_memory_stays_bo
     use tokio::io::AsyncBufReadExt;
     const N: usize = 1000;
     const PLACES: usize = 32;
-    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
-    let nofile: u64 = limits
-        .lines()
-        .find_map(|l| l.strip_prefix("Max open files"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(u64::MAX);
-    assert!(
-        nofile >= 2048,
-        "this test opens {N} connections: raise the open files limit (ulimit -n 4096), now {nofile}"
-    );
+    crate::util::checks::assert_open_files(2048, &format!("this test opens {N} connections"));
     let b = Bridge::with_listeners();
     let daemon = b.daemon();
     let pid = daemon.child.id();

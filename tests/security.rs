@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::util::accounts::{PopAccount, init_args, strs};
 use crate::util::corpus::corpus;
 use crate::util::dovecot::{Dovecot, DovecotOpts};
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Script, b64encode, mail};
@@ -160,30 +161,9 @@ fn secrets_never_reach_the_logs_at_trace_level() {
         b.add_account(name, d.pop3s_port, "implicit", user, pw, &["--ca-file", &ca, "--auth", auth, "--no-test"])
             .expect(0);
     }
-    let port = fake.port().to_string();
     let command = format!("printf '{token}\\n'");
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "T",
-        "--email",
-        "u@example.com",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &port,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        &command,
-        "--auth",
-        "xoauth2",
-        "--no-test",
-    ])
-    .expect(0);
+    let t = PopAccount { name: "T", password_command: Some(&command), ..PopAccount::fake(fake.port()) };
+    b.add_pop_account(&t, &["--auth", "xoauth2", "--no-test"]).expect(0);
     let wrong_local = "Wrong-Local-Secret-55";
     let secrets: Vec<(&str, Vec<String>)> = vec![
         ("alice's POP password", forms(alice_pw, &[format!("\0alice\0{alice_pw}")])),
@@ -297,21 +277,7 @@ fn files_and_the_control_socket_are_private_even_under_a_permissive_umask() {
         FakePop3::start(Script { messages: vec![FakeMessage::new("m1", mail("one", "hi"))], ..Script::default() });
     let b = Bridge::uninitialised();
     let (imap, sub) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let init = [
-        "init",
-        "--password-stdin",
-        "--user",
-        "me",
-        "--imap",
-        &imap,
-        "--imaps",
-        "off",
-        "--submission",
-        &sub,
-        "--submissions",
-        "off",
-    ];
-    run_open_umask(&b, &init, LOCAL_PASSWORD);
+    run_open_umask(&b, &init_args([&imap, "off", &sub, "off"]), LOCAL_PASSWORD);
     // `init`: the config directory and file, the data directory, the store, the key.
     let config_dir = b.config.parent().expect("config dir").to_path_buf();
     for (p, want) in [
@@ -325,26 +291,8 @@ fn files_and_the_control_socket_are_private_even_under_a_permissive_umask() {
         assert_mode(&p, want);
     }
     // `account add` rewrites the config: still private.
-    let port = fake.port().to_string();
-    let add = [
-        "account",
-        "add",
-        "--name",
-        "Work",
-        "--email",
-        "u@example.com",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &port,
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-stdin",
-        "--no-test",
-    ];
-    run_open_umask(&b, &add, "p");
+    let work = PopAccount { name: "Work", password_command: None, ..PopAccount::fake(fake.port()) };
+    run_open_umask(&b, &strs(&work.args(&["--no-test"])), "p");
     assert_mode(&b.config, 0o600);
     // The daemon: the control socket, the store's WAL and shared-memory files, the lock directory.
     let log = b.dir.path().join("daemon.log");

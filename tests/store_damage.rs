@@ -336,16 +336,7 @@ fn a_kill_9_alone_is_no_damage() {
 fn an_older_copy_of_the_store_put_back_is_refused_everywhere() {
     let d = Dovecot::start(DovecotOpts::default());
     let b = Bridge::with_listeners();
-    let ca = d.ca_pem_path.display().to_string();
-    b.add_account(
-        "Work",
-        d.pop3s_port,
-        "implicit",
-        "alice",
-        "alice-pw",
-        &["--ca-file", &ca, "--delete", "after-fetch", "--no-test"],
-    )
-    .expect(0);
+    b.add_dovecot_alice(&d, &["--delete", "after-fetch", "--no-test"]).expect(0);
     let mail = corpus(30, 1202).messages;
     d.deliver("alice", &mail[..10]);
     b.run(&["fetch"]).expect(0);

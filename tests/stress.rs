@@ -12,21 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::util::Bridge;
+use crate::util::accounts::PopAccount;
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
 use crate::util::imap_clients::{Raw, Reply, Security, Target};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-}
+use crate::util::rng::Rng;
 
 fn mail(i: u64) -> Vec<u8> {
     format!("From: s{i}@example.com\r\nTo: me@example.com\r\nSubject: stress {i}\r\nMessage-ID: <stress-{i}@example.com>\r\n\r\nbody {i}\r\n").into_bytes()
@@ -172,7 +161,7 @@ fn session(
     apply(&mut view, &sel, &mut errs);
     check(&mut raw, &tag(), &mut view, &mut errs, &mut checks);
     while Instant::now() < deadline {
-        let n = view.uids.len() as u64;
+        let n = view.uids.len();
         let r = match rng.below(10) {
             0 | 1 if n > 0 => {
                 let seq = rng.below(n) + 1;
@@ -180,7 +169,7 @@ fn session(
                 raw.cmd(&tag(), &format!("STORE {seq} {op}FLAGS (\\Seen $label{})", rng.below(3)))
             }
             2 if n > 0 => {
-                let uid = view.uids[rng.below(n) as usize];
+                let uid = view.uids[rng.below(n)];
                 let t1 = tag();
                 let r1 = raw.cmd(&t1, &format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"));
                 apply(&mut view, &r1, &mut errs);
@@ -195,14 +184,14 @@ fn session(
                 raw.read_until_tagged(&t2)
             }
             4 if n > 0 => {
-                let uid = view.uids[rng.below(n) as usize];
+                let uid = view.uids[rng.below(n)];
                 let other = if mailbox == "Work" { "Archive" } else { "Work" };
                 raw.cmd(&tag(), &format!("UID MOVE {uid} {other}"))
             }
             // `1:*` on an empty mailbox is a BAD (no message 1), as in Dovecot.
             5 if n > 0 => raw.cmd(&tag(), "FETCH 1:* (FLAGS)"),
             6 if n > 0 => {
-                let a = view.uids[rng.below(n) as usize];
+                let a = view.uids[rng.below(n)];
                 raw.cmd(&tag(), &format!("UID FETCH {a}:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))
             }
             7 => {
@@ -213,7 +202,7 @@ fn session(
                 if !first.starts_with('+') {
                     errs.push(format!("IDLE: {first}"));
                 }
-                std::thread::sleep(Duration::from_millis(50 + rng.below(150)));
+                std::thread::sleep(Duration::from_millis(50 + rng.below(150) as u64));
                 raw.send(b"DONE\r\n");
                 let mut r = raw.read_until_tagged(&t3);
                 lines.append(&mut r.lines);
@@ -267,26 +256,8 @@ fn twenty_sessions_and_a_fetcher_stay_consistent() {
         ..Script::default()
     });
     let b = Bridge::with_listeners();
-    b.run(&[
-        "account",
-        "add",
-        "--name",
-        "Work",
-        "--email",
-        "me@example.com",
-        "--pop-host",
-        "127.0.0.1",
-        "--pop-port",
-        &fake.port().to_string(),
-        "--pop-tls",
-        "plain",
-        "--pop-user",
-        "u",
-        "--password-command",
-        "echo p",
-        "--no-test",
-    ])
-    .expect(0);
+    let work = PopAccount { name: "Work", email: "me@example.com", ..PopAccount::fake(fake.port()) };
+    b.add_pop_account(&work, &["--no-test"]).expect(0);
     let _daemon = b.daemon();
     b.run(&["fetch"]).expect(0);
     let deadline = Instant::now() + Duration::from_secs(seconds);

@@ -14,20 +14,12 @@ fan-out: 10 sessions IDLE on the big mailbox, another session APPENDs, time unti
 10 has seen the new EXISTS.
 Env: REPS (7), HARNESS (path to the harness), POPBRIDGE_BIN (default target/release/popbridge).
 """
-import imaplib, os, re, shutil, signal, socket, sqlite3, ssl, statistics, subprocess, sys, tempfile, threading, time
+import imaplib, os, re, shutil, signal, ssl, statistics, subprocess, sys, tempfile, threading, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HARNESS = os.environ.get("HARNESS", os.path.join(ROOT, "..", "shared", "harness"))
-BIN = os.environ.get("POPBRIDGE_BIN", os.path.join(ROOT, "target", "release", "popbridge"))
+from benchlib import BIN, dovecot_stop, dovecot_up, free_port, install_server_cert, make_store_dir, \
+    wait_for_text_index, wait_port
+
 REPS = int(os.environ.get("REPS", "7"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def message(i):
@@ -39,17 +31,6 @@ def message(i):
            "Subject: scale message %d\r\nDate: Mon, 3 Mar 2025 10:%02d:%02d +0000\r\n"
            "Message-ID: <scale-%d@example.com>\r\n\r\n%s") % (i % 97, i % 97, i, (i // 60) % 60, i % 60, i, body)
     return raw.encode(), flags
-
-
-def wait_port(port, timeout=60):
-    t = time.time()
-    while time.time() - t < timeout:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("port %d did not open" % port)
 
 
 def timed(fn):
@@ -65,33 +46,22 @@ def measure(port, ca, user, password, mailbox):
     ctx = ssl.create_default_context(cafile=ca)
     m = imaplib.IMAP4_SSL("localhost", port, ssl_context=ctx)
     m.login(user, password)
-    res = {}
 
-    def select():
-        typ, _ = m.select(mailbox, readonly=True)
-        assert typ == "OK"
-    res["SELECT"] = timed(select)
+    def ok(command, want=lambda data: True):
+        """`command` as a timed step: it must answer OK, with data that `want` accepts."""
+        def step():
+            typ, data = command()
+            assert typ == "OK" and want(data), data
+        return step
+
+    res = {"SELECT": timed(ok(lambda: m.select(mailbox, readonly=True)))}
     m.select(mailbox, readonly=True)
-
-    def fetch_flags():
-        typ, data = m.uid("FETCH", "1:*", "(FLAGS)")
-        assert typ == "OK" and len(data) > 0
-    res["UID FETCH 1:* (FLAGS)"] = timed(fetch_flags)
-
-    def unseen():
-        typ, _ = m.search(None, "UNSEEN")
-        assert typ == "OK"
-    res["SEARCH UNSEEN"] = timed(unseen)
-
-    def text():
-        typ, data = m.search(None, "TEXT", "zebra")
-        assert typ == "OK" and data[0], data
-    res['SEARCH TEXT "zebra"'] = timed(text)
-
-    def status():
-        typ, _ = m.status(mailbox, "(MESSAGES UIDNEXT UNSEEN)")
-        assert typ == "OK"
-    res["STATUS"] = timed(status)
+    for name, command, want in (
+            ("UID FETCH 1:* (FLAGS)", lambda: m.uid("FETCH", "1:*", "(FLAGS)"), lambda data: len(data) > 0),
+            ("SEARCH UNSEEN", lambda: m.search(None, "UNSEEN"), lambda data: True),
+            ('SEARCH TEXT "zebra"', lambda: m.search(None, "TEXT", "zebra"), lambda data: data[0]),
+            ("STATUS", lambda: m.status(mailbox, "(MESSAGES UIDNEXT UNSEEN)"), lambda data: True)):
+        res[name] = timed(ok(command, want))
 
     def status_all():
         typ, boxes = m.list()
@@ -161,14 +131,7 @@ USERS = ["alice", "u2", "u3", "u4", "u5"]
 def run(n):
     work = tempfile.mkdtemp(prefix="popbridge-scale.")
     os.chmod(work, 0o755)
-    env = dict(os.environ, HARNESS_DIR=os.path.join(work, "dovecot"),
-               DOVECOT_USERS=" ".join("%s:%s-pw" % (u, u) for u in USERS))
-    subprocess.run([os.path.join(HARNESS, "dovecot-up.sh")], env=env, check=True, stdout=subprocess.DEVNULL)
-    henv = {}
-    for line in open(os.path.join(work, "dovecot", "env")):
-        if line.startswith("export "):
-            k, _, v = line[7:].strip().partition("=")
-            henv[k] = v.split("#")[0].strip()
+    henv = dovecot_up(os.path.join(work, "dovecot"), ["%s:%s-pw" % (u, u) for u in USERS])
     daemon = None
     try:
         t = int(time.time()) - n
@@ -183,8 +146,7 @@ def run(n):
             uid, gid = henv["MAIL_OWNER"].split(":")
             subprocess.run(["chown", "-R", "%s:%s" % (uid, gid), md], check=True)
         data = os.path.join(work, "bridge")
-        os.makedirs(os.path.join(data, "store", "tls"), mode=0o700)
-        os.chmod(os.path.join(data, "store"), 0o700)  # popbridge refuses a data dir others can read
+        make_store_dir(os.path.join(data, "store"))
         conf = os.path.join(data, "config.toml")
         port = free_port()
         with open(os.open(conf, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
@@ -195,10 +157,7 @@ def run(n):
                 f.write('[[account]]\nname = "%s"\nemail = "%s@example.com"\ninterval = "24h"\n[account.pop]\n'
                         'host = "127.0.0.1"\nport = %s\ntls = "implicit"\nuser = "%s"\npassword = "%s-pw"\n'
                         'ca_file = "%s"\n' % (name, user, henv["POP3S_PORT"], user, user, henv["TLS_CA"]))
-        for src, dst in ((henv["TLS_SERVER_CERT"], "cert.pem"),
-                         (henv["TLS_SERVER_CERT"].replace(".pem", ".key"), "key.pem")):
-            shutil.copyfile(src, os.path.join(data, "store", "tls", dst))
-            os.chmod(os.path.join(data, "store", "tls", dst), 0o600)
+        install_server_cert(henv, os.path.join(data, "store"))
         benv = dict(os.environ, POPBRIDGE_CONFIG=conf, POPBRIDGE_DATA_DIR=os.path.join(data, "store"))
         t0 = time.perf_counter()
         subprocess.run([BIN, "fetch"], env=benv, check=True, stdout=subprocess.DEVNULL)
@@ -208,14 +167,7 @@ def run(n):
         wait_port(port)
         # The daemon builds the text index in the background (at most half a core): wait for it,
         # so SEARCH TEXT is measured on the index (until then it also scans what is not indexed).
-        t0 = time.perf_counter()
-        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(data, "store", "store.sqlite"), uri=True)
-        while db.execute("SELECT count(*) FROM bodies WHERE indexed = 0").fetchone()[0] > 0:
-            if time.perf_counter() - t0 > 1800:
-                raise SystemExit("the text index was not built within 30 minutes")
-            time.sleep(0.2)
-        db.close()
-        index_s = time.perf_counter() - t0
+        index_s = wait_for_text_index(os.path.join(data, "store", "store.sqlite"), timeout=1800)
         ca = henv["TLS_CA"]
         dv = measure(int(henv["IMAPS_PORT"]), ca, "alice", "alice-pw", "INBOX")
         pb = measure(port, ca, "bench+Bench", "bench", "INBOX")
@@ -238,7 +190,7 @@ def run(n):
         if daemon:
             os.killpg(daemon.pid, signal.SIGTERM)
             daemon.wait()
-        subprocess.run([os.path.join(work, "dovecot", "stop.sh")])
+        dovecot_stop(os.path.join(work, "dovecot"))
         shutil.rmtree(work, ignore_errors=True)
 
 

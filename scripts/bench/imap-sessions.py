@@ -25,34 +25,15 @@ BENCH_CACHE, STALL_S (20), PLAIN=1 (IMAP without TLS instead of IMAPS).
 """
 import os, shutil, signal, socket, sqlite3, ssl, subprocess, sys, tempfile, threading, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HARNESS = os.environ.get("HARNESS", os.path.join(ROOT, "..", "shared", "harness"))
-BIN = os.environ.get("POPBRIDGE_BIN", os.path.join(ROOT, "target", "release", "popbridge"))
+from benchlib import BIN, HARNESS, dovecot_stop, dovecot_up, free_port, install_server_cert, make_store_dir, \
+    wait_for_text_index, wait_port
+
 N = int(os.environ.get("N", "10000"))
 SEED = int(os.environ.get("SEED", "42"))
 CACHE = os.environ.get("BENCH_CACHE", "/tmp/popbridge-bench-sessions")
 STALL_S = float(os.environ.get("STALL_S", "20"))
 PLAIN = os.environ.get("PLAIN", "") == "1"
 USER, PASSWORD = "bench+Bench", "bench"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, timeout=60):
-    t = time.time()
-    while time.time() - t < timeout:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("port %d did not open" % port)
 
 
 def write_config(data, imap_port, imaps_port, pop_port=1, ca=None, sessions=0):
@@ -88,30 +69,20 @@ def prepare():
     os.makedirs(CACHE)
     os.chmod(CACHE, 0o755)
     work = os.path.join(CACHE, "dovecot")
-    env = dict(os.environ, HARNESS_DIR=work, DOVECOT_USERS="alice:alice-pw")
     print("preparing a store of %d messages in %s ..." % (N, CACHE), file=sys.stderr, flush=True)
-    subprocess.run([os.path.join(HARNESS, "dovecot-up.sh")], env=env, check=True, stdout=subprocess.DEVNULL)
-    henv = {}
-    for line in open(os.path.join(work, "env")):
-        if line.startswith("export "):
-            k, _, v = line[7:].strip().partition("=")
-            henv[k] = v.split("#")[0].strip().strip("'\"")
+    henv = dovecot_up(work, ["alice:alice-pw"])
     try:
         md = henv["MAILDIR_alice"]
         subprocess.run(["python3", os.path.join(HARNESS, "gen-mail.py"), "--count", str(N), "--seed", str(SEED),
                         "--maildir", md], check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["chown", "-R", henv["MAIL_OWNER"], md], check=True)
-        os.makedirs(os.path.join(data, "store", "tls"), mode=0o700)
-        os.chmod(os.path.join(data, "store"), 0o700)
+        make_store_dir(os.path.join(data, "store"))
         shutil.copyfile(henv["TLS_CA"], os.path.join(CACHE, "ca.pem"))
         write_config(data, 0, 0, int(henv["POP3S_PORT"]), os.path.join(CACHE, "ca.pem"))
-        for src, dst in ((henv["TLS_SERVER_CERT"], "cert.pem"),
-                         (henv["TLS_SERVER_CERT"].replace(".pem", ".key"), "key.pem")):
-            shutil.copyfile(src, os.path.join(data, "store", "tls", dst))
-            os.chmod(os.path.join(data, "store", "tls", dst), 0o600)
+        install_server_cert(henv, os.path.join(data, "store"))
         subprocess.run([BIN, "fetch"], env=env_for(data), check=True, stdout=subprocess.DEVNULL)
     finally:
-        subprocess.run([os.path.join(work, "stop.sh")])
+        dovecot_stop(work)
     # Build the text index once (the daemon does it in the background), so no case pays for it.
     port = free_port()
     write_config(data, port, 0)
@@ -119,10 +90,7 @@ def prepare():
                          start_new_session=True)
     try:
         wait_port(port)
-        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(data, "store", "store.sqlite"), uri=True)
-        while db.execute("SELECT count(*) FROM bodies WHERE indexed = 0").fetchone()[0] > 0:
-            time.sleep(0.5)
-        db.close()
+        wait_for_text_index(os.path.join(data, "store", "store.sqlite"), poll=0.5)
     finally:
         os.killpg(d.pid, signal.SIGTERM)
         d.wait()

@@ -600,19 +600,10 @@ fn sent_display() {
     );
 }
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+/// xorshift64*: deterministic, no dependency; the one the integration tests use.
+#[path = "../../tests/util/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// What the client must return for a message: a final line end added if missing, and every
 /// bare LF made CRLF.

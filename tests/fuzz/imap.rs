@@ -9,7 +9,7 @@
 //! greeting; a fresh well-formed session afterwards logs in, selects Work and sees what the store
 //! holds (EXISTS, FETCH UIDs ascending, STATUS agreeing); the store stays consistent.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,10 +20,9 @@ use popbridge::net::listener::{Limits, Slots};
 use popbridge::net::throttle::Throttle;
 use popbridge::secret::Secret;
 use popbridge::store::{Delivery, Store};
-use tokio::sync::watch;
 
 use super::Budget;
-use super::net::{self, Fut, InFlight, LineClient, Target, literal_len};
+use super::net::{self, Fut, LineClient, Served, Target, literal_len};
 
 const MESSAGES: &[&str] = &[
     "Date: Mon, 7 Feb 1994 21:52:25 -0800\r\nFrom: Fred Foobar <foobar@Blurdybloop.example>\r\nSubject: afternoon meeting\r\nTo: mooch@owatagu.siam.example\r\nMessage-Id: <B27397-0100000@Blurdybloop.example>\r\nMIME-Version: 1.0\r\nContent-Type: TEXT/PLAIN; CHARSET=US-ASCII\r\n\r\nHello Joe, do you think we can meet at 3:30 tomorrow?\r\n",
@@ -36,10 +35,7 @@ const MESSAGES: &[&str] = &[
 pub struct Imap {
     _dir: tempfile::TempDir,
     store: Arc<Store>,
-    addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    inflight: Arc<InFlight>,
+    served: Served,
 }
 
 /// Over the whole run: sessions that logged in, tagged OK/NO/BAD responses (for the report).
@@ -146,8 +142,7 @@ impl Target for Imap {
             })
             .await
             .unwrap();
-            let (cert, _) = popbridge::net::tls::ensure_local_cert(&dir.path().join("tls")).unwrap();
-            let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config().unwrap());
+            let acceptor = net::tls_acceptor(dir.path());
             let config =
                 popbridge::config::parse("[local]\nuser = \"me\"\npassword = \"pw\"\n", Path::new("fuzz.toml"), 0o600)
                     .unwrap();
@@ -162,21 +157,15 @@ impl Target for Imap {
                 alerts: tokio::sync::broadcast::channel(16).0,
                 kick: None,
             });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let (shutdown, rx) = watch::channel(false);
-            let task = tokio::spawn(listen(listener, None, shared.clone(), rx));
-            let inflight = InFlight::new(move |_| shared.throttle.forget());
-            Arc::new(Imap { _dir: dir, store, addr, shutdown, task: tokio::sync::Mutex::new(Some(task)), inflight })
+            let listening = shared.clone();
+            let served = Served::start(|l, rx| listen(l, None, listening, rx), move |_| shared.throttle.forget()).await;
+            Arc::new(Imap { _dir: dir, store, served })
         })
     }
 
     fn session(self: Arc<Self>, ip: Ipv4Addr, input: Vec<u8>) -> Fut<Result<(), String>> {
         Box::pin(async move {
-            self.inflight.add(ip);
-            let out = net::exchange(self.addr, ip, &input).await;
-            self.inflight.remove(ip);
-            let out = out?;
+            let out = self.served.exchange(ip, &input).await?;
             transcript(&out.bytes, out.complete)
         })
     }
@@ -189,7 +178,7 @@ impl Target for Imap {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.message)?
                 .ok_or("mailbox Work is gone")?;
-            let mut c = LineClient::connect(self.addr).await?;
+            let mut c = LineClient::connect(self.served.addr).await?;
             let greeting = c.response().await?;
             if !greeting.starts_with("* OK ") {
                 return Err(format!("fresh session: greeting {greeting:?}"));
@@ -222,12 +211,7 @@ impl Target for Imap {
     }
 
     fn stop(self: Arc<Self>) -> Fut<()> {
-        Box::pin(async move {
-            let _ = self.shutdown.send(true);
-            if let Some(t) = self.task.lock().await.take() {
-                let _ = t.await;
-            }
-        })
+        Box::pin(async move { self.served.stop().await })
     }
 }
 

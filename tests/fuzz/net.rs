@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
 
 use super::mutate::Mutator;
 use super::props::Rng;
@@ -94,6 +95,54 @@ impl InFlight {
     pub fn remove(&self, ip: Ipv4Addr) {
         self.0.lock().unwrap().remove(&IpAddr::V4(ip));
     }
+}
+
+/// A session target's listener task on a loopback port: its address, its shutdown, and the
+/// fuzzed sessions in flight (whose login throttle counts it forgives).
+pub struct Served {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    inflight: Arc<InFlight>,
+}
+
+impl Served {
+    /// Binds 127.0.0.1:0 and spawns `listen(listener, shutdown)`; `forgive` as for [`InFlight::new`].
+    pub async fn start<F>(
+        listen: impl FnOnce(tokio::net::TcpListener, watch::Receiver<bool>) -> F,
+        forgive: impl Fn(IpAddr) + Send + Sync + 'static,
+    ) -> Served
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, rx) = watch::channel(false);
+        let task = tokio::spawn(listen(listener, rx));
+        Served { addr, shutdown, task: tokio::sync::Mutex::new(Some(task)), inflight: InFlight::new(forgive) }
+    }
+
+    /// One fuzzed connection from `ip` ([`exchange`]), in flight meanwhile.
+    pub async fn exchange(&self, ip: Ipv4Addr, input: &[u8]) -> Result<Transcript, String> {
+        self.inflight.add(ip);
+        let out = exchange(self.addr, ip, input).await;
+        self.inflight.remove(ip);
+        out
+    }
+
+    /// Tells the listener to shut down and waits for it.
+    pub async fn stop(&self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.task.lock().await.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// A TLS acceptor for a fresh local certificate under `dir/tls` (what `popbridge init` makes).
+pub fn tls_acceptor(dir: &std::path::Path) -> tokio_rustls::TlsAcceptor {
+    let (cert, _) = popbridge::net::tls::ensure_local_cert(&dir.join("tls")).unwrap();
+    tokio_rustls::TlsAcceptor::from(cert.server_config().unwrap())
 }
 
 /// How long a session may take: generous, plus the throttle's worst case for each word that

@@ -8,7 +8,7 @@
 //! messages the sessions were told were queued; a fresh well-formed session (EHLO, AUTH, MAIL,
 //! RCPT, DATA, QUIT) still works afterwards; the store stays consistent.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,10 +19,10 @@ use popbridge::net::throttle::Throttle;
 use popbridge::secret::Secret;
 use popbridge::smtp::server::{SmtpShared, listen};
 use popbridge::store::Store;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use super::Budget;
-use super::net::{self, Fut, InFlight, LineClient, Target};
+use super::net::{self, Fut, LineClient, Served, Target};
 
 /// Account Work sends through its own (never contacted) server and files a copy in Sent; Home
 /// relays through a [relay] that is not configured, so its sender is refused.
@@ -61,10 +61,7 @@ const MAX_SIZE: u64 = 4096;
 pub struct Smtp {
     _dir: tempfile::TempDir,
     store: Arc<Store>,
-    addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    inflight: Arc<InFlight>,
+    served: Served,
     /// "queued as" replies sent so far.
     queued: AtomicI64,
     /// Sessions whose transcript was cut by a reset.
@@ -147,8 +144,7 @@ impl Target for Smtp {
             let dir = crate::util::private_tempdir();
             let path = dir.path().join("store.sqlite");
             let store = Arc::new(tokio::task::spawn_blocking(move || Store::open(&path).unwrap()).await.unwrap());
-            let (cert, _) = popbridge::net::tls::ensure_local_cert(&dir.path().join("tls")).unwrap();
-            let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config().unwrap());
+            let acceptor = net::tls_acceptor(dir.path());
             let config = popbridge::config::parse(CONFIG, Path::new("fuzz.toml"), 0o600).unwrap();
             let shared = Arc::new(SmtpShared {
                 live: Arc::new(Live::new(config, Secret::new("pw"))),
@@ -160,30 +156,15 @@ impl Target for Smtp {
                 hostname: "fuzz.localhost".into(),
                 max_size: MAX_SIZE,
             });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let (shutdown, rx) = watch::channel(false);
-            let task = tokio::spawn(listen(listener, None, shared.clone(), rx));
-            let inflight = InFlight::new(move |_| shared.throttle.forget());
-            Arc::new(Smtp {
-                _dir: dir,
-                store,
-                addr,
-                shutdown,
-                task: tokio::sync::Mutex::new(Some(task)),
-                inflight,
-                queued: AtomicI64::new(0),
-                resets: AtomicI64::new(0),
-            })
+            let listening = shared.clone();
+            let served = Served::start(|l, rx| listen(l, None, listening, rx), move |_| shared.throttle.forget()).await;
+            Arc::new(Smtp { _dir: dir, store, served, queued: AtomicI64::new(0), resets: AtomicI64::new(0) })
         })
     }
 
     fn session(self: Arc<Self>, ip: Ipv4Addr, input: Vec<u8>) -> Fut<Result<(), String>> {
         Box::pin(async move {
-            self.inflight.add(ip);
-            let out = net::exchange(self.addr, ip, &input).await;
-            self.inflight.remove(ip);
-            let out = out?;
+            let out = self.served.exchange(ip, &input).await?;
             let queued = transcript(&out.bytes, out.complete)?;
             self.queued.fetch_add(queued, Ordering::SeqCst);
             if !out.complete {
@@ -195,7 +176,7 @@ impl Target for Smtp {
 
     fn check(self: Arc<Self>) -> Fut<Result<(), String>> {
         Box::pin(async move {
-            let mut c = LineClient::connect(self.addr).await?;
+            let mut c = LineClient::connect(self.served.addr).await?;
             reply(&mut c, "220 ").await?;
             for (cmd, want) in [
                 ("EHLO fresh.example\r\n", "250 "),
@@ -230,12 +211,7 @@ impl Target for Smtp {
     }
 
     fn stop(self: Arc<Self>) -> Fut<()> {
-        Box::pin(async move {
-            let _ = self.shutdown.send(true);
-            if let Some(t) = self.task.lock().await.take() {
-                let _ = t.await;
-            }
-        })
+        Box::pin(async move { self.served.stop().await })
     }
 }
 

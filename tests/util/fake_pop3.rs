@@ -253,7 +253,6 @@ impl State {
 impl FakePop3 {
     pub fn start(script: Script) -> FakePop3 {
         let listener = TcpListener::bind(("127.0.0.1", script.port)).expect("bind fake POP3");
-        listener.set_nonblocking(true).expect("nonblocking listener");
         let addr = listener.local_addr().expect("local addr");
         let tls = match &script.tls {
             Tls::None => None,
@@ -276,11 +275,13 @@ impl FakePop3 {
                 extra_capa: script.extra_capa,
             },
         });
-        let sh = shared.clone();
-        let acceptor = std::thread::Builder::new()
-            .name(format!("fake-pop3-{}", addr.port()))
-            .spawn(move || accept_loop(listener, sh))
-            .expect("spawn acceptor");
+        let (sh, st) = (shared.clone(), shared.clone());
+        let acceptor = super::accept::spawn(
+            format!("fake-pop3-{}", addr.port()),
+            listener,
+            move || st.stop.load(Ordering::SeqCst),
+            move |stream| session(&sh, stream).into_iter().collect(),
+        );
         FakePop3 { addr, shared, acceptor: Some(acceptor) }
     }
 
@@ -379,57 +380,34 @@ impl Drop for FakePop3 {
     }
 }
 
-fn accept_loop(listener: TcpListener, sh: Arc<Shared>) {
-    let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    while !sh.stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let _ = stream.set_nonblocking(false);
-                let _ = stream.set_nodelay(true);
-                let Ok(clone) = stream.try_clone() else {
-                    continue;
-                };
-                let (session_no, faults) = {
-                    let mut st = sh.lock();
-                    if sh.stop.load(Ordering::SeqCst) {
-                        let _ = stream.shutdown(Shutdown::Both);
-                        break;
-                    }
-                    st.sessions += 1;
-                    let n = st.sessions;
-                    st.conns.insert(n, clone);
-                    (n, st.faults.clone())
-                };
-                let sh2 = sh.clone();
-                let h = std::thread::Builder::new()
-                    .name(format!("fake-pop3-session-{session_no}"))
-                    .spawn(move || {
-                        let tcp = stream.try_clone().ok();
-                        Session::new(&sh2, stream, faults, session_no).run();
-                        if let Some(t) = tcp {
-                            let _ = t.shutdown(Shutdown::Both);
-                        }
-                        sh2.lock().conns.remove(&session_no);
-                    })
-                    .expect("spawn session");
-                workers.push(h);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+/// Starts the session thread for a new connection (none once stopping: it is closed).
+fn session(sh: &Arc<Shared>, stream: TcpStream) -> Option<JoinHandle<()>> {
+    let _ = stream.set_nodelay(true);
+    let clone = stream.try_clone().ok()?;
+    let (session_no, faults) = {
+        let mut st = sh.lock();
+        if sh.stop.load(Ordering::SeqCst) {
+            let _ = stream.shutdown(Shutdown::Both);
+            return None;
         }
-        // reap finished sessions
-        let (done, live): (Vec<_>, Vec<_>) = workers.into_iter().partition(|h| h.is_finished());
-        for h in done {
-            let _ = h.join();
-        }
-        workers = live;
-    }
-    drop(listener);
-    for h in workers {
-        let _ = h.join();
-    }
+        st.sessions += 1;
+        let n = st.sessions;
+        st.conns.insert(n, clone);
+        (n, st.faults.clone())
+    };
+    let sh2 = sh.clone();
+    let h = std::thread::Builder::new()
+        .name(format!("fake-pop3-session-{session_no}"))
+        .spawn(move || {
+            let tcp = stream.try_clone().ok();
+            Session::new(&sh2, stream, faults, session_no).run();
+            if let Some(t) = tcp {
+                let _ = t.shutdown(Shutdown::Both);
+            }
+            sh2.lock().conns.remove(&session_no);
+        })
+        .expect("spawn session");
+    Some(h)
 }
 
 enum Conn {

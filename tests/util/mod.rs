@@ -1,7 +1,10 @@
 //! Test helpers: a popbridge instance in a temp dir (`Bridge`), and the peers it talks to.
 #![allow(dead_code)]
 
+pub mod accept;
+pub mod accounts;
 pub mod certs;
+pub mod checks;
 pub mod corpus;
 pub mod crash_points;
 pub mod dovecot;
@@ -9,6 +12,7 @@ pub mod fake_pop3;
 pub mod imap_clients;
 pub mod loopback;
 pub mod pop_proxy;
+pub mod rng;
 pub mod smtp_upstream;
 
 use std::io::Write;
@@ -124,25 +128,10 @@ impl Bridge {
     /// Adds account Work (me@work.example): POP from the plain fake server on `pop_port`, mail
     /// sent through `up` (implicit TLS, AUTH as me@work.example with `smtp_password`, its CA trusted).
     pub fn add_account_sending_through(&self, pop_port: u16, up: &smtp_upstream::Upstream, smtp_password: &str) {
-        let (pp, sp) = (pop_port.to_string(), up.port.to_string());
-        let pw_cmd = format!("echo {smtp_password}");
-        self.run(&[
-            "account",
-            "add",
-            "--name",
-            "Work",
-            "--email",
-            "me@work.example",
-            "--pop-host",
-            "127.0.0.1",
-            "--pop-port",
-            &pp,
-            "--pop-tls",
-            "plain",
-            "--pop-user",
-            "u",
-            "--password-command",
-            "echo p",
+        let (sp, pw_cmd) = (up.port.to_string(), format!("echo {smtp_password}"));
+        let work =
+            accounts::PopAccount { name: "Work", email: "me@work.example", ..accounts::PopAccount::fake(pop_port) };
+        let smtp = [
             "--smtp-host",
             "127.0.0.1",
             "--smtp-port",
@@ -154,33 +143,16 @@ impl Bridge {
             "--smtp-password-command",
             &pw_cmd,
             "--no-test",
-        ])
-        .expect(0);
+        ];
+        self.add_pop_account(&work, &smtp).expect(0);
         self.append_config(&format!("ca_file = \"{}\"\n", up.ca_pem_path.display()));
     }
 
+    /// `account add` of `name` ({user}@example.com) on 127.0.0.1:`port`, the password on stdin.
     pub fn add_account(&self, name: &str, port: u16, tls: &str, user: &str, password: &str, extra: &[&str]) -> Run {
-        let port = port.to_string();
         let email = format!("{user}@example.com");
-        let mut args = vec![
-            "account",
-            "add",
-            "--name",
-            name,
-            "--email",
-            &email,
-            "--pop-host",
-            "127.0.0.1",
-            "--pop-port",
-            &port,
-            "--pop-tls",
-            tls,
-            "--pop-user",
-            user,
-            "--password-stdin",
-        ];
-        args.extend_from_slice(extra);
-        self.run_stdin(&args, password)
+        let account = accounts::PopAccount { name, email: &email, port, tls, user, password_command: None };
+        self.run_stdin(&accounts::strs(&account.args(extra)), password)
     }
 
     /// Appends raw TOML to the config file (keys for the last [account.pop], say).
@@ -349,21 +321,7 @@ impl Bridge {
     /// its data directory first, a mount say).
     pub fn init_with_listeners(&self) {
         let [imap, imaps, sub, subs] = fresh_ports::<4>().map(|p| format!("127.0.0.1:{p}"));
-        let args = [
-            "init",
-            "--password-stdin",
-            "--user",
-            "me",
-            "--imap",
-            &imap,
-            "--imaps",
-            &imaps,
-            "--submission",
-            &sub,
-            "--submissions",
-            &subs,
-        ];
-        self.run_stdin(&args, LOCAL_PASSWORD).expect(0);
+        self.init_listening_on([&imap, &imaps, &sub, &subs]);
     }
 
     /// Gives every listener in `[local]` a fresh port (the config file is edited in place,

@@ -59,7 +59,6 @@ impl PopProxy {
 
     fn spawn(upstream_port: u16, raw: Option<Option<u64>>) -> PopProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the POP3 proxy");
-        listener.set_nonblocking(true).expect("nonblocking listener");
         let port = listener.local_addr().expect("proxy address").port();
         let shared = Arc::new(Shared {
             upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
@@ -69,11 +68,18 @@ impl PopProxy {
             stop: AtomicBool::new(false),
             conns: Mutex::default(),
         });
-        let sh = shared.clone();
-        let acceptor = std::thread::Builder::new()
-            .name(format!("pop-proxy-{port}"))
-            .spawn(move || accept_loop(listener, sh))
-            .expect("spawn proxy acceptor");
+        let (sh, st) = (shared.clone(), shared.clone());
+        let acceptor = super::accept::spawn(
+            format!("pop-proxy-{port}"),
+            listener,
+            move || st.stop.load(Ordering::SeqCst),
+            move |client| {
+                connect(&sh, client).unwrap_or_else(|e| {
+                    eprintln!("pop proxy: {e}");
+                    Vec::new()
+                })
+            },
+        );
         PopProxy { port, shared, acceptor: Some(acceptor) }
     }
 
@@ -98,27 +104,6 @@ impl Drop for PopProxy {
         if let Some(h) = self.acceptor.take() {
             let _ = h.join();
         }
-    }
-}
-
-fn accept_loop(listener: TcpListener, sh: Arc<Shared>) {
-    let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    while !sh.stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((client, _)) => {
-                let _ = client.set_nonblocking(false);
-                match connect(&sh, client) {
-                    Ok(hs) => workers.extend(hs),
-                    Err(e) => eprintln!("pop proxy: {e}"),
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-        workers.retain(|h| !h.is_finished());
-    }
-    for h in workers {
-        let _ = h.join();
     }
 }
 
@@ -232,19 +217,24 @@ fn end(a: &TcpStream, b: &TcpStream) {
     let _ = b.shutdown(Shutdown::Both);
 }
 
+/// Reads what `from` sends next onto `buf`; false at its end (then both sides are closed).
+fn read_more(from: &mut TcpStream, to: &TcpStream, chunk: &mut [u8], buf: &mut Vec<u8>) -> io::Result<bool> {
+    let n = from.read(chunk)?;
+    if n == 0 {
+        end(from, to);
+        return Ok(false);
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(true)
+}
+
 /// Commands, line by line: each is noted before it is forwarded (so its answer is expected);
 /// a DELE or QUIT at the armed point is held back — the server never sees it.
 fn client_to_server(sh: &Shared, mut from: TcpStream, mut to: TcpStream, conv: &Mutex<Conversation>) -> io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let mut deles = 0u32;
-    loop {
-        let n = from.read(&mut chunk)?;
-        if n == 0 {
-            end(&from, &to);
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    while read_more(&mut from, &to, &mut chunk, &mut buf)? {
         let mut out = Vec::new();
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
@@ -272,6 +262,7 @@ fn client_to_server(sh: &Shared, mut from: TcpStream, mut to: TcpStream, conv: &
         }
         to.write_all(&out)?;
     }
+    Ok(())
 }
 
 /// Answers, line by line, matched to the commands in order; held after the armed answer (or
@@ -282,13 +273,7 @@ fn server_to_client(sh: &Shared, mut from: TcpStream, mut to: TcpStream, conv: &
     // Inside a multi-line answer to this command; body bytes forwarded so far.
     let mut body: Option<(Cmd, usize)> = None;
     let (mut retrs, mut dele_answers) = (0u32, 0u32);
-    loop {
-        let n = from.read(&mut chunk)?;
-        if n == 0 {
-            end(&from, &to);
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    while read_more(&mut from, &to, &mut chunk, &mut buf)? {
         let mut out = Vec::new();
         let mut start = 0;
         while let Some(rel) = buf[start..].iter().position(|&b| b == b'\n') {
@@ -355,4 +340,5 @@ fn server_to_client(sh: &Shared, mut from: TcpStream, mut to: TcpStream, conv: &
         buf.drain(..start);
         to.write_all(&out)?;
     }
+    Ok(())
 }
