@@ -18,17 +18,18 @@ use imap_next::imap_types::{
     sequence::{SeqOrUid, Sequence, SequenceSet},
     status::StatusDataItemName,
 };
-use rusqlite::TransactionBehavior;
 
 use super::fetch::{Deferred, FetchInput, FetchPlan};
-use super::message::{MessageRow, flag};
 use super::names::{self, DELIMITER, View};
-use super::search::{Candidate, Context as SearchContext, SearchQuery, SearchText};
+use super::search::{Candidate, Context as SearchContext, SearchQuery};
 use super::session::{DbError, DbResult, Flow, Selected, Session, State, expunge_allowed};
 use crate::memory;
-use crate::mime::{MessageMeta, Timestamp};
+use crate::mime::Timestamp;
+use crate::mime::text::SearchText;
 use crate::net::imap::Driver;
-use crate::store::imap::{self as db, FlagOp, MailboxInfo};
+use crate::store::imap::{FlagOp, MailboxInfo};
+use crate::store::mailbox::{ErrorKind, Reader, uid_ranges};
+use crate::store::message::{MessageRow, flag};
 
 /// Flush the output buffer once this much is queued (a long reply streams instead of piling up).
 const FLUSH_AT: usize = 256 * 1024;
@@ -182,16 +183,17 @@ fn last_line_start(out: &[u8]) -> usize {
     body.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0)
 }
 
-/// After a commit that handed out UIDs (APPEND, COPY, MOVE, RENAME of INBOX): the store's guard
-/// covers it before the client hears the new UIDs (`store::guard`).
-fn guarded(c: &rusqlite::Connection) -> DbResult<()> {
-    crate::store::guard::advance_conn(c).map_err(|e| DbError(e.message))
+/// The response code for a failed store operation: a full disk is the client's quota (RFC 5530).
+fn store_error_code(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::DiskFull => "OVERQUOTA",
+        _ => "SERVERBUG",
+    }
 }
 
 fn db_no(s: &Session, d: &mut Driver, tag: &Tag<'_>, e: DbError) -> Flow {
-    tracing::warn!("imap: store error: {}", e.0);
-    let code = if e.0.contains("full") { "OVERQUOTA" } else { "SERVERBUG" };
-    s.no(d, tag, Some(code), &format!("store error: {}", e.0));
+    tracing::warn!("imap: store error: {}", e.message);
+    s.no(d, tag, Some(store_error_code(e.kind)), &format!("store error: {}", e.message));
     Flow::Continue
 }
 
@@ -241,19 +243,7 @@ async fn resolve_mailbox(
     let virt = view.virtual_specials();
     let special =
         (create_special && virt.contains(&store_name)).then(|| view.special_use(&client).map(str::to_string)).flatten();
-    let name = store_name.clone();
-    let info = s
-        .db(move |c| {
-            if let Some(i) = db::mailbox(c, &name)? {
-                return Ok(Some(i));
-            }
-            if let Some(su) = special {
-                db::create_mailbox(c, &name, Some(&su))?;
-                return Ok(db::mailbox(c, &name)?);
-            }
-            Ok(None)
-        })
-        .await?;
+    let info = s.store().mailbox_named(store_name.clone(), special).await?;
     Ok(info.map(|i| (store_name, i)))
 }
 
@@ -275,28 +265,8 @@ async fn select(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>,
         Err(e) => return db_no(s, d, tag, e),
     };
     let id = info.id;
-    let loaded = s
-        .db(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let info = db::mailbox_by_id(&tx, id)?.ok_or_else(|| DbError("the mailbox vanished".into()))?;
-            let uids = db::uids(&tx, id)?;
-            let unseen = db::first_unseen_uid(&tx, id)?;
-            let floor =
-                if read_only { info.recent_uid } else { db::claim_recent(&tx, id, uids.last().copied().unwrap_or(0))? };
-            match tx.commit() {
-                Ok(()) => Ok((info, uids, unseen, floor)),
-                // On a full disk this session cannot record which messages it saw as \Recent: it
-                // claims none (RFC 3501 §2.3.2 lets a message be \Recent in no session) and still
-                // opens the mailbox — what is stored stays readable.
-                Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
-                    tracing::warn!("imap: SELECT without \\Recent: {e}");
-                    Ok((info, uids, unseen, u32::MAX))
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await;
-    let (info, mut uids, unseen, floor) = match loaded {
+    let loaded = s.store().select_mailbox(id, !read_only).await;
+    let crate::store::mailbox::Selection { info, mut uids, first_unseen: unseen, recent_floor: floor } = match loaded {
         Ok(x) => x,
         Err(e) => return db_no(s, d, tag, e),
     };
@@ -352,14 +322,7 @@ async fn close(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, expunge: bool) ->
     s.state = State::Authenticated { view };
     if expunge && !ro {
         // CLOSE expunges silently (RFC 3501 §6.4.2).
-        let r = s
-            .db(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let n = db::expunge_deleted(&tx, id, None)?;
-                tx.commit()?;
-                Ok(n.len())
-            })
-            .await;
+        let r = s.store().expunge_deleted(id, None).await.map(|gone| gone.len());
         match r {
             Ok(n) if n > 0 => s.notify(),
             Ok(_) => {}
@@ -399,25 +362,7 @@ async fn create(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>)
     };
     let special =
         view.special_use(&client).filter(|_| view.virtual_specials().contains(&store_name)).map(str::to_string);
-    let r = s
-        .db(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if db::mailbox(&tx, &store_name)?.is_some() {
-                return Ok(false);
-            }
-            // Superior names are created too (RFC 3501 §6.3.3).
-            let parts: Vec<&str> = store_name.split(DELIMITER).collect();
-            for i in 1..parts.len() {
-                let parent = parts[..i].join("/");
-                if db::mailbox(&tx, &parent)?.is_none() {
-                    db::create_mailbox(&tx, &parent, None)?;
-                }
-            }
-            db::create_mailbox(&tx, &store_name, special.as_deref())?;
-            tx.commit()?;
-            Ok(true)
-        })
-        .await;
+    let r = s.store().create_mailbox_tree(store_name, special).await;
     match r {
         Ok(true) => {
             s.notify();
@@ -447,22 +392,7 @@ async fn delete(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>)
         return Flow::Continue;
     }
     let (id, name) = (info.id, info.name.clone());
-    let r = s
-        .db(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let children: i64 = tx.query_row(
-                "SELECT count(*) FROM mailboxes WHERE substr(name, 1, length(?1) + 1) = ?1 || '/'",
-                [&name],
-                |r| r.get(0),
-            )?;
-            if children > 0 {
-                return Ok(false);
-            }
-            db::delete_mailbox(&tx, id)?;
-            tx.commit()?;
-            Ok(true)
-        })
-        .await;
+    let r = s.store().delete_mailbox_leaf(id, name).await;
     match r {
         Ok(true) => {
             if let State::Selected { view, mb } = &s.state
@@ -506,33 +436,7 @@ async fn rename(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, from: &Mailbox<'
         return Flow::Continue;
     }
     let (old, id) = (info.name.clone(), info.id);
-    let r = s
-        .db(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if db::mailbox(&tx, &new_name)?.is_some() {
-                return Ok(false);
-            }
-            let parts: Vec<&str> = new_name.split(DELIMITER).collect();
-            for i in 1..parts.len() {
-                let parent = parts[..i].join("/");
-                if db::mailbox(&tx, &parent)?.is_none() {
-                    db::create_mailbox(&tx, &parent, None)?;
-                }
-            }
-            if old == "INBOX" {
-                // Renaming INBOX moves its messages to the new name; INBOX stays, empty (RFC 3501 §6.3.5).
-                let dst = db::create_mailbox(&tx, &new_name, None)?;
-                let pairs = db::copy(&tx, id, &[(1, u32::MAX)], dst)?;
-                let uids: Vec<u32> = pairs.iter().map(|p| p.0).collect();
-                db::expunge_uids(&tx, id, &uids)?;
-            } else {
-                db::rename_mailbox(&tx, &old, &new_name)?;
-            }
-            tx.commit()?;
-            guarded(c)?;
-            Ok(true)
-        })
-        .await;
+    let r = s.store().rename_mailbox_tree(id, old, new_name).await;
     match r {
         Ok(true) => {
             s.notify();
@@ -546,7 +450,7 @@ async fn rename(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, from: &Mailbox<'
 
 async fn subscribe(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>, on: bool) -> Flow {
     match resolve_mailbox(s, m, true).await {
-        Ok(Some((name, _))) => match s.db(move |c| Ok(db::set_subscribed(c, &name, on)?)).await {
+        Ok(Some((name, _))) => match s.store().set_mailbox_subscribed(name, on).await {
             Ok(_) => s.ok(d, tag, None, "completed"),
             Err(e) => return db_no(s, d, tag, e),
         },
@@ -588,7 +492,7 @@ async fn list(
         return Flow::Continue;
     }
     let full = format!("{reference}{pattern}");
-    let all = match s.db(|c| Ok(db::mailboxes(c)?)).await {
+    let all = match s.store().list_mailboxes().await {
         Ok(a) => a,
         Err(e) => return db_no(s, d, tag, e),
     };
@@ -650,28 +554,7 @@ async fn status(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>,
     // Counters come from the mailbox row; only RECENT and DELETED need a query, and only when asked.
     let want_recent = items.contains(&StatusDataItemName::Recent);
     let want_deleted = items.contains(&StatusDataItemName::Deleted);
-    let counts = if want_recent || want_deleted {
-        s.db(move |c| {
-            let recent: i64 = if want_recent {
-                c.query_row(
-                    "SELECT count(*) FROM messages WHERE mailbox_id = ?1 AND uid > (SELECT recent_uid FROM mailboxes WHERE id = ?1)",
-                    [id],
-                    |r| r.get(0),
-                )?
-            } else {
-                0
-            };
-            let deleted: i64 = if want_deleted {
-                c.query_row("SELECT count(*) FROM messages WHERE mailbox_id = ?1 AND flags & 8 != 0", [id], |r| r.get(0))?
-            } else {
-                0
-            };
-            Ok((recent, deleted))
-        })
-        .await
-    } else {
-        Ok((0, 0))
-    };
+    let counts = s.store().status_counts(id, want_recent, want_deleted).await;
     let (recent, deleted) = match counts {
         Ok(x) => x,
         Err(e) => return db_no(s, d, tag, e),
@@ -739,25 +622,7 @@ async fn append(
     let (bits, kw) = flag_bits(flags);
     let date = date.map(timestamp);
     let id = info.id;
-    let r = s
-        .db(move |c| {
-            // Parse before taking the write lock.
-            let meta = MessageMeta::extract(&data);
-            let date = date.unwrap_or_else(|| Timestamp { unix: crate::store::now(), offset_minutes: 0 });
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // A copy popbridge filed itself (save_sent) and the client's own copy of the same message:
-            // keep one (the same Message-ID and bytes among the mailbox's latest messages).
-            if let Some(uid) = db::recent_duplicate(&tx, id, &data, meta.message_id.as_deref())? {
-                let uv: i64 = tx.query_row("SELECT uidvalidity FROM mailboxes WHERE id = ?1", [id], |r| r.get(0))?;
-                return Ok((uv, uid));
-            }
-            let uid = db::append(&tx, id, &data, &meta, bits, &kw, date)?;
-            let uv: i64 = tx.query_row("SELECT uidvalidity FROM mailboxes WHERE id = ?1", [id], |r| r.get(0))?;
-            tx.commit()?;
-            guarded(c)?;
-            Ok((uv, uid))
-        })
-        .await;
+    let r = s.store().append_message(id, data, bits, kw, date).await;
     match r {
         Ok((uv, uid)) => {
             s.notify();
@@ -869,18 +734,6 @@ pub fn resolve_positions(mb: &Selected, set: &SequenceSet, uid: bool) -> Result<
     Ok(merged)
 }
 
-/// Contiguous UID ranges covering `uids` (ascending), for `BETWEEN` queries.
-fn uid_ranges(uids: &[u32]) -> Vec<(u32, u32)> {
-    let mut out: Vec<(u32, u32)> = Vec::new();
-    for &u in uids {
-        match out.last_mut() {
-            Some((_, b)) if *b + 1 == u => *b = u,
-            _ => out.push((u, u)),
-        }
-    }
-    out
-}
-
 /// Ranges in the `1:3,7` form (for COPYUID).
 fn set_text(uids: &[u32]) -> String {
     uid_ranges(uids)
@@ -949,7 +802,7 @@ async fn fetch(
                 break;
             }
             let plan2 = plan.clone();
-            match s.db(move |c| fetch_page(c, id, read_only, &plan2, &chunk)).await {
+            match fetch_page(s, id, read_only, &plan2, &chunk).await {
                 Ok((rows, seen_modseq)) => {
                     if let (Some(m), State::Selected { mb, .. }) = (seen_modseq, &mut s.state) {
                         mb.own_modseqs.push(m);
@@ -963,7 +816,7 @@ async fn fetch(
         }
         let charge = budget.take(memory::STEP).await;
         let (plan2, work) = (plan.clone(), std::mem::take(&mut page));
-        let step = match s.db(move |c| fetch_step(c, &plan2, work, memory::STEP)).await {
+        let step = match s.store().read(move |r| fetch_step(r, &plan2, work, memory::STEP)).await {
             Ok(step) => step,
             Err(e) => return db_no(s, d, tag, e),
         };
@@ -1011,41 +864,26 @@ struct Pending {
 
 /// Loads the rows of a page of targets, and sets `\Seen` on those the plan reads (unless
 /// read-only). Returns the page in target order and the MODSEQ of the implicit `\Seen` update.
-fn fetch_page(
-    c: &mut rusqlite::Connection,
+async fn fetch_page(
+    s: &Session,
     id: i64,
     read_only: bool,
     plan: &FetchPlan,
     chunk: &[(u32, u32, bool)],
 ) -> DbResult<(VecDeque<Pending>, Option<u64>)> {
     let uids: Vec<u32> = chunk.iter().map(|x| x.1).collect();
-    let mut rows = db::rows(c, id, &uid_ranges(&uids))?;
-    let mut seen_modseq = None;
-    let mut newly_seen: Vec<u32> = Vec::new();
-    if plan.sets_seen() && !read_only {
-        newly_seen = rows.iter().filter(|r| r.flags & flag::SEEN == 0).map(|r| r.uid).collect();
-        if !newly_seen.is_empty() {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (updated, _) = db::store_flags(&tx, id, &uid_ranges(&newly_seen), FlagOp::Add, flag::SEEN, &[])?;
-            tx.commit()?;
-            seen_modseq = updated.first().map(|r| r.modseq);
-            for u in updated {
-                if let Ok(i) = rows.binary_search_by_key(&u.uid, |r| r.uid) {
-                    rows[i] = u;
-                }
-            }
-        }
-    }
+    let got = s.store().fetch_rows(id, uid_ranges(&uids), plan.sets_seen() && !read_only).await?;
+    let rows = got.rows;
     let page = chunk
         .iter()
         .map(|&(seq, uid, recent)| Pending {
             seq,
             recent,
             row: rows.binary_search_by_key(&uid, |r| r.uid).ok().map(|i| rows[i].clone()),
-            seen_changed: newly_seen.binary_search(&uid).is_ok(),
+            seen_changed: got.newly_seen.binary_search(&uid).is_ok(),
         })
         .collect();
-    Ok((page, seen_modseq))
+    Ok((page, got.seen_modseq))
 }
 
 /// What one FETCH step produced: encoded responses, and — when its last message is large — the
@@ -1060,12 +898,7 @@ struct Step {
 /// Encodes the responses of the next messages of `work`, as many as fit in `allowance` bytes (at
 /// least one). A message whose body is larger than [`STREAM_AT`] ends the step: its large sections
 /// are left for the caller to stream from the store.
-fn fetch_step(
-    c: &mut rusqlite::Connection,
-    plan: &FetchPlan,
-    mut work: VecDeque<Pending>,
-    allowance: usize,
-) -> DbResult<Step> {
+fn fetch_step(c: &Reader<'_>, plan: &FetchPlan, mut work: VecDeque<Pending>, allowance: usize) -> DbResult<Step> {
     let mut out = Vec::new();
     while let Some(p) = work.front() {
         let Some(row) = &p.row else {
@@ -1079,18 +912,18 @@ fn fetch_step(
             break;
         }
         let Some(Pending { seq, recent, row: Some(row), seen_changed }) = work.pop_front() else { continue };
-        let meta = if plan.needs_meta() || stored { db::meta(c, row.body_id)? } else { None };
+        let meta = if plan.needs_meta() || stored { c.meta(row.body_id)? } else { None };
         if stored {
             let body = row.body_id;
             let input = FetchInput { seq, row: &row, recent, meta: meta.as_ref(), raw: None, seen_changed };
-            let mut read = |r: std::ops::Range<usize>| db::raw_range(c, body, r).ok().flatten().unwrap_or_default();
+            let mut read = |r: std::ops::Range<usize>| c.raw_range(body, r).ok().flatten().unwrap_or_default();
             let mut deferred = Vec::new();
             super::fetch::encode_stored(plan, &input, row.size as usize, &mut read, STREAM_AT, &mut out, &mut deferred);
             if !deferred.is_empty() {
                 return Ok(Step { bytes: out, rest: work, body, deferred });
             }
         } else {
-            let raw = if plan.needs_raw() { db::raw(c, row.body_id)? } else { None };
+            let raw = if plan.needs_raw() { c.raw(row.body_id)? } else { None };
             let input = FetchInput { seq, row: &row, recent, meta: meta.as_ref(), raw: raw.as_deref(), seen_changed };
             super::fetch::encode(plan, &input, &mut out);
         }
@@ -1116,7 +949,7 @@ async fn stream_section(
     while pos < range.end {
         let n = memory::STEP.min(range.end - pos);
         let charge = budget.take(n).await;
-        let r = s.db(move |c| Ok(db::raw_range(c, body, pos..pos + n)?)).await;
+        let r = s.store().body_range(body, pos..pos + n).await;
         let mut chunk = match r {
             Ok(Some(chunk)) if chunk.len() == n => chunk,
             other => {
@@ -1167,14 +1000,7 @@ async fn store(
     let (bits, kw) = flag_bits(flags);
     let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
     let ranges = uid_ranges(&uids);
-    let r = s
-        .db(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (rows, changed) = db::store_flags(&tx, id, &ranges, op, bits, &kw)?;
-            tx.commit()?;
-            Ok((rows, changed))
-        })
-        .await;
+    let r = s.store().store_flags(id, ranges, op, bits, kw).await;
     let (rows, changed) = match r {
         Ok(x) => x,
         Err(e) => return db_no(s, d, tag, e),
@@ -1238,21 +1064,7 @@ async fn copy(
     let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
     let ranges = uid_ranges(&uids);
     let dst_id = dst.id;
-    let r = s
-        .db(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let pairs = if ranges.is_empty() { Vec::new() } else { db::copy(&tx, src, &ranges, dst_id)? };
-            let moved = if mv {
-                let from: Vec<u32> = pairs.iter().map(|p| p.0).collect();
-                db::expunge_uids(&tx, src, &from)?
-            } else {
-                Vec::new()
-            };
-            tx.commit()?;
-            guarded(c)?;
-            Ok((pairs, moved))
-        })
-        .await;
+    let r = s.store().copy_messages(src, ranges, dst_id, mv).await;
     let (pairs, moved) = match r {
         Ok(x) => x,
         Err(e) => return db_no(s, d, tag, e),
@@ -1309,14 +1121,7 @@ async fn expunge(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, set: Option<&Se
         s.ok(d, tag, None, "EXPUNGE completed");
         return Flow::Continue;
     }
-    let r = s
-        .db(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let gone = db::expunge_deleted(&tx, id, only.as_deref())?;
-            tx.commit()?;
-            Ok(gone)
-        })
-        .await;
+    let r = s.store().expunge_deleted(id, only).await;
     let gone = match r {
         Ok(g) => g,
         Err(e) => return db_no(s, d, tag, e),
@@ -1364,10 +1169,11 @@ async fn search(
     let State::Selected { mb, .. } = &s.state else { return Flow::Continue };
     let (id, uids, recent) = (mb.id, mb.uids.clone(), mb.recent.clone());
     let r = s
-        .db(move |c| {
+        .store()
+        .read(move |c| {
             if let Some((mask, want)) = query.flags_only() {
                 // Decided by the flags alone: UIDs straight from the (indexed) flags column.
-                let hits = db::uids_with_flags(c, id, mask, want)?;
+                let hits = c.uids_with_flags(id, mask, want)?;
                 return Ok(hits
                     .into_iter()
                     .filter_map(|u| uids.binary_search(&u).ok().map(|i| if uid { u } else { i as u32 + 1 }))
@@ -1377,9 +1183,9 @@ async fn search(
             // The narrowest read: a text index lookup, else the unread-index, else the UID range.
             let filter = query.text_filter();
             let (rows, unindexed) = match (&filter, query.required_flags()) {
-                (Some(f), _) => crate::store::search::rows_matching(c, id, f)?,
-                (None, Some((mask, want))) => (db::rows_with_flags(c, id, mask, want)?, Default::default()),
-                (None, None) => (db::rows(c, id, &uid_ranges(&uids))?, Default::default()),
+                (Some(f), _) => c.rows_matching(id, f)?,
+                (None, Some((mask, want))) => (c.rows_with_flags(id, mask, want)?, Default::default()),
+                (None, None) => (c.rows(id, &uid_ranges(&uids))?, Default::default()),
             };
             let exact = filter.is_some_and(|f| f.exact);
             let ctx = SearchContext { max_seq: uids.len() as u32, max_uid: uids.last().copied().unwrap_or(0) };
@@ -1397,8 +1203,8 @@ async fn search(
                 let hit = match decided {
                     Some(h) => h,
                     None => {
-                        let meta = if needs.meta || needs.headers { db::meta(c, r.body_id)? } else { None };
-                        let raw = if needs.text || needs.headers { db::raw(c, r.body_id)? } else { None };
+                        let meta = if needs.meta || needs.headers { c.meta(r.body_id)? } else { None };
+                        let raw = if needs.text || needs.headers { c.raw(r.body_id)? } else { None };
                         let header = match (&raw, &meta) {
                             (Some(raw), Some(m)) => raw.get(..(m.header_len as usize).min(raw.len())),
                             (Some(raw), None) => Some(&raw[..]),
@@ -1445,6 +1251,14 @@ fn astring_bytes<'a>(a: &'a AString<'_>) -> &'a [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_overquota_from_the_kind() {
+        assert_eq!(store_error_code(ErrorKind::DiskFull), "OVERQUOTA");
+        for k in [ErrorKind::Busy, ErrorKind::NotFound, ErrorKind::Corrupt, ErrorKind::Other] {
+            assert_eq!(store_error_code(k), "SERVERBUG", "{k:?}");
+        }
+    }
 
     #[test]
     fn positions_walk_the_same_messages_as_the_resolved_set() {

@@ -7,15 +7,16 @@
 //! - `commands`: every command after parsing (mailbox and message commands).
 //! - `fetch`: FETCH responses encoded straight from the stored bytes and metadata.
 //! - `search`: SEARCH evaluation.
-//! - `message`: a message row as the protocol sees it; `names`: modified UTF-7, views, LIST patterns.
+//! - `names`: modified UTF-7, views, LIST patterns.
 pub mod auth;
 pub mod commands;
 pub mod fetch;
-pub mod message;
 pub mod names;
 pub mod search;
 pub mod server;
 pub mod session;
 
+#[cfg(test)]
+mod index_tests;
 #[cfg(test)]
 mod tests;

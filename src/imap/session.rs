@@ -22,13 +22,12 @@ use imap_next::imap_types::{
     response::{Greeting, Response},
 };
 use imap_next::server::{Error as ServerError, Event, Options, Server};
-use rusqlite::Connection;
 use tokio::sync::watch;
 
 use super::names::View;
 use super::server::Shared;
 use crate::net::imap::{Driver, ServerIo};
-use crate::store::imap as db;
+use crate::store::mailbox::ErrorKind;
 
 /// RFC 3501 §5.4: an autologout timer must be at least 30 minutes.
 pub const AUTOLOGOUT: Duration = Duration::from_secs(30 * 60);
@@ -151,16 +150,7 @@ pub struct Session {
     pub slot: crate::net::listener::Slot,
 }
 
-#[derive(Debug)]
-pub struct DbError(pub String);
-
-impl From<rusqlite::Error> for DbError {
-    fn from(e: rusqlite::Error) -> DbError {
-        DbError(e.to_string())
-    }
-}
-
-pub type DbResult<T> = Result<T, DbError>;
+pub use crate::store::mailbox::{Error as DbError, Result as DbResult};
 
 pub fn options() -> Options {
     let mut o = Options::default();
@@ -351,15 +341,9 @@ impl Session {
         d.out().extend_from_slice(&bytes);
     }
 
-    // ----- store access -----
-
-    /// Runs `f` on a store connection, on a blocking thread: one of the few the store's pool
-    /// shares among all sessions (so threads and page caches do not grow with sessions).
-    pub async fn db<T: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
-    ) -> DbResult<T> {
-        self.shared.store.pool().run(f).await.map_err(|e| DbError(e.message))?
+    /// The store (its mailbox API: `store::mailbox`).
+    pub fn store(&self) -> &crate::store::Store {
+        &self.shared.store
     }
 
     /// Account health alerts (`* OK [ALERT] …`, RFC 3501 §7.1) waiting for this session.
@@ -408,17 +392,11 @@ impl Session {
             self.changes.borrow_and_update();
         }
         let (id, since, read_only) = (mb.id, mb.modseq, mb.read_only);
-        let ch = self
-            .db(move |c| match db::changes_since(c, id, since) {
-                Ok(ch) => Ok(Some(ch)),
-                Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-                Err(e) => Err(e.into()),
-            })
-            .await?;
+        let ch = self.store().changes_after(id, since).await?;
         let Some(ch) = ch else {
             // Deleted by another session: BYE, then the caller closes (RFC 2180 §3.1, as Dovecot).
             d.out().extend_from_slice(b"* BYE the selected mailbox was deleted, have to disconnect\r\n");
-            return Err(DbError("the selected mailbox was deleted".into()));
+            return Err(DbError::new(ErrorKind::NotFound, "the selected mailbox was deleted"));
         };
         let State::Selected { mb, .. } = &mut self.state else { return Ok(()) };
         if ch.highestmodseq <= mb.modseq && (mb.pending_expunge.is_empty() || !expunge_ok) {
@@ -466,14 +444,7 @@ impl Session {
             out.extend_from_slice(format!("* {exists} EXISTS\r\n").as_bytes());
             if !read_only {
                 let top = new_uids[new_uids.len() - 1];
-                let floor = self
-                    .db(move |c| {
-                        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                        let floor = db::claim_recent(&tx, id, top)?;
-                        tx.commit()?;
-                        Ok(floor)
-                    })
-                    .await?;
+                let floor = self.store().claim_recent(id, top).await?;
                 let State::Selected { mb, .. } = &mut self.state else { return Ok(()) };
                 for u in new_uids.into_iter().filter(|u| *u > floor) {
                     mb.recent.insert(u);

@@ -153,8 +153,7 @@ impl Harness {
     /// A server over a fresh store holding the six messages in account Work's mailbox.
     async fn start() -> Harness {
         let dir = crate::store::private_tempdir();
-        let store_path = dir.path().join("data/store.sqlite");
-        let sp = store_path.clone();
+        let sp = dir.path().join("data/store.sqlite");
         let (store, ids) = tokio::task::spawn_blocking(move || {
             let store = Store::open(&sp).unwrap();
             let ids = store.ensure_account("Work").unwrap();
@@ -166,7 +165,6 @@ impl Harness {
         let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config().unwrap());
         let shared = Arc::new(Shared {
             store: store.clone(),
-            store_path,
             changes: store.changes(),
             live: Arc::new(crate::app::Live::new(
                 crate::config::parse(

@@ -66,6 +66,7 @@ mod codec;
 mod header;
 mod rfc822;
 mod search;
+pub mod text;
 mod tree;
 pub mod wire;
 
