@@ -4,12 +4,12 @@
 //! - `server`: listeners (on `net::listener`), what sessions share (credentials, TLS, throttle, slots).
 //! - `session`: one connection's state machine, its store connection, keeping the client in step.
 //! - `auth`: LOGIN / AUTHENTICATE and the per-login views.
-//! - `commands`: every command after parsing (mailbox and message commands).
+//! - `cmd`: every command after parsing, one file per group (mailbox, select, fetch, store, …).
 //! - `fetch`: FETCH responses encoded straight from the stored bytes and metadata.
 //! - `search`: SEARCH evaluation.
 //! - `names`: modified UTF-7, views, LIST patterns.
 pub mod auth;
-pub mod commands;
+pub mod cmd;
 pub mod fetch;
 pub mod names;
 pub mod search;

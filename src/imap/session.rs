@@ -570,7 +570,7 @@ impl Session {
                 _ => Flow::Close,
             };
         }
-        super::commands::dispatch(self, d, tag, body).await
+        super::cmd::dispatch(self, d, tag, body).await
     }
 
     pub fn view(&self) -> Option<&View> {

@@ -1,0 +1,34 @@
+//! APPEND (RFC 3501 §6.3.11) with UIDPLUS's APPENDUID.
+
+use super::*;
+
+pub(super) async fn append(
+    s: &mut Session,
+    d: &mut Driver,
+    tag: &Tag<'_>,
+    m: &Mailbox<'_>,
+    flags: &[Flag<'_>],
+    date: Option<&DateTime>,
+    data: Vec<u8>,
+) -> Flow {
+    let info = match resolve_mailbox(s, m, true).await {
+        Ok(Some((_, i))) => i,
+        Ok(None) => {
+            s.no(d, tag, Some("TRYCREATE"), "no such mailbox");
+            return Flow::Continue;
+        }
+        Err(e) => return db_no(s, d, tag, e),
+    };
+    let (bits, kw) = flag_bits(flags);
+    let date = date.map(timestamp);
+    let id = info.id;
+    let r = s.store().append_message(id, data, bits, kw, date).await;
+    match r {
+        Ok((uv, uid)) => {
+            s.notify();
+            s.ok(d, tag, Some(&format!("APPENDUID {uv} {uid}")), "APPEND completed");
+        }
+        Err(e) => return db_no(s, d, tag, e),
+    }
+    Flow::Continue
+}
