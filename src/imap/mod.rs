@@ -7,6 +7,7 @@
 //! - `cmd`: every command after parsing, one file per group (mailbox, select, fetch, store, …).
 //! - `fetch`: FETCH responses encoded straight from the stored bytes and metadata.
 //! - `search`: SEARCH evaluation.
+//! - `untagged`: EXISTS / RECENT / EXPUNGE updates.
 //! - `names`: modified UTF-7, views, LIST patterns.
 pub mod auth;
 pub mod cmd;
@@ -15,6 +16,7 @@ pub mod names;
 pub mod search;
 pub mod server;
 pub mod session;
+pub mod untagged;
 
 #[cfg(test)]
 mod index_tests;

@@ -121,6 +121,17 @@ impl Selected {
     pub fn max_uid(&self) -> u32 {
         self.uids.last().copied().unwrap_or(0)
     }
+    /// Takes expunged messages out of the client's view, each reported as `* n EXPUNGE` (numbers
+    /// as they are when it goes); UIDs not in the view are skipped.
+    pub fn expunged(&mut self, uids: impl IntoIterator<Item = u32>, out: &mut Vec<u8>) {
+        for uid in uids {
+            if let Ok(i) = self.uids.binary_search(&uid) {
+                self.uids.remove(i);
+                self.recent.remove(&uid);
+                super::untagged::expunge(out, i as u32 + 1);
+            }
+        }
+    }
 }
 
 pub enum State {
@@ -409,13 +420,8 @@ impl Session {
             }
         }
         if expunge_ok {
-            for uid in std::mem::take(&mut mb.pending_expunge) {
-                if let Ok(i) = mb.uids.binary_search(&uid) {
-                    mb.uids.remove(i);
-                    mb.recent.remove(&uid);
-                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
-                }
-            }
+            let gone = std::mem::take(&mut mb.pending_expunge);
+            mb.expunged(gone, out);
         }
         let max = mb.max_uid();
         let mut new_uids = Vec::new();
@@ -427,9 +433,9 @@ impl Session {
                 && !mb.pending_expunge.contains(&r.uid)
                 && let Some(seq) = mb.seq_of(r.uid)
             {
-                let mut line = format!("* {seq} FETCH (UID {} FLAGS ", r.uid).into_bytes();
-                super::fetch::write_flags(r.flags, &r.keywords, mb.recent.contains(&r.uid), &mut line);
-                line.extend_from_slice(b")\r\n");
+                let mut line = Vec::new();
+                let recent = mb.recent.contains(&r.uid);
+                super::fetch::write_flags_fetch(seq, Some(r.uid), r.flags, &r.keywords, recent, &mut line);
                 flag_lines.push(line);
             }
         }
@@ -440,8 +446,7 @@ impl Session {
         mb.own_modseqs.clear();
         if !new_uids.is_empty() {
             mb.uids.extend_from_slice(&new_uids);
-            let exists = mb.uids.len();
-            out.extend_from_slice(format!("* {exists} EXISTS\r\n").as_bytes());
+            super::untagged::exists(out, mb.uids.len() as u32);
             if !read_only {
                 let top = new_uids[new_uids.len() - 1];
                 let floor = self.store().claim_recent(id, top).await?;
@@ -449,8 +454,7 @@ impl Session {
                 for u in new_uids.into_iter().filter(|u| *u > floor) {
                     mb.recent.insert(u);
                 }
-                let n = mb.recent.len();
-                d.out().extend_from_slice(format!("* {n} RECENT\r\n").as_bytes());
+                super::untagged::recent(d.out(), mb.recent.len() as u32);
             }
         }
         Ok(())

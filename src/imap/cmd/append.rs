@@ -4,20 +4,17 @@ use super::*;
 
 pub(super) async fn append(
     s: &mut Session,
-    d: &mut Driver,
-    tag: &Tag<'_>,
     m: &Mailbox<'_>,
     flags: &[Flag<'_>],
     date: Option<&DateTime>,
     data: Vec<u8>,
-) -> Flow {
+) -> Reply {
     let info = match resolve_mailbox(s, m, true).await {
         Ok(Some((_, i))) => i,
         Ok(None) => {
-            s.no(d, tag, Some("TRYCREATE"), "no such mailbox");
-            return Flow::Continue;
+            return no(Some("TRYCREATE"), "no such mailbox");
         }
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => return db_no(e),
     };
     let (bits, kw) = flag_bits(flags);
     let date = date.map(timestamp);
@@ -26,9 +23,8 @@ pub(super) async fn append(
     match r {
         Ok((uv, uid)) => {
             s.notify();
-            s.ok(d, tag, Some(&format!("APPENDUID {uv} {uid}")), "APPEND completed");
+            ok(Some(&format!("APPENDUID {uv} {uid}")), "APPEND completed")
         }
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => db_no(e),
     }
-    Flow::Continue
 }

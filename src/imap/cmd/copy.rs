@@ -6,30 +6,26 @@ use super::*;
 pub(super) async fn copy(
     s: &mut Session,
     d: &mut Driver,
-    tag: &Tag<'_>,
     set: &SequenceSet,
     m: &Mailbox<'_>,
     uid: bool,
     mv: bool,
-) -> Flow {
+) -> Reply {
     let (src, read_only, targets) = match targets(s, set, uid) {
         Ok(t) => t,
         Err(SetError::OutOfRange) => {
-            s.bad(d, tag, "invalid message sequence number");
-            return Flow::Continue;
+            return bad("invalid message sequence number");
         }
     };
     if mv && read_only {
-        s.no(d, tag, Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
-        return Flow::Continue;
+        return no(Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
     }
     let dst = match resolve_mailbox(s, m, true).await {
         Ok(Some((_, i))) => i,
         Ok(None) => {
-            s.no(d, tag, Some("TRYCREATE"), "no such mailbox");
-            return Flow::Continue;
+            return no(Some("TRYCREATE"), "no such mailbox");
         }
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => return db_no(e),
     };
     let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
     let ranges = uid_ranges(&uids);
@@ -37,7 +33,7 @@ pub(super) async fn copy(
     let r = s.store().copy_messages(src, ranges, dst_id, mv).await;
     let (pairs, moved) = match r {
         Ok(x) => x,
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => return db_no(e),
     };
     if !pairs.is_empty() {
         s.notify();
@@ -55,18 +51,10 @@ pub(super) async fn copy(
             d.out().extend_from_slice(format!("* OK [{c}] moved\r\n").as_bytes());
         }
         if let State::Selected { mb, .. } = &mut s.state {
-            let out = d.out();
-            for u in moved {
-                if let Ok(i) = mb.uids.binary_search(&u) {
-                    mb.uids.remove(i);
-                    mb.recent.remove(&u);
-                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
-                }
-            }
+            mb.expunged(moved, d.out());
         }
-        s.ok(d, tag, None, "MOVE completed");
+        ok(None, "MOVE completed")
     } else {
-        s.ok(d, tag, code.as_deref(), "COPY completed");
+        ok(code.as_deref(), "COPY completed")
     }
-    Flow::Continue
 }

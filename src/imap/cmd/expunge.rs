@@ -2,11 +2,10 @@
 
 use super::*;
 
-pub(super) async fn expunge(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, set: Option<&SequenceSet>) -> Flow {
-    let State::Selected { mb, .. } = &s.state else { return Flow::Continue };
+pub(super) async fn expunge(s: &mut Session, d: &mut Driver, set: Option<&SequenceSet>) -> Reply {
+    let State::Selected { mb, .. } = &s.state else { return wrong_state() };
     if mb.read_only {
-        s.no(d, tag, Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
-        return Flow::Continue;
+        return no(Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
     }
     let id = mb.id;
     let only = match set {
@@ -17,27 +16,18 @@ pub(super) async fn expunge(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, set:
         None => None,
     };
     if only.as_ref().is_some_and(|o| o.is_empty()) {
-        s.ok(d, tag, None, "EXPUNGE completed");
-        return Flow::Continue;
+        return ok(None, "EXPUNGE completed");
     }
     let r = s.store().expunge_deleted(id, only).await;
     let gone = match r {
         Ok(g) => g,
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => return db_no(e),
     };
     if let State::Selected { mb, .. } = &mut s.state {
-        let out = d.out();
-        for u in &gone {
-            if let Ok(i) = mb.uids.binary_search(u) {
-                mb.uids.remove(i);
-                mb.recent.remove(u);
-                out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
-            }
-        }
+        mb.expunged(gone.iter().copied(), d.out());
     }
     if !gone.is_empty() {
         s.notify();
     }
-    s.ok(d, tag, None, "EXPUNGE completed");
-    Flow::Continue
+    ok(None, "EXPUNGE completed")
 }

@@ -1,4 +1,5 @@
-//! FETCH (RFC 3501 §6.4.5): rows a page at a time, responses a budgeted step at a time, large bodies streamed from the store.
+//! FETCH (RFC 3501 §6.4.5): rows a page at a time, responses a budgeted step at a time, large
+//! bodies streamed from the store.
 
 use super::*;
 
@@ -13,24 +14,21 @@ pub(super) const STREAM_AT: usize = 128 * 1024;
 pub(super) async fn fetch(
     s: &mut Session,
     d: &mut Driver,
-    tag: &Tag<'_>,
     set: &SequenceSet,
     items: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
-) -> Flow {
+) -> Reply {
     let plan = match FetchPlan::new(items, uid) {
         Ok(p) => Arc::new(p),
         Err(e) => {
-            s.bad(d, tag, &e);
-            return Flow::Continue;
+            return bad(&e);
         }
     };
     let (id, read_only, targets) = match &s.state {
         State::Selected { mb, .. } => match resolve_positions(mb, set, uid) {
             Ok(t) => (mb.id, mb.read_only, t),
             Err(SetError::OutOfRange) => {
-                s.bad(d, tag, "invalid message sequence number");
-                return Flow::Continue;
+                return bad("invalid message sequence number");
             }
         },
         _ => (0, true, Vec::new()),
@@ -65,7 +63,7 @@ pub(super) async fn fetch(
                     }
                     page = rows;
                 }
-                Err(e) => return db_no(s, d, tag, e),
+                Err(e) => return db_no(e),
             }
             continue;
         }
@@ -73,7 +71,7 @@ pub(super) async fn fetch(
         let (plan2, work) = (plan.clone(), std::mem::take(&mut page));
         let step = match s.store().read(move |r| fetch_step(r, &plan2, work, memory::STEP)).await {
             Ok(step) => step,
-            Err(e) => return db_no(s, d, tag, e),
+            Err(e) => return db_no(e),
         };
         page = step.rest;
         let mut bytes = step.bytes;
@@ -83,7 +81,7 @@ pub(super) async fn fetch(
             let rest = bytes.split_off(first.at);
             d.push(bytes);
             if d.flush().await.is_err() {
-                return Flow::Close;
+                return Err(Close);
             }
             drop(charge);
             let mut at = first.at;
@@ -92,20 +90,19 @@ pub(super) async fn fetch(
                 d.push(bytes.drain(..def.at - at).collect());
                 at = def.at;
                 if stream_section(s, d, &budget, step.body, def.range.clone()).await.is_err() {
-                    return Flow::Close;
+                    return Err(Close);
                 }
             }
             d.push(bytes);
         } else {
             d.push(bytes);
             if d.flush().await.is_err() {
-                return Flow::Close;
+                return Err(Close);
             }
             drop(charge);
         }
     }
-    s.ok(d, tag, None, "FETCH completed");
-    Flow::Continue
+    ok(None, "FETCH completed")
 }
 
 /// One message a FETCH still has to answer: its row as loaded (None: expunged meanwhile).

@@ -1,4 +1,5 @@
-//! The mailbox commands that do not select: CREATE, DELETE, RENAME, SUBSCRIBE / UNSUBSCRIBE, LIST / LSUB and STATUS (RFC 3501 §6.3.3-10, RFC 6154 SPECIAL-USE).
+//! The mailbox commands that do not select: CREATE, DELETE, RENAME, SUBSCRIBE / UNSUBSCRIBE, LIST /
+//! LSUB and STATUS (RFC 3501 §6.3.3-10, RFC 6154 SPECIAL-USE).
 
 use super::*;
 
@@ -8,24 +9,20 @@ pub(super) fn protected(info: &MailboxInfo) -> Option<String> {
     })
 }
 
-pub(super) async fn create(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>) -> Flow {
-    let Some(view) = s.view().cloned() else { return Flow::Continue };
+pub(super) async fn create(s: &mut Session, m: &Mailbox<'_>) -> Reply {
+    let Some(view) = s.view().cloned() else { return wrong_state() };
     let Some(client) = client_name(m) else {
-        s.no(d, tag, Some("CANNOT"), "not a valid mailbox name (modified UTF-7 expected)");
-        return Flow::Continue;
+        return no(Some("CANNOT"), "not a valid mailbox name (modified UTF-7 expected)");
     };
     let client = client.trim_end_matches(DELIMITER).to_string();
     if client.eq_ignore_ascii_case("INBOX") {
-        s.no(d, tag, Some("ALREADYEXISTS"), "INBOX always exists");
-        return Flow::Continue;
+        return no(Some("ALREADYEXISTS"), "INBOX always exists");
     }
     if !names::valid_new_name(&client) {
-        s.no(d, tag, Some("CANNOT"), "invalid mailbox name");
-        return Flow::Continue;
+        return no(Some("CANNOT"), "invalid mailbox name");
     }
     let Some(store_name) = view.to_store(&client) else {
-        s.no(d, tag, Some("CANNOT"), "invalid mailbox name");
-        return Flow::Continue;
+        return no(Some("CANNOT"), "invalid mailbox name");
     };
     let special =
         view.special_use(&client).filter(|_| view.virtual_specials().contains(&store_name)).map(str::to_string);
@@ -33,30 +30,26 @@ pub(super) async fn create(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &M
     match r {
         Ok(true) => {
             s.notify();
-            s.ok(d, tag, None, "CREATE completed");
+            ok(None, "CREATE completed")
         }
-        Ok(false) => s.no(d, tag, Some("ALREADYEXISTS"), "mailbox already exists"),
-        Err(e) => return db_no(s, d, tag, e),
+        Ok(false) => no(Some("ALREADYEXISTS"), "mailbox already exists"),
+        Err(e) => db_no(e),
     }
-    Flow::Continue
 }
 
-pub(super) async fn delete(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>) -> Flow {
+pub(super) async fn delete(s: &mut Session, m: &Mailbox<'_>) -> Reply {
     let info = match resolve_mailbox(s, m, false).await {
         Ok(Some((_, i))) => i,
         Ok(None) => {
-            s.no(d, tag, Some("NONEXISTENT"), "no such mailbox");
-            return Flow::Continue;
+            return no(Some("NONEXISTENT"), "no such mailbox");
         }
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => return db_no(e),
     };
     if info.name == "INBOX" {
-        s.no(d, tag, Some("CANNOT"), "INBOX cannot be deleted");
-        return Flow::Continue;
+        return no(Some("CANNOT"), "INBOX cannot be deleted");
     }
     if let Some(why) = protected(&info) {
-        s.no(d, tag, Some("CANNOT"), &why);
-        return Flow::Continue;
+        return no(Some("CANNOT"), &why);
     }
     let (id, name) = (info.id, info.name.clone());
     let r = s.store().delete_mailbox_leaf(id, name).await;
@@ -68,70 +61,56 @@ pub(super) async fn delete(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &M
                 s.state = State::Authenticated { view: view.clone() };
             }
             s.notify();
-            s.ok(d, tag, None, "DELETE completed");
+            ok(None, "DELETE completed")
         }
-        Ok(false) => s.no(d, tag, Some("INUSE"), "the mailbox has subfolders: delete them first"),
-        Err(e) => return db_no(s, d, tag, e),
+        Ok(false) => no(Some("INUSE"), "the mailbox has subfolders: delete them first"),
+        Err(e) => db_no(e),
     }
-    Flow::Continue
 }
 
-pub(super) async fn rename(
-    s: &mut Session,
-    d: &mut Driver,
-    tag: &Tag<'_>,
-    from: &Mailbox<'_>,
-    to: &Mailbox<'_>,
-) -> Flow {
-    let Some(view) = s.view().cloned() else { return Flow::Continue };
+pub(super) async fn rename(s: &mut Session, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Reply {
+    let Some(view) = s.view().cloned() else { return wrong_state() };
     let info = match resolve_mailbox(s, from, false).await {
         Ok(Some((_, i))) => i,
         Ok(None) => {
-            s.no(d, tag, Some("NONEXISTENT"), "no such mailbox");
-            return Flow::Continue;
+            return no(Some("NONEXISTENT"), "no such mailbox");
         }
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => return db_no(e),
     };
     if let Some(why) = protected(&info) {
-        s.no(d, tag, Some("CANNOT"), &why);
-        return Flow::Continue;
+        return no(Some("CANNOT"), &why);
     }
     let Some(new_client) = client_name(to).map(|c| c.trim_end_matches(DELIMITER).to_string()) else {
-        s.no(d, tag, Some("CANNOT"), "not a valid mailbox name");
-        return Flow::Continue;
+        return no(Some("CANNOT"), "not a valid mailbox name");
     };
     let Some(new_name) = view.to_store(&new_client).filter(|_| names::valid_new_name(&new_client)) else {
-        s.no(d, tag, Some("CANNOT"), "invalid mailbox name");
-        return Flow::Continue;
+        return no(Some("CANNOT"), "invalid mailbox name");
     };
     if new_name.starts_with(&format!("{}/", info.name)) {
-        s.no(d, tag, Some("CANNOT"), "a mailbox cannot be moved below itself");
-        return Flow::Continue;
+        return no(Some("CANNOT"), "a mailbox cannot be moved below itself");
     }
     let (old, id) = (info.name.clone(), info.id);
     let r = s.store().rename_mailbox_tree(id, old, new_name).await;
     match r {
         Ok(true) => {
             s.notify();
-            s.ok(d, tag, None, "RENAME completed");
+            ok(None, "RENAME completed")
         }
-        Ok(false) => s.no(d, tag, Some("ALREADYEXISTS"), "a mailbox with the new name exists"),
-        Err(e) => return db_no(s, d, tag, e),
+        Ok(false) => no(Some("ALREADYEXISTS"), "a mailbox with the new name exists"),
+        Err(e) => db_no(e),
     }
-    Flow::Continue
 }
 
-pub(super) async fn subscribe(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>, on: bool) -> Flow {
+pub(super) async fn subscribe(s: &mut Session, m: &Mailbox<'_>, on: bool) -> Reply {
     match resolve_mailbox(s, m, true).await {
         Ok(Some((name, _))) => match s.store().set_mailbox_subscribed(name, on).await {
-            Ok(_) => s.ok(d, tag, None, "completed"),
-            Err(e) => return db_no(s, d, tag, e),
+            Ok(_) => ok(None, "completed"),
+            Err(e) => db_no(e),
         },
-        Ok(None) if !on => s.ok(d, tag, None, "completed"),
-        Ok(None) => s.no(d, tag, Some("NONEXISTENT"), "no such mailbox"),
-        Err(e) => return db_no(s, d, tag, e),
+        Ok(None) if !on => ok(None, "completed"),
+        Ok(None) => no(Some("NONEXISTENT"), "no such mailbox"),
+        Err(e) => db_no(e),
     }
-    Flow::Continue
 }
 
 // ----- LIST / LSUB / STATUS -----
@@ -139,12 +118,11 @@ pub(super) async fn subscribe(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m:
 pub(super) async fn list(
     s: &mut Session,
     d: &mut Driver,
-    tag: &Tag<'_>,
     reference: &Mailbox<'_>,
     pattern: &ListMailbox<'_>,
     lsub: bool,
-) -> Flow {
-    let Some(view) = s.view().cloned() else { return Flow::Continue };
+) -> Reply {
+    let Some(view) = s.view().cloned() else { return wrong_state() };
     let cmd = if lsub { "LSUB" } else { "LIST" };
     let pattern_bytes: &[u8] = match pattern {
         ListMailbox::Token(t) => t.as_ref(),
@@ -155,19 +133,17 @@ pub(super) async fn list(
         Mailbox::Other(o) => decode_name(o.inner().as_ref()).unwrap_or_default(),
     };
     let Some(pattern) = decode_name(pattern_bytes) else {
-        s.ok(d, tag, None, &format!("{cmd} completed"));
-        return Flow::Continue;
+        return ok(None, &format!("{cmd} completed"));
     };
     if pattern.is_empty() && !lsub {
         // The hierarchy delimiter and root (RFC 3501 §6.3.8).
         d.out().extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
-        s.ok(d, tag, None, "LIST completed");
-        return Flow::Continue;
+        return ok(None, "LIST completed");
     }
     let full = format!("{reference}{pattern}");
     let all = match s.store().list_mailboxes().await {
         Ok(a) => a,
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => return db_no(e),
     };
     // (client name, subscribed, special-use from the store)
     let mut shown: Vec<(String, bool, Option<String>)> =
@@ -210,24 +186,16 @@ pub(super) async fn list(
         }
         out.extend_from_slice(format!("* {cmd} ({}) \"/\" {}\r\n", attrs.join(" "), quoted_name(name)).as_bytes());
     }
-    s.ok(d, tag, None, &format!("{cmd} completed"));
-    Flow::Continue
+    ok(None, &format!("{cmd} completed"))
 }
 
-pub(super) async fn status(
-    s: &mut Session,
-    d: &mut Driver,
-    tag: &Tag<'_>,
-    m: &Mailbox<'_>,
-    items: &[StatusDataItemName],
-) -> Flow {
+pub(super) async fn status(s: &mut Session, d: &mut Driver, m: &Mailbox<'_>, items: &[StatusDataItemName]) -> Reply {
     let (client, info) = match resolve_mailbox(s, m, true).await {
         Ok(Some((_, i))) => (client_name(m).unwrap_or_default(), i),
         Ok(None) => {
-            s.no(d, tag, Some("NONEXISTENT"), "no such mailbox");
-            return Flow::Continue;
+            return no(Some("NONEXISTENT"), "no such mailbox");
         }
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => return db_no(e),
     };
     let id = info.id;
     // Counters come from the mailbox row; only RECENT and DELETED need a query, and only when asked.
@@ -236,7 +204,7 @@ pub(super) async fn status(
     let counts = s.store().status_counts(id, want_recent, want_deleted).await;
     let (recent, deleted) = match counts {
         Ok(x) => x,
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => return db_no(e),
     };
     let mut parts = Vec::new();
     for it in items {
@@ -252,6 +220,5 @@ pub(super) async fn status(
     }
     let shown = if client.eq_ignore_ascii_case("INBOX") { "INBOX".to_string() } else { client };
     d.out().extend_from_slice(format!("* STATUS {} ({})\r\n", quoted_name(&shown), parts.join(" ")).as_bytes());
-    s.ok(d, tag, None, "STATUS completed");
-    Flow::Continue
+    ok(None, "STATUS completed")
 }

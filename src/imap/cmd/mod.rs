@@ -46,18 +46,16 @@ const FLUSH_AT: usize = 256 * 1024;
 pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: CommandBody<'static>) -> Flow {
     let expunge_ok = expunge_allowed(&body);
     let selected_before = matches!(s.state, State::Selected { .. });
-    let flow = match body {
+    let reply = match body {
         CommandBody::Capability => {
             let caps = s.capabilities();
             d.out().extend_from_slice(format!("* CAPABILITY {caps}\r\n").as_bytes());
-            s.ok(d, &tag, None, "CAPABILITY completed");
-            Flow::Continue
+            ok(None, "CAPABILITY completed")
         }
         CommandBody::Noop | CommandBody::Check => {
             // Updates are sent below, as for every command in the selected state.
             s.kick_selected();
-            s.ok(d, &tag, None, "completed");
-            Flow::Continue
+            ok(None, "completed")
         }
         CommandBody::Logout => {
             d.out().extend_from_slice(b"* BYE logging out\r\n");
@@ -68,72 +66,59 @@ pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: 
             d.out().extend_from_slice(
                 format!("* ID (\"name\" \"popbridge\" \"version\" \"{}\")\r\n", env!("CARGO_PKG_VERSION")).as_bytes(),
             );
-            s.ok(d, &tag, None, "ID completed");
-            Flow::Continue
+            ok(None, "ID completed")
         }
         CommandBody::StartTLS => {
             // Handled by the session before dispatch when allowed; here it is not.
-            s.bad(d, &tag, if s.tls { "TLS is already active" } else { "STARTTLS is not available now" });
-            Flow::Continue
+            bad(if s.tls { "TLS is already active" } else { "STARTTLS is not available now" })
         }
         CommandBody::Login { username, password } => {
             let user = username.as_ref().to_vec();
             let pass = password.declassify().as_ref().to_vec();
             return s.cmd_login(d, &tag, &user, &pass).await;
         }
-        CommandBody::Authenticate { .. } | CommandBody::Idle => {
-            s.bad(d, &tag, "unexpected");
-            Flow::Continue
-        }
-        _ if matches!(s.state, State::NotAuthenticated) => {
-            s.no(d, &tag, None, "log in first (LOGIN or AUTHENTICATE)");
-            Flow::Continue
-        }
+        CommandBody::Authenticate { .. } | CommandBody::Idle => bad("unexpected"),
+        _ if matches!(s.state, State::NotAuthenticated) => no(None, "log in first (LOGIN or AUTHENTICATE)"),
         CommandBody::Enable { .. } => {
             // None of the ENABLE-able extensions (CONDSTORE, QRESYNC, UTF8=ACCEPT) is offered.
             d.out().extend_from_slice(b"* ENABLED\r\n");
-            s.ok(d, &tag, None, "ENABLE completed");
-            Flow::Continue
+            ok(None, "ENABLE completed")
         }
         CommandBody::Namespace => {
             d.out().extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
-            s.ok(d, &tag, None, "NAMESPACE completed");
-            Flow::Continue
+            ok(None, "NAMESPACE completed")
         }
-        CommandBody::Select { mailbox, .. } => select::select(s, d, &tag, &mailbox, false).await,
-        CommandBody::Examine { mailbox, .. } => select::select(s, d, &tag, &mailbox, true).await,
-        CommandBody::Create { mailbox } => mailbox::create(s, d, &tag, &mailbox).await,
-        CommandBody::Delete { mailbox } => mailbox::delete(s, d, &tag, &mailbox).await,
-        CommandBody::Rename { from, to } => mailbox::rename(s, d, &tag, &from, &to).await,
-        CommandBody::Subscribe { mailbox } => mailbox::subscribe(s, d, &tag, &mailbox, true).await,
-        CommandBody::Unsubscribe { mailbox } => mailbox::subscribe(s, d, &tag, &mailbox, false).await,
+        CommandBody::Select { mailbox, .. } => select::select(s, d, &mailbox, false).await,
+        CommandBody::Examine { mailbox, .. } => select::select(s, d, &mailbox, true).await,
+        CommandBody::Create { mailbox } => mailbox::create(s, &mailbox).await,
+        CommandBody::Delete { mailbox } => mailbox::delete(s, &mailbox).await,
+        CommandBody::Rename { from, to } => mailbox::rename(s, &from, &to).await,
+        CommandBody::Subscribe { mailbox } => mailbox::subscribe(s, &mailbox, true).await,
+        CommandBody::Unsubscribe { mailbox } => mailbox::subscribe(s, &mailbox, false).await,
         CommandBody::List { reference, mailbox_wildcard } => {
-            mailbox::list(s, d, &tag, &reference, &mailbox_wildcard, false).await
+            mailbox::list(s, d, &reference, &mailbox_wildcard, false).await
         }
         CommandBody::Lsub { reference, mailbox_wildcard } => {
-            mailbox::list(s, d, &tag, &reference, &mailbox_wildcard, true).await
+            mailbox::list(s, d, &reference, &mailbox_wildcard, true).await
         }
-        CommandBody::Status { mailbox, item_names } => mailbox::status(s, d, &tag, &mailbox, &item_names).await,
+        CommandBody::Status { mailbox, item_names } => mailbox::status(s, d, &mailbox, &item_names).await,
         CommandBody::Append { mailbox, flags, date, message } => {
             let data = match &message {
                 imap_next::imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
                 imap_next::imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
             };
-            append::append(s, d, &tag, &mailbox, &flags, date.as_ref(), data).await
+            append::append(s, &mailbox, &flags, date.as_ref(), data).await
         }
-        _ if !matches!(s.state, State::Selected { .. }) => {
-            s.no(d, &tag, None, "select a mailbox first");
-            Flow::Continue
-        }
-        CommandBody::Close => select::close(s, d, &tag, true).await,
-        CommandBody::Unselect => select::close(s, d, &tag, false).await,
-        CommandBody::Expunge => expunge::expunge(s, d, &tag, None).await,
-        CommandBody::ExpungeUid { sequence_set } => expunge::expunge(s, d, &tag, Some(&sequence_set)).await,
+        _ if !matches!(s.state, State::Selected { .. }) => no(None, "select a mailbox first"),
+        CommandBody::Close => select::close(s, true).await,
+        CommandBody::Unselect => select::close(s, false).await,
+        CommandBody::Expunge => expunge::expunge(s, d, None).await,
+        CommandBody::ExpungeUid { sequence_set } => expunge::expunge(s, d, Some(&sequence_set)).await,
         CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. } => {
-            fetch::fetch(s, d, &tag, &sequence_set, &macro_or_item_names, uid).await
+            fetch::fetch(s, d, &sequence_set, &macro_or_item_names, uid).await
         }
         CommandBody::Store { sequence_set, kind, response, flags, uid, .. } => {
-            store::store(s, d, &tag, &sequence_set, kind, response, &flags, uid).await
+            store::store(s, d, &sequence_set, kind, response, &flags, uid).await
         }
         CommandBody::Search { charset, criteria, uid } => {
             let key = if criteria.as_ref().len() == 1 {
@@ -141,24 +126,16 @@ pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: 
             } else {
                 SearchKey::And(criteria.clone())
             };
-            search::search(s, d, &tag, charset.as_ref(), &key, uid).await
+            search::search(s, d, charset.as_ref(), &key, uid).await
         }
-        CommandBody::Copy { sequence_set, mailbox, uid } => {
-            copy::copy(s, d, &tag, &sequence_set, &mailbox, uid, false).await
-        }
-        CommandBody::Move { sequence_set, mailbox, uid } => {
-            copy::copy(s, d, &tag, &sequence_set, &mailbox, uid, true).await
-        }
-        _ => {
-            s.bad(d, &tag, "command not supported");
-            Flow::Continue
-        }
+        CommandBody::Copy { sequence_set, mailbox, uid } => copy::copy(s, d, &sequence_set, &mailbox, uid, false).await,
+        CommandBody::Move { sequence_set, mailbox, uid } => copy::copy(s, d, &sequence_set, &mailbox, uid, true).await,
+        _ => bad("command not supported"),
     };
-    // Every command in the selected state reports what changed meanwhile (RFC 3501 §7). The
-    // tagged response is already queued: updates must precede it, so they are spliced in front.
-    if matches!(flow, Flow::Continue) && !matches!(s.state, State::NotAuthenticated) {
-        let tagged_at = last_line_start(d.out());
-        let mut tail = d.out().split_off(tagged_at);
+    let Ok(mut status) = reply else { return Flow::Close };
+    // Every command in the selected state reports what changed meanwhile (RFC 3501 §7): the
+    // untagged updates first, then the tagged status.
+    if !matches!(s.state, State::NotAuthenticated) {
         // Account health alerts go out with the next response (RFC 3501 §7.1.1).
         s.drain_alerts(d);
         if selected_before && matches!(s.state, State::Selected { .. }) && s.refresh(d, expunge_ok).await.is_err() {
@@ -169,24 +146,71 @@ pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: 
         if !expunge_ok
             && let State::Selected { mb, .. } = &s.state
             && !mb.pending_expunge.is_empty()
+            && status.kind == Kind::Ok
+            && status.code.is_none()
         {
-            let ok = format!("{} OK ", tag.as_ref());
-            if tail.starts_with(ok.as_bytes()) && tail.get(ok.len()) != Some(&b'[') {
-                tail.splice(ok.len()..ok.len(), b"[EXPUNGEISSUED] ".iter().copied());
-            }
+            status.code = Some("EXPUNGEISSUED".into());
         }
-        d.out().extend_from_slice(&tail);
     }
+    status.write(d, &tag);
     if d.pending() > FLUSH_AT && d.flush().await.is_err() {
         return Flow::Close;
     }
-    flow
+    Flow::Continue
 }
 
-/// Start of the last line in the buffer (the tagged response just written).
-fn last_line_start(out: &[u8]) -> usize {
-    let body = out.strip_suffix(b"\r\n").unwrap_or(out);
-    body.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0)
+/// How a command ends: `OK`, `NO` or `BAD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ok,
+    No,
+    Bad,
+}
+
+/// A command's tagged response, without its tag: [`dispatch`] writes it after the untagged
+/// updates that must precede it (RFC 3501 §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub kind: Kind,
+    /// The response code, without its brackets (`READ-WRITE`, `APPENDUID 1 5`…).
+    pub code: Option<String>,
+    pub text: String,
+}
+
+impl Status {
+    fn write(&self, d: &mut Driver, tag: &Tag<'_>) {
+        let kind = match self.kind {
+            Kind::Ok => "OK",
+            Kind::No => "NO",
+            Kind::Bad => "BAD",
+        };
+        crate::imap::session::status(d, tag.as_ref(), kind, self.code.as_deref(), &self.text);
+    }
+}
+
+/// The connection must close now (the client is gone, or a promised literal cannot be sent):
+/// no tagged response.
+#[derive(Debug)]
+pub struct Close;
+
+/// What a command handler returns.
+pub type Reply = Result<Status, Close>;
+
+fn reply(kind: Kind, code: Option<&str>, text: &str) -> Reply {
+    Ok(Status { kind, code: code.map(str::to_string), text: text.to_string() })
+}
+fn ok(code: Option<&str>, text: &str) -> Reply {
+    reply(Kind::Ok, code, text)
+}
+fn no(code: Option<&str>, text: &str) -> Reply {
+    reply(Kind::No, code, text)
+}
+fn bad(text: &str) -> Reply {
+    reply(Kind::Bad, None, text)
+}
+/// A handler reached in a state [`dispatch`] does not send it in.
+fn wrong_state() -> Reply {
+    bad("command not valid in this state")
 }
 
 /// The response code for a failed store operation: a full disk is the client's quota (RFC 5530).
@@ -197,10 +221,9 @@ fn store_error_code(kind: ErrorKind) -> &'static str {
     }
 }
 
-fn db_no(s: &Session, d: &mut Driver, tag: &Tag<'_>, e: DbError) -> Flow {
+fn db_no(e: DbError) -> Reply {
     tracing::warn!("imap: store error: {}", e.message);
-    s.no(d, tag, Some(store_error_code(e.kind)), &format!("store error: {}", e.message));
-    Flow::Continue
+    no(Some(store_error_code(e.kind)), &format!("store error: {}", e.message))
 }
 
 // ----- names -----

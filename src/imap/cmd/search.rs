@@ -1,29 +1,26 @@
-//! SEARCH (RFC 3501 §6.4.4): the narrowest read the query allows, then the evaluation (`imap::search`).
+//! SEARCH (RFC 3501 §6.4.4): the narrowest read the query allows, then the evaluation
+//! (`imap::search`).
 
 use super::*;
 
 pub(super) async fn search(
     s: &mut Session,
     d: &mut Driver,
-    tag: &Tag<'_>,
     charset: Option<&imap_next::imap_types::core::Charset<'_>>,
     key: &SearchKey<'_>,
     uid: bool,
-) -> Flow {
+) -> Reply {
     let query = match SearchQuery::new(key, charset) {
         Ok(q) => Arc::new(q),
-        Err(e) => {
-            match e {
-                crate::imap::search::SearchError::BadCharset => {
-                    s.no(d, tag, Some("BADCHARSET (UTF-8 US-ASCII)"), "supported charsets: UTF-8, US-ASCII")
-                }
-                crate::imap::search::SearchError::Unsupported => s.bad(d, tag, "search key not supported"),
-                other => s.bad(d, tag, &other.to_string()),
+        Err(e) => match e {
+            crate::imap::search::SearchError::BadCharset => {
+                return no(Some("BADCHARSET (UTF-8 US-ASCII)"), "supported charsets: UTF-8, US-ASCII");
             }
-            return Flow::Continue;
-        }
+            crate::imap::search::SearchError::Unsupported => return bad("search key not supported"),
+            other => return bad(&other.to_string()),
+        },
     };
-    let State::Selected { mb, .. } = &s.state else { return Flow::Continue };
+    let State::Selected { mb, .. } = &s.state else { return wrong_state() };
     let (id, uids, recent) = (mb.id, mb.uids.clone(), mb.recent.clone());
     let r = s
         .store()
@@ -88,9 +85,8 @@ pub(super) async fn search(
             }
             line.push_str("\r\n");
             d.out().extend_from_slice(line.as_bytes());
-            s.ok(d, tag, None, "SEARCH completed");
+            ok(None, "SEARCH completed")
         }
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => db_no(e),
     }
-    Flow::Continue
 }

@@ -1,27 +1,27 @@
-//! SELECT / EXAMINE, and leaving the selected state: CLOSE (expunging silently) and UNSELECT (RFC 3501 §6.3.1-2, §6.4.2, RFC 3691).
+//! SELECT / EXAMINE, and leaving the selected state: CLOSE (expunging silently) and UNSELECT (RFC
+//! 3501 §6.3.1-2, §6.4.2, RFC 3691).
 
 use super::*;
 
-pub(super) async fn select(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &Mailbox<'_>, read_only: bool) -> Flow {
+pub(super) async fn select(s: &mut Session, d: &mut Driver, m: &Mailbox<'_>, read_only: bool) -> Reply {
     let view = match &s.state {
         State::Authenticated { view } | State::Selected { view, .. } => view.clone(),
-        State::NotAuthenticated => return Flow::Continue,
+        State::NotAuthenticated => return wrong_state(),
     };
     // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
     s.state = State::Authenticated { view: view.clone() };
     let info = match resolve_mailbox(s, m, true).await {
         Ok(Some((_, i))) => i,
         Ok(None) => {
-            s.no(d, tag, Some("NONEXISTENT"), "no such mailbox");
-            return Flow::Continue;
+            return no(Some("NONEXISTENT"), "no such mailbox");
         }
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => return db_no(e),
     };
     let id = info.id;
     let loaded = s.store().select_mailbox(id, !read_only).await;
     let crate::store::mailbox::Selection { info, mut uids, first_unseen: unseen, recent_floor: floor } = match loaded {
         Ok(x) => x,
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => return db_no(e),
     };
     // Kept for the whole selection, by every session: no slack.
     uids.shrink_to_fit();
@@ -47,7 +47,8 @@ pub(super) async fn select(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &M
             b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] flags and keywords are kept\r\n",
         );
     }
-    out.extend_from_slice(format!("* {} EXISTS\r\n* {} RECENT\r\n", mb.uids.len(), mb.recent.len()).as_bytes());
+    crate::imap::untagged::exists(out, mb.uids.len() as u32);
+    crate::imap::untagged::recent(out, mb.recent.len() as u32);
     if let Some(seq) = unseen.and_then(|u| mb.seq_of(u)) {
         out.extend_from_slice(format!("* OK [UNSEEN {seq}] first unseen\r\n").as_bytes());
     }
@@ -61,16 +62,11 @@ pub(super) async fn select(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, m: &M
     );
     s.state = State::Selected { view, mb };
     s.kick_selected();
-    if read_only {
-        s.ok(d, tag, Some("READ-ONLY"), "EXAMINE completed");
-    } else {
-        s.ok(d, tag, Some("READ-WRITE"), "SELECT completed");
-    }
-    Flow::Continue
+    if read_only { ok(Some("READ-ONLY"), "EXAMINE completed") } else { ok(Some("READ-WRITE"), "SELECT completed") }
 }
 
-pub(super) async fn close(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, expunge: bool) -> Flow {
-    let State::Selected { view, mb } = &s.state else { return Flow::Continue };
+pub(super) async fn close(s: &mut Session, expunge: bool) -> Reply {
+    let State::Selected { view, mb } = &s.state else { return wrong_state() };
     let (view, id, ro) = (view.clone(), mb.id, mb.read_only);
     s.state = State::Authenticated { view };
     if expunge && !ro {
@@ -79,9 +75,8 @@ pub(super) async fn close(s: &mut Session, d: &mut Driver, tag: &Tag<'_>, expung
         match r {
             Ok(n) if n > 0 => s.notify(),
             Ok(_) => {}
-            Err(e) => return db_no(s, d, tag, e),
+            Err(e) => return db_no(e),
         }
     }
-    s.ok(d, tag, None, if expunge { "CLOSE completed" } else { "UNSELECT completed" });
-    Flow::Continue
+    ok(None, if expunge { "CLOSE completed" } else { "UNSELECT completed" })
 }

@@ -6,23 +6,20 @@ use super::*;
 pub(super) async fn store(
     s: &mut Session,
     d: &mut Driver,
-    tag: &Tag<'_>,
     set: &SequenceSet,
     kind: StoreType,
     response: StoreResponse,
     flags: &[Flag<'_>],
     uid: bool,
-) -> Flow {
+) -> Reply {
     let (id, read_only, targets) = match targets(s, set, uid) {
         Ok(t) => t,
         Err(SetError::OutOfRange) => {
-            s.bad(d, tag, "invalid message sequence number");
-            return Flow::Continue;
+            return bad("invalid message sequence number");
         }
     };
     if read_only {
-        s.no(d, tag, Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
-        return Flow::Continue;
+        return no(Some("READ-ONLY"), "the mailbox is read-only (EXAMINE)");
     }
     let op = match kind {
         StoreType::Replace => FlagOp::Replace,
@@ -35,9 +32,9 @@ pub(super) async fn store(
     let r = s.store().store_flags(id, ranges, op, bits, kw).await;
     let (rows, changed) = match r {
         Ok(x) => x,
-        Err(e) => return db_no(s, d, tag, e),
+        Err(e) => return db_no(e),
     };
-    let State::Selected { mb, .. } = &mut s.state else { return Flow::Continue };
+    let State::Selected { mb, .. } = &mut s.state else { return wrong_state() };
     if let Some(m) = rows.iter().map(|r| r.modseq).max() {
         mb.own_modseqs.push(m);
     }
@@ -45,19 +42,12 @@ pub(super) async fn store(
         let out = d.out();
         for r in &rows {
             let Some(seq) = mb.seq_of(r.uid) else { continue };
-            let mut line = format!("* {seq} FETCH (").into_bytes();
-            if uid {
-                line.extend_from_slice(format!("UID {} ", r.uid).as_bytes());
-            }
-            line.extend_from_slice(b"FLAGS ");
-            crate::imap::fetch::write_flags(r.flags, &r.keywords, mb.recent.contains(&r.uid), &mut line);
-            line.extend_from_slice(b")\r\n");
-            out.extend_from_slice(&line);
+            let recent = mb.recent.contains(&r.uid);
+            crate::imap::fetch::write_flags_fetch(seq, uid.then_some(r.uid), r.flags, &r.keywords, recent, out);
         }
     }
     if changed > 0 {
         s.notify();
     }
-    s.ok(d, tag, None, "STORE completed");
-    Flow::Continue
+    ok(None, "STORE completed")
 }
