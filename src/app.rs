@@ -115,7 +115,6 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
     let throttle = Arc::new(Throttle::default());
     let imap_shared = Arc::new(Shared {
         store: store.clone(),
-        store_path: paths.store(),
         changes: store.changes(),
         live: live.clone(),
         tls: Some(acceptor.clone()),

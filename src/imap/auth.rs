@@ -50,20 +50,7 @@ impl Session {
         let view = match (pw_ok, account) {
             (true, Some(None)) => Some(View::Combined),
             (true, Some(Some(name))) => {
-                let root = self
-                    .db(move |c| {
-                        let r: Option<String> = c
-                            .query_row(
-                                "SELECT m.name FROM accounts a JOIN mailboxes m ON m.id = a.mailbox_id
-                                 WHERE a.name = ?1 COLLATE NOCASE ORDER BY a.name = ?1 DESC LIMIT 1",
-                                [&name],
-                                |r| r.get(0),
-                            )
-                            .ok();
-                        Ok(r)
-                    })
-                    .await
-                    .map_err(|e| LoginError::Store(e.0))?;
+                let root = self.store().account_root(name).await.map_err(|e| LoginError::Store(e.message))?;
                 root.map(|root| View::Account { root })
             }
             _ => None,

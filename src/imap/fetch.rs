@@ -56,8 +56,8 @@ use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Section};
 use memchr::memchr;
 
-use crate::imap::message::{MessageRow, flag};
 use crate::mime::{self, MessageMeta, Part, Timestamp};
+use crate::store::message::{MessageRow, flag};
 
 /// A FETCH request, analysed once per command (not per message).
 #[derive(Debug, Clone, PartialEq, Eq)]

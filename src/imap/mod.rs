@@ -4,18 +4,21 @@
 //! - `server`: listeners (on `net::listener`), what sessions share (credentials, TLS, throttle, slots).
 //! - `session`: one connection's state machine, its store connection, keeping the client in step.
 //! - `auth`: LOGIN / AUTHENTICATE and the per-login views.
-//! - `commands`: every command after parsing (mailbox and message commands).
+//! - `cmd`: every command after parsing, one file per group (mailbox, select, fetch, store, …).
 //! - `fetch`: FETCH responses encoded straight from the stored bytes and metadata.
 //! - `search`: SEARCH evaluation.
-//! - `message`: a message row as the protocol sees it; `names`: modified UTF-7, views, LIST patterns.
+//! - `untagged`: EXISTS / RECENT / EXPUNGE updates.
+//! - `names`: modified UTF-7, views, LIST patterns.
 pub mod auth;
-pub mod commands;
+pub mod cmd;
 pub mod fetch;
-pub mod message;
 pub mod names;
 pub mod search;
 pub mod server;
 pub mod session;
+pub mod untagged;
 
+#[cfg(test)]
+mod index_tests;
 #[cfg(test)]
 mod tests;

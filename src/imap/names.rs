@@ -7,11 +7,9 @@
 
 use base64::Engine;
 
-pub const DELIMITER: char = '/';
+use crate::store::SPECIAL;
 
-/// The special-use folders (RFC 6154) every view offers.
-pub const SPECIAL: &[(&str, &str)] =
-    &[("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"), ("Junk", "\\Junk"), ("Archive", "\\Archive")];
+pub const DELIMITER: char = '/';
 
 const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
     &match base64::alphabet::Alphabet::new("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,") {

@@ -52,7 +52,6 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::ops::Range;
 
 use imap_codec::imap_types::core::{AString, Charset};
 use imap_codec::imap_types::datetime::NaiveDate;
@@ -60,8 +59,9 @@ use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use memchr::memmem;
 
-use crate::imap::message::{MessageRow, flag};
+use crate::mime::text::{SearchText, TextFilter, fold_into};
 use crate::mime::{MessageMeta, Timestamp, header};
+use crate::store::message::{MessageRow, flag};
 
 /// The charsets SEARCH accepts, for `NO [BADCHARSET (UTF-8 US-ASCII)]`.
 pub const CHARSETS: [&str; 2] = ["UTF-8", "US-ASCII"];
@@ -151,83 +151,6 @@ pub struct Context {
     pub max_seq: u32,
     /// UID of the last message in the mailbox (not UIDNEXT - 1); 0 when empty.
     pub max_uid: u32,
-}
-
-/// Decoded, folded search text of one message: every header field (`name: value` lines,
-/// RFC 2047-decoded) and the body text ([`crate::mime::search_text`]), lower-cased and
-/// whitespace-collapsed once (see the module docs).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SearchText {
-    /// `name: value\n` per header field, folded.
-    headers: String,
-    /// Per field: ranges of the (ASCII-lower-cased) name and the folded value in `headers`.
-    fields: Vec<(Range<usize>, Range<usize>)>,
-    /// Folded body text.
-    body: String,
-}
-
-impl SearchText {
-    /// Decode and fold a raw message (the stored bytes). Never panics.
-    pub fn from_raw(raw: &[u8]) -> SearchText {
-        Self::from_raw_with(raw, &crate::mime::MessageMeta::extract(raw))
-    }
-
-    /// [`SearchText::from_raw`] with the metadata already extracted (at insert time).
-    pub fn from_raw_with(raw: &[u8], meta: &crate::mime::MessageMeta) -> SearchText {
-        let mut headers = String::new();
-        let mut fields = Vec::new();
-        for (name, value) in header::named(raw) {
-            let ns = headers.len();
-            // Lossy, like the raw path's byte comparison: a non-UTF-8 name matches no query.
-            headers.push_str(&String::from_utf8_lossy(name).to_ascii_lowercase());
-            let ne = headers.len();
-            headers.push_str(": ");
-            let vs = headers.len();
-            fold_into(&mut headers, &header::decoded(value), true);
-            let ve = headers.len();
-            headers.push('\n');
-            fields.push((ns..ne, vs..ve));
-        }
-        let (_, text) = crate::mime::search_text_with(raw, meta);
-        let mut body = String::with_capacity(text.len());
-        fold_into(&mut body, &text, true);
-        SearchText { headers, fields, body }
-    }
-
-    /// The folded body text (what BODY searches).
-    pub fn body(&self) -> &str {
-        &self.body
-    }
-
-    /// The folded header lines (what TEXT searches besides the body).
-    pub fn headers(&self) -> &str {
-        &self.headers
-    }
-
-    /// Approximate heap size, for a cache budget.
-    pub fn heap_size(&self) -> usize {
-        self.headers.capacity()
-            + self.body.capacity()
-            + self.fields.capacity() * std::mem::size_of::<(Range<usize>, Range<usize>)>()
-    }
-
-    fn field_match(&self, name: &str, needle: &Needle) -> bool {
-        self.fields.iter().any(|(n, v)| {
-            self.headers.get(n.clone()).is_some_and(|n| n.eq_ignore_ascii_case(name))
-                && (needle.is_empty() || self.headers.get(v.clone()).is_some_and(|v| needle.find_in(v)))
-        })
-    }
-}
-
-/// See [`SearchQuery::text_filter`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TextFilter {
-    /// BODY (the body column only) rather than TEXT (headers and body).
-    pub body_only: bool,
-    /// The folded string, as it appears in the indexed text.
-    pub needle: String,
-    /// The index answer is the query's answer.
-    pub exact: bool,
 }
 
 /// A pre-folded search string.
@@ -656,13 +579,13 @@ fn eval(n: &Node, c: &Candidate<'_>, ctx: &Context) -> Option<bool> {
         }
         Node::Header { name, needle } => match (c.header, c.text) {
             (Some(h), _) => raw_header_match(h, name, needle),
-            (None, Some(t)) => t.field_match(name, needle),
+            (None, Some(t)) => t.field_values(name).any(|v| needle.is_empty() || needle.find_in(v)),
             (None, None) => return None,
         },
-        Node::Body(needle) => needle.find_in(&c.text?.body),
+        Node::Body(needle) => needle.find_in(c.text?.body()),
         Node::Text(needle) => {
             let t = c.text?;
-            needle.find_in(&t.headers) || needle.find_in(&t.body)
+            needle.find_in(t.headers()) || needle.find_in(t.body())
         }
         Node::Not(n) => !eval(n, c, ctx)?,
         Node::And(v) => {
@@ -704,67 +627,6 @@ fn raw_header_match(header: &[u8], name: &str, needle: &Needle) -> bool {
             needle.find_in(&folded)
         }
     })
-}
-
-/// Append `s` lower-cased (per character; final sigma as sigma) with whitespace runs collapsed
-/// to one space; `trim` drops leading and trailing whitespace (haystacks), else a run at either
-/// end stays one space (needles).
-fn fold_into(out: &mut String, s: &str, trim: bool) {
-    let start = out.len();
-    let mut pending_space = false;
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    // ASCII runs byte by byte (the common case); other characters through `char`.
-    while i < bytes.len() {
-        let b = bytes[i];
-        let ch = if b < 0x80 {
-            if matches!(b, b' ' | b'\t'..=b'\r') {
-                i += 1;
-                pending_space = true;
-                continue;
-            }
-            if pending_space {
-                if !trim || out.len() > start {
-                    out.push(' ');
-                }
-                pending_space = false;
-            }
-            // The whole run of printable ASCII at once, lower-cased in place.
-            let end = bytes[i..]
-                .iter()
-                .position(|&c| c >= 0x80 || matches!(c, b' ' | b'\t'..=b'\r'))
-                .map_or(bytes.len(), |p| i + p);
-            let at = out.len();
-            out.push_str(&s[i..end]);
-            out[at..].make_ascii_lowercase();
-            i = end;
-            continue;
-        } else {
-            let Some(ch) = s[i..].chars().next() else { break };
-            i += ch.len_utf8();
-            if ch.is_whitespace() {
-                pending_space = true;
-                continue;
-            }
-            ch
-        };
-        if pending_space {
-            if !trim || out.len() > start {
-                out.push(' ');
-            }
-            pending_space = false;
-        }
-        if ch == 'ς' {
-            out.push('σ');
-        } else {
-            for l in ch.to_lowercase() {
-                out.push(if l == 'ς' { 'σ' } else { l });
-            }
-        }
-    }
-    if pending_space && !trim {
-        out.push(' ');
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
-//! The IMAP listeners and what every session shares: the store's location and change feed, the
+//! The IMAP listeners and what every session shares: the store (its pool) and change feed, the
 //! local credentials, the TLS acceptor, the login throttle and the connection slots.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -15,7 +14,6 @@ use crate::store::Changes;
 pub struct Shared {
     /// The store: its connection pool and the daemon's memory budget (issue 13).
     pub store: Arc<crate::store::Store>,
-    pub store_path: PathBuf,
     pub changes: Changes,
     /// The local login (and the config), replaced on SIGHUP.
     pub live: Arc<crate::config::Live>,

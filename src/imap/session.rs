@@ -22,13 +22,12 @@ use imap_next::imap_types::{
     response::{Greeting, Response},
 };
 use imap_next::server::{Error as ServerError, Event, Options, Server};
-use rusqlite::Connection;
 use tokio::sync::watch;
 
 use super::names::View;
 use super::server::Shared;
 use crate::net::imap::{Driver, ServerIo};
-use crate::store::imap as db;
+use crate::store::mailbox::ErrorKind;
 
 /// RFC 3501 §5.4: an autologout timer must be at least 30 minutes.
 pub const AUTOLOGOUT: Duration = Duration::from_secs(30 * 60);
@@ -122,6 +121,17 @@ impl Selected {
     pub fn max_uid(&self) -> u32 {
         self.uids.last().copied().unwrap_or(0)
     }
+    /// Takes expunged messages out of the client's view, each reported as `* n EXPUNGE` (numbers
+    /// as they are when it goes); UIDs not in the view are skipped.
+    pub fn expunged(&mut self, uids: impl IntoIterator<Item = u32>, out: &mut Vec<u8>) {
+        for uid in uids {
+            if let Ok(i) = self.uids.binary_search(&uid) {
+                self.uids.remove(i);
+                self.recent.remove(&uid);
+                super::untagged::expunge(out, i as u32 + 1);
+            }
+        }
+    }
 }
 
 pub enum State {
@@ -151,16 +161,7 @@ pub struct Session {
     pub slot: crate::net::listener::Slot,
 }
 
-#[derive(Debug)]
-pub struct DbError(pub String);
-
-impl From<rusqlite::Error> for DbError {
-    fn from(e: rusqlite::Error) -> DbError {
-        DbError(e.to_string())
-    }
-}
-
-pub type DbResult<T> = Result<T, DbError>;
+pub use crate::store::mailbox::{Error as DbError, Result as DbResult};
 
 pub fn options() -> Options {
     let mut o = Options::default();
@@ -351,15 +352,9 @@ impl Session {
         d.out().extend_from_slice(&bytes);
     }
 
-    // ----- store access -----
-
-    /// Runs `f` on a store connection, on a blocking thread: one of the few the store's pool
-    /// shares among all sessions (so threads and page caches do not grow with sessions).
-    pub async fn db<T: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
-    ) -> DbResult<T> {
-        self.shared.store.pool().run(f).await.map_err(|e| DbError(e.message))?
+    /// The store (its mailbox API: `store::mailbox`).
+    pub fn store(&self) -> &crate::store::Store {
+        &self.shared.store
     }
 
     /// Account health alerts (`* OK [ALERT] …`, RFC 3501 §7.1) waiting for this session.
@@ -370,8 +365,7 @@ impl Session {
         loop {
             match self.alerts.try_recv() {
                 Ok(a) => {
-                    let a: String = a.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
-                    d.out().extend_from_slice(format!("* OK [ALERT] {a}\r\n").as_bytes());
+                    write_alert(d, &a);
                 }
                 Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => continue,
                 Err(_) => break,
@@ -408,17 +402,11 @@ impl Session {
             self.changes.borrow_and_update();
         }
         let (id, since, read_only) = (mb.id, mb.modseq, mb.read_only);
-        let ch = self
-            .db(move |c| match db::changes_since(c, id, since) {
-                Ok(ch) => Ok(Some(ch)),
-                Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-                Err(e) => Err(e.into()),
-            })
-            .await?;
+        let ch = self.store().changes_after(id, since).await?;
         let Some(ch) = ch else {
             // Deleted by another session: BYE, then the caller closes (RFC 2180 §3.1, as Dovecot).
             d.out().extend_from_slice(b"* BYE the selected mailbox was deleted, have to disconnect\r\n");
-            return Err(DbError("the selected mailbox was deleted".into()));
+            return Err(DbError::new(ErrorKind::NotFound, "the selected mailbox was deleted"));
         };
         let State::Selected { mb, .. } = &mut self.state else { return Ok(()) };
         if ch.highestmodseq <= mb.modseq && (mb.pending_expunge.is_empty() || !expunge_ok) {
@@ -431,13 +419,8 @@ impl Session {
             }
         }
         if expunge_ok {
-            for uid in std::mem::take(&mut mb.pending_expunge) {
-                if let Ok(i) = mb.uids.binary_search(&uid) {
-                    mb.uids.remove(i);
-                    mb.recent.remove(&uid);
-                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
-                }
-            }
+            let gone = std::mem::take(&mut mb.pending_expunge);
+            mb.expunged(gone, out);
         }
         let max = mb.max_uid();
         let mut new_uids = Vec::new();
@@ -449,9 +432,9 @@ impl Session {
                 && !mb.pending_expunge.contains(&r.uid)
                 && let Some(seq) = mb.seq_of(r.uid)
             {
-                let mut line = format!("* {seq} FETCH (UID {} FLAGS ", r.uid).into_bytes();
-                super::fetch::write_flags(r.flags, &r.keywords, mb.recent.contains(&r.uid), &mut line);
-                line.extend_from_slice(b")\r\n");
+                let mut line = Vec::new();
+                let recent = mb.recent.contains(&r.uid);
+                super::fetch::write_flags_fetch(seq, Some(r.uid), r.flags, &r.keywords, recent, &mut line);
                 flag_lines.push(line);
             }
         }
@@ -462,24 +445,15 @@ impl Session {
         mb.own_modseqs.clear();
         if !new_uids.is_empty() {
             mb.uids.extend_from_slice(&new_uids);
-            let exists = mb.uids.len();
-            out.extend_from_slice(format!("* {exists} EXISTS\r\n").as_bytes());
+            super::untagged::exists(out, mb.uids.len() as u32);
             if !read_only {
                 let top = new_uids[new_uids.len() - 1];
-                let floor = self
-                    .db(move |c| {
-                        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                        let floor = db::claim_recent(&tx, id, top)?;
-                        tx.commit()?;
-                        Ok(floor)
-                    })
-                    .await?;
+                let floor = self.store().claim_recent(id, top).await?;
                 let State::Selected { mb, .. } = &mut self.state else { return Ok(()) };
                 for u in new_uids.into_iter().filter(|u| *u > floor) {
                     mb.recent.insert(u);
                 }
-                let n = mb.recent.len();
-                d.out().extend_from_slice(format!("* {n} RECENT\r\n").as_bytes());
+                super::untagged::recent(d.out(), mb.recent.len() as u32);
             }
         }
         Ok(())
@@ -562,8 +536,7 @@ impl Session {
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         // Put it back in order with anything else pending.
                         if let Ok(text) = a {
-                            let text: String = text.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
-                            d.out().extend_from_slice(format!("* OK [ALERT] {text}\r\n").as_bytes());
+                            write_alert(d, &text);
                         }
                     }
                     Err(_) => {}
@@ -599,7 +572,7 @@ impl Session {
                 _ => Flow::Close,
             };
         }
-        super::commands::dispatch(self, d, tag, body).await
+        super::cmd::dispatch(self, d, tag, body).await
     }
 
     pub fn view(&self) -> Option<&View> {
@@ -616,9 +589,14 @@ pub enum Flow {
     StartTls,
 }
 
+/// Writes `* OK [ALERT] text` (one line, whatever the text holds).
+fn write_alert(d: &mut Driver, text: &str) {
+    d.out().extend_from_slice(format!("* OK [ALERT] {}\r\n", crate::mime::header::one_line(text)).as_bytes());
+}
+
 /// Writes `tag OK [code] text`.
 pub fn status(d: &mut Driver, tag: &str, kind: &str, code: Option<&str>, text: &str) {
-    let text: String = text.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+    let text = crate::mime::header::one_line(text);
     let line = match code {
         Some(c) => format!("{tag} {kind} [{c}] {text}\r\n"),
         None => format!("{tag} {kind} {text}\r\n"),

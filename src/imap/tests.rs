@@ -153,8 +153,7 @@ impl Harness {
     /// A server over a fresh store holding the six messages in account Work's mailbox.
     async fn start() -> Harness {
         let dir = crate::store::private_tempdir();
-        let store_path = dir.path().join("data/store.sqlite");
-        let sp = store_path.clone();
+        let sp = dir.path().join("data/store.sqlite");
         let (store, ids) = tokio::task::spawn_blocking(move || {
             let store = Store::open(&sp).unwrap();
             let ids = store.ensure_account("Work").unwrap();
@@ -166,7 +165,6 @@ impl Harness {
         let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config().unwrap());
         let shared = Arc::new(Shared {
             store: store.clone(),
-            store_path,
             changes: store.changes(),
             live: Arc::new(crate::config::Live::new(
                 crate::config::parse(
@@ -421,6 +419,11 @@ impl Client {
         self.read_until_tagged(tag).await
     }
 
+    /// Sends a command and asserts its whole response, line by line (CRLF added).
+    async fn expect<S: AsRef<str>>(&mut self, tag: &str, command: &str, want: &[S]) {
+        assert_resp(&self.cmd(tag, command).await, want);
+    }
+
     /// Asserts that the server closes the connection; returns what it sent before.
     async fn expect_closed(&mut self) -> Vec<u8> {
         while self.fill().await {}
@@ -484,10 +487,8 @@ fn select_lines(exists: usize, recent: usize, unseen: Option<usize>, uv: i64, ne
 async fn greeting_and_capabilities_before_and_after_login() {
     let h = Harness::start().await;
     let mut c = h.connect().await;
-    assert_resp(
-        &c.cmd("a1", "CAPABILITY").await,
-        &[format!("* CAPABILITY {CAPS_PRE} STARTTLS"), "a1 OK CAPABILITY completed".into()],
-    );
+    c.expect("a1", "CAPABILITY", &[format!("* CAPABILITY {CAPS_PRE} STARTTLS"), "a1 OK CAPABILITY completed".into()])
+        .await;
     let r = c.cmd("a2", "LOGIN me pw").await;
     assert_resp(&r, &[format!("a2 OK [CAPABILITY {CAPS_AUTH}] logged in")]);
     let r = c.cmd("a3", "CAPABILITY").await;
@@ -499,15 +500,17 @@ async fn greeting_and_capabilities_before_and_after_login() {
     for word in caps.trim_end().split(' ').skip(2) {
         assert!(!word.is_empty());
     }
-    assert_resp(&c.cmd("a4", "NAMESPACE").await, &["* NAMESPACE ((\"\" \"/\")) NIL NIL", "a4 OK NAMESPACE completed"]);
-    assert_resp(
-        &c.cmd("a5", "ID (\"name\" \"Thunderbird\" \"version\" \"153.8.0\")").await,
+    c.expect("a4", "NAMESPACE", &["* NAMESPACE ((\"\" \"/\")) NIL NIL", "a4 OK NAMESPACE completed"]).await;
+    c.expect(
+        "a5",
+        "ID (\"name\" \"Thunderbird\" \"version\" \"153.8.0\")",
         &[
             format!("* ID (\"name\" \"popbridge\" \"version\" \"{}\")", env!("CARGO_PKG_VERSION")),
             "a5 OK ID completed".into(),
         ],
-    );
-    assert_resp(&c.cmd("a6", "ENABLE CONDSTORE").await, &["* ENABLED", "a6 OK ENABLE completed"]);
+    )
+    .await;
+    c.expect("a6", "ENABLE CONDSTORE", &["* ENABLED", "a6 OK ENABLE completed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,15 +529,15 @@ async fn login_forms_failures_and_commands_before_login() {
         let r = c.cmd(tag, cmd).await;
         assert_resp(&r, &[format!("{tag} NO log in first (LOGIN or AUTHENTICATE)")]);
     }
-    assert_resp(&c.cmd("b7", "FETCH 1 FLAGS").await, &["b7 NO log in first (LOGIN or AUTHENTICATE)"]);
-    assert_resp(&c.cmd("b8", "NOOP").await, &["b8 OK completed"]);
+    c.expect("b7", "FETCH 1 FLAGS", &["b7 NO log in first (LOGIN or AUTHENTICATE)"]).await;
+    c.expect("b8", "NOOP", &["b8 OK completed"]).await;
     // Wrong password, wrong user.
-    assert_resp(&c.cmd("c1", "LOGIN me wrong").await, &["c1 NO [AUTHENTICATIONFAILED] wrong user name or password"]);
+    c.expect("c1", "LOGIN me wrong", &["c1 NO [AUTHENTICATIONFAILED] wrong user name or password"]).await;
     // Quoted strings.
     let r = c.cmd("c2", "LOGIN \"me\" \"pw\"").await;
     assert_resp(&r, &[format!("c2 OK [CAPABILITY {CAPS_AUTH}] logged in")]);
-    assert_resp(&c.cmd("c3", "LOGIN me pw").await, &["c3 BAD already logged in"]);
-    assert_resp(&c.cmd("c4", "LOGOUT").await, &["* BYE logging out", "c4 OK LOGOUT completed"]);
+    c.expect("c3", "LOGIN me pw", &["c3 BAD already logged in"]).await;
+    c.expect("c4", "LOGOUT", &["* BYE logging out", "c4 OK LOGOUT completed"]).await;
     assert!(c.expect_closed().await.is_empty());
 
     // A literal password, fed one byte at a time; the literal waits for the continuation.
@@ -554,7 +557,7 @@ async fn login_forms_failures_and_commands_before_login() {
 
     // An unknown user with the right password.
     let mut c = h.connect().await;
-    assert_resp(&c.cmd("f1", "LOGIN you pw").await, &["f1 NO [AUTHENTICATIONFAILED] wrong user name or password"]);
+    c.expect("f1", "LOGIN you pw", &["f1 NO [AUTHENTICATIONFAILED] wrong user name or password"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -564,8 +567,8 @@ async fn authenticate_plain_login_and_cancel() {
 
     // PLAIN with SASL-IR (RFC 4959): "\0me\0pw".
     let mut c = h.connect().await;
-    assert_resp(&c.cmd("a1", "AUTHENTICATE PLAIN AG1lAHB3").await, &[ok("a1")]);
-    assert_resp(&c.cmd("a2", "AUTHENTICATE PLAIN AG1lAHB3").await, &["a2 BAD already logged in"]);
+    c.expect("a1", "AUTHENTICATE PLAIN AG1lAHB3", &[ok("a1")]).await;
+    c.expect("a2", "AUTHENTICATE PLAIN AG1lAHB3", &["a2 BAD already logged in"]).await;
 
     // PLAIN without SASL-IR (Thunderbird): an empty challenge, then the credentials.
     let mut c = h.connect().await;
@@ -585,12 +588,9 @@ async fn authenticate_plain_login_and_cancel() {
     assert_eq!(s(&c.read_line().await), "+ \r\n");
     c.send(b"AG1lAHdyb25n\r\n").await;
     assert_resp(&c.read_until_tagged("c2").await, &["c2 NO [AUTHENTICATIONFAILED] wrong user name or password"]);
-    assert_resp(&c.cmd("c3", "AUTHENTICATE PLAIN AG1lK1dvcmsAcHc=").await, &[ok("c3")]);
+    c.expect("c3", "AUTHENTICATE PLAIN AG1lK1dvcmsAcHc=", &[ok("c3")]).await;
     // The account login sees Work as INBOX.
-    assert_resp(
-        &c.cmd("c4", "STATUS INBOX (MESSAGES)").await,
-        &["* STATUS INBOX (MESSAGES 6)", "c4 OK STATUS completed"],
-    );
+    c.expect("c4", "STATUS INBOX (MESSAGES)", &["* STATUS INBOX (MESSAGES 6)", "c4 OK STATUS completed"]).await;
 
     // LOGIN mechanism: "Username:" and "Password:" challenges, base64.
     let mut c = h.connect().await;
@@ -605,7 +605,7 @@ async fn authenticate_plain_login_and_cancel() {
     let mut c = h.connect().await;
     let r = c.cmd("e1", "AUTHENTICATE CRAM-MD5").await;
     assert_resp(&r, &["e1 NO unsupported mechanism: use PLAIN or LOGIN"]);
-    assert_resp(&c.cmd("e2", "NOOP").await, &["e2 OK completed"]);
+    c.expect("e2", "NOOP", &["e2 OK completed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,8 +618,8 @@ async fn account_logins_see_the_account_subtree() {
         assert_eq!(s(&r[5]), format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", h.uidvalidity("Work")));
     }
     let mut c = h.connect().await;
-    assert_resp(&c.cmd("b", "LOGIN me+Home pw").await, &["b NO [AUTHENTICATIONFAILED] wrong user name or password"]);
-    assert_resp(&c.cmd("c", "LOGIN me+Work pw").await, &[format!("c OK [CAPABILITY {CAPS_AUTH}] logged in")]);
+    c.expect("b", "LOGIN me+Home pw", &["b NO [AUTHENTICATIONFAILED] wrong user name or password"]).await;
+    c.expect("c", "LOGIN me+Work pw", &[format!("c OK [CAPABILITY {CAPS_AUTH}] logged in")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -640,15 +640,12 @@ async fn logout_says_bye_then_ok_then_closes() {
 async fn starttls_upgrades_and_drops_starttls_from_capabilities() {
     let h = Harness::start().await;
     let mut c = h.connect().await;
-    assert_resp(&c.cmd("a1", "STARTTLS").await, &["a1 OK begin TLS negotiation now"]);
+    c.expect("a1", "STARTTLS", &["a1 OK begin TLS negotiation now"]).await;
     let mut c = c.starttls(h.client_tls_config()).await;
     // No second greeting over TLS (RFC 3501 §6.2.1); the client asks again.
-    assert_resp(
-        &c.cmd("a2", "CAPABILITY").await,
-        &[format!("* CAPABILITY {CAPS_PRE}"), "a2 OK CAPABILITY completed".into()],
-    );
-    assert_resp(&c.cmd("a3", "STARTTLS").await, &["a3 BAD TLS is already active"]);
-    assert_resp(&c.cmd("a4", "LOGIN me pw").await, &[format!("a4 OK [CAPABILITY {CAPS_AUTH}] logged in")]);
+    c.expect("a2", "CAPABILITY", &[format!("* CAPABILITY {CAPS_PRE}"), "a2 OK CAPABILITY completed".into()]).await;
+    c.expect("a3", "STARTTLS", &["a3 BAD TLS is already active"]).await;
+    c.expect("a4", "LOGIN me pw", &[format!("a4 OK [CAPABILITY {CAPS_AUTH}] logged in")]).await;
     let r = c.cmd("a5", "FETCH 1 (BODY.PEEK[])").await;
     assert_resp(&r, &["a5 NO select a mailbox first"]);
     let r = c.cmd("a6", "EXAMINE Work").await;
@@ -661,7 +658,7 @@ async fn starttls_upgrades_and_drops_starttls_from_capabilities() {
 
     // Not after login.
     let mut c = h.login("me").await;
-    assert_resp(&c.cmd("b1", "STARTTLS").await, &["b1 BAD STARTTLS is not available now"]);
+    c.expect("b1", "STARTTLS", &["b1 BAD STARTTLS is not available now"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -688,11 +685,8 @@ async fn select_and_examine_responses_and_recent() {
     want[1] = "* OK [PERMANENTFLAGS ()] read-only".into();
     want.push("a1 OK [READ-ONLY] EXAMINE completed".into());
     assert_resp(&r, &want);
-    assert_resp(
-        &c.cmd("a2", "STORE 1 +FLAGS (\\Seen)").await,
-        &["a2 NO [READ-ONLY] the mailbox is read-only (EXAMINE)"],
-    );
-    assert_resp(&c.cmd("a3", "EXPUNGE").await, &["a3 NO [READ-ONLY] the mailbox is read-only (EXAMINE)"]);
+    c.expect("a2", "STORE 1 +FLAGS (\\Seen)", &["a2 NO [READ-ONLY] the mailbox is read-only (EXAMINE)"]).await;
+    c.expect("a3", "EXPUNGE", &["a3 NO [READ-ONLY] the mailbox is read-only (EXAMINE)"]).await;
     // BODY[] in a read-only mailbox does not set \Seen.
     let r = c.cmd("a4", "FETCH 1 (FLAGS BODY[HEADER.FIELDS (SUBJECT)])").await;
     assert_resp(
@@ -711,7 +705,7 @@ async fn select_and_examine_responses_and_recent() {
     let mut want = select_lines(6, 6, Some(1), uv, 7);
     want.push("a5 OK [READ-WRITE] SELECT completed".into());
     assert_resp(&r, &want);
-    assert_resp(&c.cmd("a6", "SEARCH RECENT").await, &["* SEARCH 1 2 3 4 5 6", "a6 OK SEARCH completed"]);
+    c.expect("a6", "SEARCH RECENT", &["* SEARCH 1 2 3 4 5 6", "a6 OK SEARCH completed"]).await;
 
     // A second session: nothing is recent for it, by SELECT or EXAMINE.
     let mut d = h.login("me").await;
@@ -721,16 +715,16 @@ async fn select_and_examine_responses_and_recent() {
     assert_resp(&r, &want);
     let r = d.cmd("b2", "EXAMINE Work").await;
     assert_eq!(s(&r[3]), "* 0 RECENT\r\n");
-    assert_resp(&d.cmd("b3", "SEARCH RECENT").await, &["* SEARCH", "b3 OK SEARCH completed"]);
-    assert_resp(&d.cmd("b4", "FETCH 1 (FLAGS)").await, &["* 1 FETCH (FLAGS ())", "b4 OK FETCH completed"]);
+    d.expect("b3", "SEARCH RECENT", &["* SEARCH", "b3 OK SEARCH completed"]).await;
+    d.expect("b4", "FETCH 1 (FLAGS)", &["* 1 FETCH (FLAGS ())", "b4 OK FETCH completed"]).await;
 
     // Reselecting in the first session: the messages are no longer recent for anyone.
     let r = c.cmd("a7", "SELECT Work").await;
     assert_eq!(s(&r[3]), "* 0 RECENT\r\n");
 
     // A missing mailbox: NO, and nothing is selected afterwards (RFC 3501 §6.3.1).
-    assert_resp(&c.cmd("a8", "SELECT Nope").await, &["a8 NO [NONEXISTENT] no such mailbox"]);
-    assert_resp(&c.cmd("a9", "FETCH 1 FLAGS").await, &["a9 NO select a mailbox first"]);
+    c.expect("a8", "SELECT Nope", &["a8 NO [NONEXISTENT] no such mailbox"]).await;
+    c.expect("a9", "FETCH 1 FLAGS", &["a9 NO select a mailbox first"]).await;
 
     // UNSEEN points at the first unseen message; an empty mailbox has UIDNEXT 1 and no UNSEEN.
     assert_resp(&c.cmd("a10", "SELECT Work").await[4..5], &["* OK [UNSEEN 1] first unseen"]);
@@ -758,19 +752,17 @@ async fn list_and_lsub_patterns() {
         "* LIST (\\HasNoChildren) \"/\" \"Work\"",
         "a1 OK LIST completed",
     ];
-    assert_resp(&c.cmd("a1", "LIST \"\" \"*\"").await, &all);
-    assert_resp(&c.cmd("a1", "LIST \"\" *").await, &all);
-    assert_resp(&c.cmd("a2", "LIST \"\" \"\"").await, &["* LIST (\\Noselect) \"/\" \"\"", "a2 OK LIST completed"]);
-    assert_resp(
-        &c.cmd("a3", "LIST \"\" inbox").await,
-        &["* LIST (\\HasNoChildren) \"/\" INBOX", "a3 OK LIST completed"],
-    );
+    c.expect("a1", "LIST \"\" \"*\"", &all).await;
+    c.expect("a1", "LIST \"\" *", &all).await;
+    c.expect("a2", "LIST \"\" \"\"", &["* LIST (\\Noselect) \"/\" \"\"", "a2 OK LIST completed"]).await;
+    c.expect("a3", "LIST \"\" inbox", &["* LIST (\\HasNoChildren) \"/\" INBOX", "a3 OK LIST completed"]).await;
 
-    assert_resp(&c.cmd("b1", "CREATE Work/Projects/").await, &["b1 OK CREATE completed"]);
-    assert_resp(&c.cmd("b2", "CREATE Work/Projects/2025").await, &["b2 OK CREATE completed"]);
-    assert_resp(&c.cmd("b3", "CREATE Work/Sent").await, &["b3 OK CREATE completed"]);
-    assert_resp(
-        &c.cmd("b4", "LIST \"\" %").await,
+    c.expect("b1", "CREATE Work/Projects/", &["b1 OK CREATE completed"]).await;
+    c.expect("b2", "CREATE Work/Projects/2025", &["b2 OK CREATE completed"]).await;
+    c.expect("b3", "CREATE Work/Sent", &["b3 OK CREATE completed"]).await;
+    c.expect(
+        "b4",
+        "LIST \"\" %",
         &[
             "* LIST (\\HasNoChildren) \"/\" INBOX",
             "* LIST (\\HasNoChildren \\Archive) \"/\" \"Archive\"",
@@ -781,46 +773,46 @@ async fn list_and_lsub_patterns() {
             "* LIST (\\HasChildren) \"/\" \"Work\"",
             "b4 OK LIST completed",
         ],
-    );
+    )
+    .await;
     // The account's own Sent is a plain folder in the combined view.
     let work_children =
         ["* LIST (\\HasChildren) \"/\" \"Work/Projects\"", "* LIST (\\HasNoChildren) \"/\" \"Work/Sent\""];
     let mut want: Vec<String> = work_children.iter().map(|x| x.to_string()).collect();
     want.push("b5 OK LIST completed".into());
-    assert_resp(&c.cmd("b5", "LIST \"\" Work/%").await, &want);
+    c.expect("b5", "LIST \"\" Work/%", &want).await;
     want.pop();
     want.push("b6 OK LIST completed".into());
-    assert_resp(&c.cmd("b6", "LIST Work/ %").await, &want);
-    assert_resp(
-        &c.cmd("b7", "LIST Work/ *").await,
+    c.expect("b6", "LIST Work/ %", &want).await;
+    c.expect(
+        "b7",
+        "LIST Work/ *",
         &[
             "* LIST (\\HasChildren) \"/\" \"Work/Projects\"",
             "* LIST (\\HasNoChildren) \"/\" \"Work/Projects/2025\"",
             "* LIST (\\HasNoChildren) \"/\" \"Work/Sent\"",
             "b7 OK LIST completed",
         ],
-    );
-    assert_resp(&c.cmd("b8", "LIST \"\" Nothing*").await, &["b8 OK LIST completed"]);
+    )
+    .await;
+    c.expect("b8", "LIST \"\" Nothing*", &["b8 OK LIST completed"]).await;
 
     // LSUB: every mailbox is subscribed from the start, created ones too (the store's default,
     // so that Thunderbird's subscribed-only view shows them); UNSUBSCRIBE / SUBSCRIBE change that.
-    assert_resp(&c.cmd("c0", "UNSUBSCRIBE Work/Projects").await, &["c0 OK completed"]);
-    assert_resp(&c.cmd("c0", "UNSUBSCRIBE Work/Projects/2025").await, &["c0 OK completed"]);
-    assert_resp(&c.cmd("c0", "UNSUBSCRIBE Work/Sent").await, &["c0 OK completed"]);
+    c.expect("c0", "UNSUBSCRIBE Work/Projects", &["c0 OK completed"]).await;
+    c.expect("c0", "UNSUBSCRIBE Work/Projects/2025", &["c0 OK completed"]).await;
+    c.expect("c0", "UNSUBSCRIBE Work/Sent", &["c0 OK completed"]).await;
     let lsub: Vec<String> = all[..6]
         .iter()
         .map(|l| l.replacen("LIST", "LSUB", 1))
         .chain(["* LSUB (\\HasChildren) \"/\" \"Work\"".to_string(), "c1 OK LSUB completed".to_string()])
         .collect();
-    assert_resp(&c.cmd("c1", "LSUB \"\" *").await, &lsub);
-    assert_resp(&c.cmd("c2", "SUBSCRIBE Work/Sent").await, &["c2 OK completed"]);
-    assert_resp(
-        &c.cmd("c3", "LSUB \"\" Work/*").await,
-        &["* LSUB (\\HasNoChildren) \"/\" \"Work/Sent\"", "c3 OK LSUB completed"],
-    );
-    assert_resp(&c.cmd("c4", "UNSUBSCRIBE Work/Sent").await, &["c4 OK completed"]);
-    assert_resp(&c.cmd("c5", "LSUB \"\" Work/*").await, &["c5 OK LSUB completed"]);
-    assert_resp(&c.cmd("c6", "SUBSCRIBE Nope").await, &["c6 NO [NONEXISTENT] no such mailbox"]);
+    c.expect("c1", "LSUB \"\" *", &lsub).await;
+    c.expect("c2", "SUBSCRIBE Work/Sent", &["c2 OK completed"]).await;
+    c.expect("c3", "LSUB \"\" Work/*", &["* LSUB (\\HasNoChildren) \"/\" \"Work/Sent\"", "c3 OK LSUB completed"]).await;
+    c.expect("c4", "UNSUBSCRIBE Work/Sent", &["c4 OK completed"]).await;
+    c.expect("c5", "LSUB \"\" Work/*", &["c5 OK LSUB completed"]).await;
+    c.expect("c6", "SUBSCRIBE Nope", &["c6 NO [NONEXISTENT] no such mailbox"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -836,44 +828,37 @@ async fn list_in_an_account_view() {
         "* LIST (\\HasNoChildren \\Trash) \"/\" \"Trash\"",
         "a1 OK LIST completed",
     ];
-    assert_resp(&c.cmd("a1", "LIST \"\" *").await, &want);
+    c.expect("a1", "LIST \"\" *", &want).await;
     let lsub: Vec<String> = want.iter().map(|l| l.replacen("LIST", "LSUB", 1)).collect();
     let mut lsub = lsub[..6].to_vec();
     lsub.push("a2 OK LSUB completed".into());
-    assert_resp(&c.cmd("a2", "LSUB \"\" *").await, &lsub);
+    c.expect("a2", "LSUB \"\" *", &lsub).await;
     // The special folders come into being on first use; the store's INBOX is invisible here.
     let r = c.cmd("a3", "APPEND Sent (\\Seen) {9+}\r\nHi: x\r\n\r\n").await;
     assert_eq!(r.len(), 1);
     assert!(s(&r[0]).starts_with(&format!("a3 OK [APPENDUID {} 1]", h.uidvalidity("Work/Sent"))), "{}", show(&r));
-    assert_resp(
-        &c.cmd("a4", "LIST \"\" Sent").await,
-        &["* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"", "a4 OK LIST completed"],
-    );
-    assert_resp(
-        &c.cmd("a5", "STATUS Sent (MESSAGES)").await,
-        &["* STATUS \"Sent\" (MESSAGES 1)", "a5 OK STATUS completed"],
-    );
+    c.expect("a4", "LIST \"\" Sent", &["* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"", "a4 OK LIST completed"]).await;
+    c.expect("a5", "STATUS Sent (MESSAGES)", &["* STATUS \"Sent\" (MESSAGES 1)", "a5 OK STATUS completed"]).await;
     let mut d = h.login("me").await;
-    assert_resp(
-        &d.cmd("b1", "LIST \"\" Work*").await,
+    d.expect(
+        "b1",
+        "LIST \"\" Work*",
         &[
             "* LIST (\\HasChildren) \"/\" \"Work\"",
             "* LIST (\\HasNoChildren) \"/\" \"Work/Sent\"",
             "b1 OK LIST completed",
         ],
-    );
-    assert_resp(
-        &d.cmd("b2", "STATUS Sent (MESSAGES)").await,
-        &["* STATUS \"Sent\" (MESSAGES 0)", "b2 OK STATUS completed"],
-    );
+    )
+    .await;
+    d.expect("b2", "STATUS Sent (MESSAGES)", &["* STATUS \"Sent\" (MESSAGES 0)", "b2 OK STATUS completed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modified_utf7_names_round_trip() {
     let h = Harness::start().await;
     let mut c = h.login("me").await;
-    assert_resp(&c.cmd("a1", "CREATE &ZeVnLIqe-").await, &["a1 OK CREATE completed"]);
-    assert_resp(&c.cmd("a2", "CREATE \"Tom &- Jerry/Entw&APw-rfe\"").await, &["a2 OK CREATE completed"]);
+    c.expect("a1", "CREATE &ZeVnLIqe-", &["a1 OK CREATE completed"]).await;
+    c.expect("a2", "CREATE \"Tom &- Jerry/Entw&APw-rfe\"", &["a2 OK CREATE completed"]).await;
     assert_resp(
         &c.cmd("a3", "LIST \"\" *").await[..3],
         &[
@@ -882,28 +867,27 @@ async fn modified_utf7_names_round_trip() {
             "* LIST (\\HasNoChildren \\Drafts) \"/\" \"Drafts\"",
         ],
     );
-    assert_resp(
-        &c.cmd("a4", "LIST \"\" &ZeVnLIqe-").await,
-        &["* LIST (\\HasNoChildren) \"/\" \"&ZeVnLIqe-\"", "a4 OK LIST completed"],
-    );
-    assert_resp(
-        &c.cmd("a5", "LIST \"\" \"Tom &- Jerry/*\"").await,
+    c.expect("a4", "LIST \"\" &ZeVnLIqe-", &["* LIST (\\HasNoChildren) \"/\" \"&ZeVnLIqe-\"", "a4 OK LIST completed"])
+        .await;
+    c.expect(
+        "a5",
+        "LIST \"\" \"Tom &- Jerry/*\"",
         &["* LIST (\\HasNoChildren) \"/\" \"Tom &- Jerry/Entw&APw-rfe\"", "a5 OK LIST completed"],
-    );
-    assert_resp(
-        &c.cmd("a6", "STATUS &ZeVnLIqe- (MESSAGES UIDNEXT)").await,
+    )
+    .await;
+    c.expect(
+        "a6",
+        "STATUS &ZeVnLIqe- (MESSAGES UIDNEXT)",
         &["* STATUS \"&ZeVnLIqe-\" (MESSAGES 0 UIDNEXT 1)", "a6 OK STATUS completed"],
-    );
-    assert_resp(&c.cmd("a7", "COPY 1 x").await, &["a7 NO select a mailbox first"]);
+    )
+    .await;
+    c.expect("a7", "COPY 1 x", &["a7 NO select a mailbox first"]).await;
     c.cmd("a8", "SELECT Work").await;
     let r = c.cmd("a9", "COPY 1 &ZeVnLIqe-").await;
     assert_resp(&r, &[format!("a9 OK [COPYUID {} 1 1] COPY completed", h.uidvalidity("日本語"))]);
     assert_eq!(h.store.mailbox_messages("日本語").unwrap(), Some(1), "stored as UTF-8");
     // Invalid modified UTF-7 is refused.
-    assert_resp(
-        &c.cmd("a10", "CREATE &AGE-").await,
-        &["a10 NO [CANNOT] not a valid mailbox name (modified UTF-7 expected)"],
-    );
+    c.expect("a10", "CREATE &AGE-", &["a10 NO [CANNOT] not a valid mailbox name (modified UTF-7 expected)"]).await;
 }
 
 // ===== STATUS =====
@@ -935,11 +919,13 @@ async fn status_agrees_with_select() {
     want[1] = "* OK [PERMANENTFLAGS ()] read-only".into();
     want.push("b2 OK [READ-ONLY] EXAMINE completed".into());
     assert_resp(&r, &want);
-    assert_resp(
-        &d.cmd("b3", "STATUS INBOX (MESSAGES UIDNEXT)").await,
+    d.expect(
+        "b3",
+        "STATUS INBOX (MESSAGES UIDNEXT)",
         &["* STATUS INBOX (MESSAGES 0 UIDNEXT 1)", "b3 OK STATUS completed"],
-    );
-    assert_resp(&d.cmd("b4", "STATUS Nope (MESSAGES)").await, &["b4 NO [NONEXISTENT] no such mailbox"]);
+    )
+    .await;
+    d.expect("b4", "STATUS Nope (MESSAGES)", &["b4 NO [NONEXISTENT] no such mailbox"]).await;
 }
 
 // ===== FETCH =====
@@ -1066,8 +1052,8 @@ async fn fetch_partial_uid_size_and_ranges() {
     let r = c.cmd("a7", "UID FETCH 50:60 (FLAGS)").await;
     assert_resp(&r, &["a7 OK FETCH completed"]);
     // Sequence numbers beyond EXISTS are (RFC 3501 §9 seq-number).
-    assert_resp(&c.cmd("a8", "FETCH 7 (FLAGS)").await, &["a8 BAD invalid message sequence number"]);
-    assert_resp(&c.cmd("a9", "FETCH 5:7 (FLAGS)").await, &["a9 BAD invalid message sequence number"]);
+    c.expect("a8", "FETCH 7 (FLAGS)", &["a8 BAD invalid message sequence number"]).await;
+    c.expect("a9", "FETCH 5:7 (FLAGS)", &["a9 BAD invalid message sequence number"]).await;
     let r = c.cmd("a10", "FETCH 0 (FLAGS)").await;
     assert!(r.len() == 1 && s(&r[0]).starts_with("a10 BAD "), "{}", show(&r));
 
@@ -1083,7 +1069,7 @@ async fn fetch_partial_uid_size_and_ranges() {
         assert!(text.ends_with(&format!("{})\r\n", s(&corpus()[i]))));
     }
     // None of that set \Seen.
-    assert_resp(&c.cmd("b2", "SEARCH SEEN").await, &["* SEARCH", "b2 OK SEARCH completed"]);
+    c.expect("b2", "SEARCH SEEN", &["* SEARCH", "b2 OK SEARCH completed"]).await;
     // UID FETCH with BODY[] sets \Seen: UID first, then FLAGS, then the section.
     let r = c.cmd("b3", "UID FETCH 6 (BODY[]<0.4>)").await;
     assert_resp(&r, &["* 6 FETCH (UID 6 FLAGS (\\Seen \\Recent) BODY[]<0> {4}\r\nDate)", "b3 OK FETCH completed"]);
@@ -1099,70 +1085,78 @@ async fn fetch_partial_uid_size_and_ranges() {
 async fn store_flags_and_keywords() {
     let h = Harness::start().await;
     let mut c = h.selected().await;
-    assert_resp(
-        &c.cmd("a1", "STORE 1 +FLAGS (\\Deleted)").await,
-        &["* 1 FETCH (FLAGS (\\Deleted \\Recent))", "a1 OK STORE completed"],
-    );
-    assert_resp(
-        &c.cmd("a2", "STORE 1:2 +FLAGS (\\Seen \\Flagged)").await,
+    c.expect("a1", "STORE 1 +FLAGS (\\Deleted)", &["* 1 FETCH (FLAGS (\\Deleted \\Recent))", "a1 OK STORE completed"])
+        .await;
+    c.expect(
+        "a2",
+        "STORE 1:2 +FLAGS (\\Seen \\Flagged)",
         &[
             "* 1 FETCH (FLAGS (\\Seen \\Flagged \\Deleted \\Recent))",
             "* 2 FETCH (FLAGS (\\Seen \\Flagged \\Recent))",
             "a2 OK STORE completed",
         ],
-    );
-    assert_resp(
-        &c.cmd("a3", "STORE 1 -FLAGS (\\Deleted)").await,
+    )
+    .await;
+    c.expect(
+        "a3",
+        "STORE 1 -FLAGS (\\Deleted)",
         &["* 1 FETCH (FLAGS (\\Seen \\Flagged \\Recent))", "a3 OK STORE completed"],
-    );
-    assert_resp(
-        &c.cmd("a4", "STORE 1 FLAGS (\\Answered $label1 $Junk)").await,
+    )
+    .await;
+    c.expect(
+        "a4",
+        "STORE 1 FLAGS (\\Answered $label1 $Junk)",
         &["* 1 FETCH (FLAGS (\\Answered $label1 $Junk \\Recent))", "a4 OK STORE completed"],
-    );
+    )
+    .await;
     // Keywords are case-insensitive: adding $junk again changes nothing.
-    assert_resp(
-        &c.cmd("a5", "STORE 1 +FLAGS ($junk)").await,
+    c.expect(
+        "a5",
+        "STORE 1 +FLAGS ($junk)",
         &["* 1 FETCH (FLAGS (\\Answered $label1 $Junk \\Recent))", "a5 OK STORE completed"],
-    );
-    assert_resp(
-        &c.cmd("a6", "STORE 1 -FLAGS ($JUNK)").await,
+    )
+    .await;
+    c.expect(
+        "a6",
+        "STORE 1 -FLAGS ($JUNK)",
         &["* 1 FETCH (FLAGS (\\Answered $label1 \\Recent))", "a6 OK STORE completed"],
-    );
+    )
+    .await;
     // .SILENT: no FETCH.
-    assert_resp(&c.cmd("a7", "STORE 3 +FLAGS.SILENT (\\Draft)").await, &["a7 OK STORE completed"]);
-    assert_resp(
-        &c.cmd("a8", "FETCH 3 FLAGS").await,
-        &["* 3 FETCH (FLAGS (\\Draft \\Recent))", "a8 OK FETCH completed"],
-    );
+    c.expect("a7", "STORE 3 +FLAGS.SILENT (\\Draft)", &["a7 OK STORE completed"]).await;
+    c.expect("a8", "FETCH 3 FLAGS", &["* 3 FETCH (FLAGS (\\Draft \\Recent))", "a8 OK FETCH completed"]).await;
     // Flag lists without parentheses.
-    assert_resp(
-        &c.cmd("a9", "STORE 4 +FLAGS \\Seen $Work").await,
+    c.expect(
+        "a9",
+        "STORE 4 +FLAGS \\Seen $Work",
         &["* 4 FETCH (FLAGS (\\Seen $Work \\Recent))", "a9 OK STORE completed"],
-    );
+    )
+    .await;
     // \Recent is not the client's to set or clear.
     c.cmd("b1", "STORE 5 +FLAGS (\\Recent)").await;
     c.cmd("b2", "STORE 6 -FLAGS (\\Recent)").await;
     let mut d = h.login("me").await;
     d.cmd("x", "SELECT Work").await;
-    assert_resp(
-        &d.cmd("b3", "FETCH 5:6 FLAGS").await,
-        &["* 5 FETCH (FLAGS ())", "* 6 FETCH (FLAGS ())", "b3 OK FETCH completed"],
-    );
-    assert_resp(
-        &c.cmd("b4", "FETCH 5:6 FLAGS").await,
+    d.expect("b3", "FETCH 5:6 FLAGS", &["* 5 FETCH (FLAGS ())", "* 6 FETCH (FLAGS ())", "b3 OK FETCH completed"]).await;
+    c.expect(
+        "b4",
+        "FETCH 5:6 FLAGS",
         &["* 5 FETCH (FLAGS (\\Recent))", "* 6 FETCH (FLAGS (\\Recent))", "b4 OK FETCH completed"],
-    );
+    )
+    .await;
     // UID STORE includes UID in its FETCH responses.
-    assert_resp(
-        &c.cmd("c1", "UID STORE 2,4 -FLAGS (\\Seen)").await,
+    c.expect(
+        "c1",
+        "UID STORE 2,4 -FLAGS (\\Seen)",
         &[
             "* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))",
             "* 4 FETCH (UID 4 FLAGS ($Work \\Recent))",
             "c1 OK STORE completed",
         ],
-    );
-    assert_resp(&c.cmd("c2", "UID STORE 99 +FLAGS (\\Seen)").await, &["c2 OK STORE completed"]);
-    assert_resp(&c.cmd("c3", "STORE 9 +FLAGS (\\Seen)").await, &["c3 BAD invalid message sequence number"]);
+    )
+    .await;
+    c.expect("c2", "UID STORE 99 +FLAGS (\\Seen)", &["c2 OK STORE completed"]).await;
+    c.expect("c3", "STORE 9 +FLAGS (\\Seen)", &["c3 BAD invalid message sequence number"]).await;
     // The other session hears of all of it at its next command (with UID, as unsolicited FETCH).
     let r = d.cmd("d1", "NOOP").await;
     assert_resp(&r, &["* 2 FETCH (UID 2 FLAGS (\\Flagged))", "* 4 FETCH (UID 4 FLAGS ($Work))", "d1 OK completed"]);
@@ -1176,14 +1170,13 @@ async fn search_rfc3501_examples_and_charsets() {
     let mut c = h.selected().await;
     c.cmd("a0", "STORE 2,4,5 +FLAGS.SILENT (\\Flagged)").await;
     // RFC 3501 §6.4.4: A282 SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM "Smith".
-    assert_resp(
-        &c.cmd("A282", "SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"").await,
+    c.expect(
+        "A282",
+        "SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"",
         &["* SEARCH 2 4", "A282 OK SEARCH completed"],
-    );
-    assert_resp(
-        &c.cmd("A283", "SEARCH TEXT \"string not in mailbox\"").await,
-        &["* SEARCH", "A283 OK SEARCH completed"],
-    );
+    )
+    .await;
+    c.expect("A283", "SEARCH TEXT \"string not in mailbox\"", &["* SEARCH", "A283 OK SEARCH completed"]).await;
     // A284 SEARCH CHARSET UTF-8 TEXT {n}: a synchronizing literal with 8-bit text.
     c.send("A284 SEARCH CHARSET UTF-8 TEXT {7}\r\n".as_bytes()).await;
     assert_eq!(s(&c.read_line().await), "+ ready for literal data\r\n");
@@ -1192,34 +1185,33 @@ async fn search_rfc3501_examples_and_charsets() {
     // The RFC 2047 subject and sender are searched decoded.
     c.send("b1 SEARCH CHARSET UTF-8 SUBJECT {7+}\r\nGrüße\r\n".as_bytes()).await;
     assert_resp(&c.read_until_tagged("b1").await, &["* SEARCH 4", "b1 OK SEARCH completed"]);
-    assert_resp(&c.cmd("b2", "SEARCH HEADER SUBJECT \"aus berlin\"").await, &["* SEARCH 4", "b2 OK SEARCH completed"]);
+    c.expect("b2", "SEARCH HEADER SUBJECT \"aus berlin\"", &["* SEARCH 4", "b2 OK SEARCH completed"]).await;
     c.send("b3 SEARCH CHARSET utf-8 FROM {7+}\r\nMüller\r\n".as_bytes()).await;
     assert_resp(&c.read_until_tagged("b3").await, &["* SEARCH 4", "b3 OK SEARCH completed"]);
-    assert_resp(
-        &c.cmd("b4", "SEARCH CHARSET US-ASCII SUBJECT meeting").await,
-        &["* SEARCH 1 5", "b4 OK SEARCH completed"],
-    );
-    assert_resp(
-        &c.cmd("b5", "SEARCH CHARSET KOI8-R SUBJECT meeting").await,
+    c.expect("b4", "SEARCH CHARSET US-ASCII SUBJECT meeting", &["* SEARCH 1 5", "b4 OK SEARCH completed"]).await;
+    c.expect(
+        "b5",
+        "SEARCH CHARSET KOI8-R SUBJECT meeting",
         &["b5 NO [BADCHARSET (UTF-8 US-ASCII)] supported charsets: UTF-8, US-ASCII"],
-    );
+    )
+    .await;
     // Body, forwarded message, dates, sizes, sets, OR/NOT, UID SEARCH.
-    assert_resp(&c.cmd("c1", "SEARCH BODY XK42").await, &["* SEARCH 3", "c1 OK SEARCH completed"]);
-    assert_resp(&c.cmd("c2", "SEARCH BEFORE 1-Jan-2000").await, &["* SEARCH 1", "c2 OK SEARCH completed"]);
-    assert_resp(&c.cmd("c3", "SEARCH SENTSINCE 3-Mar-2022").await, &["* SEARCH 4 5 6", "c3 OK SEARCH completed"]);
-    assert_resp(&c.cmd("c4", "SEARCH OR FROM bob FROM eve").await, &["* SEARCH 2 6", "c4 OK SEARCH completed"]);
-    assert_resp(&c.cmd("c5", "SEARCH 2:4 NOT FLAGGED").await, &["* SEARCH 3", "c5 OK SEARCH completed"]);
-    assert_resp(&c.cmd("c6", "SEARCH UNFLAGGED UID 1:3").await, &["* SEARCH 1 3", "c6 OK SEARCH completed"]);
-    assert_resp(&c.cmd("c7", "SEARCH LARGER 1000").await, &["* SEARCH", "c7 OK SEARCH completed"]);
-    assert_resp(&c.cmd("c8", "SEARCH ALL").await, &["* SEARCH 1 2 3 4 5 6", "c8 OK SEARCH completed"]);
+    c.expect("c1", "SEARCH BODY XK42", &["* SEARCH 3", "c1 OK SEARCH completed"]).await;
+    c.expect("c2", "SEARCH BEFORE 1-Jan-2000", &["* SEARCH 1", "c2 OK SEARCH completed"]).await;
+    c.expect("c3", "SEARCH SENTSINCE 3-Mar-2022", &["* SEARCH 4 5 6", "c3 OK SEARCH completed"]).await;
+    c.expect("c4", "SEARCH OR FROM bob FROM eve", &["* SEARCH 2 6", "c4 OK SEARCH completed"]).await;
+    c.expect("c5", "SEARCH 2:4 NOT FLAGGED", &["* SEARCH 3", "c5 OK SEARCH completed"]).await;
+    c.expect("c6", "SEARCH UNFLAGGED UID 1:3", &["* SEARCH 1 3", "c6 OK SEARCH completed"]).await;
+    c.expect("c7", "SEARCH LARGER 1000", &["* SEARCH", "c7 OK SEARCH completed"]).await;
+    c.expect("c8", "SEARCH ALL", &["* SEARCH 1 2 3 4 5 6", "c8 OK SEARCH completed"]).await;
     // Expunge 1 and 2: sequence numbers and UIDs differ from now on.
     c.cmd("d0", "STORE 1:2 +FLAGS.SILENT (\\Deleted)").await;
     c.cmd("d1", "EXPUNGE").await;
-    assert_resp(&c.cmd("d2", "SEARCH FLAGGED").await, &["* SEARCH 2 3", "d2 OK SEARCH completed"]);
-    assert_resp(&c.cmd("d3", "UID SEARCH FLAGGED").await, &["* SEARCH 4 5", "d3 OK SEARCH completed"]);
-    assert_resp(&c.cmd("d4", "UID SEARCH UID 1:4").await, &["* SEARCH 3 4", "d4 OK SEARCH completed"]);
-    assert_resp(&c.cmd("d5", "SEARCH *").await, &["* SEARCH 4", "d5 OK SEARCH completed"]);
-    assert_resp(&c.cmd("d6", "UID SEARCH UID *").await, &["* SEARCH 6", "d6 OK SEARCH completed"]);
+    c.expect("d2", "SEARCH FLAGGED", &["* SEARCH 2 3", "d2 OK SEARCH completed"]).await;
+    c.expect("d3", "UID SEARCH FLAGGED", &["* SEARCH 4 5", "d3 OK SEARCH completed"]).await;
+    c.expect("d4", "UID SEARCH UID 1:4", &["* SEARCH 3 4", "d4 OK SEARCH completed"]).await;
+    c.expect("d5", "SEARCH *", &["* SEARCH 4", "d5 OK SEARCH completed"]).await;
+    c.expect("d6", "UID SEARCH UID *", &["* SEARCH 6", "d6 OK SEARCH completed"]).await;
 }
 
 // ===== COPY / MOVE / EXPUNGE =====
@@ -1229,14 +1221,16 @@ async fn copy_and_move_with_copyuid() {
     let h = Harness::start().await;
     let mut c = h.selected().await;
     let (trash, archive) = (h.uidvalidity("Trash"), h.uidvalidity("Archive"));
-    assert_resp(&c.cmd("a1", "COPY 1:2 Trash").await, &[format!("a1 OK [COPYUID {trash} 1:2 1:2] COPY completed")]);
-    assert_resp(&c.cmd("a2", "UID COPY 6,4 Trash").await, &[format!("a2 OK [COPYUID {trash} 4,6 3:4] COPY completed")]);
-    assert_resp(&c.cmd("a3", "COPY 1 Nope").await, &["a3 NO [TRYCREATE] no such mailbox"]);
-    assert_resp(&c.cmd("a4", "UID COPY 77 Trash").await, &["a4 OK COPY completed"]);
-    assert_resp(
-        &c.cmd("a5", "STATUS Trash (MESSAGES UIDNEXT UNSEEN)").await,
+    c.expect("a1", "COPY 1:2 Trash", &[format!("a1 OK [COPYUID {trash} 1:2 1:2] COPY completed")]).await;
+    c.expect("a2", "UID COPY 6,4 Trash", &[format!("a2 OK [COPYUID {trash} 4,6 3:4] COPY completed")]).await;
+    c.expect("a3", "COPY 1 Nope", &["a3 NO [TRYCREATE] no such mailbox"]).await;
+    c.expect("a4", "UID COPY 77 Trash", &["a4 OK COPY completed"]).await;
+    c.expect(
+        "a5",
+        "STATUS Trash (MESSAGES UIDNEXT UNSEEN)",
         &["* STATUS \"Trash\" (MESSAGES 4 UIDNEXT 5 UNSEEN 4)", "a5 OK STATUS completed"],
-    );
+    )
+    .await;
     // MOVE (RFC 6851): COPYUID in an untagged OK, then the EXPUNGEs, then the tagged OK.
     let r = c.cmd("b1", "UID MOVE 2:3 Archive").await;
     assert_resp(
@@ -1258,11 +1252,8 @@ async fn copy_and_move_with_copyuid() {
             "b2 OK MOVE completed".into(),
         ],
     );
-    assert_resp(&c.cmd("b3", "MOVE 1 Nope").await, &["b3 NO [TRYCREATE] no such mailbox"]);
-    assert_resp(
-        &c.cmd("b4", "UID FETCH 1:* (UID)").await,
-        &["* 1 FETCH (UID 1)", "* 2 FETCH (UID 5)", "b4 OK FETCH completed"],
-    );
+    c.expect("b3", "MOVE 1 Nope", &["b3 NO [TRYCREATE] no such mailbox"]).await;
+    c.expect("b4", "UID FETCH 1:* (UID)", &["* 1 FETCH (UID 1)", "* 2 FETCH (UID 5)", "b4 OK FETCH completed"]).await;
     // Copying into the selected mailbox: EXISTS before the tagged OK.
     let uv = h.uidvalidity("Work");
     let r = c.cmd("b5", "COPY 1 Work").await;
@@ -1273,8 +1264,8 @@ async fn copy_and_move_with_copyuid() {
     // A read-only mailbox can be copied from but not moved from.
     let r = c.cmd("c1", "EXAMINE Archive").await;
     assert_eq!(s(&r[2]), "* 4 EXISTS\r\n");
-    assert_resp(&c.cmd("c2", "MOVE 1 Trash").await, &["c2 NO [READ-ONLY] the mailbox is read-only (EXAMINE)"]);
-    assert_resp(&c.cmd("c3", "COPY 1 Trash").await, &[format!("c3 OK [COPYUID {trash} 1 5] COPY completed")]);
+    c.expect("c2", "MOVE 1 Trash", &["c2 NO [READ-ONLY] the mailbox is read-only (EXAMINE)"]).await;
+    c.expect("c3", "COPY 1 Trash", &[format!("c3 OK [COPYUID {trash} 1 5] COPY completed")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1283,49 +1274,41 @@ async fn expunge_close_unselect() {
     let mut c = h.selected().await;
     // Deleting 2, 3 and 5 of 5…6: each EXPUNGE's number is valid when it is sent.
     c.cmd("a1", "STORE 2:3,5 +FLAGS.SILENT (\\Deleted)").await;
-    assert_resp(
-        &c.cmd("a2", "EXPUNGE").await,
-        &["* 2 EXPUNGE", "* 2 EXPUNGE", "* 3 EXPUNGE", "a2 OK EXPUNGE completed"],
-    );
-    assert_resp(
-        &c.cmd("a3", "FETCH 1:* (UID)").await,
+    c.expect("a2", "EXPUNGE", &["* 2 EXPUNGE", "* 2 EXPUNGE", "* 3 EXPUNGE", "a2 OK EXPUNGE completed"]).await;
+    c.expect(
+        "a3",
+        "FETCH 1:* (UID)",
         &["* 1 FETCH (UID 1)", "* 2 FETCH (UID 4)", "* 3 FETCH (UID 6)", "a3 OK FETCH completed"],
-    );
-    assert_resp(&c.cmd("a4", "EXPUNGE").await, &["a4 OK EXPUNGE completed"]);
+    )
+    .await;
+    c.expect("a4", "EXPUNGE", &["a4 OK EXPUNGE completed"]).await;
     // UID EXPUNGE (UIDPLUS) removes only the given UIDs among the \Deleted ones.
     c.cmd("b1", "STORE 1:3 +FLAGS.SILENT (\\Deleted)").await;
-    assert_resp(&c.cmd("b2", "UID EXPUNGE 4:5").await, &["* 2 EXPUNGE", "b2 OK EXPUNGE completed"]);
-    assert_resp(&c.cmd("b3", "UID EXPUNGE 100").await, &["b3 OK EXPUNGE completed"]);
-    assert_resp(
-        &c.cmd("b4", "FETCH 1:* (UID FLAGS)").await,
+    c.expect("b2", "UID EXPUNGE 4:5", &["* 2 EXPUNGE", "b2 OK EXPUNGE completed"]).await;
+    c.expect("b3", "UID EXPUNGE 100", &["b3 OK EXPUNGE completed"]).await;
+    c.expect(
+        "b4",
+        "FETCH 1:* (UID FLAGS)",
         &[
             "* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent))",
             "* 2 FETCH (UID 6 FLAGS (\\Deleted \\Recent))",
             "b4 OK FETCH completed",
         ],
-    );
+    )
+    .await;
     // UNSELECT does not expunge.
-    assert_resp(&c.cmd("c1", "UNSELECT").await, &["c1 OK UNSELECT completed"]);
-    assert_resp(&c.cmd("c2", "FETCH 1 UID").await, &["c2 NO select a mailbox first"]);
-    assert_resp(
-        &c.cmd("c3", "STATUS Work (MESSAGES)").await,
-        &["* STATUS \"Work\" (MESSAGES 2)", "c3 OK STATUS completed"],
-    );
+    c.expect("c1", "UNSELECT", &["c1 OK UNSELECT completed"]).await;
+    c.expect("c2", "FETCH 1 UID", &["c2 NO select a mailbox first"]).await;
+    c.expect("c3", "STATUS Work (MESSAGES)", &["* STATUS \"Work\" (MESSAGES 2)", "c3 OK STATUS completed"]).await;
     // CLOSE on EXAMINE does not expunge either.
     c.cmd("c4", "EXAMINE Work").await;
-    assert_resp(&c.cmd("c5", "CLOSE").await, &["c5 OK CLOSE completed"]);
-    assert_resp(
-        &c.cmd("c6", "STATUS Work (MESSAGES)").await,
-        &["* STATUS \"Work\" (MESSAGES 2)", "c6 OK STATUS completed"],
-    );
+    c.expect("c5", "CLOSE", &["c5 OK CLOSE completed"]).await;
+    c.expect("c6", "STATUS Work (MESSAGES)", &["* STATUS \"Work\" (MESSAGES 2)", "c6 OK STATUS completed"]).await;
     // CLOSE expunges silently.
     c.cmd("c7", "SELECT Work").await;
-    assert_resp(&c.cmd("c8", "CLOSE").await, &["c8 OK CLOSE completed"]);
-    assert_resp(
-        &c.cmd("c9", "STATUS Work (MESSAGES)").await,
-        &["* STATUS \"Work\" (MESSAGES 0)", "c9 OK STATUS completed"],
-    );
-    assert_resp(&c.cmd("c10", "CLOSE").await, &["c10 NO select a mailbox first"]);
+    c.expect("c8", "CLOSE", &["c8 OK CLOSE completed"]).await;
+    c.expect("c9", "STATUS Work (MESSAGES)", &["* STATUS \"Work\" (MESSAGES 0)", "c9 OK STATUS completed"]).await;
+    c.expect("c10", "CLOSE", &["c10 NO select a mailbox first"]).await;
 }
 
 // ===== APPEND =====
@@ -1375,15 +1358,17 @@ async fn append_forms() {
         &r,
         &["* 8 EXISTS".to_string(), "* 8 RECENT".into(), format!("A008 OK [APPENDUID {uv} 8] APPEND completed")],
     );
-    assert_resp(
-        &c.cmd("A009", "FETCH 8 (FLAGS RFC822.SIZE)").await,
+    c.expect(
+        "A009",
+        "FETCH 8 (FLAGS RFC822.SIZE)",
         &["* 8 FETCH (FLAGS (\\Recent) RFC822.SIZE 8)", "A009 OK FETCH completed"],
-    );
+    )
+    .await;
     // A bad date is BAD.
     let r = c.cmd("A010", "APPEND Work \"31-Foo-2024 00:00:00 +0000\" {8+}\r\nA: b\r\n\r\n").await;
     assert_eq!(r.len(), 1);
     assert!(s(&r[0]).starts_with("A010 BAD "), "{}", show(&r));
-    assert_resp(&c.cmd("A011", "NOOP").await, &["A011 OK completed"]);
+    c.expect("A011", "NOOP", &["A011 OK completed"]).await;
 }
 
 // ===== CREATE / DELETE / RENAME =====
@@ -1392,53 +1377,48 @@ async fn append_forms() {
 async fn create_delete_rename() {
     let h = Harness::start().await;
     let mut c = h.login("me").await;
-    assert_resp(&c.cmd("a1", "CREATE Projects/2025").await, &["a1 OK CREATE completed"]);
-    assert_resp(&c.cmd("a2", "CREATE Projects").await, &["a2 NO [ALREADYEXISTS] mailbox already exists"]);
-    assert_resp(&c.cmd("a3", "CREATE INBOX").await, &["a3 NO [ALREADYEXISTS] INBOX always exists"]);
-    assert_resp(&c.cmd("a4", "CREATE Sent").await, &["a4 NO [ALREADYEXISTS] mailbox already exists"]);
-    assert_resp(
-        &c.cmd("a5", "LIST \"\" Projects*").await,
+    c.expect("a1", "CREATE Projects/2025", &["a1 OK CREATE completed"]).await;
+    c.expect("a2", "CREATE Projects", &["a2 NO [ALREADYEXISTS] mailbox already exists"]).await;
+    c.expect("a3", "CREATE INBOX", &["a3 NO [ALREADYEXISTS] INBOX always exists"]).await;
+    c.expect("a4", "CREATE Sent", &["a4 NO [ALREADYEXISTS] mailbox already exists"]).await;
+    c.expect(
+        "a5",
+        "LIST \"\" Projects*",
         &[
             "* LIST (\\HasChildren) \"/\" \"Projects\"",
             "* LIST (\\HasNoChildren) \"/\" \"Projects/2025\"",
             "a5 OK LIST completed",
         ],
-    );
-    assert_resp(&c.cmd("a6", "RENAME Projects Plans").await, &["a6 OK RENAME completed"]);
-    assert_resp(
-        &c.cmd("a7", "LIST \"\" P*").await,
+    )
+    .await;
+    c.expect("a6", "RENAME Projects Plans", &["a6 OK RENAME completed"]).await;
+    c.expect(
+        "a7",
+        "LIST \"\" P*",
         &[
             "* LIST (\\HasChildren) \"/\" \"Plans\"",
             "* LIST (\\HasNoChildren) \"/\" \"Plans/2025\"",
             "a7 OK LIST completed",
         ],
-    );
-    assert_resp(
-        &c.cmd("a8", "RENAME Plans Plans/Sub").await,
-        &["a8 NO [CANNOT] a mailbox cannot be moved below itself"],
-    );
-    assert_resp(&c.cmd("a9", "RENAME Plans Sent").await, &["a9 NO [ALREADYEXISTS] a mailbox with the new name exists"]);
-    assert_resp(&c.cmd("a10", "RENAME Nope Other").await, &["a10 NO [NONEXISTENT] no such mailbox"]);
-    assert_resp(&c.cmd("a11", "DELETE Plans").await, &["a11 NO [INUSE] the mailbox has subfolders: delete them first"]);
-    assert_resp(&c.cmd("a12", "DELETE Plans/2025").await, &["a12 OK DELETE completed"]);
-    assert_resp(&c.cmd("a13", "DELETE Plans").await, &["a13 OK DELETE completed"]);
-    assert_resp(&c.cmd("a14", "DELETE Plans").await, &["a14 NO [NONEXISTENT] no such mailbox"]);
-    assert_resp(&c.cmd("a15", "LIST \"\" P*").await, &["a15 OK LIST completed"]);
+    )
+    .await;
+    c.expect("a8", "RENAME Plans Plans/Sub", &["a8 NO [CANNOT] a mailbox cannot be moved below itself"]).await;
+    c.expect("a9", "RENAME Plans Sent", &["a9 NO [ALREADYEXISTS] a mailbox with the new name exists"]).await;
+    c.expect("a10", "RENAME Nope Other", &["a10 NO [NONEXISTENT] no such mailbox"]).await;
+    c.expect("a11", "DELETE Plans", &["a11 NO [INUSE] the mailbox has subfolders: delete them first"]).await;
+    c.expect("a12", "DELETE Plans/2025", &["a12 OK DELETE completed"]).await;
+    c.expect("a13", "DELETE Plans", &["a13 OK DELETE completed"]).await;
+    c.expect("a14", "DELETE Plans", &["a14 NO [NONEXISTENT] no such mailbox"]).await;
+    c.expect("a15", "LIST \"\" P*", &["a15 OK LIST completed"]).await;
     // The account's mailbox and INBOX cannot go.
-    assert_resp(
-        &c.cmd("b1", "DELETE Work").await,
-        &[
+    c.expect("b1", "DELETE Work", &[
             "b1 NO [CANNOT] \"Work\" is where account Work's mail arrives; to remove it, remove the account (popbridge account remove Work)",
-        ],
-    );
-    assert_resp(
-        &c.cmd("b2", "RENAME Work Job").await,
-        &[
+        ]).await;
+    c.expect("b2", "RENAME Work Job", &[
             "b2 NO [CANNOT] \"Work\" is where account Work's mail arrives; to remove it, remove the account (popbridge account remove Work)",
-        ],
-    );
-    assert_resp(&c.cmd("b3", "DELETE INBOX").await, &["b3 NO [CANNOT] INBOX cannot be deleted"]);
-    assert_resp(&c.cmd("b4", "DELETE inbox").await, &["b4 NO [CANNOT] INBOX cannot be deleted"]);
+        ]).await;
+    c.expect("b3", "DELETE INBOX", &["b3 NO [CANNOT] INBOX cannot be deleted"]).await;
+    c.expect("b4", "DELETE inbox", &["b4 NO [CANNOT] INBOX cannot be deleted"]).await;
     let mut a = h.login("me+Work").await;
     let r = a.cmd("b5", "DELETE INBOX").await;
     assert_eq!(r.len(), 1);
@@ -1447,15 +1427,14 @@ async fn create_delete_rename() {
     c.cmd("c1", "SELECT Work").await;
     c.cmd("c2", "COPY 1:3 INBOX").await;
     c.cmd("c3", "UNSELECT").await;
-    assert_resp(&c.cmd("c4", "RENAME INBOX Old").await, &["c4 OK RENAME completed"]);
-    assert_resp(
-        &c.cmd("c5", "STATUS INBOX (MESSAGES)").await,
-        &["* STATUS INBOX (MESSAGES 0)", "c5 OK STATUS completed"],
-    );
-    assert_resp(
-        &c.cmd("c6", "STATUS Old (MESSAGES UIDNEXT)").await,
+    c.expect("c4", "RENAME INBOX Old", &["c4 OK RENAME completed"]).await;
+    c.expect("c5", "STATUS INBOX (MESSAGES)", &["* STATUS INBOX (MESSAGES 0)", "c5 OK STATUS completed"]).await;
+    c.expect(
+        "c6",
+        "STATUS Old (MESSAGES UIDNEXT)",
         &["* STATUS \"Old\" (MESSAGES 3 UIDNEXT 4)", "c6 OK STATUS completed"],
-    );
+    )
+    .await;
     c.cmd("c7", "SELECT Old").await;
     let r = c.cmd("c8", "FETCH 3 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await;
     assert_resp(
@@ -1466,8 +1445,8 @@ async fn create_delete_rename() {
         ],
     );
     // Deleting the selected mailbox.
-    assert_resp(&c.cmd("c9", "DELETE Old").await, &["c9 OK DELETE completed"]);
-    assert_resp(&c.cmd("c10", "FETCH 1 UID").await, &["c10 NO select a mailbox first"]);
+    c.expect("c9", "DELETE Old", &["c9 OK DELETE completed"]).await;
+    c.expect("c10", "FETCH 1 UID", &["c10 NO select a mailbox first"]).await;
 }
 
 // ===== changes from elsewhere =====
@@ -1480,11 +1459,11 @@ async fn other_sessions_changes_and_expunge_rules() {
     b.cmd("b0", "SELECT Work").await;
     // Flags changed elsewhere reach A at its next command.
     b.cmd("b1", "STORE 2 +FLAGS.SILENT (\\Flagged)").await;
-    assert_resp(&a.cmd("a1", "NOOP").await, &["* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))", "a1 OK completed"]);
-    assert_resp(&a.cmd("a2", "NOOP").await, &["a2 OK completed"]);
+    a.expect("a1", "NOOP", &["* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))", "a1 OK completed"]).await;
+    a.expect("a2", "NOOP", &["a2 OK completed"]).await;
     // Expunges elsewhere: not during FETCH, STORE or SEARCH (RFC 3501 §7.4.1).
     b.cmd("b2", "STORE 3,5 +FLAGS.SILENT (\\Deleted)").await;
-    assert_resp(&b.cmd("b3", "EXPUNGE").await, &["* 3 EXPUNGE", "* 4 EXPUNGE", "b3 OK EXPUNGE completed"]);
+    b.expect("b3", "EXPUNGE", &["* 3 EXPUNGE", "* 4 EXPUNGE", "b3 OK EXPUNGE completed"]).await;
     // (The tagged OK carries EXPUNGEISSUED, RFC 5530: something was expunged that cannot be told yet.)
     let r = a.cmd("a3", "FETCH 1:2 (FLAGS)").await;
     assert!(no_expunge(&r), "{}", show(&r));
@@ -1512,18 +1491,17 @@ async fn other_sessions_changes_and_expunge_rules() {
         &r,
         &["* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))", "* 3 EXPUNGE", "* 4 EXPUNGE", "a7 OK FETCH completed"],
     );
-    assert_resp(
-        &a.cmd("a8", "FETCH 1:* (UID)").await,
+    a.expect(
+        "a8",
+        "FETCH 1:* (UID)",
         &["* 1 FETCH (UID 1)", "* 2 FETCH (UID 2)", "* 3 FETCH (UID 4)", "* 4 FETCH (UID 6)", "a8 OK FETCH completed"],
-    );
+    )
+    .await;
     // NOOP delivers them too; flag changes of a message expunged meanwhile are not reported.
     b.cmd("b4", "STORE 1 +FLAGS.SILENT (\\Deleted \\Answered)").await;
     b.cmd("b5", "EXPUNGE").await;
     b.cmd("b6", "UID STORE 6 +FLAGS.SILENT (\\Draft)").await;
-    assert_resp(
-        &a.cmd("a9", "NOOP").await,
-        &["* 1 EXPUNGE", "* 3 FETCH (UID 6 FLAGS (\\Draft \\Recent))", "a9 OK completed"],
-    );
+    a.expect("a9", "NOOP", &["* 1 EXPUNGE", "* 3 FETCH (UID 6 FLAGS (\\Draft \\Recent))", "a9 OK completed"]).await;
     // A new message arriving (the fetcher) shows as EXISTS, even during FETCH by sequence number.
     b.cmd("b7", "STORE 1 +FLAGS.SILENT (\\Deleted)").await;
     b.cmd("b8", "EXPUNGE").await;
@@ -1532,12 +1510,14 @@ async fn other_sessions_changes_and_expunge_rules() {
     assert_resp(&r, &["* 4 EXISTS", "* 4 RECENT", "a10 OK [EXPUNGEISSUED] FETCH completed"]);
     let r = a.cmd("a11", "NOOP").await;
     assert_resp(&r, &["* 1 EXPUNGE", "a11 OK completed"]);
-    assert_resp(
-        &a.cmd("a12", "UID FETCH 1:* (UID)").await,
+    a.expect(
+        "a12",
+        "UID FETCH 1:* (UID)",
         &["* 1 FETCH (UID 4)", "* 2 FETCH (UID 6)", "* 3 FETCH (UID 7)", "a12 OK FETCH completed"],
-    );
+    )
+    .await;
     // B never saw \Recent for it.
-    assert_resp(&b.cmd("b9", "NOOP").await, &["* 3 EXISTS", "* 0 RECENT", "b9 OK completed"]);
+    b.expect("b9", "NOOP", &["* 3 EXISTS", "* 0 RECENT", "b9 OK completed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1570,8 +1550,9 @@ async fn idle_reports_deliveries_flags_and_expunges() {
     a.expect_quiet(300).await;
     a.send(b"DONE\r\n").await;
     assert_resp(&a.read_until_tagged("i1").await, &["i1 OK IDLE terminated"]);
-    assert_resp(
-        &a.cmd("a2", "FETCH 1:* (UID)").await,
+    a.expect(
+        "a2",
+        "FETCH 1:* (UID)",
         &[
             "* 1 FETCH (UID 1)",
             "* 2 FETCH (UID 2)",
@@ -1580,10 +1561,11 @@ async fn idle_reports_deliveries_flags_and_expunges() {
             "* 5 FETCH (UID 7)",
             "a2 OK FETCH completed",
         ],
-    );
+    )
+    .await;
     // IDLE before login is refused; IDLE in the authenticated state works.
     let mut c = h.connect().await;
-    assert_resp(&c.cmd("n1", "IDLE").await, &["n1 NO log in first"]);
+    c.expect("n1", "IDLE", &["n1 NO log in first"]).await;
     let mut c = h.login("me").await;
     c.send(b"n2 IDLE\r\n").await;
     assert_eq!(s(&c.read_line().await), "+ idling\r\n");
@@ -1599,29 +1581,26 @@ async fn idle_reports_deliveries_flags_and_expunges() {
 async fn malformed_input_gets_bad_and_the_session_goes_on() {
     let h = Harness::start().await;
     let mut c = h.connect().await;
-    assert_resp(&c.cmd("a1", "FROBNICATE").await, &["a1 BAD syntax error, or a command popbridge does not support"]);
-    assert_resp(&c.cmd("a2", "NOOP").await, &["a2 OK completed"]);
+    c.expect("a1", "FROBNICATE", &["a1 BAD syntax error, or a command popbridge does not support"]).await;
+    c.expect("a2", "NOOP", &["a2 OK completed"]).await;
     c.send(b"))) garbage\r\n").await;
     assert_resp(&[c.read_response().await], &["* BAD syntax error, or a command popbridge does not support"]);
     c.send(b"\r\n").await;
     assert_resp(&[c.read_response().await], &["* BAD syntax error, or a command popbridge does not support"]);
-    assert_resp(&c.cmd("a3", "NOOP").await, &["a3 OK completed"]);
+    c.expect("a3", "NOOP", &["a3 OK completed"]).await;
     c.send(b"a4 NOOP\n").await;
     assert_resp(&c.read_until_tagged("a4").await, &["a4 BAD lines must end with CRLF"]);
-    assert_resp(&c.cmd("a5", "LOGIN me pw").await, &[format!("a5 OK [CAPABILITY {CAPS_AUTH}] logged in")]);
+    c.expect("a5", "LOGIN me pw", &[format!("a5 OK [CAPABILITY {CAPS_AUTH}] logged in")]).await;
     c.cmd("a6", "SELECT Work").await;
     // A synchronizing literal above the limit: one BAD, no continuation.
     c.send(b"a7 APPEND Work {999999999}\r\n").await;
     assert_resp(&c.read_until_tagged("a7").await, &["a7 BAD literal too large"]);
-    assert_resp(&c.cmd("a8", "NOOP").await, &["a8 OK completed"]);
+    c.expect("a8", "NOOP", &["a8 OK completed"]).await;
     // Wrong arguments.
-    assert_resp(
-        &c.cmd("a9", "FETCH 1 (FLAGS").await,
-        &["a9 BAD syntax error, or a command popbridge does not support"],
-    );
-    assert_resp(&c.cmd("b1", "SELECT").await, &["b1 BAD syntax error, or a command popbridge does not support"]);
-    assert_resp(&c.cmd("b2", "UID FROB 1").await, &["b2 BAD syntax error, or a command popbridge does not support"]);
-    assert_resp(&c.cmd("b3", "FETCH 1 (UID)").await, &["* 1 FETCH (UID 1)", "b3 OK FETCH completed"]);
+    c.expect("a9", "FETCH 1 (FLAGS", &["a9 BAD syntax error, or a command popbridge does not support"]).await;
+    c.expect("b1", "SELECT", &["b1 BAD syntax error, or a command popbridge does not support"]).await;
+    c.expect("b2", "UID FROB 1", &["b2 BAD syntax error, or a command popbridge does not support"]).await;
+    c.expect("b3", "FETCH 1 (UID)", &["* 1 FETCH (UID 1)", "b3 OK FETCH completed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1664,7 +1643,7 @@ async fn authenticate_with_invalid_base64_gets_a_tagged_bad() {
     let r = c.read_until_tagged("a1").await;
     assert_eq!(r.len(), 1, "{}", show(&r));
     assert!(s(&r[0]).starts_with("a1 BAD "), "{}", show(&r));
-    assert_resp(&c.cmd("a2", "NOOP").await, &["a2 OK completed"]);
+    c.expect("a2", "NOOP", &["a2 OK completed"]).await;
     c.send(b"a3 AUTHENTICATE LOGIN\r\n").await;
     assert_eq!(s(&c.read_line().await), "+ VXNlcm5hbWU6\r\n");
     c.send(b"bWU=\r\n").await;
@@ -1672,7 +1651,7 @@ async fn authenticate_with_invalid_base64_gets_a_tagged_bad() {
     c.send(b"cHc=\x01\r\n").await;
     let r = c.read_until_tagged("a3").await;
     assert!(r.len() == 1 && s(&r[0]).starts_with("a3 BAD "), "{}", show(&r));
-    assert_resp(&c.cmd("a4", "LOGIN me pw").await, &[format!("a4 OK [CAPABILITY {CAPS_AUTH}] logged in")]);
+    c.expect("a4", "LOGIN me pw", &[format!("a4 OK [CAPABILITY {CAPS_AUTH}] logged in")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1683,7 +1662,7 @@ async fn deleting_a_mailbox_selected_elsewhere() {
     a.cmd("a2", "COPY 1 Projects").await;
     a.cmd("a3", "SELECT Projects").await;
     let mut b = h.login("me").await;
-    assert_resp(&b.cmd("b1", "DELETE Projects").await, &["b1 OK DELETE completed"]);
+    b.expect("b1", "DELETE Projects", &["b1 OK DELETE completed"]).await;
     // RFC 2180 §3.1 (Dovecot does the same): the other session is told with BYE, then closed.
     a.send(b"a4 NOOP\r\n").await;
     let rest = s(&a.expect_closed().await);
@@ -1694,15 +1673,15 @@ async fn deleting_a_mailbox_selected_elsewhere() {
     c.cmd("c1", "SELECT Projects").await;
     c.send(b"c2 IDLE\r\n").await;
     assert_eq!(s(&c.read_line().await), "+ idling\r\n");
-    assert_resp(&b.cmd("b3", "DELETE Projects").await, &["b3 OK DELETE completed"]);
+    b.expect("b3", "DELETE Projects", &["b3 OK DELETE completed"]).await;
     let rest = s(&c.expect_closed().await);
     assert!(rest.starts_with("* BYE "), "{rest:?}");
     // Renaming it keeps the other session working (same mailbox, new name).
     b.cmd("b4", "CREATE Projects").await;
     let mut d = h.login("me").await;
     d.cmd("d1", "SELECT Projects").await;
-    assert_resp(&b.cmd("b5", "RENAME Projects Plans").await, &["b5 OK RENAME completed"]);
-    assert_resp(&d.cmd("d2", "NOOP").await, &["d2 OK completed"]);
+    b.expect("b5", "RENAME Projects Plans", &["b5 OK RENAME completed"]).await;
+    d.expect("d2", "NOOP", &["d2 OK completed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1718,19 +1697,21 @@ async fn own_expunge_with_expunges_pending_from_elsewhere() {
     assert_resp(&r, &["a1 OK [EXPUNGEISSUED] STORE completed"]);
     let r = a.cmd("a2", "EXPUNGE").await;
     assert_resp(&r, &["* 5 EXPUNGE", "* 3 EXPUNGE", "a2 OK EXPUNGE completed"]);
-    assert_resp(
-        &a.cmd("a3", "FETCH 1:* (UID)").await,
+    a.expect(
+        "a3",
+        "FETCH 1:* (UID)",
         &["* 1 FETCH (UID 1)", "* 2 FETCH (UID 2)", "* 3 FETCH (UID 4)", "* 4 FETCH (UID 6)", "a3 OK FETCH completed"],
-    );
+    )
+    .await;
     // An empty mailbox: UID FETCH 1:* is fine, and so is a search.
     a.cmd("a4", "SELECT Trash").await;
-    assert_resp(&a.cmd("a5", "UID FETCH 1:* (FLAGS)").await, &["a5 OK FETCH completed"]);
-    assert_resp(&a.cmd("a6", "SEARCH ALL").await, &["* SEARCH", "a6 OK SEARCH completed"]);
+    a.expect("a5", "UID FETCH 1:* (FLAGS)", &["a5 OK FETCH completed"]).await;
+    a.expect("a6", "SEARCH ALL", &["* SEARCH", "a6 OK SEARCH completed"]).await;
     // Renaming the selected mailbox keeps it selected.
     a.cmd("a7", "CREATE Projects").await;
     a.cmd("a8", "SELECT Projects").await;
-    assert_resp(&a.cmd("a9", "RENAME Projects Plans").await, &["a9 OK RENAME completed"]);
-    assert_resp(&a.cmd("a10", "NOOP").await, &["a10 OK completed"]);
+    a.expect("a9", "RENAME Projects Plans", &["a9 OK RENAME completed"]).await;
+    a.expect("a10", "NOOP", &["a10 OK completed"]).await;
     assert_resp(&a.cmd("a11", "APPEND Plans {8+}\r\nA: b\r\n\r\n").await[..2], &["* 1 EXISTS", "* 1 RECENT"]);
 }
 
@@ -1771,19 +1752,13 @@ async fn lsub_percent_shows_an_unsubscribed_parent_as_noselect() {
     let mut c = h.login("me").await;
     c.cmd("a1", "CREATE Work/Sub").await;
     c.cmd("a2", "SUBSCRIBE Work/Sub").await;
-    assert_resp(&c.cmd("a3", "UNSUBSCRIBE Work").await, &["a3 OK completed"]);
+    c.expect("a3", "UNSUBSCRIBE Work", &["a3 OK completed"]).await;
     // RFC 3501 §6.3.9: "foo/bar" subscribed, "foo" not: LSUB "%" returns foo, flagged \Noselect.
-    assert_resp(&c.cmd("a4", "LSUB \"\" W%").await, &["* LSUB (\\Noselect) \"/\" \"Work\"", "a4 OK LSUB completed"]);
-    assert_resp(
-        &c.cmd("a5", "LSUB \"\" Work/%").await,
-        &["* LSUB (\\HasNoChildren) \"/\" \"Work/Sub\"", "a5 OK LSUB completed"],
-    );
-    assert_resp(
-        &c.cmd("a6", "LSUB \"\" W*").await,
-        &["* LSUB (\\HasNoChildren) \"/\" \"Work/Sub\"", "a6 OK LSUB completed"],
-    );
+    c.expect("a4", "LSUB \"\" W%", &["* LSUB (\\Noselect) \"/\" \"Work\"", "a4 OK LSUB completed"]).await;
+    c.expect("a5", "LSUB \"\" Work/%", &["* LSUB (\\HasNoChildren) \"/\" \"Work/Sub\"", "a5 OK LSUB completed"]).await;
+    c.expect("a6", "LSUB \"\" W*", &["* LSUB (\\HasNoChildren) \"/\" \"Work/Sub\"", "a6 OK LSUB completed"]).await;
     c.cmd("a7", "UNSUBSCRIBE Work/Sub").await;
-    assert_resp(&c.cmd("a8", "LSUB \"\" W%").await, &["a8 OK LSUB completed"]);
+    c.expect("a8", "LSUB \"\" W%", &["a8 OK LSUB completed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1796,11 +1771,8 @@ async fn authenticate_plain_with_another_authorization_identity_is_refused_with_
     assert_resp(&r, &["a1 NO [AUTHORIZATIONFAILED] you can only log in as yourself"]);
     // The same authzid as authcid is fine (Apple Mail sends it).
     let ir = super::auth::b64(b"me\0me\0pw");
-    assert_resp(
-        &c.cmd("a2", &format!("AUTHENTICATE PLAIN {ir}")).await,
-        &[format!("a2 OK [CAPABILITY {CAPS_AUTH}] logged in")],
-    );
+    c.expect("a2", &format!("AUTHENTICATE PLAIN {ir}"), &[format!("a2 OK [CAPABILITY {CAPS_AUTH}] logged in")]).await;
     let mut c = h.connect().await;
     let ir = super::auth::b64(b"me\0pw");
-    assert_resp(&c.cmd("a3", &format!("AUTHENTICATE PLAIN {ir}")).await, &["a3 BAD malformed PLAIN credentials"]);
+    c.expect("a3", &format!("AUTHENTICATE PLAIN {ir}"), &["a3 BAD malformed PLAIN credentials"]).await;
 }

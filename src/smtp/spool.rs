@@ -205,7 +205,7 @@ pub async fn commit(
         };
         if let Some(submitted) = sent_copy {
             // The client's own bytes (Bcc kept), so a client that also files a copy is deduplicated.
-            store.deliver_local(&format!("{name}/Sent"), &submitted, crate::imap::message::flag::SEEN)?;
+            store.deliver_local(&format!("{name}/Sent"), &submitted, crate::store::flag::SEEN)?;
         }
         Ok(id)
     })

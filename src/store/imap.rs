@@ -6,7 +6,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::imap::message::{MessageRow, flag};
+use super::message::{MessageRow, flag};
 use crate::mime::{MessageMeta, Timestamp};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

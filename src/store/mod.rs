@@ -21,6 +21,8 @@ pub mod accounts;
 pub mod deliver;
 pub mod guard;
 pub mod imap;
+pub mod mailbox;
+pub mod message;
 pub mod outbox;
 pub mod pool;
 pub mod schema;
@@ -37,6 +39,7 @@ use crate::error::{Error, ErrorClass, Result};
 
 pub use accounts::{AccountStatus, KnownUidl};
 pub use deliver::{Added, Delivery, Identity, Stored};
+pub use message::{MessageRow, flag};
 
 /// How long a writer waits for another writer (another process fetching, the daemon) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,14 +54,10 @@ pub const LOCAL_FOLDERS: &[(&str, Option<&str>)] = &[
     ("Archive", Some("\\Archive")),
 ];
 
-/// Message flag bits in `messages.flags`.
-pub mod flags {
-    pub const SEEN: i64 = 1;
-    pub const ANSWERED: i64 = 2;
-    pub const FLAGGED: i64 = 4;
-    pub const DELETED: i64 = 8;
-    pub const DRAFT: i64 = 16;
-}
+/// The special-use folders (RFC 6154) every view offers: [`LOCAL_FOLDERS`] without INBOX. The
+/// store's mailbox model names the roles; the IMAP server shows them (`imap::names::View`).
+pub const SPECIAL: &[(&str, &str)] =
+    &[("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"), ("Junk", "\\Junk"), ("Archive", "\\Archive")];
 
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)

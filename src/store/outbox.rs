@@ -273,9 +273,9 @@ impl Store {
         {
             Some(id) => id,
             None => {
-                let special = mailbox.rsplit_once('/').and_then(|(_, leaf)| {
-                    crate::imap::names::SPECIAL.iter().find(|(n, _)| *n == leaf).map(|(_, a)| *a)
-                });
+                let special = mailbox
+                    .rsplit_once('/')
+                    .and_then(|(_, leaf)| super::SPECIAL.iter().find(|(n, _)| *n == leaf).map(|(_, a)| *a));
                 super::create_mailbox(&tx, mailbox, special).map_err(|e| self.err(e))?
             }
         };

@@ -10,10 +10,11 @@ use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
 use imap_codec::imap_types::command::CommandBody;
 use popbridge::imap::fetch::{FetchInput, FetchPlan, encode};
-use popbridge::imap::message::{MessageRow, flag};
-use popbridge::imap::search::{Candidate, Context, SearchQuery, SearchText};
+use popbridge::imap::search::{Candidate, Context, SearchQuery};
+use popbridge::mime::text::SearchText;
 use popbridge::mime::{MessageMeta, Timestamp};
 use popbridge::pop3::{Client, Command, Limits};
+use popbridge::store::{MessageRow, flag};
 
 /// Runs `f` (one operation per call) for ~1 s per round; returns the best ns per operation.
 fn bench(name: &str, bytes_per_op: usize, mut f: impl FnMut()) {

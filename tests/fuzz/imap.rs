@@ -126,8 +126,7 @@ impl Target for Imap {
     fn start() -> Fut<Arc<Self>> {
         Box::pin(async {
             let dir = crate::util::private_tempdir();
-            let store_path = dir.path().join("store.sqlite");
-            let sp = store_path.clone();
+            let sp = dir.path().join("store.sqlite");
             let store = tokio::task::spawn_blocking(move || {
                 let store = Store::open(&sp).unwrap();
                 let ids = store.ensure_account("Work").unwrap();
@@ -148,7 +147,6 @@ impl Target for Imap {
                     .unwrap();
             let shared = Arc::new(Shared {
                 store: store.clone(),
-                store_path,
                 changes: store.changes(),
                 live: Arc::new(Live::new(config, Secret::new("pw"))),
                 tls: Some(acceptor),

@@ -1,5 +1,6 @@
-//! A message of a mailbox as the IMAP layer sees it: the `messages` row (no body). The metadata
-//! (`crate::mime::MessageMeta`) and the raw bytes are loaded separately, only when a command needs them.
+//! A message of a mailbox: the `messages` row (no body), and the system flag bits stored in it.
+//! The metadata (`crate::mime::MessageMeta`) and the raw bytes are loaded separately, only when a
+//! command needs them. The store owns these (the IMAP server, the SMTP spool and SEARCH read them).
 
 /// System flag bits, as stored in `messages.flags` (RFC 3501 §2.3.2). `\Recent` is not stored: it
 /// belongs to a session.

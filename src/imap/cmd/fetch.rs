@@ -1,0 +1,234 @@
+//! FETCH (RFC 3501 §6.4.5): rows a page at a time, responses a budgeted step at a time, large
+//! bodies streamed from the store.
+
+use super::*;
+
+/// Message rows (flags, sizes: metadata, no bodies) a FETCH loads per store round trip: a few KB
+/// per session.
+const FETCH_PAGE: usize = 64;
+/// Bodies larger than this are never loaded whole by a FETCH: its sections are read from the store
+/// in budget-sized chunks, each once the socket took the one before (smaller ones are read whole,
+/// which is faster, and packed into one step with their neighbours).
+pub(super) const STREAM_AT: usize = 128 * 1024;
+
+pub(super) async fn fetch(
+    s: &mut Session,
+    d: &mut Driver,
+    set: &SequenceSet,
+    items: &MacroOrMessageDataItemNames<'_>,
+    uid: bool,
+) -> Reply {
+    let plan = match FetchPlan::new(items, uid) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            return bad(&e);
+        }
+    };
+    let (id, read_only, targets) = match &s.state {
+        State::Selected { mb, .. } => match resolve_positions(mb, set, uid) {
+            Ok(t) => (mb.id, mb.read_only, t),
+            Err(SetError::OutOfRange) => {
+                return bad("invalid message sequence number");
+            }
+        },
+        _ => (0, true, Vec::new()),
+    };
+    // The messages, as positions in the session's view: `1:*` is one range, not a list.
+    let mut targets = targets.into_iter().flatten();
+    // Rows are loaded a page at a time; responses are made and sent a step at a time, each step
+    // charged to the daemon's memory budget before its bytes are read and given back once they
+    // are on the socket (see crate::memory): a FETCH of a whole mailbox holds one page of rows
+    // and one step of bytes, and waits when the budget is spent or the client does not read.
+    let budget = s.shared.store.budget().clone();
+    let mut page: VecDeque<Pending> = VecDeque::new();
+    loop {
+        if page.is_empty() {
+            let chunk: Vec<(u32, u32, bool)> = {
+                let State::Selected { mb, .. } = &s.state else { break };
+                targets
+                    .by_ref()
+                    .take(FETCH_PAGE)
+                    .filter_map(|i| mb.uids.get(i).map(|u| (i as u32 + 1, *u, mb.recent.contains(u))))
+                    .collect()
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            let plan2 = plan.clone();
+            match fetch_page(s, id, read_only, &plan2, &chunk).await {
+                Ok((rows, seen_modseq)) => {
+                    if let (Some(m), State::Selected { mb, .. }) = (seen_modseq, &mut s.state) {
+                        mb.own_modseqs.push(m);
+                        s.notify();
+                    }
+                    page = rows;
+                }
+                Err(e) => return db_no(e),
+            }
+            continue;
+        }
+        let charge = budget.take(memory::STEP).await;
+        let (plan2, work) = (plan.clone(), std::mem::take(&mut page));
+        let step = match s.store().read(move |r| fetch_step(r, &plan2, work, memory::STEP)).await {
+            Ok(step) => step,
+            Err(e) => return db_no(e),
+        };
+        page = step.rest;
+        let mut bytes = step.bytes;
+        if let Some(first) = step.deferred.first() {
+            // What precedes the first large section goes out now, and its charge is given back
+            // before the section's chunks take theirs (never wait for a charge while holding one).
+            let rest = bytes.split_off(first.at);
+            d.push(bytes);
+            if d.flush().await.is_err() {
+                return Err(Close);
+            }
+            drop(charge);
+            let mut at = first.at;
+            bytes = rest;
+            for def in &step.deferred {
+                d.push(bytes.drain(..def.at - at).collect());
+                at = def.at;
+                if stream_section(s, d, &budget, step.body, def.range.clone()).await.is_err() {
+                    return Err(Close);
+                }
+            }
+            d.push(bytes);
+        } else {
+            d.push(bytes);
+            if d.flush().await.is_err() {
+                return Err(Close);
+            }
+            drop(charge);
+        }
+    }
+    ok(None, "FETCH completed")
+}
+
+/// One message a FETCH still has to answer: its row as loaded (None: expunged meanwhile).
+pub(super) struct Pending {
+    seq: u32,
+    recent: bool,
+    row: Option<MessageRow>,
+    /// This FETCH set `\Seen` on it.
+    seen_changed: bool,
+}
+
+/// Loads the rows of a page of targets, and sets `\Seen` on those the plan reads (unless
+/// read-only). Returns the page in target order and the MODSEQ of the implicit `\Seen` update.
+pub(super) async fn fetch_page(
+    s: &Session,
+    id: i64,
+    read_only: bool,
+    plan: &FetchPlan,
+    chunk: &[(u32, u32, bool)],
+) -> DbResult<(VecDeque<Pending>, Option<u64>)> {
+    let uids: Vec<u32> = chunk.iter().map(|x| x.1).collect();
+    let got = s.store().fetch_rows(id, uid_ranges(&uids), plan.sets_seen() && !read_only).await?;
+    let rows = got.rows;
+    let page = chunk
+        .iter()
+        .map(|&(seq, uid, recent)| Pending {
+            seq,
+            recent,
+            row: rows.binary_search_by_key(&uid, |r| r.uid).ok().map(|i| rows[i].clone()),
+            seen_changed: got.newly_seen.binary_search(&uid).is_ok(),
+        })
+        .collect();
+    Ok((page, got.seen_modseq))
+}
+
+/// What one FETCH step produced: encoded responses, and — when its last message is large — the
+/// sections of that message's body the caller streams itself (`deferred`, in `body`).
+pub(super) struct Step {
+    bytes: Vec<u8>,
+    rest: VecDeque<Pending>,
+    body: i64,
+    deferred: Vec<Deferred>,
+}
+
+/// Encodes the responses of the next messages of `work`, as many as fit in `allowance` bytes (at
+/// least one). A message whose body is larger than [`STREAM_AT`] ends the step: its large sections
+/// are left for the caller to stream from the store.
+pub(super) fn fetch_step(
+    c: &Reader<'_>,
+    plan: &FetchPlan,
+    mut work: VecDeque<Pending>,
+    allowance: usize,
+) -> DbResult<Step> {
+    let mut out = Vec::new();
+    while let Some(p) = work.front() {
+        let Some(row) = &p.row else {
+            work.pop_front();
+            continue;
+        };
+        let stored = plan.needs_raw() && row.size as usize > STREAM_AT;
+        // Framing and small items; a body read whole counts in full.
+        let estimate = 1024 + if plan.needs_raw() && !stored { row.size as usize } else { 0 };
+        if !out.is_empty() && out.len() + estimate > allowance {
+            break;
+        }
+        let Some(Pending { seq, recent, row: Some(row), seen_changed }) = work.pop_front() else { continue };
+        let meta = if plan.needs_meta() || stored { c.meta(row.body_id)? } else { None };
+        if stored {
+            let body = row.body_id;
+            let input = FetchInput { seq, row: &row, recent, meta: meta.as_ref(), raw: None, seen_changed };
+            let mut read = |r: std::ops::Range<usize>| c.raw_range(body, r).ok().flatten().unwrap_or_default();
+            let mut deferred = Vec::new();
+            crate::imap::fetch::encode_stored(
+                plan,
+                &input,
+                row.size as usize,
+                &mut read,
+                STREAM_AT,
+                &mut out,
+                &mut deferred,
+            );
+            if !deferred.is_empty() {
+                return Ok(Step { bytes: out, rest: work, body, deferred });
+            }
+        } else {
+            let raw = if plan.needs_raw() { c.raw(row.body_id)? } else { None };
+            let input = FetchInput { seq, row: &row, recent, meta: meta.as_ref(), raw: raw.as_deref(), seen_changed };
+            crate::imap::fetch::encode(plan, &input, &mut out);
+        }
+        if out.len() >= allowance {
+            break;
+        }
+    }
+    Ok(Step { bytes: out, rest: work, body: 0, deferred: Vec::new() })
+}
+
+/// Sends bytes `range` of a stored body as literal data, one budgeted chunk at a time, each read
+/// from the store once the previous one is on the socket. NUL goes out as 0x80 (see
+/// `fetch::write_literal`). Err: the connection must close — the literal's length is promised,
+/// and the body could not be read (expunged and purged meanwhile) or the client is gone.
+pub(super) async fn stream_section(
+    s: &mut Session,
+    d: &mut Driver,
+    budget: &memory::Budget,
+    body: i64,
+    range: std::ops::Range<usize>,
+) -> Result<(), ()> {
+    let mut pos = range.start;
+    while pos < range.end {
+        let n = memory::STEP.min(range.end - pos);
+        let charge = budget.take(n).await;
+        let r = s.store().body_range(body, pos..pos + n).await;
+        let mut chunk = match r {
+            Ok(Some(chunk)) if chunk.len() == n => chunk,
+            other => {
+                tracing::warn!("imap: body {body} could not be read while sending it ({:?}): closing", other.err());
+                return Err(());
+            }
+        };
+        if let Some(first) = memchr::memchr(0, &chunk) {
+            chunk[first..].iter_mut().filter(|b| **b == 0).for_each(|b| *b = 0x80);
+        }
+        d.push(chunk);
+        d.flush().await.map_err(|_| ())?;
+        drop(charge);
+        pos += n;
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Each operation of the mailbox API: its effect on the store, and its typed error.
+
+use super::*;
+
+fn msg(subject: &str) -> Vec<u8> {
+    format!("From: a@x.example\r\nMessage-ID: <{subject}@x>\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n")
+        .into_bytes()
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = crate::store::private_tempdir();
+    let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    (dir, store)
+}
+
+async fn id(store: &Store, name: &str) -> i64 {
+    store.mailbox_named(name.into(), None).await.unwrap().expect("the mailbox").id
+}
+
+async fn uids(store: &Store, mailbox: i64) -> Vec<u32> {
+    store.read(move |r| r.rows(mailbox, &[(1, u32::MAX)])).await.unwrap().iter().map(|r| r.uid).collect()
+}
+
+#[test]
+fn sqlite_codes_become_kinds_never_the_text() {
+    use rusqlite::ffi;
+    let failure = |code: i32, text: &str| rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(text.into()));
+    assert_eq!(Error::from(failure(ffi::SQLITE_FULL, "whatever")).kind, ErrorKind::DiskFull);
+    assert_eq!(Error::from(failure(ffi::SQLITE_BUSY, "disk is full")).kind, ErrorKind::Busy);
+    assert_eq!(Error::from(failure(ffi::SQLITE_LOCKED, "x")).kind, ErrorKind::Busy);
+    assert_eq!(Error::from(failure(ffi::SQLITE_CORRUPT, "x")).kind, ErrorKind::Corrupt);
+    assert_eq!(Error::from(failure(ffi::SQLITE_NOTADB, "x")).kind, ErrorKind::Corrupt);
+    assert_eq!(Error::from(failure(ffi::SQLITE_IOERR, "the disk is full")).kind, ErrorKind::Other);
+    assert_eq!(Error::from(rusqlite::Error::QueryReturnedNoRows).kind, ErrorKind::NotFound);
+    let damaged = crate::error::Error::new(ErrorClass::StoreDamaged, "lost commits");
+    assert_eq!(Error::from(damaged), Error::new(ErrorKind::Corrupt, "lost commits"));
+    assert_eq!(Error::from(crate::error::Error::other("full")).kind, ErrorKind::Other);
+}
+
+#[tokio::test]
+async fn append_select_and_status() {
+    let (_d, store) = open();
+    let inbox = id(&store, "INBOX").await;
+    let (uv, uid) = store.append_message(inbox, msg("one"), flag::SEEN, vec!["$Work".into()], None).await.unwrap();
+    assert_eq!(uid, 1);
+    let (uv2, uid2) = store.append_message(inbox, msg("two"), flag::DELETED, vec![], None).await.unwrap();
+    assert_eq!((uv2, uid2), (uv, 2));
+
+    let sel = store.select_mailbox(inbox, true).await.unwrap();
+    assert_eq!(sel.uids, [1, 2]);
+    assert_eq!(sel.first_unseen, Some(2));
+    assert_eq!(sel.recent_floor, 0, "the first SELECT gets both as \\Recent");
+    assert_eq!(sel.info.uidvalidity, uv);
+    assert_eq!(store.select_mailbox(inbox, true).await.unwrap().recent_floor, 2, "claimed by the first");
+    assert_eq!(store.select_mailbox(inbox, false).await.unwrap().recent_floor, 2, "EXAMINE does not claim");
+    assert_eq!(store.status_counts(inbox, true, true).await.unwrap(), (0, 1));
+    assert_eq!(store.status_counts(inbox, false, false).await.unwrap(), (0, 0));
+
+    let e = store.select_mailbox(9999, false).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    let e = store.append_message(9999, msg("x"), 0, vec![], None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+}
+
+#[tokio::test]
+async fn a_second_copy_in_sent_is_not_stored_twice() {
+    let (_d, store) = open();
+    let sent = id(&store, "Sent").await;
+    let first = store.append_message(sent, msg("s"), 0, vec![], None).await.unwrap();
+    assert_eq!(store.append_message(sent, msg("s"), 0, vec![], None).await.unwrap(), first);
+    let inbox = id(&store, "INBOX").await;
+    store.append_message(inbox, msg("s"), 0, vec![], None).await.unwrap();
+    assert_eq!(store.append_message(inbox, msg("s"), 0, vec![], None).await.unwrap().1, 2, "only in \\Sent");
+}
+
+#[tokio::test]
+async fn flags_fetch_rows_and_changes() {
+    let (_d, store) = open();
+    let inbox = id(&store, "INBOX").await;
+    for s in ["a", "b", "c"] {
+        store.append_message(inbox, msg(s), 0, vec![], None).await.unwrap();
+    }
+    let before = store.changes_after(inbox, 0).await.unwrap().unwrap().highestmodseq;
+    let (rows, changed) =
+        store.store_flags(inbox, vec![(1, 2)], FlagOp::Add, flag::FLAGGED, vec!["$x".into()]).await.unwrap();
+    assert_eq!(changed, 2);
+    assert!(rows.iter().all(|r| r.flags == flag::FLAGGED && r.keywords == ["$x"] && r.modseq > before));
+    let (_, changed) = store.store_flags(inbox, vec![(1, 2)], FlagOp::Add, flag::FLAGGED, vec![]).await.unwrap();
+    assert_eq!(changed, 0, "nothing new: no MODSEQ spent");
+    let ch = store.changes_after(inbox, before).await.unwrap().unwrap();
+    assert_eq!(ch.rows.iter().map(|r| r.uid).collect::<Vec<_>>(), [1, 2]);
+    assert!(ch.expunged.is_empty());
+
+    let got = store.fetch_rows(inbox, vec![(2, 3)], false).await.unwrap();
+    assert_eq!((got.rows.len(), got.newly_seen.len(), got.seen_modseq), (2, 0, None));
+    let got = store.fetch_rows(inbox, vec![(2, 3)], true).await.unwrap();
+    assert_eq!(got.newly_seen, [2, 3]);
+    assert!(got.rows.iter().all(|r| r.flags & flag::SEEN != 0 && Some(r.modseq) == got.seen_modseq));
+    assert!(store.fetch_rows(inbox, vec![(2, 3)], true).await.unwrap().newly_seen.is_empty());
+
+    assert!(store.changes_after(9999, 0).await.unwrap().is_none(), "a mailbox deleted meanwhile");
+    let body = got.rows[0].body_id;
+    assert_eq!(store.body_range(body, 0..5).await.unwrap().as_deref(), Some(&b"From:"[..]));
+    assert_eq!(store.body_range(999_999, 0..5).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn copy_move_and_expunge() {
+    let (_d, store) = open();
+    let (inbox, trash) = (id(&store, "INBOX").await, id(&store, "Trash").await);
+    for s in ["a", "b", "c", "d"] {
+        store.append_message(inbox, msg(s), 0, vec![], None).await.unwrap();
+    }
+    let (pairs, moved) = store.copy_messages(inbox, vec![(1, 2)], trash, false).await.unwrap();
+    assert_eq!((pairs, moved), (vec![(1, 1), (2, 2)], vec![]));
+    let (pairs, moved) = store.copy_messages(inbox, vec![(3, 3)], trash, true).await.unwrap();
+    assert_eq!((pairs, moved), (vec![(3, 3)], vec![3]));
+    assert_eq!(uids(&store, inbox).await, [1, 2, 4]);
+    assert_eq!(uids(&store, trash).await, [1, 2, 3]);
+    let since = store.changes_after(inbox, 0).await.unwrap().unwrap().highestmodseq;
+
+    store.store_flags(inbox, vec![(1, 1), (4, 4)], FlagOp::Add, flag::DELETED, vec![]).await.unwrap();
+    assert_eq!(store.expunge_deleted(inbox, Some(vec![(4, 4)])).await.unwrap(), [4], "UID EXPUNGE: only these");
+    assert_eq!(store.expunge_deleted(inbox, None).await.unwrap(), [1]);
+    assert_eq!(uids(&store, inbox).await, [2]);
+    assert_eq!(store.changes_after(inbox, since).await.unwrap().unwrap().expunged, [1, 4]);
+    let info = store.mailbox_named("INBOX".into(), None).await.unwrap().unwrap();
+    assert_eq!(info.messages, 1);
+
+    let e = store.copy_messages(inbox, vec![(2, 2)], 9999, false).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+}
+
+#[tokio::test]
+async fn create_rename_delete_subscribe() {
+    let (_d, store) = open();
+    assert!(store.create_mailbox_tree("a/b/c".into(), None).await.unwrap());
+    assert!(!store.create_mailbox_tree("a/b".into(), None).await.unwrap(), "exists already (created as a parent)");
+    let names = |all: Vec<MailboxInfo>| all.into_iter().map(|m| m.name).collect::<Vec<_>>();
+    assert!(names(store.list_mailboxes().await.unwrap()).iter().any(|n| n == "a/b"));
+
+    let a = id(&store, "a").await;
+    assert!(!store.delete_mailbox_leaf(a, "a".into()).await.unwrap(), "has children");
+    assert!(store.rename_mailbox_tree(a, "a".into(), "x/y".into()).await.unwrap());
+    let all = names(store.list_mailboxes().await.unwrap());
+    assert!(["x", "x/y", "x/y/b", "x/y/b/c"].iter().all(|n| all.iter().any(|m| m == n)), "{all:?}");
+    let c = id(&store, "x/y/b/c").await;
+    assert!(store.delete_mailbox_leaf(c, "x/y/b/c".into()).await.unwrap());
+    assert_eq!(store.mailbox_named("x/y/b/c".into(), None).await.unwrap(), None);
+
+    let inbox = id(&store, "INBOX").await;
+    store.append_message(inbox, msg("a"), 0, vec![], None).await.unwrap();
+    assert!(store.rename_mailbox_tree(inbox, "INBOX".into(), "Old".into()).await.unwrap());
+    assert_eq!(uids(&store, inbox).await, Vec::<u32>::new(), "INBOX stays, empty");
+    assert_eq!(uids(&store, id(&store, "Old").await).await, [1]);
+    assert!(!store.rename_mailbox_tree(inbox, "INBOX".into(), "Old".into()).await.unwrap());
+
+    assert!(store.set_mailbox_subscribed("Old".into(), false).await.unwrap());
+    assert!(!store.mailbox_named("Old".into(), None).await.unwrap().unwrap().subscribed);
+    assert!(!store.set_mailbox_subscribed("none".into(), true).await.unwrap());
+
+    let made = store.mailbox_named("Work/Sent".into(), Some("\\Sent".into())).await.unwrap().unwrap();
+    assert_eq!(made.special_use.as_deref(), Some("\\Sent"), "a view's special folder, made on first use");
+    assert_eq!(store.account_root("nobody".into()).await.unwrap(), None);
+    store.ensure_account("Work").unwrap();
+    assert_eq!(store.account_root("work".into()).await.unwrap().as_deref(), Some("Work"));
+}
+
+/// A full disk (here: the file may not grow) is `DiskFull`, from SQLite's code; SELECT still opens.
+#[tokio::test]
+async fn a_full_disk_is_disk_full() {
+    let (_d, store) = open();
+    let inbox = id(&store, "INBOX").await;
+    store.append_message(inbox, msg("a"), 0, vec![], None).await.unwrap();
+    // Sequential jobs reuse the one pooled connection: cap its file at its current size.
+    let limit = store
+        .pool()
+        .run(|c| {
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+            c.pragma_update(None, "max_page_count", pages).unwrap();
+            pages
+        })
+        .await
+        .unwrap();
+    assert!(limit > 0);
+    let big = [msg("b"), vec![b'x'; 4 << 20]].concat();
+    let e = store.append_message(inbox, big, 0, vec![], None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::DiskFull, "{e}");
+    assert_eq!(uids(&store, inbox).await, [1], "nothing was written");
+}
+
+#[test]
+fn the_special_folders_are_the_local_folders_but_inbox() {
+    let local: Vec<(&str, &str)> = crate::store::LOCAL_FOLDERS.iter().filter_map(|(n, a)| a.map(|a| (*n, a))).collect();
+    assert_eq!(local, crate::store::SPECIAL);
+}
