@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::edit::{AccountSpec, LocalSettings, PasswordSetting, SmtpSpec};
 use crate::config::{self, Config, DeletePolicy, Paths, TlsMode};
+use crate::demo::DemoArgs;
 use crate::error::{Error, ErrorClass, Result};
 use crate::fetch::{self, human_bytes};
 use crate::net::tls;
@@ -190,13 +191,6 @@ pub enum VerifyCommand {
     Confirm { address: String, code: String },
 }
 
-#[derive(Args, Debug)]
-pub struct DemoArgs {
-    /// Keep the throwaway config and store instead of removing them at the end.
-    #[arg(long)]
-    pub keep: bool,
-}
-
 pub async fn run(cli: Cli) -> Result<i32> {
     let paths = Paths::resolve(cli.config.clone(), cli.data_dir.clone())?;
     match cli.command {
@@ -276,7 +270,7 @@ async fn init(paths: &Paths, a: InitArgs) -> Result<i32> {
         println!("Created {} (private, mode 0600).", paths.config.display());
     }
     let cfg = config::load(&paths.config)?;
-    config::edit::create_private_dir(&paths.data_dir)?;
+    crate::files::create_private_dir(&paths.data_dir)?;
     let store_existed = paths.store().exists();
     open_store(paths).await?;
     if !store_existed {
@@ -338,7 +332,7 @@ async fn client_config(paths: &Paths, autoconfig: Option<&std::path::Path>) -> R
         }
     }
     if let Some(dir) = autoconfig {
-        config::edit::create_private_dir(dir)?;
+        crate::files::create_private_dir(dir)?;
         let files = crate::autoconfig::write(dir, &cfg)?;
         println!();
         for f in files {

@@ -10,6 +10,7 @@ mod daemon;
 mod fuzz;
 mod identity;
 mod imap;
+mod layers;
 mod limits;
 mod memory;
 mod pop_dovecot;

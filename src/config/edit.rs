@@ -4,10 +4,11 @@
 //! validated before it replaces the file, atomically (temp file + rename), mode 0600.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Result};
+use crate::files;
 
 use super::model::{DeletePolicy, TlsMode};
 
@@ -162,45 +163,9 @@ pub fn account_block(a: &AccountSpec) -> String {
 /// Creates a new config file (refusing to overwrite one), private from the first byte.
 pub fn create(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
-        create_private_dir(dir)?;
+        files::create_private_dir(dir)?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::config(format!("cannot create {}: {e}", path.display())))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::config(format!("cannot write {}: {e}", path.display())))
-}
-
-/// `mkdir -p` with mode 0700 for directories we create.
-pub fn create_private_dir(dir: &Path) -> Result<()> {
-    if dir.as_os_str().is_empty() || dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::config(format!("cannot create directory {}: {e}", dir.display())))
-}
-
-/// Refuses a directory or file holding mail or keys that other local users can open: the store
-/// and its directory, the certificate key. The message says what to run.
-pub fn check_private(path: &Path) -> Result<()> {
-    let Ok(md) = std::fs::metadata(path) else { return Ok(()) };
-    let mode = md.permissions().mode() & 0o777;
-    if mode & 0o077 == 0 {
-        return Ok(());
-    }
-    let want = if md.is_dir() { "700" } else { "600" };
-    Err(Error::config(format!(
-        "{} is open to other users of this machine (mode {mode:o}); it holds your mail or keys, so popbridge refuses to use it: run `chmod {want} {}`",
-        path.display(),
-        path.display()
-    )))
+    files::write_new_private(path, text.as_bytes(), ErrorClass::Config)
 }
 
 /// Replaces the file's content after validating the new text; keeps mode 0600.
@@ -329,7 +294,7 @@ mod tests {
 
     #[test]
     fn add_set_remove_keep_comments() {
-        let dir = crate::store::private_tempdir();
+        let dir = crate::files::private_tempdir();
         let path = dir.path().join("c.toml");
         let local = LocalSettings {
             user: "me".into(),

@@ -10,13 +10,22 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cli::DemoArgs;
+use clap::Args;
+
 use crate::config::edit::{AccountSpec, LocalSettings, PasswordSetting};
 use crate::config::{self, DeletePolicy, Paths, TlsMode};
 use crate::error::{Error, Result};
 use crate::fetch;
 use crate::secret::Secret;
 use crate::store::Store;
+
+/// `popbridge demo`'s options (the command line's `demo` subcommand).
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Keep the throwaway config and store instead of removing them at the end.
+    #[arg(long)]
+    pub keep: bool,
+}
 
 pub const DEMO_USER: &str = "demo";
 pub const DEMO_PASSWORD: &str = "demo";

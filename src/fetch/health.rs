@@ -6,12 +6,15 @@ use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
 use tokio::sync::broadcast;
 
-use super::schedule::NOTICE_AFTER;
 use super::{Context, blocking};
 use crate::config::Account;
 use crate::error::ErrorClass;
+use crate::notice::NOTICE_FROM;
 use crate::store::accounts::Health;
 use crate::store::now;
+
+/// A failing streak this long gets a notice in INBOX.
+pub const NOTICE_AFTER: i64 = 3600;
 
 /// What to tell the user, if anything, given the account's health and what was told before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +93,7 @@ pub fn notice_message(account: &Account, h: &Health, what: Notice) -> (String, V
         ),
     };
     let msg = MessageBuilder::new()
-        .from(Address::new_address(Some(crate::smtp::notice::NOTICE_FROM.0), crate::smtp::notice::NOTICE_FROM.1))
+        .from(Address::new_address(Some(NOTICE_FROM.0), NOTICE_FROM.1))
         .to(Address::new_address(None::<&str>, account.email.as_str()))
         .subject(subject)
         .header("Auto-Submitted", mail_builder::headers::raw::Raw::new("auto-generated"))

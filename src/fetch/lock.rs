@@ -15,7 +15,7 @@ pub struct AccountLock {
 
 impl AccountLock {
     pub fn acquire(dir: &Path, account: &str) -> Result<AccountLock> {
-        crate::config::edit::create_private_dir(dir)?;
+        crate::files::create_private_dir(dir)?;
         // Hex of the name: any account name makes a safe, unique file name.
         let hex: String = account.bytes().map(|b| format!("{b:02x}")).collect();
         let path = dir.join(format!("{hex}.lock"));
@@ -58,7 +58,7 @@ mod tests {
 
     #[test]
     fn second_lock_is_refused_until_released() {
-        let dir = crate::store::private_tempdir();
+        let dir = crate::files::private_tempdir();
         let a = AccountLock::acquire(dir.path(), "Work").unwrap();
         let e = AccountLock::acquire(dir.path(), "Work").err().unwrap();
         assert_eq!(e.class, ErrorClass::Temporary);

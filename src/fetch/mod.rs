@@ -9,6 +9,10 @@
 //! - if anything fails, the connection is dropped without QUIT, so the server deletes nothing
 //!   (RFC 1939 §6: deletions happen only in the UPDATE state after QUIT).
 //!
+//! The cycle is `Cycle`'s steps, in order: `connect`, `list`, `plan` (the diff against the store,
+//! with the identity checks), `transfer` (RETR and DELE in one pipelined window), `finish` (QUIT,
+//! prune); each says what it guarantees.
+//!
 //! - `session`: connect and log in; `sink`: the store-writing thread; `keys`: fallback identities;
 //!   `lock`: one fetch per account across processes; `probe`: `account test`.
 
@@ -99,7 +103,7 @@ pub async fn fetch(ctx: &Context, account: &Account, progress: Option<ProgressFn
     let store = ctx.store.clone();
     let name = account.name.clone();
     let ids = blocking(move || store.ensure_account(&name)).await?;
-    let result = cycle(ctx, account, ids, progress).await;
+    let result = Cycle::run(ctx, account, ids, progress).await;
     let store = ctx.store.clone();
     match &result {
         Ok((report, caps)) => {
@@ -226,378 +230,492 @@ fn policy_allows_now(policy: DeletePolicy, first_seen: i64, local_deleted: bool,
     }
 }
 
-async fn cycle(
-    ctx: &Context,
-    account: &Account,
+/// One fetch cycle, step by step: [`Cycle::connect`] → [`Cycle::list`] → [`Cycle::plan`] (the diff
+/// against the store, with the identity checks) → [`Cycle::transfer`] (pipelined RETR into the
+/// store, DELE of what is committed) → [`Cycle::finish`] (QUIT, then forget what the server no
+/// longer holds). What one step learns is carried to the next in the struct (the session, its
+/// capabilities, the listing, the report) or in the [`Diff`].
+struct Cycle<'a> {
+    ctx: &'a Context,
+    account: &'a Account,
     ids: crate::store::accounts::AccountIds,
-    progress: Option<ProgressFn>,
-) -> Result<(Report, String)> {
-    let mut report = Report { account: account.name.clone(), ..Report::default() };
-    let password =
-        crate::config::resolve_secret(&ctx.config_path, ctx.config_mode, &account.pop.password, "POP").await?;
-    let Session { mut conn, caps, .. } = Session::open(account, &password).await?;
-    drop(password);
-    let caps_text = caps.as_ref().map(|c| c.lines.join(" ")).unwrap_or_default();
-    let pipelining = caps.as_ref().is_some_and(|c| c.pipelining);
-    let window = if pipelining { WINDOW } else { 1 };
-    report.login_delay = caps.as_ref().and_then(|c| c.login_delay);
-    if let Some(pop3::Expire::Days(0)) = caps.as_ref().and_then(|c| c.expire.clone()) {
-        report.warnings.push(format!(
-            "{} deletes messages once they are downloaded (EXPIRE 0): whatever the delete policy, they will be gone from the server",
-            conn.host
-        ));
+    conn: Pop3Conn,
+    caps: Option<pop3::Capabilities>,
+    /// The capabilities as the server listed them (recorded with the account's status).
+    caps_text: String,
+    pipelining: bool,
+    /// Commands in flight at once: [`WINDOW`] when the server pipelines, else 1.
+    window: usize,
+    report: Report,
+    /// The server's messages, with their identities (filled in by RETR for those keyed by content).
+    listed: Vec<Listed>,
+    /// Fallback keys handed out this session (several messages with the same headers and size).
+    occ: Occurrences,
+}
+
+/// What the cycle decided from the listing and the store's record ([`Cycle::plan`]).
+struct Diff {
+    server: crate::store::accounts::PopServer,
+    /// The identities the store holds for this server.
+    known: HashMap<String, crate::store::accounts::KnownUidl>,
+    plan: Plan,
+    /// DELEs to send: (number, identity); stored messages due now, then those committed this session.
+    deletes: VecDeque<(u32, String)>,
+    /// Indexes into the listing to download, in order, within the per-cycle caps.
+    to_fetch: Vec<usize>,
+    /// The cycle's clock for the delete policy of stored messages.
+    now: i64,
+    policy: DeletePolicy,
+}
+
+/// Outcome of [`Cycle::transfer`]: the identities whose DELE the server accepted (they take
+/// effect only with a confirmed QUIT).
+type Deleted = HashSet<String>;
+
+impl<'a> Cycle<'a> {
+    /// Runs the steps in order. Any step's error ends the cycle without QUIT, so the server deletes
+    /// nothing (RFC 1939 §6); what was committed before stays committed and known next time.
+    async fn run(
+        ctx: &'a Context,
+        account: &'a Account,
+        ids: crate::store::accounts::AccountIds,
+        progress: Option<ProgressFn>,
+    ) -> Result<(Report, String)> {
+        let mut cycle = Cycle::connect(ctx, account, ids).await?;
+        cycle.list().await?;
+        let mut diff = cycle.plan().await?;
+        let (cycle, deleted) = cycle.transfer(&mut diff, progress).await?;
+        cycle.finish(diff, deleted).await
     }
 
-    let mut listed = listing(&mut conn, pipelining, &mut report).await?;
-    report.server_messages = listed.len() as u64;
-    report.server_bytes = listed.iter().map(|l| l.size).sum();
-    let mut occ = Occurrences::default();
-    fallback_keys(&mut conn, &mut listed, window, &mut occ).await?;
-
-    let (store, key) = (ctx.store.clone(), account.pop.mailbox_key());
-    let server = blocking(move || store.pop_server(ids.account, &key)).await?;
-    let store = ctx.store.clone();
-    let known = blocking(move || store.known_uidls(server.id)).await?;
-    let now = crate::store::now();
-    let policy = account.pop.delete;
-
-    // Can a known UIDL be taken for the message it named when it was stored? Only while LIST's
-    // size is the one recorded. And not from a server whose UIDLs are its message numbers, one
-    // seen reusing a UIDL, or right after a session whose QUIT went unanswered (deletions may
-    // have happened): there each known identity is checked against its header fingerprint
-    // (TOP n 0) before it is trusted. So is every known identity about to be deleted, wherever:
-    // a DELE is sent only for what popbridge is certain it holds (DESIGN §4). Messages fetched
-    // in this session need no check: their bytes were just read.
-    let numbered = !listed.is_empty() && listed.iter().all(|l| l.key.as_deref() == Some(l.n.to_string().as_str()));
-    if numbered {
-        report.warnings.push(format!(
-            "{}'s UIDLs are its message numbers, which it reuses: each stored message is recognised by its headers before it is skipped or deleted",
-            conn.host
-        ));
-    } else if server.reused {
-        report.warnings.push(format!(
-            "{} was seen giving a known UIDL to another message: each stored message is recognised by its headers before it is skipped or deleted",
-            conn.host
-        ));
-    }
-    let doubtful_server = numbered || server.reused || server.unsure_quit;
-    let mut plan = Plan::default();
-    for (i, l) in listed.iter().enumerate() {
-        let Some(k) = l.key.as_ref().and_then(|key| known.get(key)) else {
-            plan.fetch.push(i);
-            continue;
-        };
-        let key = l.key.as_deref().unwrap_or_default();
-        let same_size = match k.list_size {
-            Some(s) => s == l.size,
-            // Stored before LIST's size was recorded: compare with the bytes stored.
-            None => !size_far(l.size, k.size, k.size / 40),
-        };
-        if is_fallback(key) {
-            // Keyed by its headers and size already; never deleted.
-        } else if !same_size || !k.exact {
-            // Another message under a known UIDL, or one whose bytes were in doubt: read it again
-            // (the body's digest tells whether it is the same one).
-            plan.recheck.insert(l.n);
-            plan.fetch.push(i);
-        } else if doubtful_server || policy_allows_now(policy, k.first_seen, k.local_deleted, now) {
-            plan.verify.push(i);
-        } else {
-            plan.trusted.insert(l.n);
+    /// Connect, (STLS,) log in and read the capabilities. Guarantees: the password is dropped once
+    /// the login is done; the report carries the server's LOGIN-DELAY and a warning when the server
+    /// expires downloaded messages itself (EXPIRE 0).
+    async fn connect(ctx: &'a Context, account: &'a Account, ids: crate::store::accounts::AccountIds) -> Result<Self> {
+        let mut report = Report { account: account.name.clone(), ..Report::default() };
+        let password =
+            crate::config::resolve_secret(&ctx.config_path, ctx.config_mode, &account.pop.password, "POP").await?;
+        let Session { conn, caps, .. } = Session::open(account, &password).await?;
+        drop(password);
+        let caps_text = caps.as_ref().map(|c| c.lines.join(" ")).unwrap_or_default();
+        let pipelining = caps.as_ref().is_some_and(|c| c.pipelining);
+        let window = if pipelining { WINDOW } else { 1 };
+        report.login_delay = caps.as_ref().and_then(|c| c.login_delay);
+        if let Some(pop3::Expire::Days(0)) = caps.as_ref().and_then(|c| c.expire.clone()) {
+            report.warnings.push(format!(
+                "{} deletes messages once they are downloaded (EXPIRE 0): whatever the delete policy, they will be gone from the server",
+                conn.host
+            ));
         }
-    }
-    if !plan.verify.is_empty() {
-        let store = ctx.store.clone();
-        let top = caps.as_ref().is_some_and(|c| c.top);
-        verify_fingerprints(&mut conn, &listed, &known, &mut plan, window, top, doubtful_server, store).await?;
-    }
-    plan.fetch.sort_unstable();
-
-    // Stored earlier, still certainly the same message, and now due for deletion (never on a
-    // fallback identity).
-    let mut deletes: VecDeque<(u32, String)> = listed
-        .iter()
-        .filter(|l| plan.trusted.contains(&l.n))
-        .filter_map(|l| {
-            let key = l.key.as_ref()?;
-            let k = known.get(key)?;
-            (!is_fallback(key) && policy_allows_now(policy, k.first_seen, k.local_deleted, now))
-                .then(|| (l.n, key.clone()))
+        Ok(Cycle {
+            ctx,
+            account,
+            ids,
+            conn,
+            caps,
+            caps_text,
+            pipelining,
+            window,
+            report,
+            listed: Vec::new(),
+            occ: Occurrences::default(),
         })
-        .collect();
-    // To download: unknown identities, identities in doubt, and messages whose identity needs
-    // their content.
-    let mut to_fetch: Vec<usize> = Vec::new();
-    for &i in &plan.fetch {
-        let l = &listed[i];
-        if l.size > account.pop.max_message_size {
-            report.too_big.push((l.n, l.size));
-            continue;
+    }
+
+    /// UIDL + LIST, and fallback keys from `TOP n 0` for messages without a usable UIDL.
+    /// Guarantees: every listed message has its LIST size; its key is its UIDL only if that UIDL
+    /// is present and unique, else a fallback key (never deleted on), else `None` until its RETR.
+    async fn list(&mut self) -> Result<()> {
+        self.listed = listing(&mut self.conn, self.pipelining, &mut self.report).await?;
+        self.report.server_messages = self.listed.len() as u64;
+        self.report.server_bytes = self.listed.iter().map(|l| l.size).sum();
+        fallback_keys(&mut self.conn, &mut self.listed, self.window, &mut self.occ).await?;
+        Ok(())
+    }
+
+    /// The diff against the store: which listed messages to download, which stored ones to
+    /// delete now, and which are skipped. Guarantees (DESIGN §4): a known identity is trusted —
+    /// skipped, and deleted if the policy says so — only while LIST's size is the recorded one
+    /// and, wherever identity is in doubt or a DELE is due, its header fingerprint (`TOP n 0`)
+    /// matches the stored one; anything else is read again (the body's digest then decides) or
+    /// left alone. Fallback identities are never deleted. Messages over `max_message_size` and
+    /// beyond the per-cycle caps stay on the server, with a warning.
+    async fn plan(&mut self) -> Result<Diff> {
+        let (ctx, account, ids) = (self.ctx, self.account, self.ids);
+        let (listed, report, conn) = (&self.listed, &mut self.report, &mut self.conn);
+        let (store, key) = (ctx.store.clone(), account.pop.mailbox_key());
+        let server = blocking(move || store.pop_server(ids.account, &key)).await?;
+        let store = ctx.store.clone();
+        let known = blocking(move || store.known_uidls(server.id)).await?;
+        let now = crate::store::now();
+        let policy = account.pop.delete;
+
+        // Can a known UIDL be taken for the message it named when it was stored? Only while LIST's
+        // size is the one recorded. And not from a server whose UIDLs are its message numbers, one
+        // seen reusing a UIDL, or right after a session whose QUIT went unanswered (deletions may
+        // have happened): there each known identity is checked against its header fingerprint
+        // (TOP n 0) before it is trusted. So is every known identity about to be deleted, wherever:
+        // a DELE is sent only for what popbridge is certain it holds (DESIGN §4). Messages fetched
+        // in this session need no check: their bytes were just read.
+        let numbered = !listed.is_empty() && listed.iter().all(|l| l.key.as_deref() == Some(l.n.to_string().as_str()));
+        if numbered {
+            report.warnings.push(format!(
+                "{}'s UIDLs are its message numbers, which it reuses: each stored message is recognised by its headers before it is skipped or deleted",
+                conn.host
+            ));
+        } else if server.reused {
+            report.warnings.push(format!(
+                "{} was seen giving a known UIDL to another message: each stored message is recognised by its headers before it is skipped or deleted",
+                conn.host
+            ));
         }
-        to_fetch.push(i);
-    }
-    // The account's per-cycle caps (the seed's provider limits cycles too): the rest waits for the next one.
-    let mut capped = 0usize;
-    if let Some(max) = account.max_messages_per_cycle
-        && to_fetch.len() > max
-    {
-        capped += to_fetch.len() - max;
-        to_fetch.truncate(max);
-    }
-    if let Some(max_bytes) = account.max_bytes_per_cycle {
-        let mut sum = 0u64;
-        let keep = to_fetch.iter().take_while(|&&i| {
-            sum += listed[i].size;
-            sum <= max_bytes
-        });
-        let n = keep.count().max(1).min(to_fetch.len());
-        capped += to_fetch.len() - n;
-        to_fetch.truncate(n);
-    }
-    if capped > 0 {
-        report.warnings.push(format!(
-            "{capped} more message(s) wait for the next cycle (max_messages_per_cycle / max_bytes_per_cycle)"
-        ));
-    }
-    if !report.too_big.is_empty() {
-        let (n, size) = report.too_big[0];
-        report.warnings.push(format!(
-            "{} message(s) larger than max_message_size ({}) were left on the server (e.g. number {n}, {}); raise max_message_size in the account's [account.pop] section to fetch them",
-            report.too_big.len(),
-            human_bytes(account.pop.max_message_size),
-            human_bytes(size)
-        ));
-    }
-
-    let mut prog = Progress {
-        total_messages: to_fetch.len() as u64,
-        total_bytes: to_fetch.iter().map(|&i| listed[i].size).sum(),
-        ..Progress::default()
-    };
-    if let Some(p) = &progress {
-        p(&prog);
-    }
-
-    let store = ctx.store.clone();
-    let delivery = blocking(move || Delivery::new(&store, ids, server.id)).await?;
-    let mut sink = Sink::spawn(delivery);
-    let budget = Arc::new(Semaphore::new(SINK_BUDGET));
-    let mut next = 0usize;
-    let mut in_flight: VecDeque<(Sent, u64)> = VecDeque::new();
-    let mut retr_bytes_in_flight = 0u64;
-    let mut sink_open = true;
-    let mut sink_finished = false;
-    let mut dele_ok: HashSet<String> = HashSet::new();
-    let mut dele_pending: HashMap<u32, String> = HashMap::new();
-    let by_n: HashMap<u32, usize> = listed.iter().enumerate().map(|(i, l)| (l.n, i)).collect();
-    let mut failure: Option<Error> = None;
-    // The store writer ended (its input is closed): its own error follows on `sink.rx`.
-    let mut writer_gone = false;
-
-    loop {
-        // Keep the window full: deletions first (tiny answers), then downloads.
-        if failure.is_none() {
-            while in_flight.len() < window {
-                if let Some((n, key)) = deletes.pop_front() {
-                    conn.send(&Command::Dele(n));
-                    dele_pending.insert(n, key);
-                    in_flight.push_back((Sent::Dele(n), 0));
-                    continue;
-                }
-                if next < to_fetch.len() {
-                    let l = &listed[to_fetch[next]];
-                    if retr_bytes_in_flight > 0 && retr_bytes_in_flight + l.size > WINDOW_BYTES {
-                        break;
-                    }
-                    conn.send_retr(l.n, l.size);
-                    in_flight.push_back((Sent::Retr(l.n), l.size));
-                    retr_bytes_in_flight += l.size;
-                    next += 1;
-                    continue;
-                }
-                break;
+        let doubtful_server = numbered || server.reused || server.unsure_quit;
+        let mut plan = Plan::default();
+        for (i, l) in listed.iter().enumerate() {
+            let Some(k) = l.key.as_ref().and_then(|key| known.get(key)) else {
+                plan.fetch.push(i);
+                continue;
+            };
+            let key = l.key.as_deref().unwrap_or_default();
+            let same_size = match k.list_size {
+                Some(s) => s == l.size,
+                // Stored before LIST's size was recorded: compare with the bytes stored.
+                None => !size_far(l.size, k.size, k.size / 40),
+            };
+            if is_fallback(key) {
+                // Keyed by its headers and size already; never deleted.
+            } else if !same_size || !k.exact {
+                // Another message under a known UIDL, or one whose bytes were in doubt: read it again
+                // (the body's digest tells whether it is the same one).
+                plan.recheck.insert(l.n);
+                plan.fetch.push(i);
+            } else if doubtful_server || policy_allows_now(policy, k.first_seen, k.local_deleted, now) {
+                plan.verify.push(i);
+            } else {
+                plan.trusted.insert(l.n);
             }
-            if !sink_finished
-                && next >= to_fetch.len()
-                && retr_bytes_in_flight == 0
-                && !in_flight.iter().any(|(s, _)| matches!(s, Sent::Retr(_)))
-            {
+        }
+        if !plan.verify.is_empty() {
+            let store = ctx.store.clone();
+            let top = self.caps.as_ref().is_some_and(|c| c.top);
+            verify_fingerprints(conn, listed, &known, &mut plan, self.window, top, doubtful_server, store).await?;
+        }
+        plan.fetch.sort_unstable();
+
+        // Stored earlier, still certainly the same message, and now due for deletion (never on a
+        // fallback identity).
+        let deletes: VecDeque<(u32, String)> = listed
+            .iter()
+            .filter(|l| plan.trusted.contains(&l.n))
+            .filter_map(|l| {
+                let key = l.key.as_ref()?;
+                let k = known.get(key)?;
+                (!is_fallback(key) && policy_allows_now(policy, k.first_seen, k.local_deleted, now))
+                    .then(|| (l.n, key.clone()))
+            })
+            .collect();
+        // To download: unknown identities, identities in doubt, and messages whose identity needs
+        // their content.
+        let mut to_fetch: Vec<usize> = Vec::new();
+        for &i in &plan.fetch {
+            let l = &listed[i];
+            if l.size > account.pop.max_message_size {
+                report.too_big.push((l.n, l.size));
+                continue;
+            }
+            to_fetch.push(i);
+        }
+        // The account's per-cycle caps (the seed's provider limits cycles too): the rest waits for the next one.
+        let mut capped = 0usize;
+        if let Some(max) = account.max_messages_per_cycle
+            && to_fetch.len() > max
+        {
+            capped += to_fetch.len() - max;
+            to_fetch.truncate(max);
+        }
+        if let Some(max_bytes) = account.max_bytes_per_cycle {
+            let mut sum = 0u64;
+            let keep = to_fetch.iter().take_while(|&&i| {
+                sum += listed[i].size;
+                sum <= max_bytes
+            });
+            let n = keep.count().max(1).min(to_fetch.len());
+            capped += to_fetch.len() - n;
+            to_fetch.truncate(n);
+        }
+        if capped > 0 {
+            report.warnings.push(format!(
+                "{capped} more message(s) wait for the next cycle (max_messages_per_cycle / max_bytes_per_cycle)"
+            ));
+        }
+        if !report.too_big.is_empty() {
+            let (n, size) = report.too_big[0];
+            report.warnings.push(format!(
+                "{} message(s) larger than max_message_size ({}) were left on the server (e.g. number {n}, {}); raise max_message_size in the account's [account.pop] section to fetch them",
+                report.too_big.len(),
+                human_bytes(account.pop.max_message_size),
+                human_bytes(size)
+            ));
+        }
+        Ok(Diff { server, known, plan, deletes, to_fetch, now, policy })
+    }
+
+    /// Downloads `diff.to_fetch` with pipelined RETR (at most [`WINDOW`] commands and
+    /// [`WINDOW_BYTES`] listed bytes in flight) into the store writer (at most [`SINK_BUDGET`]
+    /// bytes waiting for it), and sends the DELEs in the same window: first those the diff found
+    /// due, then each message the writer reports committed, if the policy allows it at once.
+    /// Guarantees (DESIGN §4): a DELE is sent only for a committed message whose identity is exact
+    /// and not a fallback; nothing received is dropped — the writer commits every message handed
+    /// to it before it ends; a NOOP every [`KEEPALIVE`] while the session waits on local work with
+    /// nothing in flight; progress reported per message. On a failure (the connection, the store
+    /// writer) the connection is dropped without QUIT and the error returned.
+    async fn transfer(mut self, diff: &mut Diff, progress: Option<ProgressFn>) -> Result<(Self, Deleted)> {
+        let (ctx, ids, window) = (self.ctx, self.ids, self.window);
+        let Diff { server, known, plan, deletes, to_fetch, now, policy } = diff;
+        let (now, policy) = (*now, *policy);
+        let (listed, report, conn, occ) = (&mut self.listed, &mut self.report, &mut self.conn, &mut self.occ);
+        let mut prog = Progress {
+            total_messages: to_fetch.len() as u64,
+            total_bytes: to_fetch.iter().map(|&i| listed[i].size).sum(),
+            ..Progress::default()
+        };
+        if let Some(p) = &progress {
+            p(&prog);
+        }
+
+        let store = ctx.store.clone();
+        let server_id = server.id;
+        let delivery = blocking(move || Delivery::new(&store, ids, server_id)).await?;
+        let mut sink = Sink::spawn(delivery);
+        let budget = Arc::new(Semaphore::new(SINK_BUDGET));
+        let mut next = 0usize;
+        let mut in_flight: VecDeque<(Sent, u64)> = VecDeque::new();
+        let mut retr_bytes_in_flight = 0u64;
+        let mut sink_open = true;
+        let mut sink_finished = false;
+        let mut dele_ok: HashSet<String> = HashSet::new();
+        let mut dele_pending: HashMap<u32, String> = HashMap::new();
+        let by_n: HashMap<u32, usize> = listed.iter().enumerate().map(|(i, l)| (l.n, i)).collect();
+        let mut failure: Option<Error> = None;
+        // The store writer ended (its input is closed): its own error follows on `sink.rx`.
+        let mut writer_gone = false;
+
+        loop {
+            // Keep the window full: deletions first (tiny answers), then downloads.
+            if failure.is_none() {
+                while in_flight.len() < window {
+                    if let Some((n, key)) = deletes.pop_front() {
+                        conn.send(&Command::Dele(n));
+                        dele_pending.insert(n, key);
+                        in_flight.push_back((Sent::Dele(n), 0));
+                        continue;
+                    }
+                    if next < to_fetch.len() {
+                        let l = &listed[to_fetch[next]];
+                        if retr_bytes_in_flight > 0 && retr_bytes_in_flight + l.size > WINDOW_BYTES {
+                            break;
+                        }
+                        conn.send_retr(l.n, l.size);
+                        in_flight.push_back((Sent::Retr(l.n), l.size));
+                        retr_bytes_in_flight += l.size;
+                        next += 1;
+                        continue;
+                    }
+                    break;
+                }
+                if !sink_finished
+                    && next >= to_fetch.len()
+                    && retr_bytes_in_flight == 0
+                    && !in_flight.iter().any(|(s, _)| matches!(s, Sent::Retr(_)))
+                {
+                    sink.finish();
+                    sink_finished = true;
+                }
+            } else if !sink_finished {
                 sink.finish();
                 sink_finished = true;
             }
-        } else if !sink_finished {
-            sink.finish();
-            sink_finished = true;
-        }
-        let want_reply = failure.is_none() && !in_flight.is_empty();
-        tokio::select! {
-            r = conn.reply(), if want_reply => {
-                let r = match r {
-                    Ok(r) => r,
-                    Err(e) => { failure = Some(e); continue; }
-                };
-                let Some((sent, size)) = in_flight.pop_front() else { continue };
-                match sent {
-                    Sent::Retr(n) => {
-                        retr_bytes_in_flight -= size;
-                        match (r.status, r.body) {
-                            (Status::Ok, Body::Data(raw)) => {
-                                // Far from LIST's size: a server that rewrites the message (Courier
-                                // without UTF8), approximate sizes — or the wrong message. Stored as
-                                // received, so no mail is held back, but never deleted on.
-                                let exact = !size_mismatch(size, &raw);
-                                if !exact {
-                                    report.size_mismatch.push((n, size, raw.len() as u64));
-                                }
-                                prog.done_messages += 1;
-                                prog.done_bytes += raw.len() as u64;
-                                if let Some(p) = &progress { p(&prog); }
-                                let i = by_n.get(&n).copied();
-                                let key = match i.and_then(|i| listed[i].key.clone()) {
-                                    Some(k) => k,
-                                    None => {
-                                        let k = occ.key(fallback_digest(&raw, size));
-                                        if let Some(i) = i { listed[i].key = Some(k.clone()); }
-                                        k
+            let want_reply = failure.is_none() && !in_flight.is_empty();
+            tokio::select! {
+                r = conn.reply(), if want_reply => {
+                    let r = match r {
+                        Ok(r) => r,
+                        Err(e) => { failure = Some(e); continue; }
+                    };
+                    let Some((sent, size)) = in_flight.pop_front() else { continue };
+                    match sent {
+                        Sent::Retr(n) => {
+                            retr_bytes_in_flight -= size;
+                            match (r.status, r.body) {
+                                (Status::Ok, Body::Data(raw)) => {
+                                    // Far from LIST's size: a server that rewrites the message (Courier
+                                    // without UTF8), approximate sizes — or the wrong message. Stored as
+                                    // received, so no mail is held back, but never deleted on.
+                                    let exact = !size_mismatch(size, &raw);
+                                    if !exact {
+                                        report.size_mismatch.push((n, size, raw.len() as u64));
                                     }
-                                };
-                                let want = raw.len().clamp(1, SINK_BUDGET) as u32;
-                                let permit = budget.clone().acquire_many_owned(want).await.ok();
-                                let identity = Identity {
-                                    fingerprint: keys::header_fingerprint(&raw),
-                                    exact,
-                                    recheck: plan.recheck.contains(&n),
-                                    ..Identity::new(&key, size)
-                                };
-                                let msg = ToSink::Message { n, identity, raw, fetched_at: crate::store::now(), permit };
-                                if sink.tx.send(msg).is_err() {
-                                    writer_gone = true;
-                                    failure.get_or_insert_with(|| Error::other("the store writer stopped unexpectedly"));
+                                    prog.done_messages += 1;
+                                    prog.done_bytes += raw.len() as u64;
+                                    if let Some(p) = &progress { p(&prog); }
+                                    let i = by_n.get(&n).copied();
+                                    let key = match i.and_then(|i| listed[i].key.clone()) {
+                                        Some(k) => k,
+                                        None => {
+                                            let k = occ.key(fallback_digest(&raw, size));
+                                            if let Some(i) = i { listed[i].key = Some(k.clone()); }
+                                            k
+                                        }
+                                    };
+                                    let want = raw.len().clamp(1, SINK_BUDGET) as u32;
+                                    let permit = budget.clone().acquire_many_owned(want).await.ok();
+                                    let identity = Identity {
+                                        fingerprint: keys::header_fingerprint(&raw),
+                                        exact,
+                                        recheck: plan.recheck.contains(&n),
+                                        ..Identity::new(&key, size)
+                                    };
+                                    let msg = ToSink::Message { n, identity, raw, fetched_at: crate::store::now(), permit };
+                                    if sink.tx.send(msg).is_err() {
+                                        writer_gone = true;
+                                        failure.get_or_insert_with(|| Error::other("the store writer stopped unexpectedly"));
+                                    }
+                                }
+                                (Status::Ok, Body::Oversized { bytes_seen }) => {
+                                    report.too_big.push((n, bytes_seen));
+                                    report.warnings.push(format!("message {n} turned out larger than max_message_size ({}); left on the server", human_bytes(bytes_seen)));
+                                }
+                                (_, _) => report.warnings.push(format!(
+                                    "{} could not send message {n} (\"{}\"); it stays on the server and is tried again next time",
+                                    conn.host, r.text
+                                )),
+                            }
+                        }
+                        Sent::Dele(n) => {
+                            if let Some(key) = dele_pending.remove(&n) {
+                                if r.status == Status::Ok { dele_ok.insert(key); }
+                                else { report.warnings.push(format!("{} refused to delete message {n}: \"{}\"", conn.host, r.text)); }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                m = sink.rx.recv(), if sink_open => match m {
+                    Some(FromSink::Committed(pairs)) => {
+                        for (n, stored) in pairs {
+                            let rechecked = plan.recheck.contains(&n);
+                            // Other bytes under a key popbridge was certain of: the server reused it.
+                            // (An uncertain identity corrected is not a sign of that.)
+                            if stored.reused && known.get(&stored.key).is_some_and(|k| k.exact) {
+                                plan.changed += 1;
+                            }
+                            // A recheck that found the stored bytes again: the same message as before,
+                            // with its first sighting and local state.
+                            let before = known.get(&stored.key).filter(|_| rechecked && !stored.reused);
+                            match before {
+                                Some(_) => {}
+                                None if stored.same_content => report.same_content += 1,
+                                None => {
+                                    report.new_messages += 1;
+                                    report.new_bytes += stored.size;
                                 }
                             }
-                            (Status::Ok, Body::Oversized { bytes_seen }) => {
-                                report.too_big.push((n, bytes_seen));
-                                report.warnings.push(format!("message {n} turned out larger than max_message_size ({}); left on the server", human_bytes(bytes_seen)));
-                            }
-                            (_, _) => report.warnings.push(format!(
-                                "{} could not send message {n} (\"{}\"); it stays on the server and is tried again next time",
-                                conn.host, r.text
-                            )),
-                        }
-                    }
-                    Sent::Dele(n) => {
-                        if let Some(key) = dele_pending.remove(&n) {
-                            if r.status == Status::Ok { dele_ok.insert(key); }
-                            else { report.warnings.push(format!("{} refused to delete message {n}: \"{}\"", conn.host, r.text)); }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            m = sink.rx.recv(), if sink_open => match m {
-                Some(FromSink::Committed(pairs)) => {
-                    for (n, stored) in pairs {
-                        let rechecked = plan.recheck.contains(&n);
-                        // Other bytes under a key popbridge was certain of: the server reused it.
-                        // (An uncertain identity corrected is not a sign of that.)
-                        if stored.reused && known.get(&stored.key).is_some_and(|k| k.exact) {
-                            plan.changed += 1;
-                        }
-                        // A recheck that found the stored bytes again: the same message as before,
-                        // with its first sighting and local state.
-                        let before = known.get(&stored.key).filter(|_| rechecked && !stored.reused);
-                        match before {
-                            Some(_) => {}
-                            None if stored.same_content => report.same_content += 1,
-                            None => {
-                                report.new_messages += 1;
-                                report.new_bytes += stored.size;
+                            let (first_seen, local_deleted) = before.map_or((now, false), |k| (k.first_seen, k.local_deleted));
+                            // DELE only what is certainly that message (DESIGN §4).
+                            if stored.exact
+                                && !is_fallback(&stored.key)
+                                && policy_allows_now(policy, first_seen, local_deleted, crate::store::now())
+                            {
+                                deletes.push_back((n, stored.key));
                             }
                         }
-                        let (first_seen, local_deleted) = before.map_or((now, false), |k| (k.first_seen, k.local_deleted));
-                        // DELE only what is certainly that message (DESIGN §4).
-                        if stored.exact
-                            && !is_fallback(&stored.key)
-                            && policy_allows_now(policy, first_seen, local_deleted, crate::store::now())
-                        {
-                            deletes.push_back((n, stored.key));
-                        }
                     }
+                    Some(FromSink::Known(_)) => {}
+                    // The writer's own error (a full disk, say) explains why it stopped.
+                    Some(FromSink::Failed(e)) if writer_gone => failure = Some(e),
+                    Some(FromSink::Failed(e)) => { failure.get_or_insert(e); }
+                    None => sink_open = false,
+                },
+                _ = tokio::time::sleep(KEEPALIVE), if failure.is_none() && in_flight.is_empty() && sink_open => {
+                    conn.send(&Command::Noop);
+                    in_flight.push_back((Sent::Noop, 0));
                 }
-                Some(FromSink::Known(_)) => {}
-                // The writer's own error (a full disk, say) explains why it stopped.
-                Some(FromSink::Failed(e)) if writer_gone => failure = Some(e),
-                Some(FromSink::Failed(e)) => { failure.get_or_insert(e); }
-                None => sink_open = false,
-            },
-            _ = tokio::time::sleep(KEEPALIVE), if failure.is_none() && in_flight.is_empty() && sink_open => {
-                conn.send(&Command::Noop);
-                in_flight.push_back((Sent::Noop, 0));
+                else => break,
             }
-            else => break,
         }
-    }
-    drop(sink);
+        drop(sink);
 
-    if let Some(e) = failure {
-        // No QUIT: the server forgets every DELE of this session (RFC 1939 §6); all committed
-        // messages are known next time, so nothing is fetched twice.
-        conn.abort().await;
-        return Err(e);
+        if let Some(e) = failure {
+            // No QUIT: the server forgets every DELE of this session (RFC 1939 §6); all committed
+            // messages are known next time, so nothing is fetched twice.
+            self.conn.abort().await;
+            return Err(e);
+        }
+        Ok((self, dele_ok))
     }
 
-    if report.same_content > 0 {
-        report.warnings.push(format!(
-            "{} message(s) came with new UIDLs but the exact content of stored ones ({} changes its UIDLs): kept once",
-            report.same_content, conn.host
-        ));
-    }
-    if let Some(&(n, said, got)) = report.size_mismatch.first() {
-        report.warnings.push(format!(
-            "{} sent {} message(s) whose size differs from what LIST announced (e.g. number {n}: {said} announced, {got} received): stored as received; popbridge never deletes them from the server",
-            conn.host,
-            report.size_mismatch.len()
-        ));
-    }
-    if plan.changed > 0 {
-        report.warnings.push(format!(
-            "{} gave {} known UIDL(s) to other messages: they were stored as new messages, and nothing was deleted on the old identities",
-            conn.host, plan.changed
-        ));
-    }
-    let reused = plan.changed > 0;
-    let quit = conn.call(&Command::Quit).await;
-    // Whether the server's QUIT was confirmed: if not, the deletions may have happened, and the
-    // next session checks every known identity before trusting it.
-    let unsure_quit = quit.is_err();
-    let store = ctx.store.clone();
-    blocking(move || store.note_pop_server(server.id, reused, unsure_quit)).await?;
-    match quit {
-        Ok(r) if r.status == Status::Ok => {
-            report.deleted = dele_ok.len() as u64;
-        }
-        Ok(r) => {
+    /// The session's closing: the warnings that sum up what was received, then QUIT — the
+    /// moment the server's deletions take effect (RFC 1939 §6). Guarantees: what the store
+    /// remembers of the server (a reused UIDL seen; a QUIT left unconfirmed, after which the next
+    /// session checks every known identity before trusting it) is recorded whatever QUIT said;
+    /// `report.deleted` counts only deletions an OK to QUIT made; identities the server no longer
+    /// holds are forgotten only once the server has answered QUIT (without an answer, nothing is).
+    async fn finish(mut self, diff: Diff, mut dele_ok: Deleted) -> Result<(Report, String)> {
+        let Diff { server, plan, .. } = diff;
+        let (report, conn) = (&mut self.report, &mut self.conn);
+        if report.same_content > 0 {
             report.warnings.push(format!(
-                "{} did not complete the session (\"{}\"): it deleted nothing this time; popbridge retries next time",
-                conn.host, r.text
+                "{} message(s) came with new UIDLs but the exact content of stored ones ({} changes its UIDLs): kept once",
+                report.same_content, conn.host
             ));
-            dele_ok.clear();
         }
-        Err(e) => {
+        if let Some(&(n, said, got)) = report.size_mismatch.first() {
             report.warnings.push(format!(
-                "the session ended without the server's confirmation ({}); deletions are checked again next time",
-                e.message
+                "{} sent {} message(s) whose size differs from what LIST announced (e.g. number {n}: {said} announced, {got} received): stored as received; popbridge never deletes them from the server",
+                conn.host,
+                report.size_mismatch.len()
             ));
-            conn.abort().await;
-            return Ok((report, caps_text));
         }
+        if plan.changed > 0 {
+            report.warnings.push(format!(
+                "{} gave {} known UIDL(s) to other messages: they were stored as new messages, and nothing was deleted on the old identities",
+                conn.host, plan.changed
+            ));
+        }
+        let reused = plan.changed > 0;
+        let quit = conn.call(&Command::Quit).await;
+        // Whether the server's QUIT was confirmed: if not, the deletions may have happened, and the
+        // next session checks every known identity before trusting it.
+        let unsure_quit = quit.is_err();
+        let store = self.ctx.store.clone();
+        blocking(move || store.note_pop_server(server.id, reused, unsure_quit)).await?;
+        match quit {
+            Ok(r) if r.status == Status::Ok => {
+                report.deleted = dele_ok.len() as u64;
+            }
+            Ok(r) => {
+                report.warnings.push(format!(
+                    "{} did not complete the session (\"{}\"): it deleted nothing this time; popbridge retries next time",
+                    conn.host, r.text
+                ));
+                dele_ok.clear();
+            }
+            Err(e) => {
+                report.warnings.push(format!(
+                    "the session ended without the server's confirmation ({}); deletions are checked again next time",
+                    e.message
+                ));
+                self.conn.abort().await;
+                return Ok((self.report, self.caps_text));
+            }
+        }
+        // Forget what the server no longer holds (deleted now, or gone by other means).
+        let on_server: HashSet<String> =
+            self.listed.into_iter().filter_map(|l| l.key).filter(|k| !dele_ok.contains(k)).collect();
+        let store = self.ctx.store.clone();
+        blocking(move || store.prune_uidls(server.id, &on_server)).await?;
+        Ok((self.report, self.caps_text))
     }
-    // Forget what the server no longer holds (deleted now, or gone by other means).
-    let on_server: HashSet<String> =
-        listed.into_iter().filter_map(|l| l.key).filter(|k| !dele_ok.contains(k)).collect();
-    let store = ctx.store.clone();
-    blocking(move || store.prune_uidls(server.id, &on_server)).await?;
-    Ok((report, caps_text))
 }
 
 /// How the cycle treats the listed messages (indexes into the listing, or message numbers).

@@ -33,8 +33,6 @@ pub struct Kick {
 pub const KICK_MIN_AGE: i64 = 60;
 /// Backoff ceiling (DESIGN: at most an hour between attempts of a failing account).
 pub const MAX_BACKOFF: i64 = 3600;
-/// A failing streak this long gets a notice in INBOX.
-pub const NOTICE_AFTER: i64 = 3600;
 /// However the state looks, scheduled attempts are at least this far apart (a failure that could
 /// not be recorded must not turn into a tight loop).
 pub const MIN_SPACING: Duration = Duration::from_secs(60);

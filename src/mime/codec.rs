@@ -4,6 +4,14 @@
 //! are LEB128 varints (signed ones zigzag), strings are length-prefixed UTF-8, `Option<String>`
 //! is 0 for None or len+1, lists are count-prefixed. Typically 3-4x smaller than JSON. Decoding
 //! checks every length and the nesting depth, so corrupt bytes give None, never a panic.
+//!
+//! Why not serde (`MessageMeta` derives it) with a compact format crate? Measured (issue 14,
+//! `examples/meta_codec.rs`, release build, the harness corpus `gen-mail.py --count 2000 --seed
+//! 14`, a loaded 2-core machine): this codec 470.5 bytes, 0.68 µs to encode and 1.85 µs to decode
+//! per message; postcard 1.2 574.3 bytes (+22%), 1.28 µs (1.9×) and 2.43 µs (1.3×). Every FETCH
+//! of envelope or body structure decodes one of these per message, and the store keeps one per
+//! message; switching would also need a migration re-encoding every stored meta. So it stays, and
+//! the example re-measures it.
 
 use super::{Address, Envelope, META_VERSION, MessageMeta, Part, Timestamp};
 

@@ -9,8 +9,6 @@
 //! Locally, `init` creates one long-lived self-signed certificate for the IMAP/SMTP listeners
 //! ([`ensure_local_cert`]); it is never regenerated silently, so a client's stored exception stays valid.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +20,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use crate::config::{TrustSettings, format_fingerprint};
 use crate::error::{Error, ErrorClass, Result};
+use crate::files;
 use crate::secret::ct_eq;
 
 pub fn provider() -> Arc<CryptoProvider> {
@@ -284,7 +283,7 @@ pub fn ensure_local_cert(dir: &Path) -> Result<(LocalCert, bool)> {
     let lc = LocalCert::in_dir(dir);
     match (lc.cert.exists(), lc.key.exists()) {
         (true, true) => {
-            crate::config::edit::check_private(&lc.key)?;
+            files::check_private(&lc.key)?;
             return Ok((lc, false));
         }
         (false, false) => {}
@@ -296,7 +295,7 @@ pub fn ensure_local_cert(dir: &Path) -> Result<(LocalCert, bool)> {
             )));
         }
     }
-    crate::config::edit::create_private_dir(dir)?;
+    files::create_private_dir(dir)?;
     let mut params =
         rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])
             .map_err(|e| Error::other(format!("certificate parameters: {e}")))?;
@@ -306,21 +305,9 @@ pub fn ensure_local_cert(dir: &Path) -> Result<(LocalCert, bool)> {
     params.not_after = (now + std::time::Duration::from_secs(20 * 365 * 86_400)).into();
     let key = rcgen::KeyPair::generate().map_err(|e| Error::other(format!("key generation: {e}")))?;
     let cert = params.self_signed(&key).map_err(|e| Error::other(format!("certificate generation: {e}")))?;
-    write_private(&lc.key, key.serialize_pem().as_bytes())?;
-    write_private(&lc.cert, cert.pem().as_bytes())?;
+    files::write_new_private(&lc.key, key.serialize_pem().as_bytes(), ErrorClass::Other)?;
+    files::write_new_private(&lc.cert, cert.pem().as_bytes(), ErrorClass::Other)?;
     Ok((lc, true))
-}
-
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::other(format!("cannot create {}: {e}", path.display())))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::other(format!("cannot write {}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -329,7 +316,7 @@ mod tests {
 
     #[test]
     fn local_cert_is_created_once() {
-        let dir = crate::store::private_tempdir();
+        let dir = crate::files::private_tempdir();
         let (lc, created) = ensure_local_cert(dir.path()).unwrap();
         assert!(created);
         let fp = lc.fingerprint().unwrap();

@@ -3,8 +3,7 @@
 use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
 
-/// The From of every notice: clearly the bridge, never a real mailbox.
-pub const NOTICE_FROM: (&str, &str) = ("popbridge", "mailer-daemon@popbridge.invalid");
+use crate::notice::NOTICE_FROM;
 
 fn build(b: MessageBuilder<'_>) -> Vec<u8> {
     b.write_to_vec().unwrap_or_default()
