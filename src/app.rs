@@ -230,17 +230,17 @@ impl Running {
                 let _ = merged_tx.send(true);
             });
             let task = match kind {
-                Kind::Imap => tokio::spawn(crate::imap::server::listen(l, None, self.imap_shared.clone(), merged_rx)),
-                Kind::Imaps => tokio::spawn(crate::imap::server::listen(
+                Kind::Imap => tokio::spawn(crate::imap::session::listen(l, None, self.imap_shared.clone(), merged_rx)),
+                Kind::Imaps => tokio::spawn(crate::imap::session::listen(
                     l,
                     Some(self.acceptor.clone()),
                     self.imap_shared.clone(),
                     merged_rx,
                 )),
                 Kind::Submission => {
-                    tokio::spawn(crate::smtp::server::listen(l, None, self.smtp_shared.clone(), merged_rx))
+                    tokio::spawn(crate::smtp::session::listen(l, None, self.smtp_shared.clone(), merged_rx))
                 }
-                Kind::Submissions => tokio::spawn(crate::smtp::server::listen(
+                Kind::Submissions => tokio::spawn(crate::smtp::session::listen(
                     l,
                     Some(self.acceptor.clone()),
                     self.smtp_shared.clone(),

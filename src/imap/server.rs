@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use crate::net::listener::{self, Slots};
+use crate::net::listener::Slots;
 use crate::net::throttle::Throttle;
 use crate::store::Changes;
 
@@ -27,21 +26,6 @@ pub struct Shared {
     pub alerts: tokio::sync::broadcast::Sender<String>,
     /// "A client is looking at this account's mailbox": asks the daemon to fetch it.
     pub kick: Option<tokio::sync::mpsc::UnboundedSender<String>>,
-}
-
-/// Accepts IMAP connections until `shutdown` turns true (`net::listener`: places, the oldest idle
-/// connection pushed out, the login timeout); each connection gets its own task.
-pub async fn listen(
-    listener: TcpListener,
-    implicit_tls: Option<tokio_rustls::TlsAcceptor>,
-    shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let slots = shared.slots.clone();
-    listener::serve(listener, implicit_tls, slots, shutdown, move |a| {
-        super::session::serve(shared.clone(), a.io, a.peer, a.tls, a.shutdown, a.slot)
-    })
-    .await
 }
 
 pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {

@@ -176,6 +176,21 @@ fn greeting_text(caps: &str) -> String {
     format!("[CAPABILITY {caps}] popbridge ready")
 }
 
+/// Accepts IMAP connections until `shutdown` turns true (`net::listener`: places, the oldest idle
+/// connection pushed out, the login timeout); each connection gets its own task.
+pub async fn listen(
+    listener: tokio::net::TcpListener,
+    implicit_tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let slots = shared.slots.clone();
+    crate::net::listener::serve(listener, implicit_tls, slots, shutdown, move |a| {
+        serve(shared.clone(), a.io, a.peer, a.tls, a.shutdown, a.slot)
+    })
+    .await
+}
+
 pub async fn serve(
     shared: Arc<Shared>,
     io: ServerIo,

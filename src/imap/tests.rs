@@ -19,7 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::server::{Shared, listen};
+use super::server::Shared;
+use super::session::listen;
 use crate::net::listener::{Limits, Slots};
 use crate::net::throttle::Throttle;
 use crate::net::tls;

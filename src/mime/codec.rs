@@ -6,7 +6,7 @@
 //! checks every length and the nesting depth, so corrupt bytes give None, never a panic.
 //!
 //! Why not serde (`MessageMeta` derives it) with a compact format crate? Measured (issue 14,
-//! `examples/meta_codec.rs`, release build, the harness corpus `gen-mail.py --count 2000 --seed
+//! `tests/bench/meta_codec.rs` (`cargo run --release --example meta_codec -- DIR`), release build, the harness corpus `gen-mail.py --count 2000 --seed
 //! 14`, a loaded 2-core machine): this codec 470.5 bytes, 0.68 µs to encode and 1.85 µs to decode
 //! per message; postcard 1.2 574.3 bytes (+22%), 1.28 µs (1.9×) and 2.43 µs (1.3×). Every FETCH
 //! of envelope or body structure decodes one of these per message, and the store keeps one per

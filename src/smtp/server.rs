@@ -5,11 +5,10 @@
 use crate::secret::ct_eq;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use super::policy::{self, Scope};
-use crate::net::listener::{self, Slots};
+use crate::net::listener::Slots;
 use crate::net::throttle::Throttle;
 use crate::store::Store;
 
@@ -124,18 +123,4 @@ impl SmtpShared {
         self.kick.notify_one();
         Ok(id)
     }
-}
-
-/// Accepts submission connections until shutdown (`net::listener`, as the IMAP listener does).
-pub async fn listen(
-    listener: TcpListener,
-    implicit_tls: Option<tokio_rustls::TlsAcceptor>,
-    shared: Arc<SmtpShared>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let slots = shared.slots.clone();
-    listener::serve(listener, implicit_tls, slots, shutdown, move |a| {
-        super::session::serve(shared.clone(), a.io, a.peer, a.tls, a.shutdown, a.slot)
-    })
-    .await
 }

@@ -149,6 +149,20 @@ pub enum Outcome {
     StartTls,
 }
 
+/// Accepts submission connections until shutdown (`net::listener`, as the IMAP listener does).
+pub async fn listen(
+    listener: tokio::net::TcpListener,
+    implicit_tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<SmtpShared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let slots = shared.slots.clone();
+    crate::net::listener::serve(listener, implicit_tls, slots, shutdown, move |a| {
+        serve(shared.clone(), a.io, a.peer, a.tls, a.shutdown, a.slot)
+    })
+    .await
+}
+
 pub async fn serve(
     shared: Arc<SmtpShared>,
     io: ServerIo,

@@ -514,26 +514,6 @@ mod tests {
     }
 
     #[test]
-    fn notices_appends_and_copies_move_the_guard_too() {
-        let dir = crate::store::private_tempdir();
-        let path = dir.path().join("store.sqlite");
-        let store = Store::open(&path).unwrap();
-        let g0 = read(&path).unwrap().unwrap().generation;
-        // A bridge notice (the same path as IMAP APPEND: `imap::append`).
-        store.deliver_local("INBOX", MSG, 0).unwrap();
-        assert_eq!(read(&path).unwrap().unwrap().generation, g0 + 1);
-        // COPY (and MOVE, RENAME INBOX): new UIDs in the destination.
-        let mut c = crate::store::open_connection(&path).unwrap();
-        let tx = c.transaction().unwrap();
-        let inbox = crate::store::imap::mailbox(&tx, "INBOX").unwrap().unwrap().id;
-        let trash = crate::store::imap::mailbox(&tx, "Trash").unwrap().unwrap().id;
-        assert_eq!(crate::store::imap::copy(&tx, inbox, &[(1, u32::MAX)], trash).unwrap().len(), 1);
-        tx.commit().unwrap();
-        advance_conn(&c).unwrap();
-        assert_eq!(read(&path).unwrap().unwrap().generation, g0 + 2);
-    }
-
-    #[test]
     fn a_torn_slot_leaves_the_other() {
         let dir = crate::store::private_tempdir();
         let path = dir.path().join("store.sqlite");

@@ -488,3 +488,30 @@ fn changes_since_in(conn: &Connection, mailbox: i64, since: u64) -> rusqlite::Re
 pub fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA data_version", [], |r| r.get(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{Store, guard};
+
+    const MSG: &[u8] = b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n";
+
+    #[test]
+    fn notices_appends_and_copies_move_the_guard_too() {
+        let dir = crate::store::private_tempdir();
+        let path = dir.path().join("store.sqlite");
+        let store = Store::open(&path).unwrap();
+        let g0 = guard::read(&path).unwrap().unwrap().generation;
+        // A bridge notice (the same path as IMAP APPEND: `imap::append`).
+        store.deliver_local("INBOX", MSG, 0).unwrap();
+        assert_eq!(guard::read(&path).unwrap().unwrap().generation, g0 + 1);
+        // COPY (and MOVE, RENAME INBOX): new UIDs in the destination.
+        let mut c = crate::store::open_connection(&path).unwrap();
+        let tx = c.transaction().unwrap();
+        let inbox = super::mailbox(&tx, "INBOX").unwrap().unwrap().id;
+        let trash = super::mailbox(&tx, "Trash").unwrap().unwrap().id;
+        assert_eq!(super::copy(&tx, inbox, &[(1, u32::MAX)], trash).unwrap().len(), 1);
+        tx.commit().unwrap();
+        guard::advance_conn(&c).unwrap();
+        assert_eq!(guard::read(&path).unwrap().unwrap().generation, g0 + 2);
+    }
+}

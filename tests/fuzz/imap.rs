@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use popbridge::config::Live;
-use popbridge::imap::server::{Shared, listen};
+use popbridge::imap::server::Shared;
+use popbridge::imap::session::listen;
 use popbridge::net::listener::{Limits, Slots};
 use popbridge::net::throttle::Throttle;
 use popbridge::secret::Secret;

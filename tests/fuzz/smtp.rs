@@ -17,7 +17,8 @@ use popbridge::config::Live;
 use popbridge::net::listener::{Limits, Slots};
 use popbridge::net::throttle::Throttle;
 use popbridge::secret::Secret;
-use popbridge::smtp::server::{SmtpShared, listen};
+use popbridge::smtp::server::SmtpShared;
+use popbridge::smtp::session::listen;
 use popbridge::store::Store;
 use tokio::sync::Notify;
 
