@@ -20,3 +20,4 @@ mod smtp;
 mod store_damage;
 mod stress;
 mod uidvalidity;
+mod upstream;
