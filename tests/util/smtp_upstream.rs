@@ -68,7 +68,7 @@ pub enum UpTls {
 #[derive(Clone, Debug, Default)]
 pub struct UpstreamOpts {
     pub tls: UpTls,
-    /// With both set, AUTH PLAIN and LOGIN are offered and required before MAIL
+    /// With both set, AUTH PLAIN and LOGIN (see `auth_mechanisms`) are offered and required before MAIL
     /// (`530 5.7.0 Authentication required`); without, AUTH is not offered at all.
     pub user: Option<String>,
     pub password: Option<String>,
