@@ -6,7 +6,8 @@ tests/util/smtp_upstream.rs, but usable by hand:
 
   /usr/bin/python3 tests/data/smtp-upstream.py --record /tmp/rec.jsonl [--port 2525]
       [--tls none|starttls|implicit --cert C --key K [--require-starttls]]
-      [--user U --password P [--auth-plaintext] [--auth-mechanisms PLAIN,LOGIN]] [--max-size N] [--no-smtputf8] [fault flags]
+      [--user U --password P [--auth-plaintext] [--auth-mechanisms PLAIN,LOGIN]]
+      [--max-size N] [--no-smtputf8] [fault flags]
 
 Prints "PORT <n>" (flushed) on stdout once it listens on 127.0.0.1:<n>; logs to stderr.
 
@@ -389,7 +390,8 @@ def auth_mechanisms(text):
     names = [m.strip().upper() for m in text.split(",") if m.strip()]
     bad = [m for m in names if m not in AUTH_MECHANISMS]
     if not names or bad:
-        raise argparse.ArgumentTypeError("want a comma-separated subset of %s, got %r" % (",".join(AUTH_MECHANISMS), text))
+        want = ",".join(AUTH_MECHANISMS)
+        raise argparse.ArgumentTypeError("want a comma-separated subset of %s, got %r" % (want, text))
     return names
 
 
