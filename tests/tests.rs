@@ -21,3 +21,4 @@ mod smtp;
 mod store_damage;
 mod stress;
 mod uidvalidity;
+mod upstream;

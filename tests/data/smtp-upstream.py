@@ -6,7 +6,8 @@ tests/util/smtp_upstream.rs, but usable by hand:
 
   /usr/bin/python3 tests/data/smtp-upstream.py --record /tmp/rec.jsonl [--port 2525]
       [--tls none|starttls|implicit --cert C --key K [--require-starttls]]
-      [--user U --password P [--auth-plaintext]] [--max-size N] [--no-smtputf8] [fault flags]
+      [--user U --password P [--auth-plaintext] [--auth-mechanisms PLAIN,LOGIN]]
+      [--max-size N] [--no-smtputf8] [fault flags]
 
 Prints "PORT <n>" (flushed) on stdout once it listens on 127.0.0.1:<n>; logs to stderr.
 
@@ -381,6 +382,19 @@ class UpstreamSMTP(SMTP):
         await super().smtp_DATA(arg)
 
 
+AUTH_MECHANISMS = ("PLAIN", "LOGIN")
+
+
+def auth_mechanisms(text):
+    """--auth-mechanisms: a non-empty comma-separated subset of AUTH_MECHANISMS."""
+    names = [m.strip().upper() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in AUTH_MECHANISMS]
+    if not names or bad:
+        want = ",".join(AUTH_MECHANISMS)
+        raise argparse.ArgumentTypeError("want a comma-separated subset of %s, got %r" % (want, text))
+    return names
+
+
 def authenticator_for(args, state):
     def authenticate(server, session, envelope, mechanism, auth_data):
         faults = state.faults()
@@ -415,6 +429,12 @@ def parse_args():
     p.add_argument("--user")
     p.add_argument("--password")
     p.add_argument("--auth-plaintext", action="store_true", help="offer/accept AUTH without TLS")
+    p.add_argument(
+        "--auth-mechanisms",
+        type=auth_mechanisms,
+        default=list(AUTH_MECHANISMS),
+        help="comma-separated AUTH mechanisms to offer with --user (default PLAIN,LOGIN)",
+    )
     p.add_argument("--max-size", type=int, default=None, help="SIZE limit (default 33554432; 0: none)")
     p.add_argument("--line-limit", type=int, default=1001, help="max DATA line length incl. CRLF")
     p.add_argument("--no-smtputf8", action="store_true", help="do not offer SMTPUTF8 (MAIL ... SMTPUTF8 gets 555)")
@@ -468,6 +488,7 @@ async def main(args):
         kw["auth_required"] = True
         # aiosmtpd only counts STARTTLS as TLS; over implicit TLS AUTH must be allowed "without" it.
         kw["auth_require_tls"] = not (args.auth_plaintext or args.tls == "implicit")
+        kw["auth_exclude_mechanism"] = [m for m in AUTH_MECHANISMS if m not in args.auth_mechanisms]
     else:
         kw["auth_exclude_mechanism"] = ["LOGIN", "PLAIN"]
         kw["auth_require_tls"] = True

@@ -14,6 +14,7 @@ pub mod loopback;
 pub mod pop_proxy;
 pub mod rng;
 pub mod smtp_upstream;
+pub mod upstream;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! Debian's `/usr/bin/python3`, run as `tests/data/smtp-upstream.py` in a child process per test.
 //!
 //! It listens on 127.0.0.1 (plain, STARTTLS or implicit TLS with a certificate from a fresh
-//! test CA), optionally requires AUTH PLAIN/LOGIN, advertises SIZE, 8BITMIME, SMTPUTF8 (unless
+//! test CA), optionally requires AUTH PLAIN/LOGIN (or only one of them), advertises SIZE, 8BITMIME, SMTPUTF8 (unless
 //! `--no-smtputf8`) and PIPELINING, and records every accepted transaction (fsynced before the
 //! 250 goes out).
 //!
@@ -68,10 +68,13 @@ pub enum UpTls {
 #[derive(Clone, Debug, Default)]
 pub struct UpstreamOpts {
     pub tls: UpTls,
-    /// With both set, AUTH PLAIN and LOGIN are offered and required before MAIL
+    /// With both set, AUTH PLAIN and LOGIN (see `auth_mechanisms`) are offered and required before MAIL
     /// (`530 5.7.0 Authentication required`); without, AUTH is not offered at all.
     pub user: Option<String>,
     pub password: Option<String>,
+    /// The AUTH mechanisms offered when `user` is set (`--auth-mechanisms`, e.g. `["LOGIN"]`);
+    /// `None`: PLAIN and LOGIN.
+    pub auth_mechanisms: Option<Vec<&'static str>>,
     /// The faults in force from the start (the first control generation).
     pub faults: Faults,
     /// SIZE limit advertised in EHLO and enforced; `None`: aiosmtpd's 33554432; `Some(0)`: none.
@@ -307,6 +310,10 @@ impl Upstream {
             if opts.tls == UpTls::None {
                 args.push("--auth-plaintext".into());
             }
+        }
+        if let Some(mechanisms) = &opts.auth_mechanisms {
+            assert!(opts.user.is_some(), "UpstreamOpts: auth_mechanisms needs a user");
+            args.extend(["--auth-mechanisms".into(), mechanisms.join(",")]);
         }
         if let Some(n) = opts.max_size {
             args.extend(["--max-size".into(), n.to_string()]);
