@@ -465,17 +465,18 @@ fn wizard_smtp(a: &mut AddArgs) -> Result<()> {
     Ok(())
 }
 
+/// The flags whose condition holds, in order (for "missing …" and "… without …" errors).
+fn flags_where(flags: &[(&'static str, bool)]) -> Vec<&'static str> {
+    flags.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect()
+}
+
 fn build_spec(a: &AddArgs, pw: PasswordSetting) -> Result<AccountSpec> {
-    let missing: Vec<&str> = [
+    let missing: Vec<&str> = flags_where(&[
         ("--name", a.name.is_none()),
         ("--email", a.email.is_none()),
         ("--pop-host", a.pop_host.is_none()),
         ("--pop-user", a.pop_user.is_none()),
-    ]
-    .iter()
-    .filter(|(_, m)| *m)
-    .map(|(f, _)| *f)
-    .collect();
+    ]);
     if !missing.is_empty() {
         return Err(Error::config(format!(
             "missing {} (or run `popbridge account add` on a terminal to be asked)",
@@ -490,15 +491,11 @@ fn build_spec(a: &AddArgs, pw: PasswordSetting) -> Result<AccountSpec> {
         })?,
     };
     let smtp = if a.smtp_relay {
-        let own: Vec<&str> = [
+        let own: Vec<&str> = flags_where(&[
             ("--smtp-host", a.smtp_host.is_some()),
             ("--smtp-ca-file", a.smtp_ca_file.is_some()),
             ("--smtp-pin-sha256", a.smtp_pin_sha256.is_some()),
-        ]
-        .iter()
-        .filter(|(_, set)| *set)
-        .map(|(f, _)| *f)
-        .collect();
+        ]);
         if !own.is_empty() {
             return Err(Error::config(format!(
                 "{} set the account's own SMTP server, but --smtp-relay sends through [relay] (whose ca_file and pin_sha256 are set in the [relay] section): give one or the other",
@@ -612,7 +609,7 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
         wizard_smtp(&mut a)?;
     }
     if a.smtp_host.is_none() && !a.smtp_relay {
-        let orphans: Vec<&str> = [
+        let orphans: Vec<&str> = flags_where(&[
             ("--smtp-port", a.smtp_port.is_some()),
             ("--smtp-tls", a.smtp_tls.is_some()),
             ("--smtp-user", a.smtp_user.is_some()),
@@ -620,11 +617,7 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
             ("--smtp-no-auth", a.smtp_no_auth),
             ("--smtp-ca-file", a.smtp_ca_file.is_some()),
             ("--smtp-pin-sha256", a.smtp_pin_sha256.is_some()),
-        ]
-        .iter()
-        .filter(|(_, set)| *set)
-        .map(|(f, _)| *f)
-        .collect();
+        ]);
         if !orphans.is_empty() {
             return Err(Error::config(format!(
                 "{} describe an outgoing server, but there is none: add --smtp-host HOST (or --smtp-relay)",

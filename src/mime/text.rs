@@ -88,6 +88,15 @@ pub struct TextFilter {
 /// to one space; `trim` drops leading and trailing whitespace (haystacks), else a run at either
 /// end stays one space (needles).
 pub(crate) fn fold_into(out: &mut String, s: &str, trim: bool) {
+    /// The one space a whitespace run before the next character folds to (none at the start of
+    /// a trimmed haystack).
+    #[inline]
+    fn space_before(out: &mut String, start: usize, trim: bool, pending: &mut bool) {
+        if std::mem::take(pending) && (!trim || out.len() > start) {
+            out.push(' ');
+        }
+    }
+
     let start = out.len();
     let mut pending_space = false;
     let bytes = s.as_bytes();
@@ -101,12 +110,7 @@ pub(crate) fn fold_into(out: &mut String, s: &str, trim: bool) {
                 pending_space = true;
                 continue;
             }
-            if pending_space {
-                if !trim || out.len() > start {
-                    out.push(' ');
-                }
-                pending_space = false;
-            }
+            space_before(out, start, trim, &mut pending_space);
             // The whole run of printable ASCII at once, lower-cased in place.
             let end = bytes[i..]
                 .iter()
@@ -126,12 +130,7 @@ pub(crate) fn fold_into(out: &mut String, s: &str, trim: bool) {
             }
             ch
         };
-        if pending_space {
-            if !trim || out.len() > start {
-                out.push(' ');
-            }
-            pending_space = false;
-        }
+        space_before(out, start, trim, &mut pending_space);
         if ch == 'ς' {
             out.push('σ');
         } else {
