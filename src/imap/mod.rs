@@ -16,6 +16,7 @@ pub mod names;
 pub mod search;
 pub mod server;
 pub mod session;
+pub mod syntax;
 pub mod untagged;
 
 #[cfg(test)]

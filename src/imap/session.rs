@@ -295,6 +295,15 @@ impl Session {
                         }
                         continue;
                     }
+                    // An extension imap-codec cannot parse yet (`imap::syntax`) runs as a command.
+                    if let ServerError::MalformedMessage { discarded_bytes } = &e
+                        && let Some((tag, ext)) = super::syntax::parse(discarded_bytes.declassify())
+                    {
+                        if matches!(super::cmd::dispatch_extended(self, d, tag, ext).await, Flow::Close) {
+                            return Outcome::Close;
+                        }
+                        continue;
+                    }
                     self.protocol_error(d, e);
                     continue;
                 }

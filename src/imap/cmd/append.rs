@@ -28,3 +28,8 @@ pub(super) async fn append(
         Err(e) => db_no(e),
     }
 }
+
+/// APPEND of several messages, all or none (RFC 3502).
+pub async fn multiappend(_s: &mut Session, _a: crate::imap::syntax::append::MultiAppend) -> Reply {
+    bad("MULTIAPPEND is not supported yet")
+}

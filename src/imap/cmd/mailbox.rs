@@ -222,3 +222,8 @@ pub(super) async fn status(s: &mut Session, d: &mut Driver, m: &Mailbox<'_>, ite
     d.out().extend_from_slice(format!("* STATUS {} ({})\r\n", quoted_name(&shown), parts.join(" ")).as_bytes());
     ok(None, "STATUS completed")
 }
+
+/// LIST with selection or return options, or several patterns (RFC 5258, RFC 5819).
+pub async fn list_extended(_s: &mut Session, _d: &mut Driver, _l: crate::imap::syntax::list::List) -> Reply {
+    bad("LIST-EXTENDED is not supported yet")
+}

@@ -33,6 +33,7 @@ use super::fetch::{Deferred, FetchInput, FetchPlan};
 use super::names::{self, DELIMITER, View};
 use super::search::{Candidate, Context as SearchContext, SearchQuery};
 use super::session::{DbError, DbResult, Flow, Selected, Session, State, expunge_allowed};
+use super::syntax::Extended;
 use crate::memory;
 use crate::mime::Timestamp;
 use crate::mime::text::SearchText;
@@ -132,6 +133,33 @@ pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: 
         CommandBody::Move { sequence_set, mailbox, uid } => copy::copy(s, d, &sequence_set, &mailbox, uid, true).await,
         _ => bad("command not supported"),
     };
+    finish(s, d, &tag, reply, expunge_ok, selected_before).await
+}
+
+/// A command only `imap::syntax` parses (an extension imap-codec has no parser for): run it
+/// like any other.
+pub async fn dispatch_extended(s: &mut Session, d: &mut Driver, tag: Tag<'static>, ext: Extended) -> Flow {
+    let expunge_ok = !matches!(ext, Extended::Search(ref q) if !q.uid());
+    let selected_before = matches!(s.state, State::Selected { .. });
+    let reply = match ext {
+        _ if matches!(s.state, State::NotAuthenticated) => no(None, "log in first (LOGIN or AUTHENTICATE)"),
+        Extended::List(l) => mailbox::list_extended(s, d, l).await,
+        Extended::Append(a) => append::multiappend(s, a).await,
+        _ if !matches!(s.state, State::Selected { .. }) => no(None, "select a mailbox first"),
+        Extended::Search(q) => search::search_extended(s, d, q).await,
+    };
+    finish(s, d, &tag, reply, expunge_ok, selected_before).await
+}
+
+/// After a command: the untagged updates its state calls for, then its tagged status.
+async fn finish(
+    s: &mut Session,
+    d: &mut Driver,
+    tag: &Tag<'static>,
+    reply: Reply,
+    expunge_ok: bool,
+    selected_before: bool,
+) -> Flow {
     let Ok(mut status) = reply else { return Flow::Close };
     // Every command in the selected state reports what changed meanwhile (RFC 3501 §7): the
     // untagged updates first, then the tagged status.
@@ -152,7 +180,7 @@ pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: 
             status.code = Some("EXPUNGEISSUED".into());
         }
     }
-    status.write(d, &tag);
+    status.write(d, tag);
     if d.pending() > FLUSH_AT && d.flush().await.is_err() {
         return Flow::Close;
     }

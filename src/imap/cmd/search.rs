@@ -90,3 +90,8 @@ pub(super) async fn search(
         Err(e) => db_no(e),
     }
 }
+
+/// SEARCH with result options (RFC 4731) or a saved result (RFC 5182).
+pub async fn search_extended(_s: &mut Session, _d: &mut Driver, _q: crate::imap::syntax::search::Search) -> Reply {
+    bad("ESEARCH is not supported yet")
+}

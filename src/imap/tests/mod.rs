@@ -29,16 +29,16 @@ use crate::store::accounts::AccountIds;
 use crate::store::{Delivery, Store};
 
 /// How long any single read or write may take before the test fails.
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
 // ----- the messages -----
 
-fn crlf(s: &str) -> Vec<u8> {
+pub(super) fn crlf(s: &str) -> Vec<u8> {
     s.replace('\n', "\r\n").into_bytes()
 }
 
 /// 1: RFC 3501's APPEND example message.
-const M1: &str = "Date: Mon, 7 Feb 1994 21:52:25 -0800
+pub(super) const M1: &str = "Date: Mon, 7 Feb 1994 21:52:25 -0800
 From: Fred Foobar <foobar@Blurdybloop.example>
 Subject: afternoon meeting
 To: mooch@owatagu.siam.example
@@ -50,7 +50,7 @@ Hello Joe, do you think we can meet at 3:30 tomorrow?
 ";
 
 /// 2: multipart/alternative.
-const M2: &str = "Date: Tue, 1 Feb 2022 09:00:00 +0000
+pub(super) const M2: &str = "Date: Tue, 1 Feb 2022 09:00:00 +0000
 From: Bob Jones <bob@example.net>
 To: me@example.org
 Subject: Weekly report
@@ -70,7 +70,7 @@ Content-Type: text/html; charset=utf-8
 ";
 
 /// 3: multipart/mixed with a forwarded message/rfc822.
-const M3: &str = "Date: Wed, 2 Mar 2022 10:30:00 +0100
+pub(super) const M3: &str = "Date: Wed, 2 Mar 2022 10:30:00 +0100
 From: Carol White <carol@example.com>
 To: me@example.org
 Subject: Fwd: Flight booking
@@ -94,7 +94,7 @@ Flight XK42 departs at 07:15.
 ";
 
 /// 4: RFC 2047 encoded subject ("Grüße aus Berlin") and sender, 8-bit UTF-8 body.
-const M4: &str = "Date: Thu, 3 Mar 2022 12:00:00 +0100
+pub(super) const M4: &str = "Date: Thu, 3 Mar 2022 12:00:00 +0100
 From: =?UTF-8?Q?Dieter_M=C3=BCller?= <dieter@example.de>
 To: me@example.org
 Subject: =?UTF-8?B?R3LDvMOfZSBhdXMgQmVybGlu?=
@@ -105,7 +105,7 @@ Content-Transfer-Encoding: 8bit
 Viele Grüße aus Berlin!
 ";
 
-const M5: &str = "Date: Fri, 4 Mar 2022 08:15:00 -0500
+pub(super) const M5: &str = "Date: Fri, 4 Mar 2022 08:15:00 -0500
 From: John Smith <smith@example.com>
 To: me@example.org
 Subject: Budget meeting
@@ -114,7 +114,7 @@ Message-ID: <m5@example.com>
 Can we move the budget meeting to Monday?
 ";
 
-const M6: &str = "Date: Sat, 5 Mar 2022 18:00:00 +0000
+pub(super) const M6: &str = "Date: Sat, 5 Mar 2022 18:00:00 +0000
 From: Eve Adams <eve@example.org>
 To: me@example.org
 Subject: Photos from the offsite
@@ -122,37 +122,37 @@ Subject: Photos from the offsite
 The photos are on the shared drive.
 ";
 
-fn corpus() -> Vec<Vec<u8>> {
+pub(super) fn corpus() -> Vec<Vec<u8>> {
     [M1, M2, M3, M4, M5, M6].iter().map(|m| crlf(m)).collect()
 }
 
 /// A message arriving later (a fetcher).
-fn late_message(n: usize) -> Vec<u8> {
+pub(super) fn late_message(n: usize) -> Vec<u8> {
     crlf(&format!(
         "Date: Sun, 6 Mar 2022 09:00:00 +0000\nFrom: Late Sender <late@example.org>\nTo: me@example.org\nSubject: Late message {n}\n\nArrived while you were connected.\n"
     ))
 }
 
 /// `{n}\r\n` + data: a literal as the server sends it.
-fn lit(data: &str) -> String {
+pub(super) fn lit(data: &str) -> String {
     format!("{{{}}}\r\n{}", data.len(), data)
 }
 
 // ----- the server -----
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    store: Arc<Store>,
-    ids: AccountIds,
-    addr: SocketAddr,
-    cert: PathBuf,
-    keys: AtomicUsize,
-    shutdown: watch::Sender<bool>,
+pub(super) struct Harness {
+    pub(super) _dir: tempfile::TempDir,
+    pub(super) store: Arc<Store>,
+    pub(super) ids: AccountIds,
+    pub(super) addr: SocketAddr,
+    pub(super) cert: PathBuf,
+    pub(super) keys: AtomicUsize,
+    pub(super) shutdown: watch::Sender<bool>,
 }
 
 impl Harness {
     /// A server over a fresh store holding the six messages in account Work's mailbox.
-    async fn start() -> Harness {
+    pub(super) async fn start() -> Harness {
         let dir = crate::store::private_tempdir();
         let sp = dir.path().join("data/store.sqlite");
         let (store, ids) = tokio::task::spawn_blocking(move || {
@@ -193,7 +193,7 @@ impl Harness {
 
     /// Stores messages as the fetcher does: `Delivery::add` each, one `commit` (which notifies
     /// the sessions through `Changes::notify`). Returns their UIDs.
-    async fn deliver(&self, msgs: Vec<Vec<u8>>) -> Vec<i64> {
+    pub(super) async fn deliver(&self, msgs: Vec<Vec<u8>>) -> Vec<i64> {
         let store = self.store.clone();
         let ids = self.ids;
         let first = self.keys.fetch_add(msgs.len(), Ordering::SeqCst);
@@ -212,12 +212,12 @@ impl Harness {
         .unwrap()
     }
 
-    fn uidvalidity(&self, mailbox: &str) -> i64 {
+    pub(super) fn uidvalidity(&self, mailbox: &str) -> i64 {
         self.store.uidvalidity(mailbox).unwrap().unwrap()
     }
 
     /// A connection, greeting read and checked.
-    async fn connect(&self) -> Client {
+    pub(super) async fn connect(&self) -> Client {
         let tcp = timeout(TcpStream::connect(self.addr)).await.unwrap();
         tcp.set_nodelay(true).unwrap();
         let mut c = Client { s: Stream::Plain(tcp), buf: Vec::new() };
@@ -230,7 +230,7 @@ impl Harness {
     }
 
     /// A connection logged in as `user`.
-    async fn login(&self, user: &str) -> Client {
+    pub(super) async fn login(&self, user: &str) -> Client {
         let mut c = self.connect().await;
         let r = c.cmd("L", &format!("LOGIN {user} pw")).await;
         assert_eq!(r.len(), 1, "{}", show(&r));
@@ -239,14 +239,14 @@ impl Harness {
     }
 
     /// A connection logged in as `me` with Work selected (the six messages, all \Recent here).
-    async fn selected(&self) -> Client {
+    pub(super) async fn selected(&self) -> Client {
         let mut c = self.login("me").await;
         let r = c.cmd("S", "SELECT Work").await;
         assert_eq!(s(r.last().unwrap()), "S OK [READ-WRITE] SELECT completed\r\n", "{}", show(&r));
         c
     }
 
-    fn client_tls_config(&self) -> Arc<rustls::ClientConfig> {
+    pub(super) fn client_tls_config(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         for c in tls::load_certs(&self.cert).unwrap() {
             roots.add(c).unwrap();
@@ -261,7 +261,7 @@ impl Harness {
     }
 }
 
-async fn timeout<T>(f: impl std::future::Future<Output = T>) -> T {
+pub(super) async fn timeout<T>(f: impl std::future::Future<Output = T>) -> T {
     match tokio::time::timeout(TIMEOUT, f).await {
         Ok(v) => v,
         Err(_) => panic!("timed out after {TIMEOUT:?}"),
@@ -270,7 +270,7 @@ async fn timeout<T>(f: impl std::future::Future<Output = T>) -> T {
 
 // ----- the client -----
 
-enum Stream {
+pub(super) enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
@@ -305,22 +305,22 @@ impl AsyncWrite for Stream {
     }
 }
 
-struct Client {
-    s: Stream,
+pub(super) struct Client {
+    pub(super) s: Stream,
     /// Received, not yet consumed.
-    buf: Vec<u8>,
+    pub(super) buf: Vec<u8>,
 }
 
-fn s(b: &[u8]) -> String {
+pub(super) fn s(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn show(r: &[Vec<u8>]) -> String {
+pub(super) fn show(r: &[Vec<u8>]) -> String {
     r.iter().map(|l| s(l)).collect::<String>()
 }
 
 /// The length announced by a line ending in `{n}\r\n`.
-fn literal_len(line: &[u8]) -> Option<usize> {
+pub(super) fn literal_len(line: &[u8]) -> Option<usize> {
     let body = line.strip_suffix(b"}\r\n")?;
     let open = body.iter().rposition(|b| *b == b'{')?;
     let digits = &body[open + 1..];
@@ -331,7 +331,7 @@ fn literal_len(line: &[u8]) -> Option<usize> {
 }
 
 impl Client {
-    async fn send(&mut self, bytes: &[u8]) {
+    pub(super) async fn send(&mut self, bytes: &[u8]) {
         timeout(async {
             self.s.write_all(bytes).await.unwrap();
             self.s.flush().await.unwrap();
@@ -340,7 +340,7 @@ impl Client {
     }
 
     /// Sends `bytes` in pieces of `chunk` bytes, each written and flushed on its own.
-    async fn send_chunked(&mut self, bytes: &[u8], chunk: usize) {
+    pub(super) async fn send_chunked(&mut self, bytes: &[u8], chunk: usize) {
         for piece in bytes.chunks(chunk) {
             self.send(piece).await;
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -348,7 +348,7 @@ impl Client {
     }
 
     /// Reads more bytes; false at EOF.
-    async fn fill(&mut self) -> bool {
+    pub(super) async fn fill(&mut self) -> bool {
         let mut tmp = [0u8; 16 * 1024];
         match timeout(self.s.read(&mut tmp)).await {
             Ok(0) | Err(_) => false,
@@ -359,7 +359,7 @@ impl Client {
         }
     }
 
-    async fn read_exact_n(&mut self, n: usize) -> Vec<u8> {
+    pub(super) async fn read_exact_n(&mut self, n: usize) -> Vec<u8> {
         while self.buf.len() < n {
             if !self.fill().await {
                 panic!("EOF inside a literal; got {:?}", s(&self.buf));
@@ -369,7 +369,7 @@ impl Client {
     }
 
     /// One line, CRLF included (a line ending in a bare LF fails the test).
-    async fn read_line(&mut self) -> Vec<u8> {
+    pub(super) async fn read_line(&mut self) -> Vec<u8> {
         loop {
             if let Some(p) = self.buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=p).collect();
@@ -384,7 +384,7 @@ impl Client {
 
     /// One complete response: a line, and when it announces a literal, the literal and the rest
     /// of the response, verbatim.
-    async fn read_response(&mut self) -> Vec<u8> {
+    pub(super) async fn read_response(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         loop {
             let line = self.read_line().await;
@@ -401,7 +401,7 @@ impl Client {
     }
 
     /// Responses up to and including the one tagged `tag`.
-    async fn read_until_tagged(&mut self, tag: &str) -> Vec<Vec<u8>> {
+    pub(super) async fn read_until_tagged(&mut self, tag: &str) -> Vec<Vec<u8>> {
         let prefix = format!("{tag} ");
         let mut out = Vec::new();
         loop {
@@ -415,24 +415,24 @@ impl Client {
     }
 
     /// Sends `tag command\r\n` and reads to the tagged response.
-    async fn cmd(&mut self, tag: &str, command: &str) -> Vec<Vec<u8>> {
+    pub(super) async fn cmd(&mut self, tag: &str, command: &str) -> Vec<Vec<u8>> {
         self.send(format!("{tag} {command}\r\n").as_bytes()).await;
         self.read_until_tagged(tag).await
     }
 
     /// Sends a command and asserts its whole response, line by line (CRLF added).
-    async fn expect<S: AsRef<str>>(&mut self, tag: &str, command: &str, want: &[S]) {
+    pub(super) async fn expect<S: AsRef<str>>(&mut self, tag: &str, command: &str, want: &[S]) {
         assert_resp(&self.cmd(tag, command).await, want);
     }
 
     /// Asserts that the server closes the connection; returns what it sent before.
-    async fn expect_closed(&mut self) -> Vec<u8> {
+    pub(super) async fn expect_closed(&mut self) -> Vec<u8> {
         while self.fill().await {}
         std::mem::take(&mut self.buf)
     }
 
     /// Asserts that nothing arrives for `ms` milliseconds.
-    async fn expect_quiet(&mut self, ms: u64) {
+    pub(super) async fn expect_quiet(&mut self, ms: u64) {
         let mut tmp = [0u8; 1024];
         if let Ok(r) = tokio::time::timeout(Duration::from_millis(ms), self.s.read(&mut tmp)).await {
             let n = r.unwrap_or(0);
@@ -442,7 +442,7 @@ impl Client {
     }
 
     /// After a tagged `OK` to STARTTLS: the TLS handshake, trusting the server's certificate.
-    async fn starttls(self, config: Arc<rustls::ClientConfig>) -> Client {
+    pub(super) async fn starttls(self, config: Arc<rustls::ClientConfig>) -> Client {
         assert!(self.buf.is_empty(), "nothing may follow the STARTTLS OK before the handshake: {:?}", s(&self.buf));
         let Stream::Plain(tcp) = self.s else { panic!("already TLS") };
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -453,21 +453,21 @@ impl Client {
 
 /// Asserts the responses byte for byte; `want` without each response's final CRLF.
 #[track_caller]
-fn assert_resp<S: AsRef<str>>(got: &[Vec<u8>], want: &[S]) {
+pub(super) fn assert_resp<S: AsRef<str>>(got: &[Vec<u8>], want: &[S]) {
     let want: Vec<String> = want.iter().map(|w| format!("{}\r\n", w.as_ref())).collect();
     let got_s: Vec<String> = got.iter().map(|g| s(g)).collect();
     assert_eq!(got_s, want, "\n--- got ---\n{}--- want ---\n{}", got_s.concat(), want.concat());
 }
 
-fn no_expunge(r: &[Vec<u8>]) -> bool {
+pub(super) fn no_expunge(r: &[Vec<u8>]) -> bool {
     !r.iter().any(|l| s(l).contains(" EXPUNGE"))
 }
 
-const CAPS_AUTH: &str =
+pub(super) const CAPS_AUTH: &str =
     "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE";
-const CAPS_PRE: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE AUTH=PLAIN AUTH=LOGIN";
+pub(super) const CAPS_PRE: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE AUTH=PLAIN AUTH=LOGIN";
 
-fn select_lines(exists: usize, recent: usize, unseen: Option<usize>, uv: i64, next: u32) -> Vec<String> {
+pub(super) fn select_lines(exists: usize, recent: usize, unseen: Option<usize>, uv: i64, next: u32) -> Vec<String> {
     let mut v = vec![
         "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)".to_string(),
         "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] flags and keywords are kept".into(),
