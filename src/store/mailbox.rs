@@ -213,11 +213,19 @@ impl Store {
     /// cannot be recorded: the mailbox still opens, with no message `\Recent` for this session
     /// (RFC 3501 §2.3.2 allows that) — what is stored stays readable.
     pub async fn select_mailbox(&self, id: i64, claim: bool) -> Result<Selection> {
+        let cache = self.uid_cache.clone();
         self.job(move |c| {
-            let tx = immediate(c)?;
+            // EXAMINE writes nothing: no write lock to wait for.
+            let tx = if claim { immediate(c)? } else { c.transaction()? };
             let info =
                 q::mailbox_by_id(&tx, id)?.ok_or_else(|| Error::new(ErrorKind::NotFound, "the mailbox vanished"))?;
-            let uids = q::uids(&tx, id)?;
+            let cur = super::uid_cache::Current {
+                id,
+                uidvalidity: info.uidvalidity,
+                highestmodseq: info.highestmodseq,
+                messages: info.messages,
+            };
+            let uids = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).uids(&tx, cur)?;
             let first_unseen = q::first_unseen_uid(&tx, id)?;
             let floor =
                 if claim { q::claim_recent(&tx, id, uids.last().copied().unwrap_or(0))? } else { info.recent_uid };

@@ -27,6 +27,7 @@ pub mod outbox;
 pub mod pool;
 pub mod schema;
 pub mod search;
+pub mod uid_cache;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,8 @@ pub struct Store {
     /// The connections IMAP sessions share (opened when first used).
     pool: pool::Pool,
     budget: crate::memory::Budget,
+    /// Large mailboxes' UID lists between SELECTs ([`uid_cache`]).
+    uid_cache: std::sync::Arc<Mutex<uid_cache::UidCache>>,
 }
 
 /// The change feed: a counter that only moves forward. Receivers see "something changed since you
@@ -144,6 +147,7 @@ impl Store {
             changes: Changes::new(),
             pool: pool::Pool::new(path),
             budget: crate::memory::Budget::default(),
+            uid_cache: Default::default(),
         };
         store.migrate()?;
         store.ensure_local_folders()?;

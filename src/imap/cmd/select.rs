@@ -25,7 +25,8 @@ pub(super) async fn select(s: &mut Session, d: &mut Driver, m: &Mailbox<'_>, rea
     };
     // Kept for the whole selection, by every session: no slack.
     uids.shrink_to_fit();
-    let recent: crate::imap::session::UidSet = uids.iter().copied().filter(|u| *u > floor).collect();
+    // UIDs ascend: the recent ones are a tail (usually empty), found without walking the list.
+    let recent: crate::imap::session::UidSet = uids[uids.partition_point(|u| *u <= floor)..].iter().copied().collect();
     let mb = Selected {
         id,
         name: info.name.clone(),

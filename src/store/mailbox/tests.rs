@@ -194,3 +194,75 @@ fn the_special_folders_are_the_local_folders_but_inbox() {
     let local: Vec<(&str, &str)> = crate::store::LOCAL_FOLDERS.iter().filter_map(|(n, a)| a.map(|a| (*n, a))).collect();
     assert_eq!(local, crate::store::SPECIAL);
 }
+
+/// SELECT of a mailbox large enough for the UID cache (`uid_cache`) gives exactly the UIDs a
+/// full read gives, after every kind of change — expunges, appends, moves in and out, flag
+/// changes, and appends by another process (another `Store` on the same file).
+#[tokio::test(flavor = "multi_thread")]
+async fn select_of_a_large_mailbox_tracks_every_change() {
+    let (dir, store) = open();
+    let path = dir.path().join("s.sqlite");
+    let n = crate::store::uid_cache::MIN_CACHED + 100;
+    let ids = store.ensure_account("Big").unwrap();
+    let store = std::sync::Arc::new(store);
+    let s2 = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let server = s2.pop_server(ids.account, "pop.example:995/me").unwrap().id;
+        let mut d = crate::store::Delivery::new(&s2, ids, server).unwrap();
+        for i in 0..n {
+            let m = msg(&format!("m{i}"));
+            d.add(&crate::store::Identity::new(&format!("u{i}"), m.len() as u64), &m, 1_700_000_000).unwrap();
+        }
+        d.commit().unwrap();
+    })
+    .await
+    .unwrap();
+    let (big, inbox) = (id(&store, "Big").await, id(&store, "INBOX").await);
+    let other = Store::open(&path).unwrap();
+    let mut seed = 7u64;
+    let mut next = move |m: u32| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((seed >> 33) as u32) % m.max(1)
+    };
+    for round in 0..24 {
+        let now = uids(&store, big).await;
+        let pick = |k: u32| now[k as usize % now.len()];
+        match round % 6 {
+            0 => {
+                let a = pick(next(now.len() as u32));
+                store.store_flags(big, vec![(a, a + 40)], FlagOp::Add, flag::DELETED, vec![]).await.unwrap();
+                store.expunge_deleted(big, None).await.unwrap();
+            }
+            1 => {
+                store.append_message(big, msg(&format!("a{round}")), 0, vec![], None).await.unwrap();
+            }
+            2 => {
+                let a = pick(next(now.len() as u32));
+                store.copy_messages(big, vec![(a, a + 3)], inbox, true).await.unwrap();
+            }
+            3 => {
+                store.append_message(inbox, msg(&format!("i{round}")), 0, vec![], None).await.unwrap();
+                let top = *uids(&store, inbox).await.last().unwrap();
+                store.copy_messages(inbox, vec![(1, top)], big, round % 2 == 0).await.unwrap();
+            }
+            4 => {
+                let a = pick(next(now.len() as u32));
+                store.store_flags(big, vec![(a, a + 100)], FlagOp::Add, flag::SEEN, vec!["$x".into()]).await.unwrap();
+            }
+            _ => {
+                other.append_message(big, msg(&format!("o{round}")), 0, vec![], None).await.unwrap();
+                let a = pick(next(now.len() as u32));
+                other.store_flags(big, vec![(a, a)], FlagOp::Add, flag::DELETED, vec![]).await.unwrap();
+                other.expunge_deleted(big, None).await.unwrap();
+            }
+        }
+        let want = uids(&store, big).await;
+        let sel = store.select_mailbox(big, round % 2 == 0).await.unwrap();
+        assert_eq!(sel.uids.len(), want.len(), "round {round}");
+        assert!(sel.uids == want, "round {round}: the selected UIDs differ from the mailbox's");
+        assert_eq!(sel.info.messages as usize, want.len(), "round {round}");
+    }
+    let cache = store.uid_cache.lock().unwrap();
+    assert!(!cache.is_empty(), "the large mailbox's list is cached");
+    assert_eq!(cache.full_reads(), 1, "every SELECT after the first read only what changed");
+}
