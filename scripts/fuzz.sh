@@ -2,7 +2,7 @@
 # The long fuzz run: every target for SECONDS each (default 600), two at a time (the machine has
 # 2 cores), then one line per target with its executions and findings. Exits 1 on any finding.
 #
-#   pop3, config — libFuzzer through cargo-fuzz (coverage-guided; stable toolchain with
+#   pop3, config, imap_syntax — libFuzzer through cargo-fuzz (coverage-guided; stable toolchain with
 #                  RUSTC_BOOTSTRAP=1), crate in tests/fuzz/, seeds from tests/fuzz/corpus/<target>/.
 #                  The fuzzer's growing corpus stays in tests/fuzz/target/work-corpus/ (not
 #                  committed); a crashing input lands in tests/fuzz/artifacts/<target>/.
@@ -51,10 +51,12 @@ session smtp & p1=$!
 session imap & p2=$!
 wait $p1 || true
 wait $p2 || true
+echo "imap_syntax: libFuzzer, ${secs}s"
+libfuzzer imap_syntax || true
 
 echo
 echo "target  executions  per second  findings"
-for t in pop3 config; do
+for t in pop3 config imap_syntax; do
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$logs/$t.log" | grep -o '[0-9]*$' || true)
   time=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$logs/$t.log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' || true)
   found=$(find "tests/fuzz/artifacts/$t" -type f -newermt "@$start" | wc -l)

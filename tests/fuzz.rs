@@ -3,11 +3,12 @@
 //!
 //! - `pop3`: the POP3 client core, sans-I/O (`tests/fuzz/props/pop3.rs` says what is checked).
 //! - `config`: the config loader (`tests/fuzz/props/config.rs`).
+//! - `imap_syntax`: the IMAP extension parsers in front of imap-codec (`props/imap_syntax.rs`).
 //! - `smtp`: submission sessions over loopback against an in-process listener (`fuzz/smtp.rs`).
 //! - `imap`: IMAP sessions over loopback against an in-process server (`fuzz/imap.rs`).
 //!
 //! The long runs are `scripts/fuzz.sh [SECONDS]`: libFuzzer (cargo-fuzz, crate in `tests/fuzz/`)
-//! for `pop3` and `config`, and these same tests with a time budget for the two session targets.
+//! for `pop3`, `config` and `imap_syntax`, and these same tests with a time budget for the two session targets.
 //!
 //! Knobs (environment): `POPBRIDGE_FUZZ_SECONDS` runs each target for that long instead of a fixed
 //! count; `POPBRIDGE_FUZZ_ITERS` sets the count of mutated inputs; `POPBRIDGE_FUZZ_SEED` the
@@ -176,6 +177,46 @@ const POP3_DICT: &[&[u8]] = &[
 #[test]
 fn fuzz_pop3_client() {
     run_sync("pop3", 25_000, POP3_DICT, &[], props::pop3::check);
+}
+
+/// Words of the extension syntax `imap::syntax` parses (RFC 5258, 5819, 4731, 5182, 3502).
+const IMAP_SYNTAX_DICT: &[&[u8]] = &[
+    b"a1 LIST ",
+    b"a1 LSUB ",
+    b"a1 SEARCH ",
+    b"a1 UID SEARCH ",
+    b"a1 APPEND INBOX ",
+    b"a1 UID FETCH $ (FLAGS)\r\n",
+    b" RETURN (",
+    b"SPECIAL-USE",
+    b"SUBSCRIBED",
+    b"REMOTE",
+    b"RECURSIVEMATCH",
+    b"CHILDREN",
+    b"STATUS (MESSAGES UNSEEN UIDNEXT SIZE HIGHESTMODSEQ)",
+    b"MIN MAX COUNT ALL",
+    b"SAVE",
+    b"$",
+    b"(\\Seen \\Draft)",
+    b"\"7-Feb-1994 21:52:25 -0800\"",
+    b"{5}\r\nhello",
+    b"{5+}\r\nhello",
+    b"~{3}\r\na\x00b",
+    b"{4294967296}\r\n",
+    b"\"\"",
+    b"\"*\"",
+    b"\"%\"",
+    b"(\"INBOX\" \"Work/*\")",
+    b"()",
+    b"(",
+    b")",
+    b"\r\n",
+    b" ",
+];
+
+#[test]
+fn fuzz_imap_syntax() {
+    run_sync("imap_syntax", 40_000, IMAP_SYNTAX_DICT, &[], props::imap_syntax::check);
 }
 
 const CONFIG_DICT: &[&[u8]] = &[

@@ -6,6 +6,7 @@
 //! Only the public API of `popbridge` and std are used here, so the same files compile in both.
 
 pub mod config;
+pub mod imap_syntax;
 pub mod pop3;
 
 /// Reads a fuzz input as a little structure: numbers from the front, the rest as payload. Past the
