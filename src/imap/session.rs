@@ -66,6 +66,9 @@ pub struct Selected {
     pub own_modseqs: Vec<u64>,
     /// The account whose fetched mail arrives here, if this is an account's mailbox.
     pub account: Option<String>,
+    /// `$`, the last `SEARCH RETURN (SAVE)` result (SEARCHRES, RFC 5182): UID ranges, empty
+    /// until a search saves one; a new selection starts empty.
+    pub saved: Vec<(u32, u32)>,
 }
 
 /// A set of UIDs as a sorted vector: 4 bytes a UID where a `HashSet` takes about 9 — and the

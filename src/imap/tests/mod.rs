@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::server::Shared;
+
+mod search_ext;
 use super::session::listen;
 use crate::net::listener::{Limits, Slots};
 use crate::net::throttle::Throttle;
