@@ -64,7 +64,8 @@ fn comparable(rep: &Reply) -> Vec<String> {
     let mut expunged = Vec::new();
     let mut v = Vec::new();
     for l in untagged {
-        let n = l.strip_prefix("* ").and_then(|r| r.split_once(' ')).and_then(|(n, w)| Some((n.parse::<usize>().ok()?, w)));
+        let n =
+            l.strip_prefix("* ").and_then(|r| r.split_once(' ')).and_then(|(n, w)| Some((n.parse::<usize>().ok()?, w)));
         match n {
             Some((n, "EXPUNGE")) if n >= 1 && n <= alive.len() => expunged.push(alive.remove(n - 1)),
             Some((_, "RECENT")) => {}
