@@ -105,7 +105,8 @@ impl std::error::Error for SearchError {}
 /// What evaluating a key needs beyond the rows, so the caller loads only that.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
-    /// SENTBEFORE / SENTON / SENTSINCE: [`Candidate::meta`].
+    /// SENTBEFORE / SENTON / SENTSINCE, and the parsed addresses of FROM TO CC BCC:
+    /// [`Candidate::meta`].
     pub meta: bool,
     /// FROM TO CC BCC SUBJECT HEADER: [`Candidate::header`] (or, failing that, [`Candidate::text`]).
     pub headers: bool,
@@ -133,7 +134,7 @@ pub struct Candidate<'a> {
     pub row: &'a MessageRow,
     /// `\Recent` in this session.
     pub recent: bool,
-    /// For SENT*: the stored metadata.
+    /// For SENT* and the address keys: the stored metadata.
     pub meta: Option<&'a MessageMeta>,
     /// For header keys: the raw header block, `raw[..meta.header_len]` (the whole raw message
     /// works too: scanning stops at the blank line).
