@@ -24,6 +24,10 @@
 //!   message header, unfolded, RFC 2047-decoded (also inside address lists), 8-bit bytes read as
 //!   UTF-8 or else ISO-8859-1 (as `crate::mime` does). The decoded address field keeps the raw
 //!   addresses, so `FROM "bob@example.com"`, `FROM "example.com"` and `FROM "Böb"` all work.
+//! - **Address keys** (FROM TO CC BCC) also match the parsed addresses, as Dovecot does: the
+//!   envelope extracted at insert ([`MessageMeta::envelope`]) written as `name <mailbox@host>`
+//!   ([`address_text`]), so comments and whitespace inside an address (RFC 5322 CFWS) do not
+//!   hide it: `From: <user (c)@ (c) example.org>` is found by `FROM "user@example.org"`.
 //! - **TEXT** searches every header field (as `name: value` lines, decoded as above) and the
 //!   body text; **BODY** only the body text: text/plain and text/html parts that are not
 //!   attachments, transfer- and charset-decoded, HTML converted to text, encapsulated messages
@@ -32,6 +36,8 @@
 //!   offset (23:30 -0500 on 1 March is ON 1-Mar, although it is 2 March in UTC); SENTBEFORE /
 //!   SENTON / SENTSINCE do the same with the `Date:` header (`MessageMeta::date`), falling back to
 //!   INTERNALDATE when the message has no usable Date (Dovecot does).
+//! - **WITHIN** (RFC 5032): OLDER n / YOUNGER n compare INTERNALDATE with the clock read when
+//!   the query is compiled: OLDER n is `<= now - n`, YOUNGER n `>= now - n` (Dovecot's bounds).
 //! - **Flags**: `\Recent` comes from the session ([`Candidate::recent`]); NEW = RECENT UNSEEN,
 //!   OLD = NOT RECENT. KEYWORD / UNKEYWORD compare ASCII case-insensitively with the row's
 //!   keywords only (system flags are not keywords).
@@ -59,7 +65,7 @@ use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use memchr::memmem;
 
-use crate::mime::text::{SearchText, TextFilter, fold_into};
+use crate::mime::text::{SearchText, TextFilter, address_text, fold_into};
 use crate::mime::{MessageMeta, Timestamp, header};
 use crate::store::message::{MessageRow, flag};
 
@@ -78,8 +84,8 @@ pub enum SearchError {
     InvalidUtf8,
     /// Search keys nested more than 64 deep: answer BAD.
     TooDeep,
-    /// A key of an extension this server does not implement (WITHIN, CONDSTORE — only parsed
-    /// if imap-types was built with those features): answer BAD.
+    /// A key of an extension this server does not implement (only parsed if imap-types was
+    /// built with that feature): answer BAD.
     Unsupported,
 }
 
@@ -99,7 +105,8 @@ impl std::error::Error for SearchError {}
 /// What evaluating a key needs beyond the rows, so the caller loads only that.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
-    /// SENTBEFORE / SENTON / SENTSINCE: [`Candidate::meta`].
+    /// SENTBEFORE / SENTON / SENTSINCE, and the parsed addresses of FROM TO CC BCC:
+    /// [`Candidate::meta`].
     pub meta: bool,
     /// FROM TO CC BCC SUBJECT HEADER: [`Candidate::header`] (or, failing that, [`Candidate::text`]).
     pub headers: bool,
@@ -127,7 +134,7 @@ pub struct Candidate<'a> {
     pub row: &'a MessageRow,
     /// `\Recent` in this session.
     pub recent: bool,
-    /// For SENT*: the stored metadata.
+    /// For SENT* and the address keys: the stored metadata.
     pub meta: Option<&'a MessageMeta>,
     /// For header keys: the raw header block, `raw[..meta.header_len]` (the whole raw message
     /// works too: scanning stops at the blank line).
@@ -151,6 +158,15 @@ pub struct Context {
     pub max_seq: u32,
     /// UID of the last message in the mailbox (not UIDNEXT - 1); 0 when empty.
     pub max_uid: u32,
+}
+
+/// The envelope address fields SEARCH has keys for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AddressField {
+    From,
+    To,
+    Cc,
+    Bcc,
 }
 
 /// A pre-folded search string.
@@ -281,6 +297,16 @@ enum Node {
         name: Box<str>,
         needle: Needle,
     },
+    /// The parsed addresses of an envelope field contain `needle` ([`address_text`]).
+    Address {
+        field: AddressField,
+        needle: Needle,
+    },
+    /// WITHIN (RFC 5032): INTERNALDATE at or before (`older`) / at or after this Unix time.
+    Within {
+        older: bool,
+        cutoff: i64,
+    },
     Body(Needle),
     Text(Needle),
     Not(Box<Node>),
@@ -295,9 +321,9 @@ impl Node {
             Node::Const(_) => 0,
             Node::Flags { .. } | Node::Recent(_) | Node::Larger(_) | Node::Smaller(_) => 1,
             Node::Seq(_) | Node::Uid(_) | Node::Keyword { .. } => 2,
-            Node::Date { sent: false, .. } => 2,
+            Node::Date { sent: false, .. } | Node::Within { .. } => 2,
             Node::Date { sent: true, .. } => 3,
-            Node::Header { .. } => 4,
+            Node::Header { .. } | Node::Address { .. } => 4,
             Node::Body(_) | Node::Text(_) => 5,
             Node::Not(n) => n.cost(),
             Node::Or(a, b) => a.cost().max(b.cost()),
@@ -307,7 +333,7 @@ impl Node {
 
     fn needs(&self) -> Needs {
         match self {
-            Node::Date { sent: true, .. } => Needs { meta: true, ..Needs::default() },
+            Node::Date { sent: true, .. } | Node::Address { .. } => Needs { meta: true, ..Needs::default() },
             Node::Header { .. } => Needs { headers: true, ..Needs::default() },
             Node::Body(_) | Node::Text(_) => Needs { text: true, ..Needs::default() },
             Node::Not(n) => n.needs(),
@@ -480,6 +506,24 @@ fn header_key(name: &str, value: &AString<'_>) -> Result<Node, SearchError> {
     Ok(Node::Header { name: name.into(), needle: Needle::new(string(value)?) })
 }
 
+/// FROM / TO / CC / BCC: the field's decoded text, or its parsed addresses (Dovecot compares the
+/// latter only; the text keeps `FROM "Smith, John"` and comment words working). An empty string
+/// asks whether the field exists, which the text alone answers.
+fn address_key(name: &str, field: AddressField, value: &AString<'_>) -> Result<Node, SearchError> {
+    let text = header_key(name, value)?;
+    let needle = Needle::new(string(value)?);
+    Ok(if needle.is_empty() { text } else { Node::or(text, Node::Address { field, needle }) })
+}
+
+/// OLDER / YOUNGER n (RFC 5032), against the clock when the query is compiled: OLDER n matches
+/// INTERNALDATE <= now - n, YOUNGER n INTERNALDATE >= now - n (Dovecot's bounds).
+fn within_key(older: bool, seconds: u32) -> Node {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Node::Within { older, cutoff: now.saturating_sub(i64::from(seconds)) }
+}
+
 fn text_key(value: &AString<'_>, body_only: bool) -> Result<Node, SearchError> {
     let needle = Needle::new(string(value)?);
     Ok(if needle.is_empty() {
@@ -538,10 +582,12 @@ fn compile(key: &SearchKey<'_>, depth: usize) -> Result<Node, SearchError> {
         SearchKey::SentBefore(d) => date_key(true, DateCmp::Before, d),
         SearchKey::SentOn(d) => date_key(true, DateCmp::On, d),
         SearchKey::SentSince(d) => date_key(true, DateCmp::Since, d),
-        SearchKey::From(s) => header_key("from", s)?,
-        SearchKey::To(s) => header_key("to", s)?,
-        SearchKey::Cc(s) => header_key("cc", s)?,
-        SearchKey::Bcc(s) => header_key("bcc", s)?,
+        SearchKey::From(s) => address_key("from", AddressField::From, s)?,
+        SearchKey::To(s) => address_key("to", AddressField::To, s)?,
+        SearchKey::Cc(s) => address_key("cc", AddressField::Cc, s)?,
+        SearchKey::Bcc(s) => address_key("bcc", AddressField::Bcc, s)?,
+        SearchKey::Older(n) => within_key(true, n.get()),
+        SearchKey::Younger(n) => within_key(false, n.get()),
         SearchKey::Subject(s) => header_key("subject", s)?,
         SearchKey::Header(name, s) => header_key(string(name)?, s)?,
         SearchKey::Body(s) => text_key(s, true)?,
@@ -582,6 +628,20 @@ fn eval(n: &Node, c: &Candidate<'_>, ctx: &Context) -> Option<bool> {
             (None, Some(t)) => t.field_values(name).any(|v| needle.is_empty() || needle.find_in(v)),
             (None, None) => return None,
         },
+        Node::Address { field, needle } => {
+            let e = &c.meta?.envelope;
+            let list = match field {
+                AddressField::From => &e.from,
+                AddressField::To => &e.to,
+                AddressField::Cc => &e.cc,
+                AddressField::Bcc => &e.bcc,
+            };
+            !list.is_empty() && needle.find_in(&address_text(list))
+        }
+        Node::Within { older, cutoff } => {
+            let t = c.row.internaldate.unix;
+            if *older { t <= *cutoff } else { t >= *cutoff }
+        }
         Node::Body(needle) => needle.find_in(c.text?.body()),
         Node::Text(needle) => {
             let t = c.text?;
@@ -1032,7 +1092,10 @@ mod tests {
             ("NOT FROM \"example.\"", &[4]),
         ] {
             let query = q(&format!("a SEARCH {line}\r\n"));
-            assert_eq!(query.needs(), Needs { headers: true, ..Needs::default() }, "{line}");
+            // Address keys also look at the parsed envelope (meta).
+            let address = ["FROM", "TO", "CC", "BCC", "NOT FROM"].iter().any(|k| line.starts_with(&format!("{k} \"")));
+            let meta = address && !line.ends_with("\"\"");
+            assert_eq!(query.needs(), Needs { headers: true, meta, ..Needs::default() }, "{line}");
             assert_eq!(search(&m, &query), want, "{line}");
         }
         // Encoded words: RFC 2047 Q (UTF-8), B (ISO-8859-1), raw UTF-8 header.
@@ -1127,6 +1190,69 @@ mod tests {
         assert_eq!(query(b"a SEARCH OR ALL BODY {1}\r\n\x80\r\n").unwrap_err(), SearchError::InvalidUtf8);
         assert_eq!(SearchError::BadCharset.to_string(), "unsupported charset (use UTF-8 or US-ASCII)");
         assert_eq!(CHARSETS.join(" "), "UTF-8 US-ASCII");
+    }
+
+    /// Comments and whitespace inside an address (RFC 5322 CFWS) do not hide it from FROM / TO /
+    /// CC / BCC: the parsed address is compared as well as the field's text (Dovecot finds these).
+    #[test]
+    fn address_keys_see_through_comments() {
+        let m = vec![
+            msg(
+                1,
+                0,
+                &[],
+                false,
+                ts(2022, 1, 1, 0, 0, 0),
+                b"From: <user-from (comment)@ (comment) domain.org>\r\n\
+                  To: user-to (c1) @ (c2) to.example (c3)\r\n\
+                  Cc: Group: \"Carl\" <carl (x) @ cc.example>, dora@ (y) cc.example;\r\n\
+                  Bcc: =?UTF-8?Q?B=C3=A4r?= <bear (hidden) @bcc.example>\r\n\
+                  Subject: comments\r\n\r\nbody\r\n",
+            ),
+            msg(2, 0, &[], false, ts(2022, 1, 1, 0, 0, 0), b"From: other@domain.org\r\n\r\nbody\r\n"),
+        ];
+        for (line, want) in [
+            ("FROM \"user-from@domain.org\"", &[1][..]),
+            ("FROM \"USER-FROM@DOMAIN.ORG\"", &[1]),
+            ("FROM \"comment\"", &[1]), // the text still counts
+            ("FROM \"@domain.org\"", &[1, 2]),
+            ("TO \"user-to@to.example\"", &[1]),
+            ("CC \"carl@cc.example\"", &[1]),
+            ("CC \"carl <carl@cc.example>\"", &[1]),
+            ("CC \"dora@cc.example\"", &[1]),
+            ("BCC \"bear@bcc.example\"", &[1]),
+            ("NOT FROM \"user-from@domain.org\"", &[2]),
+            ("OR FROM \"x@y\" TO \"user-to@to.example\"", &[1]),
+            ("TO \"other@domain.org\"", &[]),
+        ] {
+            assert_eq!(search(&m, &q(&format!("a SEARCH {line}\r\n"))), want, "{line}");
+        }
+        assert_eq!(search(&m, &q_lit("BCC", "bär <bear@bcc")), [1]); // the decoded name
+    }
+
+    #[test]
+    fn within_compares_internaldate_with_now() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let at = |ago: i64| Timestamp { unix: now - ago, offset_minutes: 120 };
+        let m = vec![
+            msg(1, 0, &[], false, at(3 * 86_400), b"Subject: a\r\n\r\n"),
+            msg(2, 0, &[], false, at(3600), b"Subject: b\r\n\r\n"),
+            msg(3, 0, &[], false, at(10), b"Subject: c\r\n\r\n"),
+        ];
+        for (line, want) in [
+            ("OLDER 86400", &[1][..]),
+            ("YOUNGER 86400", &[2, 3]),
+            ("YOUNGER 600", &[3]),
+            ("OLDER 600", &[1, 2]),
+            ("OLDER 600 YOUNGER 7200", &[2]),
+            ("NOT YOUNGER 600", &[1, 2]),
+            ("OLDER 4294967295", &[]),
+            ("YOUNGER 4294967295", &[1, 2, 3]),
+        ] {
+            let query = q(&format!("a SEARCH {line}\r\n"));
+            assert!(query.needs().rows_only(), "{line}");
+            assert_eq!(search(&m, &query), want, "{line}");
+        }
     }
 
     #[test]

@@ -40,8 +40,7 @@ pub const IDLE_KEEPALIVE: Duration = Duration::from_secs(120);
 pub const MAX_LITERAL: u32 = 64 * 1024 * 1024;
 
 pub const CAPS_COMMON: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE";
-pub const CAPS_AUTHENTICATED: &str =
-    "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE";
+pub const CAPS_AUTHENTICATED: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE ESEARCH SEARCHRES WITHIN";
 
 pub enum Outcome {
     Close,
@@ -66,6 +65,9 @@ pub struct Selected {
     pub own_modseqs: Vec<u64>,
     /// The account whose fetched mail arrives here, if this is an account's mailbox.
     pub account: Option<String>,
+    /// `$`, the last `SEARCH RETURN (SAVE)` result (SEARCHRES, RFC 5182): UID ranges, empty
+    /// until a search saves one; a new selection starts empty.
+    pub saved: Vec<(u32, u32)>,
 }
 
 /// A set of UIDs as a sorted vector: 4 bytes a UID where a `HashSet` takes about 9 — and the

@@ -73,6 +73,40 @@ impl SearchText {
     }
 }
 
+/// The parsed addresses of an address field (`MessageMeta::envelope`, extracted at insert) as
+/// SEARCH FROM / TO / CC / BCC compare them besides the field's text: comments and whitespace
+/// gone (RFC 5322 CFWS: `<user (c)@ (c) example.org>` is `user@example.org`), one
+/// `name <mailbox@host>` or `mailbox@host` per address (the name RFC 2047-decoded), `, ` between
+/// them, folded like every haystack. Group markers are left out; the `MISSING_DOMAIN` /
+/// `MISSING_MAILBOX` placeholders of a broken address stay, as in Dovecot's normalised form.
+pub fn address_text(list: &[crate::mime::Address]) -> String {
+    let mut out = String::new();
+    for a in list {
+        let (Some(mailbox), Some(host)) = (&a.mailbox, &a.host) else { continue };
+        if mailbox.is_empty() && host.is_empty() {
+            continue; // `<>`
+        }
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        let mut one = String::new();
+        if let Some(name) = a.name.as_deref().filter(|n| !n.is_empty()) {
+            one.push_str(&super::header::decoded(name.as_bytes()));
+            one.push_str(" <");
+            one.push_str(mailbox);
+            one.push('@');
+            one.push_str(host);
+            one.push('>');
+        } else {
+            one.push_str(mailbox);
+            one.push('@');
+            one.push_str(host);
+        }
+        fold_into(&mut out, &one, true);
+    }
+    out
+}
+
 /// See [`SearchQuery::text_filter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextFilter {

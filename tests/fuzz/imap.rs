@@ -252,6 +252,14 @@ pub const DICT: &[&[u8]] = &[
     b"CHARSET UTF-8 ",
     b"1-Feb-2022",
     b"\"07-Feb-1994 21:52:25 -0800\"",
+    // ESEARCH, SEARCHRES, WITHIN
+    b"SEARCH RETURN (",
+    b"MIN MAX COUNT ALL SAVE",
+    b"RETURN () ",
+    b" $ ",
+    b"UID $",
+    b"OLDER 3600",
+    b"YOUNGER 1",
 ];
 
 /// Real commands (many from `src/imap/tests.rs`), inserted as whole lines.
@@ -321,6 +329,16 @@ pub const LINES: &[&[u8]] = &[
     b"a SEARCH BEFORE 1-Jan-2030 LARGER 10 NOT DELETED",
     b"a SEARCH HEADER Message-Id B27397 SINCE 1-Feb-1994",
     b"a UID SEARCH 1:* NOT SEEN",
+    b"a SEARCH RETURN (MIN MAX COUNT ALL) FLAGGED SINCE 1-Feb-1994",
+    b"a UID SEARCH RETURN () CHARSET UTF-8 TEXT {3+}\r\nabc",
+    b"a SEARCH RETURN (SAVE) UNSEEN",
+    b"a SEARCH RETURN (SAVE MIN) OR $ UID $",
+    b"a FETCH $ (UID FLAGS)",
+    b"a UID STORE $ +FLAGS.SILENT (\\Seen)",
+    b"a COPY $ Archive",
+    b"a UID MOVE $ Trash",
+    b"a UID EXPUNGE $",
+    b"a SEARCH OLDER 3600 YOUNGER 86400",
     b"a COPY 1:2 Archive",
     b"a UID COPY 1:* Projects",
     b"a MOVE 3 Trash",

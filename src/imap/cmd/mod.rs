@@ -139,14 +139,22 @@ pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: 
 /// A command only `imap::syntax` parses (an extension imap-codec has no parser for): run it
 /// like any other.
 pub async fn dispatch_extended(s: &mut Session, d: &mut Driver, tag: Tag<'static>, ext: Extended) -> Flow {
-    let expunge_ok = !matches!(ext, Extended::Search(ref q) if !q.uid());
+    let expunge_ok = match &ext {
+        Extended::Search(q) => q.uid(),
+        Extended::Saved(w) => search::expunge_allowed_with_saved(w),
+        _ => true,
+    };
     let selected_before = matches!(s.state, State::Selected { .. });
     let reply = match ext {
         _ if matches!(s.state, State::NotAuthenticated) => no(None, "log in first (LOGIN or AUTHENTICATE)"),
         Extended::List(l) => mailbox::list_extended(s, d, l).await,
         Extended::Append(a) => append::multiappend(s, a).await,
         _ if !matches!(s.state, State::Selected { .. }) => no(None, "select a mailbox first"),
-        Extended::Search(q) => search::search_extended(s, d, q).await,
+        Extended::Search(q) => search::search_extended(s, d, &tag, q).await,
+        Extended::Saved(w) => match search::with_saved(s, &w) {
+            Some(body) => return dispatch(s, d, tag, body).await,
+            None => search::nothing_saved(),
+        },
     };
     finish(s, d, &tag, reply, expunge_ok, selected_before).await
 }
@@ -432,11 +440,7 @@ pub fn resolve_positions(mb: &Selected, set: &SequenceSet, uid: bool) -> Result<
 
 /// Ranges in the `1:3,7` form (for COPYUID).
 fn set_text(uids: &[u32]) -> String {
-    uid_ranges(uids)
-        .iter()
-        .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}:{b}") })
-        .collect::<Vec<_>>()
-        .join(",")
+    crate::imap::syntax::saved::set_text(&uid_ranges(uids))
 }
 
 /// The selected mailbox's id, whether it is read-only, and the (seq, UID) pairs a set addresses.
@@ -474,6 +478,7 @@ mod tests {
             pending_expunge: Vec::new(),
             own_modseqs: Vec::new(),
             account: None,
+            saved: Vec::new(),
         };
         for set in ["1:*", "*", "2,4:6,5", "9:1", "3,3,3", "1", "7:*,1:2", "1:100", "40:*", "11:19,41:50", "100"] {
             let set = SequenceSet::try_from(set).expect("a sequence set");

@@ -10,17 +10,46 @@ pub(super) async fn search(
     key: &SearchKey<'_>,
     uid: bool,
 ) -> Reply {
+    match matching(s, charset, key).await {
+        Ok(hits) => {
+            write_search(d, &hits, uid);
+            ok(None, "SEARCH completed")
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// `* SEARCH n…`: UIDs or sequence numbers of the hits.
+fn write_search(d: &mut Driver, hits: &[(u32, u32)], uid: bool) {
+    let mut line = String::with_capacity(9 + hits.len() * 7);
+    line.push_str("* SEARCH");
+    for &(seq, u) in hits {
+        let _ = write!(line, " {}", if uid { u } else { seq });
+    }
+    line.push_str("\r\n");
+    d.out().extend_from_slice(line.as_bytes());
+}
+
+/// The messages of the selected mailbox matching `key`: (sequence number, UID), ascending.
+/// `Err`: the reply to send instead (a bad charset or key, a store error).
+pub(super) async fn matching(
+    s: &mut Session,
+    charset: Option<&imap_next::imap_types::core::Charset<'_>>,
+    key: &SearchKey<'_>,
+) -> Result<Vec<(u32, u32)>, Reply> {
     let query = match SearchQuery::new(key, charset) {
         Ok(q) => Arc::new(q),
-        Err(e) => match e {
-            crate::imap::search::SearchError::BadCharset => {
-                return no(Some("BADCHARSET (UTF-8 US-ASCII)"), "supported charsets: UTF-8, US-ASCII");
-            }
-            crate::imap::search::SearchError::Unsupported => return bad("search key not supported"),
-            other => return bad(&other.to_string()),
-        },
+        Err(e) => {
+            return Err(match e {
+                crate::imap::search::SearchError::BadCharset => {
+                    no(Some("BADCHARSET (UTF-8 US-ASCII)"), "supported charsets: UTF-8, US-ASCII")
+                }
+                crate::imap::search::SearchError::Unsupported => bad("search key not supported"),
+                other => bad(&other.to_string()),
+            });
+        }
     };
-    let State::Selected { mb, .. } = &s.state else { return wrong_state() };
+    let State::Selected { mb, .. } = &s.state else { return Err(wrong_state()) };
     let (id, uids, recent) = (mb.id, mb.uids.clone(), mb.recent.clone());
     let r = s
         .store()
@@ -30,7 +59,7 @@ pub(super) async fn search(
                 let hits = c.uids_with_flags(id, mask, want)?;
                 return Ok(hits
                     .into_iter()
-                    .filter_map(|u| uids.binary_search(&u).ok().map(|i| if uid { u } else { i as u32 + 1 }))
+                    .filter_map(|u| uids.binary_search(&u).ok().map(|i| (i as u32 + 1, u)))
                     .collect());
             }
             let needs = query.needs();
@@ -70,28 +99,116 @@ pub(super) async fn search(
                     }
                 };
                 if hit {
-                    hits.push(if uid { r.uid } else { seq });
+                    hits.push((seq, r.uid));
                 }
             }
             Ok(hits)
         })
         .await;
-    match r {
-        Ok(hits) => {
-            let mut line = String::with_capacity(9 + hits.len() * 7);
-            line.push_str("* SEARCH");
-            for h in hits {
-                let _ = write!(line, " {h}");
-            }
-            line.push_str("\r\n");
-            d.out().extend_from_slice(line.as_bytes());
-            ok(None, "SEARCH completed")
-        }
-        Err(e) => db_no(e),
-    }
+    r.map_err(db_no)
 }
 
-/// SEARCH with result options (RFC 4731) or a saved result (RFC 5182).
-pub async fn search_extended(_s: &mut Session, _d: &mut Driver, _q: crate::imap::syntax::search::Search) -> Reply {
-    bad("ESEARCH is not supported yet")
+/// SEARCH with result options (ESEARCH, RFC 4731) and/or the saved result (SEARCHRES, RFC 5182).
+pub async fn search_extended(
+    s: &mut Session,
+    d: &mut Driver,
+    tag: &Tag<'_>,
+    q: crate::imap::syntax::search::Search,
+) -> Reply {
+    let State::Selected { mb, .. } = &s.state else { return wrong_state() };
+    let save = q.ret.is_some_and(|r| r.save);
+    let found = match q.criteria(&mb.saved) {
+        Some((charset, key)) => matching(s, charset.as_ref(), &key).await,
+        None => Err(bad("syntax error in the search criteria")),
+    };
+    let hits = match found {
+        Ok(hits) => hits,
+        Err(reply) => {
+            // A failed SEARCH ... RETURN (SAVE) leaves `$` empty (RFC 5182 §2.1).
+            if save && let State::Selected { mb, .. } = &mut s.state {
+                mb.saved.clear();
+            }
+            return reply;
+        }
+    };
+    let Some(ret) = q.ret else {
+        write_search(d, &hits, q.uid());
+        return ok(None, "SEARCH completed");
+    };
+    if ret.answers() {
+        let nums: Vec<u32> = hits.iter().map(|&(seq, uid)| if q.uid() { uid } else { seq }).collect();
+        d.out().extend_from_slice(esearch_line(tag.as_ref(), q.uid(), ret, &nums).as_bytes());
+    }
+    if ret.save
+        && let State::Selected { mb, .. } = &mut s.state
+    {
+        let uids: Vec<u32> = if ret.saves_extremes_only() {
+            let (first, last) = (hits.first().map(|h| h.1), hits.last().map(|h| h.1));
+            let mut v: Vec<u32> =
+                [ret.min.then_some(first).flatten(), ret.max.then_some(last).flatten()].into_iter().flatten().collect();
+            v.dedup();
+            v
+        } else {
+            hits.iter().map(|h| h.1).collect()
+        };
+        mb.saved = uid_ranges(&uids);
+    }
+    ok(None, if ret.save { "SEARCH completed, result saved" } else { "SEARCH completed" })
+}
+
+/// `* ESEARCH (TAG "a1") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]` (RFC 4731 §3.1): MIN, MAX and
+/// ALL are left out when nothing matched, COUNT never; ALL in sequence-set form. Item order as
+/// Dovecot sends them.
+fn esearch_line(tag: &str, uid: bool, ret: crate::imap::syntax::search::Return, nums: &[u32]) -> String {
+    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    if let (Some(min), Some(max)) = (nums.first(), nums.last()) {
+        if ret.min {
+            let _ = write!(line, " MIN {min}");
+        }
+        if ret.max {
+            let _ = write!(line, " MAX {max}");
+        }
+        if ret.all {
+            let _ = write!(line, " ALL {}", set_text(nums));
+        }
+    }
+    if ret.count {
+        let _ = write!(line, " COUNT {}", nums.len());
+    }
+    line.push_str("\r\n");
+    line
+}
+
+/// FETCH / STORE / COPY / MOVE / UID EXPUNGE of `$` as imap-codec decodes it with the saved
+/// messages still in the mailbox in place of `$`: their UIDs for the UID forms, their current
+/// sequence numbers otherwise. `None`: none of them is left (see [`nothing_saved`]).
+pub(super) fn with_saved(s: &Session, w: &crate::imap::syntax::saved::WithSaved) -> Option<CommandBody<'static>> {
+    let State::Selected { mb, .. } = &s.state else { return None };
+    let saved = SequenceSet::try_from(crate::imap::syntax::saved::set_text(&mb.saved).as_str()).ok()?;
+    let positions = resolve_positions(mb, &saved, true).ok()?;
+    let numbers: Vec<(u32, u32)> = positions
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| if w.uid { (mb.uids[r.start], mb.uids[r.end - 1]) } else { (r.start as u32 + 1, r.end as u32) })
+        .collect();
+    if numbers.is_empty() {
+        return None;
+    }
+    w.with_set(&crate::imap::syntax::saved::set_text(&numbers))
+}
+
+/// The answer to a command on an empty `$` (or one whose messages are all expunged): no message,
+/// nothing done, OK (RFC 5182 §2.1: an empty result is not an error; Dovecot's words).
+pub(super) fn nothing_saved() -> Reply {
+    ok(None, "No messages found")
+}
+
+/// Whether EXPUNGE responses may accompany a command on `$` (not FETCH or STORE by sequence
+/// number, RFC 3501 §7.4.1), as `session::expunge_allowed` says for the decoded command.
+pub(super) fn expunge_allowed_with_saved(w: &crate::imap::syntax::saved::WithSaved) -> bool {
+    use crate::imap::syntax::saved::Verb;
+    w.uid || !matches!(w.verb, Verb::Fetch | Verb::Store)
 }

@@ -38,6 +38,7 @@ pub(super) async fn select(s: &mut Session, d: &mut Driver, m: &Mailbox<'_>, rea
         pending_expunge: Vec::new(),
         own_modseqs: Vec::new(),
         account: info.account.clone(),
+        saved: Vec::new(),
     };
     let out = d.out();
     out.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");

@@ -185,6 +185,19 @@ impl<'a> Cursor<'a> {
     }
 }
 
+// ----- for SEARCHRES (`syntax::saved`) -----
+
+impl<'a> Cursor<'a> {
+    /// The bytes up to (not including) the first one for which `stop` holds, or to the end.
+    pub fn until(&mut self, stop: impl Fn(u8) -> bool) -> &'a [u8] {
+        let start = self.pos;
+        while self.peek().is_some_and(|b| !stop(b)) {
+            self.pos += 1;
+        }
+        self.since(start)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

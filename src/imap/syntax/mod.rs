@@ -11,6 +11,7 @@
 pub mod append;
 pub mod lex;
 pub mod list;
+pub mod saved;
 pub mod search;
 
 use imap_next::imap_types::core::Tag;
@@ -24,6 +25,8 @@ pub enum Extended {
     Search(search::Search),
     /// APPEND of several messages at once (MULTIAPPEND, RFC 3502).
     Append(append::MultiAppend),
+    /// FETCH, STORE, COPY, MOVE or UID EXPUNGE of `$`, the saved search result (RFC 5182).
+    Saved(saved::WithSaved),
 }
 
 /// A complete command imap-codec refused, if one of the parsers here recognises it: its tag and
@@ -43,6 +46,9 @@ pub fn parse(raw: &[u8]) -> Option<(Tag<'static>, Extended)> {
         (false, b"LIST") => Extended::List(list::parse(&mut c)?),
         (_, b"SEARCH") => Extended::Search(search::parse(&mut c, uid)?),
         (false, b"APPEND") => Extended::Append(append::parse(&mut c)?),
+        (_, b"FETCH" | b"STORE" | b"COPY" | b"MOVE" | b"EXPUNGE") => {
+            Extended::Saved(saved::parse(raw, &mut c, uid, &name)?)
+        }
         _ => return None,
     };
     Some((tag, ext))
