@@ -290,3 +290,176 @@ async fn a_large_attachment_is_decoded_a_chunk_at_a_time() {
     assert!(r.ends_with(&[&data[data.len() - 100..], b"\r\n--b--\r\n)\r\nf3 OK FETCH completed\r\n"].concat()), "tail");
     assert_eq!(h.store.budget().in_use(), 0, "every charge came back");
 }
+
+// ===== MULTIAPPEND (RFC 3502) =====
+
+/// ` (flags) "date" {n+}\r\n` + msg: one more `append-message` of a MULTIAPPEND.
+fn more(opts: &str, msg: &[u8]) -> Vec<u8> {
+    [format!(" {opts}{}{{{}+}}\r\n", if opts.is_empty() { "" } else { " " }, msg.len()).as_bytes(), msg].concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiappend_stores_every_message_with_one_appenduid() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    c.expect("c", "CREATE Bin", &["c OK CREATE completed"]).await;
+    let uv = h.uidvalidity("Bin");
+    let m = b"Subject: x\r\n\r\nbody\r\n";
+    let head =
+        [&b"m1 APPEND Bin"[..], &more("(\\Seen)", m), &more("(\\Flagged $Foo) \"05-Jan-2024 01:00:00 +0000\"", PLAIN)]
+            .concat();
+    // NUL_MSG needs a literal8: a NUL in `{n}` makes the whole command a syntax error, nothing stored.
+    c.send(&[&head[..], &more("", NUL_MSG), b"\r\n"].concat()).await;
+    let r = c.read_until_tagged("m1").await;
+    assert!(s(&r[0]).starts_with("m1 BAD "), "{}", show(&r));
+    assert_eq!(h.store.mailbox_messages("Bin").unwrap(), Some(0));
+    let cmd = [&head[..], format!(" ~{{{}+}}\r\n", NUL_MSG.len()).as_bytes(), NUL_MSG, b"\r\n"].concat();
+    c.send_chunked(&cmd, 5).await;
+    assert_resp(&c.read_until_tagged("m1").await, &[format!("m1 OK [APPENDUID {uv} 1:3] APPEND completed")]);
+    // Synchronizing literals: a continuation for each (imap-next accepts each literal as it comes).
+    c.send(format!("m2 APPEND Bin {{{}}}\r\n", m.len()).as_bytes()).await;
+    assert_eq!(s(&c.read_line().await), "+ ready for literal data\r\n");
+    c.send(&[&m[..], format!(" (\\Draft) {{{}}}\r\n", m.len()).as_bytes()].concat()).await;
+    assert_eq!(s(&c.read_line().await), "+ ready for literal data\r\n");
+    c.send(&[&m[..], b"\r\n"].concat()).await;
+    assert_resp(&c.read_until_tagged("m2").await, &[format!("m2 OK [APPENDUID {uv} 4:5] APPEND completed")]);
+    // Selected: EXISTS and RECENT before the tagged OK.
+    c.cmd("s", "SELECT Bin").await;
+    c.send(&[&b"m3 APPEND Bin"[..], &more("", m), &more("", m), b"\r\n"].concat()).await;
+    assert_resp(
+        &c.read_until_tagged("m3").await,
+        &["* 7 EXISTS".to_string(), "* 7 RECENT".into(), format!("m3 OK [APPENDUID {uv} 6:7] APPEND completed")],
+    );
+    let r = c.cmd("f", "FETCH 1:5 (UID FLAGS INTERNALDATE RFC822.SIZE)").await;
+    let r: Vec<String> = r.iter().map(|l| s(l)).collect();
+    assert!(r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent) INTERNALDATE "), "{r:?}");
+    assert_eq!(
+        r[1],
+        format!(
+            "* 2 FETCH (UID 2 FLAGS (\\Flagged $Foo \\Recent) INTERNALDATE \"05-Jan-2024 01:00:00 +0000\" RFC822.SIZE {})\r\n",
+            PLAIN.len()
+        )
+    );
+    assert!(
+        r[2].starts_with("* 3 FETCH (UID 3 FLAGS (\\Recent) INTERNALDATE ") && r[2].ends_with(" RFC822.SIZE 42)\r\n"),
+        "{r:?}"
+    );
+    assert!(r[4].starts_with("* 5 FETCH (UID 5 FLAGS (\\Draft \\Recent) "), "{r:?}");
+    same(
+        &fetch(&mut c, "b", "3 BINARY.PEEK[]").await,
+        &[&b"* 3 FETCH (BINARY[] ~{42}\r\n"[..], NUL_MSG, b")\r\nb OK FETCH completed\r\n"].concat(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc_3502_example() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    c.expect("c", "CREATE saved-messages", &["c OK CREATE completed"]).await;
+    let m1 = crlf(M1);
+    let m2 = crlf(
+        "Date: Mon, 7 Feb 1994 22:43:04 -0800 (PST)
+From: Joe Mooch <mooch@OWaTaGu.example.net>
+Subject: Re: afternoon meeting
+To: foobar@blurdybloop.example.com
+Message-Id: <a0434793874930@OWaTaGu.example.net>
+MIME-Version: 1.0
+Content-Type: TEXT/PLAIN; CHARSET=US-ASCII
+
+3:30 is fine with me.
+",
+    );
+    c.send(format!("A003 APPEND saved-messages (\\Seen) {{{}}}\r\n", m1.len()).as_bytes()).await;
+    assert_eq!(s(&c.read_line().await), "+ ready for literal data\r\n");
+    c.send(&[&m1[..], format!(" (\\Seen) {{{}}}\r\n", m2.len()).as_bytes()].concat()).await;
+    assert_eq!(s(&c.read_line().await), "+ ready for literal data\r\n");
+    c.send(&[&m2[..], b"\r\n"].concat()).await;
+    let uv = h.uidvalidity("saved-messages");
+    assert_resp(&c.read_until_tagged("A003").await, &[format!("A003 OK [APPENDUID {uv} 1:2] APPEND completed")]);
+    c.expect(
+        "s",
+        "STATUS saved-messages (MESSAGES UNSEEN)",
+        &["* STATUS \"saved-messages\" (MESSAGES 2 UNSEEN 0)", "s OK STATUS completed"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiappend_is_all_or_nothing() {
+    let h = Harness::start().await;
+    let mut c = h.selected().await;
+    let m = b"Subject: x\r\n\r\nbody\r\n";
+    let count = || h.store.mailbox_messages("Work").unwrap();
+    // The second message is refused (a bad date, a bad flag, a wrong literal length): BAD, and the
+    // first is not stored either.
+    for (tag, second) in [
+        ("f1", more("\"31-Foo-2024 00:00:00 +0000\"", m)),
+        ("f2", more("(\\*)", m)),
+        ("f3", [&b" {3+}\r\nab"[..]].concat()),
+    ] {
+        c.send(&[format!("{tag} APPEND Work").as_bytes(), &more("(\\Seen)", m), &second, b"\r\n"].concat()).await;
+        let r = c.read_until_tagged(tag).await;
+        assert_eq!(r.len(), 1, "{}", show(&r));
+        assert!(s(&r[0]).starts_with(&format!("{tag} BAD ")), "{}", show(&r));
+        assert_eq!(count(), Some(6), "{tag}");
+    }
+    // A mailbox that does not exist.
+    c.send(&[&b"f4 APPEND Nope"[..], &more("", m), &more("", m), b"\r\n"].concat()).await;
+    assert_resp(&c.read_until_tagged("f4").await, &["f4 NO [TRYCREATE] no such mailbox"]);
+    // A full disk while the second message is written (room for 1 MiB: the first fits, the 4 MiB
+    // second does not): nothing of the command stays.
+    let caps: Vec<_> = (0..crate::store::pool::POOL_SIZE)
+        .map(|_| {
+            let store = h.store.clone();
+            tokio::spawn(async move {
+                store
+                    .pool()
+                    .run(|c| {
+                        let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+                        let page: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+                        c.pragma_update(None, "max_page_count", pages + (1 << 20) / page).unwrap();
+                        // Held a moment, so that each cap lands on a connection of its own.
+                        std::thread::sleep(Duration::from_millis(200));
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for t in caps {
+        t.await.unwrap().unwrap();
+    }
+    let big = [&m[..], &vec![b'x'; 4 << 20]].concat();
+    c.send(&[&b"f5 APPEND Work"[..], &more("", m), &more("", &big), b"\r\n"].concat()).await;
+    let r = c.read_until_tagged("f5").await;
+    assert!(s(r.last().unwrap()).starts_with("f5 NO [OVERQUOTA] "), "{}", show(&r));
+    assert_eq!(count(), Some(6));
+    // Nothing was announced to the client either; the first message alone does fit.
+    c.expect("n", "NOOP", &["n OK completed"]).await;
+    let r = c.cmd("f6", &format!("APPEND Work {}", s(&more("", m)[1..]))).await;
+    assert!(s(r.last().unwrap()).starts_with("f6 OK [APPENDUID "), "{}", show(&r));
+    assert_eq!(count(), Some(7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multiappend_over_the_command_limit_is_bad_and_stores_nothing() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    // Each literal is within MAX_LITERAL (64 MiB), together they are over the command limit
+    // (MAX_LITERAL + 64 KiB: imap-next's max_command_size).
+    let n = super::super::session::MAX_LITERAL as usize / 2 + 1024 * 1024;
+    let chunk = vec![b'x'; 1 << 20];
+    c.send(b"a1 APPEND Work").await;
+    for _ in 0..2 {
+        c.send(format!(" {{{n}+}}\r\n").as_bytes()).await;
+        let mut sent = 0;
+        while sent < n {
+            let k = chunk.len().min(n - sent);
+            c.send(&chunk[..k]).await;
+            sent += k;
+        }
+    }
+    c.send(b"\r\na2 NOOP\r\n").await;
+    assert_resp(&c.read_until_tagged("a1").await, &["a1 BAD command too long"]);
+    assert_resp(&c.read_until_tagged("a2").await, &["a2 OK completed"]);
+    assert_eq!(h.store.mailbox_messages("Work").unwrap(), Some(6));
+}
