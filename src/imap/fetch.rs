@@ -516,6 +516,7 @@ fn encode_with(plan: &FetchPlan, m: &FetchInput<'_>, src: &mut dyn Source, out: 
         out.extend_from_slice(b"FLAGS ");
         write_flags(m.row.flags, &m.row.keywords, m.recent, out);
     }
+    let mut measured: Vec<(&[u32], (usize, bool))> = Vec::new();
     for item in &plan.items {
         sep(out);
         match item {
@@ -573,7 +574,15 @@ fn encode_with(plan: &FetchPlan, m: &FetchInput<'_>, src: &mut dyn Source, out: 
                     out.extend_from_slice(b"NIL");
                     continue;
                 };
-                let (size, literal8) = measure(&pieces, src);
+                // BINARY.SIZE[n] and BINARY[n] together: one pass to measure.
+                let (size, literal8) = match measured.iter().find(|(p, _)| *p == &b.path[..]) {
+                    Some((_, m)) => *m,
+                    None => {
+                        let m = measure(&pieces, src);
+                        measured.push((&b.path, m));
+                        m
+                    }
+                };
                 if b.size_only {
                     push_u64(out, size as u64);
                     continue;

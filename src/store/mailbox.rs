@@ -145,6 +145,31 @@ impl Reader<'_> {
     pub fn raw_range(&self, body: i64, range: std::ops::Range<usize>) -> Result<Option<Vec<u8>>> {
         Ok(q::raw_range(self.conn, body, range)?)
     }
+    /// A body opened once for many [`BodyRanges::read`]s: each `raw_range` opens the blob anew,
+    /// and SQLite then walks a large body's overflow pages from its start to reach the offset;
+    /// an open blob keeps its place (reading a 50 MB body in 64 KiB pieces: one walk, not 800).
+    pub fn body_ranges(&self, body: i64) -> BodyRanges<'_> {
+        BodyRanges { blob: self.conn.blob_open(rusqlite::MAIN_DB, "bodies", "raw", body, true).ok() }
+    }
+}
+
+/// See [`Reader::body_ranges`].
+pub struct BodyRanges<'a> {
+    blob: Option<rusqlite::blob::Blob<'a>>,
+}
+
+impl BodyRanges<'_> {
+    /// Bytes `range` of the body, fewer at its end; empty when it could not be read.
+    pub fn read(&mut self, range: std::ops::Range<usize>) -> Vec<u8> {
+        let Some(blob) = &self.blob else { return Vec::new() };
+        let end = range.end.min(blob.len());
+        let start = range.start.min(end);
+        let mut buf = vec![0u8; end - start];
+        match blob.read_at_exact(&mut buf, start) {
+            Ok(()) => buf,
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 fn immediate(c: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {

@@ -188,7 +188,9 @@ pub(super) fn fetch_step(
         if stored {
             let body = row.body_id;
             let input = FetchInput { seq, row: &row, recent, meta: meta.as_ref(), raw: None, seen_changed };
-            let mut read = |r: std::ops::Range<usize>| c.raw_range(body, r).ok().flatten().unwrap_or_default();
+            // One open body for all the reads (headers, small sections, BINARY's chunked passes).
+            let mut ranges = c.body_ranges(body);
+            let mut read = |r: std::ops::Range<usize>| ranges.read(r);
             let mut deferred = Vec::new();
             crate::imap::fetch::encode_stored(
                 plan,
