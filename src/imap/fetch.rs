@@ -143,8 +143,8 @@ impl What {
 
 impl FetchPlan {
     /// From the parsed command. `uid_command`: UID FETCH (then UID is always returned, RFC 3501
-    /// §6.4.8). Errors (→ the session answers BAD with this text): BINARY / BINARY.SIZE (not
-    /// advertised), anything unsupported.
+    /// §6.4.8). Errors (→ the session answers BAD with this text): an empty list, anything
+    /// unsupported.
     pub fn new(items: &MacroOrMessageDataItemNames<'_>, uid_command: bool) -> Result<FetchPlan, String> {
         let expanded;
         let names: &[MessageDataItemName<'_>] = match items {
