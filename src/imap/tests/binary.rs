@@ -447,15 +447,12 @@ async fn a_multiappend_over_the_command_limit_is_bad_and_stores_nothing() {
     // Each literal is within MAX_LITERAL (64 MiB), together they are over the command limit
     // (MAX_LITERAL + 64 KiB: imap-next's max_command_size).
     let n = super::super::session::MAX_LITERAL as usize / 2 + 1024 * 1024;
-    let chunk = vec![b'x'; 1 << 20];
+    let data = vec![b'x'; n];
     c.send(b"a1 APPEND Work").await;
     for _ in 0..2 {
         c.send(format!(" {{{n}+}}\r\n").as_bytes()).await;
-        let mut sent = 0;
-        while sent < n {
-            let k = chunk.len().min(n - sent);
-            c.send(&chunk[..k]).await;
-            sent += k;
+        for piece in data.chunks(1 << 20) {
+            c.send(piece).await;
         }
     }
     c.send(b"\r\na2 NOOP\r\n").await;
