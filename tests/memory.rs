@@ -22,13 +22,13 @@ use crate::util::{Bridge, LOCAL_PASSWORD, corpus};
 
 /// Resets a process's peak resident memory (VmHWM) to what it uses now (Linux `clear_refs` 5):
 /// the peak measured afterwards is the peak of what follows.
-fn reset_peak(pid: u32) -> u64 {
+pub(crate) fn reset_peak(pid: u32) -> u64 {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM (/proc/PID/clear_refs, needs root)");
     status_kib(pid, "VmHWM")
 }
 
 /// VmHWM or VmRSS of a process, KiB.
-fn status_kib(pid: u32, key: &str) -> u64 {
+pub(crate) fn status_kib(pid: u32, key: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
     s.lines()
         .find_map(|l| l.strip_prefix(key))
@@ -91,7 +91,7 @@ fn loaded_bridge(small: usize, large: usize, large_kib: usize) -> (Bridge, FakeP
 
 /// Waits for the daemon's background text index to cover every body (it reads each body once,
 /// whole, when it is new): the tests measure what sessions cost, from a daemon at rest.
-fn wait_for_the_index(b: &Bridge) {
+pub(crate) fn wait_for_the_index(b: &Bridge) {
     crate::util::wait_until("the text index", Duration::from_secs(120), || {
         let c = rusqlite::Connection::open(b.store_path()).expect("open the store");
         c.query_row("SELECT count(*) FROM bodies WHERE indexed = 0", [], |r| r.get::<_, i64>(0)).expect("count") == 0

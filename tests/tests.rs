@@ -10,6 +10,7 @@ mod daemon;
 mod fuzz;
 mod identity;
 mod imap;
+mod imap_binary;
 mod imap_search;
 mod layers;
 mod limits;

@@ -68,6 +68,7 @@ pub mod header;
 mod rfc822;
 mod search;
 pub mod text;
+pub mod transfer;
 mod tree;
 pub mod wire;
 

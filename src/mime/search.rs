@@ -4,7 +4,6 @@
 
 use super::header;
 use super::{MessageMeta, Part};
-use base64::Engine as _;
 
 /// Decoded text per message is capped (a huge text part adds nothing to search but size).
 const MAX_TEXT: usize = 1 << 20;
@@ -65,56 +64,12 @@ pub fn search_text_with(raw: &[u8], meta: &MessageMeta) -> (String, String) {
     (heads, text)
 }
 
+/// The body with its transfer encoding undone; an encoding no decoder knows is searched as it is.
 fn decode_body(body: &[u8], encoding: &str) -> Vec<u8> {
-    if encoding.eq_ignore_ascii_case("base64") {
-        let clean: Vec<u8> =
-            body.iter().copied().filter(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/').collect();
-        let engine = base64::engine::GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            base64::engine::GeneralPurposeConfig::new()
-                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
-                .with_decode_allow_trailing_bits(true),
-        );
-        // A dangling single character cannot decode: drop it.
-        let usable = clean.len() - usize::from(clean.len() % 4 == 1);
-        engine.decode(&clean[..usable]).unwrap_or_default()
-    } else if encoding.eq_ignore_ascii_case("quoted-printable") {
-        qp_decode(body)
-    } else {
-        body.to_vec()
-    }
-}
-
-/// Lenient quoted-printable: soft breaks removed, `=XX` decoded, anything malformed kept as is.
-fn qp_decode(b: &[u8]) -> Vec<u8> {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'=' {
-            match (b.get(i + 1), b.get(i + 2)) {
-                (Some(b'\r'), Some(b'\n')) => {
-                    i += 3;
-                    continue;
-                }
-                (Some(b'\n'), _) => {
-                    i += 2;
-                    continue;
-                }
-                (Some(&h), Some(&l)) => {
-                    if let (Some(h), Some(l)) = (hex(h), hex(l)) {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
+    super::transfer::decode(
+        body,
+        super::transfer::Encoding::parse(encoding).unwrap_or(super::transfer::Encoding::Identity),
+    )
 }
 
 fn to_utf8(b: &[u8], charset: &str) -> String {

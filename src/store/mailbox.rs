@@ -91,6 +91,16 @@ pub struct Selection {
     pub recent_floor: u32,
 }
 
+/// A message to store ([`Store::append_messages`]): its bytes, flags, keywords and INTERNALDATE
+/// (None: now).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub raw: Vec<u8>,
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    pub date: Option<Timestamp>,
+}
+
 /// The rows of a FETCH page, after the implicit `\Seen` of a body fetch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FetchRows {
@@ -134,6 +144,31 @@ impl Reader<'_> {
     /// Bytes `range` of a body (fewer at its end); None: no such body.
     pub fn raw_range(&self, body: i64, range: std::ops::Range<usize>) -> Result<Option<Vec<u8>>> {
         Ok(q::raw_range(self.conn, body, range)?)
+    }
+    /// A body opened once for many [`BodyRanges::read`]s: each `raw_range` opens the blob anew,
+    /// and SQLite then walks a large body's overflow pages from its start to reach the offset;
+    /// an open blob keeps its place (reading a 50 MB body in 64 KiB pieces: one walk, not 800).
+    pub fn body_ranges(&self, body: i64) -> BodyRanges<'_> {
+        BodyRanges { blob: self.conn.blob_open(rusqlite::MAIN_DB, "bodies", "raw", body, true).ok() }
+    }
+}
+
+/// See [`Reader::body_ranges`].
+pub struct BodyRanges<'a> {
+    blob: Option<rusqlite::blob::Blob<'a>>,
+}
+
+impl BodyRanges<'_> {
+    /// Bytes `range` of the body, fewer at its end; empty when it could not be read.
+    pub fn read(&mut self, range: std::ops::Range<usize>) -> Vec<u8> {
+        let Some(blob) = &self.blob else { return Vec::new() };
+        let end = range.end.min(blob.len());
+        let start = range.start.min(end);
+        let mut buf = vec![0u8; end - start];
+        match blob.read_at_exact(&mut buf, start) {
+            Ok(()) => buf,
+            Err(_) => Vec::new(),
+        }
     }
 }
 
@@ -358,23 +393,33 @@ impl Store {
         keywords: Vec<String>,
         date: Option<Timestamp>,
     ) -> Result<(u32, u32)> {
+        let (uv, uids) = self.append_messages(mailbox, vec![NewMessage { raw, flags, keywords, date }]).await?;
+        Ok((uv, uids.first().copied().unwrap_or_default()))
+    }
+
+    /// APPEND of several messages (MULTIAPPEND, RFC 3502): all in one transaction, so either all
+    /// are stored or — an error on any of them, a full disk — none. Each as [`Store::append_message`];
+    /// returns the UIDVALIDITY and the messages' UIDs in order.
+    pub async fn append_messages(&self, mailbox: i64, messages: Vec<NewMessage>) -> Result<(u32, Vec<u32>)> {
         self.job(move |c| {
             // Parse before taking the write lock.
-            let meta = MessageMeta::extract(&raw);
-            let date = date.unwrap_or_else(|| Timestamp { unix: super::now(), offset_minutes: 0 });
+            let metas: Vec<MessageMeta> = messages.iter().map(|m| MessageMeta::extract(&m.raw)).collect();
+            let now = Timestamp { unix: super::now(), offset_minutes: 0 };
             let tx = immediate(c)?;
-            let uidvalidity = |tx: &Connection| -> rusqlite::Result<u32> {
-                tx.query_row("SELECT uidvalidity FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get::<_, i64>(0))
-                    .map(|v| v as u32)
-            };
-            if let Some(uid) = q::recent_duplicate(&tx, mailbox, &raw, meta.message_id.as_deref())? {
-                return Ok((uidvalidity(&tx)?, uid));
+            let mut uids = Vec::with_capacity(messages.len());
+            for (m, meta) in messages.iter().zip(&metas) {
+                let uid = match q::recent_duplicate(&tx, mailbox, &m.raw, meta.message_id.as_deref())? {
+                    Some(uid) => uid,
+                    None => q::append(&tx, mailbox, &m.raw, meta, m.flags, &m.keywords, m.date.unwrap_or(now))?,
+                };
+                uids.push(uid);
             }
-            let uid = q::append(&tx, mailbox, &raw, &meta, flags, &keywords, date)?;
-            let uv = uidvalidity(&tx)?;
+            let uv = tx
+                .query_row("SELECT uidvalidity FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get::<_, i64>(0))
+                .map(|v| v as u32)?;
             tx.commit()?;
             guarded(c)?;
-            Ok((uv, uid))
+            Ok((uv, uids))
         })
         .await
     }

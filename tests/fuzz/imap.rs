@@ -260,6 +260,12 @@ pub const DICT: &[&[u8]] = &[
     b"UID $",
     b"OLDER 3600",
     b"YOUNGER 1",
+    b"BINARY[",
+    b"BINARY.PEEK[",
+    b"BINARY.SIZE[",
+    b"~{5}\r\n",
+    b"~{5+}\r\n",
+    b"APPEND Work ",
 ];
 
 /// Real commands (many from `src/imap/tests.rs`), inserted as whole lines.
@@ -350,6 +356,11 @@ pub const LINES: &[&[u8]] = &[
     b"a APPEND Work (\\Seen) {8+}\r\nA: b\r\n\r\n",
     b"a APPEND INBOX {8}\r\nA: b\r\n\r\n",
     b"a APPEND Drafts (\\Draft) \"07-Feb-1994 21:52:25 -0800\" {21+}\r\nSubject: x\r\n\r\nbody\r\n",
+    b"a APPEND Work ~{9+}\r\nA: b\r\n\r\n\x00",
+    b"a APPEND Work (\\Seen) {8+}\r\nA: b\r\n\r\n (\\Flagged) \"07-Feb-1994 21:52:25 -0800\" ~{8+}\r\nA: c\r\n\r\n",
+    b"a APPEND Work {8}\r\nA: b\r\n\r\n {8}\r\nA: c\r\n\r\n",
+    b"a FETCH 5 (BINARY[2] BINARY.PEEK[]<0.20> BINARY.SIZE[2] BINARY.SIZE[])",
+    b"a UID FETCH 1:* (BINARY.PEEK[1] BINARY.SIZE[1])",
     b"a IDLE",
     b"DONE",
     b"a LOGOUT",

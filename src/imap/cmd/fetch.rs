@@ -74,6 +74,7 @@ pub(super) async fn fetch(
             Err(e) => return db_no(e),
         };
         page = step.rest;
+        let unknown_cte = step.unknown_cte;
         let mut bytes = step.bytes;
         if let Some(first) = step.deferred.first() {
             // What precedes the first large section goes out now, and its charge is given back
@@ -89,7 +90,11 @@ pub(super) async fn fetch(
             for def in &step.deferred {
                 d.push(bytes.drain(..def.at - at).collect());
                 at = def.at;
-                if stream_section(s, d, &budget, step.body, def.range.clone()).await.is_err() {
+                let sent = match &def.binary {
+                    Some(pieces) => stream_binary(s, d, &budget, step.body, pieces.clone(), def.range.clone()).await,
+                    None => stream_section(s, d, &budget, step.body, def.range.clone()).await,
+                };
+                if sent.is_err() {
                     return Err(Close);
                 }
             }
@@ -100,6 +105,10 @@ pub(super) async fn fetch(
                 return Err(Close);
             }
             drop(charge);
+        }
+        if unknown_cte {
+            // RFC 3516 §4.3; the responses before this message's went out, as Dovecot does.
+            return no(Some("UNKNOWN-CTE"), "Unknown Content-Transfer-Encoding");
         }
     }
     ok(None, "FETCH completed")
@@ -145,6 +154,9 @@ pub(super) struct Step {
     rest: VecDeque<Pending>,
     body: i64,
     deferred: Vec<Deferred>,
+    /// The next message has a BINARY section in an encoding no decoder knows: the FETCH ends
+    /// here with `NO [UNKNOWN-CTE]` (`rest` is dropped).
+    unknown_cte: bool,
 }
 
 /// Encodes the responses of the next messages of `work`, as many as fit in `allowance` bytes (at
@@ -170,10 +182,15 @@ pub(super) fn fetch_step(
         }
         let Some(Pending { seq, recent, row: Some(row), seen_changed }) = work.pop_front() else { continue };
         let meta = if plan.needs_meta() || stored { c.meta(row.body_id)? } else { None };
+        if crate::imap::fetch::unknown_cte(plan, meta.as_ref()) {
+            return Ok(Step { bytes: out, rest: VecDeque::new(), body: 0, deferred: Vec::new(), unknown_cte: true });
+        }
         if stored {
             let body = row.body_id;
             let input = FetchInput { seq, row: &row, recent, meta: meta.as_ref(), raw: None, seen_changed };
-            let mut read = |r: std::ops::Range<usize>| c.raw_range(body, r).ok().flatten().unwrap_or_default();
+            // One open body for all the reads (headers, small sections, BINARY's chunked passes).
+            let mut ranges = c.body_ranges(body);
+            let mut read = |r: std::ops::Range<usize>| ranges.read(r);
             let mut deferred = Vec::new();
             crate::imap::fetch::encode_stored(
                 plan,
@@ -185,7 +202,7 @@ pub(super) fn fetch_step(
                 &mut deferred,
             );
             if !deferred.is_empty() {
-                return Ok(Step { bytes: out, rest: work, body, deferred });
+                return Ok(Step { bytes: out, rest: work, body, deferred, unknown_cte: false });
             }
         } else {
             let raw = if plan.needs_raw() { c.raw(row.body_id)? } else { None };
@@ -196,7 +213,7 @@ pub(super) fn fetch_step(
             break;
         }
     }
-    Ok(Step { bytes: out, rest: work, body: 0, deferred: Vec::new() })
+    Ok(Step { bytes: out, rest: work, body: 0, deferred: Vec::new(), unknown_cte: false })
 }
 
 /// Sends bytes `range` of a stored body as literal data, one budgeted chunk at a time, each read
@@ -229,6 +246,51 @@ pub(super) async fn stream_section(
         d.flush().await.map_err(|_| ())?;
         drop(charge);
         pos += n;
+    }
+    Ok(())
+}
+
+/// Sends `window` of a BINARY section of a stored body (`fetch::BinaryStream` over `pieces`), one
+/// budgeted chunk at a time like [`stream_section`]: each chunk of the body is read, decoded and
+/// sent before the next is read, so a 50 MB attachment costs one chunk of memory, not 50 MB.
+/// Err: the connection must close (the literal's length is promised).
+pub(super) async fn stream_binary(
+    s: &mut Session,
+    d: &mut Driver,
+    budget: &memory::Budget,
+    body: i64,
+    pieces: Vec<crate::imap::fetch::Piece>,
+    window: std::ops::Range<usize>,
+) -> Result<(), ()> {
+    let mut st = crate::imap::fetch::BinaryStream::new(pieces, window.clone());
+    let mut sent = 0usize;
+    loop {
+        let mut out = Vec::new();
+        let Some(r) = st.want(memory::STEP, &mut out) else {
+            sent += out.len();
+            d.push(out);
+            break;
+        };
+        // Decoded data is never larger than what it is decoded from (plus a rewritten field).
+        let charge = budget.take(r.len() + out.len()).await;
+        let n = r.len();
+        let chunk = match s.store().body_range(body, r).await {
+            Ok(Some(chunk)) if chunk.len() == n => chunk,
+            other => {
+                tracing::warn!("imap: body {body} could not be read while sending it ({:?}): closing", other.err());
+                return Err(());
+            }
+        };
+        st.feed(&chunk, &mut out);
+        drop(chunk);
+        sent += out.len();
+        d.push(out);
+        d.flush().await.map_err(|_| ())?;
+        drop(charge);
+    }
+    if sent != window.len() {
+        tracing::warn!("imap: body {body}: BINARY section came out at {sent} bytes, not {}: closing", window.len());
+        return Err(());
     }
     Ok(())
 }
