@@ -339,6 +339,16 @@ impl Store {
         .await
     }
 
+    /// STATUS SIZE (RFC 8438): the sum of the mailbox's message sizes, a counter of its row
+    /// (schema 11) — no scan of the messages.
+    pub async fn mailbox_size(&self, id: i64) -> Result<u64> {
+        self.job(move |c| {
+            let n: i64 = c.query_row("SELECT size FROM mailboxes WHERE id = ?1", [id], |r| r.get(0))?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
+
     /// APPEND: stores `raw` with these flags and INTERNALDATE (now if None). In a Sent folder, the
     /// same message (Message-ID and bytes) among the latest ones is not stored twice: its UID is
     /// returned (a copy popbridge filed itself, `save_sent`). Returns (UIDVALIDITY, UID).

@@ -254,4 +254,19 @@ CREATE TABLE outbox_chunks (
 );
 CREATE UNIQUE INDEX outbox_chunks_order ON outbox_chunks(outbox_id, seq);
 "#,
+    // 10 → 11: STATUS=SIZE (RFC 8438) from the mailbox row, as MESSAGES and UNSEEN: the sum of
+    // its messages' sizes (RFC822.SIZE), kept in step by triggers — a message's size and mailbox
+    // never change after its insert, so an insert and a delete are the only moves.
+    r#"
+ALTER TABLE mailboxes ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+UPDATE mailboxes SET size = (SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = mailboxes.id);
+CREATE TRIGGER messages_size_in AFTER INSERT ON messages
+BEGIN
+    UPDATE mailboxes SET size = size + NEW.size WHERE id = NEW.mailbox_id;
+END;
+CREATE TRIGGER messages_size_out AFTER DELETE ON messages
+BEGIN
+    UPDATE mailboxes SET size = size - OLD.size WHERE id = OLD.mailbox_id;
+END;
+"#,
 ];

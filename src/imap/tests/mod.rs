@@ -28,6 +28,8 @@ use crate::secret::Secret;
 use crate::store::accounts::AccountIds;
 use crate::store::{Delivery, Store};
 
+mod list;
+
 /// How long any single read or write may take before the test fails.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -463,8 +465,7 @@ pub(super) fn no_expunge(r: &[Vec<u8>]) -> bool {
     !r.iter().any(|l| s(l).contains(" EXPUNGE"))
 }
 
-pub(super) const CAPS_AUTH: &str =
-    "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE";
+pub(super) const CAPS_AUTH: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE";
 pub(super) const CAPS_PRE: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE AUTH=PLAIN AUTH=LOGIN";
 
 pub(super) fn select_lines(exists: usize, recent: usize, unseen: Option<usize>, uv: i64, next: u32) -> Vec<String> {
