@@ -496,7 +496,7 @@ async fn greeting_and_capabilities_before_and_after_login() {
     let r = c.cmd("a3", "CAPABILITY").await;
     assert_resp(&r, &[format!("* CAPABILITY {CAPS_AUTH}"), "a3 OK CAPABILITY completed".into()]);
     let caps = s(&r[0]);
-    for never in ["AUTH=", "STARTTLS", "LIST-EXTENDED", "CONDSTORE", "QRESYNC", "COMPRESS", "BINARY", "LOGINDISABLED"] {
+    for never in ["AUTH=", "STARTTLS", "CONDSTORE", "QRESYNC", "COMPRESS", "BINARY", "LOGINDISABLED"] {
         assert!(!caps.contains(never), "{never} advertised after login: {caps}");
     }
     for word in caps.trim_end().split(' ').skip(2) {
