@@ -115,7 +115,7 @@ fn status_items(inner: &[u8]) -> Option<Vec<StatusDataItemName>> {
     line.extend_from_slice(inner);
     line.extend_from_slice(b")\r\n");
     match CommandCodec::default().decode(&line) {
-        Ok((rest, cmd)) if rest.is_empty() => match cmd.body {
+        Ok((b"", cmd)) => match cmd.body {
             // RFC 5819: one item at least (imap-codec's STATUS also takes none).
             CommandBody::Status { item_names, .. } if !item_names.is_empty() => Some(item_names.into_owned()),
             _ => None,

@@ -61,3 +61,454 @@ async fn lsub_percent_returns_the_unsubscribed_parent_of_a_subscribed_grandchild
     c.expect("a5", "LSUB \"\" \"a%\"", &["* LSUB (\\Noselect) \"/\" \"a\"", "a5 OK LSUB completed"]).await;
     c.expect("a6", "LSUB \"a/\" \"%\"", &["* LSUB (\\Noselect) \"/\" \"a/b\"", "a6 OK LSUB completed"]).await;
 }
+
+/// RFC 5258's form of the LSUB rule: the parent comes with CHILDINFO instead of `\Noselect`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recursivematch_returns_the_unsubscribed_parent_of_a_subscribed_grandchild() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    c.expect("a1", "CREATE a/b/c", &["a1 OK CREATE completed"]).await;
+    c.expect("a2", "UNSUBSCRIBE a/b", &["a2 OK completed"]).await;
+    c.expect("a3", "UNSUBSCRIBE a", &["a3 OK completed"]).await;
+    c.expect(
+        "a4",
+        "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"a/%\"",
+        &["* LIST (\\HasChildren) \"/\" \"a/b\" (\"CHILDINFO\" (\"SUBSCRIBED\"))", "a4 OK LIST completed"],
+    )
+    .await;
+    c.expect("a5", "LIST (SUBSCRIBED) \"\" \"a/%\"", &["a5 OK LIST completed"]).await;
+    c.expect(
+        "a6",
+        "LIST (SUBSCRIBED) \"\" \"a/*\"",
+        &["* LIST (\\HasNoChildren \\Subscribed) \"/\" \"a/b/c\"", "a6 OK LIST completed"],
+    )
+    .await;
+}
+
+// ===== clients =====
+
+const LOCAL_SUBSCRIBED: [&str; 7] = [
+    "* LIST (\\HasNoChildren \\Subscribed) \"/\" INBOX",
+    "* LIST (\\HasNoChildren \\Archive \\Subscribed) \"/\" \"Archive\"",
+    "* LIST (\\HasNoChildren \\Drafts \\Subscribed) \"/\" \"Drafts\"",
+    "* LIST (\\HasNoChildren \\Junk \\Subscribed) \"/\" \"Junk\"",
+    "* LIST (\\HasNoChildren \\Sent \\Subscribed) \"/\" \"Sent\"",
+    "* LIST (\\HasNoChildren \\Trash \\Subscribed) \"/\" \"Trash\"",
+    "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"Work\"",
+];
+
+/// Thunderbird with LIST-EXTENDED offered (../shared/notes/clients.md): subscribed folders with
+/// their special use, then INBOX; it shows subscribed folders only, so all of them must be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thunderbird_opening_with_list_extended() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    let mut want = LOCAL_SUBSCRIBED.to_vec();
+    want.push("5 OK LIST completed");
+    c.expect("5", "list (subscribed) \"\" \"*\" return (special-use)", &want).await;
+    c.expect("6", "list \"\" \"INBOX\"", &["* LIST (\\HasNoChildren) \"/\" INBOX", "6 OK LIST completed"]).await;
+}
+
+/// The account login sees its subtree re-rooted (DESIGN §3), in the extended LIST too; its
+/// special folders are listed before they exist, and LIST-STATUS (like STATUS) creates them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_list_in_an_account_view() {
+    let h = Harness::start().await;
+    let mut c = h.login("me+Work").await;
+    c.expect(
+        "a1",
+        "LIST (SUBSCRIBED) \"\" \"*\" RETURN (SPECIAL-USE STATUS (MESSAGES UNSEEN))",
+        &[
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" INBOX",
+            "* STATUS INBOX (MESSAGES 6 UNSEEN 6)",
+            "* LIST (\\HasNoChildren \\Archive \\Subscribed) \"/\" \"Archive\"",
+            "* STATUS \"Archive\" (MESSAGES 0 UNSEEN 0)",
+            "* LIST (\\HasNoChildren \\Drafts \\Subscribed) \"/\" \"Drafts\"",
+            "* STATUS \"Drafts\" (MESSAGES 0 UNSEEN 0)",
+            "* LIST (\\HasNoChildren \\Junk \\Subscribed) \"/\" \"Junk\"",
+            "* STATUS \"Junk\" (MESSAGES 0 UNSEEN 0)",
+            "* LIST (\\HasNoChildren \\Sent \\Subscribed) \"/\" \"Sent\"",
+            "* STATUS \"Sent\" (MESSAGES 0 UNSEEN 0)",
+            "* LIST (\\HasNoChildren \\Trash \\Subscribed) \"/\" \"Trash\"",
+            "* STATUS \"Trash\" (MESSAGES 0 UNSEEN 0)",
+            "a1 OK LIST completed",
+        ],
+    )
+    .await;
+    c.expect("a2", "CREATE Projects/2025", &["a2 OK CREATE completed"]).await;
+    c.expect(
+        "a3",
+        "LIST \"\" (\"INBOX\" \"Proj*\") RETURN (CHILDREN SUBSCRIBED)",
+        &[
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" INBOX",
+            "* LIST (\\HasChildren \\Subscribed) \"/\" \"Projects\"",
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"Projects/2025\"",
+            "a3 OK LIST completed",
+        ],
+    )
+    .await;
+    // The combined login sees the same mailboxes under Work (its Sent is a plain folder there).
+    let mut d = h.login("me").await;
+    d.expect(
+        "b1",
+        "LIST (SPECIAL-USE) \"\" \"*\"",
+        &[
+            "* LIST (\\HasNoChildren \\Archive) \"/\" \"Archive\"",
+            "* LIST (\\HasNoChildren \\Drafts) \"/\" \"Drafts\"",
+            "* LIST (\\HasNoChildren \\Junk) \"/\" \"Junk\"",
+            "* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"",
+            "* LIST (\\HasNoChildren \\Trash) \"/\" \"Trash\"",
+            "b1 OK LIST completed",
+        ],
+    )
+    .await;
+    d.expect(
+        "b2",
+        "LIST \"Work/\" (\"S*\" \"P%\") RETURN (STATUS (MESSAGES))",
+        &[
+            "* LIST (\\HasChildren) \"/\" \"Work/Projects\"",
+            "* STATUS \"Work/Projects\" (MESSAGES 0)",
+            "* LIST (\\HasNoChildren) \"/\" \"Work/Sent\"",
+            "* STATUS \"Work/Sent\" (MESSAGES 0)",
+            "b2 OK LIST completed",
+        ],
+    )
+    .await;
+}
+
+// ===== RFC 5258 §5, adapted =====
+//
+// Our tree always has the local folders (INBOX, Archive, Drafts, Junk, Sent, Trash) and the
+// account folder Work beside the examples' folders, so the listings have them too; the order is
+// ours (INBOX first, then by name — the RFC leaves it to the server). A subscription here is a
+// mailbox's flag and CREATE makes every superior, so the examples' subscribed-but-deleted
+// "Fruit/Peach", the missing parents of §5.8 A2 and §5.11-12 and remote mailboxes (§5.4-6) cannot
+// be built: those lines are left out.
+
+/// Unsubscribes everything the harness starts with (INBOX, the local folders, Work).
+async fn unsubscribe_locals(c: &mut Client, keep_inbox: bool) {
+    for name in ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash", "Work"] {
+        if !(keep_inbox && name == "INBOX") {
+            c.expect("u", &format!("UNSUBSCRIBE {name}"), &["u OK completed"]).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc5258_examples_5_1_to_5_6() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    for name in ["Fruit/Apple", "Fruit/Banana", "Tofu", "Vegetable/Broccoli", "Vegetable/Corn"] {
+        c.expect("c", &format!("CREATE {name}"), &["c OK CREATE completed"]).await;
+    }
+    unsubscribe_locals(&mut c, true).await;
+    for name in ["Fruit", "Fruit/Apple", "Tofu", "Vegetable/Corn"] {
+        c.expect("u", &format!("UNSUBSCRIBE {name}"), &["u OK completed"]).await;
+    }
+    // §5.1: the whole hierarchy.
+    let all = [
+        ("\\HasNoChildren", "INBOX", true),
+        ("\\HasNoChildren \\Archive", "\"Archive\"", false),
+        ("\\HasNoChildren \\Drafts", "\"Drafts\"", false),
+        ("\\HasChildren", "\"Fruit\"", false),
+        ("\\HasNoChildren", "\"Fruit/Apple\"", false),
+        ("\\HasNoChildren", "\"Fruit/Banana\"", true),
+        ("\\HasNoChildren \\Junk", "\"Junk\"", false),
+        ("\\HasNoChildren \\Sent", "\"Sent\"", false),
+        ("\\HasNoChildren", "\"Tofu\"", false),
+        ("\\HasNoChildren \\Trash", "\"Trash\"", false),
+        ("\\HasChildren", "\"Vegetable\"", true),
+        ("\\HasNoChildren", "\"Vegetable/Broccoli\"", true),
+        ("\\HasNoChildren", "\"Vegetable/Corn\"", false),
+        ("\\HasNoChildren", "\"Work\"", false),
+    ];
+    let lines = |tag: &str, subscribed: bool, only_subscribed: bool, top: bool| -> Vec<String> {
+        let mut v: Vec<String> = all
+            .iter()
+            .filter(|(_, n, sub)| (!only_subscribed || *sub) && (!top || !n.contains('/')))
+            .map(|(a, n, sub)| {
+                let s = if subscribed && *sub { " \\Subscribed" } else { "" };
+                format!("* LIST ({a}{s}) \"/\" {n}")
+            })
+            .collect();
+        v.push(format!("{tag} OK LIST completed"));
+        v
+    };
+    c.expect("A01", "LIST \"\" \"*\"", &lines("A01", false, false, false)).await;
+    // §5.2 ("Fruit/Peach", subscribed but deleted, cannot be).
+    c.expect("A02", "LIST (SUBSCRIBED) \"\" \"*\"", &lines("A02", true, true, false)).await;
+    // §5.3: CHILDREN.
+    c.expect("A03", "LIST () \"\" \"%\" RETURN (CHILDREN)", &lines("A03", false, false, true)).await;
+    // §5.4-5.6: REMOTE, with no remote mailboxes here.
+    c.expect("A04", "LIST (REMOTE) \"\" \"%\" RETURN (CHILDREN)", &lines("A04", false, false, true)).await;
+    c.expect("A05", "LIST (REMOTE SUBSCRIBED) \"\" \"*\"", &lines("A05", true, true, false)).await;
+    c.expect("A06", "LIST (REMOTE) \"\" \"*\" RETURN (SUBSCRIBED)", &lines("A06", true, false, false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc5258_example_5_7_several_patterns() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    for name in ["Sent/March2004", "Sent/December2003", "Sent/August2004"] {
+        c.expect("c", &format!("CREATE {name}"), &["c OK CREATE completed"]).await;
+    }
+    c.expect(
+        "BBB",
+        "LIST \"\" (\"INBOX\" \"Drafts\" \"Sent/%\")",
+        &[
+            "* LIST (\\HasNoChildren) \"/\" INBOX",
+            "* LIST (\\HasNoChildren \\Drafts) \"/\" \"Drafts\"",
+            "* LIST (\\HasNoChildren) \"/\" \"Sent/August2004\"",
+            "* LIST (\\HasNoChildren) \"/\" \"Sent/December2003\"",
+            "* LIST (\\HasNoChildren) \"/\" \"Sent/March2004\"",
+            "BBB OK LIST completed",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc5258_example_5_8_haschildren_and_childinfo() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    for name in ["Foo/Bar", "Foo/Baz", "Moo"] {
+        c.expect("c", &format!("CREATE {name}"), &["c OK CREATE completed"]).await;
+    }
+    unsubscribe_locals(&mut c, false).await;
+    for name in ["Foo", "Foo/Bar", "Moo"] {
+        c.expect("u", &format!("UNSUBSCRIBE {name}"), &["u OK completed"]).await;
+    }
+    c.expect(
+        "CA3",
+        "LIST \"\" (\"Foo\" \"Moo\") RETURN (CHILDREN)",
+        &["* LIST (\\HasChildren) \"/\" \"Foo\"", "* LIST (\\HasNoChildren) \"/\" \"Moo\"", "CA3 OK LIST completed"],
+    )
+    .await;
+    // A) Foo/Baz is the only subscribed mailbox.
+    c.expect(
+        "C02",
+        "LIST (SUBSCRIBED) \"\" \"*\"",
+        &["* LIST (\\HasNoChildren \\Subscribed) \"/\" \"Foo/Baz\"", "C02 OK LIST completed"],
+    )
+    .await;
+    c.expect("C03", "LIST (SUBSCRIBED) \"\" \"%\"", &["C03 OK LIST completed"]).await;
+    c.expect(
+        "C04",
+        "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"",
+        &["* LIST (\\HasChildren) \"/\" \"Foo\" (\"CHILDINFO\" (\"SUBSCRIBED\"))", "C04 OK LIST completed"],
+    )
+    .await;
+    // A1) Foo subscribed too.
+    c.expect("s", "SUBSCRIBE Foo", &["s OK completed"]).await;
+    c.expect(
+        "C04",
+        "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"",
+        &[
+            "* LIST (\\HasChildren \\Subscribed) \"/\" \"Foo\" (\"CHILDINFO\" (\"SUBSCRIBED\"))",
+            "C04 OK LIST completed",
+        ],
+    )
+    .await;
+    // B) Nothing subscribed: nothing, though Foo has children.
+    c.expect("u", "UNSUBSCRIBE Foo", &["u OK completed"]).await;
+    c.expect("u", "UNSUBSCRIBE Foo/Baz", &["u OK completed"]).await;
+    c.expect("C04", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"", &["C04 OK LIST completed"]).await;
+    // C) Foo and Moo subscribed: Foo has children, none of them subscribed.
+    c.expect("s", "SUBSCRIBE Foo", &["s OK completed"]).await;
+    c.expect("s", "SUBSCRIBE Moo", &["s OK completed"]).await;
+    c.expect(
+        "C04",
+        "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\" RETURN (CHILDREN)",
+        &[
+            "* LIST (\\HasChildren \\Subscribed) \"/\" \"Foo\"",
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"Moo\"",
+            "C04 OK LIST completed",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc5258_examples_5_9_and_5_10_childinfo_and_the_pattern() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    let subscribed =
+        ["foo2/bar1", "foo2/bar2", "baz2/bar2", "baz2/bar22", "baz2/bar222", "eps2", "eps2/mamba", "qux2/bar2"];
+    for name in subscribed.iter().chain(&["foo/bar"]) {
+        c.expect("c", &format!("CREATE {name}"), &["c OK CREATE completed"]).await;
+    }
+    unsubscribe_locals(&mut c, false).await;
+    // CREATE made foo2, baz2, qux2 and foo as superiors (§5.9's qux2 does not exist).
+    for name in ["foo2", "baz2", "qux2", "foo"] {
+        c.expect("u", &format!("UNSUBSCRIBE {name}"), &["u OK completed"]).await;
+    }
+    let mut want: Vec<String> = [
+        "baz2/bar2",
+        "baz2/bar22",
+        "baz2/bar222",
+        "eps2",
+        "eps2/mamba",
+        "foo/bar",
+        "foo2/bar1",
+        "foo2/bar2",
+        "qux2/bar2",
+    ]
+    .iter()
+    .map(|n| {
+        let children = if *n == "eps2" { "\\HasChildren" } else { "\\HasNoChildren" };
+        format!("* LIST ({children} \\Subscribed) \"/\" \"{n}\"")
+    })
+    .collect();
+    want.push("D02 OK LIST completed".into());
+    c.expect("D02", "LIST (SUBSCRIBED) \"\" \"*\"", &want).await;
+    // §5.9: CHILDINFO for foo2 (bar1 does not match "*2") and eps2 (nor does mamba); none for
+    // baz2, whose subscribed children all match, and qux2 likewise.
+    c.expect(
+        "D03",
+        "LIST (RECURSIVEMATCH SUBSCRIBED) \"\" \"*2\"",
+        &[
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"baz2/bar2\"",
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"baz2/bar22\"",
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"baz2/bar222\"",
+            "* LIST (\\HasChildren \\Subscribed) \"/\" \"eps2\" (\"CHILDINFO\" (\"SUBSCRIBED\"))",
+            "* LIST (\\HasChildren) \"/\" \"foo2\" (\"CHILDINFO\" (\"SUBSCRIBED\"))",
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"foo2/bar2\"",
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"qux2/bar2\"",
+            "D03 OK LIST completed",
+        ],
+    )
+    .await;
+    // §5.10: several patterns; CHILDINFO (here foo/bar exists, so \HasChildren too).
+    c.expect(
+        "a1",
+        "LIST \"\" (\"foo\" \"foo/*\")",
+        &["* LIST (\\HasChildren) \"/\" \"foo\"", "* LIST (\\HasNoChildren) \"/\" \"foo/bar\"", "a1 OK LIST completed"],
+    )
+    .await;
+    c.expect(
+        "a2",
+        "LIST (SUBSCRIBED) \"\" \"foo/*\"",
+        &["* LIST (\\HasNoChildren \\Subscribed) \"/\" \"foo/bar\"", "a2 OK LIST completed"],
+    )
+    .await;
+    c.expect(
+        "a3",
+        "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" foo RETURN (CHILDREN)",
+        &["* LIST (\\HasChildren) \"/\" \"foo\" (\"CHILDINFO\" (\"SUBSCRIBED\"))", "a3 OK LIST completed"],
+    )
+    .await;
+}
+
+// ===== LIST-STATUS (RFC 5819), STATUS=SIZE (RFC 8438) =====
+
+/// RFC 5819 §1's example, on our folders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc5819_example() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    let mut want = Vec::new();
+    for (attrs, name) in [
+        ("\\HasNoChildren", "INBOX"),
+        ("\\HasNoChildren \\Archive", "\"Archive\""),
+        ("\\HasNoChildren \\Drafts", "\"Drafts\""),
+        ("\\HasNoChildren \\Junk", "\"Junk\""),
+        ("\\HasNoChildren \\Sent", "\"Sent\""),
+        ("\\HasNoChildren \\Trash", "\"Trash\""),
+        ("\\HasNoChildren", "\"Work\""),
+    ] {
+        let n = if name == "\"Work\"" { 6 } else { 0 };
+        want.push(format!("* LIST ({attrs}) \"/\" {name}"));
+        want.push(format!("* STATUS {name} (MESSAGES {n} UNSEEN {n})"));
+    }
+    want.push("A01 OK LIST completed".into());
+    c.expect("A01", "LIST \"\" % RETURN (STATUS (MESSAGES UNSEEN))", &want).await;
+}
+
+/// The sum of RFC822.SIZE, kept in step by deliveries, APPEND, COPY, EXPUNGE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_size_is_the_sum_of_the_message_sizes() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    let corpus: usize = corpus().iter().map(Vec::len).sum();
+    c.expect(
+        "a1",
+        "STATUS Work (MESSAGES SIZE)",
+        &[format!("* STATUS \"Work\" (MESSAGES 6 SIZE {corpus})"), "a1 OK STATUS completed".into()],
+    )
+    .await;
+    c.expect("a2", "STATUS Trash (SIZE)", &["* STATUS \"Trash\" (SIZE 0)", "a2 OK STATUS completed"]).await;
+    let late = late_message(1);
+    h.deliver(vec![late.clone()]).await;
+    let r = c.cmd("a3", "APPEND Work {9+}\r\nHi: x\r\n\r\n").await;
+    assert!(s(r.last().unwrap()).starts_with("a3 OK [APPENDUID"), "{}", show(&r));
+    let total = corpus + late.len() + 9;
+    c.expect(
+        "a4",
+        "STATUS Work (SIZE)",
+        &[format!("* STATUS \"Work\" (SIZE {total})"), "a4 OK STATUS completed".into()],
+    )
+    .await;
+    // The same as FETCH says, message by message.
+    c.cmd("a5", "SELECT Work").await;
+    let r = c.cmd("a6", "FETCH 1:* RFC822.SIZE").await;
+    let fetched: usize = r
+        .iter()
+        .filter_map(|l| {
+            s(l).split("RFC822.SIZE ").nth(1).and_then(|x| x.trim_end_matches([')', '\r', '\n']).parse::<usize>().ok())
+        })
+        .sum();
+    assert_eq!(fetched, total, "{}", show(&r));
+    let r = c.cmd("a7", "COPY 1:2 Trash").await;
+    assert!(s(r.last().unwrap()).starts_with("a7 OK [COPYUID"), "{}", show(&r));
+    let (m1, m2) = (crlf(M1).len(), crlf(M2).len());
+    let want = format!("* STATUS \"Trash\" (SIZE {})", m1 + m2);
+    c.expect("a8", "STATUS Trash (SIZE)", &[want.as_str(), "a8 OK STATUS completed"]).await;
+    c.expect("a9", "STORE 1 +FLAGS.SILENT (\\Deleted)", &["a9 OK STORE completed"]).await;
+    c.expect("b1", "EXPUNGE", &["* 1 EXPUNGE", "b1 OK EXPUNGE completed"]).await;
+    c.expect(
+        "b2",
+        "LIST \"\" Work RETURN (STATUS (MESSAGES SIZE))",
+        &[
+            "* LIST (\\HasNoChildren) \"/\" \"Work\"".to_string(),
+            format!("* STATUS \"Work\" (MESSAGES 7 SIZE {})", total - m1),
+            "b2 OK LIST completed".into(),
+        ],
+    )
+    .await;
+}
+
+// ===== syntax =====
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_syntax_forms_and_errors() {
+    let h = Harness::start().await;
+    let mut c = h.connect().await;
+    c.expect("a0", "LIST \"\" * RETURN (CHILDREN)", &["a0 NO log in first (LOGIN or AUTHENTICATE)"]).await;
+    c.expect("a1", "LOGIN me pw", &[format!("a1 OK [CAPABILITY {CAPS_AUTH}] logged in")]).await;
+    let bad = |t: &str| format!("{t} BAD syntax error, or a command popbridge does not support");
+    // RFC 5258 §3.1: RECURSIVEMATCH needs a base option; unknown options are BAD.
+    c.expect("b1", "LIST (RECURSIVEMATCH) \"\" *", &[bad("b1")]).await;
+    c.expect("b2", "LIST (REMOTE RECURSIVEMATCH) \"\" *", &[bad("b2")]).await;
+    c.expect("b3", "LIST (FROB) \"\" *", &[bad("b3")]).await;
+    c.expect("b4", "LIST \"\" * RETURN (FROB)", &[bad("b4")]).await;
+    c.expect("b5", "LIST \"\" * RETURN (STATUS (FROB))", &[bad("b5")]).await;
+    c.expect("b6", "LIST \"\" ()", &[bad("b6")]).await;
+    // Empty option lists are the plain LIST; the empty name still asks for the delimiter.
+    c.expect("c1", "LIST () \"\" INBOX RETURN ()", &["* LIST (\\HasNoChildren) \"/\" INBOX", "c1 OK LIST completed"])
+        .await;
+    c.expect("c2", "LIST \"\" \"\" RETURN (CHILDREN)", &["* LIST (\\Noselect) \"/\" \"\"", "c2 OK LIST completed"])
+        .await;
+    // Among several patterns an empty one is ignored (RFC 5258 §3); a name matching two is listed once.
+    c.expect("c3", "LIST \"\" (\"\" inbox \"I*\")", &["* LIST (\\HasNoChildren) \"/\" INBOX", "c3 OK LIST completed"])
+        .await;
+    // Literals, modified UTF-7, a reference.
+    c.expect("c4", "CREATE Work/Entw&APw-rfe", &["c4 OK CREATE completed"]).await;
+    c.expect(
+        "c5",
+        "LIST {5+}\r\nWork/ ({6+}\r\nEntw&* %) RETURN (SUBSCRIBED)",
+        &["* LIST (\\HasNoChildren \\Subscribed) \"/\" \"Work/Entw&APw-rfe\"", "c5 OK LIST completed"],
+    )
+    .await;
+    // LSUB has no extended form.
+    c.expect("c6", "LSUB \"\" * RETURN (CHILDREN)", &[bad("c6")]).await;
+}

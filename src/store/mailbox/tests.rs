@@ -194,3 +194,33 @@ fn the_special_folders_are_the_local_folders_but_inbox() {
     let local: Vec<(&str, &str)> = crate::store::LOCAL_FOLDERS.iter().filter_map(|(n, a)| a.map(|a| (*n, a))).collect();
     assert_eq!(local, crate::store::SPECIAL);
 }
+
+/// STATUS SIZE's counter (schema 11): the migration counts what a store already holds, and the
+/// triggers keep it in step with every insert and delete.
+#[test]
+fn the_size_counter_is_backfilled_and_kept_in_step() {
+    let c = Connection::open_in_memory().unwrap();
+    let migrations = crate::store::schema::MIGRATIONS;
+    let (last, before) = migrations.split_last().unwrap();
+    for m in before {
+        c.execute_batch(m).unwrap();
+    }
+    c.execute_batch(
+        "INSERT INTO mailboxes (id, name, uidvalidity, created_at) VALUES (1, 'A', 1, 0), (2, 'B', 2, 0);
+         INSERT INTO bodies (id, meta_version, meta, raw) VALUES (1, 0, x'', x''), (2, 0, x'', x'');
+         INSERT INTO messages (mailbox_id, uid, body_id, modseq, internaldate, internaldate_tz, size)
+             VALUES (1, 1, 1, 1, 0, 0, 100), (1, 2, 2, 1, 0, 0, 23), (2, 1, 1, 1, 0, 0, 100);",
+    )
+    .unwrap();
+    c.execute_batch(last).unwrap();
+    let size =
+        |id: i64| -> i64 { c.query_row("SELECT size FROM mailboxes WHERE id = ?1", [id], |r| r.get(0)).unwrap() };
+    assert_eq!((size(1), size(2)), (123, 100));
+    c.execute(
+        "INSERT INTO messages (mailbox_id, uid, body_id, modseq, internaldate, internaldate_tz, size) VALUES (2, 2, 2, 1, 0, 0, 7)",
+        [],
+    )
+    .unwrap();
+    c.execute("DELETE FROM messages WHERE mailbox_id = 1 AND uid = 1", []).unwrap();
+    assert_eq!((size(1), size(2)), (23, 107));
+}
