@@ -178,6 +178,18 @@ fn populate(s: &mut Session) {
     for name in SUBSCRIBED {
         s.ok(&format!("SUBSCRIBE {name}"));
     }
+    // Subscriptions that outlive their mailbox (RFC 3501 §6.3.6): Tree/Gone, and Tree/Lost/Deep
+    // whose superior Tree/Lost is gone too (unsubscribed).
+    for name in ["Tree/Gone", "Tree/Lost", "Tree/Lost/Deep"] {
+        s.ok(&format!("CREATE {name}"));
+    }
+    s.ok("UNSUBSCRIBE Tree/Lost");
+    for name in ["Tree/Gone", "Tree/Lost/Deep"] {
+        s.ok(&format!("SUBSCRIBE {name}"));
+    }
+    for name in ["Tree/Gone", "Tree/Lost/Deep", "Tree/Lost"] {
+        s.ok(&format!("DELETE {name}"));
+    }
     s.append("Tree/Fruit/Apple", "\\Seen", &message("one", 3));
     s.append("Tree/Fruit/Apple", "", &message("two", 40));
     s.append("Tree/Tofu", "", &message("three", 7));
@@ -198,6 +210,10 @@ const COMPARED: &[(&str, bool)] = &[
     ("LIST \"\" (\"INBOX\" \"Tree/Fruit/*\" \"Tree/Tofu\")", false),
     ("LIST (SUBSCRIBED) \"\" (\"Tree/Fruit/*\" \"Tree/Vegetable/*\") RETURN (CHILDREN)", true),
     ("LIST \"\" \"Tree/%\" RETURN (SUBSCRIBED CHILDREN)", true),
+    ("LIST (SUBSCRIBED) \"\" \"Tree/*\" RETURN (CHILDREN)", true),
+    ("LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"Tree/L%\"", false),
+    ("LIST (SUBSCRIBED) \"\" \"Tree/Gone\"", false),
+    ("LIST \"\" \"Tree/Gone\"", false),
 ];
 
 const LSUBS: &[&str] =
@@ -271,6 +287,9 @@ fn list_extended_list_status_and_lsub_agree_with_dovecot() {
     assert_eq!(r["Tree/a/b"].ext, "(CHILDINFO (\"SUBSCRIBED\"))");
     let r = listed(&ours.ok("LSUB \"\" \"Tree/a/%\""), "LSUB");
     assert!(r.len() == 1 && r["Tree/a/b"].attrs.contains("\\noselect"), "{r:?}");
+    let r = listed(&ours.ok("LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"Tree/%\""), "LIST");
+    assert!(r["Tree/Gone"].attrs.contains("\\nonexistent") && r["Tree/Gone"].attrs.contains("\\subscribed"), "{r:?}");
+    assert!(r["Tree/Lost"].attrs.contains("\\nonexistent") && r["Tree/Lost"].ext.contains("CHILDINFO"), "{r:?}");
     let st = statuses(&ours.ok("STATUS Tree/Fruit/Apple (MESSAGES SIZE)"), "/");
     let size = (message("one", 3).len() + message("two", 40).len()) as u64;
     assert_eq!(st["Tree/Fruit/Apple"], BTreeMap::from([("MESSAGES".to_string(), 2), ("SIZE".to_string(), size)]));

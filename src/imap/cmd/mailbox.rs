@@ -108,8 +108,20 @@ pub(super) async fn subscribe(s: &mut Session, m: &Mailbox<'_>, on: bool) -> Rep
             Ok(_) => ok(None, "completed"),
             Err(e) => db_no(e),
         },
-        Ok(None) if !on => ok(None, "completed"),
-        Ok(None) => no(Some("NONEXISTENT"), "no such mailbox"),
+        Ok(None) => {
+            // A name still subscribed after its mailbox was deleted (RFC 3501 §6.3.6).
+            let name = s.view().zip(client_name(m)).and_then(|(v, c)| v.to_store(&c));
+            let kept = match name {
+                Some(n) => s.store().kept_subscription(n, on).await,
+                None => Ok(false),
+            };
+            match kept {
+                Ok(_) if !on => ok(None, "completed"),
+                Ok(true) => ok(None, "completed"),
+                Ok(false) => no(Some("NONEXISTENT"), "no such mailbox"),
+                Err(e) => db_no(e),
+            }
+        }
         Err(e) => db_no(e),
     }
 }
@@ -148,8 +160,11 @@ struct Listed {
     subscribed: bool,
     /// Its SPECIAL-USE attribute in this view.
     special: Option<String>,
-    /// The store's row; `None` for an account view's special folder not created yet.
+    /// The store's row; `None` for an account view's special folder not created yet, and for a
+    /// name without a mailbox.
     info: Option<MailboxInfo>,
+    /// False: a subscription that outlived its mailbox (RFC 3501 §6.3.6), or the superior of one.
+    exists: bool,
 }
 
 /// Whether `child` is below `parent` in the hierarchy.
@@ -161,9 +176,9 @@ fn below(child: &str, parent: &str) -> bool {
 /// REMOTE, RECURSIVEMATCH, SPECIAL-USE), several patterns and return options (CHILDREN,
 /// SUBSCRIBED, SPECIAL-USE, STATUS). `\HasChildren` / `\HasNoChildren` and the special-use
 /// attributes are always given (RFC 5258 §4 and RFC 6154 §2 allow them unasked, and clients
-/// without LIST-EXTENDED rely on them); `\Subscribed` only when asked for. Every mailbox exists
-/// here (a subscription is a mailbox's flag, and CREATE makes the superiors), so `\NonExistent`
-/// never applies.
+/// without LIST-EXTENDED rely on them); `\Subscribed` only when asked for. A name is
+/// `\NonExistent` when it is a subscription kept after its mailbox was deleted, or the missing
+/// superior of one (CREATE and RENAME make every superior, so there are no others).
 async fn run_list(s: &mut Session, d: &mut Driver, q: List, lsub: bool) -> Reply {
     let Some(view) = s.view().cloned() else { return wrong_state() };
     let cmd = if lsub { "LSUB" } else { "LIST" };
@@ -192,19 +207,40 @@ async fn run_list(s: &mut Session, d: &mut Driver, q: List, lsub: bool) -> Reply
         .filter_map(|m| {
             let name = view.to_client(&m.name)?;
             let special = special_of(&name, m.special_use.as_ref());
-            Some(Listed { special, subscribed: m.subscribed, name, info: Some(m) })
+            Some(Listed { special, subscribed: m.subscribed, name, info: Some(m), exists: true })
         })
         .collect();
     for v in view.virtual_specials() {
         if let Some(c) = view.to_client(&v)
             && !shown.iter().any(|l| l.name == c)
         {
-            shown.push(Listed { special: special_of(&c, None), subscribed: true, name: c, info: None });
+            shown.push(Listed { special: special_of(&c, None), subscribed: true, name: c, info: None, exists: true });
+        }
+    }
+    if lsub || q.selection.subscribed {
+        let kept = match s.store().kept_subscriptions().await {
+            Ok(k) => k,
+            Err(e) => return db_no(e),
+        };
+        for name in kept.iter().filter_map(|k| view.to_client(k)) {
+            // The name, and its superiors that are no mailbox either (for RECURSIVEMATCH and
+            // LSUB's "%" rule).
+            let mut at = Some(name.as_str());
+            let mut subscribed = true;
+            while let Some(n) = at {
+                if !shown.iter().any(|l| l.name == n) {
+                    shown.push(Listed { name: n.to_string(), subscribed, special: None, info: None, exists: false });
+                }
+                subscribed = false;
+                at = n.rsplit_once(DELIMITER).map(|(parent, _)| parent);
+            }
         }
     }
     shown.sort_by(|a, b| (a.name != "INBOX", &a.name).cmp(&(b.name != "INBOX", &b.name)));
     let sel = &q.selection;
-    let meets = |l: &Listed| (!sel.subscribed || l.subscribed) && (!sel.special_use || l.special.is_some());
+    let meets = |l: &Listed| {
+        (if sel.subscribed { l.subscribed } else { l.exists }) && (!sel.special_use || l.special.is_some())
+    };
     let mut childinfo_tags = Vec::new();
     if sel.subscribed {
         childinfo_tags.push("\"SUBSCRIBED\"");
@@ -218,13 +254,19 @@ async fn run_list(s: &mut Session, d: &mut Driver, q: List, lsub: bool) -> Reply
         if !matches(&l.name) {
             continue;
         }
-        let has_children = shown.iter().any(|c| below(&c.name, &l.name));
+        // A mailbox's children are mailboxes; a name without one has the subscribed names below
+        // it as children too (as Dovecot 2.3 answers).
+        let has_children = shown.iter().any(|c| (c.exists || !l.exists) && below(&c.name, &l.name));
         if lsub && !l.subscribed {
             // RFC 3501 §6.3.9: "foo/bar" subscribed, "foo" not, and "%" keeps "foo/bar" from
             // matching: LSUB returns "foo" flagged \Noselect.
             if has_percent && shown.iter().any(|c| c.subscribed && below(&c.name, &l.name) && !matches(&c.name)) {
                 lines.push((format!("* LSUB (\\Noselect) \"/\" {}\r\n", quoted_name(&l.name)), None));
             }
+            continue;
+        }
+        if lsub && !l.exists {
+            lines.push((format!("* LSUB () \"/\" {}\r\n", quoted_name(&l.name)), None));
             continue;
         }
         // RECURSIVEMATCH: a descendant meets the criteria but the patterns do not show it — the
@@ -235,7 +277,14 @@ async fn run_list(s: &mut Session, d: &mut Driver, q: List, lsub: bool) -> Reply
         if !meets(l) && !childinfo {
             continue;
         }
-        let mut attrs = vec![if has_children { "\\HasChildren" } else { "\\HasNoChildren" }.to_string()];
+        let mut attrs = Vec::new();
+        if !l.exists {
+            attrs.push("\\NonExistent".to_string());
+        }
+        // For a name without a mailbox, only when asked (RFC 5258 §5.8 A2 and §5.11).
+        if l.exists || q.returns.children {
+            attrs.push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" }.to_string());
+        }
         if let Some(su) = &l.special {
             attrs.push(su.clone());
         }
@@ -247,7 +296,7 @@ async fn run_list(s: &mut Session, d: &mut Driver, q: List, lsub: bool) -> Reply
             line.push_str(&format!(" (\"CHILDINFO\" ({}))", childinfo_tags.join(" ")));
         }
         line.push_str("\r\n");
-        lines.push((line, Some(i)));
+        lines.push((line, Some(i).filter(|_| l.exists)));
     }
     let Some(items) = q.returns.status.filter(|_| !lsub) else {
         let out = d.out();

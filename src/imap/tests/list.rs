@@ -180,10 +180,10 @@ async fn extended_list_in_an_account_view() {
 //
 // Our tree always has the local folders (INBOX, Archive, Drafts, Junk, Sent, Trash) and the
 // account folder Work beside the examples' folders, so the listings have them too; the order is
-// ours (INBOX first, then by name — the RFC leaves it to the server). A subscription here is a
-// mailbox's flag and CREATE makes every superior, so the examples' subscribed-but-deleted
-// "Fruit/Peach", the missing parents of §5.8 A2 and §5.11-12 and remote mailboxes (§5.4-6) cannot
-// be built: those lines are left out.
+// ours (INBOX first, then by name — the RFC leaves it to the server). A name subscribed without a
+// mailbox is one whose mailbox was deleted (SUBSCRIBE wants a mailbox), and CREATE makes every
+// superior, so §5.8 A2 and §5.10 are built that way; §5.11-12 (missing superiors of existing
+// mailboxes) and remote mailboxes (§5.4-6) cannot be: those lines are left out.
 
 /// Unsubscribes everything the harness starts with (INBOX, the local folders, Work).
 async fn unsubscribe_locals(c: &mut Client, keep_inbox: bool) {
@@ -198,9 +198,12 @@ async fn unsubscribe_locals(c: &mut Client, keep_inbox: bool) {
 async fn rfc5258_examples_5_1_to_5_6() {
     let h = Harness::start().await;
     let mut c = h.login("me").await;
-    for name in ["Fruit/Apple", "Fruit/Banana", "Tofu", "Vegetable/Broccoli", "Vegetable/Corn"] {
+    for name in ["Fruit/Apple", "Fruit/Banana", "Fruit/Peach", "Tofu", "Vegetable/Broccoli", "Vegetable/Corn"] {
         c.expect("c", &format!("CREATE {name}"), &["c OK CREATE completed"]).await;
     }
+    // "Fruit/Peach is subscribed to, but does not actually exist (perhaps it was deleted while
+    // still subscribed)".
+    c.expect("d", "DELETE Fruit/Peach", &["d OK DELETE completed"]).await;
     unsubscribe_locals(&mut c, true).await;
     for name in ["Fruit", "Fruit/Apple", "Tofu", "Vegetable/Corn"] {
         c.expect("u", &format!("UNSUBSCRIBE {name}"), &["u OK completed"]).await;
@@ -235,14 +238,46 @@ async fn rfc5258_examples_5_1_to_5_6() {
         v
     };
     c.expect("A01", "LIST \"\" \"*\"", &lines("A01", false, false, false)).await;
-    // §5.2 ("Fruit/Peach", subscribed but deleted, cannot be).
-    c.expect("A02", "LIST (SUBSCRIBED) \"\" \"*\"", &lines("A02", true, true, false)).await;
+    // §5.2: the subscribed names, Fruit/Peach among them.
+    let with_peach = |tag: &str| {
+        let mut v = lines(tag, true, true, false);
+        v.insert(2, "* LIST (\\NonExistent \\Subscribed) \"/\" \"Fruit/Peach\"".into());
+        v
+    };
+    c.expect("A02", "LIST (SUBSCRIBED) \"\" \"*\"", &with_peach("A02")).await;
     // §5.3: CHILDREN.
     c.expect("A03", "LIST () \"\" \"%\" RETURN (CHILDREN)", &lines("A03", false, false, true)).await;
     // §5.4-5.6: REMOTE, with no remote mailboxes here.
     c.expect("A04", "LIST (REMOTE) \"\" \"%\" RETURN (CHILDREN)", &lines("A04", false, false, true)).await;
-    c.expect("A05", "LIST (REMOTE SUBSCRIBED) \"\" \"*\"", &lines("A05", true, true, false)).await;
+    c.expect("A05", "LIST (REMOTE SUBSCRIBED) \"\" \"*\"", &with_peach("A05")).await;
+    // "... it doesn't include LIST response for the non-existent Fruit/Peach".
     c.expect("A06", "LIST (REMOTE) \"\" \"*\" RETURN (SUBSCRIBED)", &lines("A06", true, false, false)).await;
+    // The kept subscription in LSUB; UNSUBSCRIBE drops it; SUBSCRIBE needs a mailbox again, and
+    // a mailbox created under the name is subscribed (as every new one is).
+    c.expect(
+        "B1",
+        "LSUB \"\" Fruit/*",
+        &["* LSUB (\\HasNoChildren) \"/\" \"Fruit/Banana\"", "* LSUB () \"/\" \"Fruit/Peach\"", "B1 OK LSUB completed"],
+    )
+    .await;
+    c.expect("B2", "UNSUBSCRIBE Fruit/Peach", &["B2 OK completed"]).await;
+    c.expect("B3", "LIST (SUBSCRIBED) \"\" \"*\"", &lines("B3", true, true, false)).await;
+    c.expect("B4", "SUBSCRIBE Fruit/Peach", &["B4 NO [NONEXISTENT] no such mailbox"]).await;
+    c.expect("B5", "CREATE Fruit/Peach", &["B5 OK CREATE completed"]).await;
+    c.expect("B6", "DELETE Fruit/Peach", &["B6 OK DELETE completed"]).await;
+    c.expect("B7", "SUBSCRIBE Fruit/Peach", &["B7 OK completed"]).await;
+    c.expect("B8", "LIST (SUBSCRIBED) \"\" \"*\"", &with_peach("B8")).await;
+    c.expect("B9", "CREATE Fruit/Peach", &["B9 OK CREATE completed"]).await;
+    c.expect(
+        "C1",
+        "LIST (SUBSCRIBED) \"\" Fruit/*",
+        &[
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"Fruit/Banana\"",
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"Fruit/Peach\"",
+            "C1 OK LIST completed",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,6 +361,21 @@ async fn rfc5258_example_5_8_haschildren_and_childinfo() {
         ],
     )
     .await;
+    // A2) Foo is no mailbox, Foo/Baz subscribed: here Foo/Baz can only be a kept subscription.
+    c.expect("u", "UNSUBSCRIBE Foo", &["u OK completed"]).await;
+    c.expect("u", "UNSUBSCRIBE Moo", &["u OK completed"]).await;
+    c.expect("s", "SUBSCRIBE Foo/Baz", &["s OK completed"]).await;
+    for name in ["Foo/Bar", "Foo/Baz", "Foo"] {
+        c.expect("d", &format!("DELETE {name}"), &["d OK DELETE completed"]).await;
+    }
+    c.expect(
+        "C04",
+        "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"",
+        &["* LIST (\\NonExistent) \"/\" \"Foo\" (\"CHILDINFO\" (\"SUBSCRIBED\"))", "C04 OK LIST completed"],
+    )
+    .await;
+    // RFC 3501 §6.3.9's form of it.
+    c.expect("C05", "LSUB \"\" \"%\"", &["* LSUB (\\Noselect) \"/\" \"Foo\"", "C05 OK LSUB completed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,6 +387,8 @@ async fn rfc5258_examples_5_9_and_5_10_childinfo_and_the_pattern() {
     for name in subscribed.iter().chain(&["foo/bar"]) {
         c.expect("c", &format!("CREATE {name}"), &["c OK CREATE completed"]).await;
     }
+    // §5.10's foo/bar: subscribed, no mailbox.
+    c.expect("d", "DELETE foo/bar", &["d OK DELETE completed"]).await;
     unsubscribe_locals(&mut c, false).await;
     // CREATE made foo2, baz2, qux2 and foo as superiors (§5.9's qux2 does not exist).
     for name in ["foo2", "baz2", "qux2", "foo"] {
@@ -355,7 +407,11 @@ async fn rfc5258_examples_5_9_and_5_10_childinfo_and_the_pattern() {
     ]
     .iter()
     .map(|n| {
-        let children = if *n == "eps2" { "\\HasChildren" } else { "\\HasNoChildren" };
+        let children = match *n {
+            "eps2" => "\\HasChildren",
+            "foo/bar" => "\\NonExistent",
+            _ => "\\HasNoChildren",
+        };
         format!("* LIST ({children} \\Subscribed) \"/\" \"{n}\"")
     })
     .collect();
@@ -378,23 +434,23 @@ async fn rfc5258_examples_5_9_and_5_10_childinfo_and_the_pattern() {
         ],
     )
     .await;
-    // §5.10: several patterns; CHILDINFO (here foo/bar exists, so \HasChildren too).
+    // §5.10: several patterns; CHILDINFO does not imply \HasChildren.
     c.expect(
         "a1",
         "LIST \"\" (\"foo\" \"foo/*\")",
-        &["* LIST (\\HasChildren) \"/\" \"foo\"", "* LIST (\\HasNoChildren) \"/\" \"foo/bar\"", "a1 OK LIST completed"],
+        &["* LIST (\\HasNoChildren) \"/\" \"foo\"", "a1 OK LIST completed"],
     )
     .await;
     c.expect(
         "a2",
         "LIST (SUBSCRIBED) \"\" \"foo/*\"",
-        &["* LIST (\\HasNoChildren \\Subscribed) \"/\" \"foo/bar\"", "a2 OK LIST completed"],
+        &["* LIST (\\NonExistent \\Subscribed) \"/\" \"foo/bar\"", "a2 OK LIST completed"],
     )
     .await;
     c.expect(
         "a3",
         "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" foo RETURN (CHILDREN)",
-        &["* LIST (\\HasChildren) \"/\" \"foo\" (\"CHILDINFO\" (\"SUBSCRIBED\"))", "a3 OK LIST completed"],
+        &["* LIST (\\HasNoChildren) \"/\" \"foo\" (\"CHILDINFO\" (\"SUBSCRIBED\"))", "a3 OK LIST completed"],
     )
     .await;
 }

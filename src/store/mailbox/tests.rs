@@ -224,3 +224,32 @@ fn the_size_counter_is_backfilled_and_kept_in_step() {
     c.execute("DELETE FROM messages WHERE mailbox_id = 1 AND uid = 1", []).unwrap();
     assert_eq!((size(1), size(2)), (23, 107));
 }
+
+/// RFC 3501 §6.3.6: DELETE keeps a subscribed name subscribed; CREATE and RENAME to it take it
+/// back; UNSUBSCRIBE drops it; an unsubscribed mailbox leaves nothing behind.
+#[tokio::test]
+async fn subscriptions_outlive_their_mailbox() {
+    let (_d, store) = open();
+    let kept = || async { store.kept_subscriptions().await.unwrap() };
+    for name in ["p", "q", "r"] {
+        assert!(store.create_mailbox_tree(name.into(), None).await.unwrap());
+    }
+    assert!(store.set_mailbox_subscribed("q".into(), false).await.unwrap());
+    for name in ["p", "q", "r"] {
+        let i = id(&store, name).await;
+        assert!(store.delete_mailbox_leaf(i, name.into()).await.unwrap());
+    }
+    assert_eq!(kept().await, ["p", "r"]);
+    assert!(store.kept_subscription("p".into(), true).await.unwrap());
+    assert!(!store.kept_subscription("q".into(), true).await.unwrap());
+    assert!(store.create_mailbox_tree("p".into(), None).await.unwrap());
+    assert_eq!(kept().await, ["r"], "a new mailbox takes the name back");
+    let p = id(&store, "p").await;
+    assert!(store.rename_mailbox_tree(p, "p".into(), "r".into()).await.unwrap());
+    assert_eq!(kept().await, Vec::<String>::new(), "so does a rename");
+    let r = id(&store, "r").await;
+    assert!(store.delete_mailbox_leaf(r, "r".into()).await.unwrap());
+    assert!(store.kept_subscription("r".into(), false).await.unwrap(), "UNSUBSCRIBE drops it");
+    assert!(!store.kept_subscription("r".into(), false).await.unwrap());
+    assert_eq!(kept().await, Vec::<String>::new());
+}
