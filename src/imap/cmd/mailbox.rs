@@ -172,6 +172,49 @@ fn below(child: &str, parent: &str) -> bool {
     child.len() > parent.len() && child.starts_with(parent) && child[parent.len()..].starts_with(DELIMITER)
 }
 
+/// Every mailbox this login's view shows, INBOX first then by name: the store's, an account
+/// view's special folders not created yet, and with `kept` the subscriptions that outlived their
+/// mailbox with their superiors that are no mailbox either (for RECURSIVEMATCH and LSUB's "%").
+async fn in_view(s: &Session, view: &View, kept: bool) -> DbResult<Vec<Listed>> {
+    let special_of = |name: &str, stored: Option<&String>| match view {
+        View::Combined => stored.cloned().filter(|_| !name.contains(DELIMITER)),
+        View::Account { .. } => view.special_use(name).map(str::to_string),
+    };
+    let mut shown: Vec<Listed> = s
+        .store()
+        .list_mailboxes()
+        .await?
+        .into_iter()
+        .filter_map(|m| {
+            let name = view.to_client(&m.name)?;
+            let special = special_of(&name, m.special_use.as_ref());
+            Some(Listed { special, subscribed: m.subscribed, name, info: Some(m), exists: true })
+        })
+        .collect();
+    for v in view.virtual_specials() {
+        if let Some(c) = view.to_client(&v)
+            && !shown.iter().any(|l| l.name == c)
+        {
+            shown.push(Listed { special: special_of(&c, None), subscribed: true, name: c, info: None, exists: true });
+        }
+    }
+    if kept {
+        for name in s.store().kept_subscriptions().await?.iter().filter_map(|k| view.to_client(k)) {
+            let mut at = Some(name.as_str());
+            let mut subscribed = true;
+            while let Some(n) = at {
+                if !shown.iter().any(|l| l.name == n) {
+                    shown.push(Listed { name: n.to_string(), subscribed, special: None, info: None, exists: false });
+                }
+                subscribed = false;
+                at = n.rsplit_once(DELIMITER).map(|(parent, _)| parent);
+            }
+        }
+    }
+    shown.sort_by(|a, b| (a.name != "INBOX", &a.name).cmp(&(b.name != "INBOX", &b.name)));
+    Ok(shown)
+}
+
 /// The one LIST: RFC 3501 LIST and LSUB, and LIST-EXTENDED's selection options (SUBSCRIBED,
 /// REMOTE, RECURSIVEMATCH, SPECIAL-USE), several patterns and return options (CHILDREN,
 /// SUBSCRIBED, SPECIAL-USE, STATUS). `\HasChildren` / `\HasNoChildren` and the special-use
@@ -194,49 +237,10 @@ async fn run_list(s: &mut Session, d: &mut Driver, q: List, lsub: bool) -> Reply
     let full: Vec<String> = patterns.iter().filter(|p| !p.is_empty()).map(|p| format!("{reference}{p}")).collect();
     let matches = |name: &str| full.iter().any(|p| names::list_match(p, name));
     let has_percent = full.iter().any(|p| p.contains('%'));
-    let all = match s.store().list_mailboxes().await {
-        Ok(a) => a,
+    let shown = match in_view(s, &view, lsub || q.selection.subscribed).await {
+        Ok(v) => v,
         Err(e) => return db_no(e),
     };
-    let special_of = |name: &str, stored: Option<&String>| match view {
-        View::Combined => stored.cloned().filter(|_| !name.contains(DELIMITER)),
-        View::Account { .. } => view.special_use(name).map(str::to_string),
-    };
-    let mut shown: Vec<Listed> = all
-        .into_iter()
-        .filter_map(|m| {
-            let name = view.to_client(&m.name)?;
-            let special = special_of(&name, m.special_use.as_ref());
-            Some(Listed { special, subscribed: m.subscribed, name, info: Some(m), exists: true })
-        })
-        .collect();
-    for v in view.virtual_specials() {
-        if let Some(c) = view.to_client(&v)
-            && !shown.iter().any(|l| l.name == c)
-        {
-            shown.push(Listed { special: special_of(&c, None), subscribed: true, name: c, info: None, exists: true });
-        }
-    }
-    if lsub || q.selection.subscribed {
-        let kept = match s.store().kept_subscriptions().await {
-            Ok(k) => k,
-            Err(e) => return db_no(e),
-        };
-        for name in kept.iter().filter_map(|k| view.to_client(k)) {
-            // The name, and its superiors that are no mailbox either (for RECURSIVEMATCH and
-            // LSUB's "%" rule).
-            let mut at = Some(name.as_str());
-            let mut subscribed = true;
-            while let Some(n) = at {
-                if !shown.iter().any(|l| l.name == n) {
-                    shown.push(Listed { name: n.to_string(), subscribed, special: None, info: None, exists: false });
-                }
-                subscribed = false;
-                at = n.rsplit_once(DELIMITER).map(|(parent, _)| parent);
-            }
-        }
-    }
-    shown.sort_by(|a, b| (a.name != "INBOX", &a.name).cmp(&(b.name != "INBOX", &b.name)));
     let sel = &q.selection;
     let meets = |l: &Listed| {
         (if sel.subscribed { l.subscribed } else { l.exists }) && (!sel.special_use || l.special.is_some())
