@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::util::Bridge;
 use crate::util::dovecot::{Dovecot, DovecotOpts};
-use crate::util::imap_clients::{Raw, Reply, Security, Target};
+use crate::util::imap_clients::{Raw, Reply, Security, THUNDERBIRD_HEADER_FIELDS, Target};
 
 /// One `* LIST` / `* LSUB` response: its attributes (lower-cased) and extended data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,8 +297,9 @@ fn list_extended_list_status_and_lsub_agree_with_dovecot() {
 
 /// Apple Mail (iOS 18) lists with `RETURN (SPECIAL-USE)`; Thunderbird, when LIST-EXTENDED is
 /// offered, with `list (subscribed) "" "*" return (special-use)` then `list "" "INBOX"`
-/// (../shared/notes/clients.md): both get every folder with its special use, through the real
-/// binary, and Thunderbird finds its Trash (else it would create one).
+/// (../shared/notes/clients.md), then its per-folder sequence (select, flags, headers, bodies,
+/// the Sent copy, IDLE): through the real binary, both get every folder with its special use,
+/// and Thunderbird finds its Trash (else it would create one).
 #[test]
 fn apple_mail_and_thunderbird_list_extended_openings() {
     let b = Bridge::with_listeners();
@@ -314,6 +315,15 @@ fn apple_mail_and_thunderbird_list_extended_openings() {
     }
     assert!(l.contains_key("INBOX"), "{}", ios.lines.join("\n"));
 
+    // Thunderbird's whole recorded sequence with LIST-EXTENDED offered, on a folder with mail.
+    let messages: Vec<Vec<u8>> = (0..3).map(|i| message(&format!("tb {i}"), 5 + i)).collect();
+    for m in &messages {
+        let mut bytes = format!("A2 APPEND INBOX {{{}+}}\r\n", m.len()).into_bytes();
+        bytes.extend_from_slice(m);
+        bytes.extend_from_slice(b"\r\n");
+        r.send(&bytes);
+        r.read_until_tagged("A2").assert_ok("append");
+    }
     let mut tb = Raw::connect_login(&b.target(Security::Plain, "me"));
     let caps = tb.cmd("2", "capability");
     assert!(caps.lines.iter().any(|l| l.contains(" LIST-EXTENDED")), "{:?}", caps.lines);
@@ -325,9 +335,42 @@ fn apple_mail_and_thunderbird_list_extended_openings() {
     for name in ["INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"] {
         assert!(l.get(name).is_some_and(|x| x.attrs.contains("\\subscribed")), "{name}: {}", all.lines.join("\n"));
     }
-    assert!(l["Trash"].attrs.contains("\\trash"), "{}", all.lines.join("\n"));
+    assert!(l["Trash"].attrs.contains("\\trash"), "no \\Trash: Thunderbird would create one: {}", all.lines.join("\n"));
     let inbox = tb.cmd("6", "list \"\" \"INBOX\"");
-    assert_eq!(inbox.untagged("* LIST").len(), 1, "{}", inbox.lines.join("\n"));
     inbox.assert_ok("list INBOX");
-    tb.cmd("7", "select \"INBOX\"").assert_ok("select");
+    assert_eq!(inbox.untagged("* LIST").len(), 1, "{}", inbox.lines.join("\n"));
+    let sel = tb.cmd("7", "select \"INBOX\"");
+    sel.assert_ok("select");
+    assert_eq!(sel.number("EXISTS"), Some(3), "{:?}", sel.lines);
+    let flags = tb.cmd("8", "UID fetch 1:* (FLAGS)");
+    assert_eq!(flags.assert_ok("flags").fetches().len(), 3);
+    let headers = tb.cmd(
+        "9",
+        &format!("UID fetch 1:3 (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS ({THUNDERBIRD_HEADER_FIELDS})])"),
+    );
+    assert_eq!(headers.assert_ok("headers").fetches().len(), 3);
+    tb.cmd("10", "noop").assert_ok("noop");
+    tb.cmd("11", "UID fetch 4:* (FLAGS)").assert_ok("next");
+    let bodies = tb.cmd("12", "UID fetch 1:3 (UID RFC822.SIZE BODY.PEEK[])");
+    let got: Vec<Vec<u8>> =
+        bodies.assert_ok("bodies").fetches().iter().filter_map(|f| f.get("BODY[]").map(<[u8]>::to_vec)).collect();
+    assert_eq!(got, messages, "bodies byte for byte");
+    let sent = message("sent by thunderbird", 2);
+    let mut bytes = format!("13 append \"Sent\" (\\Seen) {{{}+}}\r\n", sent.len()).into_bytes();
+    bytes.extend_from_slice(&sent);
+    bytes.extend_from_slice(b"\r\n");
+    tb.send(&bytes);
+    let append = tb.read_until_tagged("13");
+    assert!(append.assert_ok("append Sent").code("APPENDUID").is_some(), "{:?}", append.lines);
+    tb.send(b"14 IDLE\r\n");
+    assert!(tb.read_line().starts_with("+ "), "IDLE continuation");
+    tb.send(b"DONE\r\n");
+    tb.read_until_tagged("14").assert_ok("idle");
+    // The Sent copy is where the next LIST-STATUS says.
+    let st = statuses(&tb.cmd("15", "LIST \"\" Sent RETURN (STATUS (MESSAGES SIZE))").assert_ok("list-status"), "/");
+    assert_eq!(
+        st["Sent"],
+        BTreeMap::from([("MESSAGES".to_string(), 1), ("SIZE".to_string(), sent.len() as u64)]),
+        "{st:?}"
+    );
 }
