@@ -367,7 +367,7 @@ fn apple_mail_and_thunderbird_list_extended_openings() {
     tb.send(b"DONE\r\n");
     tb.read_until_tagged("14").assert_ok("idle");
     // The Sent copy is where the next LIST-STATUS says.
-    let st = statuses(&tb.cmd("15", "LIST \"\" Sent RETURN (STATUS (MESSAGES SIZE))").assert_ok("list-status"), "/");
+    let st = statuses(tb.cmd("15", "LIST \"\" Sent RETURN (STATUS (MESSAGES SIZE))").assert_ok("list-status"), "/");
     assert_eq!(
         st["Sent"],
         BTreeMap::from([("MESSAGES".to_string(), 1), ("SIZE".to_string(), sent.len() as u64)]),
