@@ -62,6 +62,30 @@ async fn lsub_percent_returns_the_unsubscribed_parent_of_a_subscribed_grandchild
     c.expect("a6", "LSUB \"a/\" \"%\"", &["* LSUB (\\Noselect) \"/\" \"a/b\"", "a6 OK LSUB completed"]).await;
 }
 
+/// RFC 3501 §6.3.6: the server "MUST NOT unilaterally remove an existing mailbox name from the
+/// subscription list even if a mailbox by that name no longer exists" — DELETE used to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_keeps_the_subscription() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    c.expect("a1", "CREATE Old/Sub", &["a1 OK CREATE completed"]).await;
+    c.expect("a2", "UNSUBSCRIBE Old", &["a2 OK completed"]).await;
+    c.expect("a3", "DELETE Old/Sub", &["a3 OK DELETE completed"]).await;
+    c.expect("a4", "DELETE Old", &["a4 OK DELETE completed"]).await;
+    c.expect("a5", "LSUB \"\" Old*", &["* LSUB () \"/\" \"Old/Sub\"", "a5 OK LSUB completed"]).await;
+    c.expect("a6", "LSUB \"\" %", &{
+        let mut v: Vec<String> =
+            LOCAL_SUBSCRIBED.iter().map(|l| l.replace("* LIST", "* LSUB").replace(" \\Subscribed", "")).collect();
+        v.insert(4, "* LSUB (\\Noselect) \"/\" \"Old\"".into());
+        v.push("a6 OK LSUB completed".into());
+        v
+    })
+    .await;
+    c.expect("a7", "LIST \"\" Old*", &["a7 OK LIST completed"]).await;
+    c.expect("a8", "UNSUBSCRIBE Old/Sub", &["a8 OK completed"]).await;
+    c.expect("a9", "LSUB \"\" Old*", &["a9 OK LSUB completed"]).await;
+}
+
 /// RFC 5258's form of the LSUB rule: the parent comes with CHILDINFO instead of `\Noselect`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recursivematch_returns_the_unsubscribed_parent_of_a_subscribed_grandchild() {
