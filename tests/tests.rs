@@ -11,6 +11,7 @@ mod fuzz;
 mod identity;
 mod imap;
 mod imap_binary;
+mod imap_list;
 mod imap_search;
 mod layers;
 mod limits;

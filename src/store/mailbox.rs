@@ -352,6 +352,30 @@ impl Store {
         self.job(move |c| Ok(q::set_subscribed(c, &name, on)?)).await
     }
 
+    /// The names still subscribed whose mailbox is gone (RFC 3501 §6.3.6), by name.
+    pub async fn kept_subscriptions(&self) -> Result<Vec<String>> {
+        self.job(|c| {
+            let mut st = c.prepare_cached("SELECT name FROM kept_subscriptions ORDER BY name")?;
+            let names = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(names)
+        })
+        .await
+    }
+
+    /// SUBSCRIBE (`on`) / UNSUBSCRIBE of a name with no mailbox: whether it is (SUBSCRIBE) or
+    /// was (UNSUBSCRIBE, which drops it) among the kept subscriptions.
+    pub async fn kept_subscription(&self, name: String, on: bool) -> Result<bool> {
+        self.job(move |c| {
+            let n = if on {
+                c.query_row("SELECT count(*) FROM kept_subscriptions WHERE name = ?1", [&name], |r| r.get::<_, i64>(0))?
+            } else {
+                c.execute("DELETE FROM kept_subscriptions WHERE name = ?1", [&name])? as i64
+            };
+            Ok(n > 0)
+        })
+        .await
+    }
+
     /// STATUS's counters that the mailbox row does not keep: (RECENT, DELETED), each counted only
     /// when asked for (0 otherwise).
     pub async fn status_counts(&self, id: i64, recent: bool, deleted: bool) -> Result<(u32, u32)> {
@@ -378,6 +402,16 @@ impl Store {
                 0
             };
             Ok((r as u32, d as u32))
+        })
+        .await
+    }
+
+    /// STATUS SIZE (RFC 8438): the sum of the mailbox's message sizes, a counter of its row
+    /// (schema 11) — no scan of the messages.
+    pub async fn mailbox_size(&self, id: i64) -> Result<u64> {
+        self.job(move |c| {
+            let n: i64 = c.query_row("SELECT size FROM mailboxes WHERE id = ?1", [id], |r| r.get(0))?;
+            Ok(n.max(0) as u64)
         })
         .await
     }

@@ -254,4 +254,35 @@ CREATE TABLE outbox_chunks (
 );
 CREATE UNIQUE INDEX outbox_chunks_order ON outbox_chunks(outbox_id, seq);
 "#,
+    // 10 → 11: STATUS=SIZE (RFC 8438) from the mailbox row, as MESSAGES and UNSEEN: the sum of
+    // its messages' sizes (RFC822.SIZE), kept in step by triggers — a message's size and mailbox
+    // never change after its insert, so an insert and a delete are the only moves. And the
+    // subscriptions that outlive their mailbox (RFC 3501 §6.3.6: a server MUST NOT remove a name
+    // from the subscription list because its mailbox is gone): LSUB and LIST (SUBSCRIBED) show
+    // them (\NonExistent, RFC 5258); a mailbox created or renamed to the name takes it back.
+    r#"
+ALTER TABLE mailboxes ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+UPDATE mailboxes SET size = (SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = mailboxes.id);
+CREATE TRIGGER messages_size_in AFTER INSERT ON messages
+BEGIN
+    UPDATE mailboxes SET size = size + NEW.size WHERE id = NEW.mailbox_id;
+END;
+CREATE TRIGGER messages_size_out AFTER DELETE ON messages
+BEGIN
+    UPDATE mailboxes SET size = size - OLD.size WHERE id = OLD.mailbox_id;
+END;
+CREATE TABLE kept_subscriptions (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TRIGGER mailboxes_gone_subscribed AFTER DELETE ON mailboxes WHEN OLD.subscribed != 0
+BEGIN
+    INSERT OR IGNORE INTO kept_subscriptions (name) VALUES (OLD.name);
+END;
+CREATE TRIGGER mailboxes_created_subscribed AFTER INSERT ON mailboxes
+BEGIN
+    DELETE FROM kept_subscriptions WHERE name = NEW.name;
+END;
+CREATE TRIGGER mailboxes_renamed_subscribed AFTER UPDATE OF name ON mailboxes
+BEGIN
+    DELETE FROM kept_subscriptions WHERE name = NEW.name;
+END;
+"#,
 ];

@@ -266,6 +266,14 @@ pub const DICT: &[&[u8]] = &[
     b"~{5}\r\n",
     b"~{5+}\r\n",
     b"APPEND Work ",
+    // LIST-EXTENDED / LIST-STATUS (RFC 5258, 5819)
+    b"(SUBSCRIBED RECURSIVEMATCH) ",
+    b"(REMOTE) ",
+    b"(SPECIAL-USE) ",
+    b" RETURN (",
+    b"CHILDREN SUBSCRIBED SPECIAL-USE",
+    b"STATUS (MESSAGES UNSEEN UIDNEXT SIZE)",
+    b"(\"INBOX\" \"Work/*\" %)",
 ];
 
 /// Real commands (many from `src/imap/tests.rs`), inserted as whole lines.
@@ -300,6 +308,13 @@ pub const LINES: &[&[u8]] = &[
     b"a LIST \"Work/\" %",
     b"a LSUB \"\" *",
     b"a LIST (SPECIAL-USE) \"\" *",
+    b"a LIST \"\" \"*\" RETURN (SPECIAL-USE)",
+    b"a LIST (SUBSCRIBED) \"\" \"*\" RETURN (SPECIAL-USE)",
+    b"a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"Work/%\" RETURN (CHILDREN)",
+    b"a LIST (REMOTE) \"\" (\"INBOX\" \"Work/*\") RETURN (SUBSCRIBED STATUS (MESSAGES UNSEEN SIZE))",
+    b"a LIST \"\" % RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY RECENT DELETED SIZE))",
+    b"a LIST (RECURSIVEMATCH) \"\" *",
+    b"a STATUS Work (MESSAGES SIZE)",
     b"a CREATE Projects",
     b"a CREATE Work/Sub/",
     b"a CREATE &AOk-t&AOk-",

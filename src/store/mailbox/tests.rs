@@ -266,3 +266,62 @@ async fn select_of_a_large_mailbox_tracks_every_change() {
     assert!(!cache.is_empty(), "the large mailbox's list is cached");
     assert_eq!(cache.full_reads(), 1, "every SELECT after the first read only what changed");
 }
+
+/// STATUS SIZE's counter (schema 11): the migration counts what a store already holds, and the
+/// triggers keep it in step with every insert and delete.
+#[test]
+fn the_size_counter_is_backfilled_and_kept_in_step() {
+    let c = Connection::open_in_memory().unwrap();
+    let migrations = crate::store::schema::MIGRATIONS;
+    let (last, before) = migrations.split_last().unwrap();
+    for m in before {
+        c.execute_batch(m).unwrap();
+    }
+    c.execute_batch(
+        "INSERT INTO mailboxes (id, name, uidvalidity, created_at) VALUES (1, 'A', 1, 0), (2, 'B', 2, 0);
+         INSERT INTO bodies (id, meta_version, meta, raw) VALUES (1, 0, x'', x''), (2, 0, x'', x'');
+         INSERT INTO messages (mailbox_id, uid, body_id, modseq, internaldate, internaldate_tz, size)
+             VALUES (1, 1, 1, 1, 0, 0, 100), (1, 2, 2, 1, 0, 0, 23), (2, 1, 1, 1, 0, 0, 100);",
+    )
+    .unwrap();
+    c.execute_batch(last).unwrap();
+    let size =
+        |id: i64| -> i64 { c.query_row("SELECT size FROM mailboxes WHERE id = ?1", [id], |r| r.get(0)).unwrap() };
+    assert_eq!((size(1), size(2)), (123, 100));
+    c.execute(
+        "INSERT INTO messages (mailbox_id, uid, body_id, modseq, internaldate, internaldate_tz, size) VALUES (2, 2, 2, 1, 0, 0, 7)",
+        [],
+    )
+    .unwrap();
+    c.execute("DELETE FROM messages WHERE mailbox_id = 1 AND uid = 1", []).unwrap();
+    assert_eq!((size(1), size(2)), (23, 107));
+}
+
+/// RFC 3501 §6.3.6: DELETE keeps a subscribed name subscribed; CREATE and RENAME to it take it
+/// back; UNSUBSCRIBE drops it; an unsubscribed mailbox leaves nothing behind.
+#[tokio::test]
+async fn subscriptions_outlive_their_mailbox() {
+    let (_d, store) = open();
+    let kept = || async { store.kept_subscriptions().await.unwrap() };
+    for name in ["p", "q", "r"] {
+        assert!(store.create_mailbox_tree(name.into(), None).await.unwrap());
+    }
+    assert!(store.set_mailbox_subscribed("q".into(), false).await.unwrap());
+    for name in ["p", "q", "r"] {
+        let i = id(&store, name).await;
+        assert!(store.delete_mailbox_leaf(i, name.into()).await.unwrap());
+    }
+    assert_eq!(kept().await, ["p", "r"]);
+    assert!(store.kept_subscription("p".into(), true).await.unwrap());
+    assert!(!store.kept_subscription("q".into(), true).await.unwrap());
+    assert!(store.create_mailbox_tree("p".into(), None).await.unwrap());
+    assert_eq!(kept().await, ["r"], "a new mailbox takes the name back");
+    let p = id(&store, "p").await;
+    assert!(store.rename_mailbox_tree(p, "p".into(), "r".into()).await.unwrap());
+    assert_eq!(kept().await, Vec::<String>::new(), "so does a rename");
+    let r = id(&store, "r").await;
+    assert!(store.delete_mailbox_leaf(r, "r".into()).await.unwrap());
+    assert!(store.kept_subscription("r".into(), false).await.unwrap(), "UNSUBSCRIBE drops it");
+    assert!(!store.kept_subscription("r".into(), false).await.unwrap());
+    assert_eq!(kept().await, Vec::<String>::new());
+}
