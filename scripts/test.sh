@@ -64,4 +64,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# IMAPClient from PyPI (tests/imap_clients_ext.rs), for the python3 on PATH that the tests run.
+python3 -c "import imapclient" 2>/dev/null || python3 -m pip install -q imapclient==4.1.0 2>/dev/null || python3 -m pip install -q --break-system-packages imapclient==4.1.0 || die "tests/imap_clients_ext.rs needs IMAPClient for $(command -v python3): python3 -m pip install imapclient==4.1.0 (Debian's python3: apt-get install python3-pip first)"
+
 exec cargo test --locked "$@"

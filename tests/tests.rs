@@ -10,6 +10,7 @@ mod daemon;
 mod fuzz;
 mod identity;
 mod imap;
+mod imap_clients_ext;
 mod imap_concurrent;
 mod layers;
 mod limits;

@@ -1,0 +1,192 @@
+//! Python IMAPClient (PyPI `imapclient`, what Python users script their mail with) using the
+//! issue 15 extensions the way its users do: `multiappend()` (MULTIAPPEND),
+//! `sort()` on DATE / REVERSE DATE / ARRIVAL / SUBJECT / FROM / DISPLAYFROM (SORT, SORT=DISPLAY),
+//! `thread()` REFERENCES and ORDEREDSUBJECT (THREAD), and CONDSTORE through `enable()`,
+//! `select_folder()`'s HIGHESTMODSEQ, `fetch(..., modifiers=['CHANGEDSINCE n'])`,
+//! `search(['MODSEQ', n])` and `folder_status(..., ['HIGHESTMODSEQ'])`; and the keyword a STORE
+//! created appears in the next SELECT's FLAGS and PERMANENTFLAGS.
+//!
+//! The same script runs against the test Dovecot (the expectations were checked there) and
+//! against popbridge, as two tests, so it is plain which server passes.
+
+use crate::util::Bridge;
+use crate::util::dovecot::{Dovecot, DovecotOpts};
+use crate::util::imap_clients::{self as ic, Security, Target};
+
+/// The IMAPClient script: each part (MULTIAPPEND, SORT, SORT=DISPLAY, THREAD=REFERENCES,
+/// THREAD=ORDEREDSUBJECT, CONDSTORE, keywords in FLAGS) prints PASS or FAIL (a capability not
+/// advertised is a FAIL) and the next runs anyway; it exits non-zero naming the failed parts, or
+/// prints `IMAPCLIENT OK`. Expected orders are in append positions 1..5 (UIDs after SELECT).
+const SCRIPT: &str = r#"
+import datetime, traceback
+
+RESULTS = []
+
+def part(name, cap=None):
+    """Runs the decorated check at once; a failure (or `cap` not advertised) is recorded, and
+    the next part runs anyway, so one run shows every part's state."""
+    def run(fn):
+        try:
+            if cap and not C.has_capability(cap):
+                raise AssertionError("%s is not advertised" % cap)
+            fn()
+            RESULTS.append((name, None))
+            print("PASS", name)
+        except Exception as e:
+            RESULTS.append((name, "%s: %s" % (type(e).__name__, e)))
+            print("FAIL", name, "--", type(e).__name__, e)
+            traceback.print_exc()
+        return fn
+    return run
+
+print("CAPABILITIES", C.capabilities())
+CONDSTORE = C.has_capability("CONDSTORE")
+if CONDSTORE:
+    # IMAPClient refuses ENABLE once a mailbox is selected: first thing, as its users do.
+    enabled = C.enable("CONDSTORE")
+    print("ENABLE", enabled)
+
+BOX = "IMAPClient"
+if C.folder_exists(BOX):  # a rerun against a server kept from before
+    C.delete_folder(BOX)
+C.create_folder(BOX)
+utc = datetime.timezone.utc
+# (From, Subject, Date, Message-ID, References): sort and thread keys with the RFC 5256 traps —
+# a base subject under "Re: [list] Fwd: ... (fwd)", a Date in another zone, a lower-case subject.
+MAILS = [
+    ("Carol <carol@example.com>", "Meeting", "Mon, 3 Mar 2025 10:00:00 +0000", "<m1@example.com>", None),
+    ("alice@example.com", "Re: Meeting", "Mon, 3 Mar 2025 11:00:00 +0000", "<m2@example.com>", "<m1@example.com>"),
+    ("Bob Smith <bsmith@example.com>", "Apples", "Mon, 3 Mar 2025 09:00:00 +0000", "<m3@example.com>", None),
+    ("\"Dave\" <dave@example.com>", "Re: [list] Fwd: Meeting (fwd)", "Mon, 3 Mar 2025 12:00:00 +0000",
+     "<m4@example.com>", "<m1@example.com>"),
+    ("Eve <eve@example.com>", "zebra", "Mon, 3 Mar 2025 08:00:00 +0100", "<m5@example.com>", None),
+]
+MSGS = []
+for i, (frm, subj, date, mid, refs) in enumerate(MAILS):
+    raw = "From: %s\r\nTo: me@example.com\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: %s\r\n" % (frm, subj, date, mid)
+    if refs:
+        raw += "References: %s\r\nIn-Reply-To: %s\r\n" % (refs, refs)
+    raw += "\r\nmessage %d\r\n" % (i + 1)
+    # INTERNALDATE in reverse order of the list: ARRIVAL sorts the other way round.
+    MSGS.append({"msg": raw, "flags": [r"\Seen"] if i % 2 else [],
+                 "date": datetime.datetime(2025, 3, 10 - i, 12, 0, 0, tzinfo=utc)})
+
+@part("MULTIAPPEND: five messages in one APPEND", "MULTIAPPEND")
+def _():
+    resp = C.multiappend(BOX, MSGS)
+    print("MULTIAPPEND", resp)
+    assert resp[0] == "OK" and b"[APPENDUID " in resp[1][0], resp
+
+if C.folder_status(BOX, [b"MESSAGES"])[b"MESSAGES"] == 0:
+    for m in MSGS:  # so that the other parts can run
+        C.append(BOX, m["msg"], m["flags"], m["date"])
+
+info = C.select_folder(BOX)
+assert info[b"EXISTS"] == 5, info
+UIDS = C.search("ALL")
+assert len(UIDS) == 5, UIDS
+U = dict(enumerate(UIDS, 1))  # append position -> UID
+
+def by_pos(*pos):
+    return [U[p] for p in pos]
+
+def sorts(checks):
+    for crit, want in checks:
+        got = C.sort(crit)
+        print("SORT", crit, got)
+        assert got == want, (crit, got, want)
+
+@part("SORT", "SORT")
+def _():
+    sorts([
+        (["DATE"], by_pos(5, 3, 1, 2, 4)),            # 08:00 +0100 is 07:00 UTC: first
+        (["REVERSE DATE"], by_pos(4, 2, 1, 3, 5)),
+        (["ARRIVAL"], by_pos(5, 4, 3, 2, 1)),
+        (["SUBJECT"], by_pos(3, 1, 2, 4, 5)),         # apples, meeting x3 (ties by sequence), zebra
+        (["FROM"], by_pos(2, 3, 1, 4, 5)),            # alice, bsmith, carol, dave, eve (mailbox part)
+        (["SUBJECT", "REVERSE DATE"], by_pos(3, 4, 2, 1, 5)),
+    ])
+    got = C.sort(["DATE"], ["SEEN"])
+    assert got == by_pos(2, 4), got
+
+@part("SORT=DISPLAY", "SORT=DISPLAY")
+def _():
+    sorts([(["DISPLAYFROM"], by_pos(2, 3, 1, 4, 5))])  # alice@…, Bob Smith, Carol, Dave, Eve
+
+def shape(t):
+    """A thread tuple as text, with append positions for UIDs: (5)(3)(1 (2) (4))."""
+    pos = {v: k for k, v in U.items()}
+    def one(x):
+        return "(" + " ".join(one(y) if isinstance(y, tuple) else str(pos[y]) for y in x) + ")"
+    return "".join(one(x) for x in t)
+
+# Threads in the order of their first message's date, children by date (RFC 5256).
+@part("THREAD=REFERENCES", "THREAD=REFERENCES")
+def _():
+    refs = C.thread("REFERENCES")
+    print("THREAD REFERENCES", refs, shape(refs))
+    assert shape(refs) == "(5)(3)(1 (2) (4))", refs
+    unseen = C.thread("REFERENCES", ["UNSEEN"])
+    assert shape(unseen) == "(5)(3)(1)", unseen
+
+@part("THREAD=ORDEREDSUBJECT", "THREAD=ORDEREDSUBJECT")
+def _():
+    ordered = C.thread("ORDEREDSUBJECT")
+    print("THREAD ORDEREDSUBJECT", ordered, shape(ordered))
+    assert shape(ordered) == "(5)(3)(1 (2) (4))", ordered
+
+# CONDSTORE: HIGHESTMODSEQ on SELECT, CHANGEDSINCE, SEARCH MODSEQ, STATUS HIGHESTMODSEQ.
+@part("CONDSTORE", "CONDSTORE")
+def _():
+    info = C.select_folder(BOX)
+    m0 = info[b"HIGHESTMODSEQ"]
+    print("HIGHESTMODSEQ", m0)
+    C.add_flags([U[3]], [b"$Label1", b"\\Flagged"])
+    changed = C.fetch(UIDS, ["FLAGS"], modifiers=["CHANGEDSINCE %d" % m0])
+    print("CHANGEDSINCE", changed)
+    assert list(changed) == [U[3]], changed
+    m1 = changed[U[3]][b"MODSEQ"][0]
+    assert m1 > m0, (m0, m1)
+    assert b"$Label1" in changed[U[3]][b"FLAGS"], changed
+    found = C.search(["MODSEQ", m0 + 1])
+    print("SEARCH MODSEQ", found, getattr(found, "modseq", None))
+    assert found == [U[3]] and found.modseq == m1, (found, getattr(found, "modseq", None))
+    assert C.fetch(UIDS, ["FLAGS"], modifiers=["CHANGEDSINCE %d" % m1]) == {}
+    st = C.folder_status(BOX, [b"HIGHESTMODSEQ", b"MESSAGES"])
+    assert st[b"HIGHESTMODSEQ"] >= m1 and st[b"MESSAGES"] == 5, st
+
+# A keyword a STORE created is announced in FLAGS and PERMANENTFLAGS of the next SELECT.
+@part("keywords in FLAGS and PERMANENTFLAGS")
+def _():
+    C.add_flags([U[2]], [b"$Label2"])
+    info = C.select_folder(BOX)
+    print("FLAGS", info[b"FLAGS"], info.get(b"PERMANENTFLAGS"))
+    assert b"$Label2" in info[b"FLAGS"] and b"$Label2" in info[b"PERMANENTFLAGS"], info
+
+C.close_folder()
+C.delete_folder(BOX)
+C.logout()
+failed = [(n, e) for n, e in RESULTS if e]
+if failed:
+    sys.exit("IMAPClient parts failed: " + "; ".join("%s (%s)" % f for f in failed))
+print("IMAPCLIENT OK")
+"#;
+
+/// Runs [`SCRIPT`] against `t` and checks it got to the end.
+pub fn check_imapclient(t: &Target) {
+    let out = ic::imapclient(t, SCRIPT);
+    assert!(out.contains("IMAPCLIENT OK"), "the IMAPClient script stopped early:\n{out}");
+}
+
+#[test]
+fn imapclient_sort_thread_condstore_multiappend_against_dovecot() {
+    let d = Dovecot::start(DovecotOpts::default());
+    check_imapclient(&Target::dovecot(&d, "alice", "alice-pw", Security::Plain));
+}
+
+#[test]
+fn imapclient_sort_thread_condstore_multiappend_against_popbridge() {
+    let b = Bridge::with_listeners();
+    let _daemon = b.daemon();
+    check_imapclient(&b.target(Security::Plain, "me"));
+}
