@@ -58,6 +58,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v swaks >/dev/null || missing+=(swaks)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 /usr/bin/python3 -c "import aiosmtpd" 2>/dev/null || missing+=(python3-aiosmtpd)
+perl -MMail::IMAPClient -e 1 2>/dev/null || missing+=(libmail-imapclient-perl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq

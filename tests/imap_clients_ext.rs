@@ -6,8 +6,11 @@
 //! `search(['MODSEQ', n])` and `folder_status(..., ['HIGHESTMODSEQ'])`; and the keyword a STORE
 //! created appears in the next SELECT's FLAGS and PERMANENTFLAGS.
 //!
-//! The same script runs against the test Dovecot (the expectations were checked there) and
-//! against popbridge, as two tests, so it is plain which server passes.
+//! Perl's Mail::IMAPClient (Debian `libmail-imapclient-perl`; its `sort()` and `thread()` are what
+//! Perl mail scripts use for server-side sorting) runs the same sort and thread cases.
+//!
+//! Each script runs against the test Dovecot (the expectations were checked there) and against
+//! popbridge, as separate tests, so it is plain which server passes.
 
 use crate::util::Bridge;
 use crate::util::dovecot::{Dovecot, DovecotOpts};
@@ -189,4 +192,110 @@ fn imapclient_sort_thread_condstore_multiappend_against_popbridge() {
     let b = Bridge::with_listeners();
     let _daemon = b.daemon();
     check_imapclient(&b.target(Security::Plain, "me"));
+}
+
+/// The Mail::IMAPClient script (Uid => 1): the same five messages, SORT on DATE / REVERSE DATE /
+/// ARRIVAL / SUBJECT / FROM and with a search key, THREAD REFERENCES and ORDEREDSUBJECT; each part
+/// PASS or FAIL, exit 1 naming the failed parts, `MAIL-IMAPCLIENT OK` at the end.
+const PERL_SCRIPT: &str = r#"use strict;
+use warnings;
+use Mail::IMAPClient;
+
+my $imap = Mail::IMAPClient->new(
+    Server => '127.0.0.1', Port => $ENV{PB_IMAP_PORT}, User => $ENV{PB_IMAP_USER},
+    Password => $ENV{PB_IMAP_PASS}, Uid => 1, Timeout => 10,
+) or die "connect/login: $@\n";
+my @fail;
+sub part {
+    my ($name, $cap, $code) = @_;
+    if ($cap && !$imap->has_capability($cap)) {
+        push @fail, "$name ($cap is not advertised)";
+        print "FAIL $name: $cap is not advertised\n";
+        return;
+    }
+    my $err = eval { $code->(); 1 } ? undef : ($@ || 'died');
+    if ($err) { chomp $err; push @fail, "$name ($err)"; print "FAIL $name: $err\n" } else { print "PASS $name\n" }
+}
+
+my $box = 'MailIMAPClient';
+$imap->delete($box) if $imap->exists($box);
+$imap->create($box) or die "create: " . $imap->LastError . "\n";
+my @mails = (
+    ['Carol <carol@example.com>', 'Meeting', 'Mon, 3 Mar 2025 10:00:00 +0000', '<m1@example.com>', undef],
+    ['alice@example.com', 'Re: Meeting', 'Mon, 3 Mar 2025 11:00:00 +0000', '<m2@example.com>', '<m1@example.com>'],
+    ['Bob Smith <bsmith@example.com>', 'Apples', 'Mon, 3 Mar 2025 09:00:00 +0000', '<m3@example.com>', undef],
+    ['"Dave" <dave@example.com>', 'Re: [list] Fwd: Meeting (fwd)', 'Mon, 3 Mar 2025 12:00:00 +0000',
+     '<m4@example.com>', '<m1@example.com>'],
+    ['Eve <eve@example.com>', 'zebra', 'Mon, 3 Mar 2025 08:00:00 +0100', '<m5@example.com>', undef],
+);
+my $i = 0;
+for my $m (@mails) {
+    my ($from, $subj, $date, $mid, $refs) = @$m;
+    my $raw = "From: $from\r\nTo: me\@example.com\r\nSubject: $subj\r\nDate: $date\r\nMessage-ID: $mid\r\n";
+    $raw .= "References: $refs\r\nIn-Reply-To: $refs\r\n" if $refs;
+    $i++;
+    $raw .= "\r\nmessage $i\r\n";
+    my $flags = $i % 2 ? '' : '\\Seen';
+    defined $imap->append_string($box, $raw, $flags, sprintf('%02d-Mar-2025 12:00:00 +0000', 11 - $i))
+        or die "append: " . $imap->LastError . "\n";
+}
+$imap->select($box) or die "select: " . $imap->LastError . "\n";
+my @uids = @{ $imap->search('ALL') };
+@uids == 5 or die "search ALL: @uids\n";
+my %pos = map { $uids[$_] => $_ + 1 } 0 .. $#uids;
+sub positions { join ' ', map { $pos{$_} } @_ }
+
+part('SORT', 'SORT', sub {
+    for ([ 'DATE', '5 3 1 2 4' ], [ 'REVERSE DATE', '4 2 1 3 5' ], [ 'ARRIVAL', '5 4 3 2 1' ],
+         [ 'SUBJECT', '3 1 2 4 5' ], [ 'FROM', '2 3 1 4 5' ]) {
+        my ($crit, $want) = @$_;
+        my @got = $imap->sort($crit, 'UTF-8', 'ALL');
+        my $got = positions(@got);
+        print "SORT ($crit): $got\n";
+        $got eq $want or die "SORT ($crit): $got, wanted $want\n";
+    }
+    my $got = positions($imap->sort('DATE', 'UTF-8', 'SEEN'));
+    $got eq '2 4' or die "SORT (DATE) SEEN: $got\n";
+});
+
+sub shape {
+    my ($t) = @_;
+    join '', map { ref $_ ? '(' . join(' ', map { ref $_ ? shape([$_]) : $pos{$_} } @$_) . ')' : "($pos{$_})" } @$t;
+}
+for my $alg ('REFERENCES', 'ORDEREDSUBJECT') {
+    part("THREAD=$alg", "THREAD=$alg", sub {
+        my $t = $imap->thread($alg, 'UTF-8', 'ALL') or die "THREAD $alg: " . $imap->LastError . "\n";
+        my $got = shape($t);
+        print "THREAD $alg: $got\n";
+        $got eq '(5)(3)(1 (2) (4))' or die "THREAD $alg: $got\n";
+    });
+}
+$imap->close;
+$imap->delete($box);
+$imap->logout;
+if (@fail) { print STDERR "Mail::IMAPClient parts failed: ", join('; ', @fail), "\n"; exit 1 }
+print "MAIL-IMAPCLIENT OK\n";
+"#;
+
+/// Runs [`PERL_SCRIPT`] against `t` (plaintext IMAP) and checks it got to the end.
+pub fn check_mail_imapclient(t: &Target) {
+    assert_eq!(t.security, Security::Plain, "the Perl script speaks plaintext IMAP");
+    let (code, out, err) = ic::run_program("perl", t, PERL_SCRIPT, "perl (Mail::IMAPClient)");
+    assert!(
+        code == 0 && out.contains("MAIL-IMAPCLIENT OK"),
+        "Mail::IMAPClient script failed (exit {code}; needs libmail-imapclient-perl)\nstdout:\n{out}\nstderr:\n{err}"
+    );
+}
+
+#[test]
+fn perl_mail_imapclient_sort_and_thread_against_dovecot() {
+    let d = Dovecot::start(DovecotOpts::default());
+    check_mail_imapclient(&Target::dovecot(&d, "alice", "alice-pw", Security::Plain));
+}
+
+#[test]
+fn perl_mail_imapclient_sort_and_thread_against_popbridge() {
+    let b = Bridge::with_listeners();
+    let _daemon = b.daemon();
+    check_mail_imapclient(&b.target(Security::Plain, "me"));
 }

@@ -1189,10 +1189,17 @@ pub fn imapclient(t: &Target, script: &str) -> String {
 
 /// Runs a Python program (`python3` on PATH) with the target in `PB_IMAP_*`: (exit code, stdout, stderr).
 fn run_python(t: &Target, program: &str, what: &str) -> (i32, String, String) {
+    run_program("python3", t, program, what)
+}
+
+/// Runs `program` (a script for `interpreter`, e.g. `python3` or `perl`) with the target in the
+/// environment (`PB_IMAP_PORT`, `PB_IMAP_SECURITY` plain/implicit/starttls, `PB_IMAP_CA`,
+/// `PB_IMAP_USER`, `PB_IMAP_PASS`), bounded by [`PROCESS_TIMEOUT`]: (exit code, stdout, stderr).
+pub fn run_program(interpreter: &str, t: &Target, program: &str, what: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("imap_test.py");
+    let path = dir.path().join("imap_test_script");
     std::fs::write(&path, program).expect("write script");
-    let mut cmd = Command::new("python3");
+    let mut cmd = Command::new(interpreter);
     cmd.arg(&path)
         .env("PB_IMAP_PORT", t.host_port.to_string())
         .env(
