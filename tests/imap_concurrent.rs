@@ -1,5 +1,6 @@
 //! Ten sessions on one mailbox doing random STORE (system flags and the keywords `$Label1`..
-//! `$Label5`; `+FLAGS`, `-FLAGS`, `FLAGS`, some `.SILENT`), EXPUNGE and UID EXPUNGE, APPEND, FETCH
+//! `$Label5`; `+FLAGS`, `-FLAGS`, `FLAGS`, some `.SILENT`, some `UNCHANGEDSINCE` where CONDSTORE
+//! is advertised), EXPUNGE and UID EXPUNGE, APPEND, FETCH
 //! (FLAGS, UID, and MODSEQ / CHANGEDSINCE where CONDSTORE is advertised), NOOP and IDLE, while each
 //! session's checker (`util::imap_state::Model`) judges every response line it receives: keywords
 //! announced by `* FLAGS` before a FETCH carries them, EXISTS/EXPUNGE counts, UIDs fixed per
@@ -13,7 +14,8 @@
 //! `SELECT … (CONDSTORE)`) when it is, 7–9 plain RFC 3501.
 //! `IMAP_CONCURRENT_SECONDS` sets how long the sessions run (default 10).
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::util::Bridge;
@@ -73,6 +75,21 @@ fn prepare(t: &Target) {
     raw.logout();
 }
 
+/// Where the sessions wait for each other (all logged in; all done writing). Unlike a Barrier it
+/// gives up after a while, so a session that panicked fails the test instead of hanging it.
+#[derive(Default)]
+struct Gate(AtomicUsize);
+
+impl Gate {
+    fn wait(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let t = Instant::now();
+        while self.0.load(Ordering::SeqCst) < SESSIONS && t.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// What one session did.
 struct Outcome {
     model: Model,
@@ -101,7 +118,7 @@ fn seq_range(rng: &mut Rng, n: usize) -> (String, Vec<u32>) {
     (set, (a..=b).collect())
 }
 
-fn session(t: Target, index: usize, secs: u64, start: Arc<Barrier>, done: Arc<Barrier>) -> Outcome {
+fn session(t: Target, index: usize, secs: u64, start: Arc<Gate>, done: Arc<Gate>) -> Outcome {
     let mut rng = Rng::seeded(0xC0C0 + index as u64);
     let mut raw = Raw::connect_login(&t);
     let caps = capabilities(&mut raw);
@@ -144,8 +161,9 @@ fn session(t: Target, index: usize, secs: u64, start: Arc<Barrier>, done: Arc<Ba
             choice = 45; // APPEND
         } else if n > HIGH && (42..52).contains(&choice) {
             choice = 38; // EXPUNGE
-        } else if n == 0 && choice < 42 || known.is_empty() && (35..42).contains(&choice) {
-            choice = 45;
+        }
+        if n == 0 && choice < 80 || known.is_empty() && (35..42).contains(&choice) {
+            choice = 45; // nothing to STORE or FETCH by number, or no UID known to expunge: APPEND
         }
         let silent = rng.below(10) < 3;
         let mut forget: Option<(bool, Vec<u32>)> = None; // (by UID, which) after a .SILENT STORE
@@ -154,14 +172,20 @@ fn session(t: Target, index: usize, secs: u64, start: Arc<Barrier>, done: Arc<Ba
                 let op = ["+", "+", "-", "-", ""][rng.below(5)];
                 let dot = if silent { ".SILENT" } else { "" };
                 let flags = some_flags(&mut rng);
+                // CONDSTORE: sometimes only if unchanged since this session's HIGHESTMODSEQ
+                // (messages others changed since come back in [MODIFIED …]).
+                let unchanged = match model.highestmodseq {
+                    Some(m) if condstore && rng.below(4) == 0 => format!("(UNCHANGEDSINCE {m}) "),
+                    _ => String::new(),
+                };
                 if rng.below(10) < 3 && !known.is_empty() {
                     let uid = known[rng.below(known.len())];
                     forget = silent.then(|| (true, vec![uid]));
-                    raw.cmd(&tag(), &format!("UID STORE {uid} {op}FLAGS{dot} ({flags})"))
+                    raw.cmd(&tag(), &format!("UID STORE {uid} {unchanged}{op}FLAGS{dot} ({flags})"))
                 } else {
                     let (set, seqs) = seq_range(&mut rng, n);
                     forget = silent.then_some((false, seqs));
-                    raw.cmd(&tag(), &format!("STORE {set} {op}FLAGS{dot} ({flags})"))
+                    raw.cmd(&tag(), &format!("STORE {set} {unchanged}{op}FLAGS{dot} ({flags})"))
                 }
             }
             35..42 => {
@@ -236,8 +260,7 @@ fn session(t: Target, index: usize, secs: u64, start: Arc<Barrier>, done: Arc<Ba
 fn scenario(t: &Target, server: &str) -> (Model, String) {
     prepare(t);
     let secs = seconds();
-    let start = Arc::new(Barrier::new(SESSIONS));
-    let done = Arc::new(Barrier::new(SESSIONS));
+    let (start, done) = (Arc::new(Gate::default()), Arc::new(Gate::default()));
     let handles: Vec<_> = (0..SESSIONS)
         .map(|i| {
             let (t, start, done) = (t.clone(), start.clone(), done.clone());
