@@ -7,7 +7,9 @@
 //! created appears in the next SELECT's FLAGS and PERMANENTFLAGS.
 //!
 //! Perl's Mail::IMAPClient (Debian `libmail-imapclient-perl`; its `sort()` and `thread()` are what
-//! Perl mail scripts use for server-side sorting) runs the same sort and thread cases.
+//! Perl mail scripts use for server-side sorting) runs the same sort and thread cases. Mutt 2.2
+//! (Debian `mutt`, run under `script`) reopens a mailbox from its header cache with CONDSTORE and
+//! QRESYNC (`UID FETCH … (CHANGEDSINCE m VANISHED)`).
 //!
 //! Each script runs against the test Dovecot (the expectations were checked there) and against
 //! popbridge, as separate tests, so it is plain which server passes.
@@ -298,4 +300,118 @@ fn perl_mail_imapclient_sort_and_thread_against_popbridge() {
     let b = Bridge::with_listeners();
     let _daemon = b.daemon();
     check_mail_imapclient(&b.target(Security::Plain, "me"));
+}
+
+/// Mutt 2.2 (Debian `mutt`) with `imap_condstore` and `imap_qresync` and a header cache, run
+/// under `script` (it wants a terminal) with keys pushed from its muttrc; `-d 2` logs its IMAP
+/// commands to `$HOME/.muttdebug0`, which is what we read back.
+struct Mutt {
+    home: tempfile::TempDir,
+    url: String,
+}
+
+impl Mutt {
+    fn new(t: &Target) -> Mutt {
+        assert_eq!(t.security, Security::Plain, "mutt is configured for plaintext IMAP here");
+        let url = format!("imap://{}:{}@127.0.0.1:{}/", t.user, t.password, t.host_port);
+        Mutt { home: tempfile::tempdir().expect("temp dir"), url }
+    }
+
+    /// Opens `mailbox`, types `keys`, quits; returns the IMAP debug log of this run.
+    fn run(&self, mailbox: &str, keys: &str) -> String {
+        let h = self.home.path();
+        let rc = h.join("muttrc");
+        let conf = format!(
+            "set folder=\"{}\"\nset spoolfile=\"+{mailbox}\"\nset header_cache=\"{}\"\n\
+             set imap_condstore=yes\nset imap_qresync=yes\nset ssl_starttls=no\nset ssl_force_tls=no\n\
+             set wait_key=no\nset quit=yes\nset mark_old=no\nset move=no\nset record=\"\"\npush \"{keys}<quit>\"\n",
+            self.url,
+            h.join("hcache").display()
+        );
+        std::fs::write(&rc, conf).expect("write muttrc");
+        let log = h.join(".muttdebug0");
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-qec", &format!("mutt -n -F {} -d 2", rc.display()), "/dev/null"])
+            .env("HOME", h)
+            .env("TERM", "xterm");
+        let (code, _, err) = ic::run_with_timeout(cmd, std::time::Duration::from_secs(60), "mutt (under script)");
+        assert_eq!(code, 0, "mutt failed (needs the mutt package): {err}");
+        std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("mutt's debug log {}: {e}", log.display()))
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.home.path().join(name)).unwrap_or_default()
+    }
+}
+
+/// The IMAP commands mutt sent (`4> a0006 UID FETCH …` lines of its debug log).
+fn mutt_commands(log: &str) -> Vec<&str> {
+    log.lines().filter_map(|l| l.split_once("> a").map(|(_, c)| c)).collect()
+}
+
+/// Mutt opens a mailbox (full header download into its cache), another client flags one message
+/// and expunges another, and mutt opens it again: with CONDSTORE/QRESYNC it asks only for what
+/// changed (`UID FETCH 1:n (FLAGS) (CHANGEDSINCE m VANISHED)`, the answer's `VANISHED (EARLIER)`
+/// drops the expunged one) instead of downloading the headers again; and it shows the right
+/// messages and flags (piped out from its index: all, and `~F` flagged).
+pub fn check_mutt_qresync(t: &Target) {
+    let mailbox = "MuttQresync";
+    let mut r = ic::Raw::connect_login(t);
+    r.cmd("m1", &format!("CREATE {mailbox}")).assert_ok("CREATE");
+    for i in 1..=3 {
+        let m = format!(
+            "From: a@example.com\r\nSubject: mutt-{i}\r\nMessage-ID: <mutt-{i}@example.com>\r\n\r\nbody {i}\r\n"
+        );
+        r.send(format!("m2{i} APPEND {mailbox} {{{}+}}\r\n", m.len()).as_bytes());
+        r.send(m.as_bytes());
+        r.send(b"\r\n");
+        r.read_until_tagged(&format!("m2{i}")).assert_ok("APPEND");
+    }
+    let mutt = Mutt::new(t);
+    let first = mutt.run(mailbox, "");
+    assert!(
+        mutt_commands(&first).iter().any(|c| c.contains("BODY.PEEK[HEADER.FIELDS")),
+        "the first open downloads the headers:\n{first}"
+    );
+    r.cmd("m3", &format!("SELECT {mailbox}")).assert_ok("SELECT");
+    r.cmd("m4", "STORE 2 +FLAGS (\\Flagged)").assert_ok("STORE");
+    r.cmd("m5", "STORE 3 +FLAGS (\\Deleted)").assert_ok("STORE");
+    r.cmd("m6", "EXPUNGE").assert_ok("EXPUNGE");
+    r.logout();
+    let h = mutt.home.path().display().to_string();
+    let second = mutt.run(
+        mailbox,
+        &format!(
+            "<tag-pattern>~A<enter><tag-prefix><pipe-message>cat > {h}/all.txt<enter><untag-pattern>~A<enter>\
+             <limit>~F<enter><pipe-message>cat > {h}/flagged.txt<enter>"
+        ),
+    );
+    let subjects = |f: &str| -> Vec<String> {
+        mutt.file(f).lines().filter_map(|l| l.strip_prefix("Subject: ")).map(str::to_string).collect()
+    };
+    assert_eq!(subjects("all.txt"), ["mutt-1", "mutt-2"], "mutt's index after the reopen:\n{second}");
+    assert_eq!(subjects("flagged.txt"), ["mutt-2"], "mutt's ~F after the reopen:\n{second}");
+    let cmds = mutt_commands(&second);
+    assert!(
+        cmds.iter().any(|c| c.contains("UID FETCH") && c.contains("(CHANGEDSINCE ") && c.contains(" VANISHED)")),
+        "mutt resynchronised with CONDSTORE/QRESYNC (UID FETCH … (CHANGEDSINCE m VANISHED)): {cmds:#?}"
+    );
+    assert!(
+        !second.contains("QRESYNC failed") && !cmds.iter().any(|c| c.contains("BODY.PEEK[HEADER.FIELDS")),
+        "and did not download the headers again: {cmds:#?}"
+    );
+}
+
+#[test]
+fn mutt_resyncs_with_qresync_against_dovecot() {
+    let d = Dovecot::start(DovecotOpts::default());
+    check_mutt_qresync(&Target::dovecot(&d, "alice", "alice-pw", Security::Plain));
+}
+
+#[test]
+fn mutt_resyncs_with_qresync_against_popbridge() {
+    let b = Bridge::with_listeners();
+    let _daemon = b.daemon();
+    check_mutt_qresync(&b.target(Security::Plain, "me"));
 }

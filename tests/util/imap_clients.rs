@@ -1089,7 +1089,7 @@ pub fn thunderbird(t: &Target, mailbox: &str, sent_folder: &str, sent_message: &
 
 /// Runs `cmd` with stdout/stderr in files (no pipe deadlocks), killing it after `timeout`.
 /// Returns (exit code or -1, stdout, stderr).
-fn run_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> (i32, Vec<u8>, String) {
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> (i32, Vec<u8>, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let out_path = dir.path().join("stdout");
     let err_path = dir.path().join("stderr");

@@ -13,8 +13,8 @@
 //! - with CONDSTORE on: a message's MODSEQ going down, or its flags changing while its MODSEQ stays
 //!   (RFC 7162 §3.1.1: every change gets a higher mod-sequence), HIGHESTMODSEQ going down
 //!   (§3.1.2.1). (Not judged: a tagged `OK [HIGHESTMODSEQ n]` below a MODSEQ that an untagged
-//!   FETCH of the same reply reported: Dovecot sends the value as of the command, and a lower one
-//!   only makes the client ask for more on its next resync.)
+//!   FETCH reported: Dovecot does that, and RFC 5162 erratum 1810 asks for it while expunges with
+//!   lower mod-sequences are still to be reported; a lower value only makes a resync ask for more.)
 //! - with QRESYNC on: VANISHED (without EARLIER) naming a UID the model cannot have (§3.2.10: it
 //!   reduces the EXISTS count by the number of UIDs, so each must be a message the client knows of);
 //! - UIDVALIDITY changing while the mailbox is selected.
