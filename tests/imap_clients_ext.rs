@@ -177,6 +177,19 @@ if failed:
 print("IMAPCLIENT OK")
 "#;
 
+/// `check` against a fresh test Dovecot (alice, plaintext IMAP).
+fn on_dovecot(check: fn(&Target)) {
+    let d = Dovecot::start(DovecotOpts::default());
+    check(&Target::dovecot(&d, "alice", "alice-pw", Security::Plain));
+}
+
+/// `check` against a fresh popbridge daemon (combined login, plaintext IMAP).
+fn on_popbridge(check: fn(&Target)) {
+    let b = Bridge::with_listeners();
+    let _daemon = b.daemon();
+    check(&b.target(Security::Plain, "me"));
+}
+
 /// Runs [`SCRIPT`] against `t` and checks it got to the end.
 pub fn check_imapclient(t: &Target) {
     let out = ic::imapclient(t, SCRIPT);
@@ -185,15 +198,12 @@ pub fn check_imapclient(t: &Target) {
 
 #[test]
 fn imapclient_sort_thread_condstore_multiappend_against_dovecot() {
-    let d = Dovecot::start(DovecotOpts::default());
-    check_imapclient(&Target::dovecot(&d, "alice", "alice-pw", Security::Plain));
+    on_dovecot(check_imapclient);
 }
 
 #[test]
 fn imapclient_sort_thread_condstore_multiappend_against_popbridge() {
-    let b = Bridge::with_listeners();
-    let _daemon = b.daemon();
-    check_imapclient(&b.target(Security::Plain, "me"));
+    on_popbridge(check_imapclient);
 }
 
 /// The Mail::IMAPClient script (Uid => 1): the same five messages, SORT on DATE / REVERSE DATE /
@@ -291,15 +301,12 @@ pub fn check_mail_imapclient(t: &Target) {
 
 #[test]
 fn perl_mail_imapclient_sort_and_thread_against_dovecot() {
-    let d = Dovecot::start(DovecotOpts::default());
-    check_mail_imapclient(&Target::dovecot(&d, "alice", "alice-pw", Security::Plain));
+    on_dovecot(check_mail_imapclient);
 }
 
 #[test]
 fn perl_mail_imapclient_sort_and_thread_against_popbridge() {
-    let b = Bridge::with_listeners();
-    let _daemon = b.daemon();
-    check_mail_imapclient(&b.target(Security::Plain, "me"));
+    on_popbridge(check_mail_imapclient);
 }
 
 /// Mutt 2.2 (Debian `mutt`) with `imap_condstore` and `imap_qresync` and a header cache, run
@@ -405,13 +412,10 @@ pub fn check_mutt_qresync(t: &Target) {
 
 #[test]
 fn mutt_resyncs_with_qresync_against_dovecot() {
-    let d = Dovecot::start(DovecotOpts::default());
-    check_mutt_qresync(&Target::dovecot(&d, "alice", "alice-pw", Security::Plain));
+    on_dovecot(check_mutt_qresync);
 }
 
 #[test]
 fn mutt_resyncs_with_qresync_against_popbridge() {
-    let b = Bridge::with_listeners();
-    let _daemon = b.daemon();
-    check_mutt_qresync(&b.target(Security::Plain, "me"));
+    on_popbridge(check_mutt_qresync);
 }

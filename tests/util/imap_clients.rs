@@ -1120,12 +1120,17 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> (i32
     }
 }
 
-const PYTHON_PRELUDE: &str = r#"import imaplib, os, ssl, sys
+/// The target as [`run_program`] passes it, and a TLS context trusting its CA: the start of
+/// every Python client's prelude.
+const PYTHON_TARGET: &str = r#"import os, ssl, sys
 _port = int(os.environ["PB_IMAP_PORT"])
 _sec = os.environ["PB_IMAP_SECURITY"]
 _ca = os.environ.get("PB_IMAP_CA") or None
 def _ctx():
     return ssl.create_default_context(cafile=_ca)
+"#;
+
+const PYTHON_PRELUDE: &str = r#"import imaplib
 if _sec == "implicit":
     M = imaplib.IMAP4_SSL("127.0.0.1", _port, ssl_context=_ctx(), timeout=10)
 elif _sec == "starttls":
@@ -1149,18 +1154,13 @@ except Exception:
 /// Runs `script` with a logged-in imaplib client `M` (IMAP4 / IMAP4_SSL / IMAP4 + starttls, with
 /// an ssl context trusting `ca_pem`, host 127.0.0.1); returns stdout. Panics with stderr on failure.
 pub fn python(t: &Target, script: &str) -> String {
-    let (code, out, err) = run_python(t, &format!("{PYTHON_PRELUDE}{script}{PYTHON_EPILOGUE}"), "python3 (imaplib)");
+    let (code, out, err) =
+        run_python(t, &format!("{PYTHON_TARGET}{PYTHON_PRELUDE}{script}{PYTHON_EPILOGUE}"), "python3 (imaplib)");
     assert_eq!(code, 0, "imaplib script failed (exit {code})\nstdout:\n{out}\nstderr:\n{err}\nscript:\n{script}");
     out
 }
 
-const IMAPCLIENT_PRELUDE: &str = r#"import os, ssl, sys
-from imapclient import IMAPClient
-_port = int(os.environ["PB_IMAP_PORT"])
-_sec = os.environ["PB_IMAP_SECURITY"]
-_ca = os.environ.get("PB_IMAP_CA") or None
-def _ctx():
-    return ssl.create_default_context(cafile=_ca)
+const IMAPCLIENT_PRELUDE: &str = r#"from imapclient import IMAPClient
 if _sec == "implicit":
     C = IMAPClient("127.0.0.1", port=_port, ssl=True, ssl_context=_ctx(), timeout=10)
 else:
@@ -1177,7 +1177,8 @@ pub const IMAPCLIENT_INSTALL_HINT: &str = "python3 -m pip install imapclient==4.
 /// Runs `script` with a logged-in IMAPClient (PyPI `imapclient`) `C`, host 127.0.0.1, TLS as
 /// the target says; returns stdout. Panics with stderr (and the install hint) on failure.
 pub fn imapclient(t: &Target, script: &str) -> String {
-    let (code, out, err) = run_python(t, &format!("{IMAPCLIENT_PRELUDE}{script}"), "python3 (IMAPClient)");
+    let (code, out, err) =
+        run_python(t, &format!("{PYTHON_TARGET}{IMAPCLIENT_PRELUDE}{script}"), "python3 (IMAPClient)");
     let hint = if err.contains("No module named 'imapclient'") {
         format!("IMAPClient is not installed for python3: {IMAPCLIENT_INSTALL_HINT} (scripts/test.sh does it)\n")
     } else {
