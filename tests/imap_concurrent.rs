@@ -328,3 +328,47 @@ fn popbridge_passes_the_state_checker() {
     let (total, summary) = scenario(&t, "popbridge");
     assert_eq!(total.total(), 0, "{summary}");
 }
+
+/// Session B flags messages 1 and 2 in one STORE (one write, one MODSEQ for both); session A,
+/// not told yet, then STOREs a flag message 1 already has (its write changes nothing). A must
+/// still hear that message 2 changed — by the end of its next NOOP at the latest (RFC 3501
+/// §7.4.2). Found by the checker above (a session's final model disagreed with a fresh SELECT).
+fn a_no_op_store_does_not_hide_another_sessions_change(t: &Target) {
+    let box_ = "NoOpStore";
+    let mut a = Raw::connect_login(t);
+    a.cmd("a1", &format!("CREATE {box_}")).assert_ok("CREATE");
+    for (i, m) in [message(1, 1), message(1, 2)].iter().enumerate() {
+        a.send(format!("a2{i} APPEND {box_} {{{}+}}\r\n", m.len()).as_bytes());
+        a.send(m);
+        a.send(b"\r\n");
+        a.read_until_tagged(&format!("a2{i}")).assert_ok("APPEND");
+    }
+    a.cmd("a3", &format!("SELECT {box_}")).assert_ok("SELECT");
+    let mut b = Raw::connect_login(t);
+    b.cmd("b1", &format!("SELECT {box_}")).assert_ok("SELECT");
+    b.cmd("b2", "STORE 1:2 +FLAGS.SILENT (\\Flagged)").assert_ok("STORE");
+    let store = a.cmd("a4", "STORE 1 +FLAGS (\\Flagged)");
+    store.assert_ok("STORE");
+    let noop = a.cmd("a5", "NOOP");
+    let told = store
+        .fetches()
+        .into_iter()
+        .chain(noop.fetches())
+        .any(|f| f.seq == 2 && f.flags().is_some_and(|fl| fl.iter().any(|x| x.eq_ignore_ascii_case("\\Flagged"))));
+    assert!(told, "session A never heard that message 2 is \\Flagged:\n{}", a.log());
+    b.logout();
+    a.logout();
+}
+
+#[test]
+fn dovecot_reports_another_sessions_change_after_a_no_op_store() {
+    let d = Dovecot::start(DovecotOpts::default());
+    a_no_op_store_does_not_hide_another_sessions_change(&Target::dovecot(&d, "alice", "alice-pw", Security::Plain));
+}
+
+#[test]
+fn popbridge_reports_another_sessions_change_after_a_no_op_store() {
+    let b = Bridge::with_listeners();
+    let _daemon = b.daemon();
+    a_no_op_store_does_not_hide_another_sessions_change(&b.target(Security::Plain, "me"));
+}
