@@ -55,13 +55,18 @@ missing=()
 command -v python3 >/dev/null || missing+=(python3)
 command -v mbsync >/dev/null || missing+=(isync)
 command -v curl >/dev/null || missing+=(curl)
+command -v mutt >/dev/null || missing+=(mutt)
 command -v swaks >/dev/null || missing+=(swaks)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 /usr/bin/python3 -c "import aiosmtpd" 2>/dev/null || missing+=(python3-aiosmtpd)
+perl -MMail::IMAPClient -e 1 2>/dev/null || missing+=(libmail-imapclient-perl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# IMAPClient from PyPI (tests/imap_clients_ext.rs), for the python3 on PATH that the tests run.
+python3 -c "import imapclient" 2>/dev/null || python3 -m pip install -q imapclient==4.1.0 2>/dev/null || python3 -m pip install -q --break-system-packages imapclient==4.1.0 || die "tests/imap_clients_ext.rs needs IMAPClient for $(command -v python3): python3 -m pip install imapclient==4.1.0 (Debian's python3: apt-get install python3-pip first)"
 
 exec cargo test --locked "$@"

@@ -11,6 +11,8 @@ mod fuzz;
 mod identity;
 mod imap;
 mod imap_binary;
+mod imap_clients_ext;
+mod imap_concurrent;
 mod imap_list;
 mod imap_search;
 mod layers;

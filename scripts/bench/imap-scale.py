@@ -12,6 +12,11 @@ SEARCH TEXT "zebra" (one message in 1000 has the word), STATUS of every mailbox 
 (Dovecot: alice's; popbridge's combined login: five accounts and the local folders), and IDLE
 fan-out: 10 sessions IDLE on the big mailbox, another session APPENDs, time until the last of the
 10 has seen the new EXISTS.
+The issue 15 extensions, each only where the server advertises it ("n/a (not advertised)" otherwise)
+and each checked for a sensible answer: SORT (DATE) ALL, THREAD REFERENCES UTF-8 ALL,
+SEARCH RETURN (COUNT) ALL (ESEARCH), UID FETCH 1:* (FLAGS) (CHANGEDSINCE m) after 100 flag changes
+(CONDSTORE; m is HIGHESTMODSEQ before them), SELECT mailbox (QRESYNC (uidvalidity m)) on a
+connection that did ENABLE QRESYNC (it reports the same 100 messages).
 Env: REPS (7), HARNESS (path to the harness), POPBRIDGE_BIN (default target/release/popbridge).
 """
 import imaplib, os, re, shutil, signal, ssl, statistics, subprocess, sys, tempfile, threading, time
@@ -73,8 +78,101 @@ def measure(port, ca, user, password, mailbox):
             typ, _ = m.status(name, "(MESSAGES UIDNEXT UNSEEN)")
             assert typ == "OK", (name, _)
     res["STATUS of every mailbox"] = timed(status_all)
+    res.update(extensions(port, ca, user, password, mailbox, m))
     res["IDLE fan-out to 10"] = idle_fanout(port, ca, user, password, mailbox, m)
     m.logout()
+    return res
+
+
+def capabilities(m):
+    """The capabilities after login (imaplib keeps only the greeting's)."""
+    typ, data = m.capability()
+    assert typ == "OK", data
+    return set(data[0].decode().upper().split())
+
+
+def code(m, name):
+    """The argument of the last `[NAME arg]` response code imaplib collected (then forgotten)."""
+    got = m.untagged_responses.pop(name, None)
+    assert got, "no [%s] in the reply" % name
+    return got[-1].decode() if isinstance(got[-1], bytes) else got[-1]
+
+
+def extensions(port, ca, user, password, mailbox, m):
+    """The issue 15 commands, timed; None where the capability is not advertised."""
+    caps = capabilities(m)
+    typ, data = m.select(mailbox, readonly=True)
+    assert typ == "OK", data
+    n = int(data[0])
+    res = {}
+
+    def numbers(data):
+        return re.findall(rb"\d+", b" ".join(d for d in data if isinstance(d, bytes)))
+
+    def esearch_count():
+        m.untagged_responses.pop("ESEARCH", None)
+        typ, dat = m._simple_command("SEARCH", "RETURN", "(COUNT)", "ALL")
+        return m._untagged_response(typ, dat, "ESEARCH")
+
+    steps = (
+        ("SORT (DATE) ALL", "SORT", lambda: m.sort("(DATE)", "UTF-8", "ALL"), lambda data: len(numbers(data)) == n),
+        # The bench messages have no References: every message is a thread of its own.
+        ("THREAD REFERENCES ALL", "THREAD=REFERENCES", lambda: m.thread("REFERENCES", "UTF-8", "ALL"),
+         lambda data: len(numbers(data)) == n),
+        ("SEARCH RETURN (COUNT) ALL", "ESEARCH", esearch_count,
+         lambda data: re.search(rb"COUNT (\d+)\s*$", data[0]).group(1) == str(n).encode()),
+    )
+    for name, cap, command, want in steps:
+        if cap not in caps:
+            res[name] = None
+            continue
+
+        def step():
+            typ, data = command()
+            assert typ == "OK" and data and want(data), (name, typ, data[:3] if data else data)
+        res[name] = timed(step)
+
+    # CONDSTORE: 100 flag changes (spread over the mailbox), then only those come back.
+    fetch_name, qresync_name = "UID FETCH CHANGEDSINCE (100)", "SELECT (QRESYNC) (100)"
+    if "CONDSTORE" not in caps:
+        res[fetch_name] = res[qresync_name] = None
+        return res
+    m.untagged_responses.clear()
+    typ, data = m._simple_command("SELECT", mailbox, "(CONDSTORE)")
+    assert typ == "OK", data
+    uidvalidity = int(code(m, "UIDVALIDITY"))
+    m0 = int(code(m, "HIGHESTMODSEQ"))
+    typ, data = m.uid("SEARCH", None, "ALL")
+    uids = data[0].split()
+    changed = uids[:: max(1, len(uids) // 100)][:100]
+    assert len(changed) == 100, len(changed)
+    for uid in changed:
+        typ, data = m.uid("STORE", uid, "+FLAGS.SILENT", "(\\Flagged)")
+        assert typ == "OK", data
+
+    def changedsince():
+        typ, data = m.uid("FETCH", "1:*", "(FLAGS) (CHANGEDSINCE %d)" % m0)
+        assert typ == "OK" and len([d for d in data if d]) == 100, (typ, len(data), data[:2])
+    res[fetch_name] = timed(changedsince)
+    m.untagged_responses.clear()
+    m.select(mailbox, readonly=True)
+
+    if "QRESYNC" not in caps:
+        res[qresync_name] = None
+        return res
+    ctx = ssl.create_default_context(cafile=ca)
+    q = imaplib.IMAP4_SSL("localhost", port, ssl_context=ctx)
+    q.login(user, password)
+    typ, data = q._simple_command("ENABLE", "QRESYNC")
+    assert typ == "OK" and q.untagged_responses.get("ENABLED"), (typ, data, q.untagged_responses)
+
+    def select_qresync():
+        q.untagged_responses.clear()
+        typ, data = q._simple_command("SELECT", mailbox, "(QRESYNC (%d %d))" % (uidvalidity, m0))
+        fetched = q.untagged_responses.get("FETCH", [])
+        assert typ == "OK" and len(fetched) == 100, (typ, data, len(fetched))
+    res[qresync_name] = timed(select_qresync)
+    q.logout()
     return res
 
 
@@ -201,13 +299,17 @@ def main():
         print("N=%d ..." % n, file=sys.stderr, flush=True)
         rows.append((n,) + run(n))
     print("IMAP latency, median of %d (ms); popbridge vs Dovecot on the same mailbox" % REPS)
-    print("%-8s %-26s %10s %10s %8s" % ("N", "operation", "dovecot", "popbridge", "ratio"))
+    print("%-8s %-30s %10s %10s %8s" % ("N", "operation", "dovecot", "popbridge", "ratio"))
     for n, fetch_s, index_s, dv, pb, rss in rows:
         for op in dv:
-            print("%-8d %-26s %10.2f %10.2f %8.2f" % (n, op, dv[op], pb[op], pb[op] / dv[op] if dv[op] else 0))
-        print("%-8d %-24s %21.1f s   (popbridge fetch of all five accounts over POP3S)" % (n, "fetch", fetch_s))
-        print("%-8d %-24s %21.1f s   (daemon's background text index of all of it, after the fetch)" % (n, "index", index_s))
-        print("%-8d %-24s %21d MiB (popbridge daemon peak RSS while serving)" % (n, "rss", rss))
+            if dv[op] is None or pb[op] is None:
+                show = lambda v: "%10s" % ("n/a" if v is None else "%.2f" % v)
+                print("%-8d %-30s %s %s   n/a (not advertised)" % (n, op, show(dv[op]), show(pb[op])))
+                continue
+            print("%-8d %-30s %10.2f %10.2f %8.2f" % (n, op, dv[op], pb[op], pb[op] / dv[op] if dv[op] else 0))
+        print("%-8d %-28s %21.1f s   (popbridge fetch of all five accounts over POP3S)" % (n, "fetch", fetch_s))
+        print("%-8d %-28s %21.1f s   (daemon's background text index of all of it, after the fetch)" % (n, "index", index_s))
+        print("%-8d %-28s %21d MiB (popbridge daemon peak RSS while serving)" % (n, "rss", rss))
 
 
 if __name__ == "__main__":

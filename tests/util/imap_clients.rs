@@ -1,6 +1,7 @@
 //! Real IMAP clients as test drivers, for any IMAP server on 127.0.0.1 (a private Dovecot, or
 //! popbridge): a byte-exact scripted client ([`Raw`]), a replay of Thunderbird's command sequence
-//! ([`thunderbird`]), Python's imaplib ([`python`]), curl ([`curl`]) and mbsync ([`Mbsync`]).
+//! ([`thunderbird`]), Python's imaplib ([`python`]) and IMAPClient ([`imapclient`]), curl ([`curl`]) and
+//! mbsync ([`Mbsync`]).
 //!
 //! TLS names: [`Raw`] and [`Mbsync`] verify the certificate for the DNS name `localhost` (mbsync 1.4
 //! matches DNS names only); [`python`] and [`curl`] connect to and verify `127.0.0.1` (an IP SAN).
@@ -1088,7 +1089,7 @@ pub fn thunderbird(t: &Target, mailbox: &str, sent_folder: &str, sent_message: &
 
 /// Runs `cmd` with stdout/stderr in files (no pipe deadlocks), killing it after `timeout`.
 /// Returns (exit code or -1, stdout, stderr).
-fn run_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> (i32, Vec<u8>, String) {
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> (i32, Vec<u8>, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let out_path = dir.path().join("stdout");
     let err_path = dir.path().join("stderr");
@@ -1119,12 +1120,17 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> (i32, Ve
     }
 }
 
-const PYTHON_PRELUDE: &str = r#"import imaplib, os, ssl, sys
+/// The target as [`run_program`] passes it, and a TLS context trusting its CA: the start of
+/// every Python client's prelude.
+const PYTHON_TARGET: &str = r#"import os, ssl, sys
 _port = int(os.environ["PB_IMAP_PORT"])
 _sec = os.environ["PB_IMAP_SECURITY"]
 _ca = os.environ.get("PB_IMAP_CA") or None
 def _ctx():
     return ssl.create_default_context(cafile=_ca)
+"#;
+
+const PYTHON_PRELUDE: &str = r#"import imaplib
 if _sec == "implicit":
     M = imaplib.IMAP4_SSL("127.0.0.1", _port, ssl_context=_ctx(), timeout=10)
 elif _sec == "starttls":
@@ -1148,10 +1154,53 @@ except Exception:
 /// Runs `script` with a logged-in imaplib client `M` (IMAP4 / IMAP4_SSL / IMAP4 + starttls, with
 /// an ssl context trusting `ca_pem`, host 127.0.0.1); returns stdout. Panics with stderr on failure.
 pub fn python(t: &Target, script: &str) -> String {
+    let (code, out, err) =
+        run_python(t, &format!("{PYTHON_TARGET}{PYTHON_PRELUDE}{script}{PYTHON_EPILOGUE}"), "python3 (imaplib)");
+    assert_eq!(code, 0, "imaplib script failed (exit {code})\nstdout:\n{out}\nstderr:\n{err}\nscript:\n{script}");
+    out
+}
+
+const IMAPCLIENT_PRELUDE: &str = r#"from imapclient import IMAPClient
+if _sec == "implicit":
+    C = IMAPClient("127.0.0.1", port=_port, ssl=True, ssl_context=_ctx(), timeout=10)
+else:
+    C = IMAPClient("127.0.0.1", port=_port, ssl=False, timeout=10)
+    if _sec == "starttls":
+        C.starttls(_ctx())
+C.login(os.environ["PB_IMAP_USER"], os.environ["PB_IMAP_PASS"])
+# ---- test script ----
+"#;
+
+/// Where IMAPClient comes from (scripts/test.sh installs it for the `python3` on PATH).
+pub const IMAPCLIENT_INSTALL_HINT: &str = "python3 -m pip install imapclient==4.1.0";
+
+/// Runs `script` with a logged-in IMAPClient (PyPI `imapclient`) `C`, host 127.0.0.1, TLS as
+/// the target says; returns stdout. Panics with stderr (and the install hint) on failure.
+pub fn imapclient(t: &Target, script: &str) -> String {
+    let (code, out, err) =
+        run_python(t, &format!("{PYTHON_TARGET}{IMAPCLIENT_PRELUDE}{script}"), "python3 (IMAPClient)");
+    let hint = if err.contains("No module named 'imapclient'") {
+        format!("IMAPClient is not installed for python3: {IMAPCLIENT_INSTALL_HINT} (scripts/test.sh does it)\n")
+    } else {
+        String::new()
+    };
+    assert_eq!(code, 0, "{hint}IMAPClient script failed (exit {code})\nstdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
+/// Runs a Python program (`python3` on PATH) with the target in `PB_IMAP_*`: (exit code, stdout, stderr).
+fn run_python(t: &Target, program: &str, what: &str) -> (i32, String, String) {
+    run_program("python3", t, program, what)
+}
+
+/// Runs `program` (a script for `interpreter`, e.g. `python3` or `perl`) with the target in the
+/// environment (`PB_IMAP_PORT`, `PB_IMAP_SECURITY` plain/implicit/starttls, `PB_IMAP_CA`,
+/// `PB_IMAP_USER`, `PB_IMAP_PASS`), bounded by [`PROCESS_TIMEOUT`]: (exit code, stdout, stderr).
+pub fn run_program(interpreter: &str, t: &Target, program: &str, what: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("imap_test.py");
-    std::fs::write(&path, format!("{PYTHON_PRELUDE}{script}{PYTHON_EPILOGUE}")).expect("write script");
-    let mut cmd = Command::new("python3");
+    let path = dir.path().join("imap_test_script");
+    std::fs::write(&path, program).expect("write script");
+    let mut cmd = Command::new(interpreter);
     cmd.arg(&path)
         .env("PB_IMAP_PORT", t.host_port.to_string())
         .env(
@@ -1167,10 +1216,8 @@ pub fn python(t: &Target, script: &str) -> String {
         .env("PB_IMAP_PASS", &t.password)
         .env("PYTHONIOENCODING", "utf-8")
         .env("PYTHONDONTWRITEBYTECODE", "1");
-    let (code, out, err) = run_with_timeout(cmd, PROCESS_TIMEOUT, "python3 (imaplib)");
-    let out = String::from_utf8_lossy(&out).into_owned();
-    assert_eq!(code, 0, "imaplib script failed (exit {code})\nstdout:\n{out}\nstderr:\n{err}\nscript:\n{script}");
-    out
+    let (code, out, err) = run_with_timeout(cmd, PROCESS_TIMEOUT, what);
+    (code, String::from_utf8_lossy(&out).into_owned(), err)
 }
 
 /// curl `imap[s]://127.0.0.1:PORT/<path>` with `-u user:pass` (and `--cacert`, `--ssl-reqd` for

@@ -10,6 +10,7 @@ pub mod crash_points;
 pub mod dovecot;
 pub mod fake_pop3;
 pub mod imap_clients;
+pub mod imap_state;
 pub mod loopback;
 pub mod pop_proxy;
 pub mod rng;
