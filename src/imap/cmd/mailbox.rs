@@ -215,6 +215,10 @@ pub(super) async fn status(s: &mut Session, d: &mut Driver, m: &Mailbox<'_>, ite
             StatusDataItemName::UidValidity => parts.push(format!("UIDVALIDITY {}", info.uidvalidity)),
             StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", info.unseen)),
             StatusDataItemName::Deleted => parts.push(format!("DELETED {deleted}")),
+            StatusDataItemName::HighestModSeq => {
+                super::select::enable_condstore(s, d); // RFC 7162 §3.1: an enabling command
+                parts.push(format!("HIGHESTMODSEQ {}", info.highestmodseq));
+            }
             _ => {}
         }
     }

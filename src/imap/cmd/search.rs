@@ -20,6 +20,10 @@ pub(super) async fn search(
             other => return bad(&other.to_string()),
         },
     };
+    let modseq = query.uses_modseq();
+    if modseq {
+        super::select::enable_condstore(s, d); // RFC 7162 §3.1: an enabling command
+    }
     let State::Selected { mb, .. } = &s.state else { return wrong_state() };
     let (id, uids, recent) = (mb.id, mb.uids.clone(), mb.recent.clone());
     let r = s
@@ -28,10 +32,11 @@ pub(super) async fn search(
             if let Some((mask, want)) = query.flags_only() {
                 // Decided by the flags alone: UIDs straight from the (indexed) flags column.
                 let hits = c.uids_with_flags(id, mask, want)?;
-                return Ok(hits
+                let hits = hits
                     .into_iter()
                     .filter_map(|u| uids.binary_search(&u).ok().map(|i| if uid { u } else { i as u32 + 1 }))
-                    .collect());
+                    .collect();
+                return Ok((hits, 0));
             }
             let needs = query.needs();
             // The narrowest read: a text index lookup, else the unread-index, else the UID range.
@@ -44,6 +49,7 @@ pub(super) async fn search(
             let exact = filter.is_some_and(|f| f.exact);
             let ctx = SearchContext { max_seq: uids.len() as u32, max_uid: uids.last().copied().unwrap_or(0) };
             let mut hits = Vec::new();
+            let mut top = 0u64; // the highest MODSEQ among the hits
             for r in &rows {
                 let Ok(i) = uids.binary_search(&r.uid) else { continue };
                 let seq = i as u32 + 1;
@@ -71,17 +77,22 @@ pub(super) async fn search(
                 };
                 if hit {
                     hits.push(if uid { r.uid } else { seq });
+                    top = top.max(r.modseq);
                 }
             }
-            Ok(hits)
+            Ok((hits, top))
         })
         .await;
     match r {
-        Ok(hits) => {
+        Ok((hits, top)) => {
             let mut line = String::with_capacity(9 + hits.len() * 7);
             line.push_str("* SEARCH");
+            let any = !hits.is_empty();
             for h in hits {
                 let _ = write!(line, " {h}");
+            }
+            if modseq && any {
+                let _ = write!(line, " (MODSEQ {top})");
             }
             line.push_str("\r\n");
             d.out().extend_from_slice(line.as_bytes());

@@ -1,0 +1,355 @@
+//! CONDSTORE and QRESYNC (RFC 7162) and the keyword announcements (RFC 3501 §7.2.6): transcripts.
+//! The six messages of the harness arrive in one delivery: MODSEQ 2 each, HIGHESTMODSEQ 2.
+
+use super::*;
+
+/// Walks responses as a state-tracking client does: `* FLAGS (…)` sets the known flags; a FETCH
+/// carrying a keyword not among them is a violation (RFC 3501 §7.2.6, §7.4.2). MODSEQs seen per
+/// UID must not go down.
+#[derive(Default)]
+struct Checker {
+    known: Vec<String>,
+    modseq: std::collections::HashMap<u32, u64>,
+}
+
+impl Checker {
+    #[track_caller]
+    fn check(&mut self, responses: &[Vec<u8>]) {
+        for r in responses {
+            let line = s(r);
+            if let Some(list) = line.strip_prefix("* FLAGS (") {
+                self.known = list.trim_end().trim_end_matches(')').split(' ').map(str::to_ascii_lowercase).collect();
+                continue;
+            }
+            if !line.starts_with("* ") || !line.contains(" FETCH (") {
+                continue;
+            }
+            if let Some(at) = line.find("FLAGS (") {
+                let list = &line[at + 7..];
+                let list = &list[..list.find(')').unwrap()];
+                for f in list.split(' ').filter(|f| !f.is_empty() && !f.starts_with('\\')) {
+                    assert!(self.known.contains(&f.to_ascii_lowercase()), "keyword {f} before its FLAGS: {line}");
+                }
+            }
+            if let (Some(u), Some(m)) = (word_after(&line, "UID "), word_after(&line, "MODSEQ (")) {
+                let prev = self.modseq.insert(u as u32, m).unwrap_or(0);
+                assert!(m >= prev, "MODSEQ of UID {u} went down: {prev} → {m}: {line}");
+            }
+        }
+    }
+}
+
+fn word_after(line: &str, key: &str) -> Option<u64> {
+    let at = line.find(key)? + key.len();
+    line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+const SYSTEM: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+fn flags_lines(keywords: &str) -> [String; 2] {
+    [
+        format!("* FLAGS ({SYSTEM}{keywords})"),
+        format!("* OK [PERMANENTFLAGS ({SYSTEM}{keywords} \\*)] flags and keywords are kept"),
+    ]
+}
+
+// ===== keywords without FLAGS (the bug) =====
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_keyword_is_announced_before_any_fetch_carries_it() {
+    let h = Harness::start().await;
+    let mut c = h.selected().await;
+    let mut d = h.selected().await; // selected before the keyword exists
+    let [f, p] = flags_lines(" $Label1");
+    c.expect(
+        "a1",
+        "STORE 1 +FLAGS ($Label1)",
+        &[&f, &p, "* 1 FETCH (FLAGS ($Label1 \\Recent))", "a1 OK STORE completed"],
+    )
+    .await;
+    // Known now: a second STORE of it announces nothing.
+    c.expect("a2", "STORE 2 +FLAGS ($label1)", &["* 2 FETCH (FLAGS ($label1 \\Recent))", "a2 OK STORE completed"])
+        .await;
+    // The other session: its FETCH reads the keyword from the store before any notification
+    // could tell it — FLAGS still comes first.
+    let r = d.cmd("b1", "FETCH 1 FLAGS").await;
+    assert_eq!(
+        &r[..3].iter().map(|l| s(l)).collect::<Vec<_>>(),
+        &[format!("{f}\r\n"), format!("{p}\r\n"), "* 1 FETCH (FLAGS ($Label1))\r\n".into()],
+        "{}",
+        show(&r)
+    );
+    Checker::default().check(&r);
+    // A session that only hears of it through NOOP.
+    let mut e = h.login("me").await;
+    e.cmd("x", "EXAMINE Work").await;
+    c.cmd("a3", "STORE 3 +FLAGS ($Other)").await;
+    let r = e.cmd("c1", "NOOP").await;
+    assert_eq!(s(&r[0]), format!("* FLAGS ({SYSTEM} $Label1 $Other)\r\n"), "{}", show(&r));
+    assert_eq!(s(&r[1]), "* OK [PERMANENTFLAGS ()] read-only\r\n", "{}", show(&r));
+    assert_eq!(s(&r[2]), "* 3 FETCH (UID 3 FLAGS ($Other))\r\n", "{}", show(&r));
+    // SELECT and EXAMINE list the mailbox's keywords (from its keyword table, not the messages).
+    c.cmd("a4", "STORE 3 -FLAGS ($Other)").await;
+    let mut g = h.login("me").await;
+    let r = g.cmd("d1", "SELECT Work").await;
+    let [f, p] = flags_lines(" $Label1 $Other");
+    assert_eq!((s(&r[0]), s(&r[1])), (format!("{f}\r\n"), format!("{p}\r\n")), "{}", show(&r));
+    let r = g.cmd("d2", "EXAMINE Work").await;
+    assert_eq!(
+        (s(&r[0]), s(&r[1])),
+        (format!("{f}\r\n"), "* OK [PERMANENTFLAGS ()] read-only\r\n".into()),
+        "{}",
+        show(&r)
+    );
+    // APPEND and COPY teach the destination its keywords too.
+    let m = "Subject: x\r\n\r\nx\r\n";
+    g.cmd("d3", &format!("APPEND INBOX ($Appended) {{{}+}}\r\n{m}", m.len())).await;
+    g.cmd("d4", "SELECT Work").await;
+    g.cmd("d5", "COPY 1 Trash").await;
+    let r = g.cmd("d6", "SELECT INBOX").await;
+    assert_eq!(s(&r[0]), format!("* FLAGS ({SYSTEM} $Appended)\r\n"), "{}", show(&r));
+    let r = g.cmd("d7", "SELECT Trash").await;
+    assert_eq!(s(&r[0]), format!("* FLAGS ({SYSTEM} $Label1)\r\n"), "{}", show(&r));
+}
+
+/// Ten sessions doing random STORE (system flags and ever new keywords), FETCH and NOOP: no
+/// response anywhere carries a keyword its session was not told of, and MODSEQs never go down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_sessions_never_see_a_keyword_before_its_flags() {
+    let h = Arc::new(Harness::start().await);
+    let mut tasks = Vec::new();
+    for n in 0..10u64 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = h.login("me").await;
+            let mut chk = Checker::default();
+            chk.check(&c.cmd("e", "ENABLE CONDSTORE").await);
+            chk.check(&c.cmd("s", "SELECT Work").await);
+            let mut x = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            for i in 0..40 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let msg = (x >> 33) % 6 + 1;
+                let cmd = match (x >> 20) % 5 {
+                    0 => format!("STORE {msg} +FLAGS ($k{}-{})", n, i % 7),
+                    1 => format!("STORE {msg} -FLAGS ($k{}-{} \\Seen)", (x >> 40) % 10, i % 7),
+                    2 => format!("UID STORE {msg} FLAGS (\\Flagged $k{}-{})", (x >> 45) % 10, i % 5),
+                    3 => "FETCH 1:* (FLAGS MODSEQ)".to_string(),
+                    _ => "NOOP".to_string(),
+                };
+                let r = c.cmd(&format!("t{i}"), &cmd).await;
+                assert!(s(r.last().unwrap()).contains(" OK "), "{cmd}: {}", show(&r));
+                chk.check(&r);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+// ===== CONDSTORE (RFC 7162 §3.1) =====
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condstore_transcript() {
+    let h = Harness::start().await;
+    let uv = h.uidvalidity("Work");
+    let mut c = h.login("me").await;
+    c.expect("a1", "ENABLE CONDSTORE", &["* ENABLED CONDSTORE", "a1 OK ENABLE completed"]).await;
+    // §3.1.2.1: SELECT reports HIGHESTMODSEQ once CONDSTORE is on.
+    let mut want = select_lines(6, 6, Some(1), uv, 7);
+    want.push("* OK [HIGHESTMODSEQ 2] Highest".into());
+    want.push("a2 OK [READ-WRITE] SELECT completed".into());
+    c.expect("a2", "SELECT Work", &want).await;
+    // §3.1.3: STORE replies carry MODSEQ (UID for UID STORE); .SILENT still reports the MODSEQ.
+    let [f, p] = flags_lines(" $Label1");
+    c.expect(
+        "a3",
+        "STORE 1 +FLAGS ($Label1)",
+        &[&f, &p, "* 1 FETCH (MODSEQ (3) FLAGS ($Label1 \\Recent))", "a3 OK STORE completed"],
+    )
+    .await;
+    c.expect(
+        "a4",
+        "UID STORE 2 +FLAGS (\\Seen)",
+        &["* 2 FETCH (UID 2 MODSEQ (4) FLAGS (\\Seen \\Recent))", "a4 OK STORE completed"],
+    )
+    .await;
+    c.expect("a5", "STORE 3 +FLAGS.SILENT (\\Seen)", &["* 3 FETCH (MODSEQ (5))", "a5 OK STORE completed"]).await;
+    // §3.1.3 example (d105): UNCHANGEDSINCE fails for messages changed since; the others are
+    // stored; MODIFIED lists sequence numbers (UIDs for UID STORE).
+    c.expect(
+        "d105",
+        "STORE 7,5,3,1 (UNCHANGEDSINCE 4) +FLAGS.SILENT (\\Deleted)",
+        &["* 5 FETCH (MODSEQ (6))", "d105 BAD invalid message sequence number"][1..],
+    )
+    .await;
+    c.expect(
+        "d106",
+        "STORE 5,3,1 (UNCHANGEDSINCE 4) +FLAGS.SILENT (\\Deleted)",
+        &["* 1 FETCH (MODSEQ (6))", "* 5 FETCH (MODSEQ (6))", "d106 OK [MODIFIED 3] conditional STORE failed"],
+    )
+    .await;
+    c.expect(
+        "d107",
+        "UID STORE 2:3 (UNCHANGEDSINCE 5) -FLAGS (\\Seen)",
+        &[
+            "* 2 FETCH (UID 2 MODSEQ (7) FLAGS (\\Recent))",
+            "* 3 FETCH (UID 3 MODSEQ (7) FLAGS (\\Recent))",
+            "d107 OK STORE completed",
+        ],
+    )
+    .await;
+    // §3.1.3: UNCHANGEDSINCE 0 always fails.
+    c.expect(
+        "d108",
+        "UID STORE 4 (UNCHANGEDSINCE 0) +FLAGS (\\Seen)",
+        &["d108 OK [MODIFIED 4] conditional STORE failed"],
+    )
+    .await;
+    // §3.1.4: FETCH MODSEQ; CHANGEDSINCE (which adds MODSEQ, last).
+    c.expect(
+        "f1",
+        "FETCH 1,4 (MODSEQ)",
+        &["* 1 FETCH (MODSEQ (6))", "* 4 FETCH (MODSEQ (2))", "f1 OK FETCH completed"],
+    )
+    .await;
+    c.expect(
+        "s100",
+        "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 6)",
+        &[
+            "* 2 FETCH (UID 2 FLAGS (\\Recent) MODSEQ (7))",
+            "* 3 FETCH (UID 3 FLAGS (\\Recent) MODSEQ (7))",
+            "s100 OK FETCH completed",
+        ],
+    )
+    .await;
+    c.expect("s101", "FETCH 1:* (FLAGS) (CHANGEDSINCE 7)", &["s101 OK FETCH completed"]).await;
+    // §3.1.5: SEARCH MODSEQ, with the highest MODSEQ of the hits; none: no MODSEQ.
+    c.expect("a", "SEARCH MODSEQ 6", &["* SEARCH 1 2 3 5 (MODSEQ 7)", "a OK SEARCH completed"]).await;
+    c.expect(
+        "b",
+        "UID SEARCH MODSEQ \"/flags/\\\\draft\" all 7 NOT 3",
+        &["* SEARCH 2 (MODSEQ 7)", "b OK SEARCH completed"],
+    )
+    .await;
+    c.expect("c", "SEARCH MODSEQ 8", &["* SEARCH", "c OK SEARCH completed"]).await;
+    // §3.1.6: STATUS HIGHESTMODSEQ.
+    c.expect(
+        "s",
+        "STATUS Trash (HIGHESTMODSEQ MESSAGES)",
+        &["* STATUS \"Trash\" (HIGHESTMODSEQ 1 MESSAGES 0)", "s OK STATUS completed"],
+    )
+    .await;
+    // Changes by another session arrive with UID and MODSEQ.
+    let mut d = h.selected().await;
+    d.cmd("x", "STORE 6 +FLAGS (\\Flagged)").await;
+    c.expect("n", "NOOP", &["* 6 FETCH (UID 6 MODSEQ (8) FLAGS (\\Flagged \\Recent))", "n OK completed"]).await;
+    // A FETCH that sets \Seen: its new MODSEQ follows as an untagged FETCH.
+    let r = c.cmd("g", "FETCH 4 (BODY[HEADER.FIELDS (SUBJECT)])").await;
+    assert_eq!(s(&r[1]), "* 4 FETCH (UID 4 MODSEQ (9) FLAGS (\\Seen \\Recent))\r\n", "{}", show(&r));
+}
+
+/// Without ENABLE: the first CONDSTORE enabling command (FETCH MODSEQ here, RFC 7162 §3.1) turns
+/// it on and, a mailbox being selected, reports HIGHESTMODSEQ at once; SELECT (CONDSTORE) too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condstore_enabling_commands() {
+    let h = Harness::start().await;
+    let uv = h.uidvalidity("Work");
+    let mut c = h.selected().await;
+    c.expect("a", "STORE 1 +FLAGS (\\Seen)", &["* 1 FETCH (FLAGS (\\Seen \\Recent))", "a OK STORE completed"]).await;
+    c.expect(
+        "b",
+        "FETCH 1 (MODSEQ)",
+        &["* OK [HIGHESTMODSEQ 3] Highest", "* 1 FETCH (MODSEQ (3))", "b OK FETCH completed"],
+    )
+    .await;
+    c.expect("c", "STORE 1 -FLAGS (\\Seen)", &["* 1 FETCH (MODSEQ (4) FLAGS (\\Recent))", "c OK STORE completed"])
+        .await;
+    let mut d = h.login("me").await;
+    let mut want = select_lines(6, 0, Some(1), uv, 7);
+    want.push("* OK [HIGHESTMODSEQ 4] Highest".into());
+    want.push("e OK [READ-ONLY] EXAMINE completed".into());
+    want[1] = "* OK [PERMANENTFLAGS ()] read-only".into();
+    d.expect("e", "EXAMINE Work (CONDSTORE)", &want).await;
+    // QRESYNC parameters need ENABLE QRESYNC first.
+    d.expect("f", &format!("SELECT Work (QRESYNC ({uv} 1))"), &["f BAD QRESYNC is not enabled (ENABLE QRESYNC first)"])
+        .await;
+    d.expect(
+        "g",
+        "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)",
+        &["g BAD VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled"],
+    )
+    .await;
+}
+
+// ===== QRESYNC (RFC 7162 §3.2) =====
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qresync_transcript() {
+    let h = Harness::start().await;
+    let uv = h.uidvalidity("Work");
+    let mut c = h.login("me").await;
+    c.expect("a1", "ENABLE QRESYNC", &["* ENABLED QRESYNC", "a1 OK ENABLE completed"]).await;
+    c.cmd("a2", "SELECT Work").await;
+    // Own EXPUNGE and UID EXPUNGE: VANISHED instead of EXPUNGE (§3.2.10).
+    c.cmd("a3", "STORE 2,4,5 +FLAGS.SILENT (\\Deleted)").await;
+    c.expect("a4", "UID EXPUNGE 5", &["* VANISHED 5", "a4 OK EXPUNGE completed"]).await;
+    c.expect("a5", "EXPUNGE", &["* VANISHED 2,4", "a5 OK EXPUNGE completed"]).await;
+    // MOVE.
+    c.expect(
+        "a6",
+        "UID MOVE 6 Trash",
+        &[
+            format!("* OK [COPYUID {} 6 1] moved", h.uidvalidity("Trash")),
+            "* VANISHED 6".into(),
+            "a6 OK MOVE completed".into(),
+        ],
+    )
+    .await;
+    // Expunges from elsewhere, during IDLE-less NOOP.
+    let mut d = h.selected().await;
+    d.cmd("x1", "UID STORE 3 +FLAGS (\\Deleted \\Seen)").await;
+    d.cmd("x2", "EXPUNGE").await;
+    c.expect("a7", "NOOP", &["* VANISHED 3", "a7 OK completed"]).await;
+    // UID FETCH (CHANGEDSINCE … VANISHED) (§3.2.6): expunged since MODSEQ 2, within the set.
+    c.expect(
+        "a8",
+        "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 2 VANISHED)",
+        &["* VANISHED (EARLIER) 2:6", "a8 OK FETCH completed"],
+    )
+    .await;
+    c.expect(
+        "a9",
+        "UID FETCH 1:4 (FLAGS) (CHANGEDSINCE 4 VANISHED)",
+        &["* VANISHED (EARLIER) 2:4", "a9 OK FETCH completed"],
+    )
+    .await;
+    c.cmd("b0", "STORE 1 +FLAGS ($Label1)").await;
+    // SELECT (QRESYNC) of another mailbox state (§3.2.5): [CLOSED] first, then the usual, then
+    // what vanished among the known UIDs, then what changed since.
+    let r = c.cmd("b1", &format!("SELECT Work (QRESYNC ({uv} 2 1:10))")).await;
+    let got: Vec<String> = r.iter().map(|l| s(l)).collect();
+    assert_eq!(got[0], "* OK [CLOSED] previous mailbox closed\r\n", "{}", show(&r));
+    let tail: Vec<&str> = got.iter().rev().take(4).rev().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "* OK [HIGHESTMODSEQ 9] Highest\r\n",
+            "* VANISHED (EARLIER) 2:6\r\n",
+            "* 1 FETCH (UID 1 MODSEQ (9) FLAGS ($Label1))\r\n",
+            "b1 OK [READ-WRITE] SELECT completed\r\n"
+        ],
+        "{}",
+        show(&r)
+    );
+    // Since MODSEQ 5 (after the EXPUNGE of 2 and 4): MOVE took 6, the other session 3. A stale
+    // UIDVALIDITY gets a plain SELECT.
+    let r = c.cmd("b2", &format!("EXAMINE Work (QRESYNC ({uv} 5 1:4,6))")).await;
+    assert_eq!(s(&r[r.len() - 3]), "* VANISHED (EARLIER) 3,6\r\n", "{}", show(&r));
+    let r = c.cmd("b3", &format!("EXAMINE Work (QRESYNC ({} 2))", uv + 1)).await;
+    assert_eq!(s(&r[r.len() - 2]), "* OK [HIGHESTMODSEQ 9] Highest\r\n", "{}", show(&r));
+    // Up to date: nothing to report.
+    let r = c.cmd("b4", &format!("EXAMINE Work (QRESYNC ({uv} 9 1:*))")).await;
+    assert_eq!(s(&r[r.len() - 2]), "* OK [HIGHESTMODSEQ 9] Highest\r\n", "{}", show(&r));
+    c.expect("b5", "CLOSE", &["b5 OK CLOSE completed"]).await;
+}
