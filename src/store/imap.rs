@@ -635,6 +635,38 @@ mod tests {
 
     const MSG: &[u8] = b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n";
 
+    /// The expunge history is bounded; below its floor, VANISHED (EARLIER) and a session's
+    /// refresh learn what vanished by comparison with what is left.
+    #[test]
+    fn pruned_expunge_history_still_answers_vanished() {
+        let dir = crate::store::private_tempdir();
+        let path = dir.path().join("store.sqlite");
+        let store = Store::open(&path).unwrap();
+        for _ in 0..8 {
+            store.deliver_local("INBOX", MSG, 0).unwrap();
+        }
+        let c = crate::store::open_connection(&path).unwrap();
+        let inbox = super::mailbox(&c, "INBOX").unwrap().unwrap().id;
+        let m0 = super::mailbox_by_id(&c, inbox).unwrap().unwrap().highestmodseq;
+        for uid in [2, 3, 5, 7] {
+            super::expunge_uids(&c, inbox, &[uid]).unwrap();
+        }
+        // Exact while the history is whole.
+        assert_eq!(super::vanished_since(&c, inbox, m0, &[(1, u32::MAX)]).unwrap(), [(2, 3), (5, 5), (7, 7)]);
+        assert_eq!(super::vanished_since(&c, inbox, m0 + 2, &[(1, 6)]).unwrap(), [(5, 5)]);
+        // Keep two records: 2 and 3 go, the floor rises to 3's MODSEQ.
+        super::prune_expunged(&c, inbox, 2).unwrap();
+        let n: i64 = c.query_row("SELECT count(*) FROM expunged WHERE mailbox_id = ?1", [inbox], |r| r.get(0)).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(super::vanished_since(&c, inbox, m0 + 2, &[(1, u32::MAX)]).unwrap(), [(5, 5), (7, 7)]);
+        // From before the floor: every absent UID of the set below UIDNEXT (9).
+        assert_eq!(super::vanished_since(&c, inbox, m0, &[(1, u32::MAX)]).unwrap(), [(2, 3), (5, 5), (7, 7)]);
+        assert_eq!(super::vanished_since(&c, inbox, m0, &[(3, 6), (9, 12)]).unwrap(), [(3, 3), (5, 5)]);
+        let ch = super::changes_since(&c, inbox, m0).unwrap();
+        assert_eq!(ch.present, Some(vec![1, 4, 6, 8]));
+        assert!(super::changes_since(&c, inbox, m0 + 2).unwrap().present.is_none());
+    }
+
     #[test]
     fn notices_appends_and_copies_move_the_guard_too() {
         let dir = crate::store::private_tempdir();
