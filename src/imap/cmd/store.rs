@@ -62,7 +62,9 @@ pub(super) async fn store(
             continue;
         }
         let recent = mb.recent.contains(&r.uid);
-        crate::imap::untagged::flags_fetch(out, seq, uid.then_some(r.uid), r, recent, condstore, silent);
+        // With QRESYNC on, every FETCH carries the UID (RFC 7162 §3.2.4; Dovecot does).
+        let with_uid = uid || mb.ext.enabled.qresync;
+        crate::imap::untagged::flags_fetch(out, seq, with_uid.then_some(r.uid), r, recent, condstore, silent);
     }
     if changed > 0 {
         s.notify();
