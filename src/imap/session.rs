@@ -66,8 +66,9 @@ pub struct Selected {
     pub own_modseqs: Vec<u64>,
     /// The account whose fetched mail arrives here, if this is an account's mailbox.
     pub account: Option<String>,
-    /// CONDSTORE / QRESYNC state and the keywords the client was told of (`imap::untagged`).
-    pub ext: SelectedExt,
+    /// CONDSTORE / QRESYNC state and the keywords the client was told of (`imap::untagged`);
+    /// boxed: `State::Selected` stays small.
+    pub ext: Box<SelectedExt>,
 }
 
 /// What ENABLE (or, for CONDSTORE, any CONDSTORE enabling command, RFC 7162 §3.1) turned on for
@@ -86,6 +87,9 @@ pub struct SelectedExt {
     /// The keywords the last `* FLAGS` response listed: a FETCH carrying any other is preceded
     /// by a new `* FLAGS` ([`Selected::announce`]).
     pub keywords: Vec<String>,
+    /// While expunges are held back (`pending_expunge`): the MODSEQ the client knew everything
+    /// up to when the first was held, below every held one.
+    pub held_since: Option<u64>,
 }
 
 /// A set of UIDs as a sorted vector: 4 bytes a UID where a `HashSet` takes about 9 — and the
@@ -483,6 +487,9 @@ impl Session {
         if expunge_ok {
             let gone = std::mem::take(&mut mb.pending_expunge);
             mb.expunged(gone, out);
+            mb.ext.held_since = None;
+        } else if !mb.pending_expunge.is_empty() && mb.ext.held_since.is_none() {
+            mb.ext.held_since = Some(mb.modseq);
         }
         let max = mb.max_uid();
         let mut new_uids = Vec::new();
@@ -503,6 +510,11 @@ impl Session {
         }
         for l in flag_lines {
             out.extend_from_slice(&l);
+        }
+        // RFC 7162 §3.2: MODSEQs went out while a VANISHED waits: a HIGHESTMODSEQ below the
+        // held-back expunges, so a client resyncing from here still learns of them.
+        if let (Some(floor), true) = (mb.ext.held_since, mb.ext.enabled.qresync && !mb.pending_expunge.is_empty()) {
+            super::untagged::highestmodseq(out, floor);
         }
         mb.modseq = ch.highestmodseq;
         mb.own_modseqs.clear();

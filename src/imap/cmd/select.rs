@@ -118,7 +118,7 @@ pub(super) async fn select(
         pending_expunge: Vec::new(),
         own_modseqs: Vec::new(),
         account: info.account.clone(),
-        ext: crate::imap::session::SelectedExt { enabled, keywords },
+        ext: Box::new(crate::imap::session::SelectedExt { enabled, keywords, held_since: None }),
     };
     let out = d.out();
     crate::imap::untagged::flags(out, &mb.ext.keywords, read_only);

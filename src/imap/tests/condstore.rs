@@ -353,3 +353,30 @@ async fn qresync_transcript() {
     assert_eq!(s(&r[r.len() - 2]), "* OK [HIGHESTMODSEQ 9] Highest\r\n", "{}", show(&r));
     c.expect("b5", "CLOSE", &["b5 OK CLOSE completed"]).await;
 }
+
+/// RFC 7162 §3.2 (and its §6 example): a VANISHED held back during a FETCH by sequence number
+/// (RFC 3501 §7.4.1) while newer MODSEQs go out comes with a HIGHESTMODSEQ below it, so a client
+/// resyncing from there still learns of the expunge; the VANISHED follows when allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_back_vanished_lowers_highestmodseq() {
+    let h = Harness::start().await;
+    let mut c = h.login("me").await;
+    c.cmd("a1", "ENABLE QRESYNC").await;
+    c.cmd("a2", "SELECT Work").await;
+    let mut d = h.selected().await;
+    d.cmd("x1", "STORE 3 +FLAGS (\\Deleted)").await; // MODSEQ 3
+    d.cmd("x2", "EXPUNGE").await; // 4
+    d.cmd("x3", "STORE 1 +FLAGS (\\Flagged)").await; // 5
+    c.expect(
+        "a3",
+        "FETCH 2 (FLAGS)",
+        &[
+            "* 2 FETCH (FLAGS (\\Recent))",
+            "* 1 FETCH (UID 1 MODSEQ (5) FLAGS (\\Flagged \\Recent))",
+            "* OK [HIGHESTMODSEQ 2] Highest",
+            "a3 OK [EXPUNGEISSUED] FETCH completed",
+        ],
+    )
+    .await;
+    c.expect("a4", "NOOP", &["* VANISHED 3", "a4 OK completed"]).await;
+}
