@@ -147,6 +147,124 @@ async fn ten_sessions_never_see_a_keyword_before_its_flags() {
     }
 }
 
+/// The message count and UIDs a client tracks from EXISTS, EXPUNGE, VANISHED and its own
+/// `UID SEARCH ALL`, on top of [`Checker`]. While others write, a SEARCH may leave out messages
+/// expunged but not reported yet, never add any; with the mailbox quiet (`exact`), it finds
+/// exactly the tracked count.
+#[derive(Default)]
+struct Counts {
+    count: usize,
+    known: Vec<u32>,
+    exact: bool,
+}
+
+impl Counts {
+    #[track_caller]
+    fn check(&mut self, responses: &[Vec<u8>]) {
+        for r in responses {
+            let line = s(r);
+            let words: Vec<&str> = line.trim_end().split(' ').collect();
+            match words.as_slice() {
+                ["*", n, "EXISTS"] => {
+                    let n: usize = n.parse().unwrap();
+                    assert!(n >= self.count, "EXISTS went down: {} → {n}", self.count);
+                    self.count = n;
+                }
+                ["*", n, "EXPUNGE"] => {
+                    let n: usize = n.parse().unwrap();
+                    assert!(n >= 1 && n <= self.count, "EXPUNGE {n} of {}", self.count);
+                    self.count -= 1;
+                }
+                ["*", "VANISHED", set] => {
+                    let top = self.known.last().copied().unwrap_or(0);
+                    let mut n = 0;
+                    for part in set.split(',') {
+                        let (a, b) = part.split_once(':').unwrap_or((part, part));
+                        let (a, b): (u32, u32) = (a.parse().unwrap(), b.parse().unwrap());
+                        for u in a..=b {
+                            assert!(self.known.contains(&u) || u > top, "VANISHED {u}, never in the mailbox: {line}");
+                            self.known.retain(|k| *k != u);
+                            n += 1;
+                        }
+                    }
+                    assert!(n <= self.count, "VANISHED {n} of {}", self.count);
+                    self.count -= n;
+                }
+                ["*", "SEARCH", hits @ ..] => {
+                    if self.exact {
+                        assert_eq!(hits.len(), self.count, "SEARCH ALL against the tracked count: {line}");
+                    }
+                    assert!(hits.len() <= self.count, "SEARCH ALL finds more than the tracked {}: {line}", self.count);
+                    for h in hits {
+                        let h: u32 = h.parse().unwrap();
+                        if !self.known.contains(&h) {
+                            self.known.push(h);
+                        }
+                    }
+                    self.known.sort_unstable();
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Ten sessions (half of them with QRESYNC) doing random STORE, EXPUNGE, APPEND, FETCH and NOOP:
+/// each one's EXISTS / EXPUNGE / VANISHED keep its count equal to what `UID SEARCH ALL` finds,
+/// VANISHED names only UIDs it had, no keyword comes before its FLAGS, MODSEQs never go down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_sessions_with_expunges_and_appends_stay_consistent() {
+    let h = Arc::new(Harness::start().await);
+    let mut tasks = Vec::new();
+    for n in 0..10u64 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = h.login("me").await;
+            let (mut chk, mut counts) = (Checker::default(), Counts::default());
+            if n % 2 == 0 {
+                run(&mut c, &mut chk, &mut counts, "e", "ENABLE QRESYNC").await;
+            }
+            run(&mut c, &mut chk, &mut counts, "s", "SELECT Work").await;
+            run(&mut c, &mut chk, &mut counts, "s0", "UID SEARCH ALL").await;
+            let mut x = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            for i in 0..30 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let u = 1 + (x >> 33) % 12;
+                let m = "Subject: more\r\n\r\nx\r\n";
+                let cmd = match (x >> 20) % 7 {
+                    0 => format!("UID STORE {u} +FLAGS ($k{n}-{})", i % 4),
+                    1 => format!("UID STORE {u} +FLAGS.SILENT (\\Deleted)"),
+                    2 => "EXPUNGE".to_string(),
+                    3 => format!("UID EXPUNGE {u}"),
+                    4 => format!("APPEND Work {{{}+}}\r\n{m}", m.len()),
+                    5 => "UID FETCH 1:* (FLAGS)".to_string(),
+                    _ => "NOOP".to_string(),
+                };
+                run(&mut c, &mut chk, &mut counts, &format!("t{i}"), &cmd).await;
+                run(&mut c, &mut chk, &mut counts, &format!("q{i}"), "UID SEARCH ALL").await;
+            }
+            (c, chk, counts)
+        }));
+    }
+    let mut done = Vec::new();
+    for t in tasks {
+        done.push(t.await.unwrap());
+    }
+    // Everyone has stopped: one NOOP brings each session up to date, and SEARCH agrees exactly.
+    for (mut c, mut chk, mut counts) in done {
+        run(&mut c, &mut chk, &mut counts, "z1", "NOOP").await;
+        counts.exact = true;
+        run(&mut c, &mut chk, &mut counts, "z2", "UID SEARCH ALL").await;
+    }
+}
+
+async fn run(c: &mut Client, chk: &mut Checker, counts: &mut Counts, tag: &str, cmd: &str) {
+    let r = c.cmd(tag, cmd).await;
+    assert!(s(r.last().unwrap()).contains(" OK "), "{cmd}: {}", show(&r));
+    chk.check(&r);
+    counts.check(&r);
+}
+
 // ===== CONDSTORE (RFC 7162 §3.1) =====
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
