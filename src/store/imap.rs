@@ -399,7 +399,7 @@ pub fn expunge_uids(conn: &Connection, mailbox: i64, uids: &[u32]) -> rusqlite::
         return Ok(Vec::new());
     }
     // Raise HIGHESTMODSEQ first: the expunge trigger records the mailbox's current value.
-    next_modseq(conn, mailbox)?;
+    let modseq = next_modseq(conn, mailbox)?;
     let mut del = conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING flags")?;
     let mut removed = Vec::new();
     let mut unseen = 0i64;
@@ -413,11 +413,16 @@ pub fn expunge_uids(conn: &Connection, mailbox: i64, uids: &[u32]) -> rusqlite::
         "UPDATE mailboxes SET messages = messages - ?2, unseen = unseen - ?3 WHERE id = ?1",
         params![mailbox, removed.len() as i64, unseen],
     )?;
-    prune_expunged(conn, mailbox, EXPUNGED_KEPT)?;
+    // The pruning query walks up to EXPUNGED_KEPT index entries: run it every 64th MODSEQ or
+    // after a large expunge, not on every one (a client expunging one message at a time).
+    if modseq % 64 == 0 || removed.len() >= 64 {
+        prune_expunged(conn, mailbox, EXPUNGED_KEPT)?;
+    }
     Ok(removed)
 }
 
-/// How many expunge records (`expunged`) a mailbox keeps: enough for any session and any
+/// How many expunge records (`expunged`) a mailbox keeps (a few hundred more between two
+/// prunes, [`expunge_uids`]): enough for any session and any
 /// QRESYNC client not more than this many expunges behind; older ones are answered by
 /// comparison ([`ChangesSince::present`], [`vanished_since`]).
 pub const EXPUNGED_KEPT: i64 = 10_000;
