@@ -364,6 +364,21 @@ async fn condstore_transcript() {
     // A FETCH that sets \Seen: its new MODSEQ follows as an untagged FETCH.
     let r = c.cmd("g", "FETCH 4 (BODY[HEADER.FIELDS (SUBJECT)])").await;
     assert_eq!(s(&r[1]), "* 4 FETCH (UID 4 MODSEQ (9) FLAGS (\\Seen \\Recent))\r\n", "{}", show(&r));
+    // CHANGEDSINCE with a body section: only the changed message is answered, and only it is
+    // marked \Seen.
+    c.expect(
+        "h",
+        "FETCH 1:* (BODY[HEADER.FIELDS (SUBJECT)]) (CHANGEDSINCE 8)",
+        &[
+            format!(
+                "* 4 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {} MODSEQ (9))",
+                lit("Subject: =?UTF-8?B?R3LDvMOfZSBhdXMgQmVybGlu?=\r\n\r\n")
+            ),
+            "h OK FETCH completed".into(),
+        ],
+    )
+    .await;
+    c.expect("i", "FETCH 5 (FLAGS)", &["* 5 FETCH (FLAGS (\\Deleted \\Recent))", "i OK FETCH completed"]).await;
 }
 
 /// Without ENABLE: the first CONDSTORE enabling command (FETCH MODSEQ here, RFC 7162 §3.1) turns
