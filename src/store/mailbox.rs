@@ -381,13 +381,8 @@ impl Store {
         flags: u8,
         keywords: Vec<String>,
     ) -> Result<(Vec<MessageRow>, usize)> {
-        self.job(move |c| {
-            let tx = immediate(c)?;
-            let r = q::store_flags(&tx, mailbox, &ranges, op, flags, &keywords)?;
-            tx.commit()?;
-            Ok(r)
-        })
-        .await
+        let r = self.store_flags_unchanged_since(mailbox, ranges, op, flags, keywords, None).await?;
+        Ok((r.rows, r.changed))
     }
 
     /// A FETCH page's rows; with `mark_seen`, the unseen ones get `\Seen` first (a body fetch,
