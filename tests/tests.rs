@@ -13,6 +13,7 @@ mod imap;
 mod imap_binary;
 mod imap_clients_ext;
 mod imap_concurrent;
+mod imap_condstore;
 mod imap_list;
 mod imap_search;
 mod layers;

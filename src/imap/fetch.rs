@@ -92,6 +92,8 @@ enum Item {
     Body,
     BodyStructure,
     Section(Box<SectionItem>),
+    /// CONDSTORE's `MODSEQ (n)` (RFC 7162 §3.1.4.1).
+    ModSeq,
     /// `BINARY[path]<partial>` / `BINARY.SIZE[path]`.
     Binary(Box<BinaryItem>),
 }
@@ -200,7 +202,8 @@ impl FetchPlan {
                 MessageDataItemName::BinarySize { section } => {
                     (binary_item(b"BINARY.SIZE[", section, None, true), false)
                 }
-                #[allow(unreachable_patterns)] // variants behind imap-types features (MODSEQ…)
+                MessageDataItemName::ModSeq => (Item::ModSeq, false),
+                #[allow(unreachable_patterns)] // variants behind imap-types features
                 _ => return Err("unsupported FETCH data item".into()),
             };
             plan.sets_seen |= seen;
@@ -254,6 +257,20 @@ impl FetchPlan {
     /// UID is part of every response (requested, or implied by UID FETCH).
     pub fn returns_uid(&self) -> bool {
         self.uid_implicit || self.items.contains(&Item::Uid)
+    }
+
+    /// MODSEQ was requested (a CONDSTORE enabling command, RFC 7162 §3.1).
+    pub fn wants_modseq(&self) -> bool {
+        self.items.contains(&Item::ModSeq)
+    }
+
+    /// CHANGEDSINCE implies MODSEQ (RFC 7162 §3.1.4.1): added last when not requested, where
+    /// Dovecot puts it.
+    pub fn with_modseq(mut self) -> FetchPlan {
+        if !self.wants_modseq() {
+            self.items.push(Item::ModSeq);
+        }
+        self
     }
 }
 
@@ -562,6 +579,11 @@ fn encode_with(plan: &FetchPlan, m: &FetchInput<'_>, src: &mut dyn Source, out: 
                         write_literal(partial(&data, s.partial), out);
                     }
                 }
+            }
+            Item::ModSeq => {
+                out.extend_from_slice(b"MODSEQ (");
+                push_u64(out, m.row.modseq);
+                out.push(b')');
             }
             Item::Binary(b) => {
                 out.extend_from_slice(&b.name);

@@ -284,6 +284,8 @@ enum Node {
     },
     Larger(u32),
     Smaller(u32),
+    /// CONDSTORE's `MODSEQ n` (RFC 7162 §3.1.5): the message's MODSEQ is at least n.
+    ModSeq(u64),
     Seq(NumSet),
     Uid(NumSet),
     /// Days since 1970-01-01; `sent` selects the Date header over INTERNALDATE.
@@ -319,7 +321,7 @@ impl Node {
     fn cost(&self) -> u8 {
         match self {
             Node::Const(_) => 0,
-            Node::Flags { .. } | Node::Recent(_) | Node::Larger(_) | Node::Smaller(_) => 1,
+            Node::Flags { .. } | Node::Recent(_) | Node::Larger(_) | Node::Smaller(_) | Node::ModSeq(_) => 1,
             Node::Seq(_) | Node::Uid(_) | Node::Keyword { .. } => 2,
             Node::Date { sent: false, .. } | Node::Within { .. } => 2,
             Node::Date { sent: true, .. } => 3,
@@ -496,6 +498,20 @@ impl SearchQuery {
     pub fn matches_nothing(&self) -> bool {
         matches!(self.root, Node::Const(false))
     }
+
+    /// The query has a `MODSEQ` key: the SEARCH response ends with `(MODSEQ m)` (RFC 7162 §3.1.5).
+    pub fn uses_modseq(&self) -> bool {
+        fn has(n: &Node) -> bool {
+            match n {
+                Node::ModSeq(_) => true,
+                Node::Not(n) => has(n),
+                Node::Or(a, b) => has(a) || has(b),
+                Node::And(v) => v.iter().any(has),
+                _ => false,
+            }
+        }
+        has(&self.root)
+    }
 }
 
 fn string<'s>(s: &'s AString<'_>) -> Result<&'s str, SearchError> {
@@ -592,6 +608,8 @@ fn compile(key: &SearchKey<'_>, depth: usize) -> Result<Node, SearchError> {
         SearchKey::Header(name, s) => header_key(string(name)?, s)?,
         SearchKey::Body(s) => text_key(s, true)?,
         SearchKey::Text(s) => text_key(s, false)?,
+        // The entry name (`"/flags/\\seen" all`) does not narrow it: one MODSEQ per message.
+        SearchKey::ModSequence { modseq, .. } => Node::ModSeq(*modseq),
         // Keys of extensions this server does not enable (WITHIN, CONDSTORE) cannot be parsed
         // with its feature set; should one appear anyway (feature unification) it is refused.
         #[allow(unreachable_patterns)]
@@ -612,6 +630,7 @@ fn eval(n: &Node, c: &Candidate<'_>, ctx: &Context) -> Option<bool> {
         Node::Keyword { name, set } => c.row.keywords.iter().any(|k| k.eq_ignore_ascii_case(name)) == *set,
         Node::Larger(n) => c.row.size > *n,
         Node::Smaller(n) => c.row.size < *n,
+        Node::ModSeq(m) => c.row.modseq >= *m,
         Node::Seq(s) => s.contains(c.seq, ctx.max_seq),
         Node::Uid(s) => s.contains(c.row.uid, ctx.max_uid),
         Node::Date { sent, cmp, day } => {

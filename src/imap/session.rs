@@ -40,7 +40,7 @@ pub const IDLE_KEEPALIVE: Duration = Duration::from_secs(120);
 pub const MAX_LITERAL: u32 = 64 * 1024 * 1024;
 
 pub const CAPS_COMMON: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE";
-pub const CAPS_AUTHENTICATED: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE ESEARCH SEARCHRES WITHIN BINARY MULTIAPPEND LIST-EXTENDED LIST-STATUS STATUS=SIZE";
+pub const CAPS_AUTHENTICATED: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE ESEARCH SEARCHRES WITHIN BINARY MULTIAPPEND LIST-EXTENDED LIST-STATUS STATUS=SIZE CONDSTORE QRESYNC";
 
 pub enum Outcome {
     Close,
@@ -68,6 +68,30 @@ pub struct Selected {
     /// `$`, the last `SEARCH RETURN (SAVE)` result (SEARCHRES, RFC 5182): UID ranges, empty
     /// until a search saves one; a new selection starts empty.
     pub saved: Vec<(u32, u32)>,
+    /// CONDSTORE / QRESYNC state and the keywords the client was told of (`imap::untagged`);
+    /// boxed: `State::Selected` stays small.
+    pub ext: Box<SelectedExt>,
+}
+
+/// What ENABLE (or, for CONDSTORE, any CONDSTORE enabling command, RFC 7162 §3.1) turned on for
+/// the session; once on, it stays on until the connection closes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Enabled {
+    pub condstore: bool,
+    pub qresync: bool,
+}
+
+/// The selected mailbox's part of RFC 7162 and of the keyword announcements (RFC 3501 §7.2.6).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelectedExt {
+    /// The session's [`Enabled`], mirrored here so the mailbox's responses can follow it.
+    pub enabled: Enabled,
+    /// The keywords the last `* FLAGS` response listed: a FETCH carrying any other is preceded
+    /// by a new `* FLAGS` ([`Selected::announce`]).
+    pub keywords: Vec<String>,
+    /// While expunges are held back (`pending_expunge`): the MODSEQ the client knew everything
+    /// up to when the first was held, below every held one.
+    pub held_since: Option<u64>,
 }
 
 /// A set of UIDs as a sorted vector: 4 bytes a UID where a `HashSet` takes about 9 — and the
@@ -125,14 +149,21 @@ impl Selected {
     }
     /// Takes expunged messages out of the client's view, each reported as `* n EXPUNGE` (numbers
     /// as they are when it goes); UIDs not in the view are skipped.
+    /// With QRESYNC enabled, one `* VANISHED uids` instead (RFC 7162 §3.2.10).
     pub fn expunged(&mut self, uids: impl IntoIterator<Item = u32>, out: &mut Vec<u8>) {
+        let mut vanished = Vec::new();
         for uid in uids {
             if let Ok(i) = self.uids.binary_search(&uid) {
                 self.uids.remove(i);
                 self.recent.remove(&uid);
-                super::untagged::expunge(out, i as u32 + 1);
+                if self.ext.enabled.qresync {
+                    vanished.push(uid);
+                } else {
+                    super::untagged::expunge(out, i as u32 + 1);
+                }
             }
         }
+        super::untagged::vanished(out, false, &mut vanished);
     }
 }
 
@@ -155,6 +186,8 @@ pub struct Session {
     pub tls: bool,
     pub state: State,
     pub sasl: Option<SaslStep>,
+    /// CONDSTORE / QRESYNC (RFC 7162), once enabled.
+    pub enabled: Enabled,
     changes: watch::Receiver<u64>,
     data_version: i64,
     alerts: tokio::sync::broadcast::Receiver<String>,
@@ -209,6 +242,7 @@ pub async fn serve(
         tls,
         state: State::NotAuthenticated,
         sasl: None,
+        enabled: Enabled::default(),
         changes,
         data_version: 0,
         alerts,
@@ -439,6 +473,14 @@ impl Session {
             return Ok(());
         }
         let out = d.out();
+        if let Some(present) = &ch.present {
+            // The store no longer lists expunges that old: whatever the client has that is gone.
+            for &uid in &mb.uids {
+                if present.binary_search(&uid).is_err() && !mb.pending_expunge.contains(&uid) {
+                    mb.pending_expunge.push(uid);
+                }
+            }
+        }
         for uid in ch.expunged {
             if mb.uids.binary_search(&uid).is_ok() && !mb.pending_expunge.contains(&uid) {
                 mb.pending_expunge.push(uid);
@@ -447,6 +489,9 @@ impl Session {
         if expunge_ok {
             let gone = std::mem::take(&mut mb.pending_expunge);
             mb.expunged(gone, out);
+            mb.ext.held_since = None;
+        } else if !mb.pending_expunge.is_empty() && mb.ext.held_since.is_none() {
+            mb.ext.held_since = Some(mb.modseq);
         }
         let max = mb.max_uid();
         let mut new_uids = Vec::new();
@@ -460,12 +505,18 @@ impl Session {
             {
                 let mut line = Vec::new();
                 let recent = mb.recent.contains(&r.uid);
-                super::fetch::write_flags_fetch(seq, Some(r.uid), r.flags, &r.keywords, recent, &mut line);
+                mb.announce(&r.keywords, out);
+                super::untagged::flags_fetch(&mut line, seq, Some(r.uid), r, recent, mb.ext.enabled.condstore, false);
                 flag_lines.push(line);
             }
         }
         for l in flag_lines {
             out.extend_from_slice(&l);
+        }
+        // RFC 7162 §3.2: MODSEQs went out while a VANISHED waits: a HIGHESTMODSEQ below the
+        // held-back expunges, so a client resyncing from here still learns of them.
+        if let (Some(floor), true) = (mb.ext.held_since, mb.ext.enabled.qresync && !mb.pending_expunge.is_empty()) {
+            super::untagged::highestmodseq(out, floor);
         }
         mb.modseq = ch.highestmodseq;
         mb.own_modseqs.clear();

@@ -76,6 +76,7 @@ pub fn delete_mailbox(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     conn.execute("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1", [id])?;
     conn.execute("DELETE FROM messages WHERE mailbox_id = ?1", [id])?;
     conn.execute("DELETE FROM expunged WHERE mailbox_id = ?1", [id])?;
+    conn.execute("DELETE FROM mailbox_keywords WHERE mailbox_id = ?1", [id])?;
     conn.execute("DELETE FROM mailboxes WHERE id = ?1", [id])?;
     Ok(())
 }
@@ -243,12 +244,46 @@ pub fn store_flags(
     flags: u8,
     keywords: &[String],
 ) -> rusqlite::Result<(Vec<MessageRow>, usize)> {
+    let r = store_flags_unchanged_since(conn, mailbox, uids, op, flags, keywords, None)?;
+    Ok((r.rows, r.changed))
+}
+
+/// What a STORE did: the addressed messages it may change as they are now (ascending by UID), how
+/// many changed, and (UNCHANGEDSINCE) the UIDs left alone because their MODSEQ was higher.
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub rows: Vec<MessageRow>,
+    pub changed: usize,
+    pub modified: Vec<u32>,
+}
+
+/// STORE with RFC 7162's UNCHANGEDSINCE: a message whose MODSEQ is above `unchanged_since` is
+/// not touched and is listed in `modified` instead (checked and written in the caller's write
+/// transaction, so no other writer can slip in between). The mailbox's keyword list
+/// ([`mailbox_keywords`]) learns any keyword set here.
+pub fn store_flags_unchanged_since(
+    conn: &Connection,
+    mailbox: i64,
+    uids: &[(u32, u32)],
+    op: FlagOp,
+    flags: u8,
+    keywords: &[String],
+    unchanged_since: Option<u64>,
+) -> rusqlite::Result<Stored> {
     let current = rows(conn, mailbox, uids)?;
+    if op != FlagOp::Remove {
+        add_keywords(conn, mailbox, keywords)?;
+    }
     let mut modseq: Option<u64> = None;
     let mut out = Vec::with_capacity(current.len());
+    let mut modified = Vec::new();
     let mut changed = 0;
     let mut unseen_delta = 0i64;
     for mut row in current {
+        if unchanged_since.is_some_and(|u| row.modseq > u) {
+            modified.push(row.uid);
+            continue;
+        }
         let (new_flags, new_kw) = apply(op, row.flags, &row.keywords, flags, keywords);
         if new_flags != row.flags || new_kw != row.keywords {
             let m = match modseq {
@@ -276,7 +311,25 @@ pub fn store_flags(
     if unseen_delta != 0 {
         conn.execute("UPDATE mailboxes SET unseen = unseen + ?2 WHERE id = ?1", params![mailbox, unseen_delta])?;
     }
-    Ok((out, changed))
+    Ok(Stored { rows: out, changed, modified })
+}
+
+/// Adds keywords to the mailbox's list (those it already has, compared case-insensitively, stay
+/// as first written).
+pub fn add_keywords(conn: &Connection, mailbox: i64, keywords: &[String]) -> rusqlite::Result<()> {
+    let mut st = conn.prepare_cached("INSERT OR IGNORE INTO mailbox_keywords (mailbox_id, keyword) VALUES (?1, ?2)")?;
+    for k in keywords {
+        st.execute(params![mailbox, k])?;
+    }
+    Ok(())
+}
+
+/// Every keyword ever set in the mailbox, in the order they first appeared: what SELECT announces
+/// in FLAGS and PERMANENTFLAGS.
+pub fn mailbox_keywords(conn: &Connection, mailbox: i64) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn.prepare_cached("SELECT keyword FROM mailbox_keywords WHERE mailbox_id = ?1 ORDER BY id")?;
+    let rows = st.query_map([mailbox], |r| r.get(0))?;
+    rows.collect()
 }
 
 fn apply(op: FlagOp, old: u8, old_kw: &[String], flags: u8, kw: &[String]) -> (u8, Vec<String>) {
@@ -315,6 +368,7 @@ pub fn copy(conn: &Connection, src: i64, uids: &[(u32, u32)], dst: i64) -> rusql
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for r in &rows {
+        add_keywords(conn, dst, &r.keywords)?;
         ins.execute(params![
             dst,
             next,
@@ -345,7 +399,7 @@ pub fn expunge_uids(conn: &Connection, mailbox: i64, uids: &[u32]) -> rusqlite::
         return Ok(Vec::new());
     }
     // Raise HIGHESTMODSEQ first: the expunge trigger records the mailbox's current value.
-    next_modseq(conn, mailbox)?;
+    let modseq = next_modseq(conn, mailbox)?;
     let mut del = conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING flags")?;
     let mut removed = Vec::new();
     let mut unseen = 0i64;
@@ -359,7 +413,90 @@ pub fn expunge_uids(conn: &Connection, mailbox: i64, uids: &[u32]) -> rusqlite::
         "UPDATE mailboxes SET messages = messages - ?2, unseen = unseen - ?3 WHERE id = ?1",
         params![mailbox, removed.len() as i64, unseen],
     )?;
+    // The pruning query walks up to EXPUNGED_KEPT index entries: run it every 64th MODSEQ or
+    // after a large expunge, not on every one (a client expunging one message at a time).
+    if modseq % 64 == 0 || removed.len() >= 64 {
+        prune_expunged(conn, mailbox, EXPUNGED_KEPT)?;
+    }
     Ok(removed)
+}
+
+/// How many expunge records (`expunged`) a mailbox keeps (a few hundred more between two
+/// prunes, [`expunge_uids`]): enough for any session and any
+/// QRESYNC client not more than this many expunges behind; older ones are answered by
+/// comparison ([`ChangesSince::present`], [`vanished_since`]).
+pub const EXPUNGED_KEPT: i64 = 10_000;
+
+/// Drops a mailbox's oldest expunge records beyond `keep` (whole MODSEQs at a time) and raises
+/// its `vanished_floor` to the highest MODSEQ dropped: below it, the history is incomplete.
+pub fn prune_expunged(conn: &Connection, mailbox: i64, keep: i64) -> rusqlite::Result<()> {
+    let cut: Option<i64> = conn
+        .prepare_cached("SELECT modseq FROM expunged WHERE mailbox_id = ?1 ORDER BY modseq DESC LIMIT 1 OFFSET ?2")?
+        .query_row(params![mailbox, keep], |r| r.get(0))
+        .optional()?;
+    if let Some(cut) = cut {
+        conn.prepare_cached("DELETE FROM expunged WHERE mailbox_id = ?1 AND modseq <= ?2")?
+            .execute(params![mailbox, cut])?;
+        conn.prepare_cached("UPDATE mailboxes SET vanished_floor = max(vanished_floor, ?2) WHERE id = ?1")?
+            .execute(params![mailbox, cut])?;
+    }
+    Ok(())
+}
+
+/// The UIDs within `ranges` expunged after MODSEQ `since` (RFC 7162 VANISHED (EARLIER)), as
+/// ascending disjoint ranges. When the history of `since` was pruned, every UID of `ranges`
+/// below UIDNEXT that is not in the mailbox now: a superset RFC 7162 §3.2.5.1 allows (the
+/// client ignores UIDs it does not have).
+pub fn vanished_since(
+    conn: &Connection,
+    mailbox: i64,
+    since: u64,
+    ranges: &[(u32, u32)],
+) -> rusqlite::Result<Vec<(u32, u32)>> {
+    let (floor, uidnext): (i64, i64) =
+        conn.query_row("SELECT vanished_floor, uidnext FROM mailboxes WHERE id = ?1", [mailbox], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    if since as i64 >= floor {
+        let mut st = conn.prepare_cached(
+            "SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 AND uid BETWEEN ?3 AND ?4",
+        )?;
+        let mut uids = Vec::new();
+        for &(a, b) in ranges {
+            for u in st.query_map(params![mailbox, since as i64, a, b], |r| r.get::<_, i64>(0))? {
+                uids.push(u? as u32);
+            }
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        return Ok(super::mailbox::uid_ranges(&uids));
+    }
+    let present = self::uids(conn, mailbox)?;
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    let top = (uidnext - 1).max(0) as u32;
+    for &(a, b) in ranges {
+        let (a, b) = (a.min(b).max(1), a.max(b).min(top));
+        let mut next = a;
+        let lo = present.partition_point(|u| *u < a);
+        for &p in present[lo..].iter().take_while(|p| **p <= b) {
+            if p > next {
+                out.push((next, p - 1));
+            }
+            next = p + 1;
+        }
+        if next <= b && a <= b {
+            out.push((next, b));
+        }
+    }
+    out.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(out.len());
+    for (a, b) in out {
+        match merged.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    Ok(merged)
 }
 
 /// EXPUNGE / CLOSE / UID EXPUNGE: removes the messages flagged `\Deleted` (within `only`, if given).
@@ -389,6 +526,7 @@ pub fn append(
 ) -> rusqlite::Result<u32> {
     let modseq = next_modseq(conn, mailbox)?;
     let uid: i64 = conn.query_row("SELECT uidnext FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))?;
+    add_keywords(conn, mailbox, keywords)?;
     conn.prepare_cached("INSERT INTO bodies (meta_version, meta, raw) VALUES (?1, ?2, ?3)")?.execute(params![
         crate::mime::META_VERSION,
         meta.to_bytes(),
@@ -456,6 +594,10 @@ pub struct ChangesSince {
     pub expunged: Vec<u32>,
     pub rows: Vec<MessageRow>,
     pub highestmodseq: u64,
+    /// Every UID in the mailbox now, when the expunge history of `since` was pruned
+    /// ([`prune_expunged`]): `expunged` is then incomplete, and a UID the caller knows that is
+    /// not in here was expunged too.
+    pub present: Option<Vec<u32>>,
 }
 
 /// Runs in one read transaction, so the three queries see one state of the store.
@@ -467,8 +609,10 @@ pub fn changes_since(conn: &Connection, mailbox: i64, since: u64) -> rusqlite::R
 }
 
 fn changes_since_in(conn: &Connection, mailbox: i64, since: u64) -> rusqlite::Result<ChangesSince> {
-    let highestmodseq: i64 =
-        conn.query_row("SELECT highestmodseq FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))?;
+    let (highestmodseq, floor): (i64, i64) =
+        conn.query_row("SELECT highestmodseq, vanished_floor FROM mailboxes WHERE id = ?1", [mailbox], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     if highestmodseq as u64 <= since {
         return Ok(ChangesSince { highestmodseq: highestmodseq as u64, ..ChangesSince::default() });
     }
@@ -480,7 +624,8 @@ fn changes_since_in(conn: &Connection, mailbox: i64, since: u64) -> rusqlite::Re
         "SELECT {ROW_COLUMNS} FROM messages WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid"
     ))?;
     let rows = st.query_map(params![mailbox, since as i64], message_row)?.collect::<rusqlite::Result<_>>()?;
-    Ok(ChangesSince { expunged, rows, highestmodseq: highestmodseq as u64 })
+    let present = if (since as i64) < floor { Some(uids(conn, mailbox)?) } else { None };
+    Ok(ChangesSince { expunged, rows, highestmodseq: highestmodseq as u64, present })
 }
 
 /// SQLite's counter of commits by other connections (`PRAGMA data_version`): a cheap way to notice
@@ -494,6 +639,38 @@ mod tests {
     use crate::store::{Store, guard};
 
     const MSG: &[u8] = b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n";
+
+    /// The expunge history is bounded; below its floor, VANISHED (EARLIER) and a session's
+    /// refresh learn what vanished by comparison with what is left.
+    #[test]
+    fn pruned_expunge_history_still_answers_vanished() {
+        let dir = crate::store::private_tempdir();
+        let path = dir.path().join("store.sqlite");
+        let store = Store::open(&path).unwrap();
+        for _ in 0..8 {
+            store.deliver_local("INBOX", MSG, 0).unwrap();
+        }
+        let c = crate::store::open_connection(&path).unwrap();
+        let inbox = super::mailbox(&c, "INBOX").unwrap().unwrap().id;
+        let m0 = super::mailbox_by_id(&c, inbox).unwrap().unwrap().highestmodseq;
+        for uid in [2, 3, 5, 7] {
+            super::expunge_uids(&c, inbox, &[uid]).unwrap();
+        }
+        // Exact while the history is whole.
+        assert_eq!(super::vanished_since(&c, inbox, m0, &[(1, u32::MAX)]).unwrap(), [(2, 3), (5, 5), (7, 7)]);
+        assert_eq!(super::vanished_since(&c, inbox, m0 + 2, &[(1, 6)]).unwrap(), [(5, 5)]);
+        // Keep two records: 2 and 3 go, the floor rises to 3's MODSEQ.
+        super::prune_expunged(&c, inbox, 2).unwrap();
+        let n: i64 = c.query_row("SELECT count(*) FROM expunged WHERE mailbox_id = ?1", [inbox], |r| r.get(0)).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(super::vanished_since(&c, inbox, m0 + 2, &[(1, u32::MAX)]).unwrap(), [(5, 5), (7, 7)]);
+        // From before the floor: every absent UID of the set below UIDNEXT (9).
+        assert_eq!(super::vanished_since(&c, inbox, m0, &[(1, u32::MAX)]).unwrap(), [(2, 3), (5, 5), (7, 7)]);
+        assert_eq!(super::vanished_since(&c, inbox, m0, &[(3, 6), (9, 12)]).unwrap(), [(3, 3), (5, 5)]);
+        let ch = super::changes_since(&c, inbox, m0).unwrap();
+        assert_eq!(ch.present, Some(vec![1, 4, 6, 8]));
+        assert!(super::changes_since(&c, inbox, m0 + 2).unwrap().present.is_none());
+    }
 
     #[test]
     fn notices_appends_and_copies_move_the_guard_too() {

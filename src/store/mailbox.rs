@@ -468,13 +468,8 @@ impl Store {
         flags: u8,
         keywords: Vec<String>,
     ) -> Result<(Vec<MessageRow>, usize)> {
-        self.job(move |c| {
-            let tx = immediate(c)?;
-            let r = q::store_flags(&tx, mailbox, &ranges, op, flags, &keywords)?;
-            tx.commit()?;
-            Ok(r)
-        })
-        .await
+        let r = self.store_flags_unchanged_since(mailbox, ranges, op, flags, keywords, None).await?;
+        Ok((r.rows, r.changed))
     }
 
     /// A FETCH page's rows; with `mark_seen`, the unseen ones get `\Seen` first (a body fetch,
@@ -550,6 +545,38 @@ impl Store {
             Err(e) => Err(e.into()),
         })
         .await
+    }
+
+    // ----- issue 15: CONDSTORE / QRESYNC and the mailbox's keywords -----
+
+    /// The keywords ever set in the mailbox (`imap::mailbox_keywords`).
+    pub async fn mailbox_keywords(&self, mailbox: i64) -> Result<Vec<String>> {
+        self.job(move |c| Ok(q::mailbox_keywords(c, mailbox)?)).await
+    }
+
+    /// STORE with an optional UNCHANGEDSINCE (`imap::store_flags_unchanged_since`), in one write
+    /// transaction.
+    pub async fn store_flags_unchanged_since(
+        &self,
+        mailbox: i64,
+        ranges: Vec<(u32, u32)>,
+        op: FlagOp,
+        flags: u8,
+        keywords: Vec<String>,
+        unchanged_since: Option<u64>,
+    ) -> Result<q::Stored> {
+        self.job(move |c| {
+            let tx = immediate(c)?;
+            let r = q::store_flags_unchanged_since(&tx, mailbox, &ranges, op, flags, &keywords, unchanged_since)?;
+            tx.commit()?;
+            Ok(r)
+        })
+        .await
+    }
+
+    /// The UIDs in `ranges` expunged after MODSEQ `since` (`imap::vanished_since`).
+    pub async fn vanished_since(&self, mailbox: i64, since: u64, ranges: Vec<(u32, u32)>) -> Result<Vec<(u32, u32)>> {
+        self.job(move |c| Ok(q::vanished_since(c, mailbox, since, &ranges)?)).await
     }
 
     /// Bytes `range` of a body (fewer at its end); None: no such body.

@@ -441,9 +441,10 @@ mod tests {
 
     /// Takes a store's POP state back to schema 7 (per account, before `pop_servers`), drops
     /// what schema 9 added (`store_guard`), takes the outbox back to before spooling (schema
-    /// 10) and drops the mailbox size counter and kept subscriptions (schema 11): with
-    /// [`forget_guard`], the store is as a schema-7 one.
-    const SCHEMA_7_POP_STATE: &str = "DROP TRIGGER messages_size_in; DROP TRIGGER messages_size_out;
+    /// 10), drops the mailbox size counter and kept subscriptions (schema 11) and the keyword
+    /// lists and vanished floor (schema 12): with [`forget_guard`], the store is as a schema-7 one.
+    const SCHEMA_7_POP_STATE: &str = "DROP TABLE mailbox_keywords; ALTER TABLE mailboxes DROP COLUMN vanished_floor;
+        DROP TRIGGER messages_size_in; DROP TRIGGER messages_size_out;
         ALTER TABLE mailboxes DROP COLUMN size; DROP TABLE kept_subscriptions; DROP TRIGGER mailboxes_gone_subscribed;
         DROP TRIGGER mailboxes_created_subscribed; DROP TRIGGER mailboxes_renamed_subscribed; DROP TABLE outbox_chunks; ALTER TABLE outbox DROP COLUMN body_size;
         ALTER TABLE outbox DROP COLUMN body_8bit; DROP TABLE store_guard; DROP TABLE pop_servers; DROP TABLE pop_uidls;

@@ -285,4 +285,26 @@ BEGIN
     DELETE FROM kept_subscriptions WHERE name = NEW.name;
 END;
 "#,
+    // 11 → 12 (issue 15, CONDSTORE/QRESYNC): every keyword ever set in a mailbox, in the order it
+    // first appeared, so SELECT announces them in FLAGS / PERMANENTFLAGS (RFC 3501 §7.2.6) without
+    // reading every message; kept by STORE, APPEND and COPY, never shrunk (as Dovecot's keyword
+    // list). `vanished_floor`: expunges with a MODSEQ at or below it were pruned from `expunged`
+    // (store::imap::prune_expunged), so a resync from before it learns of them by comparison.
+    r#"
+CREATE TABLE mailbox_keywords (
+    id         INTEGER PRIMARY KEY,
+    mailbox_id INTEGER NOT NULL,
+    keyword    TEXT NOT NULL COLLATE NOCASE,
+    UNIQUE (mailbox_id, keyword)
+);
+WITH RECURSIVE split(mailbox_id, word, rest) AS (
+    SELECT mailbox_id, '', keywords || ' ' FROM messages WHERE keywords IS NOT NULL
+    UNION ALL
+    SELECT mailbox_id, substr(rest, 1, instr(rest, ' ') - 1), substr(rest, instr(rest, ' ') + 1)
+    FROM split WHERE rest <> ''
+)
+INSERT OR IGNORE INTO mailbox_keywords (mailbox_id, keyword)
+    SELECT mailbox_id, word FROM split WHERE word <> '' ORDER BY mailbox_id;
+ALTER TABLE mailboxes ADD COLUMN vanished_floor INTEGER NOT NULL DEFAULT 0;
+"#,
 ];

@@ -6,7 +6,9 @@
 //! Correctness does not depend on who wrote: the delta is read inside the SELECT's own
 //! transaction from the same tables every session's change feed reads (`messages`, `expunged`),
 //! so writers in other processes are seen too; and a list whose length disagrees with the
-//! mailbox's message counter is thrown away and read in full.
+//! mailbox's message counter is thrown away and read in full — which is also what happens when
+//! the expunge history was pruned past the list's MODSEQ (`imap::prune_expunged` keeps about
+//! 10,000 per mailbox): an expunge the delta cannot see leaves the list too long.
 
 use std::collections::HashMap;
 

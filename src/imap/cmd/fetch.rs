@@ -1,6 +1,8 @@
 //! FETCH (RFC 3501 §6.4.5): rows a page at a time, responses a budgeted step at a time, large
 //! bodies streamed from the store.
 
+use imap_next::imap_types::command::FetchModifier;
+
 use super::*;
 
 /// Message rows (flags, sizes: metadata, no bodies) a FETCH loads per store round trip: a few KB
@@ -17,13 +19,19 @@ pub(super) async fn fetch(
     set: &SequenceSet,
     items: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
+    modifiers: &[FetchModifier],
 ) -> Reply {
     let plan = match FetchPlan::new(items, uid) {
-        Ok(p) => Arc::new(p),
+        Ok(p) => p,
         Err(e) => {
             return bad(&e);
         }
     };
+    let (plan, changed_since) = match condstore(s, d, set, plan, uid, modifiers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let plan = Arc::new(plan);
     let (id, read_only, targets) = match &s.state {
         State::Selected { mb, .. } => match resolve_positions(mb, set, uid) {
             Ok(t) => (mb.id, mb.read_only, t),
@@ -54,13 +62,22 @@ pub(super) async fn fetch(
             if chunk.is_empty() {
                 break;
             }
+            let chunk = match unchanged_left_out(s, id, &plan, read_only, changed_since, chunk).await {
+                Ok(c) => c,
+                Err(e) => return db_no(e),
+            };
             let plan2 = plan.clone();
             match fetch_page(s, id, read_only, &plan2, &chunk).await {
-                Ok((rows, seen_modseq)) => {
+                Ok((mut rows, seen_modseq)) => {
                     if let (Some(m), State::Selected { mb, .. }) = (seen_modseq, &mut s.state) {
-                        mb.own_modseqs.push(m);
+                        // With CONDSTORE on, the implicit \Seen's new MODSEQ reaches the client
+                        // as an untagged FETCH after this FETCH's own (RFC 7162 §3.1, as Dovecot).
+                        if !mb.ext.enabled.condstore {
+                            mb.own_modseqs.push(m);
+                        }
                         s.notify();
                     }
+                    announce_and_filter(s, d, &mut rows, changed_since);
                     page = rows;
                 }
                 Err(e) => return db_no(e),
@@ -112,6 +129,77 @@ pub(super) async fn fetch(
         }
     }
     ok(None, "FETCH completed")
+}
+
+/// RFC 7162's part of FETCH: MODSEQ and CHANGEDSINCE are CONDSTORE enabling commands;
+/// CHANGEDSINCE adds MODSEQ to the items; VANISHED (UID FETCH with CHANGEDSINCE, QRESYNC on)
+/// first reports, as `* VANISHED (EARLIER)`, the UIDs of the set expunged since. Returns the plan
+/// and the CHANGEDSINCE value; Err: the command's reply (BAD).
+async fn condstore(
+    s: &mut Session,
+    d: &mut Driver,
+    set: &SequenceSet,
+    plan: FetchPlan,
+    uid: bool,
+    modifiers: &[FetchModifier],
+) -> Result<(FetchPlan, Option<u64>), Reply> {
+    let mut changed_since = None;
+    let mut vanished = false;
+    for m in modifiers {
+        match m {
+            FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
+            FetchModifier::Vanished => vanished = true,
+        }
+    }
+    if vanished && !(uid && s.enabled.qresync && changed_since.is_some()) {
+        return Err(bad("VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled"));
+    }
+    if changed_since.is_some() || plan.wants_modseq() {
+        super::select::enable_condstore(s, d);
+    }
+    let Some(since) = changed_since else { return Ok((plan, None)) };
+    if vanished && let State::Selected { mb, .. } = &s.state {
+        // `*` reaches every UID ever given out: expunged ones above the highest left count too.
+        let ranges = super::select::set_ranges(set, u32::MAX);
+        match s.store().vanished_since(mb.id, since, ranges).await {
+            Ok(gone) => crate::imap::untagged::uids_vanished(d.out(), true, &gone),
+            Err(e) => return Err(db_no(e)),
+        }
+    }
+    Ok((plan.with_modseq(), Some(since)))
+}
+
+/// CHANGEDSINCE with an item that sets `\Seen` (`BODY[]`): the messages not changed since are
+/// taken out of the page before the flag is set, so only the ones answered get it.
+async fn unchanged_left_out(
+    s: &Session,
+    id: i64,
+    plan: &FetchPlan,
+    read_only: bool,
+    changed_since: Option<u64>,
+    chunk: Vec<(u32, u32, bool)>,
+) -> DbResult<Vec<(u32, u32, bool)>> {
+    let Some(since) = changed_since.filter(|_| plan.sets_seen() && !read_only) else { return Ok(chunk) };
+    let uids: Vec<u32> = chunk.iter().map(|x| x.1).collect();
+    let rows = s.store().fetch_rows(id, uid_ranges(&uids), false).await?.rows;
+    let changed = |uid: u32| rows.binary_search_by_key(&uid, |r| r.uid).is_ok_and(|i| rows[i].modseq > since);
+    Ok(chunk.into_iter().filter(|x| changed(x.1)).collect())
+}
+
+/// A loaded page: keywords the client was not told of are announced first (RFC 3501 §7.2.6);
+/// with CHANGEDSINCE, the messages not changed since are left out.
+fn announce_and_filter(s: &mut Session, d: &mut Driver, page: &mut VecDeque<Pending>, changed_since: Option<u64>) {
+    let State::Selected { mb, .. } = &mut s.state else { return };
+    for p in page.iter_mut() {
+        if let Some(since) = changed_since
+            && p.row.as_ref().is_some_and(|r| r.modseq <= since)
+        {
+            p.row = None;
+        }
+        if let Some(r) = &p.row {
+            mb.announce(&r.keywords, d.out());
+        }
+    }
 }
 
 /// One message a FETCH still has to answer: its row as loaded (None: expunged meanwhile).

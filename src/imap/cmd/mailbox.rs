@@ -309,6 +309,9 @@ async fn run_list(s: &mut Session, d: &mut Driver, q: List, lsub: bool) -> Reply
         }
         return ok(None, &format!("{cmd} completed"));
     };
+    if items.contains(&StatusDataItemName::HighestModSeq) {
+        super::select::enable_condstore(s, d); // RFC 7162 §3.1: an enabling command
+    }
     // LIST-STATUS (RFC 5819): each mailbox's STATUS right after its LIST (all are selectable).
     for (line, i) in lines {
         d.out().extend_from_slice(line.as_bytes());
@@ -351,6 +354,7 @@ async fn status_line(s: &Session, info: &MailboxInfo, shown: &str, items: &[Stat
             StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", info.unseen)),
             StatusDataItemName::Deleted => parts.push(format!("DELETED {deleted}")),
             StatusDataItemName::Size => parts.push(format!("SIZE {size}")),
+            StatusDataItemName::HighestModSeq => parts.push(format!("HIGHESTMODSEQ {}", info.highestmodseq)),
             _ => {}
         }
     }
@@ -366,6 +370,9 @@ pub(super) async fn status(s: &mut Session, d: &mut Driver, m: &Mailbox<'_>, ite
         Err(e) => return db_no(e),
     };
     let shown = if client.eq_ignore_ascii_case("INBOX") { "INBOX".to_string() } else { client };
+    if items.contains(&StatusDataItemName::HighestModSeq) {
+        super::select::enable_condstore(s, d); // RFC 7162 §3.1: an enabling command
+    }
     match status_line(s, &info, &shown, items).await {
         Ok(line) => d.out().extend_from_slice(line.as_bytes()),
         Err(e) => return db_no(e),

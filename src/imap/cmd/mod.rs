@@ -80,17 +80,13 @@ pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: 
         }
         CommandBody::Authenticate { .. } | CommandBody::Idle => bad("unexpected"),
         _ if matches!(s.state, State::NotAuthenticated) => no(None, "log in first (LOGIN or AUTHENTICATE)"),
-        CommandBody::Enable { .. } => {
-            // None of the ENABLE-able extensions (CONDSTORE, QRESYNC, UTF8=ACCEPT) is offered.
-            d.out().extend_from_slice(b"* ENABLED\r\n");
-            ok(None, "ENABLE completed")
-        }
+        CommandBody::Enable { capabilities } => select::enable(s, d, capabilities.as_ref()),
         CommandBody::Namespace => {
             d.out().extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
             ok(None, "NAMESPACE completed")
         }
-        CommandBody::Select { mailbox, .. } => select::select(s, d, &mailbox, false).await,
-        CommandBody::Examine { mailbox, .. } => select::select(s, d, &mailbox, true).await,
+        CommandBody::Select { mailbox, parameters } => select::select(s, d, &mailbox, false, &parameters).await,
+        CommandBody::Examine { mailbox, parameters } => select::select(s, d, &mailbox, true, &parameters).await,
         CommandBody::Create { mailbox } => mailbox::create(s, &mailbox).await,
         CommandBody::Delete { mailbox } => mailbox::delete(s, &mailbox).await,
         CommandBody::Rename { from, to } => mailbox::rename(s, &from, &to).await,
@@ -115,11 +111,11 @@ pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: 
         CommandBody::Unselect => select::close(s, false).await,
         CommandBody::Expunge => expunge::expunge(s, d, None).await,
         CommandBody::ExpungeUid { sequence_set } => expunge::expunge(s, d, Some(&sequence_set)).await,
-        CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. } => {
-            fetch::fetch(s, d, &sequence_set, &macro_or_item_names, uid).await
+        CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
+            fetch::fetch(s, d, &sequence_set, &macro_or_item_names, uid, &modifiers).await
         }
-        CommandBody::Store { sequence_set, kind, response, flags, uid, .. } => {
-            store::store(s, d, &sequence_set, kind, response, &flags, uid).await
+        CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers } => {
+            store::store(s, d, &sequence_set, kind, response, &flags, uid, &modifiers).await
         }
         CommandBody::Search { charset, criteria, uid } => {
             let key = if criteria.as_ref().len() == 1 {
@@ -479,6 +475,7 @@ mod tests {
             own_modseqs: Vec::new(),
             account: None,
             saved: Vec::new(),
+            ext: Default::default(),
         };
         for set in ["1:*", "*", "2,4:6,5", "9:1", "3,3,3", "1", "7:*,1:2", "1:100", "40:*", "11:19,41:50", "100"] {
             let set = SequenceSet::try_from(set).expect("a sequence set");

@@ -10,33 +10,48 @@ pub(super) async fn search(
     key: &SearchKey<'_>,
     uid: bool,
 ) -> Reply {
-    match matching(s, charset, key).await {
-        Ok(hits) => {
-            write_search(d, &hits, uid);
+    match matching(s, d, charset, key).await {
+        Ok(found) => {
+            write_search(d, &found, uid);
             ok(None, "SEARCH completed")
         }
         Err(reply) => reply,
     }
 }
 
-/// `* SEARCH n…`: UIDs or sequence numbers of the hits.
-fn write_search(d: &mut Driver, hits: &[(u32, u32)], uid: bool) {
-    let mut line = String::with_capacity(9 + hits.len() * 7);
+/// `* SEARCH n…`: UIDs or sequence numbers of the hits, and `(MODSEQ m)` when the query used
+/// MODSEQ and something matched (RFC 7162 §3.1.5).
+fn write_search(d: &mut Driver, found: &Found, uid: bool) {
+    let mut line = String::with_capacity(9 + found.hits.len() * 7);
     line.push_str("* SEARCH");
-    for &(seq, u) in hits {
+    for &(seq, u) in &found.hits {
         let _ = write!(line, " {}", if uid { u } else { seq });
+    }
+    if let Some(top) = found.modseq
+        && !found.hits.is_empty()
+    {
+        let _ = write!(line, " (MODSEQ {top})");
     }
     line.push_str("\r\n");
     d.out().extend_from_slice(line.as_bytes());
 }
 
-/// The messages of the selected mailbox matching `key`: (sequence number, UID), ascending.
-/// `Err`: the reply to send instead (a bad charset or key, a store error).
+/// What a search found.
+pub(super) struct Found {
+    /// (sequence number, UID) of the hits, ascending.
+    pub hits: Vec<(u32, u32)>,
+    /// When the query used MODSEQ (CONDSTORE): the highest MODSEQ among the hits.
+    pub modseq: Option<u64>,
+}
+
+/// The messages of the selected mailbox matching `key`. A MODSEQ key enables CONDSTORE (RFC 7162
+/// §3.1). `Err`: the reply to send instead (a bad charset or key, a store error).
 pub(super) async fn matching(
     s: &mut Session,
+    d: &mut Driver,
     charset: Option<&imap_next::imap_types::core::Charset<'_>>,
     key: &SearchKey<'_>,
-) -> Result<Vec<(u32, u32)>, Reply> {
+) -> Result<Found, Reply> {
     let query = match SearchQuery::new(key, charset) {
         Ok(q) => Arc::new(q),
         Err(e) => {
@@ -49,6 +64,10 @@ pub(super) async fn matching(
             });
         }
     };
+    let modseq = query.uses_modseq();
+    if modseq {
+        super::select::enable_condstore(s, d);
+    }
     let State::Selected { mb, .. } = &s.state else { return Err(wrong_state()) };
     let (id, uids, recent) = (mb.id, mb.uids.clone(), mb.recent.clone());
     let r = s
@@ -57,10 +76,8 @@ pub(super) async fn matching(
             if let Some((mask, want)) = query.flags_only() {
                 // Decided by the flags alone: UIDs straight from the (indexed) flags column.
                 let hits = c.uids_with_flags(id, mask, want)?;
-                return Ok(hits
-                    .into_iter()
-                    .filter_map(|u| uids.binary_search(&u).ok().map(|i| (i as u32 + 1, u)))
-                    .collect());
+                let hits = hits.into_iter().filter_map(|u| uids.binary_search(&u).ok().map(|i| (i as u32 + 1, u)));
+                return Ok((hits.collect(), 0));
             }
             let needs = query.needs();
             // The narrowest read: a text index lookup, else the unread-index, else the UID range.
@@ -73,6 +90,7 @@ pub(super) async fn matching(
             let exact = filter.is_some_and(|f| f.exact);
             let ctx = SearchContext { max_seq: uids.len() as u32, max_uid: uids.last().copied().unwrap_or(0) };
             let mut hits = Vec::new();
+            let mut top = 0u64; // the highest MODSEQ among the hits
             for r in &rows {
                 let Ok(i) = uids.binary_search(&r.uid) else { continue };
                 let seq = i as u32 + 1;
@@ -100,12 +118,16 @@ pub(super) async fn matching(
                 };
                 if hit {
                     hits.push((seq, r.uid));
+                    top = top.max(r.modseq);
                 }
             }
-            Ok(hits)
+            Ok((hits, top))
         })
         .await;
-    r.map_err(db_no)
+    match r {
+        Ok((hits, top)) => Ok(Found { hits, modseq: modseq.then_some(top) }),
+        Err(e) => Err(db_no(e)),
+    }
 }
 
 /// SEARCH with result options (ESEARCH, RFC 4731) and/or the saved result (SEARCHRES, RFC 5182).
@@ -118,11 +140,11 @@ pub async fn search_extended(
     let State::Selected { mb, .. } = &s.state else { return wrong_state() };
     let save = q.ret.is_some_and(|r| r.save);
     let found = match q.criteria(&mb.saved) {
-        Some((charset, key)) => matching(s, charset.as_ref(), &key).await,
+        Some((charset, key)) => matching(s, d, charset.as_ref(), &key).await,
         None => Err(bad("syntax error in the search criteria")),
     };
-    let hits = match found {
-        Ok(hits) => hits,
+    let found = match found {
+        Ok(found) => found,
         Err(reply) => {
             // A failed SEARCH ... RETURN (SAVE) leaves `$` empty (RFC 5182 §2.1).
             if save && let State::Selected { mb, .. } = &mut s.state {
@@ -132,12 +154,14 @@ pub async fn search_extended(
         }
     };
     let Some(ret) = q.ret else {
-        write_search(d, &hits, q.uid());
+        write_search(d, &found, q.uid());
         return ok(None, "SEARCH completed");
     };
+    let hits = &found.hits;
     if ret.answers() {
         let nums: Vec<u32> = hits.iter().map(|&(seq, uid)| if q.uid() { uid } else { seq }).collect();
-        d.out().extend_from_slice(esearch_line(tag.as_ref(), q.uid(), ret, &nums).as_bytes());
+        let modseq = found.modseq.filter(|_| !nums.is_empty());
+        d.out().extend_from_slice(esearch_line(tag.as_ref(), q.uid(), ret, &nums, modseq).as_bytes());
     }
     if ret.save
         && let State::Selected { mb, .. } = &mut s.state
@@ -158,8 +182,14 @@ pub async fn search_extended(
 
 /// `* ESEARCH (TAG "a1") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]` (RFC 4731 §3.1): MIN, MAX and
 /// ALL are left out when nothing matched, COUNT never; ALL in sequence-set form. Item order as
-/// Dovecot sends them.
-fn esearch_line(tag: &str, uid: bool, ret: crate::imap::syntax::search::Return, nums: &[u32]) -> String {
+/// Dovecot sends them; `MODSEQ m` last when the query used MODSEQ (RFC 7162 §3.1.5).
+fn esearch_line(
+    tag: &str,
+    uid: bool,
+    ret: crate::imap::syntax::search::Return,
+    nums: &[u32],
+    modseq: Option<u64>,
+) -> String {
     let mut line = format!("* ESEARCH (TAG \"{tag}\")");
     if uid {
         line.push_str(" UID");
@@ -177,6 +207,9 @@ fn esearch_line(tag: &str, uid: bool, ret: crate::imap::syntax::search::Return, 
     }
     if ret.count {
         let _ = write!(line, " COUNT {}", nums.len());
+    }
+    if let Some(m) = modseq {
+        let _ = write!(line, " MODSEQ {m}");
     }
     line.push_str("\r\n");
     line

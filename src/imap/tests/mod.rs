@@ -8,6 +8,7 @@
 //! fixes them.
 
 mod binary;
+mod condstore;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -469,7 +470,7 @@ pub(super) fn no_expunge(r: &[Vec<u8>]) -> bool {
     !r.iter().any(|l| s(l).contains(" EXPUNGE"))
 }
 
-pub(super) const CAPS_AUTH: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE ESEARCH SEARCHRES WITHIN BINARY MULTIAPPEND LIST-EXTENDED LIST-STATUS STATUS=SIZE";
+pub(super) const CAPS_AUTH: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE ESEARCH SEARCHRES WITHIN BINARY MULTIAPPEND LIST-EXTENDED LIST-STATUS STATUS=SIZE CONDSTORE QRESYNC";
 pub(super) const CAPS_PRE: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE AUTH=PLAIN AUTH=LOGIN";
 
 pub(super) fn select_lines(exists: usize, recent: usize, unseen: Option<usize>, uv: i64, next: u32) -> Vec<String> {
@@ -500,7 +501,7 @@ async fn greeting_and_capabilities_before_and_after_login() {
     let r = c.cmd("a3", "CAPABILITY").await;
     assert_resp(&r, &[format!("* CAPABILITY {CAPS_AUTH}"), "a3 OK CAPABILITY completed".into()]);
     let caps = s(&r[0]);
-    for never in ["AUTH=", "STARTTLS", "CONDSTORE", "QRESYNC", "COMPRESS", "LOGINDISABLED"] {
+    for never in ["AUTH=", "STARTTLS", "COMPRESS", "LOGINDISABLED"] {
         assert!(!caps.contains(never), "{never} advertised after login: {caps}");
     }
     for word in caps.trim_end().split(' ').skip(2) {
@@ -516,7 +517,7 @@ async fn greeting_and_capabilities_before_and_after_login() {
         ],
     )
     .await;
-    c.expect("a6", "ENABLE CONDSTORE", &["* ENABLED", "a6 OK ENABLE completed"]).await;
+    c.expect("a6", "ENABLE CONDSTORE", &["* ENABLED CONDSTORE", "a6 OK ENABLE completed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1112,7 +1113,13 @@ async fn store_flags_and_keywords() {
     c.expect(
         "a4",
         "STORE 1 FLAGS (\\Answered $label1 $Junk)",
-        &["* 1 FETCH (FLAGS (\\Answered $label1 $Junk \\Recent))", "a4 OK STORE completed"],
+        &[
+            // New keywords are announced first (RFC 3501 §7.2.6; imap::tests::condstore).
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $label1 $Junk)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $label1 $Junk \\*)] flags and keywords are kept",
+            "* 1 FETCH (FLAGS (\\Answered $label1 $Junk \\Recent))",
+            "a4 OK STORE completed",
+        ],
     )
     .await;
     // Keywords are case-insensitive: adding $junk again changes nothing.
@@ -1135,7 +1142,12 @@ async fn store_flags_and_keywords() {
     c.expect(
         "a9",
         "STORE 4 +FLAGS \\Seen $Work",
-        &["* 4 FETCH (FLAGS (\\Seen $Work \\Recent))", "a9 OK STORE completed"],
+        &[
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $label1 $Junk $Work)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $label1 $Junk $Work \\*)] flags and keywords are kept",
+            "* 4 FETCH (FLAGS (\\Seen $Work \\Recent))",
+            "a9 OK STORE completed",
+        ],
     )
     .await;
     // \Recent is not the client's to set or clear.
