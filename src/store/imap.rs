@@ -249,11 +249,14 @@ pub fn store_flags(
 }
 
 /// What a STORE did: the addressed messages it may change as they are now (ascending by UID), how
-/// many changed, and (UNCHANGEDSINCE) the UIDs left alone because their MODSEQ was higher.
+/// many changed, the MODSEQ its change took (`None`: nothing changed — the rows then carry other
+/// writers' MODSEQs, which are not this STORE's), and (UNCHANGEDSINCE) the UIDs left alone because
+/// their MODSEQ was higher.
 #[derive(Debug, Default)]
 pub struct Stored {
     pub rows: Vec<MessageRow>,
     pub changed: usize,
+    pub modseq: Option<u64>,
     pub modified: Vec<u32>,
 }
 
@@ -311,7 +314,7 @@ pub fn store_flags_unchanged_since(
     if unseen_delta != 0 {
         conn.execute("UPDATE mailboxes SET unseen = unseen + ?2 WHERE id = ?1", params![mailbox, unseen_delta])?;
     }
-    Ok(Stored { rows: out, changed, modified })
+    Ok(Stored { rows: out, changed, modseq, modified })
 }
 
 /// Adds keywords to the mailbox's list (those it already has, compared case-insensitively, stay

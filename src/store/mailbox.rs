@@ -482,11 +482,19 @@ impl Store {
                 out.newly_seen = rows.iter().filter(|r| r.flags & flag::SEEN == 0).map(|r| r.uid).collect();
                 if !out.newly_seen.is_empty() {
                     let tx = immediate(c)?;
-                    let (updated, _) =
-                        q::store_flags(&tx, mailbox, &uid_ranges(&out.newly_seen), FlagOp::Add, flag::SEEN, &[])?;
+                    let stored = q::store_flags_unchanged_since(
+                        &tx,
+                        mailbox,
+                        &uid_ranges(&out.newly_seen),
+                        FlagOp::Add,
+                        flag::SEEN,
+                        &[],
+                        None,
+                    )?;
                     tx.commit()?;
-                    out.seen_modseq = updated.first().map(|r| r.modseq);
-                    for u in updated {
+                    // Only the MODSEQ this change took: another writer may have set \Seen first.
+                    out.seen_modseq = stored.modseq;
+                    for u in stored.rows {
                         if let Ok(i) = rows.binary_search_by_key(&u.uid, |r| r.uid) {
                             rows[i] = u;
                         }

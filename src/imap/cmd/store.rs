@@ -45,7 +45,9 @@ pub(super) async fn store(
     let condstore = s.enabled.condstore;
     let State::Selected { mb, .. } = &mut s.state else { return wrong_state() };
     let (rows, changed) = (stored.rows, stored.changed);
-    let own = rows.iter().map(|r| r.modseq).max();
+    // Only the MODSEQ this STORE's own change took: the addressed rows it left alone carry other
+    // sessions' MODSEQs, whose other messages this client must still hear of.
+    let own = stored.modseq;
     if let Some(m) = own {
         mb.own_modseqs.push(m);
     }
