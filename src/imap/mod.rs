@@ -17,6 +17,7 @@ pub mod search;
 pub mod server;
 pub mod session;
 pub mod syntax;
+pub mod thread;
 pub mod untagged;
 
 #[cfg(test)]

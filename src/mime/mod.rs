@@ -67,6 +67,7 @@ pub mod date;
 pub mod header;
 mod rfc822;
 mod search;
+pub mod subject;
 pub mod text;
 mod tree;
 pub mod wire;

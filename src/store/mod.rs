@@ -27,6 +27,7 @@ pub mod outbox;
 pub mod pool;
 pub mod schema;
 pub mod search;
+pub mod sortkeys;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -230,6 +231,9 @@ impl Store {
             let tx =
                 conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&self.path, e))?;
             tx.execute_batch(schema::MIGRATIONS[v as usize]).map_err(|e| db_err(&self.path, e))?;
+            if v as usize == schema::SORT_KEYS_MIGRATION {
+                sortkeys::fill_missing(&tx).map_err(|e| db_err(&self.path, e))?;
+            }
             tx.pragma_update(None, "user_version", v + 1).map_err(|e| db_err(&self.path, e))?;
             tx.pragma_update(None, "application_id", schema::APPLICATION_ID).map_err(|e| db_err(&self.path, e))?;
             tx.commit().map_err(|e| db_err(&self.path, e))?;

@@ -28,6 +28,8 @@ use crate::secret::Secret;
 use crate::store::accounts::AccountIds;
 use crate::store::{Delivery, Store};
 
+mod sort;
+
 /// How long any single read or write may take before the test fails.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
