@@ -264,6 +264,58 @@ pub fn rows(conn: &Connection, mailbox: i64, uids: &[u32], cols: Columns) -> rus
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
+    use crate::store::schema::{MIGRATIONS, SORT_KEYS_MIGRATION};
+
+    fn msg(subject: &str) -> Vec<u8> {
+        format!("From: Ann <ann@x.example>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@x>\r\n\r\nbody\r\n")
+            .into_bytes()
+    }
+
+    fn subjects(store: &Store) -> Vec<String> {
+        let conn = store.lock();
+        let id: i64 = conn.query_row("SELECT id FROM mailboxes WHERE name = 'INBOX'", [], |r| r.get(0)).unwrap();
+        let cols = Columns { subject: true, thread: true, ..Columns::default() };
+        rows(&conn, id, &[1, 2, 3], cols)
+            .unwrap()
+            .into_iter()
+            .map(|r| format!("{} {} {:?}", r.uid, r.keys.subject, r.keys.message_id))
+            .collect()
+    }
+
+    fn stored_rows(store: &Store) -> i64 {
+        store.lock().query_row("SELECT count(*) FROM sort_keys", [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn keys_are_written_at_insert_filled_by_the_migration_and_extracted_when_missing() {
+        assert!(MIGRATIONS[SORT_KEYS_MIGRATION].contains("CREATE TABLE sort_keys"));
+        let dir = crate::store::private_tempdir();
+        let path = dir.path().join("s.sqlite");
+        let store = Store::open(&path).unwrap();
+        store.deliver_local("INBOX", &msg("Re: one"), 0).unwrap();
+        store.deliver_local("INBOX", &msg("two"), 0).unwrap();
+        let want = ["1 ONE Some(\"Re:one@x\")", "2 TWO Some(\"two@x\")"];
+        assert_eq!(stored_rows(&store), 2, "written at insert");
+        assert_eq!(subjects(&store), want);
+        // A store from before the migration: no table; opening it fills the table.
+        store
+            .lock()
+            .execute_batch(&format!(
+                "DROP TRIGGER bodies_sort_keys; DROP TABLE sort_keys; PRAGMA user_version = {SORT_KEYS_MIGRATION};"
+            ))
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(stored_rows(&store), 2, "filled by the migration");
+        assert_eq!(subjects(&store), want);
+        // A body without its row is still sorted by its own keys.
+        store.lock().execute("DELETE FROM sort_keys WHERE subject = 'ONE'", []).unwrap();
+        assert_eq!(subjects(&store), want);
+        // Rows go with their body.
+        store.lock().execute("DELETE FROM messages", []).unwrap();
+        assert_eq!(stored_rows(&store), 0);
+    }
 
     fn keys(raw: &str) -> SortKeys {
         let raw = raw.replace('\n', "\r\n");
