@@ -10,6 +10,7 @@ mod daemon;
 mod fuzz;
 mod identity;
 mod imap;
+mod imap_sort;
 mod layers;
 mod limits;
 mod memory;

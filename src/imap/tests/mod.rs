@@ -465,8 +465,7 @@ pub(super) fn no_expunge(r: &[Vec<u8>]) -> bool {
     !r.iter().any(|l| s(l).contains(" EXPUNGE"))
 }
 
-pub(super) const CAPS_AUTH: &str =
-    "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE";
+pub(super) const CAPS_AUTH: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT";
 pub(super) const CAPS_PRE: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE AUTH=PLAIN AUTH=LOGIN";
 
 pub(super) fn select_lines(exists: usize, recent: usize, unseen: Option<usize>, uv: i64, next: u32) -> Vec<String> {
