@@ -131,6 +131,10 @@ impl Reader<'_> {
     pub fn raw(&self, body: i64) -> Result<Option<Vec<u8>>> {
         Ok(q::raw(self.conn, body)?)
     }
+    /// The mailbox's UIDs in SORT order ([`super::sortkeys::sorted_uids`]).
+    pub fn sorted_uids(&self, mailbox: i64, keys: &[(super::sortkeys::SortBy, bool)]) -> Result<Option<Vec<u32>>> {
+        Ok(super::sortkeys::sorted_uids(self.conn, mailbox, keys)?)
+    }
     /// The messages among `uids` (ascending) with the SORT / THREAD keys `cols`
     /// ([`super::sortkeys::rows`]).
     pub fn sort_rows(

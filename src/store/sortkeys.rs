@@ -200,6 +200,70 @@ impl SortRow {
     }
 }
 
+/// A SORT key (RFC 5256 §3, RFC 5957) as the store orders by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    Arrival,
+    Date,
+    Size,
+    From,
+    To,
+    Cc,
+    DisplayFrom,
+    DisplayTo,
+    Subject,
+}
+
+impl SortBy {
+    /// The SQL expression of the key over `messages m` and `sort_keys k`.
+    fn expr(self) -> &'static str {
+        match self {
+            SortBy::Arrival => "m.internaldate",
+            SortBy::Date => "coalesce(k.date, m.internaldate)",
+            SortBy::Size => "m.size",
+            SortBy::From => "k.from_mb",
+            SortBy::To => "k.to_mb",
+            SortBy::Cc => "k.cc_mb",
+            SortBy::DisplayFrom => "k.display_from",
+            SortBy::DisplayTo => "k.display_to",
+            SortBy::Subject => "k.subject",
+        }
+    }
+}
+
+/// The UIDs of a mailbox ordered by `keys` (each ascending, or descending when its flag is set),
+/// equal ones by UID — which is sequence-number order. SQLite sorts and only the UIDs come back,
+/// so a SORT of a large mailbox holds 4 bytes a message. The strings are stored in their
+/// i;ascii-casemap form and compared bytewise (SQLite's BINARY collation, `str::cmp`'s order).
+/// None when some message's body has no keys row (see the module docs): the caller then sorts
+/// [`rows`] itself.
+pub fn sorted_uids(conn: &Connection, mailbox: i64, keys: &[(SortBy, bool)]) -> rusqlite::Result<Option<Vec<u32>>> {
+    let mut order = String::new();
+    for (k, reverse) in keys {
+        order.push_str(k.expr());
+        order.push_str(if *reverse { " DESC, " } else { ", " });
+    }
+    // ARRIVAL and SIZE are columns of `messages`: no keys row needed.
+    let sql = if keys.iter().all(|(k, _)| matches!(k, SortBy::Arrival | SortBy::Size)) {
+        format!("SELECT m.uid, 0 FROM messages m WHERE m.mailbox_id = ?1 ORDER BY {order}m.uid")
+    } else {
+        format!(
+            "SELECT m.uid, k.body_id IS NULL FROM messages m LEFT JOIN sort_keys k ON k.body_id = m.body_id
+             WHERE m.mailbox_id = ?1 ORDER BY {order}m.uid"
+        )
+    };
+    let mut st = conn.prepare_cached(&sql)?;
+    let mut q = st.query([mailbox])?;
+    let mut out = Vec::new();
+    while let Some(r) = q.next()? {
+        if r.get::<_, bool>(1)? {
+            return Ok(None);
+        }
+        out.push(r.get::<_, i64>(0)? as u32);
+    }
+    Ok(Some(out))
+}
+
 /// The messages of a mailbox whose UIDs are in `uids` (ascending), ascending by UID, with the
 /// `cols` keys.
 pub fn rows(conn: &Connection, mailbox: i64, uids: &[u32], cols: Columns) -> rusqlite::Result<Vec<SortRow>> {

@@ -14,13 +14,45 @@ use imap_next::imap_types::core::{Charset, Vec1};
 use imap_next::imap_types::extensions::sort::{SortCriterion, SortKey};
 
 use super::*;
-use crate::store::sortkeys::{Columns, SortRow};
+use crate::store::sortkeys::{Columns, SortBy, SortRow};
 
 /// A selected message with its keys.
 pub(super) struct Selection {
     /// Sequence number.
     pub seq: u32,
     pub row: SortRow,
+}
+
+/// The UIDs the search criteria select, ascending (`ALL`, the usual SORT, needs no evaluation:
+/// every message of the session's view).
+fn hits(c: &Reader<'_>, query: &Query) -> DbResult<Vec<u32>> {
+    match &query.search {
+        None => Ok(query.uids.to_vec()),
+        Some(q) => search::matching(c, q, query.mailbox, &query.uids, &query.recent, true),
+    }
+}
+
+/// A SORT or THREAD command's selection, ready for the store thread.
+struct Query {
+    mailbox: i64,
+    /// The session's view: sequence number − 1 → UID.
+    uids: Arc<Vec<u32>>,
+    recent: crate::imap::session::UidSet,
+    /// None: `ALL`.
+    search: Option<SearchQuery>,
+}
+
+fn query(s: &Session, charset: &Charset<'_>, criteria: &Vec1<SearchKey<'_>>) -> Result<Query, Reply> {
+    let key =
+        if criteria.as_ref().len() == 1 { criteria.as_ref()[0].clone() } else { SearchKey::And(criteria.clone()) };
+    let compiled = search::compile(&key, Some(charset))?;
+    let State::Selected { mb, .. } = &s.state else { return Err(wrong_state()) };
+    Ok(Query {
+        mailbox: mb.id,
+        uids: Arc::new(mb.uids.clone()),
+        recent: mb.recent.clone(),
+        search: (!matches!(key, SearchKey::All)).then_some(compiled),
+    })
 }
 
 /// The messages the search criteria select, ascending, with the `cols` keys; or the command's
@@ -31,26 +63,16 @@ pub(super) async fn select(
     criteria: &Vec1<SearchKey<'_>>,
     cols: Columns,
 ) -> Result<Vec<Selection>, Reply> {
-    let key =
-        if criteria.as_ref().len() == 1 { criteria.as_ref()[0].clone() } else { SearchKey::And(criteria.clone()) };
-    let query = search::compile(&key, Some(charset))?;
-    let everything = matches!(key, SearchKey::All);
-    let State::Selected { mb, .. } = &s.state else { return Err(wrong_state()) };
-    let (id, uids, recent) = (mb.id, Arc::new(mb.uids.clone()), mb.recent.clone());
-    let all = Arc::clone(&uids);
-    let rows = s
-        .store()
-        .read(move |c| {
-            // `ALL` (the usual SORT) needs no evaluation: every message of the session's view.
-            let hits = if everything { all.to_vec() } else { search::matching(c, &query, id, &all, &recent, true)? };
-            c.sort_rows(id, &hits, cols)
-        })
-        .await
-        .map_err(db_no)?;
-    Ok(rows
-        .into_iter()
+    let q = query(s, charset, criteria)?;
+    let uids = Arc::clone(&q.uids);
+    let rows = s.store().read(move |c| c.sort_rows(q.mailbox, &hits(c, &q)?, cols)).await.map_err(db_no)?;
+    Ok(with_seqs(&uids, rows))
+}
+
+fn with_seqs(uids: &[u32], rows: Vec<SortRow>) -> Vec<Selection> {
+    rows.into_iter()
         .filter_map(|row| uids.binary_search(&row.uid).ok().map(|i| Selection { seq: i as u32 + 1, row }))
-        .collect())
+        .collect()
 }
 
 /// The columns a list of sort criteria compares.
@@ -86,7 +108,7 @@ fn compare(key: &SortKey, a: &SortRow, b: &SortRow) -> Ordering {
 }
 
 /// Orders a selection by the criteria, then by sequence number.
-pub(super) fn order(sel: &mut [Selection], criteria: &[SortCriterion]) {
+fn order(sel: &mut [Selection], criteria: &[SortCriterion]) {
     sel.sort_by(|a, b| {
         criteria
             .iter()
@@ -100,6 +122,20 @@ pub(super) fn order(sel: &mut [Selection], criteria: &[SortCriterion]) {
     });
 }
 
+fn sort_by(k: &SortKey) -> SortBy {
+    match k {
+        SortKey::Arrival => SortBy::Arrival,
+        SortKey::Date => SortBy::Date,
+        SortKey::Size => SortBy::Size,
+        SortKey::From => SortBy::From,
+        SortKey::To => SortBy::To,
+        SortKey::Cc => SortBy::Cc,
+        SortKey::DisplayFrom => SortBy::DisplayFrom,
+        SortKey::DisplayTo => SortBy::DisplayTo,
+        SortKey::Subject => SortBy::Subject,
+    }
+}
+
 pub(super) async fn sort(
     s: &mut Session,
     d: &mut Driver,
@@ -108,15 +144,40 @@ pub(super) async fn sort(
     search: &Vec1<SearchKey<'_>>,
     uid: bool,
 ) -> Reply {
-    let mut sel = match select(s, charset, search, columns(criteria)).await {
-        Ok(sel) => sel,
+    let q = match query(s, charset, search) {
+        Ok(q) => q,
         Err(r) => return r,
     };
-    order(&mut sel, criteria);
-    let mut line = String::with_capacity(8 + sel.len() * 7);
+    let criteria = criteria.to_vec();
+    let r = s
+        .store()
+        .read(move |c| -> DbResult<Vec<(u32, u32)>> {
+            let hits = hits(c, &q)?;
+            let keys: Vec<(SortBy, bool)> = criteria.iter().map(|k| (sort_by(&k.key), k.reverse)).collect();
+            // The store sorts; only UIDs come back. Then the session's view (a message that
+            // arrived since the last update is not in it) and the search decide what is shown.
+            if let Some(order) = c.sorted_uids(q.mailbox, &keys)? {
+                let seq = |u: u32| q.uids.binary_search(&u).ok().map(|i| i as u32 + 1);
+                return Ok(order
+                    .into_iter()
+                    .filter(|u| hits.binary_search(u).is_ok())
+                    .filter_map(|u| seq(u).map(|s| (s, u)))
+                    .collect());
+            }
+            // Some body has no keys row: sort the rows, their keys extracted where missing.
+            let mut sel = with_seqs(&q.uids, c.sort_rows(q.mailbox, &hits, columns(&criteria))?);
+            order(&mut sel, &criteria);
+            Ok(sel.into_iter().map(|m| (m.seq, m.row.uid)).collect())
+        })
+        .await;
+    let sorted = match r {
+        Ok(v) => v,
+        Err(e) => return db_no(e),
+    };
+    let mut line = String::with_capacity(8 + sorted.len() * 7);
     line.push_str("* SORT");
-    for m in &sel {
-        let _ = write!(line, " {}", if uid { m.row.uid } else { m.seq });
+    for (seq, u) in &sorted {
+        let _ = write!(line, " {}", if uid { u } else { seq });
     }
     line.push_str("\r\n");
     d.out().extend_from_slice(line.as_bytes());
