@@ -116,3 +116,38 @@ fn sort_and_thread_answer_as_dovecot_does() {
     let refs = want.iter().find(|l| l.starts_with("THREAD REFERENCES UTF-8 ALL")).cloned().unwrap_or_default();
     assert!(refs.contains(")("), "{refs}");
 }
+
+/// Subjects that differ only in the case of a non-ASCII letter are one base subject (Dovecot
+/// compares with i;unicode-casemap): one ORDEREDSUBJECT thread, merged by REFERENCES. Also a
+/// duplicate Message-ID, a self-reference and two replies to one missing message. (SORT by such
+/// subjects or display names is not compared: Dovecot's RFC 5051 decomposition sorts `É` with
+/// `E`, popbridge after `Z`.)
+#[test]
+fn non_ascii_case_and_odd_references_thread_as_dovecot_does() {
+    let d = Dovecot::start(DovecotOpts::default());
+    let msgs = [
+        "Date: Thu, 03 Mar 2022 10:00:00 +0000\nFrom: <e@x.example>\nSubject: =?UTF-8?Q?=C3=9Cber?=\nMessage-ID: <d@x>\n\n1\n",
+        "Date: Thu, 03 Mar 2022 11:00:00 +0000\nFrom: <z@x.example>\nSubject: apple\nMessage-ID: <d@x>\n\n2\n",
+        "Date: Thu, 03 Mar 2022 12:00:00 +0000\nFrom: <m@x.example>\nSubject: =?UTF-8?Q?=C3=BCber?=\nReferences: <d@x>\n\n3\n",
+        "Date: Thu, 03 Mar 2022 13:00:00 +0000\nFrom: <v@x.example>\nSubject: _under\nMessage-ID: <v@x>\nIn-Reply-To: <zz@x>\n\n4\n",
+        "Date: Thu, 03 Mar 2022 14:00:00 +0000\nFrom: <A@x.example>\nSubject: Re: apple\nMessage-ID: <w@x>\nIn-Reply-To: <zz@x>\n\n5\n",
+        "Date: Thu, 03 Mar 2022 15:00:00 +0000\nFrom: <b@x.example>\nSubject: Re: _under\nMessage-ID: <q@x>\nReferences: <q@x>\n\n6\n",
+        "Date: Thu, 03 Mar 2022 16:00:00 +0000\nFrom: <c@x.example>\nSubject: =?ISO-8859-1?Q?Re=3A_=DCBER?=\nMessage-ID: <r@x>\n\n7\n",
+    ];
+    d.deliver("alice", &msgs.iter().map(|m| crlf(m)).collect::<Vec<_>>());
+    let b = Bridge::with_listeners();
+    b.add_dovecot_alice(&d, &[]).expect(0);
+    b.run(&["fetch"]).expect(0);
+    let _daemon = b.daemon();
+    let mut theirs = Raw::connect_login(&Target::dovecot(&d, "alice", "alice-pw", Security::Plain));
+    let mut ours = Raw::connect_login(&b.target(Security::Plain, "me"));
+    assert!(theirs.cmd("s", "SELECT INBOX").ok() && ours.cmd("s", "SELECT Work").ok());
+    for (i, c) in
+        ["THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL", "SORT (FROM) UTF-8 ALL"].iter().enumerate()
+    {
+        let tag = format!("x{i}");
+        let (want, got) = (theirs.cmd(&tag, c), ours.cmd(&tag, c));
+        assert!(want.ok() && got.ok(), "{c}: {:?} {:?}", want.lines, got.lines);
+        assert_eq!(got.lines[..got.lines.len() - 1], want.lines[..want.lines.len() - 1], "{c}: popbridge, Dovecot");
+    }
+}

@@ -21,7 +21,7 @@ pub struct Message {
     pub seq: u32,
     /// Sent date in UTC: the Date header, else INTERNALDATE (RFC 5256 §2.2).
     pub date: i64,
-    /// The base subject, i;ascii-casemap form (`mime::subject`).
+    /// The base subject in its compared form (`mime::subject::sort_form`).
     pub subject: String,
     /// The subject was a reply or forward.
     pub reply: bool,

@@ -16,7 +16,7 @@
 //! The keywords match ASCII case-insensitively (`RE:`, `fWd:`). "The subject is a reply or a
 //! forward" (§2.2 step 5, used to choose the parent when subjects merge) when any of `Re:`/`Fwd:`
 //! leaders, a `(fwd)` trailer or a `[fwd: …]` wrapper was removed. Comparisons then use
-//! i;ascii-casemap ([`sort_form`]).
+//! [`sort_form`] (i;ascii-casemap, folding non-ASCII case too).
 
 /// The base subject of a `Subject:` field value (raw bytes, folded or not, encoded-words as
 /// written) and whether it was a reply or forward.
@@ -117,10 +117,23 @@ fn refwd_leader(s: &str) -> Option<&str> {
     rest.strip_prefix(':')
 }
 
-/// The i;ascii-casemap form of a string (RFC 4790 §9.2: ASCII letters upper-cased), which is
-/// what SORT compares and ORDEREDSUBJECT groups by.
+/// The form SORT compares and THREAD groups subjects by: every letter with a one-letter
+/// upper-case mapping upper-cased. On ASCII that is exactly i;ascii-casemap (RFC 4790 §9.2,
+/// RFC 5256's comparator); beyond ASCII it follows Dovecot, which compares with
+/// i;unicode-casemap (RFC 5051), so far as to fold case — `Über` and `über` are one subject, one
+/// thread — but without RFC 5051's decomposition: `É` sorts after `Z`, where Dovecot sorts it
+/// with `E`. Letters whose upper case is several letters (`ß` → `SS`) are kept, as RFC 5051's
+/// simple titlecase mapping keeps them.
 pub fn sort_form(s: &str) -> String {
-    s.to_ascii_uppercase()
+    s.chars()
+        .map(|c| {
+            let mut up = c.to_uppercase();
+            match (up.next(), up.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -182,7 +195,9 @@ mod tests {
     }
 
     #[test]
-    fn the_sort_form_maps_only_ascii() {
-        assert_eq!(sort_form("Grüße aBc"), "GRüßE ABC");
+    fn the_sort_form_folds_case_letter_by_letter() {
+        assert_eq!(sort_form("Grüße aBc"), "GRÜßE ABC");
+        assert_eq!(sort_form("Über"), sort_form("über"));
+        assert_eq!(sort_form("[a]_z"), "[A]_Z", "non-letters stay: `_` sorts after `Z`, as in i;ascii-casemap");
     }
 }

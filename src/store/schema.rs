@@ -261,7 +261,7 @@ CREATE UNIQUE INDEX outbox_chunks_order ON outbox_chunks(outbox_id, seq);
 CREATE TABLE sort_keys (
     body_id      INTEGER PRIMARY KEY,   -- bodies.id
     date         INTEGER,               -- Date: in UTC, unix seconds; NULL: none usable (INTERNALDATE then)
-    from_mb      TEXT NOT NULL,         -- first From / To / Cc addr-mailbox, i;ascii-casemap form
+    from_mb      TEXT NOT NULL,         -- first From / To / Cc addr-mailbox, casemapped (sort_form)
     to_mb        TEXT NOT NULL,
     cc_mb        TEXT NOT NULL,
     display_from TEXT NOT NULL,         -- RFC 5957 display names (else the address), casemapped

@@ -5,8 +5,8 @@
 //! added to `bodies` would sit behind the raw BLOB, and reading it would walk the blob's overflow
 //! pages.
 //!
-//! Every string is already in its compared form: i;ascii-casemap (ASCII upper-cased,
-//! `mime::subject::sort_form`), so SQLite or the caller compares bytes.
+//! Every string is already in its compared form (`mime::subject::sort_form`: upper-cased, which
+//! on ASCII is i;ascii-casemap), so SQLite or the caller compares bytes.
 //!
 //! A body without a row (written by code that bypasses [`insert`]) is not an error: [`rows`]
 //! extracts its keys from the stored message on the fly.
@@ -234,7 +234,8 @@ impl SortBy {
 /// The UIDs of a mailbox ordered by `keys` (each ascending, or descending when its flag is set),
 /// equal ones by UID — which is sequence-number order. SQLite sorts and only the UIDs come back,
 /// so a SORT of a large mailbox holds 4 bytes a message. The strings are stored in their
-/// i;ascii-casemap form and compared bytewise (SQLite's BINARY collation, `str::cmp`'s order).
+/// `sort_form` (i;ascii-casemap on ASCII) and compared bytewise (SQLite's BINARY collation,
+/// `str::cmp`'s order).
 /// None when some message's body has no keys row (see the module docs): the caller then sorts
 /// [`rows`] itself.
 pub fn sorted_uids(conn: &Connection, mailbox: i64, keys: &[(SortBy, bool)]) -> rusqlite::Result<Option<Vec<u32>>> {
@@ -395,7 +396,7 @@ mod tests {
         );
         assert_eq!(k.date, Some(760_686_745), "1994-02-08 05:52:25 UTC");
         assert_eq!((k.from.as_str(), k.to.as_str(), k.cc.as_str()), ("JUERGEN", "ANN", "CC"));
-        assert_eq!((k.display_from.as_str(), k.display_to.as_str()), ("JüRGEN", "ANN"));
+        assert_eq!((k.display_from.as_str(), k.display_to.as_str()), ("JÜRGEN", "ANN"));
         assert_eq!((k.subject.as_str(), k.reply), ("HELLO", true));
         assert_eq!(k.message_id.as_deref(), Some("a@b"));
         assert_eq!(k.references, ["r1@x", "r2@x"]);

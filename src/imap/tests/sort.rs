@@ -217,3 +217,21 @@ async fn bodies_without_stored_keys_sort_and_thread_the_same() {
         assert_eq!(&show(&c.cmd("t", cmd).await), want, "{cmd}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_ascii_case_is_one_subject() {
+    let h = Harness::start().await;
+    let msgs = [
+        ("01-Mar-2022 00:00:00 +0000", "Date: Tue, 01 Mar 2022 10:00:00 +0000\nSubject: =?UTF-8?Q?=C3=9Cber?=\n\n1\n"),
+        ("01-Mar-2022 00:00:00 +0000", "Date: Tue, 01 Mar 2022 11:00:00 +0000\nSubject: zebra\n\n2\n"),
+        (
+            "01-Mar-2022 00:00:00 +0000",
+            "Date: Tue, 01 Mar 2022 12:00:00 +0000\nSubject: Re: =?UTF-8?Q?=C3=BCber?=\n\n3\n",
+        ),
+        ("01-Mar-2022 00:00:00 +0000", "Date: Tue, 01 Mar 2022 13:00:00 +0000\nSubject: Zebra\n\n4\n"),
+    ];
+    let mut c = mailbox_with(&h, "U", &msgs).await;
+    sort_is(&mut c, "SORT (SUBJECT) UTF-8 ALL", "SORT 2 4 1 3").await;
+    sort_is(&mut c, "THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD (1 3)(2 4)").await;
+    sort_is(&mut c, "THREAD REFERENCES UTF-8 ALL", "THREAD (1 3)((2)(4))").await;
+}
