@@ -10,6 +10,7 @@
 //! - `deliver`: the fetch path — message + mailbox row + UIDL record in one transaction.
 //! - `accounts`: account rows, fetch status, POP state (known UIDLs, pruning).
 //! - `imap`: what the IMAP server asks of the store.
+//! - `sortkeys`: what SORT and THREAD compare, parsed once at insert (one row per body).
 //! - `outbox`: submitted mail until it is relayed, and verified addresses.
 //! - `guard`: the record beside the store that shows when it lost committed transactions.
 //! - `pool`: the few connections IMAP sessions share, each job on a blocking thread.

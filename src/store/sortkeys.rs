@@ -11,7 +11,7 @@
 //! A body without a row (written by code that bypasses [`insert`]) is not an error: [`rows`]
 //! extracts its keys from the stored message on the fly.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::mime::subject::{base_subject_raw, sort_form};
 use crate::mime::{Address, MessageMeta, header};
@@ -158,11 +158,29 @@ pub fn insert(conn: &Connection, body: i64, k: &SortKeys) -> rusqlite::Result<()
     Ok(())
 }
 
-/// The keys of a stored body, extracted from its metadata and header (not from its row).
+/// Header bytes read per step when a stored header is looked for (most headers fit one).
+const HEADER_STEP: usize = 16 * 1024;
+
+/// The keys of a stored body, extracted from its header (not from its row). Only the header is
+/// read, through incremental blob I/O, and parsed as a message of its own: the keys come from
+/// the header alone.
 fn extract_stored(conn: &Connection, body: i64) -> rusqlite::Result<Option<SortKeys>> {
-    let Some(meta) = super::imap::meta(conn, body)? else { return Ok(None) };
-    let Some(head) = super::imap::raw_range(conn, body, 0..meta.header_len as usize)? else { return Ok(None) };
-    Ok(Some(SortKeys::extract(&head, &meta)))
+    let len: Option<i64> = conn
+        .prepare_cached("SELECT length(raw) FROM bodies WHERE id = ?1")?
+        .query_row([body], |r| r.get(0))
+        .optional()?;
+    let Some(len) = len else { return Ok(None) };
+    let len = usize::try_from(len).unwrap_or(0);
+    let blob = conn.blob_open(rusqlite::MAIN_DB, "bodies", "raw", body, true)?;
+    let mut head = Vec::new();
+    while head.len() < len && header::find_end(&head).is_none() {
+        let start = head.len();
+        let end = (start + HEADER_STEP).min(len);
+        head.resize(end, 0);
+        blob.read_at_exact(&mut head[start..], start)?;
+    }
+    let head = &head[..header::split(&head).body_start];
+    Ok(Some(SortKeys::extract(head, &MessageMeta::extract(head))))
 }
 
 /// Writes the keys of every body that has none (the migration that created the table, for the
