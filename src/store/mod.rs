@@ -441,9 +441,10 @@ mod tests {
     }
 
     /// Takes a store's POP state back to schema 7 (per account, before `pop_servers`), drops
-    /// what schema 9 added (`store_guard`) and takes the outbox back to before spooling (schema
-    /// 10): with [`forget_guard`], the store is as a schema-7 one.
-    const SCHEMA_7_POP_STATE: &str = "DROP TABLE outbox_chunks; ALTER TABLE outbox DROP COLUMN body_size;
+    /// what schema 9 added (`store_guard`), takes the outbox back to before spooling (schema
+    /// 10) and drops the sort keys (schema 11): with [`forget_guard`], the store is as a
+    /// schema-7 one.
+    const SCHEMA_7_POP_STATE: &str = "DROP TRIGGER bodies_sort_keys; DROP TABLE sort_keys; DROP TABLE outbox_chunks; ALTER TABLE outbox DROP COLUMN body_size;
         ALTER TABLE outbox DROP COLUMN body_8bit; DROP TABLE store_guard; DROP TABLE pop_servers; DROP TABLE pop_uidls;
         CREATE TABLE pop_uidls (account_id INTEGER NOT NULL, uidl TEXT NOT NULL, first_seen INTEGER NOT NULL,
             body_id INTEGER, size INTEGER NOT NULL, local_deleted INTEGER NOT NULL DEFAULT 0,
