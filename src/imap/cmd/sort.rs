@@ -5,8 +5,12 @@
 //! Keys: ARRIVAL is INTERNALDATE; DATE the Date header in UTC, INTERNALDATE when it has none;
 //! FROM / TO / CC the local part of the first address; DISPLAYFROM / DISPLAYTO its display name
 //! (else the address); SUBJECT the base subject; SIZE RFC822.SIZE. Strings compare in
-//! i;ascii-casemap, non-ASCII case folded too (`mime::subject::sort_form`, stored in that form), a missing value as the empty string. REVERSE turns the
-//! key after it around; messages equal in every key are in sequence-number order (§3).
+//! i;ascii-casemap, non-ASCII case folded too (`mime::subject::sort_form`, the stored form), a
+//! missing value as the empty string. REVERSE turns the key after it around; messages equal in
+//! every key are in sequence-number order (§3).
+//!
+//! The store orders the mailbox (`sortkeys::sorted_uids`, only UIDs come back); the sort here
+//! ([`order`]) is for a mailbox with bodies lacking a keys row.
 
 use std::cmp::Ordering;
 

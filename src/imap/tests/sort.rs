@@ -235,3 +235,23 @@ async fn non_ascii_case_is_one_subject() {
     sort_is(&mut c, "THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD (1 3)(2 4)").await;
     sort_is(&mut c, "THREAD REFERENCES UTF-8 ALL", "THREAD (1 3)((2)(4))").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_and_thread_by_sequence_number_defer_other_sessions_expunges() {
+    let h = Harness::start().await;
+    let mut a = mailbox_with(&h, "S", &SORT_MSGS).await;
+    let mut b = h.login("me").await;
+    b.cmd("b0", "SELECT S").await;
+    b.cmd("b1", "STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    b.expect("b2", "EXPUNGE", &["* 2 EXPUNGE", "b2 OK EXPUNGE completed"]).await;
+    // RFC 3501 §7.4.1 as for SEARCH: no EXPUNGE while the numbers of A's view are in use; the
+    // expunged message is left out and the others keep their numbers (RFC 5530 EXPUNGEISSUED).
+    let r = a.cmd("a1", "SORT (DATE) UTF-8 ALL").await;
+    assert_resp(&r, &["* SORT 3 5 1 4", "a1 OK [EXPUNGEISSUED] SORT completed"]);
+    let r = a.cmd("a2", "THREAD REFERENCES UTF-8 ALL").await;
+    assert_resp(&r, &["* THREAD ((3)(4 5))(1)", "a2 OK [EXPUNGEISSUED] THREAD completed"]);
+    // UID SORT may tell it (after its answer, in UIDs, which do not shift).
+    let r = a.cmd("a3", "UID SORT (DATE) UTF-8 ALL").await;
+    assert_resp(&r, &["* SORT 3 5 1 4", "* 2 EXPUNGE", "a3 OK SORT completed"]);
+    a.expect("a4", "SORT (DATE) UTF-8 ALL", &["* SORT 2 4 1 3", "a4 OK SORT completed"]).await;
+}
