@@ -472,4 +472,54 @@ mod tests {
         let t = ordered_subject(&msgs);
         assert_eq!(response(&t), "* THREAD (3 (2)(6))(1 4)(5)\r\n");
     }
+    /// Every number in a response, in order.
+    fn numbers(threads: &[Thread], out: &mut Vec<u32>) {
+        for t in threads {
+            out.extend(t.number);
+            numbers(&t.children, out);
+        }
+    }
+
+    #[test]
+    fn random_reference_graphs_thread_every_message_once() {
+        // xorshift: reproducible without a dependency.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let subjects = ["a", "Re: a", "b", "Fwd: b", "", "Re: c"];
+        for round in 0..300 {
+            let count = 1 + next(40) as u32;
+            let ids = 1 + next(50);
+            let msgs: Vec<Message> = (1..=count)
+                .map(|n| {
+                    let id = if next(10) == 0 { String::new() } else { format!("i{}", next(ids)) };
+                    let refs: Vec<String> = (0..next(5)).map(|_| format!("i{}", next(ids))).collect();
+                    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+                    let mut msg = m(n, &id, &refs, subjects[next(subjects.len() as u64) as usize]);
+                    msg.date = next(5) as i64; // many equal dates
+                    msg
+                })
+                .collect();
+            for threads in [references(&msgs), ordered_subject(&msgs)] {
+                let mut seen = Vec::new();
+                numbers(&threads, &mut seen);
+                seen.sort_unstable();
+                assert_eq!(seen, (1..=count).collect::<Vec<_>>(), "round {round}: {}", response(&threads));
+                // No dummy without children, no dummy with one child below the top.
+                fn check(t: &Thread, top: bool) {
+                    if t.number.is_none() {
+                        assert!(t.children.len() >= if top { 2 } else { 1 }, "{t:?}");
+                    }
+                    for c in &t.children {
+                        check(c, false);
+                    }
+                }
+                threads.iter().for_each(|t| check(t, true));
+            }
+        }
+    }
 }

@@ -200,4 +200,27 @@ mod tests {
         assert_eq!(sort_form("Über"), sort_form("über"));
         assert_eq!(sort_form("[a]_z"), "[A]_Z", "non-letters stay: `_` sorts after `Z`, as in i;ascii-casemap");
     }
+    #[test]
+    fn any_input_gives_a_stable_base_subject() {
+        let pieces =
+            ["Re", "re:", "Fwd", ":", "[", "]", "(fwd)", " ", "\t", "[fwd:", "x", "é", "=?UTF-8?Q?R=C3=A9?=", "(", "F"];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..3000 {
+            let mut s = String::new();
+            for _ in 0..(x % 12) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.push_str(pieces[(x % pieces.len() as u64) as usize]);
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (base, _) = base_subject_raw(s.as_bytes());
+            // The base subject of a base subject is itself (§2.1 repeats until nothing changes),
+            // and it has no leading or trailing space.
+            assert_eq!(base_subject(&base).0, base, "{s:?}");
+            assert_eq!(base.trim_matches(' '), base, "{s:?}");
+        }
+    }
 }
