@@ -25,7 +25,8 @@
 //! 5. The services:
 //!    - [`fetch`]: one fetch cycle per account (connect, list, diff, pipelined download into the
 //!      store, DELE per policy), the schedule, account health notices;
-//!    - [`imap`]: the local IMAP server (sessions on imap-next, FETCH/SEARCH over the stored metadata);
+//!    - [`imap`]: the local IMAP server (sessions on imap-next, FETCH/SEARCH/SORT/THREAD over
+//!      the stored metadata);
 //!    - [`smtp`]: the local submission server, the relay queue, the upstream client, address
 //!      verification, bounce notices.
 //! 6. [`control`]: the daemon's control socket (`popbridge fetch` goes through the running daemon).

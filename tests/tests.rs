@@ -16,6 +16,7 @@ mod imap_concurrent;
 mod imap_condstore;
 mod imap_list;
 mod imap_search;
+mod imap_sort;
 mod layers;
 mod limits;
 mod memory;

@@ -1,5 +1,6 @@
 //! The local IMAP server (RFC 3501 + IDLE, UIDPLUS, MOVE, UNSELECT, ENABLE, ID, NAMESPACE,
-//! LITERAL+, SASL-IR, CHILDREN, SPECIAL-USE) over the store.
+//! LITERAL+, SASL-IR, CHILDREN, SPECIAL-USE, SORT, SORT=DISPLAY, THREAD=REFERENCES,
+//! THREAD=ORDEREDSUBJECT) over the store.
 //!
 //! - `server`: listeners (on `net::listener`), what sessions share (credentials, TLS, throttle, slots).
 //! - `session`: one connection's state machine, its store connection, keeping the client in step.
@@ -7,6 +8,7 @@
 //! - `cmd`: every command after parsing, one file per group (mailbox, select, fetch, store, …).
 //! - `fetch`: FETCH responses encoded straight from the stored bytes and metadata.
 //! - `search`: SEARCH evaluation.
+//! - `thread`: THREAD's ORDEREDSUBJECT and REFERENCES algorithms and the `* THREAD` syntax.
 //! - `untagged`: EXISTS / RECENT / EXPUNGE updates.
 //! - `names`: modified UTF-7, views, LIST patterns.
 pub mod auth;
@@ -17,6 +19,7 @@ pub mod search;
 pub mod server;
 pub mod session;
 pub mod syntax;
+pub mod thread;
 pub mod untagged;
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub const IDLE_KEEPALIVE: Duration = Duration::from_secs(120);
 pub const MAX_LITERAL: u32 = 64 * 1024 * 1024;
 
 pub const CAPS_COMMON: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE";
-pub const CAPS_AUTHENTICATED: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE ESEARCH SEARCHRES WITHIN BINARY MULTIAPPEND LIST-EXTENDED LIST-STATUS STATUS=SIZE CONDSTORE QRESYNC";
+pub const CAPS_AUTHENTICATED: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE ESEARCH SEARCHRES WITHIN BINARY MULTIAPPEND LIST-EXTENDED LIST-STATUS STATUS=SIZE CONDSTORE QRESYNC SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT";
 
 pub enum Outcome {
     Close,
@@ -688,5 +688,7 @@ pub fn expunge_allowed(body: &CommandBody<'_>) -> bool {
         CommandBody::Fetch { uid: false, .. }
             | CommandBody::Store { uid: false, .. }
             | CommandBody::Search { uid: false, .. }
+            | CommandBody::Sort { uid: false, .. }
+            | CommandBody::Thread { uid: false, .. }
     )
 }

@@ -67,6 +67,7 @@ pub mod date;
 pub mod header;
 mod rfc822;
 mod search;
+pub mod subject;
 pub mod text;
 pub mod transfer;
 mod tree;

@@ -216,6 +216,7 @@ impl Delivery {
         let meta = MessageMeta::extract(raw);
         let date = meta.internal_date(fetched_at);
         let meta_bytes = meta.to_bytes();
+        let keys = super::sortkeys::SortKeys::extract(raw, &meta);
         let Some(open) = self.open.as_ref() else {
             return Err(Error::other("internal error: no open transaction"));
         };
@@ -226,6 +227,7 @@ impl Delivery {
                 c.prepare_cached("INSERT INTO bodies (meta_version, meta, raw, sha256) VALUES (?1, ?2, ?3, ?4)")?
                     .execute(params![crate::mime::META_VERSION, meta_bytes, raw, digest])?;
                 let body = c.last_insert_rowid();
+                super::sortkeys::insert(c, body, &keys)?;
                 c.prepare_cached(
                 "INSERT INTO messages (mailbox_id, uid, body_id, flags, modseq, internaldate, internaldate_tz, size)
                  VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7)",

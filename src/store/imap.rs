@@ -536,6 +536,7 @@ pub fn append(
         raw
     ])?;
     let body = conn.last_insert_rowid();
+    super::sortkeys::insert(conn, body, &super::sortkeys::SortKeys::extract(raw, meta))?;
     conn.prepare_cached(
         "INSERT INTO messages (mailbox_id, uid, body_id, flags, keywords, modseq, internaldate, internaldate_tz, size)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",

@@ -141,6 +141,20 @@ impl Reader<'_> {
     pub fn raw(&self, body: i64) -> Result<Option<Vec<u8>>> {
         Ok(q::raw(self.conn, body)?)
     }
+    /// The mailbox's UIDs in SORT order ([`super::sortkeys::sorted_uids`]).
+    pub fn sorted_uids(&self, mailbox: i64, keys: &[(super::sortkeys::SortBy, bool)]) -> Result<Option<Vec<u32>>> {
+        Ok(super::sortkeys::sorted_uids(self.conn, mailbox, keys)?)
+    }
+    /// The messages among `uids` (ascending) with the SORT / THREAD keys `cols`
+    /// ([`super::sortkeys::rows`]).
+    pub fn sort_rows(
+        &self,
+        mailbox: i64,
+        uids: &[u32],
+        cols: super::sortkeys::Columns,
+    ) -> Result<Vec<super::sortkeys::SortRow>> {
+        Ok(super::sortkeys::rows(self.conn, mailbox, uids, cols)?)
+    }
     /// Bytes `range` of a body (fewer at its end); None: no such body.
     pub fn raw_range(&self, body: i64, range: std::ops::Range<usize>) -> Result<Option<Vec<u8>>> {
         Ok(q::raw_range(self.conn, body, range)?)

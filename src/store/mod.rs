@@ -10,6 +10,7 @@
 //! - `deliver`: the fetch path — message + mailbox row + UIDL record in one transaction.
 //! - `accounts`: account rows, fetch status, POP state (known UIDLs, pruning).
 //! - `imap`: what the IMAP server asks of the store.
+//! - `sortkeys`: what SORT and THREAD compare, parsed once at insert (one row per body).
 //! - `outbox`: submitted mail until it is relayed, and verified addresses.
 //! - `guard`: the record beside the store that shows when it lost committed transactions.
 //! - `pool`: the few connections IMAP sessions share, each job on a blocking thread.
@@ -27,6 +28,7 @@ pub mod outbox;
 pub mod pool;
 pub mod schema;
 pub mod search;
+pub mod sortkeys;
 pub mod uid_cache;
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -234,6 +236,9 @@ impl Store {
             let tx =
                 conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&self.path, e))?;
             tx.execute_batch(schema::MIGRATIONS[v as usize]).map_err(|e| db_err(&self.path, e))?;
+            if v as usize == schema::SORT_KEYS_MIGRATION {
+                sortkeys::fill_missing(&tx).map_err(|e| db_err(&self.path, e))?;
+            }
             tx.pragma_update(None, "user_version", v + 1).map_err(|e| db_err(&self.path, e))?;
             tx.pragma_update(None, "application_id", schema::APPLICATION_ID).map_err(|e| db_err(&self.path, e))?;
             tx.commit().map_err(|e| db_err(&self.path, e))?;
@@ -441,9 +446,11 @@ mod tests {
 
     /// Takes a store's POP state back to schema 7 (per account, before `pop_servers`), drops
     /// what schema 9 added (`store_guard`), takes the outbox back to before spooling (schema
-    /// 10), drops the mailbox size counter and kept subscriptions (schema 11) and the keyword
-    /// lists and vanished floor (schema 12): with [`forget_guard`], the store is as a schema-7 one.
-    const SCHEMA_7_POP_STATE: &str = "DROP TABLE mailbox_keywords; ALTER TABLE mailboxes DROP COLUMN vanished_floor;
+    /// 10), drops the mailbox size counter and kept subscriptions (schema 11), the keyword lists
+    /// and vanished floor (schema 12) and the sort keys (schema 13): with [`forget_guard`], the
+    /// store is as a schema-7 one.
+    const SCHEMA_7_POP_STATE: &str = "DROP TRIGGER bodies_sort_keys; DROP TABLE sort_keys;
+        DROP TABLE mailbox_keywords; ALTER TABLE mailboxes DROP COLUMN vanished_floor;
         DROP TRIGGER messages_size_in; DROP TRIGGER messages_size_out;
         ALTER TABLE mailboxes DROP COLUMN size; DROP TABLE kept_subscriptions; DROP TRIGGER mailboxes_gone_subscribed;
         DROP TRIGGER mailboxes_created_subscribed; DROP TRIGGER mailboxes_renamed_subscribed; DROP TABLE outbox_chunks; ALTER TABLE outbox DROP COLUMN body_size;

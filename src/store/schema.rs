@@ -307,4 +307,30 @@ INSERT OR IGNORE INTO mailbox_keywords (mailbox_id, keyword)
     SELECT mailbox_id, word FROM split WHERE word <> '' ORDER BY mailbox_id;
 ALTER TABLE mailboxes ADD COLUMN vanished_floor INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 12 → 13: what SORT and THREAD compare, parsed once at insert (store::sortkeys): one row per
+    // body. The rows of the mail stored before are written by `sortkeys::fill_missing` in the
+    // same transaction (`SORT_KEYS_MIGRATION`).
+    r#"
+CREATE TABLE sort_keys (
+    body_id      INTEGER PRIMARY KEY,   -- bodies.id
+    date         INTEGER,               -- Date: in UTC, unix seconds; NULL: none usable (INTERNALDATE then)
+    from_mb      TEXT NOT NULL,         -- first From / To / Cc addr-mailbox, casemapped (sort_form)
+    to_mb        TEXT NOT NULL,
+    cc_mb        TEXT NOT NULL,
+    display_from TEXT NOT NULL,         -- RFC 5957 display names (else the address), casemapped
+    display_to   TEXT NOT NULL,
+    subject      TEXT NOT NULL,         -- RFC 5256 base subject, casemapped
+    reply        INTEGER NOT NULL,      -- the subject was a reply or forward (Re:, Fwd:, (fwd))
+    message_id   TEXT,                  -- without brackets
+    refs         TEXT                   -- References ids (else In-Reply-To's first), space-separated
+);
+CREATE TRIGGER bodies_sort_keys AFTER DELETE ON bodies
+BEGIN
+    DELETE FROM sort_keys WHERE body_id = OLD.id;
+END;
+"#,
 ];
+
+/// The index in [`MIGRATIONS`] of the migration creating `sort_keys`: the store fills the table
+/// for the bodies already stored right after it, in its transaction.
+pub const SORT_KEYS_MIGRATION: usize = 12;

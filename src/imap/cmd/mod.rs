@@ -11,7 +11,9 @@ mod fetch;
 mod mailbox;
 mod search;
 mod select;
+mod sort;
 mod store;
+mod thread;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -124,6 +126,12 @@ pub async fn dispatch(s: &mut Session, d: &mut Driver, tag: Tag<'static>, body: 
                 SearchKey::And(criteria.clone())
             };
             search::search(s, d, charset.as_ref(), &key, uid).await
+        }
+        CommandBody::Sort { sort_criteria, charset, search_criteria, uid } => {
+            sort::sort(s, d, sort_criteria.as_ref(), &charset, &search_criteria, uid).await
+        }
+        CommandBody::Thread { algorithm, charset, search_criteria, uid } => {
+            thread::thread(s, d, &algorithm, &charset, &search_criteria, uid).await
         }
         CommandBody::Copy { sequence_set, mailbox, uid } => copy::copy(s, d, &sequence_set, &mailbox, uid, false).await,
         CommandBody::Move { sequence_set, mailbox, uid } => copy::copy(s, d, &sequence_set, &mailbox, uid, true).await,

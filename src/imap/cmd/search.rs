@@ -10,7 +10,7 @@ pub(super) async fn search(
     key: &SearchKey<'_>,
     uid: bool,
 ) -> Reply {
-    match matching(s, d, charset, key).await {
+    match run_query(s, d, charset, key).await {
         Ok(found) => {
             write_search(d, &found, uid);
             ok(None, "SEARCH completed")
@@ -44,90 +44,115 @@ pub(super) struct Found {
     pub modseq: Option<u64>,
 }
 
+/// The compiled search criteria, or the command's answer when they are refused (also for SORT and
+/// THREAD, whose criteria are SEARCH's).
+pub(super) fn compile(
+    key: &SearchKey<'_>,
+    charset: Option<&imap_next::imap_types::core::Charset<'_>>,
+) -> Result<SearchQuery, Reply> {
+    SearchQuery::new(key, charset).map_err(|e| match e {
+        crate::imap::search::SearchError::BadCharset => {
+            no(Some("BADCHARSET (UTF-8 US-ASCII)"), "supported charsets: UTF-8, US-ASCII")
+        }
+        crate::imap::search::SearchError::Unsupported => bad("search key not supported"),
+        other => bad(&other.to_string()),
+    })
+}
+
 /// The messages of the selected mailbox matching `key`. A MODSEQ key enables CONDSTORE (RFC 7162
 /// §3.1). `Err`: the reply to send instead (a bad charset or key, a store error).
-pub(super) async fn matching(
+pub(super) async fn run_query(
     s: &mut Session,
     d: &mut Driver,
     charset: Option<&imap_next::imap_types::core::Charset<'_>>,
     key: &SearchKey<'_>,
 ) -> Result<Found, Reply> {
-    let query = match SearchQuery::new(key, charset) {
-        Ok(q) => Arc::new(q),
-        Err(e) => {
-            return Err(match e {
-                crate::imap::search::SearchError::BadCharset => {
-                    no(Some("BADCHARSET (UTF-8 US-ASCII)"), "supported charsets: UTF-8, US-ASCII")
-                }
-                crate::imap::search::SearchError::Unsupported => bad("search key not supported"),
-                other => bad(&other.to_string()),
-            });
-        }
-    };
+    let query = Arc::new(compile(key, charset)?);
     let modseq = query.uses_modseq();
     if modseq {
         super::select::enable_condstore(s, d);
     }
     let State::Selected { mb, .. } = &s.state else { return Err(wrong_state()) };
     let (id, uids, recent) = (mb.id, mb.uids.clone(), mb.recent.clone());
-    let r = s
-        .store()
-        .read(move |c| {
-            if let Some((mask, want)) = query.flags_only() {
-                // Decided by the flags alone: UIDs straight from the (indexed) flags column.
-                let hits = c.uids_with_flags(id, mask, want)?;
-                let hits = hits.into_iter().filter_map(|u| uids.binary_search(&u).ok().map(|i| (i as u32 + 1, u)));
-                return Ok((hits.collect(), 0));
-            }
-            let needs = query.needs();
-            // The narrowest read: a text index lookup, else the unread-index, else the UID range.
-            let filter = query.text_filter();
-            let (rows, unindexed) = match (&filter, query.required_flags()) {
-                (Some(f), _) => c.rows_matching(id, f)?,
-                (None, Some((mask, want))) => (c.rows_with_flags(id, mask, want)?, Default::default()),
-                (None, None) => (c.rows(id, &uid_ranges(&uids))?, Default::default()),
-            };
-            let exact = filter.is_some_and(|f| f.exact);
-            let ctx = SearchContext { max_seq: uids.len() as u32, max_uid: uids.last().copied().unwrap_or(0) };
-            let mut hits = Vec::new();
-            let mut top = 0u64; // the highest MODSEQ among the hits
-            for r in &rows {
-                let Ok(i) = uids.binary_search(&r.uid) else { continue };
-                let seq = i as u32 + 1;
-                let recent = recent.contains(&r.uid);
-                // Flags, sizes, dates and sets decide most searches without touching bodies.
-                let decided = if exact && !unindexed.contains(&r.body_id) {
-                    Some(true)
-                } else {
-                    query.decide(&Candidate::new(seq, r, recent), &ctx)
-                };
-                let hit = match decided {
-                    Some(h) => h,
-                    None => {
-                        let meta = if needs.meta || needs.headers { c.meta(r.body_id)? } else { None };
-                        let raw = if needs.text || needs.headers { c.raw(r.body_id)? } else { None };
-                        let header = match (&raw, &meta) {
-                            (Some(raw), Some(m)) => raw.get(..(m.header_len as usize).min(raw.len())),
-                            (Some(raw), None) => Some(&raw[..]),
-                            _ => None,
-                        };
-                        let text = if needs.text { raw.as_deref().map(SearchText::from_raw) } else { None };
-                        let cand = Candidate { seq, row: r, recent, meta: meta.as_ref(), header, text: text.as_ref() };
-                        query.matches(&cand, &ctx)
-                    }
-                };
-                if hit {
-                    hits.push((seq, r.uid));
-                    top = top.max(r.modseq);
-                }
-            }
-            Ok((hits, top))
-        })
-        .await;
+    let r = s.store().read(move |c| evaluate(c, &query, id, &uids, &recent)).await;
     match r {
         Ok((hits, top)) => Ok(Found { hits, modseq: modseq.then_some(top) }),
         Err(e) => Err(db_no(e)),
     }
+}
+
+/// The messages of the selected mailbox (`uids`, the session's view) matching `query`, ascending:
+/// UIDs if `uid`, else sequence numbers. What SORT and THREAD select with (`cmd::sort`).
+pub(super) fn matching(
+    c: &Reader<'_>,
+    query: &SearchQuery,
+    id: i64,
+    uids: &[u32],
+    recent: &crate::imap::session::UidSet,
+    uid: bool,
+) -> DbResult<Vec<u32>> {
+    let (hits, _) = evaluate(c, query, id, uids, recent)?;
+    Ok(hits.into_iter().map(|(seq, u)| if uid { u } else { seq }).collect())
+}
+
+/// The search itself: the narrowest read the query allows, then the evaluation. The hits as
+/// (sequence number, UID), ascending, and the highest MODSEQ among them.
+fn evaluate(
+    c: &Reader<'_>,
+    query: &SearchQuery,
+    id: i64,
+    uids: &[u32],
+    recent: &crate::imap::session::UidSet,
+) -> DbResult<(Vec<(u32, u32)>, u64)> {
+    if let Some((mask, want)) = query.flags_only() {
+        // Decided by the flags alone: UIDs straight from the (indexed) flags column.
+        let hits = c.uids_with_flags(id, mask, want)?;
+        let hits = hits.into_iter().filter_map(|u| uids.binary_search(&u).ok().map(|i| (i as u32 + 1, u)));
+        return Ok((hits.collect(), 0));
+    }
+    let needs = query.needs();
+    // The narrowest read: a text index lookup, else the unread-index, else the UID range.
+    let filter = query.text_filter();
+    let (rows, unindexed) = match (&filter, query.required_flags()) {
+        (Some(f), _) => c.rows_matching(id, f)?,
+        (None, Some((mask, want))) => (c.rows_with_flags(id, mask, want)?, Default::default()),
+        (None, None) => (c.rows(id, &uid_ranges(uids))?, Default::default()),
+    };
+    let exact = filter.is_some_and(|f| f.exact);
+    let ctx = SearchContext { max_seq: uids.len() as u32, max_uid: uids.last().copied().unwrap_or(0) };
+    let mut hits = Vec::new();
+    let mut top = 0u64; // the highest MODSEQ among the hits
+    for r in &rows {
+        let Ok(i) = uids.binary_search(&r.uid) else { continue };
+        let seq = i as u32 + 1;
+        let recent = recent.contains(&r.uid);
+        // Flags, sizes, dates and sets decide most searches without touching bodies.
+        let decided = if exact && !unindexed.contains(&r.body_id) {
+            Some(true)
+        } else {
+            query.decide(&Candidate::new(seq, r, recent), &ctx)
+        };
+        let hit = match decided {
+            Some(h) => h,
+            None => {
+                let meta = if needs.meta || needs.headers { c.meta(r.body_id)? } else { None };
+                let raw = if needs.text || needs.headers { c.raw(r.body_id)? } else { None };
+                let header = match (&raw, &meta) {
+                    (Some(raw), Some(m)) => raw.get(..(m.header_len as usize).min(raw.len())),
+                    (Some(raw), None) => Some(&raw[..]),
+                    _ => None,
+                };
+                let text = if needs.text { raw.as_deref().map(SearchText::from_raw) } else { None };
+                let cand = Candidate { seq, row: r, recent, meta: meta.as_ref(), header, text: text.as_ref() };
+                query.matches(&cand, &ctx)
+            }
+        };
+        if hit {
+            hits.push((seq, r.uid));
+            top = top.max(r.modseq);
+        }
+    }
+    Ok((hits, top))
 }
 
 /// SEARCH with result options (ESEARCH, RFC 4731) and/or the saved result (SEARCHRES, RFC 5182).
@@ -140,7 +165,7 @@ pub async fn search_extended(
     let State::Selected { mb, .. } = &s.state else { return wrong_state() };
     let save = q.ret.is_some_and(|r| r.save);
     let found = match q.criteria(&mb.saved) {
-        Some((charset, key)) => matching(s, d, charset.as_ref(), &key).await,
+        Some((charset, key)) => run_query(s, d, charset.as_ref(), &key).await,
         None => Err(bad("syntax error in the search criteria")),
     };
     let found = match found {

@@ -34,6 +34,7 @@ use crate::store::accounts::AccountIds;
 use crate::store::{Delivery, Store};
 
 mod list;
+mod sort;
 
 /// How long any single read or write may take before the test fails.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -470,7 +471,7 @@ pub(super) fn no_expunge(r: &[Vec<u8>]) -> bool {
     !r.iter().any(|l| s(l).contains(" EXPUNGE"))
 }
 
-pub(super) const CAPS_AUTH: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE ESEARCH SEARCHRES WITHIN BINARY MULTIAPPEND LIST-EXTENDED LIST-STATUS STATUS=SIZE CONDSTORE QRESYNC";
+pub(super) const CAPS_AUTH: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE ESEARCH SEARCHRES WITHIN BINARY MULTIAPPEND LIST-EXTENDED LIST-STATUS STATUS=SIZE CONDSTORE QRESYNC SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT";
 pub(super) const CAPS_PRE: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE AUTH=PLAIN AUTH=LOGIN";
 
 pub(super) fn select_lines(exists: usize, recent: usize, unseen: Option<usize>, uv: i64, next: u32) -> Vec<String> {
