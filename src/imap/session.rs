@@ -36,8 +36,7 @@ pub const AUTOLOGOUT: Duration = Duration::from_secs(30 * 60);
 pub const IDLE_POLL: Duration = Duration::from_millis(250);
 /// A keep-alive during IDLE, so NAT boxes and the client know the connection is alive.
 pub const IDLE_KEEPALIVE: Duration = Duration::from_secs(120);
-/// Largest APPEND literal and command accepted (imap-next refuses bigger ones with BAD itself).
-pub const MAX_LITERAL: u32 = 64 * 1024 * 1024;
+pub use super::syntax::MAX_LITERAL;
 
 pub const CAPS_COMMON: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE";
 pub const CAPS_AUTHENTICATED: &str = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE ESEARCH SEARCHRES WITHIN BINARY MULTIAPPEND LIST-EXTENDED LIST-STATUS STATUS=SIZE CONDSTORE QRESYNC SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT";
@@ -164,6 +163,24 @@ impl Selected {
             }
         }
         super::untagged::vanished(out, false, &mut vanished);
+    }
+}
+
+impl Selected {
+    /// Before a FETCH response carrying `keywords`: when one of them was never announced, a new
+    /// `* FLAGS` / `PERMANENTFLAGS` pair listing it (RFC 3501 §7.2.6: the client learns of every
+    /// flag before it appears on a message).
+    pub fn announce(&mut self, keywords: &[String], out: &mut Vec<u8>) {
+        let mut new = false;
+        for k in keywords {
+            if super::untagged::listable(k) && !self.ext.keywords.iter().any(|a| a.eq_ignore_ascii_case(k)) {
+                self.ext.keywords.push(k.clone());
+                new = true;
+            }
+        }
+        if new {
+            super::untagged::flags(out, &self.ext.keywords, self.read_only);
+        }
     }
 }
 

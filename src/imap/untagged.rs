@@ -8,7 +8,6 @@ use std::num::NonZeroU32;
 use imap_codec::encode::Encoder;
 use imap_next::imap_types::response::{Data, Response};
 
-use super::session::Selected;
 use crate::store::message::MessageRow;
 
 fn data(out: &mut Vec<u8>, d: Data<'_>) {
@@ -35,7 +34,7 @@ pub fn expunge(out: &mut Vec<u8>, seq: u32) {
 const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
 /// The keywords a FLAGS list can carry: valid atoms (what `fetch::write_flags` sends).
-fn listable(k: &str) -> bool {
+pub fn listable(k: &str) -> bool {
     !k.is_empty() && k.bytes().all(|c| c > 0x20 && c < 0x7f && !b"(){%*\"\\]".contains(&c))
 }
 
@@ -113,24 +112,6 @@ pub fn flags_fetch(
     out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
     out.extend_from_slice(&items);
     out.extend_from_slice(b")\r\n");
-}
-
-impl Selected {
-    /// Before a FETCH response carrying `keywords`: when one of them was never announced, a new
-    /// `* FLAGS` / `PERMANENTFLAGS` pair listing it (RFC 3501 §7.2.6: the client learns of every
-    /// flag before it appears on a message).
-    pub fn announce(&mut self, keywords: &[String], out: &mut Vec<u8>) {
-        let mut new = false;
-        for k in keywords {
-            if listable(k) && !self.ext.keywords.iter().any(|a| a.eq_ignore_ascii_case(k)) {
-                self.ext.keywords.push(k.clone());
-                new = true;
-            }
-        }
-        if new {
-            flags(out, &self.ext.keywords, self.read_only);
-        }
-    }
 }
 
 #[cfg(test)]

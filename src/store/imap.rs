@@ -472,7 +472,7 @@ pub fn vanished_since(
         }
         uids.sort_unstable();
         uids.dedup();
-        return Ok(super::mailbox::uid_ranges(&uids));
+        return Ok(uid_ranges(&uids));
     }
     let present = self::uids(conn, mailbox)?;
     let mut out: Vec<(u32, u32)> = Vec::new();
@@ -602,6 +602,18 @@ pub struct ChangesSince {
     /// ([`prune_expunged`]): `expunged` is then incomplete, and a UID the caller knows that is
     /// not in here was expunged too.
     pub present: Option<Vec<u32>>,
+}
+
+/// Contiguous UID ranges covering `uids` (ascending), for `BETWEEN` queries.
+pub fn uid_ranges(uids: &[u32]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for &u in uids {
+        match out.last_mut() {
+            Some((_, b)) if *b + 1 == u => *b = u,
+            _ => out.push((u, u)),
+        }
+    }
+    out
 }
 
 /// Runs in one read transaction, so the three queries see one state of the store.

@@ -607,17 +607,7 @@ impl Store {
     }
 }
 
-/// Contiguous UID ranges covering `uids` (ascending), for `BETWEEN` queries.
-pub fn uid_ranges(uids: &[u32]) -> Vec<(u32, u32)> {
-    let mut out: Vec<(u32, u32)> = Vec::new();
-    for &u in uids {
-        match out.last_mut() {
-            Some((_, b)) if *b + 1 == u => *b = u,
-            _ => out.push((u, u)),
-        }
-    }
-    out
-}
+pub use super::imap::uid_ranges;
 
 #[cfg(test)]
 mod tests;

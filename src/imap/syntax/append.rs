@@ -19,8 +19,8 @@ use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::flag::Flag;
 use imap_next::imap_types::mailbox::Mailbox;
 
+use super::MAX_LITERAL;
 use super::lex::Cursor;
-use crate::imap::session::MAX_LITERAL;
 
 /// A MULTIAPPEND: where to, and the messages in order.
 #[derive(Debug)]

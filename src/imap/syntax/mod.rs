@@ -16,6 +16,9 @@ pub mod search;
 
 use imap_next::imap_types::core::Tag;
 
+/// Largest APPEND literal and command accepted (imap-next refuses bigger ones with BAD itself).
+pub const MAX_LITERAL: u32 = 64 * 1024 * 1024;
+
 /// A command only this module parses.
 #[derive(Debug)]
 pub enum Extended {
