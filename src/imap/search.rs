@@ -465,6 +465,11 @@ impl SearchQuery {
 
     /// The flags test, when it is the whole query (`UNSEEN`, `FLAGGED UNANSWERED`…): the answer
     /// then comes from the flags column alone (an index for `UNSEEN`).
+    /// Whether every message matches (`ALL`): no row needs reading.
+    pub fn matches_all(&self) -> bool {
+        matches!(self.root, Node::Const(true))
+    }
+
     pub fn flags_only(&self) -> Option<(u8, u8)> {
         match &self.root {
             Node::Flags { mask, want } => Some((*mask, *want)),

@@ -182,6 +182,17 @@ pub fn uids_with_flags(conn: &Connection, mailbox: i64, mask: u8, want: u8) -> r
     rows.collect()
 }
 
+/// The UIDs of the messages whose MODSEQ is above `since`, ascending (the `messages_modseq`
+/// index: CHANGEDSINCE reads what changed, not the mailbox).
+pub fn uids_changed_since(conn: &Connection, mailbox: i64, since: u64) -> rusqlite::Result<Vec<u32>> {
+    let mut st = conn.prepare_cached("SELECT uid FROM messages WHERE mailbox_id = ?1 AND modseq > ?2")?;
+    let mut uids: Vec<u32> = st
+        .query_map(params![mailbox, since as i64], |r| r.get::<_, i64>(0).map(|u| u as u32))?
+        .collect::<rusqlite::Result<_>>()?;
+    uids.sort_unstable();
+    Ok(uids)
+}
+
 /// The stored metadata of a body; extracted again from the raw bytes if it was written by an older
 /// version of the extractor.
 pub fn meta(conn: &Connection, body: i64) -> rusqlite::Result<Option<MessageMeta>> {

@@ -130,6 +130,10 @@ impl Reader<'_> {
     pub fn uids_with_flags(&self, mailbox: i64, mask: u8, want: u8) -> Result<Vec<u32>> {
         Ok(q::uids_with_flags(self.conn, mailbox, mask, want)?)
     }
+    /// The UIDs of the messages changed after MODSEQ `since`, ascending.
+    pub fn uids_changed_since(&self, mailbox: i64, since: u64) -> Result<Vec<u32>> {
+        Ok(q::uids_changed_since(self.conn, mailbox, since)?)
+    }
     /// The full-text index's candidates for `f`, and the bodies not indexed yet
     /// ([`super::search::rows_matching`]).
     pub fn rows_matching(&self, mailbox: i64, f: &TextFilter) -> Result<(Vec<MessageRow>, HashSet<i64>)> {

@@ -41,8 +41,27 @@ pub(super) async fn fetch(
         },
         _ => (0, true, Vec::new()),
     };
-    // The messages, as positions in the session's view: `1:*` is one range, not a list.
-    let mut targets = targets.into_iter().flatten();
+    // The messages, as positions in the session's view: `1:*` is one range, not a list. With
+    // CHANGEDSINCE, only the positions of the messages changed since (read through the MODSEQ
+    // index): a resync of a large mailbox reads what changed, not every row.
+    let mut targets: Box<dyn Iterator<Item = usize> + Send> = match changed_since {
+        None => Box::new(targets.into_iter().flatten()),
+        Some(since) => {
+            let changed = match s.store().read(move |c| c.uids_changed_since(id, since)).await {
+                Ok(u) => u,
+                Err(e) => return db_no(e),
+            };
+            let State::Selected { mb, .. } = &s.state else { return wrong_state() };
+            let mut positions: Vec<usize> = changed
+                .iter()
+                .filter_map(|u| mb.uids.binary_search(u).ok())
+                // `targets` are ascending and disjoint: the one that could hold `p`, by bisection.
+                .filter(|p| targets.get(targets.partition_point(|r| r.end <= *p)).is_some_and(|r| r.contains(p)))
+                .collect();
+            positions.sort_unstable();
+            Box::new(positions.into_iter())
+        }
+    };
     // Rows are loaded a page at a time; responses are made and sent a step at a time, each step
     // charged to the daemon's memory budget before its bytes are read and given back once they
     // are on the socket (see crate::memory): a FETCH of a whole mailbox holds one page of rows

@@ -104,6 +104,10 @@ fn evaluate(
     uids: &[u32],
     recent: &crate::imap::session::UidSet,
 ) -> DbResult<(Vec<(u32, u32)>, u64)> {
+    if query.matches_all() {
+        // Every message of the session's view (SEARCH ALL, ESEARCH COUNT ALL): nothing to read.
+        return Ok(((1..).zip(uids.iter().copied()).collect(), 0));
+    }
     if let Some((mask, want)) = query.flags_only() {
         // Decided by the flags alone: UIDs straight from the (indexed) flags column.
         let hits = c.uids_with_flags(id, mask, want)?;

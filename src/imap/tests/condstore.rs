@@ -341,6 +341,25 @@ async fn condstore_transcript() {
     )
     .await;
     c.expect("s101", "FETCH 1:* (FLAGS) (CHANGEDSINCE 7)", &["s101 OK FETCH completed"]).await;
+    // Only the changed messages inside the set: the changed ones are read through the MODSEQ
+    // index, then held against the set (ranges, single numbers, sequence numbers).
+    c.expect(
+        "s102",
+        "UID FETCH 3:4,1 (FLAGS) (CHANGEDSINCE 5)",
+        &[
+            "* 1 FETCH (UID 1 FLAGS (\\Deleted $Label1 \\Recent) MODSEQ (6))",
+            "* 3 FETCH (UID 3 FLAGS (\\Recent) MODSEQ (7))",
+            "s102 OK FETCH completed",
+        ],
+    )
+    .await;
+    c.expect(
+        "s103",
+        "FETCH 2 (FLAGS) (CHANGEDSINCE 5)",
+        &["* 2 FETCH (FLAGS (\\Recent) MODSEQ (7))", "s103 OK FETCH completed"],
+    )
+    .await;
+    c.expect("s104", "UID FETCH 4:* (FLAGS) (CHANGEDSINCE 6)", &["s104 OK FETCH completed"]).await;
     // §3.1.5: SEARCH MODSEQ, with the highest MODSEQ of the hits; none: no MODSEQ.
     c.expect("a", "SEARCH MODSEQ 6", &["* SEARCH 1 2 3 5 (MODSEQ 7)", "a OK SEARCH completed"]).await;
     c.expect(
