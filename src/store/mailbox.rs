@@ -87,6 +87,8 @@ pub struct Selection {
     /// Every UID, ascending: the session's sequence-number map.
     pub uids: Vec<u32>,
     pub first_unseen: Option<u32>,
+    /// Every keyword ever set in the mailbox, as FLAGS / PERMANENTFLAGS announce them.
+    pub keywords: Vec<String>,
     /// UIDs above this are `\Recent` for the session that selected (`u32::MAX`: none are).
     pub recent_floor: u32,
 }
@@ -261,7 +263,7 @@ impl Store {
         .await
     }
 
-    /// SELECT (`claim`) / EXAMINE: the mailbox, its UIDs and first unseen UID, in one transaction;
+    /// SELECT (`claim`) / EXAMINE: the mailbox, its UIDs, first unseen UID and keywords, in one transaction;
     /// SELECT also claims `\Recent` for the caller (`imap::claim_recent`). On a full disk the claim
     /// cannot be recorded: the mailbox still opens, with no message `\Recent` for this session
     /// (RFC 3501 §2.3.2 allows that) — what is stored stays readable.
@@ -280,13 +282,14 @@ impl Store {
             };
             let uids = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).uids(&tx, cur)?;
             let first_unseen = q::first_unseen_uid(&tx, id)?;
+            let keywords = q::mailbox_keywords(&tx, id)?;
             let floor =
                 if claim { q::claim_recent(&tx, id, uids.last().copied().unwrap_or(0))? } else { info.recent_uid };
             match tx.commit() {
-                Ok(()) => Ok(Selection { info, uids, first_unseen, recent_floor: floor }),
+                Ok(()) => Ok(Selection { info, uids, first_unseen, keywords, recent_floor: floor }),
                 Err(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull) => {
                     tracing::warn!("imap: SELECT without \\Recent: {e}");
-                    Ok(Selection { info, uids, first_unseen, recent_floor: u32::MAX })
+                    Ok(Selection { info, uids, first_unseen, keywords, recent_floor: u32::MAX })
                 }
                 Err(e) => Err(e.into()),
             }
@@ -574,11 +577,6 @@ impl Store {
     }
 
     // ----- issue 15: CONDSTORE / QRESYNC and the mailbox's keywords -----
-
-    /// The keywords ever set in the mailbox (`imap::mailbox_keywords`).
-    pub async fn mailbox_keywords(&self, mailbox: i64) -> Result<Vec<String>> {
-        self.job(move |c| Ok(q::mailbox_keywords(c, mailbox)?)).await
-    }
 
     /// STORE with an optional UNCHANGEDSINCE (`imap::store_flags_unchanged_since`), in one write
     /// transaction.

@@ -95,18 +95,15 @@ pub(super) async fn select(
     };
     let id = info.id;
     let loaded = s.store().select_mailbox(id, !read_only).await;
-    let crate::store::mailbox::Selection { info, mut uids, first_unseen: unseen, recent_floor: floor } = match loaded {
-        Ok(x) => x,
-        Err(e) => return db_no(e),
-    };
+    let crate::store::mailbox::Selection { info, mut uids, first_unseen: unseen, keywords, recent_floor: floor } =
+        match loaded {
+            Ok(x) => x,
+            Err(e) => return db_no(e),
+        };
     // Kept for the whole selection, by every session: no slack.
     uids.shrink_to_fit();
     // UIDs ascend: the recent ones are a tail (usually empty), found without walking the list.
     let recent: crate::imap::session::UidSet = uids[uids.partition_point(|u| *u <= floor)..].iter().copied().collect();
-    let keywords = match s.store().mailbox_keywords(id).await {
-        Ok(k) => k,
-        Err(e) => return db_no(e),
-    };
     let enabled: Enabled = s.enabled;
     let mut mb = Selected {
         id,
