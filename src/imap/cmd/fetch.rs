@@ -43,7 +43,8 @@ pub(super) async fn fetch(
     };
     // The messages, as positions in the session's view: `1:*` is one range, not a list. With
     // CHANGEDSINCE, only the positions of the messages changed since (read through the MODSEQ
-    // index): a resync of a large mailbox reads what changed, not every row.
+    // index): a resync of a large mailbox reads what changed, not every row — and an item that
+    // sets `\Seen` (`BODY[]`) sets it only on the messages answered.
     let mut targets: Box<dyn Iterator<Item = usize> + Send> = match changed_since {
         None => Box::new(targets.into_iter().flatten()),
         Some(since) => {
@@ -81,10 +82,6 @@ pub(super) async fn fetch(
             if chunk.is_empty() {
                 break;
             }
-            let chunk = match unchanged_left_out(s, id, &plan, read_only, changed_since, chunk).await {
-                Ok(c) => c,
-                Err(e) => return db_no(e),
-            };
             let plan2 = plan.clone();
             match fetch_page(s, id, read_only, &plan2, &chunk).await {
                 Ok((mut rows, seen_modseq)) => {
@@ -186,23 +183,6 @@ async fn condstore(
         }
     }
     Ok((plan.with_modseq(), Some(since)))
-}
-
-/// CHANGEDSINCE with an item that sets `\Seen` (`BODY[]`): the messages not changed since are
-/// taken out of the page before the flag is set, so only the ones answered get it.
-async fn unchanged_left_out(
-    s: &Session,
-    id: i64,
-    plan: &FetchPlan,
-    read_only: bool,
-    changed_since: Option<u64>,
-    chunk: Vec<(u32, u32, bool)>,
-) -> DbResult<Vec<(u32, u32, bool)>> {
-    let Some(since) = changed_since.filter(|_| plan.sets_seen() && !read_only) else { return Ok(chunk) };
-    let uids: Vec<u32> = chunk.iter().map(|x| x.1).collect();
-    let rows = s.store().fetch_rows(id, uid_ranges(&uids), false).await?.rows;
-    let changed = |uid: u32| rows.binary_search_by_key(&uid, |r| r.uid).is_ok_and(|i| rows[i].modseq > since);
-    Ok(chunk.into_iter().filter(|x| changed(x.1)).collect())
 }
 
 /// A loaded page: keywords the client was not told of are announced first (RFC 3501 §7.2.6);
