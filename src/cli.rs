@@ -29,7 +29,7 @@ pub struct Cli {
     /// Data directory: the store, the local certificate [default: $XDG_DATA_HOME/popbridge]
     #[arg(long, global = true, env = "POPBRIDGE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Log filter, e.g. "info" or "popbridge=debug" [default: $RUST_LOG, else "warn"]
+    /// Log filter, e.g. "info" or "popbridge=debug" [default: $RUST_LOG, else popbridge's own warnings; "warn" for `run`]
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
     #[command(subcommand)]

@@ -147,11 +147,18 @@ pub struct Error {
     pub retry_after: Option<std::time::Duration>,
     /// Which server it is about: the guidance names that server's ports and config section.
     pub service: Service,
+    /// For a refused certificate: the certificate the server presented (to show, and to pin).
+    pub presented: Option<crate::net::tls::Presented>,
 }
 
 impl Error {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Error {
-        Error { class, message: message.into(), retry_after: None, service: Service::Pop }
+        Error { class, message: message.into(), retry_after: None, service: Service::Pop, presented: None }
+    }
+    /// The certificate whose refusal this error reports.
+    pub fn with_presented(mut self, presented: Option<crate::net::tls::Presented>) -> Error {
+        self.presented = presented;
+        self
     }
     /// The error is about an SMTP server.
     pub fn smtp(mut self) -> Error {

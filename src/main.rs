@@ -19,7 +19,8 @@ const MAX_BLOCKING_THREADS: usize = 16;
 
 fn main() {
     let cli = popbridge::cli::Cli::parse();
-    init_tracing(cli.log_level.as_deref());
+    let daemon = matches!(cli.command, popbridge::cli::Command::Run);
+    init_tracing(cli.log_level.as_deref(), daemon);
     // One crypto provider for the whole process (ring; no aws-lc in the tree).
     let _ = rustls::crypto::ring::default_provider().install_default();
     // Blocking threads (SQLite, file I/O) are capped: sessions share the store's few connections
@@ -51,14 +52,22 @@ fn main() {
 
 /// Logs go to stderr: plain text, no colour unless stderr is a terminal (journald-friendly).
 /// imap-next logs every raw line, passwords included, at TRACE: it is capped whatever the user asks.
-fn init_tracing(level: Option<&str>) {
+///
+/// Unless `--log-level` or `RUST_LOG` asks for more, the commands a person runs at a terminal
+/// (`account add`, `fetch`, …) log popbridge's own warnings only: a library's log line — such as
+/// rustls-platform-verifier's `ERROR … UnknownIssuer` for a certificate popbridge then explains
+/// itself — would only be noise above popbridge's own message (issue 16). Ask for it with
+/// `--log-level debug` (everything) or e.g. `--log-level rustls=debug`. The daemon keeps "warn"
+/// for every target: its log is read later, where a library's warning may be the only trace.
+fn init_tracing(level: Option<&str>, daemon: bool) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
+    let default = if daemon { "warn" } else { "popbridge=warn" };
     let base = match level {
         Some(l) => EnvFilter::try_new(l),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("warn")),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(default)),
     }
-    .unwrap_or_else(|_| EnvFilter::new("warn"));
+    .unwrap_or_else(|_| EnvFilter::new(default));
     let filter = match "imap_next=info".parse() {
         Ok(d) => base.add_directive(d),
         Err(_) => base,

@@ -2,6 +2,7 @@
 //! (`crate::pop3`); the drivers here only move bytes and turn I/O failures into classified errors.
 //!
 //! - `tls`: every rustls configuration (upstream verification, the local certificate).
+//! - `certinfo`: a presented certificate's subject, issuer, validity and fingerprint, for people.
 //! - `pop3`: the POP3 client driver (implicit TLS, STLS upgrade, pipelined commands).
 //! - `imap`: the IMAP server driver around imap-next's sans-I/O `Server` (STARTTLS, bounded buffers).
 //! - `listener`: the accept loop of the local servers (IMAP, SMTP) and their connection slots:
@@ -9,6 +10,7 @@
 //!   sessions after.
 //! - `throttle`: the login throttle both local servers share (by address, by name, and globally).
 
+pub mod certinfo;
 pub mod imap;
 pub mod listener;
 pub mod pop3;

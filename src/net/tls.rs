@@ -3,8 +3,10 @@
 //! Upstream (POP3/SMTP servers we connect to) is always verified: against the system's roots
 //! (rustls-platform-verifier, with webpki-roots when the system has no CA bundle), against a private
 //! CA (`ca_file`), or against a pinned SHA-256 fingerprint of the server's certificate (`pin_sha256`,
-//! for self-signed servers). Every verifier records the fingerprint it was shown, so that a rejection
-//! can print the fingerprint to pin. TLS 1.2 is the floor (rustls supports nothing older).
+//! for self-signed servers). Every verifier records the certificate it was shown, so that a rejection
+//! can print the fingerprint to pin — and hand the certificate itself back in the error
+//! ([`Error::presented`]), for `account add` to show and offer to pin. TLS 1.2 is the floor (rustls
+//! supports nothing older).
 //!
 //! Locally, `init` creates one long-lived self-signed certificate for the IMAP/SMTP listeners
 //! ([`ensure_local_cert`]); it is never regenerated silently, so a client's stored exception stays valid.
@@ -38,6 +40,29 @@ pub fn sha256(der: &[u8]) -> [u8; 32] {
 #[derive(Debug, Default)]
 pub struct Seen {
     pub fingerprint: Option<[u8; 32]>,
+    /// The end-entity certificate itself (DER).
+    pub end_entity: Option<Presented>,
+}
+
+/// A certificate the server presented (DER): carried by a handshake error whose cause is that
+/// certificate ([`handshake_error`]), so that the caller can show it and offer to pin it. Its
+/// `Debug` shows the fingerprint only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Presented(pub Arc<CertificateDer<'static>>);
+
+impl Presented {
+    pub fn der(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+    pub fn fingerprint(&self) -> [u8; 32] {
+        sha256(self.der())
+    }
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Presented(SHA-256 {})", format_fingerprint(&self.fingerprint()))
+    }
 }
 
 pub type SeenSlot = Arc<Mutex<Seen>>;
@@ -72,6 +97,7 @@ impl Recording {
     fn record(&self, end_entity: &CertificateDer<'_>) {
         if let Ok(mut s) = self.seen.lock() {
             s.fingerprint = Some(sha256(end_entity));
+            s.end_entity = Some(Presented(Arc::new(end_entity.clone().into_owned())));
         }
     }
 }
@@ -209,9 +235,10 @@ pub fn upstream(trust: &TrustSettings) -> Result<Upstream> {
     Ok(Upstream { config: Arc::new(config), seen, trust: kind })
 }
 
-/// Turns a failed handshake into a user-facing error: certificate problems name the fingerprint to pin.
+/// Turns a failed handshake into a user-facing error: certificate problems name the fingerprint to
+/// pin, and carry the refused certificate ([`Error::presented`]).
 pub fn handshake_error(host: &str, port: u16, err: &std::io::Error, seen: &SeenSlot) -> Error {
-    let fp = seen.lock().ok().and_then(|s| s.fingerprint);
+    let (fp, presented) = seen.lock().map(|s| (s.fingerprint, s.end_entity.clone())).unwrap_or_default();
     let tls_err = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
     let why = match tls_err {
         Some(rustls::Error::InvalidCertificate(c)) => describe_cert_error(c),
@@ -224,6 +251,10 @@ pub fn handshake_error(host: &str, port: u16, err: &std::io::Error, seen: &SeenS
         msg.push_str(&format!("; the server's certificate has SHA-256 fingerprint {}", format_fingerprint(&fp)));
     }
     match tls_err {
+        // The verifier refused what it was shown (Pinned's mismatch is a `General`).
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::General(_)) => {
+            Error::new(ErrorClass::Certificate, msg).with_presented(presented)
+        }
         Some(_) => Error::new(ErrorClass::Certificate, msg),
         // EOF or reset during the handshake: most often a plaintext port given as TLS.
         None => Error::new(
