@@ -16,6 +16,8 @@ use crate::net::tls;
 use crate::secret::Secret;
 use crate::store::Store;
 
+mod fix;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "popbridge",
@@ -373,6 +375,28 @@ fn prompt(label: &str, default: Option<&str>) -> Result<String> {
     }
 }
 
+/// A TLS mode, asked until it is one (implicit, starttls or plain).
+fn prompt_tls(label: &str, default: &str) -> Result<TlsMode> {
+    loop {
+        let t = prompt(label, Some(default))?;
+        match TlsMode::parse(&t) {
+            Some(m) => return Ok(m),
+            None => println!("  \"{t}\" is not one of them: type implicit, starttls or plain."),
+        }
+    }
+}
+
+/// A port number, asked until it is one.
+fn prompt_port(label: &str, default: &str) -> Result<u16> {
+    loop {
+        let p = prompt(label, Some(default))?;
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => return Ok(n),
+            _ => println!("  \"{p}\" is not a port: a number from 1 to 65535."),
+        }
+    }
+}
+
 fn prompt_secret(label: &str) -> Result<Secret> {
     rpassword::prompt_password(format!("{label}: "))
         .map(Secret::new)
@@ -381,12 +405,19 @@ fn prompt_secret(label: &str) -> Result<Secret> {
 
 /// Fills in missing settings by asking, in the seed's order: name, From, Reply-To → POP server,
 /// user, password, TLS, delete policy → (test) → outgoing server.
-fn wizard(a: &mut AddArgs, password: &mut Option<Secret>) -> Result<()> {
+/// Every answer is checked as it is typed (a name in use, a TLS mode, a port, a delete policy) and
+/// asked again when it does not fit, so that nothing typed is lost to a typo.
+fn wizard(a: &mut AddArgs, password: &mut Option<Secret>, cfg: &Config) -> Result<()> {
     println!("Add a POP account. Incoming mail first; the outgoing (SMTP) server can be added now or later.\n");
     if a.name.is_none() {
         loop {
             let n = prompt("Account name (shown as a folder, e.g. Work)", None)?;
             match config::model::check_account_name(&n) {
+                Ok(()) if cfg.account(&n).is_some() => {
+                    println!(
+                        "  An account named \"{n}\" exists already (see `popbridge account list`): choose another name."
+                    )
+                }
                 Ok(()) => {
                     a.name = Some(n);
                     break;
@@ -407,13 +438,13 @@ fn wizard(a: &mut AddArgs, password: &mut Option<Secret>) -> Result<()> {
         a.pop_host = Some(prompt("POP server host name", None)?);
     }
     if a.pop_tls.is_none() {
-        a.pop_tls = Some(prompt("Security: implicit (SSL, port 995), starttls (port 110) or plain", Some("implicit"))?);
+        let t = prompt_tls("Security: implicit (SSL, port 995), starttls (port 110) or plain", "implicit")?;
+        a.pop_tls = Some(t.as_str().to_string());
     }
     if a.pop_port.is_none() {
         let tls = parse_tls(a.pop_tls.as_deref().unwrap_or("implicit"), "pop-tls")?;
         let d = if tls == TlsMode::Implicit { "995" } else { "110" };
-        let p = prompt("Port", Some(d))?;
-        a.pop_port = Some(p.parse().map_err(|_| Error::config(format!("\"{p}\" is not a port")))?);
+        a.pop_port = Some(prompt_port("Port", d)?);
     }
     if a.pop_user.is_none() {
         a.pop_user = Some(prompt("User name", a.email.as_deref())?);
@@ -426,7 +457,16 @@ fn wizard(a: &mut AddArgs, password: &mut Option<Secret>) -> Result<()> {
             "Delete mail from the server after fetching? How this behaves depends on the server: check with your provider."
         );
         println!("  never | after-fetch | after-days:N | when-deleted-locally");
-        a.delete = Some(prompt("Delete policy", Some("never"))?);
+        loop {
+            let d = prompt("Delete policy", Some("never"))?;
+            if DeletePolicy::parse(&d).is_some() {
+                a.delete = Some(d);
+                break;
+            }
+            println!(
+                "  \"{d}\" is not one of them: type never, after-fetch, after-days:N (e.g. after-days:30) or when-deleted-locally."
+            );
+        }
     }
     Ok(())
 }
@@ -444,12 +484,12 @@ fn wizard_smtp(a: &mut AddArgs) -> Result<()> {
     }
     a.smtp_host = Some(h);
     if a.smtp_tls.is_none() {
-        a.smtp_tls = Some(prompt("Security: implicit (SSL, port 465) or starttls (port 587)", Some("implicit"))?);
+        let t = prompt_tls("Security: implicit (SSL, port 465) or starttls (port 587)", "implicit")?;
+        a.smtp_tls = Some(t.as_str().to_string());
     }
     let tls = parse_tls(a.smtp_tls.as_deref().unwrap_or("implicit"), "smtp-tls")?;
     if a.smtp_port.is_none() {
-        let p = prompt("Port", Some(if tls == TlsMode::Implicit { "465" } else { "587" }))?;
-        a.smtp_port = Some(p.parse().map_err(|_| Error::config(format!("\"{p}\" is not a port")))?);
+        a.smtp_port = Some(prompt_port("Port", if tls == TlsMode::Implicit { "465" } else { "587" })?);
     }
     if a.smtp_user.is_none() && !a.smtp_no_auth {
         println!(
@@ -551,9 +591,9 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
     let interactive = std::io::stdin().is_terminal();
     let mut password = if a.password_stdin { Some(read_stdin_secret("POP password")?) } else { None };
     if interactive {
-        wizard(&mut a, &mut password)?;
+        wizard(&mut a, &mut password, &cfg)?;
     }
-    let pw = match (password, &a.password_command) {
+    let mut pw = match (password.clone(), &a.password_command) {
         (Some(p), _) => PasswordSetting::Inline(p),
         (None, Some(c)) => PasswordSetting::Command(c.clone()),
         (None, None) => {
@@ -568,16 +608,25 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
         )));
     }
     // Validate the account as it will be written, then test it before saving (the seed: incoming first).
-    let block = config::edit::account_block(&spec);
     let text = std::fs::read_to_string(&paths.config)
         .map_err(|e| Error::config(format!("cannot read {}: {e}", paths.config.display())))?;
-    let candidate = config::parse(&format!("{text}\n{block}"), &paths.config, 0o600)?;
-    let Some(account) = candidate.account(&spec.name).cloned() else {
-        return Err(Error::other("internal error: the new account vanished"));
-    };
-    if !a.no_test {
-        println!("Testing the incoming server {}:{} …", account.pop.host, account.pop.port);
-        match fetch::probe::probe(&paths.config, 0o600, &account).await {
+    if a.no_test {
+        candidate(paths, &text, &spec)?;
+    }
+    // On a terminal a failed test is not the end: fix::incoming offers to change the setting at
+    // fault, keeping the rest, and the test runs again (issue 16).
+    while !a.no_test {
+        let spec = build_spec(&a, pw.clone())?;
+        let tested = match candidate(paths, &text, &spec) {
+            Ok((_, account)) => {
+                println!("Testing the incoming server {}:{} …", account.pop.host, account.pop.port);
+                fetch::probe::probe(&paths.config, 0o600, &account).await
+            }
+            // A setting the config refuses (tls = "plain" to a remote host, say) is fixed the same way.
+            Err(e) if interactive => Err(e),
+            Err(e) => return Err(e),
+        };
+        match tested {
             Ok(p) => {
                 println!(
                     "  OK: logged in with {}; {} message(s), {} on the server.",
@@ -596,10 +645,20 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
                         "  Warning: the server's UIDLs are not usable for every message; popbridge will recognise those by their headers and never delete them."
                     );
                 }
+                break;
             }
             Err(e) => {
                 eprintln!("popbridge: {}", e.message);
-                eprintln!("  what to do: {}", e.guidance());
+                // On a terminal, fix::incoming says what to do (and offers to do it).
+                if !interactive {
+                    eprintln!("  what to do: {}", e.guidance());
+                }
+                if interactive && fix::incoming(&mut a, &mut password, &e)? == fix::Next::Retry {
+                    if let Some(p) = &password {
+                        pw = PasswordSetting::Inline(p.clone());
+                    }
+                    continue;
+                }
                 eprintln!("The account was not saved (use --no-test to save it anyway).");
                 return Ok(e.class.exit_code());
             }
@@ -625,21 +684,41 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
             )));
         }
     }
-    let spec = build_spec(&a, pw)?;
+    // An SMTP password typed in the wizard (after a refused login): saved in [account.smtp].
+    let mut smtp_password: Option<Secret> = None;
+    let with_smtp_password = |mut spec: AccountSpec, typed: &Option<Secret>| {
+        if let (Some(p), Some(m)) = (typed, spec.smtp.as_mut()) {
+            m.password = Some(PasswordSetting::Inline(p.clone()));
+        }
+        spec
+    };
+    let mut spec = with_smtp_password(build_spec(&a, pw.clone())?, &smtp_password);
     // Then the outgoing side, as the seed does: connect, TLS, EHLO, AUTH — no mail is sent.
-    if !a.no_test && spec.smtp.as_ref().is_some_and(|m| !m.relay) {
-        let block = config::edit::account_block(&spec);
-        let candidate = config::parse(&format!("{text}\n{block}"), &paths.config, 0o600)?;
-        if let Some(acct) = candidate.account(&spec.name).cloned()
-            && let Some(server) = &acct.smtp
-        {
-            println!("Testing the outgoing server {}:{} …", server.host, server.port);
-            if let Err(e) = test_smtp(&candidate, &acct).await {
-                eprintln!("popbridge: {}", e.message);
-                eprintln!("  what to do: {}", e.guidance());
-                eprintln!("The account was not saved (use --no-test to save it anyway).");
-                return Ok(e.class.exit_code());
-            }
+    while !a.no_test && spec.smtp.as_ref().is_some_and(|m| !m.relay) {
+        let tested = match candidate(paths, &text, &spec) {
+            Ok((candidate, acct)) => match &acct.smtp {
+                Some(server) => {
+                    println!("Testing the outgoing server {}:{} …", server.host, server.port);
+                    test_smtp(&candidate, &acct).await
+                }
+                None => Ok(()),
+            },
+            Err(e) if interactive => Err(e.smtp()),
+            Err(e) => return Err(e),
+        };
+        let Err(e) = tested else { break };
+        eprintln!("popbridge: {}", e.message);
+        if !interactive {
+            eprintln!("  what to do: {}", e.guidance());
+        }
+        let next = if interactive { fix::outgoing(&mut a, &mut smtp_password, &e)? } else { fix::Next::GiveUp };
+        if next == fix::Next::GiveUp {
+            eprintln!("The account was not saved (use --no-test to save it anyway).");
+            return Ok(e.class.exit_code());
+        }
+        spec = with_smtp_password(build_spec(&a, pw.clone())?, &smtp_password);
+        if next == fix::Next::SkipSmtp {
+            println!("  The account is saved without an outgoing server: add one later in its [account.smtp] section.");
         }
     }
     config::edit::append_account(&paths.config, &spec)?;
@@ -659,6 +738,17 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
         spec.name
     );
     Ok(0)
+}
+
+/// The config with `spec` appended, parsed as it will be read (so it is valid before it is
+/// tested or saved), and the new account in it.
+fn candidate(paths: &Paths, text: &str, spec: &AccountSpec) -> Result<(Config, config::Account)> {
+    let block = config::edit::account_block(spec);
+    let candidate = config::parse(&format!("{text}\n{block}"), &paths.config, 0o600)?;
+    let Some(account) = candidate.account(&spec.name).cloned() else {
+        return Err(Error::other("internal error: the new account vanished"));
+    };
+    Ok((candidate, account))
 }
 
 fn shell_word(s: &str) -> String {

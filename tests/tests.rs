@@ -29,3 +29,4 @@ mod store_damage;
 mod stress;
 mod uidvalidity;
 mod upstream;
+mod wizard;
