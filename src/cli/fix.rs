@@ -229,6 +229,11 @@ fn suggestion(e: &Error, smtp: bool) -> Option<Field> {
         ),
         ErrorClass::Temporary => (Field::Again, "the server asked to come back later: testing again may work"),
         ErrorClass::Protocol => (Field::Port, "the server's answers do not fit the protocol: is this the right port?"),
+        // The config's own guidance says to run the command again: here the menu is the way.
+        ErrorClass::Config => {
+            println!("\nWhat to do: change the setting the message names.");
+            return None;
+        }
         _ => {
             println!("\nWhat to do: {}.", e.guidance());
             return None;
