@@ -10,9 +10,9 @@ use popbridge::config::{self, SecretSource, TlsMode, format_fingerprint};
 use rexpect::process::WaitStatus;
 use rexpect::session::PtySession;
 
-use crate::util::Bridge;
 use crate::util::dovecot::{CertKind, Dovecot, DovecotOpts};
 use crate::util::smtp_upstream::{UpTls, Upstream, UpstreamOpts};
+use crate::util::{Bridge, wait_until};
 
 /// Every answer should come within this (a Dovecot login is well under a second).
 const STEP: Duration = Duration::from_secs(30);
@@ -88,6 +88,14 @@ fn type_incoming(t: &mut Terminal, port: u16, user: &str, password: &str) {
     t.answer("Delete policy [never]:", "");
 }
 
+/// (failed, successful) logins of `user` in Dovecot's log, once the log shows at least `want`
+/// (its log process writes a moment after the session): exactly `want` is then asserted by the caller.
+fn logins_when(d: &Dovecot, user: &str, want: (usize, usize)) -> (usize, usize) {
+    let at_least = |got: (usize, usize)| got.0 >= want.0 && got.1 >= want.1;
+    wait_until("Dovecot's log of the logins", Duration::from_secs(10), || at_least(logins(d, user)));
+    logins(d, user)
+}
+
 fn logins(d: &Dovecot, user: &str) -> (usize, usize) {
     let log = d.log();
     let mine = format!("user=<{user}>, method=");
@@ -120,7 +128,7 @@ fn a_wrong_password_is_asked_again_and_nothing_else_is_typed_twice() {
     assert_no_log_lines(&screen);
 
     // The server saw the wrong login, then the right one: two logins, each typed once.
-    assert_eq!(logins(&d, "alice"), (1, 1), "Dovecot's log:\n{}", d.log());
+    assert_eq!(logins_when(&d, "alice", (1, 1)), (1, 1), "Dovecot's log:\n{}", d.log());
     let cfg = config::load(&b.config).expect("the saved config loads");
     let a = cfg.account("Work").expect("account Work saved");
     assert_eq!((a.pop.host.as_str(), a.pop.port, a.pop.tls), ("localhost", d.pop3s_port, TlsMode::Implicit));
@@ -176,7 +184,7 @@ fn an_untrusted_certificate_is_shown_and_pinned_only_after_a_typed_yes() {
     let cfg = config::load(&b.config).unwrap();
     let a = cfg.account("Work").expect("saved");
     assert_eq!(a.pop.trust.pin_sha256.map(|p| format_fingerprint(&p)), Some(fp));
-    assert_eq!(logins(&d, "alice"), (0, 1));
+    assert_eq!(logins_when(&d, "alice", (0, 1)), (0, 1), "Dovecot's log:\n{}", d.log());
     b.run(&["fetch", "Work"]).expect(0);
 }
 
@@ -223,6 +231,7 @@ fn the_outgoing_server_is_fixed_in_place_too_certificate_pinned_and_password_ret
     assert_eq!(smtp.trust.pin_sha256.map(|p| format_fingerprint(&p)), Some(up_fp));
     assert_eq!(a.pop.trust.pin_sha256, None);
     assert!(matches!(&a.pop.password, SecretSource::Inline(p) if p.expose() == "alice-pw"));
+    assert!(up.received().is_empty(), "testing the outgoing server sends no mail");
 }
 
 /// Without a terminal (flags, a script) nothing is asked: the failed test says what failed and
