@@ -249,7 +249,14 @@ impl OAuthServer {
 
     /// How many /introspect requests are being held now.
     pub fn held(&self) -> u64 {
-        self.get_json::<serde_json::Value>("/control/held")["held"].as_u64().unwrap_or(0)
+        self.held_tokens().len() as u64
+    }
+
+    /// The token pair (`Issued::n`) of each /introspect request being held now (`None`: a token
+    /// the server never issued).
+    pub fn held_tokens(&self) -> Vec<Option<u64>> {
+        let v: serde_json::Value = self.get_json("/control/held");
+        v["tokens"].as_array().map(|a| a.iter().map(|t| t.as_u64()).collect()).unwrap_or_default()
     }
 
     /// Every /token, /introspect, /authorize, /device_authorization and /device request so far.

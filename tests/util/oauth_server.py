@@ -22,7 +22,8 @@ Test controls, only in this test server (JSON over POST/GET):
                                                  next refresh gets invalid_grant); with access,
                                                  its access tokens too
   POST /control/hold      {"hold": bool}         hold /introspect requests until released
-  GET  /control/held                             {"held": n}: how many are waiting now
+  GET  /control/held                             {"held": n, "tokens": [...]}: how many are
+                                                 waiting now, and for which token pairs
   GET  /control/log                              every /token and /introspect request so far
   GET  /control/tokens                           every token pair issued (values included: the
                                                  tests look for them in popbridge's output)
@@ -63,7 +64,7 @@ class State:
         self.fail_count = 0
         self.fail_status = 503
         self.hold = False
-        self.held = 0
+        self.held = []  # the token pair (n) of each /introspect request being held
         self.tokens = []  # Token, in issue order
         self.by_access = {}
         self.by_refresh = {}
@@ -492,11 +493,11 @@ def introspect():
         }
         held = STATE.hold
         if held:
-            STATE.held += 1
+            STATE.held.append(entry["token"])
             STATE.lock.notify_all()
             while STATE.hold:
                 STATE.lock.wait(0.1)
-            STATE.held -= 1
+            STATE.held.remove(entry["token"])
     entry["held"] = held
     resp = server.create_endpoint_response(Introspection.ENDPOINT_NAME)
     entry["status"] = resp.status_code
@@ -550,7 +551,7 @@ def control_hold():
 @app.route("/control/held", methods=["GET"])
 def control_held():
     with STATE.lock:
-        return jsonify(held=STATE.held)
+        return jsonify(held=len(STATE.held), tokens=list(STATE.held))
 
 
 @app.route("/control/log", methods=["GET"])
