@@ -167,6 +167,103 @@ fn the_token_endpoint_fails_as_told_and_rotation_rejects_the_old_refresh_token()
     );
 }
 
+/// The browser player (`oauth::play_browser`) completes an authorization code + PKCE sign-in
+/// against the server, with a loopback listener standing in for popbridge's; and a request
+/// without PKCE is refused.
+#[test]
+fn the_browser_player_signs_in_with_pkce_through_a_loopback_redirect() {
+    use base64::Engine;
+    let server = OAuthServer::start(3600);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let redirect_uri = format!("http://127.0.0.1:{}/callback", listener.local_addr().unwrap().port());
+    let landing = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().expect("the browser comes back");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut c), &mut line).expect("request line");
+        std::io::Write::write_all(
+            &mut c,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nsigned in",
+        )
+        .expect("answer");
+        line
+    });
+    let verifier = "a-pkce-code-verifier-of-at-least-43-characters-0123456789";
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let challenge = b64.encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
+    let query = |pkce: bool| {
+        let mut q = format!(
+            "{}?response_type=code&client_id={}&redirect_uri={}&scope=pop+offline_access&state=st4te",
+            server.authorization_url(),
+            oauth::CLIENT_ID,
+            oauth::form_escape(&redirect_uri)
+        );
+        if pkce {
+            q.push_str(&format!("&code_challenge={challenge}&code_challenge_method=S256"));
+        }
+        q
+    };
+    let no_pkce = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &query(false)]).output();
+    assert_eq!(String::from_utf8_lossy(&no_pkce.expect("curl").stdout), "400", "PKCE is required");
+    let visit = oauth::play_browser(&format!("open {} in a browser to sign in", query(true)), USER, PASSWORD);
+    assert_eq!(visit.landing_page, "signed in");
+    let request_line = landing.join().expect("listener thread");
+    assert!(request_line.starts_with("GET /callback?code=") && request_line.contains("state=st4te"), "{request_line}");
+    let code = visit.redirect.split("code=").nth(1).and_then(|c| c.split('&').next()).expect("a code");
+    let exchange = |verifier: &str| {
+        oauth::http(
+            server.port,
+            "POST",
+            "/token",
+            "application/x-www-form-urlencoded",
+            &format!(
+                "grant_type=authorization_code&code={code}&redirect_uri={}&client_id={}&code_verifier={verifier}",
+                oauth::form_escape(&redirect_uri),
+                oauth::CLIENT_ID
+            ),
+        )
+    };
+    let (status, body) = exchange("a-wrong-code-verifier-of-at-least-43-characters-000000000");
+    assert_eq!(status, 400, "a wrong verifier is refused: {body}");
+    let (status, body) = exchange(verifier);
+    assert_eq!(status, 200, "{body}");
+    let t = server.last_issued();
+    assert!(body.contains(&t.access_token) && t.user == USER && t.refresh_token.is_some(), "{body}");
+}
+
+/// The device-code helper (`oauth::enter_device_code`) approves a device authorization, and the
+/// device's next poll gets the tokens.
+#[test]
+fn the_device_code_helper_approves_a_device_authorization() {
+    let server = OAuthServer::start(3600);
+    let form = "application/x-www-form-urlencoded";
+    let (status, body) =
+        oauth::http(server.port, "POST", "/device_authorization", form, &format!("client_id={}", oauth::CLIENT_ID));
+    assert_eq!(status, 200, "{body}");
+    let d: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let poll = || {
+        oauth::http(
+            server.port,
+            "POST",
+            "/token",
+            form,
+            &format!(
+                "grant_type={}&device_code={}&client_id={}",
+                oauth::form_escape(DEVICE_GRANT),
+                d["device_code"].as_str().unwrap(),
+                oauth::CLIENT_ID
+            ),
+        )
+    };
+    let (status, body) = poll();
+    assert!(status == 400 && body.contains("authorization_pending"), "{status} {body}");
+    let line =
+        format!("open {} and enter {}", d["verification_uri"].as_str().unwrap(), d["user_code"].as_str().unwrap());
+    oauth::enter_device_code(&line, USER, PASSWORD);
+    let (status, body) = poll();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&server.last_issued().access_token));
+}
+
 // ---- popbridge against the peers ---------------------------------------------------------------
 
 /// A bridge with listeners, Dovecot (offering `mechanisms` for tokens, its submission relaying to
