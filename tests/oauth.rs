@@ -316,7 +316,9 @@ impl Setup {
     /// Runs a command that signs in (`account add …`, `account auth …`); with `device` the device
     /// code is entered, else the browser is played. Panics unless it exits 0.
     fn sign_in(&mut self, args: &[&str], device: bool) -> Run {
-        let r = oauth::sign_in(&self.b, args, SIGN_IN_TIMEOUT, |line| {
+        let mut all = vec!["--log-level", "trace"];
+        all.extend_from_slice(args);
+        let r = oauth::sign_in(&self.b, &all, SIGN_IN_TIMEOUT, |line| {
             if device {
                 oauth::enter_device_code(line, USER, PASSWORD);
             } else {
@@ -372,20 +374,42 @@ impl Setup {
     }
 
     /// No token the server ever issued appears in anything popbridge printed or logged, nor in
-    /// its config; the token file is 0600 in a 0700 directory.
+    /// its config, in clear or inside base64 (a SASL blob); the token file is 0600 in a 0700
+    /// directory.
     fn assert_tokens_kept_secret(&self, extra: &[String]) {
         let config = std::fs::read_to_string(&self.b.config).unwrap_or_default();
         let texts: Vec<&String> = self.said.iter().chain(extra).chain(std::iter::once(&config)).collect();
         for t in self.server.tokens() {
             for secret in std::iter::once(&t.access_token).chain(t.refresh_token.as_ref()) {
+                let mut forms = base64_forms(secret);
+                forms.push(secret.clone());
                 for text in &texts {
-                    assert!(!text.contains(secret.as_str()), "token {} appears in:\n{text}", t.n);
+                    for f in &forms {
+                        assert!(!text.contains(f.as_str()), "token {} appears ({f}) in:\n{text}", t.n);
+                    }
                 }
             }
         }
         assert_eq!(mode(&self.token_file()), 0o600, "the token file is private");
         assert_eq!(mode(&self.b.data.join("oauth")), 0o700, "so is its directory");
     }
+}
+
+/// What `secret` looks like inside the base64 of any text that holds it (a SASL XOAUTH2 or
+/// OAUTHBEARER blob): for each of the three alignments, the characters that depend on the
+/// secret alone.
+fn base64_forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    (0..3)
+        .map(|k| {
+            let mut bytes = vec![0u8; k];
+            bytes.extend_from_slice(secret.as_bytes());
+            let enc = b64.encode(&bytes);
+            let start = if k == 0 { 0 } else { 4 };
+            enc[start..enc.len() - 4].to_string()
+        })
+        .collect()
 }
 
 const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -514,7 +538,7 @@ fn mail_is_sent_upstream_through_dovecot_submission_with_the_token() {
     .map(|a| a.to_string());
     s.add(true, &strs(&smtp));
     s.b.append_config("\n[outbox]\nretry = [\"1s\"]\n");
-    let daemon = s.b.daemon();
+    let daemon = s.b.daemon_with_env(&[("RUST_LOG", "trace")]);
     let message = b"From: Alice <alice@example.com>\r\nTo: Ann <ann@example.org>\r\nSubject: sent with a token\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\nMessage-ID: <oauth-submission@example.com>\r\n\r\nHello over XOAUTH2.\r\n";
     let out = submit(&s.b, "alice@example.com", "ann@example.org", message);
     assert!(out.starts_with("OK"), "popbridge accepts the message: {out}\n{}", daemon.log());
@@ -676,7 +700,7 @@ fn invalid_grant_disables_the_account_with_the_notice_and_account_auth_enables_i
     let c = corpus(3, 166);
     s.d.deliver(USER, &c.messages[..2]);
     s.add(true, &["--no-test"]);
-    let daemon = s.b.daemon();
+    let daemon = s.b.daemon_with_env(&[("RUST_LOG", "trace")]);
     wait_until("the first fetch", Duration::from_secs(30), || account(&s.b.status_json(), "Work")["messages"] == 2);
     // A mail client is connected, looking at the local INBOX.
     let mut session = Raw::connect_login(&s.b.target(Security::Plain, "me"));
@@ -717,4 +741,18 @@ fn invalid_grant_disables_the_account_with_the_notice_and_account_auth_enables_i
     );
     let log = daemon.log();
     s.assert_tokens_kept_secret(&[log]);
+}
+
+#[test]
+fn a_token_inside_a_base64_sasl_blob_is_recognised() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let token = "4dvCwEecPAAYD72C6hS96jcIK4A5V2P8ye26fYPBj6";
+    for prefix in ["user=alice\x01auth=Bearer ", "n,a=alice,\x01host=127.0.0.1\x01port=995\x01auth=Bearer ", "x"] {
+        let blob = b64.encode(format!("{prefix}{token}\x01\x01"));
+        assert!(base64_forms(token).iter().any(|f| blob.contains(f.as_str())), "{prefix:?}: {blob}");
+    }
+    assert!(
+        !base64_forms(token).iter().any(|f| b64.encode("user=alice\x01auth=Bearer other\x01\x01").contains(f.as_str()))
+    );
 }
