@@ -147,11 +147,14 @@ pub struct Error {
     pub retry_after: Option<std::time::Duration>,
     /// Which server it is about: the guidance names that server's ports and config section.
     pub service: Service,
+    /// The account cannot work until the user acts (an OAuth grant the provider revoked): it is
+    /// disabled at once, with this as its `disabled_reason`, instead of after repeated failures.
+    pub disable: Option<&'static str>,
 }
 
 impl Error {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Error {
-        Error { class, message: message.into(), retry_after: None, service: Service::Pop }
+        Error { class, message: message.into(), retry_after: None, service: Service::Pop, disable: None }
     }
     /// The error is about an SMTP server.
     pub fn smtp(mut self) -> Error {
