@@ -727,12 +727,18 @@ fn invalid_grant_disables_the_account_with_the_notice_and_account_auth_enables_i
         f.fetches().iter().filter_map(|x| x.get("BODY[]")).map(|b| String::from_utf8_lossy(b).into_owned()).collect();
     assert_eq!(notices.len(), 1, "one notice: {notices:?}");
     assert!(notices[0].contains("popbridge account auth Work"), "{}", notices[0]);
-    // Signing in again enables it, and mail flows.
+    // Signing in again enables it, and mail flows (the daemon may fetch it at once, before the
+    // user's fetch asks).
     s.d.deliver(USER, &c.messages[2..]);
     s.sign_in(&["account", "auth", "Work"], false);
-    let r = s.fetch().expect(0);
-    assert!(r.stdout.contains("1 new message(s)"), "{}", r.stdout);
+    s.fetch().expect(0);
+    wait_until("the fetch after signing in again", Duration::from_secs(30), || {
+        account(&s.b.status_json(), "Work")["messages"] == 3
+    });
     assert_eq!(s.state()["state"], "active");
+    wait_until("the works-again ALERT", Duration::from_secs(10), || {
+        session.cmd("s4", "NOOP").lines.iter().any(|l| l.contains("[ALERT]") && l.contains("works again"))
+    });
     assert_eq!(s.b.messages("Work"), as_sent(&c.messages));
     assert_eq!(
         refreshes(&s.server).into_iter().filter(|e| e.error.as_deref() == Some("invalid_grant")).count(),
