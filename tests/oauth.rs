@@ -762,3 +762,55 @@ fn a_token_inside_a_base64_sasl_blob_is_recognised() {
         !base64_forms(token).iter().any(|f| b64.encode("user=alice\x01auth=Bearer other\x01\x01").contains(f.as_str()))
     );
 }
+
+#[test]
+fn with_both_mechanisms_offered_oauthbearer_is_used() {
+    let mut s = Setup::new(3600, &["xoauth2", "oauthbearer"], false);
+    let c = corpus(2, 167);
+    s.d.deliver(USER, &c.messages);
+    s.add(true, &["--no-test"]);
+    s.fetch().expect(0);
+    assert_eq!(s.b.messages("Work"), as_sent(&c.messages));
+    assert_eq!(logins(&s.d, "pop3", "OAUTHBEARER"), 1, "the standard mechanism (RFC 7628) when offered: {}", s.d.log());
+    assert_eq!(other_logins(&s.d, "OAUTHBEARER"), Vec::<String>::new());
+    s.assert_tokens_kept_secret(&[]);
+}
+
+#[test]
+fn a_confidential_client_signs_in_and_refreshes_with_its_secret_from_a_command() {
+    let mut s = Setup::new(4, &["xoauth2"], false);
+    let c = corpus(2, 168);
+    s.d.deliver(USER, &c.messages);
+    let secret_file = s.b.dir.path().join("client-secret");
+    let wrong_file = s.b.dir.path().join("wrong-secret");
+    std::fs::write(&secret_file, format!("{}\n", oauth::SECRET_CLIENT_SECRET)).unwrap();
+    std::fs::write(&wrong_file, "not-the-secret\n").unwrap();
+    let base = s.add_args(&["--device", "--no-test"]);
+    let with_secret = |file: &std::path::Path| {
+        let mut args = base.clone();
+        let id = args.iter().position(|a| a == "--oauth-client-id").unwrap() + 1;
+        args[id] = oauth::SECRET_CLIENT_ID.to_string();
+        args.extend(["--oauth-client-secret-command".to_string(), format!("cat {}", file.display())]);
+        args
+    };
+    // A wrong secret: the provider refuses the client, popbridge says so and saves nothing.
+    let r = s.b.run_for(&strs(&with_secret(&wrong_file)), SIGN_IN_TIMEOUT);
+    assert!(r.code > 0, "a refused client fails the sign-in: {}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("client"), "the error names the client: {}", r.stderr);
+    assert!(!r.stdout.contains(" and enter "), "no device code for a refused client: {}", r.stdout);
+    assert!(s.b.run(&["account", "list"]).stdout.contains("No accounts"), "nothing was saved");
+    s.said.push(format!("{}\n{}", r.stdout, r.stderr));
+    // The right one: signed in, and the refresh authenticates with it too.
+    s.sign_in(&strs(&with_secret(&secret_file)), true);
+    until_expired(&s.server);
+    s.fetch().expect(0);
+    assert_eq!(s.b.messages("Work"), as_sent(&c.messages));
+    let r = refreshes(&s.server);
+    assert!(r.iter().any(|e| e.status == 200), "refreshed as the confidential client: {r:#?}");
+    assert!(s.server.tokens().iter().all(|t| t.client_id == oauth::SECRET_CLIENT_ID));
+    let config = std::fs::read_to_string(&s.b.config).unwrap();
+    for text in s.said.iter().chain(std::iter::once(&config)) {
+        assert!(!text.contains(oauth::SECRET_CLIENT_SECRET), "the client secret appears in:\n{text}");
+    }
+    s.assert_tokens_kept_secret(&[]);
+}
