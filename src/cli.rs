@@ -882,6 +882,12 @@ fn account_remove(paths: &Paths, name: &str) -> Result<i32> {
         return Err(Error::config(format!("no account named \"{name}\" in {}", cfg.path.display())));
     };
     config::edit::remove_account(&paths.config, &a.name)?;
+    // Its OAuth 2 tokens are a sign-in nobody uses any more: not left lying around.
+    let tokens = crate::oauth::token::path(&paths.oauth_dir(), &a.name);
+    if tokens.exists() {
+        std::fs::remove_file(&tokens)
+            .map_err(|e| Error::other(format!("cannot remove the token file {}: {e}", tokens.display())))?;
+    }
     println!(
         "Removed account \"{}\" from {}. Its stored mail stays in the folder \"{}\"; adding the account again resumes where it stopped.",
         a.name,

@@ -205,3 +205,42 @@ async fn device_flow(c: &Client, out: &mut (dyn Write + Send)) -> Result<Tokens>
     )?;
     Ok(c.tokens_from(&r, None))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(port: u16, target: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn the_redirect_listener_takes_only_the_answer_with_its_state() {
+        let l = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let waiting = tokio::spawn(async move { wait_for_redirect(&l, "st-123").await });
+        assert!(get(port, "/favicon.ico").await.starts_with("HTTP/1.1 404"));
+        let forged = get(port, "/?code=evil&state=other").await;
+        assert!(forged.starts_with("HTTP/1.1 400"), "{forged}");
+        assert!(!waiting.is_finished(), "a wrong state is not the answer");
+        let ok = get(port, "/?code=the%2Fcode&state=st-123").await;
+        assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("Signed in to popbridge"), "{ok}");
+        assert!(!ok.contains("the/code"), "the page does not echo the code: {ok}");
+        assert_eq!(waiting.await.unwrap().unwrap(), "the/code");
+    }
+
+    #[tokio::test]
+    async fn a_refused_sign_in_is_reported() {
+        let l = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let waiting = tokio::spawn(async move { wait_for_redirect(&l, "s").await });
+        get(port, "/?error=access_denied&error_description=The+user+declined&state=s").await;
+        let e = waiting.await.unwrap().unwrap_err();
+        assert_eq!(e.class, ErrorClass::Authentication);
+        assert!(e.message.contains("access_denied") && e.message.contains("The user declined"), "{}", e.message);
+    }
+}

@@ -376,6 +376,148 @@ mod tests {
         serde_path_to_error::deserialize::<_, BasicTokenResponse>(&mut de).unwrap_err()
     }
 
+    /// A token endpoint on loopback that answers each request with the next canned (status, body)
+    /// and records the request bodies.
+    async fn token_endpoint(answers: Vec<(u16, &'static str)>) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            for (status, body) in answers {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if rest.len() >= len {
+                            log.lock().unwrap().push(rest.to_string());
+                            break;
+                        }
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                s.write_all(reply.as_bytes()).await.unwrap();
+                let _ = s.shutdown().await;
+            }
+        });
+        (port, seen)
+    }
+
+    fn account(port: u16) -> Account {
+        let text = format!(
+            "[[account]]\nname = \"Work\"\nemail = \"me@example.com\"\n[account.pop]\nhost = \"pop.example\"\nuser = \"me\"\nauth = \"oauth2\"\n[account.oauth]\nprovider = \"custom\"\nclient_id = \"cid\"\ntoken_url = \"http://127.0.0.1:{port}/token\"\ndevice_authorization_url = \"http://127.0.0.1:{port}/device\"\nscopes = [\"pop\"]\n"
+        );
+        crate::config::parse(&text, Path::new("/tmp/c.toml"), 0o600).unwrap().accounts.remove(0)
+    }
+
+    fn expired(refresh: &str) -> Tokens {
+        let now = crate::store::now();
+        Tokens {
+            access_token: "old-access".into(),
+            refresh_token: Some(refresh.into()),
+            expires_at: Some(now - 10),
+            obtained_at: now - 3610,
+            scopes: vec!["pop".into()],
+            token_type: "Bearer".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_persists_the_rotated_token_before_handing_out_the_new_access_token() {
+        let (port, seen) = token_endpoint(vec![(
+            200,
+            r#"{"access_token":"new-access","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-2"}"#,
+        )])
+        .await;
+        let d = crate::files::private_tempdir();
+        let dir = d.path().join("oauth");
+        token::save(&token::path(&dir, "Work"), &expired("rt-1")).unwrap();
+        let a = account(port);
+        let t = access_token(Path::new("/tmp/c.toml"), 0o600, &dir, &a, None).await.unwrap();
+        assert_eq!(t.expose(), "new-access");
+        let file = token::load(&token::path(&dir, "Work")).unwrap().unwrap();
+        assert_eq!((file.access_token.as_str(), file.refresh_token.as_deref()), ("new-access", Some("rt-2")));
+        assert!(!file.needs_refresh(crate::store::now()));
+        let body = seen.lock().unwrap()[0].clone();
+        assert!(
+            body.contains("grant_type=refresh_token")
+                && body.contains("refresh_token=rt-1")
+                && body.contains("client_id=cid"),
+            "{body}"
+        );
+        // Fresh now: handed out without asking the endpoint (it would not answer again).
+        assert_eq!(access_token(Path::new("/tmp/c.toml"), 0o600, &dir, &a, None).await.unwrap().expose(), "new-access");
+    }
+
+    #[tokio::test]
+    async fn a_503_keeps_the_tokens_and_invalid_grant_disables() {
+        let (port, _) = token_endpoint(vec![
+            (503, "<html>busy</html>"),
+            (400, r#"{"error":"invalid_grant","error_description":"revoked"}"#),
+        ])
+        .await;
+        let d = crate::files::private_tempdir();
+        let dir = d.path().join("oauth");
+        let path = token::path(&dir, "Work");
+        token::save(&path, &expired("rt-1")).unwrap();
+        let a = account(port);
+        let e = access_token(Path::new("/tmp/c.toml"), 0o600, &dir, &a, None).await.unwrap_err();
+        assert_eq!((e.class, e.disable), (ErrorClass::Temporary, None), "{}", e.message);
+        let kept = token::load(&path).unwrap().unwrap();
+        assert_eq!((kept.access_token.as_str(), kept.refresh_token.as_deref()), ("old-access", Some("rt-1")), "kept");
+        let e = access_token(Path::new("/tmp/c.toml"), 0o600, &dir, &a, None).await.unwrap_err();
+        assert_eq!((e.class, e.disable), (ErrorClass::Authentication, Some(DISABLED_REASON)), "{}", e.message);
+        assert!(e.message.contains("popbridge account auth Work"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_refreshed_even_before_it_expires() {
+        let (port, _) =
+            token_endpoint(vec![(200, r#"{"access_token":"second","token_type":"Bearer","expires_in":3600}"#)]).await;
+        let d = crate::files::private_tempdir();
+        let dir = d.path().join("oauth");
+        let mut fresh = expired("rt-1");
+        fresh.expires_at = Some(crate::store::now() + 3000);
+        token::save(&token::path(&dir, "Work"), &fresh).unwrap();
+        let a = account(port);
+        let cfg = Path::new("/tmp/c.toml");
+        assert_eq!(access_token(cfg, 0o600, &dir, &a, None).await.unwrap().expose(), "old-access");
+        let t = access_token(cfg, 0o600, &dir, &a, Some(&Secret::new("old-access"))).await.unwrap();
+        assert_eq!(t.expose(), "second");
+        // No new refresh token in the answer: the old one stays (RFC 6749 §6).
+        let file = token::load(&token::path(&dir, "Work")).unwrap().unwrap();
+        assert_eq!(file.refresh_token.as_deref(), Some("rt-1"));
+    }
+
+    #[tokio::test]
+    async fn an_account_that_never_signed_in_is_disabled_with_the_remedy() {
+        let d = crate::files::private_tempdir();
+        let e = access_token(Path::new("/tmp/c.toml"), 0o600, &d.path().join("oauth"), &account(9), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.disable, Some(DISABLED_REASON));
+        assert!(e.message.contains("popbridge account auth Work"), "{}", e.message);
+    }
+
     #[test]
     fn remedy_quotes_names_for_the_shell() {
         assert_eq!(remedy_command("Work"), "popbridge account auth Work");
