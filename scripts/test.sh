@@ -52,6 +52,7 @@ missing=()
 [ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
 [ -x /usr/lib/dovecot/pop3 ] || missing+=(dovecot-pop3d)
 [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
+[ -x /usr/lib/dovecot/submission ] || missing+=(dovecot-submissiond)
 command -v python3 >/dev/null || missing+=(python3)
 command -v mbsync >/dev/null || missing+=(isync)
 command -v curl >/dev/null || missing+=(curl)
@@ -68,5 +69,7 @@ fi
 
 # IMAPClient from PyPI (tests/imap_clients_ext.rs), for the python3 on PATH that the tests run.
 python3 -c "import imapclient" 2>/dev/null || python3 -m pip install -q imapclient==4.1.0 2>/dev/null || python3 -m pip install -q --break-system-packages imapclient==4.1.0 || die "tests/imap_clients_ext.rs needs IMAPClient for $(command -v python3): python3 -m pip install imapclient==4.1.0 (Debian's python3: apt-get install python3-pip first)"
+# authlib and Flask from PyPI (tests/oauth.rs: the OAuth2 authorization server, tests/util/oauth_server.py).
+python3 -c "import authlib, flask" 2>/dev/null || python3 -m pip install -q authlib==1.9.10 flask==3.1.3 2>/dev/null || python3 -m pip install -q --break-system-packages authlib==1.9.10 flask==3.1.3 || die "tests/oauth.rs needs authlib and Flask for $(command -v python3): python3 -m pip install authlib==1.9.10 flask==3.1.3"
 
 exec cargo test --locked "$@"

@@ -141,6 +141,7 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
         config_mode: cfg.mode,
         store: store.clone(),
         lock_dir: paths.lock_dir(),
+        oauth_dir: paths.oauth_dir(),
     };
     let mut running = Running {
         imap: None,
@@ -163,7 +164,13 @@ pub async fn start(paths: &Paths, cfg: &Config, fetch_schedule: bool) -> Result<
     };
     running.bind_listeners(cfg).await?;
     // The outbound queue resumes whatever a previous run left queued.
-    let queue = Arc::new(crate::smtp::queue::Queue { store: store.clone(), live, kick, hostname: "localhost".into() });
+    let queue = Arc::new(crate::smtp::queue::Queue {
+        store: store.clone(),
+        live,
+        kick,
+        hostname: "localhost".into(),
+        oauth_dir: paths.oauth_dir(),
+    });
     running.tasks.push(tokio::spawn(crate::smtp::queue::run(queue, rx.clone())));
     running.tasks.push(tokio::spawn(crate::store::search::run_indexer(paths.store(), store.changes(), rx.clone())));
     if fetch_schedule {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::edit::{AccountSpec, LocalSettings, PasswordSetting, SmtpSpec};
+use crate::config::edit::{AccountSpec, LocalSettings, OAuthSpec, PasswordSetting, SmtpSpec};
 use crate::config::{self, Config, DeletePolicy, Paths, TlsMode};
 use crate::demo::DemoArgs;
 use crate::error::{Error, ErrorClass, Result};
@@ -103,6 +103,13 @@ pub enum AccountCommand {
     Test { name: String },
     /// Remove an account from the config. Its stored mail stays in the store (and in its mailbox).
     Remove { name: String },
+    /// Sign in again with OAuth 2 (an account with auth = "oauth2"); re-enables the account.
+    Auth {
+        name: String,
+        /// Sign in on another device: print a URL and a code instead of opening a browser here.
+        #[arg(long)]
+        device: bool,
+    },
     /// Change an account's POP password (re-enables an account disabled by failed logins).
     SetPassword {
         name: String,
@@ -138,9 +145,33 @@ pub struct AddArgs {
     /// A command that prints the POP password (e.g. "pass show work").
     #[arg(long)]
     pub password_command: Option<String>,
-    /// auto | user | plain | login | apop | xoauth2
+    /// auto | user | plain | login | apop | xoauth2 (a token from --password-command); --oauth sets oauth2
     #[arg(long)]
     pub auth: Option<String>,
+    /// Sign in with built-in OAuth 2 instead of a password: microsoft | google | custom.
+    #[arg(long, value_name = "PROVIDER", conflicts_with_all = ["password_stdin", "password_command"])]
+    pub oauth: Option<String>,
+    /// The client ID you registered with the provider (README: "Signing in with OAuth2").
+    #[arg(long, value_name = "ID", requires = "oauth")]
+    pub oauth_client_id: Option<String>,
+    /// A command that prints the client secret (Google's desktop-app clients have one).
+    #[arg(long, value_name = "CMD", requires = "oauth")]
+    pub oauth_client_secret_command: Option<String>,
+    /// custom: the authorization endpoint (browser sign-in).
+    #[arg(long, value_name = "URL", requires = "oauth")]
+    pub oauth_authorization_url: Option<String>,
+    /// custom: the token endpoint.
+    #[arg(long, value_name = "URL", requires = "oauth")]
+    pub oauth_token_url: Option<String>,
+    /// custom: the device authorization endpoint (--device).
+    #[arg(long, value_name = "URL", requires = "oauth")]
+    pub oauth_device_url: Option<String>,
+    /// custom: a scope to ask for (repeat for each).
+    #[arg(long = "oauth-scope", value_name = "SCOPE", requires = "oauth")]
+    pub oauth_scopes: Vec<String>,
+    /// Sign in on another device (URL and code) instead of a browser on this machine.
+    #[arg(long, requires = "oauth")]
+    pub device: bool,
     /// PEM file of a private CA to trust for this server.
     #[arg(long)]
     pub ca_file: Option<String>,
@@ -201,6 +232,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Account(AccountCommand::List) => account_list(&paths),
         Command::Account(AccountCommand::Test { name }) => account_test(&paths, &name).await,
         Command::Account(AccountCommand::Remove { name }) => account_remove(&paths, &name),
+        Command::Account(AccountCommand::Auth { name, device }) => account_auth(&paths, &name, device).await,
         Command::Account(AccountCommand::SetPassword { name, password_stdin, password_command }) => {
             set_password(&paths, &name, password_stdin, password_command).await
         }
@@ -449,7 +481,7 @@ fn wizard(a: &mut AddArgs, password: &mut Option<Secret>, cfg: &Config) -> Resul
     if a.pop_user.is_none() {
         a.pop_user = Some(prompt("User name", a.email.as_deref())?);
     }
-    if password.is_none() && a.password_command.is_none() {
+    if password.is_none() && a.password_command.is_none() && a.oauth.is_none() {
         *password = Some(prompt_secret("Password")?);
     }
     if a.delete.is_none() {
@@ -510,7 +542,7 @@ fn flags_where(flags: &[(&'static str, bool)]) -> Vec<&'static str> {
     flags.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect()
 }
 
-fn build_spec(a: &AddArgs, pw: PasswordSetting) -> Result<AccountSpec> {
+fn build_spec(a: &AddArgs, pw: Option<PasswordSetting>) -> Result<AccountSpec> {
     let missing: Vec<&str> = flags_where(&[
         ("--name", a.name.is_none()),
         ("--email", a.email.is_none()),
@@ -577,13 +609,34 @@ fn build_spec(a: &AddArgs, pw: PasswordSetting) -> Result<AccountSpec> {
         pop_tls,
         pop_user: a.pop_user.clone().unwrap_or_default(),
         pop_password: pw,
-        auth: a.auth.clone(),
+        auth: if a.oauth.is_some() { Some("oauth2".into()) } else { a.auth.clone() },
         ca_file: a.ca_file.clone(),
         pin_sha256: a.pin_sha256.clone(),
         delete,
         allow_plain: a.allow_plain,
         smtp,
+        oauth: oauth_spec(a)?,
     })
+}
+
+/// `[account.oauth]` from the `--oauth…` flags.
+fn oauth_spec(a: &AddArgs) -> Result<Option<OAuthSpec>> {
+    let Some(provider) = &a.oauth else { return Ok(None) };
+    if a.auth.as_deref().is_some_and(|x| !x.eq_ignore_ascii_case("oauth2")) {
+        return Err(Error::config("--oauth signs in with OAuth 2 (auth = \"oauth2\"): leave out --auth"));
+    }
+    let client_id = a.oauth_client_id.clone().ok_or_else(|| {
+        Error::config("--oauth needs --oauth-client-id ID: register popbridge with the provider first (README: \"Signing in with OAuth2\")")
+    })?;
+    Ok(Some(OAuthSpec {
+        provider: provider.clone(),
+        client_id,
+        client_secret_command: a.oauth_client_secret_command.clone(),
+        authorization_url: a.oauth_authorization_url.clone(),
+        token_url: a.oauth_token_url.clone(),
+        device_authorization_url: a.oauth_device_url.clone(),
+        scopes: a.oauth_scopes.clone(),
+    }))
 }
 
 async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
@@ -594,10 +647,13 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
         wizard(&mut a, &mut password, &cfg)?;
     }
     let mut pw = match (password.clone(), &a.password_command) {
-        (Some(p), _) => PasswordSetting::Inline(p),
-        (None, Some(c)) => PasswordSetting::Command(c.clone()),
+        _ if a.oauth.is_some() => None,
+        (Some(p), _) => Some(PasswordSetting::Inline(p)),
+        (None, Some(c)) => Some(PasswordSetting::Command(c.clone())),
         (None, None) => {
-            return Err(Error::config("give the POP password with --password-stdin or --password-command CMD"));
+            return Err(Error::config(
+                "give the POP password with --password-stdin or --password-command CMD (or sign in with --oauth PROVIDER)",
+            ));
         }
     };
     let spec = build_spec(&a, pw.clone())?;
@@ -610,8 +666,19 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
     // Validate the account as it will be written, then test it before saving (the seed: incoming first).
     let text = std::fs::read_to_string(&paths.config)
         .map_err(|e| Error::config(format!("cannot read {}: {e}", paths.config.display())))?;
-    if a.no_test {
-        candidate(paths, &text, &spec)?;
+    let (_, account) = candidate(paths, &text, &spec)?;
+    // OAuth 2: sign in first (the test logs in with the token), and keep the tokens.
+    if account.oauth.is_some() {
+        crate::oauth::flow::sign_in(
+            &paths.config,
+            0o600,
+            &paths.oauth_dir(),
+            &account,
+            a.device,
+            &mut std::io::stdout(),
+        )
+        .await?;
+        println!("Signed in; the tokens are in {} (private).", paths.oauth_dir().display());
     }
     // On a terminal a failed test is not the end: fix::incoming offers to change the setting at
     // fault, keeping the rest, and the test runs again (issue 16).
@@ -620,7 +687,7 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
         let tested = match candidate(paths, &text, &spec) {
             Ok((_, account)) => {
                 println!("Testing the incoming server {}:{} …", account.pop.host, account.pop.port);
-                fetch::probe::probe(&paths.config, 0o600, &account).await
+                fetch::probe::probe(&paths.config, 0o600, &paths.oauth_dir(), &account).await
             }
             // A setting the config refuses (tls = "plain" to a remote host, say) is fixed the same way.
             Err(e) if interactive => Err(e),
@@ -654,8 +721,10 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
                     eprintln!("  what to do: {}", e.guidance());
                 }
                 if interactive && fix::incoming(&mut a, &mut password, &e)? == fix::Next::Retry {
-                    if let Some(p) = &password {
-                        pw = PasswordSetting::Inline(p.clone());
+                    if let Some(p) = &password
+                        && pw.is_some()
+                    {
+                        pw = Some(PasswordSetting::Inline(p.clone()));
                     }
                     continue;
                 }
@@ -699,7 +768,7 @@ async fn account_add(paths: &Paths, mut a: AddArgs) -> Result<i32> {
             Ok((candidate, acct)) => match &acct.smtp {
                 Some(server) => {
                     println!("Testing the outgoing server {}:{} …", server.host, server.port);
-                    test_smtp(&candidate, &acct).await
+                    test_smtp(&candidate, &paths.oauth_dir(), &acct).await
                 }
                 None => Ok(()),
             },
@@ -751,6 +820,7 @@ fn candidate(paths: &Paths, text: &str, spec: &AccountSpec) -> Result<(Config, c
     Ok((candidate, account))
 }
 
+
 fn shell_word(s: &str) -> String {
     if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         s.to_string()
@@ -786,7 +856,7 @@ fn account_list(paths: &Paths) -> Result<i32> {
 }
 
 /// The outgoing side of an account: connect, TLS, EHLO, AUTH (no mail).
-async fn test_smtp(cfg: &Config, account: &config::Account) -> Result<()> {
+async fn test_smtp(cfg: &Config, oauth_dir: &std::path::Path, account: &config::Account) -> Result<()> {
     let Some(server) = &account.smtp else { return Ok(()) };
     let server = if server.relay {
         match &cfg.relay {
@@ -796,11 +866,8 @@ async fn test_smtp(cfg: &Config, account: &config::Account) -> Result<()> {
     } else {
         server
     };
-    let password = match account.smtp_password(server) {
-        Some(src) => Some(config::resolve_secret(&cfg.path, cfg.mode, src, "SMTP").await?),
-        None => None,
-    };
-    let p = crate::smtp::upstream::probe(server, password.as_ref(), "localhost").await?;
+    let login = crate::oauth::smtp_credential(&cfg.path, cfg.mode, oauth_dir, account, server).await?;
+    let p = crate::smtp::upstream::probe(server, login.as_ref(), "localhost").await?;
     println!(
         "  OK: {}:{} {}{}",
         server.host,
@@ -820,7 +887,7 @@ async fn test_smtp(cfg: &Config, account: &config::Account) -> Result<()> {
 async fn account_test(paths: &Paths, name: &str) -> Result<i32> {
     let cfg = load_config(paths)?;
     let account = cfg.select(&[name.to_string()])?.remove(0);
-    let p = fetch::probe::probe(&cfg.path, cfg.mode, &account).await?;
+    let p = fetch::probe::probe(&cfg.path, cfg.mode, &paths.oauth_dir(), &account).await?;
     println!("Account \"{}\": {}:{} ({})", account.name, account.pop.host, account.pop.port, account.pop.tls.as_str());
     println!("  greeting: {}", p.greeting);
     match &p.tls {
@@ -895,7 +962,7 @@ async fn account_test(paths: &Paths, name: &str) -> Result<i32> {
     }
     if account.smtp.is_some() {
         println!("Outgoing:");
-        test_smtp(&cfg, &account).await?;
+        test_smtp(&cfg, &paths.oauth_dir(), &account).await?;
     }
     Ok(0)
 }
@@ -906,6 +973,12 @@ fn account_remove(paths: &Paths, name: &str) -> Result<i32> {
         return Err(Error::config(format!("no account named \"{name}\" in {}", cfg.path.display())));
     };
     config::edit::remove_account(&paths.config, &a.name)?;
+    // Its OAuth 2 tokens are a sign-in nobody uses any more: not left lying around.
+    let tokens = crate::oauth::token::path(&paths.oauth_dir(), &a.name);
+    if tokens.exists() {
+        std::fs::remove_file(&tokens)
+            .map_err(|e| Error::other(format!("cannot remove the token file {}: {e}", tokens.display())))?;
+    }
     println!(
         "Removed account \"{}\" from {}. Its stored mail stays in the folder \"{}\"; adding the account again resumes where it stopped.",
         a.name,
@@ -939,6 +1012,36 @@ async fn set_password(paths: &Paths, name: &str, stdin: bool, command: Option<St
         blocking(move || store.reenable(&n)).await?;
     }
     println!("Updated the password of \"{}\"; the account is active again.", a.name);
+    Ok(0)
+}
+
+/// `account auth NAME [--device]`: sign in again (the grant was revoked, or the account was added
+/// with --no-test before signing in), store the tokens, enable the account again.
+async fn account_auth(paths: &Paths, name: &str, device: bool) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    let account = cfg.select(&[name.to_string()])?.remove(0);
+    crate::files::create_private_dir(&paths.data_dir)?;
+    crate::oauth::flow::sign_in(&cfg.path, cfg.mode, &paths.oauth_dir(), &account, device, &mut std::io::stdout())
+        .await
+        .map_err(|e| e.context(format!("account \"{}\"", account.name)))?;
+    if let Some(store) = blocking({
+        let p = paths.store();
+        move || Store::open_existing(&p)
+    })
+    .await?
+    {
+        let n = account.name.clone();
+        blocking(move || store.reenable(&n)).await?;
+    }
+    println!("Signed in; account \"{}\" is active again.", account.name);
+    // A running daemon does not poll a disabled account: ask it to fetch now.
+    if let Ok(Some(outcomes)) =
+        crate::control::request_fetch(&paths.data_dir, std::slice::from_ref(&account.name)).await
+    {
+        for o in outcomes.iter().filter(|o| o.ok) {
+            println!("{}: {} new message(s) (fetched by the running daemon)", o.account, o.new_messages);
+        }
+    }
     Ok(0)
 }
 
@@ -1004,8 +1107,13 @@ async fn fetch_cmd(paths: &Paths, names: &[String]) -> Result<i32> {
         return Ok(code);
     }
     let store = open_store(paths).await?;
-    let ctx =
-        fetch::Context { config_path: cfg.path.clone(), config_mode: cfg.mode, store, lock_dir: paths.lock_dir() };
+    let ctx = fetch::Context {
+        config_path: cfg.path.clone(),
+        config_mode: cfg.mode,
+        store,
+        lock_dir: paths.lock_dir(),
+        oauth_dir: paths.oauth_dir(),
+    };
     let bars = progress_bars(&accounts.iter().map(|a| a.name.clone()).collect::<Vec<_>>());
     let mut tasks = Vec::new();
     for (i, account) in accounts.into_iter().enumerate() {
@@ -1063,7 +1171,7 @@ struct StatusJson {
 async fn verify_send(paths: &Paths, address: &str) -> Result<i32> {
     let cfg = load_config(paths)?;
     let store = open_store(paths).await?;
-    let account = crate::smtp::verify::send(&cfg, &store, address).await?;
+    let account = crate::smtp::verify::send(&cfg, &store, &paths.oauth_dir(), address).await?;
     println!("Sent a verification code to {address} (account {account}).");
     println!("If popbridge fetches that mailbox, it confirms the address by itself at the next fetch;");
     println!("otherwise run: popbridge verify confirm {address} CODE");

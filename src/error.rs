@@ -149,11 +149,21 @@ pub struct Error {
     pub service: Service,
     /// For a refused certificate: the certificate the server presented (to show, and to pin).
     pub presented: Option<crate::net::tls::Presented>,
+    /// The account cannot work until the user acts (an OAuth grant the provider revoked): it is
+    /// disabled at once, with this as its `disabled_reason`, instead of after repeated failures.
+    pub disable: Option<&'static str>,
 }
 
 impl Error {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Error {
-        Error { class, message: message.into(), retry_after: None, service: Service::Pop, presented: None }
+        Error {
+            class,
+            message: message.into(),
+            retry_after: None,
+            service: Service::Pop,
+            presented: None,
+            disable: None,
+        }
     }
     /// The certificate whose refusal this error reports.
     pub fn with_presented(mut self, presented: Option<crate::net::tls::Presented>) -> Error {

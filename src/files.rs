@@ -55,6 +55,32 @@ pub fn write_new_private(path: &Path, data: &[u8], class: ErrorClass) -> Result<
         .map_err(|e| Error::new(class, format!("cannot write {}: {e}", path.display())))
 }
 
+/// Replaces `path` with `data` atomically, mode 0600: the data goes to a temporary file beside it
+/// (private from the first byte), is fsynced, renamed over `path`, and the directory is fsynced so
+/// the rename itself survives a crash. Readers see the old content or the new, never a part.
+pub fn replace_private(path: &Path, data: &[u8], class: ErrorClass) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(data)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::new(class, format!("cannot write {}: {e}", tmp.display())));
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::new(class, format!("cannot replace {}: {e}", path.display())));
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::new(class, format!("cannot sync the directory {}: {e}", dir.display())))
+}
+
 /// A temporary directory a store may live in (0700: the store refuses one others can read).
 #[cfg(test)]
 pub(crate) fn private_tempdir() -> tempfile::TempDir {

@@ -7,7 +7,8 @@
 //! The map, by layer, lowest first: a module refers only to modules in layers below its own, and
 //! the modules of one layer are independent of each other (`tests/layers.rs` checks it).
 //!
-//! 0. [`error`]: error classes, exit codes and the guidance shown with them (used by everything).
+//! 0. [`error`]: error classes, exit codes and the guidance shown with them (used by everything);
+//!    [`sasl`]: the OAuth 2 SASL messages (OAUTHBEARER, XOAUTH2) POP3 and SMTP send.
 //! 1. Cores, no policy of their own:
 //!    - [`secret`]: a string whose `Debug` never shows it (passwords, tokens);
 //!    - [`memory`]: the daemon's one memory budget for message data in flight (FETCH, SMTP DATA);
@@ -22,6 +23,8 @@
 //!    [`autoconfig`]: Thunderbird autoconfig XML for the local servers (from the config alone).
 //! 4. [`net`]: sockets, TLS (every rustls configuration) and the driver that runs `pop3` on tokio;
 //!    the local servers' accept loop, connection slots and login throttle.
+//!    [`oauth`]: OAuth 2 sign-in (PKCE with a loopback redirect, device grant), the token files,
+//!    refresh ahead of expiry (its token endpoint is reached over `net`'s TLS).
 //! 5. The services:
 //!    - [`fetch`]: one fetch cycle per account (connect, list, diff, pipelined download into the
 //!      store, DELE per policy), the schedule, account health notices;
@@ -54,7 +57,9 @@ pub mod memory;
 pub mod mime;
 pub mod net;
 pub mod notice;
+pub mod oauth;
 pub mod pop3;
+pub mod sasl;
 pub mod secret;
 pub mod smtp;
 pub mod store;

@@ -115,7 +115,7 @@ fn set_password_replaces_the_secret() {
     b.run(&["account", "set-password", "Work", "--password-command", "pass show work"]).expect(0);
     let c = popbridge::config::load(&b.config).unwrap();
     assert!(
-        matches!(&c.accounts[0].pop.password, popbridge::config::SecretSource::Command(c) if c == "pass show work")
+        matches!(&c.accounts[0].pop.password, Some(popbridge::config::SecretSource::Command(c)) if c == "pass show work")
     );
 }
 

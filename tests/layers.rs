@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// re-export) is below them all. A new top-level module must be placed here.
 const LAYERS: &[&[&str]] = &[
     // Error classes and exit codes: used by everything.
-    &["error"],
+    &["error", "sasl"],
     // Cores with no I/O policy of their own: secrets, the memory budget, message parsing, the POP3
     // client protocol, private files, the notices' sender.
     &["secret", "memory", "mime", "pop3", "files", "notice"],
@@ -25,6 +25,8 @@ const LAYERS: &[&[&str]] = &[
     &["store", "autoconfig"],
     // Sockets, TLS, the POP3 driver, the listeners' accept loop and throttle.
     &["net"],
+    // OAuth 2 sign-in and tokens (its token endpoint over net's TLS configuration).
+    &["oauth"],
     // The three services, independent of each other.
     &["fetch", "imap", "smtp"],
     // The daemon's control socket (runs fetches).

@@ -20,6 +20,7 @@ mod imap_sort;
 mod layers;
 mod limits;
 mod memory;
+mod oauth;
 mod pop_dovecot;
 mod pop_faults;
 mod resources;

@@ -38,8 +38,8 @@ fn fingerprint(up: &Upstream) -> [u8; 32] {
     popbridge::net::tls::sha256(up.cert.cert_der().as_ref())
 }
 
-fn pw() -> Secret {
-    Secret::new(PASSWORD)
+fn pw() -> popbridge::config::Credential {
+    popbridge::config::Credential::Password(Secret::new(PASSWORD))
 }
 
 fn rcpts(list: &[&str]) -> Vec<String> {
@@ -154,7 +154,7 @@ async fn plain_on_loopback_without_auth() {
 async fn wrong_password_is_authentication_not_permanent() {
     let up = Upstream::start(with_auth(UpTls::Implicit));
     let server = smtp_server(&up, TlsMode::Implicit, its_ca(&up), Some(USER));
-    let wrong = Secret::new("wr0ng-password");
+    let wrong = popbridge::config::Credential::Password(Secret::new("wr0ng-password"));
     let f = deliver(&server, Some(&wrong), "client.example", USER, &rcpts(&["bob@example.net"]), MESSAGE)
         .await
         .unwrap_err();

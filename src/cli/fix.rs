@@ -77,15 +77,22 @@ pub fn incoming(a: &mut AddArgs, password: &mut Option<Secret>, e: &Error) -> cr
         (None, Some(c)) => format!("(printed by `{c}`)"),
         (None, None) => "(none)".to_string(),
     };
-    let items = [
+    // An OAuth 2 account has no password to retype: its sign-in is kept (and redone, if the
+    // provider refuses it, with `popbridge account auth NAME` once the account is saved).
+    let oauth = a.oauth.is_some();
+    let user_text = a.pop_user.as_deref().unwrap_or("");
+    let mut items = vec![
         (Field::Host, host.clone()),
         (Field::Port, port.to_string()),
         (Field::Security, tls.as_str().to_string()),
-        (Field::User, format!("{} (and the password)", a.pop_user.as_deref().unwrap_or(""))),
+        (Field::User, if oauth { user_text.to_string() } else { format!("{user_text} (and the password)") }),
         (Field::Password, pw_text),
         (Field::Again, "test again as it is".into()),
         (Field::GiveUp, "nothing is saved".into()),
     ];
+    if oauth {
+        items.retain(|(f, _)| *f != Field::Password);
+    }
     let suggested = suggestion(e, false);
     match choose(&items, suggested)? {
         Field::Host => a.pop_host = Some(prompt_host("POP server host name", &host)?),
@@ -102,7 +109,9 @@ pub fn incoming(a: &mut AddArgs, password: &mut Option<Secret>, e: &Error) -> cr
         }
         Field::User => {
             a.pop_user = Some(prompt("User name", a.pop_user.as_deref())?);
-            retype_password(password, &mut a.password_command, "Password")?;
+            if !oauth {
+                retype_password(password, &mut a.password_command, "Password")?;
+            }
         }
         Field::Password => retype_password(password, &mut a.password_command, "Password")?,
         Field::Again => {}

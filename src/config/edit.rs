@@ -68,13 +68,28 @@ pub struct AccountSpec {
     pub pop_port: u16,
     pub pop_tls: TlsMode,
     pub pop_user: String,
-    pub pop_password: PasswordSetting,
+    /// `None` for `auth = "oauth2"` (then `oauth` is set).
+    pub pop_password: Option<PasswordSetting>,
     pub auth: Option<String>,
     pub ca_file: Option<String>,
     pub pin_sha256: Option<String>,
     pub delete: DeletePolicy,
     pub allow_plain: bool,
     pub smtp: Option<SmtpSpec>,
+    /// `[account.oauth]` (`account add --oauth`).
+    pub oauth: Option<OAuthSpec>,
+}
+
+/// What `account add --oauth …` writes into `[account.oauth]`.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthSpec {
+    pub provider: String,
+    pub client_id: String,
+    pub client_secret_command: Option<String>,
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub device_authorization_url: Option<String>,
+    pub scopes: Vec<String>,
 }
 
 pub struct SmtpSpec {
@@ -121,8 +136,10 @@ pub fn account_block(a: &AccountSpec) -> String {
         q(a.pop_tls.as_str()),
         q(&a.pop_user)
     ));
-    s.push_str(&a.pop_password.line());
-    s.push('\n');
+    if let Some(pw) = &a.pop_password {
+        s.push_str(&pw.line());
+        s.push('\n');
+    }
     if let Some(auth) = &a.auth {
         s.push_str(&format!("auth = {}\n", q(auth)));
     }
@@ -145,9 +162,11 @@ pub fn account_block(a: &AccountSpec) -> String {
             // No user: the server takes mail without a login (a password alone would mean nothing).
             if let Some(u) = &m.user {
                 s.push_str(&format!("user = {}\n", q(u)));
-                let pw = m.password.as_ref().unwrap_or(&a.pop_password);
-                s.push_str(&pw.line());
-                s.push('\n');
+                // An oauth2 account's SMTP login uses its grant: no password line.
+                if let Some(pw) = m.password.as_ref().or(a.pop_password.as_ref()) {
+                    s.push_str(&pw.line());
+                    s.push('\n');
+                }
             }
             if let Some(ca) = &m.ca_file {
                 s.push_str(&format!("ca_file = {}\n", q(ca)));
@@ -155,6 +174,26 @@ pub fn account_block(a: &AccountSpec) -> String {
             if let Some(pin) = &m.pin_sha256 {
                 s.push_str(&format!("pin_sha256 = {}\n", q(pin)));
             }
+        }
+    }
+    if let Some(o) = &a.oauth {
+        s.push_str("[account.oauth]\n");
+        s.push_str(&format!("provider = {}\nclient_id = {}\n", q(&o.provider), q(&o.client_id)));
+        if let Some(c) = &o.client_secret_command {
+            s.push_str(&format!("client_secret_command = {}\n", q(c)));
+        }
+        for (key, v) in [
+            ("authorization_url", &o.authorization_url),
+            ("token_url", &o.token_url),
+            ("device_authorization_url", &o.device_authorization_url),
+        ] {
+            if let Some(v) = v {
+                s.push_str(&format!("{key} = {}\n", q(v)));
+            }
+        }
+        if !o.scopes.is_empty() {
+            let list: Vec<String> = o.scopes.iter().map(|x| q(x)).collect();
+            s.push_str(&format!("scopes = [{}]\n", list.join(", ")));
         }
     }
     s
@@ -282,14 +321,49 @@ mod tests {
             pop_port: 995,
             pop_tls: TlsMode::Implicit,
             pop_user: "me".into(),
-            pop_password: PasswordSetting::Inline(Secret::new("p\"w")),
+            pop_password: Some(PasswordSetting::Inline(Secret::new("p\"w"))),
             auth: None,
             ca_file: None,
             pin_sha256: None,
             delete: DeletePolicy::AfterDays(3),
             allow_plain: false,
             smtp: None,
+            oauth: None,
         }
+    }
+
+    #[test]
+    fn an_oauth_account_is_written_without_a_password() {
+        let mut a = spec();
+        a.name = "Work".into();
+        a.pop_password = None;
+        a.auth = Some("oauth2".into());
+        a.smtp = Some(SmtpSpec {
+            host: "smtp.work.example".into(),
+            port: 587,
+            tls: TlsMode::StartTls,
+            user: Some("me".into()),
+            password: None,
+            relay: false,
+            ca_file: None,
+            pin_sha256: None,
+        });
+        a.oauth = Some(OAuthSpec {
+            provider: "custom".into(),
+            client_id: "popbridge-test".into(),
+            client_secret_command: Some("pass show client".into()),
+            authorization_url: Some("http://127.0.0.1:1/authorize".into()),
+            token_url: Some("http://127.0.0.1:1/token".into()),
+            device_authorization_url: None,
+            scopes: vec!["pop".into(), "offline_access".into()],
+        });
+        let block = account_block(&a);
+        assert!(!block.contains("password ="), "{block}");
+        let c = crate::config::parse(&block, Path::new("/tmp/c.toml"), 0o600).unwrap();
+        let acct = &c.accounts[0];
+        assert!(acct.pop.password.is_none() && acct.oauth.is_some());
+        let smtp = acct.smtp.as_ref().unwrap();
+        assert!(acct.smtp_uses_oauth(smtp), "the SMTP login is the account's grant");
     }
 
     #[test]

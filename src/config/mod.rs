@@ -60,6 +60,10 @@ impl Paths {
     pub fn lock_dir(&self) -> PathBuf {
         self.data_dir.join("locks")
     }
+    /// The OAuth 2 token files, one per `auth = "oauth2"` account (`oauth::token`).
+    pub fn oauth_dir(&self) -> PathBuf {
+        self.data_dir.join("oauth")
+    }
 }
 
 /// Reads and validates the config file.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawAccount, RawConfig, RawLocal, RawMemory, RawOutbox, RawPop, RawSmtp};
+use super::raw::{RawAccount, RawConfig, RawLocal, RawMemory, RawOAuth, RawOutbox, RawPop, RawSmtp};
 use crate::secret::Secret;
 
 /// Default local listener addresses (loopback only, high ports so no privileges are needed).
@@ -122,6 +122,8 @@ pub struct Account {
     pub max_bytes_per_cycle: Option<u64>,
     pub pop: PopServer,
     pub smtp: Option<SmtpServer>,
+    /// `[account.oauth]`: present exactly when `pop.auth` is [`AuthMethod::OAuth2`].
+    pub oauth: Option<OAuthSettings>,
 }
 
 impl Account {
@@ -130,7 +132,19 @@ impl Account {
     /// (DESIGN §5: the SMTP password defaults to the POP one).
     pub fn smtp_password<'a>(&'a self, server: &'a SmtpServer) -> Option<&'a SecretSource> {
         let own = self.smtp.as_ref().is_some_and(|s| !s.relay);
-        server.password.as_ref().or((own && server.user.is_some()).then_some(&self.pop.password))
+        server.password.as_ref().or(if own && server.user.is_some() { self.pop.password.as_ref() } else { None })
+    }
+
+    /// Whether the account's own outgoing server logs in with the account's OAuth 2 grant: an
+    /// `auth = "oauth2"` account whose `[account.smtp]` has a user and no password of its own (the
+    /// presets' scopes cover SMTP, so one sign-in serves both).
+    pub fn smtp_uses_oauth(&self, server: &SmtpServer) -> bool {
+        let own = self.smtp.as_ref().is_some_and(|s| !s.relay);
+        own && !server.relay
+            && self.pop.auth == AuthMethod::OAuth2
+            && self.oauth.is_some()
+            && server.user.is_some()
+            && server.password.is_none()
     }
 
     /// A digest of every setting of the account, secrets included (as a hash: never shown): a change
@@ -164,7 +178,18 @@ impl Account {
                 p.timeout
             )
         ));
-        put(&secret(&p.password));
+        if let Some(pw) = &p.password {
+            put(&secret(pw));
+        }
+        if let Some(o) = &self.oauth {
+            put(&format!(
+                "{:?}",
+                (o.provider, &o.client_id, &o.authorization_url, &o.token_url, &o.device_authorization_url, &o.scopes)
+            ));
+            if let Some(cs) = &o.client_secret {
+                put(&secret(cs));
+            }
+        }
         if let Some(s) = &self.smtp {
             put(&format!("{:?}", (&s.host, s.port, s.tls, &s.user, s.relay, &s.trust.ca_file, s.trust.pin_sha256)));
             if let Some(pw) = &s.password {
@@ -211,8 +236,11 @@ pub enum AuthMethod {
     Plain,
     Login,
     Apop,
-    /// OAuth 2 bearer token (Google, Microsoft); the token comes from `password_command`.
+    /// SASL XOAUTH2 with a bearer token printed by `password_command` (an external OAuth tool).
     Xoauth2,
+    /// Built-in OAuth 2 (`[account.oauth]`): popbridge signs in, keeps and refreshes the tokens,
+    /// and logs in with OAUTHBEARER when the server offers it, else XOAUTH2. No password.
+    OAuth2,
 }
 
 impl AuthMethod {
@@ -223,7 +251,8 @@ impl AuthMethod {
             "plain" => AuthMethod::Plain,
             "login" => AuthMethod::Login,
             "apop" => AuthMethod::Apop,
-            "xoauth2" | "oauth2" => AuthMethod::Xoauth2,
+            "xoauth2" => AuthMethod::Xoauth2,
+            "oauth2" => AuthMethod::OAuth2,
             _ => return None,
         })
     }
@@ -262,6 +291,57 @@ impl DeletePolicy {
     }
 }
 
+/// `[account.oauth]`'s provider: a preset (endpoints and scopes built in, `oauth::preset`) or any
+/// RFC 6749 server with its endpoints given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthProvider {
+    Microsoft,
+    Google,
+    Custom,
+}
+
+impl OAuthProvider {
+    pub fn parse(s: &str) -> Option<OAuthProvider> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "microsoft" | "outlook" | "office365" => OAuthProvider::Microsoft,
+            "google" | "gmail" => OAuthProvider::Google,
+            "custom" => OAuthProvider::Custom,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OAuthProvider::Microsoft => "microsoft",
+            OAuthProvider::Google => "google",
+            OAuthProvider::Custom => "custom",
+        }
+    }
+}
+
+/// `[account.oauth]`, validated. The endpoints and scopes given here override a preset's; a
+/// `custom` provider has at least `token_url`, one of the two sign-in endpoints, and scopes.
+/// `Debug` never shows the client secret (a [`SecretSource`]).
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    pub provider: OAuthProvider,
+    pub client_id: String,
+    /// Some providers (Google) want the secret of a desktop app's client; Microsoft's public
+    /// clients have none.
+    pub client_secret: Option<SecretSource>,
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub device_authorization_url: Option<String>,
+    pub scopes: Option<Vec<String>>,
+}
+
+/// A resolved login secret for a server: a password, or an OAuth 2 access token (sent with
+/// OAUTHBEARER or XOAUTH2). `Debug` shows neither.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Password(Secret),
+    Bearer(Secret),
+}
+
 /// Where a password (or OAuth token) comes from.
 #[derive(Debug, Clone)]
 pub enum SecretSource {
@@ -285,7 +365,8 @@ pub struct PopServer {
     pub port: u16,
     pub tls: TlsMode,
     pub user: String,
-    pub password: SecretSource,
+    /// `None` exactly when `auth` is [`AuthMethod::OAuth2`] (the tokens are in the data directory).
+    pub password: Option<SecretSource>,
     pub auth: AuthMethod,
     pub delete: DeletePolicy,
     pub trust: TrustSettings,
@@ -483,6 +564,22 @@ fn validate_account(cx: &Ctx, i: usize, a: RawAccount) -> crate::Result<Account>
     };
     let pop =
         validate_pop(cx, &name, a.pop.ok_or_else(|| cx.err(&kn("pop"), "the [account.pop] section is missing"))?)?;
+    let oauth = match (pop.auth, a.oauth) {
+        (AuthMethod::OAuth2, Some(o)) => Some(validate_oauth(cx, &name, o)?),
+        (AuthMethod::OAuth2, None) => {
+            return Err(cx.err(
+                &kn("oauth"),
+                "auth = \"oauth2\" needs an [account.oauth] section with provider (microsoft, google or custom) and client_id",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(cx.err(
+                &kn("oauth"),
+                "[account.oauth] is used only with auth = \"oauth2\" in [account.pop]: set that, or remove the section",
+            ));
+        }
+        (_, None) => None,
+    };
     let smtp = match a.smtp {
         Some(s) => Some(validate_smtp(cx, &format!("account \"{name}\": smtp"), s)?),
         None => None,
@@ -510,7 +607,93 @@ fn validate_account(cx: &Ctx, i: usize, a: RawAccount) -> crate::Result<Account>
         max_bytes_per_cycle,
         pop,
         smtp,
+        oauth,
     })
+}
+
+fn validate_oauth(cx: &Ctx, name: &str, o: RawOAuth) -> crate::Result<OAuthSettings> {
+    let k = |f: &str| format!("account \"{name}\": oauth.{f}");
+    let provider = match o.provider.as_deref() {
+        None => return Err(cx.err(&k("provider"), "is missing (microsoft, google or custom)")),
+        Some(p) => OAuthProvider::parse(p)
+            .ok_or_else(|| cx.err(&k("provider"), format!("\"{p}\" must be microsoft, google or custom")))?,
+    };
+    let client_id = o.client_id.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
+        cx.err(
+            &k("client_id"),
+            "is missing: register popbridge with the provider to get one (README: \"Signing in with OAuth2\")",
+        )
+    })?;
+    if client_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(cx.err(&k("client_id"), "must not contain spaces or control characters"));
+    }
+    let client_secret = match (o.client_secret, o.client_secret_command) {
+        (Some(_), Some(_)) => {
+            return Err(cx.err(&k("client_secret"), "set either client_secret or client_secret_command, not both"));
+        }
+        (Some(s), None) => Some(SecretSource::Inline(Secret::new(s))),
+        (None, Some(c)) if c.trim().is_empty() => return Err(cx.err(&k("client_secret_command"), "is empty")),
+        (None, Some(c)) => Some(SecretSource::Command(c)),
+        (None, None) => None,
+    };
+    let url = |key: &str, v: Option<String>| -> crate::Result<Option<String>> {
+        match v {
+            None => Ok(None),
+            Some(u) => check_oauth_url(&u).map(|()| Some(u)).map_err(|e| cx.err(&k(key), e)),
+        }
+    };
+    let authorization_url = url("authorization_url", o.authorization_url)?;
+    let token_url = url("token_url", o.token_url)?;
+    let device_authorization_url = url("device_authorization_url", o.device_authorization_url)?;
+    let scopes = match o.scopes {
+        Some(s) if s.is_empty() => return Err(cx.err(&k("scopes"), "must list at least one scope")),
+        Some(s) => {
+            if let Some(bad) =
+                s.iter().find(|x| x.is_empty() || x.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\'))
+            {
+                return Err(cx.err(&k("scopes"), format!("\"{bad}\" is not a scope (one scope per string, no spaces)")));
+            }
+            Some(s)
+        }
+        None => None,
+    };
+    if provider == OAuthProvider::Custom {
+        if token_url.is_none() {
+            return Err(cx.err(&k("token_url"), "is missing (a custom provider needs its endpoints)"));
+        }
+        if authorization_url.is_none() && device_authorization_url.is_none() {
+            return Err(cx.err(
+                &k("authorization_url"),
+                "is missing: a custom provider needs authorization_url (browser sign-in) or device_authorization_url (--device), or both",
+            ));
+        }
+        if scopes.is_none() {
+            return Err(cx.err(&k("scopes"), "is missing (a custom provider needs the scopes for POP and SMTP)"));
+        }
+    }
+    Ok(OAuthSettings {
+        provider,
+        client_id,
+        client_secret,
+        authorization_url,
+        token_url,
+        device_authorization_url,
+        scopes,
+    })
+}
+
+/// An OAuth endpoint: https, or http to a loopback address (a provider on this machine, tests).
+/// Tokens and codes travel to it, so never plain http over a network.
+pub fn check_oauth_url(u: &str) -> Result<(), String> {
+    let parsed = oauth2::url::Url::parse(u).map_err(|e| format!("\"{u}\" is not a URL ({e})"))?;
+    let host = parsed.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match parsed.scheme() {
+        "https" if !host.is_empty() => Ok(()),
+        "http" if is_loopback_host(host) => Ok(()),
+        "http" => Err(format!("\"{u}\" is plain http: use https (http is allowed only to a loopback address)")),
+        _ => Err(format!("\"{u}\" must be an https:// URL")),
+    }
 }
 
 fn validate_pop(cx: &Ctx, name: &str, p: RawPop) -> crate::Result<PopServer> {
@@ -533,12 +716,23 @@ fn validate_pop(cx: &Ctx, name: &str, p: RawPop) -> crate::Result<PopServer> {
     if user.contains(['\r', '\n']) {
         return Err(cx.err(&k("user"), "must not contain line breaks"));
     }
-    let password = secret_source(cx, &format!("account \"{name}\": pop"), p.password, p.password_command, true)?
-        .ok_or_else(|| cx.err(&k("password"), "set password_command (recommended) or password"))?;
     let auth = match p.auth.as_deref() {
         None => AuthMethod::Auto,
-        Some(s) => AuthMethod::parse(s)
-            .ok_or_else(|| cx.err(&k("auth"), format!("\"{s}\" must be auto, user, plain, login, apop or xoauth2")))?,
+        Some(s) => AuthMethod::parse(s).ok_or_else(|| {
+            cx.err(&k("auth"), format!("\"{s}\" must be auto, user, plain, login, apop, xoauth2 or oauth2"))
+        })?,
+    };
+    let password = secret_source(cx, &format!("account \"{name}\": pop"), p.password, p.password_command, true)?;
+    let password = match (auth, password) {
+        (AuthMethod::OAuth2, None) => None,
+        (AuthMethod::OAuth2, Some(_)) => {
+            return Err(cx.err(
+                &k("password"),
+                "auth = \"oauth2\" signs in through [account.oauth] (`popbridge account auth NAME`), so no password is used: remove password/password_command (for a token printed by a command, use auth = \"xoauth2\")",
+            ));
+        }
+        (_, Some(pw)) => Some(pw),
+        (_, None) => return Err(cx.err(&k("password"), "set password_command (recommended) or password")),
     };
     let delete = match p.delete.as_deref() {
         None => DeletePolicy::Never,
@@ -776,6 +970,103 @@ mod tests {
         let c = parse_str(include_str!("../../config/popbridge.example.toml")).unwrap();
         assert_eq!(c.outbox, Outbox::default(), "config/popbridge.example.toml [outbox] = the defaults");
         assert_eq!(c.memory, Memory::default(), "config/popbridge.example.toml [memory] = the defaults");
+    }
+
+    const OAUTH: &str = "[[account]]\nname = \"Mail\"\nemail = \"me@example.com\"\n[account.pop]\nhost = \"pop.example\"\nuser = \"me\"\nauth = \"oauth2\"\n";
+
+    #[test]
+    fn oauth2_accounts_need_no_password_and_an_oauth_section() {
+        let c =
+            parse_str(&format!("{OAUTH}[account.oauth]\nprovider = \"microsoft\"\nclient_id = \"abc-123\"\n")).unwrap();
+        let a = &c.accounts[0];
+        assert_eq!(a.pop.auth, AuthMethod::OAuth2);
+        assert!(a.pop.password.is_none());
+        let o = a.oauth.as_ref().unwrap();
+        assert_eq!((o.provider, o.client_id.as_str()), (OAuthProvider::Microsoft, "abc-123"));
+        // "xoauth2" keeps its meaning: a token printed by password_command.
+        let x = parse_str(
+            &OAUTH.replace("oauth2", "xoauth2").replace("auth = ", "password_command = \"get-token\"\nauth = "),
+        )
+        .unwrap();
+        assert_eq!(x.accounts[0].pop.auth, AuthMethod::Xoauth2);
+        assert!(x.accounts[0].oauth.is_none());
+        let custom = parse_str(&format!(
+            "{OAUTH}[account.oauth]\nprovider = \"custom\"\nclient_id = \"c\"\nclient_secret_command = \"pass show c\"\ntoken_url = \"http://127.0.0.1:8080/token\"\ndevice_authorization_url = \"https://id.example/device\"\nscopes = [\"pop\", \"offline_access\"]\n"
+        ))
+        .unwrap();
+        let o = custom.accounts[0].oauth.as_ref().unwrap();
+        assert!(matches!(&o.client_secret, Some(SecretSource::Command(c)) if c == "pass show c"));
+        assert_eq!(o.scopes.as_deref(), Some(&["pop".to_string(), "offline_access".to_string()][..]));
+    }
+
+    #[test]
+    fn oauth_settings_errors_are_clear() {
+        for (extra, key, says) in [
+            ("", "oauth", "[account.oauth]"),
+            ("[account.oauth]\nclient_id = \"c\"\n", "oauth.provider", "is missing"),
+            (
+                "[account.oauth]\nprovider = \"yahoo\"\nclient_id = \"c\"\n",
+                "oauth.provider",
+                "microsoft, google or custom",
+            ),
+            ("[account.oauth]\nprovider = \"google\"\n", "oauth.client_id", "register"),
+            ("[account.oauth]\nprovider = \"custom\"\nclient_id = \"c\"\n", "oauth.token_url", "is missing"),
+            (
+                "[account.oauth]\nprovider = \"custom\"\nclient_id = \"c\"\ntoken_url = \"https://x/t\"\nscopes = [\"a\"]\n",
+                "oauth.authorization_url",
+                "device_authorization_url",
+            ),
+            (
+                "[account.oauth]\nprovider = \"custom\"\nclient_id = \"c\"\ntoken_url = \"http://id.example/t\"\n",
+                "oauth.token_url",
+                "https",
+            ),
+            (
+                "[account.oauth]\nprovider = \"google\"\nclient_id = \"c\"\nscopes = []\n",
+                "oauth.scopes",
+                "at least one",
+            ),
+            (
+                "[account.oauth]\nprovider = \"google\"\nclient_id = \"c\"\nclient_secret = \"s\"\nclient_secret_command = \"x\"\n",
+                "oauth.client_secret",
+                "not both",
+            ),
+        ] {
+            let e = parse_str(&format!("{OAUTH}{extra}")).unwrap_err();
+            assert!(e.message.contains(key) && e.message.contains(says), "{extra:?}: {}", e.message);
+        }
+        let e = parse_str(&format!(
+            "{}[account.oauth]\nprovider = \"google\"\nclient_id = \"c\"\n",
+            OAUTH.replace("auth = \"oauth2\"\n", "password = \"x\"\n")
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("auth = \"oauth2\""), "{}", e.message);
+        let e = parse_str(&format!(
+            "{}password = \"x\"\n[account.oauth]\nprovider = \"google\"\nclient_id = \"c\"\n",
+            OAUTH
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("pop.password") && e.message.contains("xoauth2"), "{}", e.message);
+    }
+
+    #[test]
+    fn oauth_urls_are_https_or_loopback_http() {
+        assert!(check_oauth_url("https://login.microsoftonline.com/common/oauth2/v2.0/token").is_ok());
+        assert!(check_oauth_url("http://127.0.0.1:9000/token").is_ok());
+        assert!(check_oauth_url("http://[::1]:9000/token").is_ok());
+        assert!(check_oauth_url("http://localhost/token").is_ok());
+        assert!(check_oauth_url("http://id.example/token").is_err());
+        assert!(check_oauth_url("ftp://id.example/token").is_err());
+        assert!(check_oauth_url("not a url").is_err());
+    }
+
+    #[test]
+    fn the_client_secret_is_not_in_debug() {
+        let c = parse_str(&format!(
+            "{OAUTH}[account.oauth]\nprovider = \"google\"\nclient_id = \"c\"\nclient_secret = \"GOCSPX-SuperSecret\"\n"
+        ))
+        .unwrap();
+        assert!(!format!("{:?}", c.accounts[0]).contains("SuperSecret"));
     }
 
     #[test]

@@ -57,6 +57,21 @@ pub struct RawAccount {
     pub max_bytes_per_cycle: Option<toml::Value>,
     pub pop: Option<RawPop>,
     pub smtp: Option<RawSmtp>,
+    pub oauth: Option<RawOAuth>,
+}
+
+/// `[account.oauth]`: the OAuth 2 client popbridge signs in as (with `auth = "oauth2"`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    pub provider: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_command: Option<String>,
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub device_authorization_url: Option<String>,
+    pub scopes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

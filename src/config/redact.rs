@@ -42,6 +42,13 @@ const PLAIN_KEYS: &[&str] = &[
     "relay",
     "retry",
     "give_up_after",
+    // [account.oauth] (client_secret and client_secret_command are secrets: not listed).
+    "provider",
+    "client_id",
+    "authorization_url",
+    "token_url",
+    "device_authorization_url",
+    "scopes",
 ];
 
 const REDACTED: &str = "<redacted>";
@@ -348,6 +355,17 @@ mod tests {
             assert!(m.contains(", line 9") || m.contains(", line 10"), "{bad:?}: {m}");
             assert!(m.contains("<redacted>"), "{m}");
         }
+    }
+
+    #[test]
+    fn a_parse_error_on_an_oauth_secret_line_hides_it() {
+        let head = "[[account]]\nname = \"W\"\nemail = \"me@w.example\"\n[account.pop]\nhost = \"h\"\nuser = \"u\"\nauth = \"oauth2\"\n[account.oauth]\nprovider = \"google\"\n";
+        for bad in [format!("client_secret = \"{SECRET}\n"), format!("client_secret_command = \"echo {SECRET}\n")] {
+            let m = err(&format!("{head}{bad}"));
+            assert!(!m.contains(SECRET) && m.contains("<redacted>"), "{bad:?}: {m}");
+        }
+        let m = err(&format!("{head}client_id = 5\n"));
+        assert!(m.contains("client_id = 5"), "{m}");
     }
 
     #[test]

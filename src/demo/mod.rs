@@ -97,7 +97,7 @@ async fn run_in(dir: &std::path::Path) -> Result<i32> {
             pop_port,
             pop_tls: TlsMode::Plain,
             pop_user: DEMO_USER.into(),
-            pop_password: PasswordSetting::Inline(Secret::new(DEMO_PASSWORD)),
+            pop_password: Some(PasswordSetting::Inline(Secret::new(DEMO_PASSWORD))),
             auth: None,
             ca_file: None,
             pin_sha256: None,
@@ -113,6 +113,7 @@ async fn run_in(dir: &std::path::Path) -> Result<i32> {
                 ca_file: None,
                 pin_sha256: None,
             }),
+            oauth: None,
         },
     )?;
     // Fetch every minute, so a message sent to yourself shows up quickly.
@@ -134,6 +135,7 @@ async fn run_in(dir: &std::path::Path) -> Result<i32> {
         config_mode: cfg.mode,
         store: store.clone(),
         lock_dir: paths.lock_dir(),
+        oauth_dir: paths.oauth_dir(),
     };
     let account = cfg.select(&[])?.remove(0);
     let report = fetch::fetch(&ctx, &account, None).await?;

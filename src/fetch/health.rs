@@ -33,11 +33,19 @@ pub fn decide(h: &Health) -> Option<Notice> {
     }
 }
 
-/// The exact command (or edit) that fixes the account, by error class.
-fn remedy(account: &Account, class: Option<ErrorClass>) -> String {
+/// The exact command (or edit) that fixes the account, by error class (and, for a disabled
+/// account, why it was disabled).
+fn remedy(account: &Account, class: Option<ErrorClass>, disabled_reason: Option<&str>) -> String {
     let n = &account.name;
     let quoted =
         if n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) { n.clone() } else { format!("'{n}'") };
+    let oauth = account.pop.auth == crate::config::AuthMethod::OAuth2;
+    if disabled_reason == Some(crate::oauth::DISABLED_REASON) || (oauth && class == Some(ErrorClass::Authentication)) {
+        return format!(
+            "Sign in again with:\n\n    {}\n\n(add --device on a machine without a browser). Then the account is enabled again and fetched at once.",
+            crate::oauth::remedy_command(n)
+        );
+    }
     match class {
         Some(ErrorClass::Authentication) => format!(
             "Update the password with:\n\n    popbridge account set-password {quoted}\n\nThen the account is enabled again and fetched at once."
@@ -54,12 +62,29 @@ fn remedy(account: &Account, class: Option<ErrorClass>) -> String {
 
 pub fn notice_message(account: &Account, h: &Health, what: Notice) -> (String, Vec<u8>) {
     let class = h.error_class.as_deref().and_then(ErrorClass::parse);
+    // An OAuth 2 account has no password to check: its credential is the sign-in.
+    let oauth = account.pop.auth == crate::config::AuthMethod::OAuth2;
+    let guidance = match class {
+        Some(ErrorClass::Authentication) if oauth => {
+            "sign in again with OAuth 2: the provider revoked or expired the grant (a changed password, a removed app consent, an administrator's policy) or the server refused the access token"
+        }
+        Some(c) => c.guidance(),
+        None => "see the error above",
+    };
     let error = h.error_message.clone().unwrap_or_default();
     let (subject, alert, body) = match what {
         Notice::Disabled => {
+            let oauth_why = format!(
+                "the provider no longer accepts its OAuth 2 sign-in (revoked, expired or never completed); run `{}`",
+                crate::oauth::remedy_command(&account.name)
+            );
             let why = match h.disabled_reason.as_deref() {
+                Some("authentication") if account.pop.auth == crate::config::AuthMethod::OAuth2 => {
+                    "the server rejected its OAuth 2 access token three times in a row"
+                }
                 Some("authentication") => "the server rejected the password three times in a row",
                 Some("certificate") => "the server's certificate cannot be trusted",
+                Some(r) if r == crate::oauth::DISABLED_REASON => oauth_why.as_str(),
                 _ => "it failed in a way that needs you",
             };
             (
@@ -69,8 +94,8 @@ pub fn notice_message(account: &Account, h: &Health, what: Notice) -> (String, V
                     "popbridge stopped fetching account {} because {why}.\n\nThe error ({}): {error}\n\nWhat to do: {}\n\n{}\n\nNothing was lost: mail already fetched is in the folder \"{}\", and nothing was deleted from the server.\n",
                     account.name,
                     class.map(|c| c.as_str()).unwrap_or("unknown"),
-                    class.map(|c| c.guidance()).unwrap_or("see the error above"),
-                    remedy(account, class),
+                    guidance,
+                    remedy(account, class, h.disabled_reason.as_deref()),
                     account.name
                 ),
             )
@@ -82,8 +107,8 @@ pub fn notice_message(account: &Account, h: &Health, what: Notice) -> (String, V
                 "popbridge has not been able to fetch account {} for over an hour. It keeps trying (at most an hour apart).\n\nThe error ({}): {error}\n\nWhat to do: {}\n\n{}\n",
                 account.name,
                 class.map(|c| c.as_str()).unwrap_or("unknown"),
-                class.map(|c| c.guidance()).unwrap_or("see the error above"),
-                remedy(account, class)
+                guidance,
+                remedy(account, class, None)
             ),
         ),
         Notice::Recovered => (
@@ -153,5 +178,24 @@ mod tests {
         assert_eq!(decide(&health("backoff", "backoff", Some(9000))), None);
         assert_eq!(decide(&health("active", "disabled", None)), Some(Notice::Recovered));
         assert_eq!(decide(&health("active", "none", None)), None);
+    }
+
+    #[test]
+    fn a_revoked_grant_says_to_sign_in_again() {
+        let cfg = crate::config::parse(
+            "[[account]]\nname = \"Mail\"\nemail = \"me@example.com\"\n[account.pop]\nhost = \"pop.example\"\nuser = \"me\"\nauth = \"oauth2\"\n[account.oauth]\nprovider = \"google\"\nclient_id = \"x.apps.googleusercontent.com\"\n",
+            std::path::Path::new("/tmp/c.toml"),
+            0o600,
+        )
+        .unwrap();
+        let mut h = health("disabled", "none", Some(10));
+        h.disabled_reason = Some(crate::oauth::DISABLED_REASON.into());
+        h.error_message = Some("login.example no longer accepts the sign-in (invalid_grant)".into());
+        let (alert, msg) = notice_message(&cfg.accounts[0], &h, Notice::Disabled);
+        assert!(alert.contains("run `popbridge account auth Mail`"), "{alert}");
+        let parsed = mail_parser::MessageParser::default().parse(&msg).unwrap();
+        let text = parsed.body_text(0).unwrap().into_owned();
+        assert!(text.contains("popbridge account auth Mail") && text.contains("invalid_grant"), "{text}");
+        assert!(!text.contains("set-password"), "no password to set: {text}");
     }
 }

@@ -61,6 +61,8 @@ pub struct Context {
     pub config_mode: u32,
     pub store: Arc<Store>,
     pub lock_dir: PathBuf,
+    /// The OAuth 2 token files (`Paths::oauth_dir`), for `auth = "oauth2"` accounts.
+    pub oauth_dir: PathBuf,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -118,11 +120,11 @@ pub async fn fetch(ctx: &Context, account: &Account, progress: Option<ProgressFn
             blocking(move || store.record_success(ids.account, &facts)).await?;
         }
         Err(e) => {
-            let (class, msg) = (e.class, e.message.clone());
+            let (class, msg, disable) = (e.class, e.message.clone(), e.disable);
             // Recording can fail for the same reason the fetch did (a full disk): the fetch's own
             // error is the one to report.
             if class != ErrorClass::Config
-                && let Err(e2) = blocking(move || store.record_failure(ids.account, class, &msg)).await
+                && let Err(e2) = blocking(move || store.record_failure(ids.account, class, &msg, disable)).await
             {
                 tracing::warn!("{label}: could not record the failure in the store: {e2}");
             }
@@ -293,10 +295,9 @@ impl<'a> Cycle<'a> {
     /// expires downloaded messages itself (EXPIRE 0).
     async fn connect(ctx: &'a Context, account: &'a Account, ids: crate::store::accounts::AccountIds) -> Result<Self> {
         let mut report = Report { account: account.name.clone(), ..Report::default() };
-        let password =
-            crate::config::resolve_secret(&ctx.config_path, ctx.config_mode, &account.pop.password, "POP").await?;
-        let Session { conn, caps, .. } = Session::open(account, &password).await?;
-        drop(password);
+        let secrets =
+            session::Secrets { config_path: &ctx.config_path, config_mode: ctx.config_mode, oauth_dir: &ctx.oauth_dir };
+        let Session { conn, caps, .. } = session::login(&secrets, account).await?;
         let caps_text = caps.as_ref().map(|c| c.lines.join(" ")).unwrap_or_default();
         let pipelining = caps.as_ref().is_some_and(|c| c.pipelining);
         let window = if pipelining { WINDOW } else { 1 };

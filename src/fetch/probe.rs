@@ -27,11 +27,17 @@ pub struct Probe {
     pub utf8: bool,
 }
 
-pub async fn probe(config_path: &std::path::Path, config_mode: u32, account: &Account) -> Result<Probe> {
+/// `oauth_dir`: the token files (`Paths::oauth_dir`), for an `auth = "oauth2"` account.
+pub async fn probe(
+    config_path: &std::path::Path,
+    config_mode: u32,
+    oauth_dir: &std::path::Path,
+    account: &Account,
+) -> Result<Probe> {
     let label = format!("account \"{}\"", account.name);
     let run = async {
-        let password = crate::config::resolve_secret(config_path, config_mode, &account.pop.password, "POP").await?;
-        let s = Session::open(account, &password).await?;
+        let secrets = super::session::Secrets { config_path, config_mode, oauth_dir };
+        let s = super::session::login(&secrets, account).await?;
         let Session { mut conn, caps, caps_before, greeting, upstream, auth_used, utf8 } = s;
         let tls = match (account.pop.tls, &upstream) {
             (TlsMode::Plain, _) | (_, None) => None,

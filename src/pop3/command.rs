@@ -40,6 +40,15 @@ pub enum Command<'a> {
         user: &'a str,
         token: &'a str,
     },
+    /// `AUTH OAUTHBEARER <initial response>` (RFC 7628): the GS2 header with the user, the server's
+    /// host and port, the bearer token. On failure the server sends a continuation with a base64
+    /// JSON error; answer it with `SaslResponse(crate::sasl::OAUTHBEARER_ABORT)` to get the -ERR.
+    AuthOauthbearer {
+        user: &'a str,
+        host: &'a str,
+        port: u16,
+        token: &'a str,
+    },
     /// One continuation answer: raw bytes, base64-encoded on the wire (empty → an empty line).
     SaslResponse(&'a [u8]),
     /// `*`: abort the SASL exchange (RFC 5034 §4). Its reply is tagged [`Sent::SaslResponse`].
@@ -83,6 +92,13 @@ impl fmt::Debug for Command<'_> {
             Command::AuthXoauth2 { user, .. } => {
                 f.debug_struct("AuthXoauth2").field("user", user).field("token", &REDACTED).finish()
             }
+            Command::AuthOauthbearer { user, host, port, .. } => f
+                .debug_struct("AuthOauthbearer")
+                .field("user", user)
+                .field("host", host)
+                .field("port", port)
+                .field("token", &REDACTED)
+                .finish(),
             Command::SaslResponse(b) => write!(f, "SaslResponse(<{} bytes redacted>)", b.len()),
             Command::SaslCancel => f.write_str("SaslCancel"),
             Command::Stat => f.write_str("Stat"),
@@ -132,7 +148,10 @@ impl Command<'_> {
             Command::User(_) => Sent::User,
             Command::Pass(_) => Sent::Pass,
             Command::Apop { .. } => Sent::Apop,
-            Command::AuthPlain { .. } | Command::AuthLogin | Command::AuthXoauth2 { .. } => Sent::Auth,
+            Command::AuthPlain { .. }
+            | Command::AuthLogin
+            | Command::AuthXoauth2 { .. }
+            | Command::AuthOauthbearer { .. } => Sent::Auth,
             Command::SaslResponse(_) | Command::SaslCancel => Sent::SaslResponse,
             Command::Stat => Sent::Stat,
             Command::List(n) => Sent::List(n),
@@ -158,6 +177,7 @@ impl Command<'_> {
             Command::AuthPlain { .. } => "AUTH PLAIN",
             Command::AuthLogin => "AUTH LOGIN",
             Command::AuthXoauth2 { .. } => "AUTH XOAUTH2",
+            Command::AuthOauthbearer { .. } => "AUTH OAUTHBEARER",
             Command::SaslResponse(_) | Command::SaslCancel => "an AUTH response",
             Command::Stat => "STAT",
             Command::List(_) => "LIST",
@@ -197,9 +217,13 @@ impl Command<'_> {
             }
             Command::AuthLogin => out.write_all(b"AUTH LOGIN"),
             Command::AuthXoauth2 { user, token } => {
-                let msg = format!("user={user}\x01auth=Bearer {token}\x01\x01");
                 out.extend_from_slice(b"AUTH XOAUTH2 ");
-                push_b64(out, msg.as_bytes());
+                push_b64(out, &crate::sasl::xoauth2(user, token));
+                Ok(())
+            }
+            Command::AuthOauthbearer { user, host, port, token } => {
+                out.extend_from_slice(b"AUTH OAUTHBEARER ");
+                push_b64(out, &crate::sasl::oauthbearer(user, host, port, token));
                 Ok(())
             }
             // RFC 5034 §4: a zero-length continuation answer is an empty line (the "=" form is
@@ -230,7 +254,7 @@ impl Command<'_> {
         // Base64-encoded arguments cannot break the line, but their inner separators matter:
         // NUL separates PLAIN's fields (RFC 4616 §2), ^A separates XOAUTH2's.
         let no_nul = |s: &str| !s.contains('\0');
-        let no_ctl_a = |s: &str| !s.contains(['\x01', '\0']);
+        let no_ctl_a = crate::sasl::fits;
         let ok = match *self {
             Command::User(u) => check_arg(u),
             Command::Pass(p) => check_arg(p),
@@ -240,6 +264,8 @@ impl Command<'_> {
                 authzid.is_none_or(no_nul) && no_nul(user) && no_nul(password)
             }
             Command::AuthXoauth2 { user, token } => no_ctl_a(user) && no_ctl_a(token),
+            // The host and port follow `host=` and `port=` inside the ^A-separated message.
+            Command::AuthOauthbearer { user, host, token, .. } => no_ctl_a(user) && no_ctl_a(host) && no_ctl_a(token),
             _ => true,
         };
         if ok { Ok(()) } else { Err(ProtocolError::InvalidArgument { command: self.keyword() }) }
@@ -312,8 +338,20 @@ mod tests {
             }),
             "prefix:AUTH XOAUTH2 dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ==\r\n"
         );
+        // RFC 7628 §4.1's example (an IMAP exchange there; the same initial response in POP3).
+        assert_eq!(
+            enc(Command::AuthOauthbearer {
+                user: "user@example.com",
+                host: "server.example.com",
+                port: 143,
+                token: "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="
+            }),
+            "prefix:AUTH OAUTHBEARER bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9MTQzAWF1dGg9QmVhcmVyIHZGOWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB\r\n"
+        );
         assert_eq!(enc(Command::SaslResponse(b"tim")), "prefix:dGlt\r\n");
         assert_eq!(enc(Command::SaslResponse(b"")), "prefix:\r\n");
+        // RFC 7628 §3.2.3: the answer to an error continuation is a single ^A.
+        assert_eq!(enc(Command::SaslResponse(crate::sasl::OAUTHBEARER_ABORT)), "prefix:AQ==\r\n");
     }
 
     #[test]
@@ -326,6 +364,8 @@ mod tests {
             Command::AuthPlain { authzid: None, user: "a\0b", password: "p" },
             Command::AuthPlain { authzid: Some("z\0"), user: "a", password: "p" },
             Command::AuthXoauth2 { user: "a\x01b", token: "t" },
+            Command::AuthOauthbearer { user: "a", host: "h", port: 110, token: "t\x01auth=x" },
+            Command::AuthOauthbearer { user: "a", host: "h\x01", port: 110, token: "t" },
         ];
         for cmd in &bad {
             let mut out = Vec::new();
@@ -349,6 +389,7 @@ mod tests {
             Command::Apop { user: "u", timestamp: "<1@x>", password: "hunter2" },
             Command::AuthPlain { authzid: None, user: "u", password: "hunter2" },
             Command::AuthXoauth2 { user: "u", token: "hunter2" },
+            Command::AuthOauthbearer { user: "u", host: "h", port: 995, token: "hunter2" },
             Command::SaslResponse(b"hunter2"),
         ];
         for c in &cmds {

@@ -43,6 +43,8 @@ pub struct Queue {
     pub live: Arc<crate::config::Live>,
     pub kick: Arc<Notify>,
     pub hostname: String,
+    /// The OAuth 2 token files (`Paths::oauth_dir`): accounts whose SMTP login is their grant.
+    pub oauth_dir: std::path::PathBuf,
 }
 
 use crate::blocking;
@@ -135,15 +137,14 @@ pub async fn deliver(q: &Queue, clock: &Clock, row: Queued) {
         retry(q, clock, &row, &row.rcpts, &format!("account {} has no outgoing server configured", account.name)).await;
         return;
     };
-    let password = match account.smtp_password(&server) {
-        Some(src) => match crate::config::resolve_secret(&config.path, config.mode, src, "SMTP").await {
-            Ok(p) => Some(p),
-            Err(e) => {
-                retry(q, clock, &row, &row.rcpts, &e.message).await;
-                return;
-            }
-        },
-        None => None,
+    // The password, or the account's OAuth 2 access token (refreshed first if due; a provider
+    // that is down, or a revoked grant, leaves the message queued for the next attempt).
+    let login = match crate::oauth::smtp_credential(&config.path, config.mode, &q.oauth_dir, &account, &server).await {
+        Ok(l) => l,
+        Err(e) => {
+            retry(q, clock, &row, &row.rcpts, &e.message).await;
+            return;
+        }
     };
     // The outcome is recorded before QUIT (see upstream::deliver_then): a crash while the server
     // answers QUIT must not send the message twice.
@@ -159,7 +160,7 @@ pub async fn deliver(q: &Queue, clock: &Clock, row: Queued) {
         },
     };
     let record = async |outcome: &Result<upstream::Delivered, Failure>| settle(q, clock, &row, &server, outcome).await;
-    let _ = upstream::deliver_body_then(&server, password.as_ref(), &q.hostname, from, rcpts, body, record).await;
+    let _ = upstream::deliver_body_then(&server, login.as_ref(), &q.hostname, from, rcpts, body, record).await;
 }
 
 /// The bookkeeping of one attempt: sent, retried (all or some recipients), or given up with a notice.
@@ -373,6 +374,7 @@ Message-ID: <report@work.example>\r\nDate: Tue, 1 Jul 2025 10:52:37 +0200\r\n\r\
             live,
             kick: Arc::new(Notify::new()),
             hostname: "client.example".into(),
+            oauth_dir: dir.path().join("oauth"),
         });
         let (stop, stopped) = watch::channel(false);
         let worker = tokio::spawn(run_with_clock(q.clone(), Clock::Manual(clock.clone()), stopped));

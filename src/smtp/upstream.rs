@@ -38,12 +38,13 @@ use std::time::Duration;
 use base64::Engine;
 use mail_send::{Credentials, SmtpClient};
 use smtp_proto::{
-    AUTH_LOGIN, AUTH_PLAIN, EXT_8BIT_MIME, EXT_AUTH, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse, Response,
+    AUTH_LOGIN, AUTH_OAUTHBEARER, AUTH_PLAIN, AUTH_XOAUTH2, EXT_8BIT_MIME, EXT_AUTH, EXT_SIZE, EXT_SMTP_UTF8,
+    EXT_START_TLS, EhloResponse, Response,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::config::{DEFAULT_TIMEOUT, SmtpServer, TlsMode, is_loopback_host};
+use crate::config::{Credential, DEFAULT_TIMEOUT, SmtpServer, TlsMode, is_loopback_host};
 use crate::error::{Error, ErrorClass};
 use crate::net::{self, Io, tls};
 use crate::secret::Secret;
@@ -160,13 +161,13 @@ pub struct Probe {
 /// terminating CRLF added only if `raw` does not end with one.
 pub async fn deliver(
     server: &SmtpServer,
-    password: Option<&Secret>,
+    login: Option<&Credential>,
     helo: &str,
     from: &str,
     rcpts: &[String],
     raw: &[u8],
 ) -> Result<Delivered, Failure> {
-    deliver_then(server, password, helo, from, rcpts, raw, async |_: &Result<Delivered, Failure>| {}).await
+    deliver_then(server, login, helo, from, rcpts, raw, async |_: &Result<Delivered, Failure>| {}).await
 }
 
 /// [`deliver`], with `settle` run on the outcome before QUIT is said (or, when there is no
@@ -175,14 +176,14 @@ pub async fn deliver(
 /// 10 s here) must not make popbridge send the message again.
 pub async fn deliver_then(
     server: &SmtpServer,
-    password: Option<&Secret>,
+    login: Option<&Credential>,
     helo: &str,
     from: &str,
     rcpts: &[String],
     raw: &[u8],
     settle: impl AsyncFnOnce(&Result<Delivered, Failure>),
 ) -> Result<Delivered, Failure> {
-    deliver_body_then(server, password, helo, from, rcpts, Body::Bytes(raw), settle).await
+    deliver_body_then(server, login, helo, from, rcpts, Body::Bytes(raw), settle).await
 }
 
 /// The message [`deliver_body_then`] sends: in memory, or a header block in memory followed by
@@ -224,7 +225,7 @@ impl<'a> Body<'a> {
 /// [`deliver_then`] for any [`Body`].
 pub async fn deliver_body_then(
     server: &SmtpServer,
-    password: Option<&Secret>,
+    login: Option<&Credential>,
     helo: &str,
     from: &str,
     rcpts: &[String],
@@ -235,7 +236,7 @@ pub async fn deliver_body_then(
     let mut session = None;
     let result = match check_envelope(from, rcpts) {
         Err(f) => Err(f),
-        Ok(()) => match Session::open(server, password, helo).await {
+        Ok(()) => match Session::open(server, login, helo).await {
             Err(f) => Err(f),
             Ok(s) => {
                 let s = session.insert(s);
@@ -274,8 +275,8 @@ fn check_envelope(from: &str, rcpts: &[String]) -> Result<(), Failure> {
 }
 
 /// Connect, TLS, EHLO, AUTH (when a user is configured): no mail. For `account add`/`account test`.
-pub async fn probe(server: &SmtpServer, password: Option<&Secret>, helo: &str) -> Result<Probe, Error> {
-    let mut s = Session::open(server, password, helo).await?;
+pub async fn probe(server: &SmtpServer, login: Option<&Credential>, helo: &str) -> Result<Probe, Error> {
+    let mut s = Session::open(server, login, helo).await?;
     let probe = Probe {
         greeting: s.greeting.clone(),
         capabilities: s.ehlo_lines.iter().skip(1).cloned().collect(),
@@ -354,14 +355,14 @@ struct Session {
 }
 
 impl Session {
-    async fn open(server: &SmtpServer, password: Option<&Secret>, helo: &str) -> Result<Session, Failure> {
+    async fn open(server: &SmtpServer, login: Option<&Credential>, helo: &str) -> Result<Session, Failure> {
         let addr = format!("{}:{}", server.host, server.port);
         if server.host.is_empty() {
             return Err(Failure::from_error(Error::config(
                 "this SMTP setting has no host (relay = true: send through the [relay] server instead)",
             )));
         }
-        let creds = match (server.user.as_deref(), password) {
+        let creds = match (server.user.as_deref(), login) {
             (Some(u), Some(p)) => Some((u, p)),
             (Some(u), None) => {
                 return Err(Failure::from_error(Error::config(format!(
@@ -435,8 +436,10 @@ impl Session {
             let fp = up.seen.lock().ok().and_then(|seen| seen.fingerprint);
             s.tls = Some((up.trust.describe().to_string(), fp));
         }
-        if let Some((user, pw)) = creds {
-            s.login(user, pw).await?;
+        match creds {
+            Some((user, Credential::Password(pw))) => s.login(user, pw).await?,
+            Some((user, Credential::Bearer(token))) => s.oauth_login(server, user, token).await?,
+            None => {}
         }
         Ok(s)
     }
@@ -523,6 +526,53 @@ impl Session {
             )),
             Err(e) => Err(self.broken(Stage::Auth, e)),
         }
+    }
+
+    /// AUTH with an OAuth 2 access token: OAUTHBEARER (RFC 7628) when offered, else XOAUTH2.
+    /// Done here rather than by mail-send, which answers an error challenge (334 with the JSON
+    /// status) by sending the token again; RFC 7628 §3.2.3 wants a single ^A (XOAUTH2: an empty
+    /// line), after which the server sends its 535.
+    async fn oauth_login(&mut self, server: &SmtpServer, user: &str, token: &Secret) -> Result<(), Failure> {
+        let scrub = Scrub::new(user, token);
+        let auth_line = self.ehlo_lines.iter().skip(1).find(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("AUTH"));
+        let mechs = self.ehlo.auth_mechanisms;
+        let bearer = mechs & AUTH_OAUTHBEARER != 0;
+        if !bearer && mechs & AUTH_XOAUTH2 == 0 {
+            return Err(Failure::new(
+                ErrorClass::Authentication,
+                format!(
+                    "{} offers no OAuth 2 login (it says \"{}\"; popbridge signs in with OAUTHBEARER or XOAUTH2): check the SMTP host with the provider, or set the SMTP password_command in [account.smtp]",
+                    self.addr,
+                    auth_line.map(String::as_str).unwrap_or("no AUTH")
+                ),
+            ));
+        }
+        if !crate::sasl::fits(user) || !crate::sasl::fits(token.expose()) || !crate::sasl::fits(&server.host) {
+            return Err(Failure::new(
+                ErrorClass::Config,
+                format!("{}: the SMTP user name contains a control character", self.addr),
+            ));
+        }
+        let (mech, msg) = if bearer {
+            ("OAUTHBEARER", crate::sasl::oauthbearer(user, &server.host, server.port, token.expose()))
+        } else {
+            ("XOAUTH2", crate::sasl::xoauth2(user, token.expose()))
+        };
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&msg);
+        let mut r = self.command(&format!("AUTH {mech} {b64}\r\n"), Stage::Auth).await?;
+        if r.code == 334 {
+            let answer = if bearer {
+                base64::engine::general_purpose::STANDARD.encode(crate::sasl::OAUTHBEARER_ABORT)
+            } else {
+                String::new()
+            };
+            r = self.command(&format!("{answer}\r\n"), Stage::Auth).await?;
+        }
+        if r.code == 235 {
+            self.authenticated = true;
+            return Ok(());
+        }
+        Err(self.refused(Stage::Auth, &r, &scrub))
     }
 
     async fn transaction<'b>(
@@ -933,8 +983,8 @@ mod tests {
     const USER: &str = "alice@example.org";
     const PASSWORD: &str = "c0rrect-h0rse";
 
-    fn pw() -> Secret {
-        Secret::new(PASSWORD)
+    fn pw() -> Credential {
+        Credential::Password(Secret::new(PASSWORD))
     }
 
     fn rcpts(list: &[&str]) -> Vec<String> {

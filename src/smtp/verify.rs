@@ -52,23 +52,25 @@ pub fn outgoing<'a>(cfg: &'a Config, account: &'a Account) -> Result<&'a SmtpSer
 
 /// Starts a verification: stores the code and mails it. The mail is sent directly (not queued) so
 /// the user learns at once whether it left.
-pub async fn send(cfg: &Config, store: &std::sync::Arc<Store>, address: &str) -> Result<String> {
+/// `oauth_dir`: the token files (`Paths::oauth_dir`), for an account whose SMTP login is its grant.
+pub async fn send(
+    cfg: &Config,
+    store: &std::sync::Arc<Store>,
+    oauth_dir: &std::path::Path,
+    address: &str,
+) -> Result<String> {
     let account = account_for(cfg, address)?.clone();
     let server = outgoing(cfg, &account)?.clone();
     let code = new_code()?;
     let msg = super::notice::verification(address, &code, &account.name);
-    let password = match account.smtp_password(&server) {
-        Some(src) => Some(crate::config::resolve_secret(&cfg.path, cfg.mode, src, "SMTP").await?),
-        None => None,
-    };
+    let login = crate::oauth::smtp_credential(&cfg.path, cfg.mode, oauth_dir, &account, &server).await?;
     {
         let (s, a, n, c) = (store.clone(), address.to_string(), account.name.clone(), code.clone());
         tokio::task::spawn_blocking(move || s.verification_start(&a, &n, &c, crate::store::now() + CODE_LIFETIME))
             .await
             .map_err(|e| Error::other(e.to_string()))??;
     }
-    match super::upstream::deliver(&server, password.as_ref(), "localhost", address, &[address.to_string()], &msg).await
-    {
+    match super::upstream::deliver(&server, login.as_ref(), "localhost", address, &[address.to_string()], &msg).await {
         Ok(d) if d.rejected.is_empty() => Ok(account.name),
         Ok(d) => Err(Error::new(
             ErrorClass::Temporary,

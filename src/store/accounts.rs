@@ -303,9 +303,10 @@ impl Store {
         Ok(())
     }
 
-    /// Records a failed cycle. Three definite authentication failures in a row, or a certificate
-    /// error, make the account `disabled` (it needs the user); anything else is `backoff`.
-    pub fn record_failure(&self, account: i64, class: ErrorClass, message: &str) -> Result<()> {
+    /// Records a failed cycle. Three definite authentication failures in a row, a certificate
+    /// error, or a failure that says so (`disable`: an OAuth grant the provider revoked, with
+    /// that reason) make the account `disabled` (it needs the user); anything else is `backoff`.
+    pub fn record_failure(&self, account: i64, class: ErrorClass, message: &str, disable: Option<&str>) -> Result<()> {
         let conn = self.lock();
         let t = now();
         let auth = i64::from(class == ErrorClass::Authentication);
@@ -315,16 +316,18 @@ impl Store {
                  failing_since = coalesce(failing_since, ?2),
                  auth_failures = CASE WHEN ?5 = 1 THEN auth_failures + 1 ELSE 0 END,
                  disabled_reason = CASE
+                     WHEN ?7 IS NOT NULL THEN ?7
                      WHEN ?5 = 1 AND auth_failures + 1 >= ?6 THEN 'authentication'
                      WHEN ?3 = 'certificate' THEN 'certificate'
                      ELSE disabled_reason END,
                  state = CASE
+                     WHEN ?7 IS NOT NULL THEN 'disabled'
                      WHEN ?5 = 1 AND auth_failures + 1 >= ?6 THEN 'disabled'
                      WHEN ?3 = 'certificate' THEN 'disabled'
                      WHEN state = 'disabled' THEN 'disabled'
                      ELSE 'backoff' END
              WHERE id = ?1",
-            params![account, t, class.as_str(), message, auth, AUTH_FAILURES_TO_DISABLE],
+            params![account, t, class.as_str(), message, auth, AUTH_FAILURES_TO_DISABLE, disable],
         )
         .map_err(|e| self.err(e))?;
         Ok(())

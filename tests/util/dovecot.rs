@@ -41,6 +41,24 @@ pub struct DovecotOpts {
     /// gets `mode = 0`), so tests with several wrong passwords stay fast; a failed login still
     /// takes ~0.5 s (Dovecot checks its failure queue every 500 ms) plus the failure delay.
     pub auth_penalty: bool,
+    /// Validate OAuth2 bearer tokens (SASL XOAUTH2 / OAUTHBEARER) with passdb oauth2 against an
+    /// introspection endpoint; the users' passwords still work with PLAIN and LOGIN.
+    pub oauth2: Option<OAuth2Passdb>,
+    /// Run Dovecot's SMTP submission service too (implicit TLS on `Dovecot::submission_port`,
+    /// the same passdbs), relaying every message to plain SMTP on 127.0.0.1 at this port.
+    pub submission_relay_port: Option<u16>,
+}
+
+/// Dovecot's passdb oauth2 (`tests/util/oauth.rs` has the server it asks).
+#[derive(Clone, Debug)]
+pub struct OAuth2Passdb {
+    /// RFC 7662 introspection endpoint, asked with `introspection_mode = post` (the token, the
+    /// client ID and secret in a form body).
+    pub introspection_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// The SASL mechanisms offered for tokens: `xoauth2`, `oauthbearer` or both.
+    pub mechanisms: Vec<String>,
 }
 
 impl Default for DovecotOpts {
@@ -50,6 +68,8 @@ impl Default for DovecotOpts {
             cert: CertKind::Ca,
             auth_failure_delay_secs: 0,
             auth_penalty: false,
+            oauth2: None,
+            submission_relay_port: None,
         }
     }
 }
@@ -65,6 +85,8 @@ pub struct Dovecot {
     pub imap_port: u16,
     /// IMAP over implicit TLS.
     pub imaps_port: u16,
+    /// SMTP submission over implicit TLS (0 unless `DovecotOpts::submission_relay_port`).
+    pub submission_port: u16,
     /// The test CA's certificate (trust this to verify a `CertKind::Ca` server).
     pub ca_pem_path: PathBuf,
     /// The certificate and key Dovecot presents.
@@ -134,6 +156,46 @@ fn crlf_size(data: &[u8]) -> usize {
     let lf = data.iter().filter(|&&b| b == b'\n').count();
     let crlf = data.windows(2).filter(|w| w == b"\r\n").count();
     data.len() + lf - crlf
+}
+
+/// The passdb sections and `auth_mechanisms`: the passwd-file alone, or beside passdb oauth2
+/// (whose settings file is written to `dir`).
+fn passdbs(opts: &DovecotOpts, dir: &Path) -> String {
+    let ds = dir.display();
+    let passwd = |mechanisms: &str| {
+        format!(
+            "passdb {{\n  driver = passwd-file\n{mechanisms}  args = scheme=PLAIN username_format=%n {ds}/users.passwd\n}}\n"
+        )
+    };
+    let Some(o) = &opts.oauth2 else {
+        // apop: the passdb holds plaintext passwords, which APOP (and CRAM-MD5) need
+        return passwd("") + "auth_mechanisms = plain login cram-md5 apop\n";
+    };
+    let ext = dir.join("dovecot-oauth2.conf.ext");
+    let settings = format!(
+        "introspection_url = {}\nintrospection_mode = post\nclient_id = {}\nclient_secret = {}\n\
+         username_attribute = username\nactive_attribute = active\nactive_value = true\ntimeout_msecs = 60000\n",
+        o.introspection_url, o.client_id, o.client_secret
+    );
+    fs::write(&ext, settings).expect("write dovecot-oauth2.conf.ext");
+    let tokens = o.mechanisms.join(" ");
+    passwd("  mechanisms = plain login\n")
+        + &format!(
+            "passdb {{\n  driver = oauth2\n  mechanisms = {tokens}\n  args = {}\n}}\nauth_mechanisms = plain login {tokens}\n",
+            ext.display()
+        )
+}
+
+/// Dovecot's submission service, relaying to the sink, or nothing.
+fn submission_conf(opts: &DovecotOpts, port: u16) -> String {
+    let Some(relay) = opts.submission_relay_port else {
+        return String::new();
+    };
+    format!(
+        "hostname = localhost\nsubmission_relay_host = 127.0.0.1\nsubmission_relay_port = {relay}\n\
+         submission_relay_ssl = no\nservice submission-login {{\n  chroot =\n  inet_listener submissions {{\n\
+         port = {port}\n    ssl = yes\n  }}\n}}\n"
+    )
 }
 
 impl Dovecot {
@@ -209,6 +271,7 @@ impl Dovecot {
         fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).expect("chmod key");
 
         let [pop3_port, pop3s_port, imap_port, imaps_port] = ports;
+        let submission_port = if opts.submission_relay_port.is_some() { super::free_port() } else { 0 };
 
         let dovecot = Dovecot {
             dir: d.clone(),
@@ -216,6 +279,7 @@ impl Dovecot {
             pop3s_port,
             imap_port,
             imaps_port,
+            submission_port,
             ca_pem_path,
             server_cert,
             server_cert_path: server_cert_path.clone(),
@@ -243,6 +307,9 @@ impl Dovecot {
             if Path::new("/usr/share/dovecot/dh.pem").exists() { "ssl_dh = </usr/share/dovecot/dh.pem" } else { "" };
         let name = d.file_name().unwrap().to_string_lossy().to_string();
         let ds = d.display();
+        let passdb_conf = passdbs(opts, &d);
+        let submission_protocol = if submission_port != 0 { " submission" } else { "" };
+        let submission = submission_conf(opts, submission_port);
         let conf = format!(
             r#"# generated by tests/util/dovecot.rs (mirrors dovecot-up.sh) — private test instance
 instance_name = {name}
@@ -250,23 +317,17 @@ base_dir = {ds}/run
 state_dir = {ds}/state
 log_path = {ds}/log/dovecot.log
 listen = 127.0.0.1
-protocols = pop3 imap
+protocols = pop3 imap{submission_protocol}
 default_login_user = {login_user}
 default_internal_user = {internal_user}
 default_internal_group = {internal_group}
 first_valid_uid = {mail_uid}
 first_valid_gid = {mail_gid}
 mail_location = maildir:~/Maildir
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%n {ds}/users.passwd
-}}
-userdb {{
+{passdb_conf}userdb {{
   driver = passwd-file
   args = username_format=%n {ds}/users.passwd
 }}
-# apop: the passdb holds plaintext passwords, which APOP (and CRAM-MD5) need
-auth_mechanisms = plain login cram-md5 apop
 disable_plaintext_auth = no
 auth_failure_delay = {delay}s
 auth_verbose = yes
@@ -303,7 +364,7 @@ service imap-login {{
 service anvil {{
   chroot =
 {penalty}}}
-"#,
+{submission}"#,
             delay = opts.auth_failure_delay_secs,
             // login_trusted_networks does NOT skip the penalty in 2.3.19 (tried); closing
             // anvil's penalty socket is the documented way to turn it off completely
@@ -340,7 +401,7 @@ service anvil {{
             std::thread::sleep(Duration::from_millis(20));
             dovecot.master_pid = dovecot.read_master_pid();
         }
-        for port in [pop3_port, pop3s_port, imap_port, imaps_port] {
+        for port in [pop3_port, pop3s_port, imap_port, imaps_port, submission_port].into_iter().filter(|p| *p != 0) {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             loop {
                 if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {

@@ -12,6 +12,7 @@ pub mod fake_pop3;
 pub mod imap_clients;
 pub mod imap_state;
 pub mod loopback;
+pub mod oauth;
 pub mod pop_proxy;
 pub mod rng;
 pub mod smtp_upstream;
