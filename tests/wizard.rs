@@ -133,7 +133,7 @@ fn a_wrong_password_is_asked_again_and_nothing_else_is_typed_twice() {
     let a = cfg.account("Work").expect("account Work saved");
     assert_eq!((a.pop.host.as_str(), a.pop.port, a.pop.tls), ("localhost", d.pop3s_port, TlsMode::Implicit));
     assert_eq!(a.pop.user, "alice");
-    assert!(matches!(&a.pop.password, SecretSource::Inline(p) if p.expose() == "alice-pw"), "{:?}", a.pop.password);
+    assert!(matches!(&a.pop.password, Some(SecretSource::Inline(p)) if p.expose() == "alice-pw"), "{:?}", a.pop.password);
     assert_eq!(a.email, "me@work.example");
     assert_eq!(a.pop.trust.pin_sha256, None, "nothing was pinned: the CA was trusted");
     // And it fetches.
@@ -230,7 +230,7 @@ fn the_outgoing_server_is_fixed_in_place_too_certificate_pinned_and_password_ret
     assert!(matches!(&smtp.password, Some(SecretSource::Inline(p)) if p.expose() == "smtp-only-pw"));
     assert_eq!(smtp.trust.pin_sha256.map(|p| format_fingerprint(&p)), Some(up_fp));
     assert_eq!(a.pop.trust.pin_sha256, None);
-    assert!(matches!(&a.pop.password, SecretSource::Inline(p) if p.expose() == "alice-pw"));
+    assert!(matches!(&a.pop.password, Some(SecretSource::Inline(p)) if p.expose() == "alice-pw"));
     assert!(up.received().is_empty(), "testing the outgoing server sends no mail");
 }
 
