@@ -942,15 +942,11 @@ async fn account_auth(paths: &Paths, name: &str, device: bool) -> Result<i32> {
         let n = account.name.clone();
         blocking(move || store.reenable(&n)).await?;
     }
-    println!("Signed in; account \"{}\" is active again.", account.name);
-    // A running daemon does not poll a disabled account: ask it to fetch now.
-    if let Ok(Some(outcomes)) =
-        crate::control::request_fetch(&paths.data_dir, std::slice::from_ref(&account.name)).await
-    {
-        for o in outcomes.iter().filter(|o| o.ok) {
-            println!("{}: {} new message(s) (fetched by the running daemon)", o.account, o.new_messages);
-        }
-    }
+    println!(
+        "Signed in; account \"{}\" is active again (a running daemon resumes it on its schedule; `popbridge fetch {}` fetches now).",
+        account.name,
+        shell_word(&account.name)
+    );
     Ok(0)
 }
 
