@@ -1002,17 +1002,19 @@ async fn set_password(paths: &Paths, name: &str, stdin: bool, command: Option<St
         }
     };
     config::edit::set_password(&paths.config, &a.name, &pw)?;
-    if let Some(store) = blocking({
-        let p = paths.store();
-        move || Store::open_existing(&p)
-    })
-    .await?
-    {
-        let n = a.name.clone();
-        blocking(move || store.reenable(&n)).await?;
-    }
+    reenable(paths, &a.name).await?;
     println!("Updated the password of \"{}\"; the account is active again.", a.name);
     Ok(0)
+}
+
+/// Makes the account active again in the store, if there is one (after a new password or sign-in).
+async fn reenable(paths: &Paths, name: &str) -> Result<()> {
+    let p = paths.store();
+    if let Some(store) = blocking(move || Store::open_existing(&p)).await? {
+        let n = name.to_string();
+        blocking(move || store.reenable(&n)).await?;
+    }
+    Ok(())
 }
 
 /// `account auth NAME [--device]`: sign in again (the grant was revoked, or the account was added
@@ -1024,24 +1026,12 @@ async fn account_auth(paths: &Paths, name: &str, device: bool) -> Result<i32> {
     crate::oauth::flow::sign_in(&cfg.path, cfg.mode, &paths.oauth_dir(), &account, device, &mut std::io::stdout())
         .await
         .map_err(|e| e.context(format!("account \"{}\"", account.name)))?;
-    if let Some(store) = blocking({
-        let p = paths.store();
-        move || Store::open_existing(&p)
-    })
-    .await?
-    {
-        let n = account.name.clone();
-        blocking(move || store.reenable(&n)).await?;
-    }
-    println!("Signed in; account \"{}\" is active again.", account.name);
-    // A running daemon does not poll a disabled account: ask it to fetch now.
-    if let Ok(Some(outcomes)) =
-        crate::control::request_fetch(&paths.data_dir, std::slice::from_ref(&account.name)).await
-    {
-        for o in outcomes.iter().filter(|o| o.ok) {
-            println!("{}: {} new message(s) (fetched by the running daemon)", o.account, o.new_messages);
-        }
-    }
+    reenable(paths, &account.name).await?;
+    println!(
+        "Signed in; account \"{}\" is active again (a running daemon resumes it on its schedule; `popbridge fetch {}` fetches now).",
+        account.name,
+        shell_word(&account.name)
+    );
     Ok(0)
 }
 

@@ -36,6 +36,10 @@ pub const MAX_BACKOFF: i64 = 3600;
 /// However the state looks, scheduled attempts are at least this far apart (a failure that could
 /// not be recorded must not turn into a tight loop).
 pub const MIN_SPACING: Duration = Duration::from_secs(60);
+/// A disabled account's state is read again this often: `account auth` (OAuth 2) and
+/// `account set-password` enable it in the store, and the daemon then resumes it on its schedule
+/// without a reload.
+pub const DISABLED_RECHECK: Duration = Duration::from_secs(60);
 
 /// A running account scheduler.
 pub struct Handle {
@@ -127,9 +131,9 @@ async fn run(
         }
         let store = ctx.store.clone();
         let _ = blocking(move || store.set_next_fetch(ids.account, due)).await;
-        let wait = due.map(|d| Duration::from_secs((d - now()).max(0) as u64));
+        let wait = due.map(|d| Duration::from_secs((d - now()).max(0) as u64)).unwrap_or(DISABLED_RECHECK);
         let kick = tokio::select! {
-            _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => None,
+            _ = tokio::time::sleep(wait) => None,
             k = kicks.recv() => match k {
                 Some(k) => Some(k),
                 None => return,
@@ -141,6 +145,10 @@ async fn run(
             && !k.force
             && (h.state == "disabled" || h.last_attempt.is_some_and(|t| now() - t < KICK_MIN_AGE))
         {
+            continue;
+        }
+        // The recheck of a disabled account: read its state again, fetch nothing.
+        if kick.is_none() && due.is_none() {
             continue;
         }
         last_run = Some(tokio::time::Instant::now());

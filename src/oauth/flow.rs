@@ -3,7 +3,7 @@
 //! - Browser (default): authorization code with PKCE S256 (RFC 7636) and a loopback redirect
 //!   (RFC 8252 §7.3): popbridge listens on 127.0.0.1 on a port the system picks, prints one line
 //!   `open URL in a browser to sign in`, and waits for the browser's redirect to
-//!   `http://127.0.0.1:PORT/?code=…&state=…` (for Microsoft `http://localhost:PORT/`, the redirect
+//!   `http://127.0.0.1:PORT/?code=…&state=…` (for Microsoft `http://localhost:PORT`, the redirect
 //!   its app registrations accept for any port). The `state` must match; the code is exchanged
 //!   with the verifier.
 //! - Device (`--device`, RFC 8628): prints one line `open URL and enter CODE`, then polls the token
@@ -71,14 +71,14 @@ async fn browser_flow(c: &Client, account: &Account, out: &mut (dyn Write + Send
         .await
         .map_err(|e| Error::other(format!("cannot listen on 127.0.0.1 for the sign-in redirect: {e}")))?;
     let port = listener.local_addr().map_err(|e| Error::other(e.to_string()))?.port();
-    // Microsoft's app registrations take the redirect "http://localhost" (any port); the others
-    // the loopback address itself, which RFC 8252 §8.3 prefers.
-    let host = if account.oauth.as_ref().is_some_and(|o| o.provider == OAuthProvider::Microsoft) {
-        "localhost"
+    // Microsoft's app registrations take the redirect "http://localhost" (the port is ignored for
+    // it; MSAL sends it this way, without a path); the others the loopback address itself, which
+    // RFC 8252 §8.3 prefers. Either way the browser comes to this listener on 127.0.0.1.
+    let redirect = if account.oauth.as_ref().is_some_and(|o| o.provider == OAuthProvider::Microsoft) {
+        format!("http://localhost:{port}")
     } else {
-        "127.0.0.1"
+        format!("http://127.0.0.1:{port}/")
     };
-    let redirect = format!("http://{host}:{port}/");
     let cfg = |e: oauth2::url::ParseError| Error::config(format!("account \"{}\": {e}", account.name));
     let oc = c
         .base()
@@ -231,6 +231,64 @@ mod tests {
         assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("Signed in to popbridge"), "{ok}");
         assert!(!ok.contains("the/code"), "the page does not echo the code: {ok}");
         assert_eq!(waiting.await.unwrap().unwrap(), "the/code");
+    }
+
+    /// Sends what the flow writes to a channel, a line at a time.
+    struct Lines(tokio::sync::mpsc::UnboundedSender<String>, Vec<u8>);
+
+    impl Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.1.extend_from_slice(b);
+            while let Some(i) = self.1.iter().position(|c| *c == b'\n') {
+                let line: Vec<u8> = self.1.drain(..=i).collect();
+                let _ = self.0.send(String::from_utf8_lossy(&line).trim_end().to_string());
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The one line the browser flow prints for a preset account, as the URL's query pairs.
+    async fn browser_line(provider: &str) -> (oauth2::url::Url, Vec<(String, String)>) {
+        let text = format!(
+            "[[account]]\nname = \"Mail\"\nemail = \"me@example.com\"\n[account.pop]\nhost = \"pop.example\"\nuser = \"me\"\nauth = \"oauth2\"\n[account.oauth]\nprovider = \"{provider}\"\nclient_id = \"cid-1\"\n"
+        );
+        let account = crate::config::parse(&text, Path::new("/tmp/c.toml"), 0o600).unwrap().accounts.remove(0);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let flow = tokio::spawn(async move {
+            let client = Client::new(Path::new("/tmp/c.toml"), 0o600, &account).await.unwrap();
+            let mut out = Lines(tx, Vec::new());
+            let _ = browser_flow(&client, &account, &mut out).await;
+        });
+        let line = rx.recv().await.unwrap();
+        flow.abort();
+        let url = line.strip_prefix("open ").and_then(|l| l.strip_suffix(" in a browser to sign in")).unwrap();
+        let url = oauth2::url::Url::parse(url).unwrap();
+        let pairs = url.query_pairs().into_owned().collect();
+        (url, pairs)
+    }
+
+    #[tokio::test]
+    async fn the_browser_line_asks_for_a_pkce_code_for_pop_and_smtp() {
+        let (url, q) = browser_line("microsoft").await;
+        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or("");
+        assert_eq!(url.as_str().split('?').next(), Some(crate::oauth::preset::MICROSOFT_AUTHORIZE));
+        assert_eq!((get("client_id"), get("response_type"), get("code_challenge_method")), ("cid-1", "code", "S256"));
+        assert_eq!(get("code_challenge").len(), 43, "base64url of a SHA-256 (RFC 7636 §4.2)");
+        assert!(get("state").len() >= 16);
+        assert_eq!(
+            get("scope"),
+            "https://outlook.office.com/POP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access"
+        );
+        let redirect = get("redirect_uri");
+        assert!(redirect.starts_with("http://localhost:") && !redirect.ends_with('/'), "{redirect}");
+        let (url, q) = browser_line("google").await;
+        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or("");
+        assert_eq!(url.host_str(), Some("accounts.google.com"));
+        assert_eq!(get("scope"), "https://mail.google.com/");
+        assert!(get("redirect_uri").starts_with("http://127.0.0.1:"), "{}", get("redirect_uri"));
     }
 
     #[tokio::test]

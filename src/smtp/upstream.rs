@@ -485,9 +485,14 @@ impl Session {
         Ok(())
     }
 
+    /// The EHLO reply's AUTH line as the server sent it ("AUTH PLAIN LOGIN XOAUTH2"), for messages.
+    fn auth_line(&self) -> Option<&String> {
+        self.ehlo_lines.iter().skip(1).find(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("AUTH"))
+    }
+
     async fn login(&mut self, user: &str, pw: &Secret) -> Result<(), Failure> {
         let scrub = Scrub::new(user, pw);
-        let auth_line = self.ehlo_lines.iter().skip(1).find(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("AUTH"));
+        let auth_line = self.auth_line();
         if !self.ehlo.has_capability(EXT_AUTH) && auth_line.is_none() {
             return Err(Failure::new(
                 ErrorClass::Authentication,
@@ -534,7 +539,7 @@ impl Session {
     /// line), after which the server sends its 535.
     async fn oauth_login(&mut self, server: &SmtpServer, user: &str, token: &Secret) -> Result<(), Failure> {
         let scrub = Scrub::new(user, token);
-        let auth_line = self.ehlo_lines.iter().skip(1).find(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("AUTH"));
+        let auth_line = self.auth_line();
         let mechs = self.ehlo.auth_mechanisms;
         let bearer = mechs & AUTH_OAUTHBEARER != 0;
         if !bearer && mechs & AUTH_XOAUTH2 == 0 {
