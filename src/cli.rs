@@ -101,6 +101,12 @@ pub enum AccountCommand {
     Test { name: String },
     /// Remove an account from the config. Its stored mail stays in the store (and in its mailbox).
     Remove { name: String },
+    /// Find the POP3 and SMTP servers for an email address and print the `account add` flags.
+    /// Looks in popbridge's table of large providers, else the domain's Thunderbird autoconfig
+    /// file (https://autoconfig.DOMAIN/…, https://DOMAIN/.well-known/autoconfig/…; replace with
+    /// POPBRIDGE_AUTOCONFIG_URL, templates with {domain} and {email}) and its DNS SRV records
+    /// (RFC 6186; POPBRIDGE_RESOLVER=IP:PORT picks the DNS server).
+    Discover { email: String },
     /// Change an account's POP password (re-enables an account disabled by failed logins).
     SetPassword {
         name: String,
@@ -183,6 +189,27 @@ pub struct AddArgs {
     pub no_test: bool,
 }
 
+/// The wizard's answers as `setup::propose` fills them.
+impl crate::setup::Answers for AddArgs {
+    fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+    fn fields(&mut self) -> crate::setup::Fields<'_> {
+        crate::setup::Fields {
+            pop_host: &mut self.pop_host,
+            pop_port: &mut self.pop_port,
+            pop_tls: &mut self.pop_tls,
+            pop_user: &mut self.pop_user,
+            smtp_host: &mut self.smtp_host,
+            smtp_port: &mut self.smtp_port,
+            smtp_tls: &mut self.smtp_tls,
+            smtp_user: &mut self.smtp_user,
+            // No `--oauth` flag yet: `propose` prints the advice instead.
+            oauth: None,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum VerifyCommand {
     /// Mail a verification code to ADDRESS through its account's outgoing server.
@@ -199,6 +226,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Account(AccountCommand::List) => account_list(&paths),
         Command::Account(AccountCommand::Test { name }) => account_test(&paths, &name).await,
         Command::Account(AccountCommand::Remove { name }) => account_remove(&paths, &name),
+        Command::Account(AccountCommand::Discover { email }) => crate::setup::discover_cmd(&email).await,
         Command::Account(AccountCommand::SetPassword { name, password_stdin, password_command }) => {
             set_password(&paths, &name, password_stdin, password_command).await
         }
@@ -398,6 +426,7 @@ fn wizard(a: &mut AddArgs, password: &mut Option<Secret>) -> Result<()> {
     if a.email.is_none() {
         a.email = Some(prompt("Your email address for this account (the From address)", None)?);
     }
+    crate::setup::propose(a)?;
     if a.reply_to.is_none() {
         let r = prompt("Reply-To address (Enter for none)", Some(""))?;
         a.reply_to = (!r.is_empty()).then_some(r);
@@ -802,6 +831,9 @@ async fn account_test(paths: &Paths, name: &str) -> Result<i32> {
     }
     if p.caps.as_ref().is_some_and(|c| c.utf8) {
         println!("  UTF8: {}", if p.utf8 { "enabled (8-bit headers arrive as sent)" } else { "refused by the server" });
+    }
+    for note in crate::setup::quirk_notes(&account, &p) {
+        println!("  {note}");
     }
     if account.smtp.is_some() {
         println!("Outgoing:");

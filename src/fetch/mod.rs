@@ -54,6 +54,16 @@ pub const SINK_BUDGET: usize = 8 * 1024 * 1024;
 /// servers an inactivity timer of 10 minutes).
 pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Further POP sessions one cycle may make after the first, for servers that list only part of
+/// the mailbox per session (Gmail: about 250 messages, hiding each once downloaded): enough for a
+/// few thousand messages a cycle; the rest follows in the next one.
+pub const MAX_EXTRA_SESSIONS: u32 = 20;
+/// A session is taken for a partial listing — and followed by another at once — when it listed at
+/// least this many messages and popbridge knew none of them: what a per-session limit looks like
+/// (a server that shows everything would list the known ones too). Below it, the listing was
+/// complete or the rest is small enough for the next cycle.
+pub const PARTIAL_LISTING_MIN: u64 = 100;
+
 /// What the fetcher needs from its surroundings.
 #[derive(Clone)]
 pub struct Context {
@@ -90,6 +100,49 @@ pub struct Report {
     pub same_content: u64,
     /// Answers whose size was far from what LIST announced: (number, announced, received).
     pub size_mismatch: Vec<(u32, u64, u64)>,
+    /// Listed messages whose identity popbridge did not hold before the session.
+    pub listed_unknown: u64,
+    /// Messages left for the next cycle by `max_messages_per_cycle` / `max_bytes_per_cycle`.
+    pub capped: u64,
+    /// POP sessions the cycle made (more than one for a server that lists part of the mailbox).
+    pub sessions: u32,
+}
+
+impl Report {
+    /// Whether another session should follow at once: this one stored new mail from a listing
+    /// that looks partial (at least [`PARTIAL_LISTING_MIN`] messages, none known before), the
+    /// account has no per-cycle caps (they count per cycle, and the rest waits for the next), and
+    /// the server asked for no LOGIN-DELAY (the schedule keeps that gap between logins).
+    fn listing_looks_partial(&self, account: &Account) -> bool {
+        self.new_messages > 0
+            && self.server_messages >= PARTIAL_LISTING_MIN
+            && self.listed_unknown == self.server_messages
+            && self.capped == 0
+            && account.max_messages_per_cycle.is_none()
+            && account.max_bytes_per_cycle.is_none()
+            && self.login_delay.is_none_or(|d| d == 0)
+    }
+
+    /// Adds a later session's outcome: counts add up, the server's listing is the latest one.
+    fn absorb(&mut self, later: Report) {
+        self.server_messages = later.server_messages;
+        self.server_bytes = later.server_bytes;
+        self.new_messages += later.new_messages;
+        self.new_bytes += later.new_bytes;
+        self.deleted += later.deleted;
+        self.too_big.extend(later.too_big);
+        for w in later.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        self.login_delay = later.login_delay;
+        self.same_content += later.same_content;
+        self.size_mismatch.extend(later.size_mismatch);
+        self.listed_unknown = later.listed_unknown;
+        self.capped = later.capped;
+        self.sessions += later.sessions;
+    }
 }
 
 pub(crate) use crate::blocking;
@@ -103,7 +156,39 @@ pub async fn fetch(ctx: &Context, account: &Account, progress: Option<ProgressFn
     let store = ctx.store.clone();
     let name = account.name.clone();
     let ids = blocking(move || store.ensure_account(&name)).await?;
-    let result = Cycle::run(ctx, account, ids, progress).await;
+    let mut result = Cycle::run(ctx, account, ids, progress.clone()).await;
+    // A server that lists part of the mailbox per session (Gmail): further sessions at once, as
+    // long as each one's listing still looks partial, at most MAX_EXTRA_SESSIONS. A later
+    // session's failure keeps what the earlier ones stored and is reported as a warning: the
+    // next cycle goes on from there.
+    if let Ok((report, caps)) = &mut result {
+        let mut extra = 0;
+        while report.listing_looks_partial(account) {
+            if extra == MAX_EXTRA_SESSIONS {
+                report.warnings.push(format!(
+                    "{} lists only part of the mailbox per session: {} sessions fetched {} message(s) this cycle; the rest follows in the next one",
+                    account.pop.host,
+                    report.sessions,
+                    report.new_messages
+                ));
+                break;
+            }
+            extra += 1;
+            match Cycle::run(ctx, account, ids, progress.clone()).await {
+                Ok((later, later_caps)) => {
+                    report.absorb(later);
+                    *caps = later_caps;
+                }
+                Err(e) => {
+                    report.warnings.push(format!(
+                        "a further session (the server lists only part of the mailbox per session) failed: {}; the rest follows in the next cycle",
+                        e.message
+                    ));
+                    break;
+                }
+            }
+        }
+    }
     let store = ctx.store.clone();
     match &result {
         Ok((report, caps)) => {
@@ -292,7 +377,7 @@ impl<'a> Cycle<'a> {
     /// the login is done; the report carries the server's LOGIN-DELAY and a warning when the server
     /// expires downloaded messages itself (EXPIRE 0).
     async fn connect(ctx: &'a Context, account: &'a Account, ids: crate::store::accounts::AccountIds) -> Result<Self> {
-        let mut report = Report { account: account.name.clone(), ..Report::default() };
+        let mut report = Report { account: account.name.clone(), sessions: 1, ..Report::default() };
         let password =
             crate::config::resolve_secret(&ctx.config_path, ctx.config_mode, &account.pop.password, "POP").await?;
         let Session { conn, caps, .. } = Session::open(account, &password).await?;
@@ -371,8 +456,10 @@ impl<'a> Cycle<'a> {
         }
         let doubtful_server = numbered || server.reused || server.unsure_quit;
         let mut plan = Plan::default();
+        report.listed_unknown = 0;
         for (i, l) in listed.iter().enumerate() {
             let Some(k) = l.key.as_ref().and_then(|key| known.get(key)) else {
+                report.listed_unknown += 1;
                 plan.fetch.push(i);
                 continue;
             };
@@ -443,6 +530,7 @@ impl<'a> Cycle<'a> {
             capped += to_fetch.len() - n;
             to_fetch.truncate(n);
         }
+        report.capped = capped as u64;
         if capped > 0 {
             report.warnings.push(format!(
                 "{capped} more message(s) wait for the next cycle (max_messages_per_cycle / max_bytes_per_cycle)"
