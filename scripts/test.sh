@@ -69,4 +69,7 @@ fi
 # IMAPClient from PyPI (tests/imap_clients_ext.rs), for the python3 on PATH that the tests run.
 python3 -c "import imapclient" 2>/dev/null || python3 -m pip install -q imapclient==4.1.0 2>/dev/null || python3 -m pip install -q --break-system-packages imapclient==4.1.0 || die "tests/imap_clients_ext.rs needs IMAPClient for $(command -v python3): python3 -m pip install imapclient==4.1.0 (Debian's python3: apt-get install python3-pip first)"
 
+# dnslib from PyPI (tests/util/dns_stub.py: a real DNS server for the SRV lookups in tests/setup.rs).
+python3 -c "import dnslib" 2>/dev/null || python3 -m pip install -q dnslib==0.9.26 2>/dev/null || python3 -m pip install -q --break-system-packages dnslib==0.9.26 || die "tests/setup.rs needs dnslib for $(command -v python3): python3 -m pip install dnslib==0.9.26"
+
 exec cargo test --locked "$@"

@@ -24,6 +24,7 @@ mod pop_dovecot;
 mod pop_faults;
 mod resources;
 mod security;
+mod setup;
 mod smtp;
 mod store_damage;
 mod stress;

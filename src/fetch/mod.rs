@@ -906,3 +906,44 @@ pub fn human_bytes(n: u64) -> String {
     }
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(caps: &str) -> Account {
+        let text = format!(
+            "[local]\nuser = \"me\"\npassword = \"x\"\n\n[[account]]\nname = \"Mail\"\nemail = \"me@example.org\"\n{caps}[account.pop]\nhost = \"pop.example.org\"\nuser = \"me\"\npassword = \"pw\"\n"
+        );
+        crate::config::parse(&text, std::path::Path::new("/nonexistent/config.toml"), 0o600).unwrap().accounts[0]
+            .clone()
+    }
+
+    fn session(listed: u64, unknown: u64, new: u64) -> Report {
+        Report { server_messages: listed, listed_unknown: unknown, new_messages: new, sessions: 1, ..Report::default() }
+    }
+
+    #[test]
+    fn a_listing_of_only_unknown_messages_looks_partial() {
+        let a = account("");
+        assert!(session(250, 250, 250).listing_looks_partial(&a));
+        assert!(session(100, 100, 100).listing_looks_partial(&a));
+        assert!(!session(99, 99, 99).listing_looks_partial(&a), "a short listing is complete");
+        assert!(!session(250, 249, 249).listing_looks_partial(&a), "a known message was listed: everything is shown");
+        assert!(!session(250, 250, 0).listing_looks_partial(&a), "nothing new stored (same content under new UIDLs)");
+        assert!(!session(0, 0, 0).listing_looks_partial(&a));
+        let delayed = Report { login_delay: Some(300), ..session(250, 250, 250) };
+        assert!(!delayed.listing_looks_partial(&a), "LOGIN-DELAY: the schedule keeps the gap");
+        let capped = Report { capped: 10, ..session(250, 250, 240) };
+        assert!(!capped.listing_looks_partial(&a));
+        assert!(!session(250, 250, 250).listing_looks_partial(&account("max_messages_per_cycle = 500\n")));
+    }
+
+    #[test]
+    fn later_sessions_add_up() {
+        let mut r = Report { warnings: vec!["w".into()], new_bytes: 10, ..session(250, 250, 250) };
+        r.absorb(Report { warnings: vec!["w".into(), "x".into()], new_bytes: 5, ..session(3, 3, 3) });
+        assert_eq!((r.new_messages, r.new_bytes, r.sessions, r.server_messages), (253, 15, 2, 3));
+        assert_eq!(r.warnings, ["w", "x"], "a warning repeated by each session is said once");
+    }
+}

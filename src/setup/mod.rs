@@ -644,18 +644,19 @@ pub fn quirk_notes(account: &Account, probe: &Probe) -> Vec<String> {
             ));
         }
     }
-    if provider.is_some_and(|p| std::ptr::eq(p, &providers::GMAIL)) {
+    if provider.is_some_and(|p| p.name == providers::GMAIL.name) {
         out.push(
             "Gmail: a message downloaded (RETR) in a session that ended properly is hidden from POP afterwards, whatever popbridge's delete policy; what Gmail does with its own copy (keep, mark read, archive, delete) is its setting \"When messages are accessed with POP\" (Settings → Forwarding and POP/IMAP).".to_string(),
         );
         if account.pop.user.to_ascii_lowercase().starts_with("recent:") {
             out.push(format!(
-                "Gmail: the user name {} is recent mode: every session lists the last 30 days again, including what was downloaded before (here or by another client). popbridge stores each message once all the same: it knows what it holds by UIDL, and a message listed again under a new UIDL by its content.",
-                account.pop.user
+                "Gmail: the user name {} is recent mode: every session lists the last 30 days again, including what was downloaded before (here or by another client). popbridge stores each message once all the same: it knows what it holds by UIDL (and a message listed again under a new UIDL by its content). This holds for an account that used recent: from the start: popbridge keeps POP state per user name, so an account switched from {} to recent: later stores the last 30 days a second time.",
+                account.pop.user,
+                account.pop.user.get(7..).unwrap_or("")
             ));
         } else {
             out.push(format!(
-                "Gmail: with the user name recent:{} (recent mode) every session lists the last 30 days, downloaded or not — for a second device, or to get back what another POP client took. popbridge's duplicate protection (UIDL, then the message's content) keeps it from storing anything twice.",
+                "Gmail: with the user name recent:{} (recent mode) every session lists the last 30 days, downloaded or not — for a second device, or to get back what another POP client took. popbridge's duplicate protection (UIDL, then content) keeps it from storing anything twice when recent: is used from the start; popbridge keeps POP state per user name, so switching this account to recent: later would store the last 30 days a second time.",
                 account.pop.user
             ));
         }
@@ -673,6 +674,53 @@ pub fn quirk_notes(account: &Account, probe: &Probe) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn account(host: &str, user: &str) -> Account {
+        let text = format!(
+            "[local]\nuser = \"me\"\npassword = \"x\"\n\n[[account]]\nname = \"Mail\"\nemail = \"me@gmail.com\"\n[account.pop]\nhost = \"{host}\"\nport = 995\ntls = \"implicit\"\nuser = \"{user}\"\npassword = \"pw\"\n"
+        );
+        let cfg = crate::config::parse(&text, std::path::Path::new("/nonexistent/config.toml"), 0o600).unwrap();
+        cfg.accounts[0].clone()
+    }
+
+    fn probe(messages: u64, capa: &[u8]) -> Probe {
+        Probe {
+            greeting: "+OK ready".into(),
+            tls: None,
+            caps_before: None,
+            caps: Some(crate::pop3::parse_capa(capa)),
+            auth_used: "USER/PASS",
+            messages,
+            bytes: 0,
+            uidl: true,
+            uidl_missing: 0,
+            uidl_duplicates: 0,
+            uidl_numbers: false,
+            utf8: false,
+        }
+    }
+
+    #[test]
+    fn gmail_quirks_are_explained() {
+        let notes = quirk_notes(&account("pop.gmail.com", "me@gmail.com"), &probe(250, b"UIDL\r\nUSER\r\n")).join("\n");
+        assert!(notes.contains("Gmail: lists at most about 250 messages per POP session"), "{notes}");
+        assert!(notes.contains("this session listed 250 message(s)"), "{notes}");
+        assert!(notes.contains("hidden from POP afterwards, whatever popbridge's delete policy"), "{notes}");
+        assert!(notes.contains("recent:me@gmail.com (recent mode)"), "{notes}");
+        assert!(!notes.contains("LOGIN-DELAY"), "{notes}");
+        let recent = quirk_notes(&account("POP.GMAIL.COM", "recent:me@gmail.com"), &probe(12, b"UIDL\r\n")).join("\n");
+        assert!(recent.contains("the user name recent:me@gmail.com is recent mode"), "{recent}");
+        assert!(recent.contains("from the start"), "{recent}");
+        assert!(!recent.contains("this session listed"), "{recent}");
+    }
+
+    #[test]
+    fn login_delay_is_explained_for_any_server() {
+        let notes = quirk_notes(&account("pop.example.org", "me"), &probe(3, b"LOGIN-DELAY 900\r\n"));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("LOGIN-DELAY 900: the server wants at least 15m between logins"), "{}", notes[0]);
+        assert!(quirk_notes(&account("pop.example.org", "me"), &probe(3, b"LOGIN-DELAY 0\r\n")).is_empty());
+    }
 
     #[test]
     fn email_addresses() {
