@@ -263,3 +263,59 @@ fn account_test_explains_login_delay() {
         r.stdout
     );
 }
+
+/// `account add` on a terminal (driven in a pseudo-terminal by tests/util/pty_drive.py): right
+/// after the address, the wizard shows what autoconfig found and, after a yes, uses it — the POP
+/// server questions are not asked, the account is tested and saved with the found servers.
+#[test]
+fn the_wizard_proposes_what_autoconfig_found_and_uses_it_after_yes() {
+    let f = FakePop3::start(Script {
+        user: "fred".into(),
+        pass: "pw".into(),
+        messages: gmail_like(3),
+        ..Script::default()
+    });
+    let xml = format!(
+        r#"<clientConfig version="1.1"><emailProvider id="corp.example"><displayName>Corp Mail</displayName>
+<incomingServer type="pop3"><hostname>127.0.0.1</hostname><port>{}</port><socketType>plain</socketType>
+<username>%EMAILLOCALPART%</username><authentication>password-cleartext</authentication></incomingServer>
+</emailProvider></clientConfig>"#,
+        f.port()
+    );
+    let http = HttpStub::start(&[("/corp.example.xml", "text/xml", xml.as_bytes())]);
+    let dns = DnsStub::start("");
+    let b = Bridge::new();
+    let steps = serde_json::json!([
+        ["Account name", "Corp\r"],
+        ["Your email address", "fred@corp.example\r"],
+        ["Use these settings? [Y/n]: ", "\r"],
+        ["Reply-To address", "\r"],
+        ["Password: ", "pw\r"],
+        ["Delete policy", "\r"],
+        ["SMTP server host name", "\r"],
+    ]);
+    let out = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/util/pty_drive.py"))
+        .arg(steps.to_string())
+        .arg("--")
+        .arg(crate::util::popbridge_bin())
+        .args(["account", "add"])
+        .env("POPBRIDGE_CONFIG", &b.config)
+        .env("POPBRIDGE_DATA_DIR", &b.data)
+        .env("POPBRIDGE_AUTOCONFIG_URL", http.url("/{domain}.xml"))
+        .env("POPBRIDGE_RESOLVER", dns.addr())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run python3 tests/util/pty_drive.py");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(screen.contains("Looking up the servers for fred@corp.example"), "{screen}");
+    assert!(screen.contains(&format!("From autoconfig {}:", http.url("/corp.example.xml"))), "{screen}");
+    assert!(screen.contains(&format!("incoming: POP3 127.0.0.1:{} no encryption, user fred", f.port())), "{screen}");
+    assert!(!screen.contains("POP server host name"), "not asked once the proposal was taken: {screen}");
+    assert!(screen.contains("Saved account \"Corp\""), "{screen}");
+    let cfg = popbridge::config::load(&b.config).expect("config");
+    let a = cfg.account("Corp").expect("the account was saved");
+    assert_eq!((a.pop.host.as_str(), a.pop.port, a.pop.user.as_str()), ("127.0.0.1", f.port(), "fred"));
+    assert_eq!(a.pop.tls, popbridge::config::TlsMode::Plain);
+}
