@@ -148,7 +148,10 @@ fn srv_records_from_a_local_dns_server() {
          _pop3s._tcp.example.net. 60 IN SRV 5 0 1995 pop-primary.example.net.\n\
          _pop3s._tcp.example.net. 60 IN SRV 10 80 995 pop2.example.net.\n\
          _pop3._tcp.example.net. 60 IN SRV 0 0 0 .\n\
-         _submission._tcp.example.net. 60 IN SRV 0 1 587 mail.hoster.example.\n",
+         _submission._tcp.example.net. 60 IN SRV 0 1 587 mail.hoster.example.\n\
+         workspace.example. 60 IN MX 10 alt1.aspmx.l.google.com.\n\
+         workspace.example. 60 IN MX 5 aspmx.l.google.com.\n\
+         contoso.example. 60 IN MX 0 contoso-example.mail.protection.outlook.com.\n",
     );
     let http = HttpStub::start(&[]);
     let template = http.url("/{domain}.xml");
@@ -170,6 +173,33 @@ fn srv_records_from_a_local_dns_server() {
         r.stdout.contains(
             "--pop-host pop-primary.example.net --pop-port 1995 --pop-tls implicit --pop-user fred@example.net --smtp-host mail.hoster.example --smtp-port 587 --smtp-tls starttls"
         ),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("DNS MX example.net: none"), "{}", r.stdout);
+    // A domain whose mail Google hosts (Workspace), and one at Microsoft 365: found by the MX.
+    let r = run_env(&b, &["account", "discover", "fred@workspace.example"], &env).expect(0);
+    assert!(
+        r.stdout.contains("DNS MX workspace.example: aspmx.l.google.com (Gmail), alt1.aspmx.l.google.com (Gmail)"),
+        "most preferred first: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("From the domain's mail exchanger aspmx.l.google.com: mail at this domain is hosted by Gmail:"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("--pop-host pop.gmail.com --pop-port 995 --pop-tls implicit --pop-user fred@workspace.example"),
+        "{}",
+        r.stdout
+    );
+    let r = run_env(&b, &["account", "discover", "fred@contoso.example"], &env).expect(0);
+    assert!(r.stdout.contains("hosted by Microsoft 365"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("--pop-host outlook.office365.com --pop-port 995 --pop-tls implicit --pop-user fred@contoso.example --smtp-host smtp.office365.com --smtp-port 587 --smtp-tls starttls --oauth microsoft"),
         "{}",
         r.stdout
     );

@@ -4,8 +4,9 @@
 //!
 //! Where it looks, in order: the built-in table of the largest providers ([`providers`]; nothing
 //! is looked up on the network for those), then the domain's Thunderbird autoconfig file
-//! ([`autoconfig`]) and its RFC 6186 SRV records ([`srv`]), both at once. Each source's answer
-//! is shown; the proposal is the first source, in that order, with a POP3 server. Nothing found
+//! ([`autoconfig`]), its RFC 6186 SRV records and its MX records ([`srv`]: a mail exchanger of
+//! Google or Microsoft 365 shows a domain hosted there), all at once. Each source's answer is
+//! shown; the proposal is the first source, in that order, with a POP3 server. Nothing found
 //! is ever used without the user's yes (the wizard) or their own command line (`discover` prints
 //! the `account add` flags).
 //!
@@ -80,6 +81,8 @@ pub struct Discovery {
     pub autoconfig: Vec<(String, Outcome)>,
     /// (name, answer) for each service; empty when the built-in table knew the domain.
     pub srv: Vec<(String, srv::Answer)>,
+    /// The domain's MX records; `None` when not looked up.
+    pub mx: Option<srv::MxAnswer>,
     /// The resolver could not be set up (then no SRV name was looked up).
     pub srv_unavailable: Option<String>,
 }
@@ -90,6 +93,11 @@ pub enum Source {
     Builtin(&'static str),
     Autoconfig(String),
     Srv,
+    /// The domain's mail exchanger is this provider's.
+    Mx {
+        exchanger: String,
+        provider: &'static str,
+    },
 }
 
 impl Source {
@@ -98,6 +106,9 @@ impl Source {
             Source::Builtin(name) => format!("popbridge's built-in table ({name})"),
             Source::Autoconfig(url) => format!("autoconfig {url}"),
             Source::Srv => "DNS SRV records (RFC 6186)".into(),
+            Source::Mx { exchanger, provider } => {
+                format!("the domain's mail exchanger {exchanger}: mail at this domain is hosted by {provider}")
+            }
         }
     }
 }
@@ -201,6 +212,18 @@ impl Discovery {
             }
             out.push(Proposal { source: Source::Srv, pop, smtp, oauth: None, custom_oauth: None, notes });
         }
+        if let Some(srv::MxAnswer::Hosts(hosts)) = &self.mx
+            && let Some((exchanger, p)) = hosts.iter().find_map(|h| providers::by_mx(h).map(|p| (h, p)))
+        {
+            out.push(Proposal {
+                source: Source::Mx { exchanger: exchanger.clone(), provider: p.name },
+                pop: p.pop.as_ref().map(|e| endpoint_server(e, email, p.login)),
+                smtp: p.smtp.first().map(|e| endpoint_server(e, email, p.login)),
+                oauth: p.login.oauth_preset().map(|preset| (preset, matches!(p.login, Login::OAuth2Required { .. }))),
+                custom_oauth: None,
+                notes: p.notes.iter().map(|n| n.to_string()).collect(),
+            });
+        }
         out
     }
 
@@ -215,13 +238,14 @@ fn in_domain(host: &str, domain: &str) -> bool {
     h == domain || h.ends_with(&format!(".{domain}"))
 }
 
-/// Looks the address up: the built-in table, else autoconfig and SRV at once.
+/// Looks the address up: the built-in table, else autoconfig, SRV and MX at once.
 pub async fn discover(email: &Email, settings: &Settings) -> Result<Discovery> {
     let mut d = Discovery {
         email: email.clone(),
         builtin: providers::by_domain(&email.domain),
         autoconfig: Vec::new(),
         srv: Vec::new(),
+        mx: None,
         srv_unavailable: None,
     };
     if d.builtin.is_some() {
@@ -257,19 +281,23 @@ pub async fn discover(email: &Email, settings: &Settings) -> Result<Discovery> {
                         tokio::spawn(async move { srv::lookup(&r, &n).await })
                     })
                     .collect();
+                let mx = srv::mx(&r, &email.domain).await;
                 let mut out = Vec::new();
                 for (n, t) in names.iter().zip(tasks) {
                     let a = t.await.unwrap_or_else(|e| srv::Answer::Failed(e.to_string()));
                     out.push((n.trim_end_matches('.').to_string(), a));
                 }
-                Ok(out)
+                Ok((out, mx))
             }
         }
     };
     let (ac, dns) = tokio::join!(ac, dns);
     d.autoconfig = ac;
     match dns {
-        Ok(v) => d.srv = v,
+        Ok((v, mx)) => {
+            d.srv = v;
+            d.mx = Some(mx);
+        }
         Err(e) => d.srv_unavailable = Some(e),
     }
     Ok(d)
@@ -361,6 +389,21 @@ pub fn source_lines(d: &Discovery) -> Vec<String> {
             srv::Answer::None => out.push(format!("DNS SRV {name}: none")),
             srv::Answer::Failed(e) => out.push(format!("DNS SRV {name}: lookup failed ({e})")),
         }
+    }
+    match &d.mx {
+        Some(srv::MxAnswer::Hosts(h)) => {
+            let list: Vec<String> = h
+                .iter()
+                .map(|h| match providers::by_mx(h) {
+                    Some(p) => format!("{h} ({})", p.name),
+                    None => h.clone(),
+                })
+                .collect();
+            out.push(format!("DNS MX {}: {}", d.email.domain, list.join(", ")));
+        }
+        Some(srv::MxAnswer::None) => out.push(format!("DNS MX {}: none", d.email.domain)),
+        Some(srv::MxAnswer::Failed(e)) => out.push(format!("DNS MX {}: lookup failed ({e})", d.email.domain)),
+        None => {}
     }
     out
 }
@@ -743,6 +786,7 @@ mod tests {
             email,
             autoconfig: Vec::new(),
             srv: Vec::new(),
+            mx: None,
             srv_unavailable: None,
         }
     }
@@ -798,6 +842,7 @@ mod tests {
                 ("_submissions._tcp.example.org".into(), srv::Answer::NotOffered),
                 ("_submission._tcp.example.org".into(), rec("smtp.example.org", 587)),
             ],
+            mx: Some(srv::MxAnswer::Hosts(vec!["mx.example.org".into()])),
             srv_unavailable: None,
         };
         let ps = d.proposals();

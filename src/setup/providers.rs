@@ -50,9 +50,13 @@ impl Login {
 pub struct Provider {
     /// Shown to the user.
     pub name: &'static str,
-    /// Exact domains, or `label.*`: that label followed by any public suffix of one or two labels
-    /// (`gmx.*` is gmx.at, gmx.fr, gmx.co.uk …). Exact entries of every provider win over patterns.
+    /// Exact domains; `label.*`: that label followed by any public suffix of one or two labels
+    /// (`gmx.*` is gmx.at, gmx.fr, gmx.co.uk …); `*.suffix`: any subdomain of it. Exact entries of
+    /// every provider win over patterns.
     pub domains: &'static [&'static str],
+    /// Mail exchangers (MX) that show a domain is hosted here: a host equal to one of these or
+    /// under it (Google Workspace, Microsoft 365 at the customer's own domain).
+    pub mx: &'static [&'static str],
     /// `None`: the provider offers no POP3 at all.
     pub pop: Option<Endpoint>,
     /// The first is proposed; the others are alternatives it documents.
@@ -75,6 +79,9 @@ pub struct Provider {
 pub const GMAIL: Provider = Provider {
     name: "Gmail",
     domains: &["gmail.com", "googlemail.com"],
+    // Google Workspace: aspmx.l.google.com and its alternates, or the newer smtp.google.com
+    // (ISPDB lists google.com as an MX domain of this entry).
+    mx: &["google.com", "googlemail.com"],
     pop: Some(implicit("pop.gmail.com", 995)),
     smtp: &[implicit("smtp.gmail.com", 465), starttls("smtp.gmail.com", 587)],
     login: Login::OAuth2OrAppPassword { preset: "google" },
@@ -103,6 +110,8 @@ pub const OUTLOOK: Provider = Provider {
         "hotmail.*",
         "live.*",
     ],
+    // ISPDB: consumer mail at one's own domain, e.g. eur.olc.protection.outlook.com.
+    mx: &["olc.protection.outlook.com"],
     pop: Some(implicit("outlook.office365.com", 995)),
     smtp: &[starttls("smtp-mail.outlook.com", 587)],
     login: Login::OAuth2Required { preset: "microsoft" },
@@ -118,6 +127,7 @@ pub const OUTLOOK: Provider = Provider {
 pub const YAHOO: Provider = Provider {
     name: "Yahoo Mail",
     domains: &["yahoo.com", "ymail.com", "rocketmail.com", "yahoo.*"],
+    mx: &[],
     pop: Some(implicit("pop.mail.yahoo.com", 995)),
     smtp: &[implicit("smtp.mail.yahoo.com", 465), starttls("smtp.mail.yahoo.com", 587)],
     login: Login::Password,
@@ -132,6 +142,7 @@ pub const YAHOO: Provider = Provider {
 pub const AOL: Provider = Provider {
     name: "AOL Mail",
     domains: &["aol.com", "aim.com"],
+    mx: &[],
     pop: Some(implicit("pop.aol.com", 995)),
     smtp: &[implicit("smtp.aol.com", 465)],
     login: Login::Password,
@@ -145,6 +156,7 @@ pub const AOL: Provider = Provider {
 pub const GMX_DE: Provider = Provider {
     name: "GMX",
     domains: &["gmx.net", "gmx.de", "gmx.at", "gmx.ch"],
+    mx: &[],
     pop: Some(implicit("pop.gmx.net", 995)),
     smtp: &[implicit("mail.gmx.net", 465), starttls("mail.gmx.net", 587)],
     login: Login::Password,
@@ -159,6 +171,7 @@ pub const GMX_DE: Provider = Provider {
 pub const GMX_COM: Provider = Provider {
     name: "GMX",
     domains: &["gmx.com", "gmx.us", "gmx.*"],
+    mx: &[],
     pop: Some(implicit("pop.gmx.com", 995)),
     smtp: &[implicit("mail.gmx.com", 465), starttls("mail.gmx.com", 587)],
     login: Login::Password,
@@ -171,6 +184,7 @@ pub const GMX_COM: Provider = Provider {
 pub const WEB_DE: Provider = Provider {
     name: "WEB.DE",
     domains: &["web.de"],
+    mx: &[],
     pop: Some(implicit("pop3.web.de", 995)),
     smtp: &[starttls("smtp.web.de", 587)],
     login: Login::Password,
@@ -184,6 +198,7 @@ pub const WEB_DE: Provider = Provider {
 pub const ZOHO: Provider = Provider {
     name: "Zoho Mail",
     domains: &["zoho.com", "zohomail.com"],
+    mx: &[],
     pop: Some(implicit("pop.zoho.com", 995)),
     smtp: &[implicit("smtp.zoho.com", 465), starttls("smtp.zoho.com", 587)],
     login: Login::Password,
@@ -199,6 +214,7 @@ pub const ZOHO: Provider = Provider {
 pub const ZOHO_EU: Provider = Provider {
     name: "Zoho Mail (EU)",
     domains: &["zoho.eu", "zohomail.eu"],
+    mx: &[],
     pop: Some(implicit("pop.zoho.eu", 995)),
     smtp: &[implicit("smtp.zoho.eu", 465), starttls("smtp.zoho.eu", 587)],
     login: Login::Password,
@@ -215,6 +231,7 @@ pub const ZOHO_EU: Provider = Provider {
 pub const YANDEX: Provider = Provider {
     name: "Yandex Mail",
     domains: &["yandex.ru", "yandex.com", "ya.ru", "narod.ru", "yandex.*"],
+    mx: &[],
     pop: Some(implicit("pop.yandex.ru", 995)),
     smtp: &[implicit("smtp.yandex.ru", 465)],
     login: Login::Password,
@@ -230,6 +247,7 @@ pub const YANDEX: Provider = Provider {
 pub const MAIL_RU: Provider = Provider {
     name: "Mail.ru",
     domains: &["mail.ru", "inbox.ru", "list.ru", "bk.ru", "internet.ru"],
+    mx: &[],
     pop: Some(implicit("pop.mail.ru", 995)),
     smtp: &[implicit("smtp.mail.ru", 465)],
     login: Login::Password,
@@ -245,6 +263,7 @@ pub const MAIL_RU: Provider = Provider {
 pub const FASTMAIL: Provider = Provider {
     name: "Fastmail",
     domains: &["fastmail.com", "fastmail.fm"],
+    mx: &[],
     pop: Some(implicit("pop.fastmail.com", 995)),
     smtp: &[implicit("smtp.fastmail.com", 465)],
     login: Login::Password,
@@ -260,6 +279,7 @@ pub const FASTMAIL: Provider = Provider {
 pub const ICLOUD: Provider = Provider {
     name: "iCloud Mail",
     domains: &["icloud.com", "me.com", "mac.com"],
+    mx: &[],
     pop: None,
     smtp: &[starttls("smtp.mail.me.com", 587)],
     login: Login::Password,
@@ -269,13 +289,46 @@ pub const ICLOUD: Provider = Provider {
     session_limit: None,
 };
 
+/// Microsoft 365 (Exchange Online) at an organisation's own domain, found by its MX. ISPDB
+/// office365.com.xml: POP outlook.office365.com 995 SSL, SMTP smtp.office365.com 587 STARTTLS,
+/// OAuth2 only (Microsoft switched basic authentication off for POP in Exchange Online).
+pub const MICROSOFT_365: Provider = Provider {
+    name: "Microsoft 365",
+    domains: &["*.onmicrosoft.com"],
+    mx: &["mail.protection.outlook.com"],
+    pop: Some(implicit("outlook.office365.com", 995)),
+    smtp: &[starttls("smtp.office365.com", 587)],
+    login: Login::OAuth2Required { preset: "microsoft" },
+    notes: &[
+        "Microsoft 365 accepts only OAuth2 (--oauth microsoft, with a client ID registered in your organisation's tenant).",
+        "Your organisation's administrator must allow POP (and authenticated SMTP, to send) for your mailbox.",
+    ],
+    session_limit: None,
+};
+
 /// Every entry, in the order they are matched.
 pub const ALL: &[&Provider] = &[
-    &GMAIL, &OUTLOOK, &YAHOO, &AOL, &GMX_DE, &GMX_COM, &WEB_DE, &ZOHO, &ZOHO_EU, &YANDEX, &MAIL_RU, &FASTMAIL, &ICLOUD,
+    &GMAIL,
+    &OUTLOOK,
+    &MICROSOFT_365,
+    &YAHOO,
+    &AOL,
+    &GMX_DE,
+    &GMX_COM,
+    &WEB_DE,
+    &ZOHO,
+    &ZOHO_EU,
+    &YANDEX,
+    &MAIL_RU,
+    &FASTMAIL,
+    &ICLOUD,
 ];
 
-/// `gmx.*` matches `gmx.` followed by one or two labels.
+/// `gmx.*` matches `gmx.` followed by one or two labels; `*.onmicrosoft.com` any subdomain.
 fn pattern_matches(pattern: &str, domain: &str) -> bool {
+    if let Some(suffix) = pattern.strip_prefix("*.") {
+        return under(domain, suffix) && domain != suffix;
+    }
     let Some(label) = pattern.strip_suffix(".*") else { return false };
     let Some(rest) = domain.strip_prefix(label).and_then(|r| r.strip_prefix('.')) else { return false };
     let labels = rest.split('.').count();
@@ -286,9 +339,20 @@ fn pattern_matches(pattern: &str, domain: &str) -> bool {
 pub fn by_domain(domain: &str) -> Option<&'static Provider> {
     let d = domain.trim_end_matches('.').to_ascii_lowercase();
     ALL.iter()
-        .find(|p| p.domains.iter().any(|x| !x.ends_with(".*") && *x == d))
+        .find(|p| p.domains.iter().any(|x| !x.contains('*') && *x == d))
         .or_else(|| ALL.iter().find(|p| p.domains.iter().any(|x| pattern_matches(x, &d))))
         .copied()
+}
+
+/// `host` is `domain` or a name under it (case-insensitive, final dots ignored).
+fn under(host: &str, domain: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    h == domain || h.ends_with(&format!(".{domain}"))
+}
+
+/// The provider that hosts a domain whose mail exchanger is `mx`.
+pub fn by_mx(mx: &str) -> Option<&'static Provider> {
+    ALL.iter().find(|p| p.mx.iter().any(|m| under(mx, m))).copied()
 }
 
 /// The provider whose POP server this is (case-insensitive): also finds Gmail behind a Google
@@ -322,6 +386,18 @@ mod tests {
         assert_eq!(by_domain("outlook.com").map(|p| p.login), Some(Login::OAuth2Required { preset: "microsoft" }));
         assert_eq!(by_domain("gmail.com").and_then(|p| p.login.oauth_preset()), Some("google"));
         assert_eq!(by_domain("gmail.com").and_then(|p| p.session_limit), Some(250));
+    }
+
+    #[test]
+    fn mail_exchangers_name_the_host_of_a_custom_domain() {
+        assert_eq!(by_mx("ASPMX.L.GOOGLE.COM.").map(|p| p.name), Some("Gmail"));
+        assert_eq!(by_mx("smtp.google.com").map(|p| p.name), Some("Gmail"));
+        assert_eq!(by_mx("contoso-com.mail.protection.outlook.com").map(|p| p.name), Some("Microsoft 365"));
+        assert_eq!(by_mx("eur.olc.protection.outlook.com").map(|p| p.name), Some("Outlook.com (Microsoft)"));
+        assert!(by_mx("mx.notgoogle.com").is_none());
+        assert!(by_mx("mail.example.com").is_none());
+        assert_eq!(by_domain("contoso.onmicrosoft.com").map(|p| p.name), Some("Microsoft 365"));
+        assert!(by_domain("onmicrosoft.com").is_none());
     }
 
     #[test]

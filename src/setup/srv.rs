@@ -1,6 +1,7 @@
 //! RFC 6186 service records for a mail domain: `_pop3s._tcp` (POP3 over TLS, RFC 8314),
 //! `_pop3._tcp` (POP3 with STARTTLS), `_submissions._tcp` (submission over TLS, RFC 8314) and
-//! `_submission._tcp` (submission with STARTTLS).
+//! `_submission._tcp` (submission with STARTTLS); and its MX records, which show a domain hosted
+//! by a large provider (Google Workspace, Microsoft 365), as Thunderbird uses them.
 //!
 //! The resolver is the system's (`/etc/resolv.conf`); `POPBRIDGE_RESOLVER=IP:PORT` points it at
 //! another server (a company resolver, a local one). DNS answers are not authenticated: what SRV
@@ -14,6 +15,36 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
+
+/// What a domain's MX lookup answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MxAnswer {
+    /// Mail exchangers, most preferred first (without the final dot).
+    Hosts(Vec<String>),
+    None,
+    Failed(String),
+}
+
+/// The domain's mail exchangers.
+pub async fn mx(resolver: &TokioResolver, domain: &str) -> MxAnswer {
+    match resolver.lookup(format!("{domain}."), RecordType::MX).await {
+        Ok(l) => {
+            let mut v: Vec<(u16, String)> = l
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::MX(m) => Some((m.preference, m.exchange.to_utf8().trim_end_matches('.').to_string())),
+                    _ => None,
+                })
+                .filter(|(_, h)| !h.is_empty())
+                .collect();
+            v.sort();
+            if v.is_empty() { MxAnswer::None } else { MxAnswer::Hosts(v.into_iter().map(|(_, h)| h).collect()) }
+        }
+        Err(e) if e.is_no_records_found() || e.is_nx_domain() => MxAnswer::None,
+        Err(e) => MxAnswer::Failed(e.to_string()),
+    }
+}
 
 use crate::config::TlsMode;
 use crate::error::{Error, Result};
