@@ -244,10 +244,9 @@ pub fn expand(template: &str, a: &Address<'_>) -> String {
 pub fn allowed(url: &reqwest::Url) -> bool {
     match url.scheme() {
         "https" => true,
-        "http" => url.host_str().is_some_and(|h| {
-            let h = h.trim_start_matches('[').trim_end_matches(']');
-            h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        }),
+        "http" => url
+            .host_str()
+            .is_some_and(|h| crate::config::is_loopback_host(h.trim_start_matches('[').trim_end_matches(']'))),
         _ => false,
     }
 }

@@ -224,6 +224,19 @@ impl Discovery {
                 notes: p.notes.iter().map(|n| n.to_string()).collect(),
             });
         }
+        for p in &mut out {
+            for (kind, s) in [("POP3", &p.pop), ("SMTP", &p.smtp)] {
+                if let Some(s) = s
+                    && s.tls == TlsMode::Plain
+                    && !crate::config::is_loopback_host(&s.host)
+                {
+                    p.notes.push(format!(
+                        "The {kind} server {} is offered without encryption: popbridge sends no password in plaintext to another machine unless the account allows it (--allow-plain); ask the provider for TLS.",
+                        s.host
+                    ));
+                }
+            }
+        }
         out
     }
 
@@ -861,6 +874,7 @@ mod tests {
         );
         assert_eq!(ps[1].smtp.as_ref().map(|s| (s.port, s.tls)), Some((587, TlsMode::StartTls)));
         assert!(ps[1].notes[0].contains("mail.hoster.example is outside example.org"), "{:?}", ps[1].notes);
+        assert!(ps.iter().all(|p| !p.notes.iter().any(|n| n.contains("without encryption"))), "TLS was chosen");
         let lines = source_lines(&d).join("\n");
         assert!(lines.contains("DNS SRV _submissions._tcp.example.org: not offered"), "{lines}");
         assert!(lines.contains("autoconfig https://autoconfig.example.org/x: HTTP 404"), "{lines}");
