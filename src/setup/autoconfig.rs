@@ -108,8 +108,19 @@ pub struct Address<'a> {
     pub domain: &'a str,
 }
 
-fn child_text<'a>(node: roxmltree::Node<'a, '_>, name: &str) -> Option<&'a str> {
-    node.children().find(|c| c.has_tag_name(name)).and_then(|c| c.text()).map(str::trim).filter(|t| !t.is_empty())
+/// Text from the file as it may be shown on a terminal: control characters (escape sequences,
+/// line breaks) become U+FFFD — the file is anyone's who answers for the domain.
+pub(crate) fn clean(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
+}
+
+fn child_text(node: roxmltree::Node<'_, '_>, name: &str) -> Option<String> {
+    node.children()
+        .find(|c| c.has_tag_name(name))
+        .and_then(|c| c.text())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(clean)
 }
 
 /// `%EMAILADDRESS%`, `%EMAILLOCALPART%`, `%EMAILDOMAIN%` filled in; `None` if another placeholder
@@ -123,28 +134,28 @@ fn fill(template: &str, a: &Address<'_>) -> Option<String> {
 }
 
 /// A host name as it may be used: letters, digits, dots, hyphens (an IP address passes too).
-fn plausible_host(h: &str) -> bool {
+pub(crate) fn plausible_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':' || c == '_')
 }
 
 fn server(node: roxmltree::Node<'_, '_>, a: &Address<'_>, skipped: &mut Vec<String>) -> Option<Server> {
-    let kind = node.attribute("type").unwrap_or("?");
-    let host_raw = child_text(node, "hostname").unwrap_or("");
-    let host = fill(host_raw, a).unwrap_or_default();
+    let kind = clean(node.attribute("type").unwrap_or("?"));
+    let host_raw = child_text(node, "hostname").unwrap_or_default();
+    let host = fill(&host_raw, a).unwrap_or_default();
     if !plausible_host(&host) {
         skipped.push(format!("a {kind} server with the host name \"{host_raw}\""));
         return None;
     }
-    let port = match child_text(node, "port").map(str::parse::<u16>) {
+    let port = match child_text(node, "port").map(|p| p.parse::<u16>()) {
         Some(Ok(p)) if p > 0 => p,
         _ => {
             skipped.push(format!("{kind} server {host}: no usable <port>"));
             return None;
         }
     };
-    let tls = match child_text(node, "socketType") {
+    let tls = match child_text(node, "socketType").as_deref() {
         Some("SSL") => TlsMode::Implicit,
         Some("STARTTLS") => TlsMode::StartTls,
         Some("plain") => TlsMode::Plain,
@@ -153,12 +164,13 @@ fn server(node: roxmltree::Node<'_, '_>, a: &Address<'_>, skipped: &mut Vec<Stri
             return None;
         }
     };
-    let user = child_text(node, "username").and_then(|u| fill(u, a));
+    // A user name with a character a POP command cannot carry is no user name.
+    let user = child_text(node, "username").and_then(|u| fill(&u, a)).filter(|u| !u.contains('\u{FFFD}'));
     let auth = node
         .children()
         .filter(|c| c.has_tag_name("authentication"))
         .filter_map(|c| c.text())
-        .map(Auth::parse)
+        .map(|t| Auth::parse(&clean(t)))
         .collect();
     Some(Server { host, port, tls, user, auth })
 }
@@ -174,12 +186,12 @@ pub fn parse(xml: &str, a: &Address<'_>) -> Result<ClientConfig, String> {
     let mut cfg = ClientConfig::default();
     for provider in root.children().filter(|c| c.has_tag_name("emailProvider")) {
         if cfg.display_name.is_none() {
-            cfg.display_name = child_text(provider, "displayName").map(str::to_string);
+            cfg.display_name = child_text(provider, "displayName");
         }
         for s in provider.children().filter(|c| c.has_tag_name("incomingServer")) {
             match s.attribute("type") {
                 Some("pop3") => cfg.pop.extend(server(s, a, &mut cfg.skipped)),
-                Some(t) => cfg.other_incoming.push(t.to_string()),
+                Some(t) => cfg.other_incoming.push(clean(t)),
                 None => {}
             }
         }
@@ -193,19 +205,19 @@ pub fn parse(xml: &str, a: &Address<'_>) -> Result<ClientConfig, String> {
     for node in root.descendants() {
         if node.has_tag_name("oAuth2") && cfg.oauth.is_none() {
             cfg.oauth = Some(OAuthEndpoints {
-                issuer: child_text(node, "issuer").map(str::to_string),
+                issuer: child_text(node, "issuer"),
                 scope: child_text(node, "scope")
                     .map(|s| s.split_whitespace().map(str::to_string).collect())
                     .unwrap_or_default(),
-                auth_url: child_text(node, "authURL").map(str::to_string),
-                token_url: child_text(node, "tokenURL").map(str::to_string),
+                auth_url: child_text(node, "authURL"),
+                token_url: child_text(node, "tokenURL"),
             });
         }
         if node.has_tag_name("enable")
             && cfg.enable.is_none()
             && let Some(url) = node.attribute("visiturl")
         {
-            cfg.enable = Some((url.to_string(), child_text(node, "instruction").unwrap_or("").to_string()));
+            cfg.enable = Some((clean(url), child_text(node, "instruction").unwrap_or_default()));
         }
     }
     if cfg.pop.is_empty() && cfg.smtp.is_empty() && cfg.other_incoming.is_empty() {
@@ -483,6 +495,21 @@ mod tests {
         assert_eq!(c.skipped.len(), 3, "{:?}", c.skipped);
         assert_eq!(c.pop.len(), 1);
         assert_eq!(c.pop[0].user, None, "an unknown placeholder gives no user name");
+    }
+
+    #[test]
+    fn terminal_control_characters_never_reach_the_screen() {
+        let xml = "<clientConfig><emailProvider id=\"x\"><displayName>Evil\u{9b}2J Mail</displayName>\
+<incomingServer type=\"pop3\"><hostname>pop.x.example</hostname><port>995</port><socketType>SSL</socketType>\
+<username>fred&#10;DELE 1</username></incomingServer></emailProvider>\
+<enable visiturl=\"https://x.example/&#13;\u{9d}8;;\"><instruction>Go&#10;now</instruction></enable></clientConfig>";
+        let c = parse(xml, &FRED).unwrap();
+        // XML 1.0 keeps out C0 controls but ESC's C1 twins (CSI U+009B, OSC U+009D) and line breaks
+        // pass.
+        assert_eq!(c.display_name.as_deref(), Some("Evil\u{FFFD}2J Mail"));
+        assert_eq!(c.pop[0].user, None, "a user name with a line break is dropped");
+        let (url, instruction) = c.enable.unwrap();
+        assert!(!url.chars().any(char::is_control) && !instruction.chars().any(char::is_control));
     }
 
     #[test]

@@ -33,10 +33,10 @@ pub async fn mx(resolver: &TokioResolver, domain: &str) -> MxAnswer {
                 .answers()
                 .iter()
                 .filter_map(|r| match &r.data {
-                    RData::MX(m) => Some((m.preference, m.exchange.to_utf8().trim_end_matches('.').to_string())),
+                    RData::MX(m) => Some((m.preference, m.exchange.to_ascii().trim_end_matches('.').to_string())),
                     _ => None,
                 })
-                .filter(|(_, h)| !h.is_empty())
+                .filter(|(_, h)| super::autoconfig::plausible_host(h))
                 .collect();
             v.sort();
             if v.is_empty() { MxAnswer::None } else { MxAnswer::Hosts(v.into_iter().map(|(_, h)| h).collect()) }
@@ -163,13 +163,15 @@ pub async fn lookup(resolver: &TokioResolver, name: &str) -> Answer {
                         weight: s.weight,
                         port: s.port,
                         target: {
-                            let t = s.target.to_utf8();
+                            let t = s.target.to_ascii();
                             let t = t.trim_end_matches('.');
                             if t.is_empty() { ".".to_string() } else { t.to_string() }
                         },
                     }),
                     _ => None,
                 })
+                // Anything else is no host name to propose (or to print).
+                .filter(|r| r.target == "." || super::autoconfig::plausible_host(&r.target))
                 .collect(),
         ),
         Err(e) if e.is_no_records_found() || e.is_nx_domain() => Answer::None,
