@@ -320,7 +320,11 @@ pub async fn lookup(client: &reqwest::Client, url: &str, a: &Address<'_>) -> Out
     }
     let mut resp = match client.get(parsed).send().await {
         Ok(r) => r,
-        Err(e) => return Outcome::Nothing(format!("no answer ({})", chain(&e))),
+        // reqwest's own message repeats the URL shown beside it: its causes say what happened.
+        Err(e) => {
+            let why = std::error::Error::source(&e).map(chain).unwrap_or_else(|| e.to_string());
+            return Outcome::Nothing(format!("no answer ({why})"));
+        }
     };
     if !resp.status().is_success() {
         return Outcome::Nothing(format!("HTTP {}", resp.status()));

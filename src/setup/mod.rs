@@ -294,12 +294,16 @@ pub async fn discover(email: &Email, settings: &Settings) -> Result<Discovery> {
                         tokio::spawn(async move { srv::lookup(&r, &n).await })
                     })
                     .collect();
-                let mx = srv::mx(&r, &email.domain).await;
+                let mx = {
+                    let (r, domain) = (r.clone(), email.domain.clone());
+                    tokio::spawn(async move { srv::mx(&r, &domain).await })
+                };
                 let mut out = Vec::new();
                 for (n, t) in names.iter().zip(tasks) {
                     let a = t.await.unwrap_or_else(|e| srv::Answer::Failed(e.to_string()));
                     out.push((n.trim_end_matches('.').to_string(), a));
                 }
+                let mx = mx.await.unwrap_or_else(|e| srv::MxAnswer::Failed(e.to_string()));
                 Ok((out, mx))
             }
         }
