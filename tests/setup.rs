@@ -228,7 +228,13 @@ fn retrs(f: &FakePop3) -> Vec<String> {
 #[test]
 fn a_server_listing_250_per_session_is_fetched_whole_in_one_fetch_and_nothing_twice() {
     let msgs = gmail_like(600);
-    let f = FakePop3::start(Script { messages: msgs.clone(), per_session: Some(250), ..Script::default() });
+    // Gmail's own CAPA lines: it announces a LOGIN-DELAY, and EXPIRE 0 (it hides what was taken).
+    let f = FakePop3::start(Script {
+        messages: msgs.clone(),
+        per_session: Some(250),
+        extra_capa: vec!["EXPIRE 0".into(), "LOGIN-DELAY 300".into()],
+        ..Script::default()
+    });
     let b = Bridge::new();
     b.add_pop_account(&PopAccount::fake(f.port()), &["--no-test"]).expect(0);
     let r = b.run(&["fetch", "Fake"]).expect(0);
@@ -288,7 +294,7 @@ fn account_test_explains_login_delay() {
     b.add_pop_account(&PopAccount::fake(f.port()), &["--no-test"]).expect(0);
     let r = b.run(&["account", "test", "Fake"]).expect(0);
     assert!(
-        r.stdout.contains("LOGIN-DELAY 900: the server wants at least 15m between logins. popbridge never fetches this account more often than that (its interval is 5m)"),
+        r.stdout.contains("LOGIN-DELAY 900: the server wants at least 15m between logins. popbridge's schedule never fetches this account more often than that (its interval is 5m)"),
         "{}",
         r.stdout
     );
@@ -348,4 +354,40 @@ fn the_wizard_proposes_what_autoconfig_found_and_uses_it_after_yes() {
     let a = cfg.account("Corp").expect("the account was saved");
     assert_eq!((a.pop.host.as_str(), a.pop.port, a.pop.user.as_str()), ("127.0.0.1", f.port(), "fred"));
     assert_eq!(a.pop.tls, popbridge::config::TlsMode::Plain);
+}
+
+/// A server that enforces the LOGIN-DELAY it announces refuses the further session at once
+/// (`-ERR [LOGIN-DELAY]`): that fetch keeps what it got and says why, and the rest follows in
+/// later cycles — all 600, none twice.
+#[test]
+fn an_enforced_login_delay_ends_the_cycle_and_the_rest_follows_later() {
+    let msgs = gmail_like(600);
+    let delay = std::time::Duration::from_secs(2);
+    let f = FakePop3::start(Script {
+        messages: msgs.clone(),
+        per_session: Some(250),
+        extra_capa: vec!["LOGIN-DELAY 2".into()],
+        enforce_login_delay: Some(delay),
+        ..Script::default()
+    });
+    let b = Bridge::new();
+    b.add_pop_account(&PopAccount::fake(f.port()), &["--no-test"]).expect(0);
+    for (i, want) in [250, 250, 100].into_iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(delay + std::time::Duration::from_millis(300));
+        }
+        let r = b.run(&["fetch", "Fake"]).expect(0);
+        assert!(r.stdout.contains(&format!("Fake: {want} new message(s)")), "fetch {i}: {}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("a further session") && r.stderr.contains("LOGIN-DELAY"),
+            "fetch {i} says why it stopped: {}",
+            r.stderr
+        );
+        assert_eq!(f.login_delay_refusals(), i + 1);
+    }
+    let j = b.status_json();
+    assert_eq!(crate::util::account(&j, "Fake")["state"], "active", "a refused further session is no failure: {j}");
+    let want: Vec<Vec<u8>> = msgs.iter().map(|m| m.data.clone()).collect();
+    assert_eq!(crate::util::sorted(b.messages("Fake")), crate::util::sorted(want));
+    assert_eq!(retrs(&f).len(), 600, "nothing downloaded twice");
 }

@@ -723,7 +723,7 @@ pub fn quirk_notes(account: &Account, probe: &Probe) -> Vec<String> {
     }
     if let Some(d) = probe.caps.as_ref().and_then(|c| c.login_delay).filter(|d| *d > 0) {
         out.push(format!(
-            "LOGIN-DELAY {d}: the server wants at least {} between logins. popbridge never fetches this account more often than that (its interval is {}), makes no further sessions within a cycle, and a `popbridge fetch` sooner than that is refused by the server ([LOGIN-DELAY]) and retried later.",
+            "LOGIN-DELAY {d}: the server wants at least {} between logins. popbridge's schedule never fetches this account more often than that (its interval is {}); a `popbridge fetch` sooner than that, or a further session for a partial listing, may be refused by the server ([LOGIN-DELAY]) and is then retried in the next cycle.",
             humantime::format_duration(std::time::Duration::from_secs(d)),
             humantime::format_duration(account.interval)
         ));

@@ -89,6 +89,9 @@ pub struct Script {
     /// (it stays on the server: `remaining()` still has it). A USER/PASS login as `recent:USER`
     /// is recent mode: every message is listed, downloaded or not.
     pub per_session: Option<usize>,
+    /// Enforce a LOGIN-DELAY (RFC 2449 §8.1.2): a login sooner than this after the previous
+    /// session ended is refused with "-ERR [LOGIN-DELAY] …" (advertise it with `extra_capa`).
+    pub enforce_login_delay: Option<Duration>,
 }
 
 impl Default for Script {
@@ -105,6 +108,7 @@ impl Default for Script {
             port: 0,
             faults: Vec::new(),
             per_session: None,
+            enforce_login_delay: None,
         }
     }
 }
@@ -200,6 +204,7 @@ struct Config {
     sasl: Vec<String>,
     extra_capa: Vec<String>,
     per_session: Option<usize>,
+    enforce_login_delay: Option<Duration>,
 }
 
 struct Stored {
@@ -231,6 +236,10 @@ struct State {
     conns: HashMap<usize, TcpStream>,
     /// Ids of messages downloaded in a session that ended with QUIT (`Script::per_session`).
     popped: std::collections::HashSet<u64>,
+    /// When the last logged-in session ended (`Script::enforce_login_delay`).
+    last_session_end: Option<std::time::Instant>,
+    /// Logins refused with [LOGIN-DELAY].
+    login_delay_refusals: usize,
 }
 
 struct Shared {
@@ -283,6 +292,7 @@ impl FakePop3 {
                 sasl: script.sasl.iter().map(|m| m.to_ascii_uppercase()).collect(),
                 extra_capa: script.extra_capa,
                 per_session: script.per_session,
+                enforce_login_delay: script.enforce_login_delay,
             },
         });
         let (sh, st) = (shared.clone(), shared.clone());
@@ -339,6 +349,11 @@ impl FakePop3 {
     /// method puts on the wire; `commands()` is the masked view of the same lines.
     pub fn raw_transcript(&self) -> Vec<String> {
         self.shared.lock().raw.clone()
+    }
+
+    /// Logins refused with [LOGIN-DELAY] (`Script::enforce_login_delay`).
+    pub fn login_delay_refusals(&self) -> usize {
+        self.shared.lock().login_delay_refusals
     }
 
     /// Connections accepted so far.
@@ -541,6 +556,9 @@ impl<'a> Session<'a> {
             Ok(f) => f,
             Err(_) => Flow::Abort,
         };
+        if self.logged_in {
+            self.sh.lock().last_session_end = Some(std::time::Instant::now());
+        }
         if flow == Flow::Close
             && let Conn::Tls(s) = &mut self.conn
         {
@@ -828,6 +846,18 @@ impl<'a> Session<'a> {
         if !ok {
             self.line("-ERR [AUTH] invalid user name or password")?;
             return Ok(Flow::Continue);
+        }
+        if let Some(delay) = self.sh.cfg.enforce_login_delay {
+            let too_soon = {
+                let mut st = self.sh.lock();
+                let soon = st.last_session_end.is_some_and(|t| t.elapsed() < delay);
+                st.login_delay_refusals += usize::from(soon);
+                soon
+            };
+            if too_soon {
+                self.line("-ERR [LOGIN-DELAY] wait before logging in again")?;
+                return Ok(Flow::Continue);
+            }
         }
         self.logged_in = true;
         let suffix =
