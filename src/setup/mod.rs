@@ -153,7 +153,9 @@ impl Discovery {
         for (url, outcome) in &self.autoconfig {
             let Outcome::Found(c) = outcome else { continue };
             // The first POP3 server popbridge can use: implicit TLS or STARTTLS first, plain last.
-            let usable = |s: &&Server| !s.auth.iter().all(|a| matches!(a, Auth::Other(_)));
+            // Servers that want only what popbridge cannot do (NTLM, GSSAPI, client certificates)
+            // are left out; no <authentication> at all means a password.
+            let usable = |s: &&Server| s.auth.is_empty() || s.auth.iter().any(|a| !matches!(a, Auth::Other(_)));
             let mut pops: Vec<&Server> = c.pop.iter().filter(usable).collect();
             pops.sort_by_key(|s| s.tls == TlsMode::Plain);
             let mut smtps: Vec<&Server> = c.smtp.iter().filter(usable).collect();
@@ -780,6 +782,26 @@ mod tests {
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(notes[0].starts_with("LOGIN-DELAY 900: the server wants at least 15m between logins"), "{}", notes[0]);
         assert!(quirk_notes(&account("pop.example.org", "me"), &probe(3, b"LOGIN-DELAY 0\r\n")).is_empty());
+    }
+
+    #[test]
+    fn servers_popbridge_cannot_log_in_to_are_not_proposed() {
+        let email = Email::parse("fred@example.org").unwrap();
+        let xml = r#"<clientConfig><emailProvider id="example.org">
+<incomingServer type="pop3"><hostname>pop-ntlm.example.org</hostname><port>995</port><socketType>SSL</socketType><authentication>NTLM</authentication></incomingServer>
+<incomingServer type="pop3"><hostname>pop.example.org</hostname><port>995</port><socketType>SSL</socketType></incomingServer>
+</emailProvider></clientConfig>"#;
+        let cfg = autoconfig::parse(xml, &email.address()).unwrap();
+        let d = Discovery {
+            email,
+            builtin: None,
+            autoconfig: vec![("https://example.org/x".into(), Outcome::Found(Box::new(cfg)))],
+            srv: Vec::new(),
+            mx: None,
+            srv_unavailable: None,
+        };
+        let pop = d.best().and_then(|p| p.pop).unwrap();
+        assert_eq!(pop.host, "pop.example.org", "no <authentication> is a password; NTLM only is left out");
     }
 
     #[test]
