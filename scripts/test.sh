@@ -72,4 +72,7 @@ python3 -c "import imapclient" 2>/dev/null || python3 -m pip install -q imapclie
 # authlib and Flask from PyPI (tests/oauth.rs: the OAuth2 authorization server, tests/util/oauth_server.py).
 python3 -c "import authlib, flask" 2>/dev/null || python3 -m pip install -q authlib==1.9.10 flask==3.1.3 2>/dev/null || python3 -m pip install -q --break-system-packages authlib==1.9.10 flask==3.1.3 || die "tests/oauth.rs needs authlib and Flask for $(command -v python3): python3 -m pip install authlib==1.9.10 flask==3.1.3"
 
+# dnslib from PyPI (tests/util/dns_stub.py: a real DNS server for the SRV lookups in tests/setup.rs).
+python3 -c "import dnslib" 2>/dev/null || python3 -m pip install -q dnslib==0.9.26 2>/dev/null || python3 -m pip install -q --break-system-packages dnslib==0.9.26 || die "tests/setup.rs needs dnslib for $(command -v python3): python3 -m pip install dnslib==0.9.26"
+
 exec cargo test --locked "$@"

@@ -110,6 +110,12 @@ pub enum AccountCommand {
         #[arg(long)]
         device: bool,
     },
+    /// Find the POP3 and SMTP servers for an email address and print the `account add` flags.
+    /// Looks in popbridge's table of large providers, else the domain's Thunderbird autoconfig
+    /// file (https://autoconfig.DOMAIN/…, https://DOMAIN/.well-known/autoconfig/…; replace with
+    /// POPBRIDGE_AUTOCONFIG_URL, templates with {domain} and {email}) and its DNS SRV records
+    /// (RFC 6186; POPBRIDGE_RESOLVER=IP:PORT picks the DNS server).
+    Discover { email: String },
     /// Change an account's POP password (re-enables an account disabled by failed logins).
     SetPassword {
         name: String,
@@ -216,6 +222,26 @@ pub struct AddArgs {
     pub no_test: bool,
 }
 
+/// The wizard's answers as `setup::propose` fills them.
+impl crate::setup::Answers for AddArgs {
+    fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+    fn fields(&mut self) -> crate::setup::Fields<'_> {
+        crate::setup::Fields {
+            pop_host: &mut self.pop_host,
+            pop_port: &mut self.pop_port,
+            pop_tls: &mut self.pop_tls,
+            pop_user: &mut self.pop_user,
+            smtp_host: &mut self.smtp_host,
+            smtp_port: &mut self.smtp_port,
+            smtp_tls: &mut self.smtp_tls,
+            smtp_user: &mut self.smtp_user,
+            oauth: Some(&mut self.oauth),
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum VerifyCommand {
     /// Mail a verification code to ADDRESS through its account's outgoing server.
@@ -233,6 +259,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Account(AccountCommand::Test { name }) => account_test(&paths, &name).await,
         Command::Account(AccountCommand::Remove { name }) => account_remove(&paths, &name),
         Command::Account(AccountCommand::Auth { name, device }) => account_auth(&paths, &name, device).await,
+        Command::Account(AccountCommand::Discover { email }) => crate::setup::discover_cmd(&email).await,
         Command::Account(AccountCommand::SetPassword { name, password_stdin, password_command }) => {
             set_password(&paths, &name, password_stdin, password_command).await
         }
@@ -461,6 +488,7 @@ fn wizard(a: &mut AddArgs, password: &mut Option<Secret>, cfg: &Config) -> Resul
     if a.email.is_none() {
         a.email = Some(prompt("Your email address for this account (the From address)", None)?);
     }
+    crate::setup::propose(a)?;
     if a.reply_to.is_none() {
         let r = prompt("Reply-To address (Enter for none)", Some(""))?;
         a.reply_to = (!r.is_empty()).then_some(r);
@@ -480,6 +508,14 @@ fn wizard(a: &mut AddArgs, password: &mut Option<Secret>, cfg: &Config) -> Resul
     }
     if a.pop_user.is_none() {
         a.pop_user = Some(prompt("User name", a.email.as_deref())?);
+    }
+    if let Some(provider) = &a.oauth
+        && a.oauth_client_id.is_none()
+    {
+        println!(
+            "Signing in with OAuth2 ({provider}) needs your own client ID: the README's \"Signing in with OAuth2\" shows how to register one."
+        );
+        a.oauth_client_id = Some(prompt("OAuth2 client ID", None)?);
     }
     if password.is_none() && a.password_command.is_none() && a.oauth.is_none() {
         *password = Some(prompt_secret("Password")?);
@@ -959,6 +995,9 @@ async fn account_test(paths: &Paths, name: &str) -> Result<i32> {
     }
     if p.caps.as_ref().is_some_and(|c| c.utf8) {
         println!("  UTF8: {}", if p.utf8 { "enabled (8-bit headers arrive as sent)" } else { "refused by the server" });
+    }
+    for note in crate::setup::quirk_notes(&account, &p) {
+        println!("  {note}");
     }
     if account.smtp.is_some() {
         println!("Outgoing:");

@@ -36,8 +36,10 @@
 //! 7. [`app`]: the composition root of `popbridge run` (store, listeners, fetch schedule, reload,
 //!    shutdown).
 //! 8. [`demo`]: the built-in sample POP3 server and sample mail for `popbridge demo`.
-//! 9. [`cli`]: the commands (`init`, `account …`, `fetch`, `status`, `run`, `client-config`, `demo`);
-//!    `main.rs` parses the command line and turns errors into exit codes.
+//! 9. [`setup`]: finding an address's servers (a built-in provider table, Thunderbird autoconfig,
+//!    DNS SRV) for `account discover` and the wizard; provider quirks explained by `account test`.
+//! 10. [`cli`]: the commands (`init`, `account …`, `fetch`, `status`, `run`, `client-config`, `demo`);
+//!     `main.rs` parses the command line and turns errors into exit codes.
 //!
 //! Below them all, this root: [`blocking`] (SQLite and file work off the async workers) and the
 //! [`Error`] re-export.
@@ -61,6 +63,7 @@ pub mod oauth;
 pub mod pop3;
 pub mod sasl;
 pub mod secret;
+pub mod setup;
 pub mod smtp;
 pub mod store;
 

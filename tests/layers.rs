@@ -35,6 +35,8 @@ const LAYERS: &[&[&str]] = &[
     &["app"],
     // `popbridge demo` (runs the app against a built-in POP3 server).
     &["demo"],
+    // Finding an address's servers and explaining provider quirks (the command line's helper).
+    &["setup"],
     // The command line.
     &["cli"],
 ];

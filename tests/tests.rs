@@ -25,6 +25,7 @@ mod pop_dovecot;
 mod pop_faults;
 mod resources;
 mod security;
+mod setup;
 mod smtp;
 mod store_damage;
 mod stress;

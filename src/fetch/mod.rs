@@ -54,6 +54,16 @@ pub const SINK_BUDGET: usize = 8 * 1024 * 1024;
 /// servers an inactivity timer of 10 minutes).
 pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Further POP sessions one cycle may make after the first, for servers that list only part of
+/// the mailbox per session (Gmail: about 250 messages, hiding each once downloaded): enough for a
+/// few thousand messages a cycle; the rest follows in the next one.
+pub const MAX_EXTRA_SESSIONS: u32 = 20;
+/// A session is taken for a partial listing — and followed by another at once — when it listed at
+/// least this many messages and popbridge knew none of them: what a per-session limit looks like
+/// (a server that shows everything would list the known ones too). Below it, the listing was
+/// complete or the rest is small enough for the next cycle.
+pub const PARTIAL_LISTING_MIN: u64 = 100;
+
 /// What the fetcher needs from its surroundings.
 #[derive(Clone)]
 pub struct Context {
@@ -92,6 +102,53 @@ pub struct Report {
     pub same_content: u64,
     /// Answers whose size was far from what LIST announced: (number, announced, received).
     pub size_mismatch: Vec<(u32, u64, u64)>,
+    /// Listed messages whose identity popbridge did not hold before the session.
+    pub listed_unknown: u64,
+    /// Messages left for the next cycle by `max_messages_per_cycle` / `max_bytes_per_cycle`.
+    pub capped: u64,
+    /// POP sessions the cycle made (more than one for a server that lists part of the mailbox).
+    pub sessions: u32,
+}
+
+impl Report {
+    /// Whether another session should follow at once: this one stored new mail from a listing
+    /// that looks partial (at least [`PARTIAL_LISTING_MIN`] messages, none known before) and the
+    /// account has no per-cycle caps (they count per cycle, and the rest waits for the next).
+    ///
+    /// LOGIN-DELAY (RFC 2449 §6.5) is kept between cycles by the schedule, not here: Gmail
+    /// announces `LOGIN-DELAY 300` and yet describes its POP clients asking for the next 250
+    /// right after a session (support.google.com/a/answer/6089246). A server that does enforce
+    /// its delay refuses the further login (`[LOGIN-DELAY]`, RFC 2449 §8.1.2): the cycle then
+    /// ends with what it has, and the rest follows in the next one.
+    fn listing_looks_partial(&self, account: &Account) -> bool {
+        self.new_messages > 0
+            && self.server_messages >= PARTIAL_LISTING_MIN
+            && self.listed_unknown == self.server_messages
+            && self.capped == 0
+            && account.max_messages_per_cycle.is_none()
+            && account.max_bytes_per_cycle.is_none()
+    }
+
+    /// Adds a later session's outcome: counts add up, the server's listing is the latest one.
+    fn absorb(&mut self, later: Report) {
+        self.server_messages = later.server_messages;
+        self.server_bytes = later.server_bytes;
+        self.new_messages += later.new_messages;
+        self.new_bytes += later.new_bytes;
+        self.deleted += later.deleted;
+        self.too_big.extend(later.too_big);
+        for w in later.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        self.login_delay = later.login_delay;
+        self.same_content += later.same_content;
+        self.size_mismatch.extend(later.size_mismatch);
+        self.listed_unknown = later.listed_unknown;
+        self.capped = later.capped;
+        self.sessions += later.sessions;
+    }
 }
 
 pub(crate) use crate::blocking;
@@ -105,7 +162,39 @@ pub async fn fetch(ctx: &Context, account: &Account, progress: Option<ProgressFn
     let store = ctx.store.clone();
     let name = account.name.clone();
     let ids = blocking(move || store.ensure_account(&name)).await?;
-    let result = Cycle::run(ctx, account, ids, progress).await;
+    let mut result = Cycle::run(ctx, account, ids, progress.clone()).await;
+    // A server that lists part of the mailbox per session (Gmail): further sessions at once, as
+    // long as each one's listing still looks partial, at most MAX_EXTRA_SESSIONS. A later
+    // session's failure keeps what the earlier ones stored and is reported as a warning: the
+    // next cycle goes on from there.
+    if let Ok((report, caps)) = &mut result {
+        let mut extra = 0;
+        while report.listing_looks_partial(account) {
+            if extra == MAX_EXTRA_SESSIONS {
+                report.warnings.push(format!(
+                    "{} lists only part of the mailbox per session: {} sessions fetched {} message(s) this cycle; the rest follows in the next one",
+                    account.pop.host,
+                    report.sessions,
+                    report.new_messages
+                ));
+                break;
+            }
+            extra += 1;
+            match Cycle::run(ctx, account, ids, progress.clone()).await {
+                Ok((later, later_caps)) => {
+                    report.absorb(later);
+                    *caps = later_caps;
+                }
+                Err(e) => {
+                    report.warnings.push(format!(
+                        "a further session (the server lists only part of the mailbox per session) failed: {}; the rest follows in the next cycle",
+                        e.message
+                    ));
+                    break;
+                }
+            }
+        }
+    }
     let store = ctx.store.clone();
     match &result {
         Ok((report, caps)) => {
@@ -294,7 +383,7 @@ impl<'a> Cycle<'a> {
     /// the login is done; the report carries the server's LOGIN-DELAY and a warning when the server
     /// expires downloaded messages itself (EXPIRE 0).
     async fn connect(ctx: &'a Context, account: &'a Account, ids: crate::store::accounts::AccountIds) -> Result<Self> {
-        let mut report = Report { account: account.name.clone(), ..Report::default() };
+        let mut report = Report { account: account.name.clone(), sessions: 1, ..Report::default() };
         let secrets =
             session::Secrets { config_path: &ctx.config_path, config_mode: ctx.config_mode, oauth_dir: &ctx.oauth_dir };
         let Session { conn, caps, .. } = session::login(&secrets, account).await?;
@@ -372,8 +461,10 @@ impl<'a> Cycle<'a> {
         }
         let doubtful_server = numbered || server.reused || server.unsure_quit;
         let mut plan = Plan::default();
+        report.listed_unknown = 0;
         for (i, l) in listed.iter().enumerate() {
             let Some(k) = l.key.as_ref().and_then(|key| known.get(key)) else {
+                report.listed_unknown += 1;
                 plan.fetch.push(i);
                 continue;
             };
@@ -444,6 +535,7 @@ impl<'a> Cycle<'a> {
             capped += to_fetch.len() - n;
             to_fetch.truncate(n);
         }
+        report.capped = capped as u64;
         if capped > 0 {
             report.warnings.push(format!(
                 "{capped} more message(s) wait for the next cycle (max_messages_per_cycle / max_bytes_per_cycle)"
@@ -818,4 +910,45 @@ pub fn human_bytes(n: u64) -> String {
         u += 1;
     }
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(caps: &str) -> Account {
+        let text = format!(
+            "[local]\nuser = \"me\"\npassword = \"x\"\n\n[[account]]\nname = \"Mail\"\nemail = \"me@example.org\"\n{caps}[account.pop]\nhost = \"pop.example.org\"\nuser = \"me\"\npassword = \"pw\"\n"
+        );
+        crate::config::parse(&text, std::path::Path::new("/nonexistent/config.toml"), 0o600).unwrap().accounts[0]
+            .clone()
+    }
+
+    fn session(listed: u64, unknown: u64, new: u64) -> Report {
+        Report { server_messages: listed, listed_unknown: unknown, new_messages: new, sessions: 1, ..Report::default() }
+    }
+
+    #[test]
+    fn a_listing_of_only_unknown_messages_looks_partial() {
+        let a = account("");
+        assert!(session(250, 250, 250).listing_looks_partial(&a));
+        assert!(session(100, 100, 100).listing_looks_partial(&a));
+        assert!(!session(99, 99, 99).listing_looks_partial(&a), "a short listing is complete");
+        assert!(!session(250, 249, 249).listing_looks_partial(&a), "a known message was listed: everything is shown");
+        assert!(!session(250, 250, 0).listing_looks_partial(&a), "nothing new stored (same content under new UIDLs)");
+        assert!(!session(0, 0, 0).listing_looks_partial(&a));
+        let gmail = Report { login_delay: Some(300), ..session(250, 250, 250) };
+        assert!(gmail.listing_looks_partial(&a), "Gmail announces LOGIN-DELAY 300 and lists 250 at a time");
+        let capped = Report { capped: 10, ..session(250, 250, 240) };
+        assert!(!capped.listing_looks_partial(&a));
+        assert!(!session(250, 250, 250).listing_looks_partial(&account("max_messages_per_cycle = 500\n")));
+    }
+
+    #[test]
+    fn later_sessions_add_up() {
+        let mut r = Report { warnings: vec!["w".into()], new_bytes: 10, ..session(250, 250, 250) };
+        r.absorb(Report { warnings: vec!["w".into(), "x".into()], new_bytes: 5, ..session(3, 3, 3) });
+        assert_eq!((r.new_messages, r.new_bytes, r.sessions, r.server_messages), (253, 15, 2, 3));
+        assert_eq!(r.warnings, ["w", "x"], "a warning repeated by each session is said once");
+    }
 }

@@ -84,6 +84,14 @@ pub struct Script {
     /// Listen on this port (0: any free one) — to bring a server back on the same port.
     pub port: u16,
     pub faults: Vec<Fault>,
+    /// Gmail's POP: a session lists at most this many messages, the oldest not yet downloaded,
+    /// and a message RETR'd in a session that ended with QUIT is hidden from every later session
+    /// (it stays on the server: `remaining()` still has it). A USER/PASS login as `recent:USER`
+    /// is recent mode: every message is listed, downloaded or not.
+    pub per_session: Option<usize>,
+    /// Enforce a LOGIN-DELAY (RFC 2449 §8.1.2): a login sooner than this after the previous
+    /// session ended is refused with "-ERR [LOGIN-DELAY] …" (advertise it with `extra_capa`).
+    pub enforce_login_delay: Option<Duration>,
 }
 
 impl Default for Script {
@@ -99,6 +107,8 @@ impl Default for Script {
             extra_capa: Vec::new(),
             port: 0,
             faults: Vec::new(),
+            per_session: None,
+            enforce_login_delay: None,
         }
     }
 }
@@ -193,6 +203,8 @@ struct Config {
     apop: bool,
     sasl: Vec<String>,
     extra_capa: Vec<String>,
+    per_session: Option<usize>,
+    enforce_login_delay: Option<Duration>,
 }
 
 struct Stored {
@@ -222,6 +234,12 @@ struct State {
     max_in_flight: usize,
     faults: Vec<Fault>,
     conns: HashMap<usize, TcpStream>,
+    /// Ids of messages downloaded in a session that ended with QUIT (`Script::per_session`).
+    popped: std::collections::HashSet<u64>,
+    /// When the last logged-in session ended (`Script::enforce_login_delay`).
+    last_session_end: Option<std::time::Instant>,
+    /// Logins refused with [LOGIN-DELAY].
+    login_delay_refusals: usize,
 }
 
 struct Shared {
@@ -273,6 +291,8 @@ impl FakePop3 {
                 apop: script.apop,
                 sasl: script.sasl.iter().map(|m| m.to_ascii_uppercase()).collect(),
                 extra_capa: script.extra_capa,
+                per_session: script.per_session,
+                enforce_login_delay: script.enforce_login_delay,
             },
         });
         let (sh, st) = (shared.clone(), shared.clone());
@@ -329,6 +349,11 @@ impl FakePop3 {
     /// method puts on the wire; `commands()` is the masked view of the same lines.
     pub fn raw_transcript(&self) -> Vec<String> {
         self.shared.lock().raw.clone()
+    }
+
+    /// Logins refused with [LOGIN-DELAY] (`Script::enforce_login_delay`).
+    pub fn login_delay_refusals(&self) -> usize {
+        self.shared.lock().login_delay_refusals
     }
 
     /// Connections accepted so far.
@@ -476,6 +501,10 @@ struct Session<'a> {
     dele_answers: u32,
     /// The client sent UTF8 (RFC 6856).
     utf8: bool,
+    /// Logged in as `recent:USER` (`Script::per_session`).
+    recent: bool,
+    /// Ids RETR'd in this session (hidden once it ends with QUIT, under `Script::per_session`).
+    retrieved: Vec<u64>,
 }
 
 const MAX_LINE: usize = 64 * 1024;
@@ -499,6 +528,8 @@ impl<'a> Session<'a> {
             deles: 0,
             dele_answers: 0,
             utf8: false,
+            recent: false,
+            retrieved: Vec::new(),
         }
     }
 
@@ -525,6 +556,9 @@ impl<'a> Session<'a> {
             Ok(f) => f,
             Err(_) => Flow::Abort,
         };
+        if self.logged_in {
+            self.sh.lock().last_session_end = Some(std::time::Instant::now());
+        }
         if flow == Flow::Close
             && let Conn::Tls(s) = &mut self.conn
         {
@@ -758,7 +792,10 @@ impl<'a> Session<'a> {
                     self.line("-ERR USER first")?;
                     return Ok(Flow::Continue);
                 };
-                let ok = user == self.sh.cfg.user && rest == self.sh.cfg.pass;
+                let recent = self.sh.cfg.per_session.is_some()
+                    && user.strip_prefix("recent:") == Some(self.sh.cfg.user.as_str());
+                let ok = (user == self.sh.cfg.user || recent) && rest == self.sh.cfg.pass;
+                self.recent = recent;
                 return self.auth_result(ok);
             }
             "APOP" => {
@@ -810,21 +847,36 @@ impl<'a> Session<'a> {
             self.line("-ERR [AUTH] invalid user name or password")?;
             return Ok(Flow::Continue);
         }
+        if let Some(delay) = self.sh.cfg.enforce_login_delay {
+            let too_soon = {
+                let mut st = self.sh.lock();
+                let soon = st.last_session_end.is_some_and(|t| t.elapsed() < delay);
+                st.login_delay_refusals += usize::from(soon);
+                soon
+            };
+            if too_soon {
+                self.line("-ERR [LOGIN-DELAY] wait before logging in again")?;
+                return Ok(Flow::Continue);
+            }
+        }
         self.logged_in = true;
         let suffix =
             if self.has(&Fault::UidlChangesEachSession) { format!("-s{}", self.session_no) } else { String::new() };
-        self.view = self
-            .sh
-            .lock()
-            .messages
-            .iter()
-            .map(|s| ViewMsg {
-                id: s.id,
-                uidl: format!("{}{suffix}", s.uidl()),
-                data: s.msg.data.clone(),
-                deleted: false,
-            })
-            .collect();
+        let (per_session, recent) = (self.sh.cfg.per_session, self.recent);
+        self.view = {
+            let st = self.sh.lock();
+            st.messages
+                .iter()
+                .filter(|s| per_session.is_none() || recent || !st.popped.contains(&s.id))
+                .take(if recent { usize::MAX } else { per_session.unwrap_or(usize::MAX) })
+                .map(|s| ViewMsg {
+                    id: s.id,
+                    uidl: format!("{}{suffix}", s.uidl()),
+                    data: s.msg.data.clone(),
+                    deleted: false,
+                })
+                .collect()
+        };
         let n = self.view.len();
         self.line(&format!("+OK logged in, {n} messages"))?;
         if self.has(&Fault::DisconnectAfterLogin) {
@@ -1086,6 +1138,9 @@ impl<'a> Session<'a> {
                     self.view.iter().filter(|m| m.deleted).map(|m| (m.id, m.uidl.clone())).collect();
                 {
                     let mut st = self.sh.lock();
+                    if self.sh.cfg.per_session.is_some() {
+                        st.popped.extend(self.retrieved.iter().copied());
+                    }
                     for (id, _) in &gone {
                         if let Some(pos) = st.messages.iter().position(|s| s.id == *id) {
                             let s = st.messages.remove(pos);
@@ -1154,6 +1209,7 @@ impl<'a> Session<'a> {
             }
         }
         if top_lines.is_none() {
+            self.retrieved.push(self.view[i].id);
             self.retrs += 1;
             let k = self.retrs;
             if self.sh.trap.is_armed_for(Point::MidRetr(k)) {
