@@ -856,7 +856,6 @@ fn candidate(paths: &Paths, text: &str, spec: &AccountSpec) -> Result<(Config, c
     Ok((candidate, account))
 }
 
-
 fn shell_word(s: &str) -> String {
     if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         s.to_string()

@@ -133,7 +133,11 @@ fn a_wrong_password_is_asked_again_and_nothing_else_is_typed_twice() {
     let a = cfg.account("Work").expect("account Work saved");
     assert_eq!((a.pop.host.as_str(), a.pop.port, a.pop.tls), ("localhost", d.pop3s_port, TlsMode::Implicit));
     assert_eq!(a.pop.user, "alice");
-    assert!(matches!(&a.pop.password, Some(SecretSource::Inline(p)) if p.expose() == "alice-pw"), "{:?}", a.pop.password);
+    assert!(
+        matches!(&a.pop.password, Some(SecretSource::Inline(p)) if p.expose() == "alice-pw"),
+        "{:?}",
+        a.pop.password
+    );
     assert_eq!(a.email, "me@work.example");
     assert_eq!(a.pop.trust.pin_sha256, None, "nothing was pinned: the CA was trusted");
     // And it fetches.
