@@ -148,7 +148,7 @@ pub struct Error {
     /// Which server it is about: the guidance names that server's ports and config section.
     pub service: Service,
     /// For a refused certificate: the certificate the server presented (to show, and to pin).
-    pub presented: Option<crate::net::tls::Presented>,
+    pub presented: Option<Presented>,
     /// The account cannot work until the user acts (an OAuth grant the provider revoked): it is
     /// disabled at once, with this as its `disabled_reason`, instead of after repeated failures.
     pub disable: Option<&'static str>,
@@ -166,7 +166,7 @@ impl Error {
         }
     }
     /// The certificate whose refusal this error reports.
-    pub fn with_presented(mut self, presented: Option<crate::net::tls::Presented>) -> Error {
+    pub fn with_presented(mut self, presented: Option<Presented>) -> Error {
         self.presented = presented;
         self
     }
@@ -193,3 +193,32 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A certificate a server presented (DER), carried by the TLS handshake error whose cause it is
+/// (`net::tls::handshake_error`), so that `account add` can show it and offer to pin it. Its
+/// `Debug` shows the SHA-256 fingerprint only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Presented(std::sync::Arc<Vec<u8>>);
+
+impl Presented {
+    pub fn new(der: Vec<u8>) -> Presented {
+        Presented(std::sync::Arc::new(der))
+    }
+    pub fn der(&self) -> &[u8] {
+        &self.0
+    }
+    /// SHA-256 of the DER: what `pin_sha256` holds.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let d = ring::digest::digest(&ring::digest::SHA256, self.der());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        out
+    }
+}
+
+impl fmt::Debug for Presented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex: Vec<String> = self.fingerprint().iter().map(|b| format!("{b:02X}")).collect();
+        write!(f, "Presented(SHA-256 {})", hex.join(":"))
+    }
+}

@@ -8,6 +8,7 @@ use crate::util::accounts::PopAccount;
 use crate::util::dns_stub::DnsStub;
 use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
 use crate::util::http_stub::HttpStub;
+use crate::util::terminal::Terminal;
 use crate::util::{Bridge, Run, refused_port};
 
 /// `popbridge ARGS` with these environment variables.
@@ -300,7 +301,7 @@ fn account_test_explains_login_delay() {
     );
 }
 
-/// `account add` on a terminal (driven in a pseudo-terminal by tests/util/pty_drive.py): right
+/// `account add` on a terminal (in a pseudo-terminal, tests/util/terminal.rs): right
 /// after the address, the wizard shows what autoconfig found and, after a yes, uses it — the POP
 /// server questions are not asked, the account is tested and saved with the found servers.
 #[test]
@@ -321,30 +322,17 @@ fn the_wizard_proposes_what_autoconfig_found_and_uses_it_after_yes() {
     let http = HttpStub::start(&[("/corp.example.xml", "text/xml", xml.as_bytes())]);
     let dns = DnsStub::start("");
     let b = Bridge::new();
-    let steps = serde_json::json!([
-        ["Account name", "Corp\r"],
-        ["Your email address", "fred@corp.example\r"],
-        ["Use these settings? [Y/n]: ", "\r"],
-        ["Reply-To address", "\r"],
-        ["Password: ", "pw\r"],
-        ["Delete policy", "\r"],
-        ["SMTP server host name", "\r"],
-    ]);
-    let out = std::process::Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/util/pty_drive.py"))
-        .arg(steps.to_string())
-        .arg("--")
-        .arg(crate::util::popbridge_bin())
-        .args(["account", "add"])
-        .env("POPBRIDGE_CONFIG", &b.config)
-        .env("POPBRIDGE_DATA_DIR", &b.data)
-        .env("POPBRIDGE_AUTOCONFIG_URL", http.url("/{domain}.xml"))
-        .env("POPBRIDGE_RESOLVER", dns.addr())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run python3 tests/util/pty_drive.py");
-    let screen = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{screen}\n{}", String::from_utf8_lossy(&out.stderr));
+    let env = [("POPBRIDGE_AUTOCONFIG_URL", http.url("/{domain}.xml")), ("POPBRIDGE_RESOLVER", dns.addr())];
+    let mut t = Terminal::account_add_with(&b, &[], &env);
+    t.answer("Account name", "Corp");
+    t.answer("Your email address", "fred@corp.example");
+    t.answer("Use these settings? [Y/n]: ", "");
+    t.answer("Reply-To address", "");
+    t.answer("Password: ", "pw");
+    t.answer("Delete policy", "");
+    t.answer("SMTP server host name", "");
+    let (code, screen) = t.exit_code();
+    assert_eq!(code, 0, "{screen}");
     assert!(screen.contains("Looking up the servers for fred@corp.example"), "{screen}");
     assert!(screen.contains(&format!("From autoconfig {}:", http.url("/corp.example.xml"))), "{screen}");
     assert!(screen.contains(&format!("incoming: POP3 127.0.0.1:{} no encryption, user fred", f.port())), "{screen}");

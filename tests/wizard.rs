@@ -3,70 +3,14 @@
 //! offers to fix the setting at fault and keeps everything else typed; an untrusted certificate is
 //! shown and pinned only after a typed "yes"; no library log line appears on the screen.
 
-use std::process::Command;
 use std::time::Duration;
 
 use popbridge::config::{self, SecretSource, TlsMode, format_fingerprint};
-use rexpect::process::WaitStatus;
-use rexpect::session::PtySession;
 
 use crate::util::dovecot::{CertKind, Dovecot, DovecotOpts};
 use crate::util::smtp_upstream::{UpTls, Upstream, UpstreamOpts};
+use crate::util::terminal::Terminal;
 use crate::util::{Bridge, wait_until};
-
-/// Every answer should come within this (a Dovecot login is well under a second).
-const STEP: Duration = Duration::from_secs(30);
-
-/// What a person at the terminal sees and types, kept whole for the checks at the end.
-struct Terminal {
-    pty: PtySession,
-    screen: String,
-}
-
-impl Terminal {
-    /// `popbridge account add ARGS` on a pseudo-terminal of its own (stdin, stdout and stderr).
-    fn account_add(b: &Bridge, args: &[&str]) -> Terminal {
-        let mut cmd = Command::new(crate::util::popbridge_bin());
-        cmd.env("POPBRIDGE_CONFIG", &b.config)
-            .env("POPBRIDGE_DATA_DIR", &b.data)
-            .env_remove("RUST_LOG")
-            .env("TERM", "dumb")
-            .args(["account", "add"])
-            .args(args);
-        let pty = rexpect::session::spawn_command(cmd, Some(STEP.as_millis() as u64)).expect("spawn on a pty");
-        Terminal { pty, screen: String::new() }
-    }
-
-    /// Waits until `text` is on the screen.
-    fn expect(&mut self, text: &str) {
-        match self.pty.exp_string(text) {
-            Ok(before) => {
-                self.screen.push_str(&before);
-                self.screen.push_str(text);
-            }
-            Err(e) => panic!("waiting for {text:?}: {e}\nthe screen so far:\n{}", self.screen),
-        }
-    }
-
-    /// Waits for the question, then types the answer and Enter.
-    fn answer(&mut self, question: &str, typed: &str) {
-        self.expect(question);
-        self.pty.send_line(typed).expect("type on the pty");
-    }
-
-    /// Waits until popbridge exits; its exit code.
-    fn exit_code(mut self) -> (i32, String) {
-        match self.pty.exp_eof() {
-            Ok(rest) => self.screen.push_str(&rest),
-            Err(e) => panic!("waiting for the end: {e}\nthe screen so far:\n{}", self.screen),
-        }
-        let code = match self.pty.process().wait().expect("wait for popbridge") {
-            WaitStatus::Exited(_, code) => code,
-            other => panic!("popbridge did not exit normally: {other:?}\nscreen:\n{}", self.screen),
-        };
-        (code, self.screen)
-    }
-}
 
 /// Nothing on the screen looks like a log line: popbridge's own messages only (issue 16).
 fn assert_no_log_lines(screen: &str) {

@@ -44,26 +44,8 @@ pub struct Seen {
     pub end_entity: Option<Presented>,
 }
 
-/// A certificate the server presented (DER): carried by a handshake error whose cause is that
-/// certificate ([`handshake_error`]), so that the caller can show it and offer to pin it. Its
-/// `Debug` shows the fingerprint only.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Presented(pub Arc<CertificateDer<'static>>);
-
-impl Presented {
-    pub fn der(&self) -> &[u8] {
-        self.0.as_ref()
-    }
-    pub fn fingerprint(&self) -> [u8; 32] {
-        sha256(self.der())
-    }
-}
-
-impl std::fmt::Debug for Presented {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Presented(SHA-256 {})", format_fingerprint(&self.fingerprint()))
-    }
-}
+/// A certificate the server presented; it lives with [`Error`] (the error that carries it).
+pub use crate::error::Presented;
 
 pub type SeenSlot = Arc<Mutex<Seen>>;
 
@@ -97,7 +79,7 @@ impl Recording {
     fn record(&self, end_entity: &CertificateDer<'_>) {
         if let Ok(mut s) = self.seen.lock() {
             s.fingerprint = Some(sha256(end_entity));
-            s.end_entity = Some(Presented(Arc::new(end_entity.clone().into_owned())));
+            s.end_entity = Some(Presented::new(end_entity.as_ref().to_vec()));
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod oauth;
 pub mod pop_proxy;
 pub mod rng;
 pub mod smtp_upstream;
+pub mod terminal;
 pub mod upstream;
 
 use std::io::Write;
