@@ -101,6 +101,16 @@ pub enum AccountCommand {
     Test { name: String },
     /// Remove an account from the config. Its stored mail stays in the store (and in its mailbox).
     Remove { name: String },
+    /// Take over another POP client's record of what it downloaded, so popbridge does not download it again.
+    ImportState {
+        name: String,
+        /// The tool whose state PATH is.
+        #[arg(long, value_name = "TOOL", value_parser = ["mpop", "getmail", "fetchmail", "thunderbird"])]
+        from: String,
+        /// mpop: its uidls file; getmail: its directory or an oldmail-* file; fetchmail: .fetchids;
+        /// thunderbird: popstate.dat (in the account's Mail/<server>/ folder).
+        path: PathBuf,
+    },
     /// Change an account's POP password (re-enables an account disabled by failed logins).
     SetPassword {
         name: String,
@@ -201,6 +211,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Account(AccountCommand::Remove { name }) => account_remove(&paths, &name),
         Command::Account(AccountCommand::SetPassword { name, password_stdin, password_command }) => {
             set_password(&paths, &name, password_stdin, password_command).await
+        }
+        Command::Account(AccountCommand::ImportState { name, from, path }) => {
+            import_state(&paths, &name, &from, &path).await
         }
         Command::Fetch { names } => fetch_cmd(&paths, &names).await,
         Command::Status { json } => status(&paths, json).await,
@@ -849,6 +862,36 @@ async fn set_password(paths: &Paths, name: &str, stdin: bool, command: Option<St
         blocking(move || store.reenable(&n)).await?;
     }
     println!("Updated the password of \"{}\"; the account is active again.", a.name);
+    Ok(0)
+}
+
+async fn import_state(paths: &Paths, name: &str, from: &str, path: &std::path::Path) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    let account = cfg.select(&[name.to_string()])?.remove(0);
+    let tool = crate::store::accounts::Tool::parse(from)
+        .ok_or_else(|| Error::config(format!("--from {from}: must be mpop, getmail, fetchmail or thunderbird")))?;
+    let store = open_store(paths).await?;
+    let o = fetch::import_state::import(&cfg.path, cfg.mode, store, &paths.lock_dir(), &account, tool, path).await?;
+    for w in &o.warnings {
+        eprintln!("{}: warning: {w}", account.name);
+    }
+    if !o.others.is_empty() {
+        println!("{}: ignored the state {from} kept for other mailboxes: {}", account.name, o.others.join(", "));
+    }
+    println!(
+        "{}: {} matched (will not be downloaded), {} no longer on the server, {} new (will be downloaded on the next fetch)",
+        account.name, o.matched, o.gone, o.new
+    );
+    if o.partial > 0 {
+        println!(
+            "  of the new ones, {} were only partly downloaded by {from} (too big): popbridge downloads them whole",
+            o.partial
+        );
+    }
+    println!(
+        "  recorded now: {}; popbridge never deletes the matched messages from the server (it does not hold them)",
+        o.recorded
+    );
     Ok(0)
 }
 
