@@ -341,7 +341,9 @@ impl<'a> Cycle<'a> {
     /// skipped, and deleted if the policy says so — only while LIST's size is the recorded one
     /// and, wherever identity is in doubt or a DELE is due, its header fingerprint (`TOP n 0`)
     /// matches the stored one; anything else is read again (the body's digest then decides) or
-    /// left alone. Fallback identities are never deleted. Messages over `max_message_size` and
+    /// left alone. Fallback identities are never deleted, nor are identities popbridge does not
+    /// hold (`KnownUidl::held`: taken over from another tool) — those are skipped while LIST gives
+    /// them their recorded size, and downloaded as new when it does not. Messages over `max_message_size` and
     /// beyond the per-cycle caps stay on the server, with a warning.
     async fn plan(&mut self) -> Result<Diff> {
         let (ctx, account, ids) = (self.ctx, self.account, self.ids);

@@ -408,6 +408,35 @@ mod tests {
     }
 
     #[test]
+    fn identities_not_held_are_recorded_once_and_taken_over_by_a_download() {
+        use crate::store::accounts::{Origin, Recorded, Tool};
+        let dir = crate::store::private_tempdir();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let ids = store.ensure_account("Work").unwrap();
+        let server = store.pop_server(ids.account, "pop.example:995/me").unwrap().id;
+        let mut d = Delivery::new(&store, ids, server).unwrap();
+        d.add(&id("fetched"), MSG, 1).unwrap();
+        d.commit().unwrap();
+        let imported = Origin::Imported(Tool::Mpop);
+        let entries = vec![("fetched".to_string(), 40), ("u1".to_string(), 40), ("u2".to_string(), 41)];
+        assert_eq!(store.record_not_held(server, imported, &entries).unwrap(), Recorded { added: 2, known: 1 });
+        assert_eq!(store.record_not_held(server, imported, &entries).unwrap(), Recorded { added: 0, known: 3 });
+        let known = store.known_uidls(server).unwrap();
+        assert!(known["fetched"].held(), "what popbridge fetched itself stays its own");
+        assert_eq!((known["u1"].origin, known["u1"].list_size, known["u1"].body_id), (Some(imported), Some(40), None));
+        assert_eq!(Origin::parse(&imported.to_text()), Some(imported));
+        assert_eq!(Origin::parse(&Origin::Skipped.to_text()), Some(Origin::Skipped));
+        // LIST gave u2 another size: it is read, stored, and held from now on (not a reuse: the
+        // record had no headers to compare).
+        assert_eq!(d.add(&Identity { recheck: true, ..id("u2") }, MSG2, 5).unwrap(), Added::New);
+        let s = d.commit().unwrap();
+        assert!(!s[0].reused && !s[0].same_content);
+        let known = store.known_uidls(server).unwrap();
+        assert!(known["u2"].held() && known["u2"].body_id.is_some());
+        assert_eq!(store.mailbox_messages("Work").unwrap(), Some(2));
+    }
+
+    #[test]
     fn a_recheck_confirms_the_same_bytes_and_repoints_a_reused_uidl() {
         let dir = crate::store::private_tempdir();
         let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
