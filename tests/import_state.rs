@@ -180,6 +180,8 @@ fn takes_over(tool: &str, run: fn(&Dovecot, &Path) -> PathBuf, seed: u64) {
     let r = import(&b, tool, &state).expect(0);
     assert!(r.stdout.contains(&line), "{tool}: {}", r.stdout);
     assert!(r.stdout.contains(&format!("recorded now: {}", BEFORE - 1)), "{}", r.stdout);
+    let logout = last_pop_logout(&d);
+    assert!(logout.contains(&format!("top={}/", BEFORE - 1)) && logout.contains("retr=0/0"), "{logout}");
     assert_eq!(pop_rows(&b), ((BEFORE - 1) as i64, (BEFORE - 1) as i64));
     // Idempotent: the same report, nothing recorded.
     let r = import(&b, tool, &state).expect(0);
@@ -316,6 +318,25 @@ fn a_uidl_whose_size_changed_is_not_trusted() {
     assert_eq!(f.remaining().iter().map(|m| m.uidl.clone().unwrap_or_default()).collect::<Vec<_>>(), ["A"]);
     let retr = f.commands().iter().filter(|c| c.starts_with("RETR")).count();
     assert_eq!(retr, 2, "{:?}", f.commands());
+}
+
+#[test]
+fn where_the_server_comes_into_doubt_imported_identities_are_checked_by_their_headers() {
+    let (a, b1, c) = (mail("a", "one"), mail("b", "two"), mail("c", "three"));
+    let (f, b) = fake(vec![FakeMessage::new("A", a), FakeMessage::new("B", b1), FakeMessage::new("C", c.clone())]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    import(&b, "thunderbird", &popstate_file(dir.path(), &["A", "B"])).expect(0);
+    // Later the server is seen reusing UIDLs, and gives A to another message of the same size.
+    b.sql("UPDATE pop_servers SET reused = 1;");
+    let a2 = mail("x", "one");
+    f.remove_where(|m| m.uidl.as_deref() == Some("A"));
+    f.add_messages(vec![FakeMessage::new("A", a2.clone())]);
+    let r = b.run(&["fetch"]).expect(0);
+    assert!(r.stdout.contains("2 new message(s)"), "{}{}", r.stdout, r.stderr);
+    assert_eq!(sorted(b.messages("Work")), sorted(vec![c, a2]), "B's headers are the imported ones: skipped");
+    let mut deleted = f.dele_requested();
+    deleted.sort();
+    assert_eq!(deleted, ["A", "C"], "B is never deleted");
 }
 
 #[test]

@@ -5,7 +5,9 @@
 //! Nothing from the file is trusted blindly (DESIGN §4, "never trust an identifier a server may
 //! reuse"): each UIDL is matched against the server's current `UIDL` and `LIST` answers, and only
 //! those the server still lists are recorded — with the size LIST gives them now, so that a later
-//! fetch that sees another size under that UIDL downloads the message after all. They are recorded
+//! fetch that sees another size under that UIDL downloads the message after all — and with its
+//! header fingerprint (`TOP n 0`), so that where the server's UIDLs come into doubt later (seen
+//! reused, a QUIT unanswered) each is recognised by its headers like popbridge's own. They are recorded
 //! as known but not held ([`Origin::Imported`]): popbridge never DELEtes them, under any policy. A
 //! server whose UIDLs are its message numbers, or that was seen giving a known UIDL to another
 //! message, gets no import: there a UIDL in an old file may name another message today.
@@ -21,11 +23,12 @@ use std::sync::Arc;
 
 use crate::config::Account;
 use crate::error::{Error, ErrorClass, Result};
-use crate::pop3::Command;
+use crate::net::pop3::Pop3Conn;
+use crate::pop3::{Body, Command, Status};
 use crate::store::Store;
-use crate::store::accounts::{Origin, Tool};
+use crate::store::accounts::{NotHeld, Origin, Tool};
 
-use super::{Report, blocking, listing, lock, session::Session};
+use super::{Report, blocking, keys, listing, lock, session::Session};
 
 /// What an import found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -121,6 +124,27 @@ fn read_state(tool: Tool, path: &Path, account: &Account) -> Result<(formats::Pa
     Ok((all, warnings))
 }
 
+/// The header fingerprint (`keys::header_fingerprint` of `TOP n 0`) of each message, pipelined
+/// up to `window` commands; empty for one the server refuses.
+async fn fingerprints(conn: &mut Pop3Conn, numbers: &[u32], window: usize) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::with_capacity(numbers.len());
+    let (mut next, mut waiting) = (0usize, 0usize);
+    while out.len() < numbers.len() {
+        while next < numbers.len() && waiting < window {
+            conn.send(&Command::Top(numbers[next], 0));
+            next += 1;
+            waiting += 1;
+        }
+        let r = conn.reply().await?;
+        waiting -= 1;
+        out.push(match (r.status, r.body) {
+            (Status::Ok, Body::Data(head)) => keys::header_fingerprint(&head),
+            _ => Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
 /// Runs `account import-state` for `account`: see the module's doc.
 pub async fn import(
     config_path: &Path,
@@ -169,8 +193,6 @@ pub async fn import(
         let pipelining = caps.as_ref().is_some_and(|c| c.pipelining);
         let mut report = Report::default();
         let listed = listing(&mut conn, pipelining, &mut report).await?;
-        // Nothing is changed on the server: a plain QUIT (its answer does not matter).
-        let _ = conn.call(&Command::Quit).await;
         warnings.extend(report.warnings);
 
         if !listed.is_empty() && listed.iter().all(|l| l.key.is_none()) {
@@ -208,8 +230,23 @@ pub async fn import(
                 None => gone += 1,
             }
         }
-        let entries: Vec<(String, u64)> =
-            matched.iter().filter_map(|&i| listed[i].key.clone().map(|k| (k, listed[i].size))).collect();
+        // Each matched message's headers, so that it can be recognised where the server's UIDLs
+        // come into doubt later (the fetcher compares them with `TOP n 0`, as for its own).
+        let top = caps.as_ref().is_some_and(|c| c.top);
+        let window = if pipelining { super::WINDOW } else { 1 };
+        let numbers: Vec<u32> = matched.iter().map(|&i| listed[i].n).collect();
+        let prints = if top { fingerprints(&mut conn, &numbers, window).await? } else { Vec::new() };
+        // Nothing is changed on the server: a plain QUIT (its answer does not matter).
+        let _ = conn.call(&Command::Quit).await;
+        let entries: Vec<NotHeld> = matched
+            .iter()
+            .enumerate()
+            .filter_map(|(j, &i)| {
+                let uidl = listed[i].key.clone()?;
+                let fingerprint = prints.get(j).cloned().unwrap_or_default();
+                Some(NotHeld { uidl, list_size: listed[i].size, fingerprint })
+            })
+            .collect();
         let s = store.clone();
         let done = blocking(move || s.record_not_held(server.id, Origin::Imported(tool), &entries)).await?;
         let s = store.clone();

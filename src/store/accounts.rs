@@ -109,6 +109,17 @@ impl Origin {
     }
 }
 
+/// An identity on the server that popbridge does not hold, as [`Store::record_not_held`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotHeld {
+    pub uidl: String,
+    /// What LIST says its size is.
+    pub list_size: u64,
+    /// Its header fingerprint from `TOP n 0` (`fetch::keys::header_fingerprint`); empty when the
+    /// server has no TOP — the identity then cannot be verified where the server is in doubt.
+    pub fingerprint: Vec<u8>,
+}
+
 /// What [`Store::record_not_held`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Recorded {
@@ -330,24 +341,25 @@ impl Store {
     }
 
     /// Records identities that are on the server but that popbridge does not hold (`origin`):
-    /// `(uidl, LIST size)` pairs the caller matched against the server's current listing. An
+    /// identities the caller matched against the server's current listing. An
     /// identity the store knows already is left as it is (so running an import twice changes
     /// nothing, and nothing popbridge fetched itself is ever turned into "not held"). One
     /// transaction, counted in the store's guard like every write of POP state.
-    pub fn record_not_held(&self, server: i64, origin: Origin, entries: &[(String, u64)]) -> Result<Recorded> {
+    pub fn record_not_held(&self, server: i64, origin: Origin, entries: &[NotHeld]) -> Result<Recorded> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let mut done = Recorded::default();
         {
             let mut st = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO pop_uidls (server_id, uidl, first_seen, body_id, size, list_size, exact, origin)
-                     VALUES (?1, ?2, ?3, NULL, 0, ?4, 1, ?5)",
+                    "INSERT OR IGNORE INTO pop_uidls (server_id, uidl, first_seen, body_id, size, list_size, fingerprint, exact, origin)
+                     VALUES (?1, ?2, ?3, NULL, 0, ?4, ?5, 1, ?6)",
                 )
                 .map_err(|e| self.err(e))?;
             let (t, text) = (now(), origin.to_text());
-            for (uidl, size) in entries {
-                match st.execute(params![server, uidl, t, *size as i64, text]).map_err(|e| self.err(e))? {
+            for e in entries {
+                let fp = (!e.fingerprint.is_empty()).then_some(&e.fingerprint);
+                match st.execute(params![server, e.uidl, t, e.list_size as i64, fp, text]).map_err(|e| self.err(e))? {
                     0 => done.known += 1,
                     _ => done.added += 1,
                 }

@@ -409,7 +409,7 @@ mod tests {
 
     #[test]
     fn identities_not_held_are_recorded_once_and_taken_over_by_a_download() {
-        use crate::store::accounts::{Origin, Recorded, Tool};
+        use crate::store::accounts::{NotHeld, Origin, Recorded, Tool};
         let dir = crate::store::private_tempdir();
         let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let ids = store.ensure_account("Work").unwrap();
@@ -418,7 +418,8 @@ mod tests {
         d.add(&id("fetched"), MSG, 1).unwrap();
         d.commit().unwrap();
         let imported = Origin::Imported(Tool::Mpop);
-        let entries = vec![("fetched".to_string(), 40), ("u1".to_string(), 40), ("u2".to_string(), 41)];
+        let e = |uidl: &str, list_size| NotHeld { uidl: uidl.to_string(), list_size, fingerprint: Vec::new() };
+        let entries = vec![e("fetched", 40), e("u1", 40), e("u2", 41)];
         assert_eq!(store.record_not_held(server, imported, &entries).unwrap(), Recorded { added: 2, known: 1 });
         assert_eq!(store.record_not_held(server, imported, &entries).unwrap(), Recorded { added: 0, known: 3 });
         let known = store.known_uidls(server).unwrap();
