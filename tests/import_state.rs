@@ -283,12 +283,49 @@ fn thunderbird_popstate_takes_only_this_mailbox_and_whole_messages() {
 
 /// A fake server whose messages can change under the same UIDL.
 fn fake(messages: Vec<FakeMessage>) -> (FakePop3, Bridge) {
+    fake_deleting(messages, "after-fetch")
+}
+
+/// The same with the account's delete policy `policy`.
+fn fake_deleting(messages: Vec<FakeMessage>, policy: &str) -> (FakePop3, Bridge) {
     let f = FakePop3::start(Script { messages, ..Script::default() });
     let b = Bridge::new();
     let account =
         crate::util::accounts::PopAccount { name: "Work", ..crate::util::accounts::PopAccount::fake(f.port()) };
-    b.add_pop_account(&account, &["--delete", "after-fetch"]).expect(0);
+    b.add_pop_account(&account, &["--delete", policy]).expect(0);
     (f, b)
+}
+
+#[test]
+fn no_delete_policy_ever_deletes_an_imported_message() {
+    for policy in ["after-fetch", "after-days:0", "when-deleted-locally"] {
+        let (f, b) = fake_deleting(
+            vec![FakeMessage::new("A", mail("a", "one")), FakeMessage::new("B", mail("b", "two"))],
+            policy,
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        import(&b, "thunderbird", &popstate_file(dir.path(), &["A", "B"])).expect(0);
+        // Everything a policy could look at says "due": old, gone from every local folder.
+        b.sql("UPDATE pop_uidls SET first_seen = 0, local_deleted = 1;");
+        for _ in 0..2 {
+            let r = b.run(&["fetch"]).expect(0);
+            assert!(r.stdout.contains("0 new message(s)") && !r.stdout.contains("deleted"), "{policy}: {}", r.stdout);
+        }
+        assert!(f.dele_requested().is_empty(), "{policy}: {:?}", f.commands());
+        assert!(!f.commands().iter().any(|c| c.starts_with("RETR")), "{policy}: {:?}", f.commands());
+        assert_eq!(f.remaining().len(), 2);
+    }
+}
+
+#[test]
+fn no_import_from_a_server_seen_reusing_uidls() {
+    let (_f, b) = fake(vec![FakeMessage::new("A", mail("a", "one"))]);
+    b.run(&["fetch"]).expect(0);
+    b.sql("UPDATE pop_servers SET reused = 1;");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let r = import(&b, "thunderbird", &popstate_file(dir.path(), &["A"])).expect(2);
+    assert!(r.stderr.contains("was seen giving a UIDL") && r.stderr.contains("nothing was imported"), "{}", r.stderr);
+    assert_eq!(pop_rows(&b).1, 0, "nothing recorded as imported");
 }
 
 fn popstate_file(dir: &Path, uidls: &[&str]) -> PathBuf {
