@@ -60,7 +60,7 @@ fn files(tool: Tool, path: &Path, account: &Account, mb: &formats::Mailbox<'_>) 
     }
     if tool != Tool::Getmail {
         let hint = match tool {
-            Tool::Mpop => "its uidls file (uidls_file; ~/.mpop_uidls/USER_at_HOST by default)",
+            Tool::Mpop => "its uidls file (uidls_file in ~/.mpoprc; `man mpop` names the default)",
             Tool::Fetchmail => "its .fetchids file",
             _ => "the popstate.dat file in the account's Mail/<server>/ folder",
         };
