@@ -110,6 +110,12 @@ pub enum AccountCommand {
         /// mpop: its uidls file; getmail: its directory or an oldmail-* file; fetchmail: .fetchids;
         /// thunderbird: popstate.dat (in the account's Mail/<server>/ folder).
         path: PathBuf,
+        /// The server's name as the tool knew it, if not the account's host (e.g. an alias).
+        #[arg(long, value_name = "HOST")]
+        tool_host: Option<String>,
+        /// The user name as the tool knew it, if not the account's POP user.
+        #[arg(long, value_name = "USER")]
+        tool_user: Option<String>,
     },
     /// Change an account's POP password (re-enables an account disabled by failed logins).
     SetPassword {
@@ -212,8 +218,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Account(AccountCommand::SetPassword { name, password_stdin, password_command }) => {
             set_password(&paths, &name, password_stdin, password_command).await
         }
-        Command::Account(AccountCommand::ImportState { name, from, path }) => {
-            import_state(&paths, &name, &from, &path).await
+        Command::Account(AccountCommand::ImportState { name, from, path, tool_host, tool_user }) => {
+            import_state(&paths, &name, &from, path, tool_host, tool_user).await
         }
         Command::Fetch { names } => fetch_cmd(&paths, &names).await,
         Command::Status { json } => status(&paths, json).await,
@@ -865,13 +871,21 @@ async fn set_password(paths: &Paths, name: &str, stdin: bool, command: Option<St
     Ok(0)
 }
 
-async fn import_state(paths: &Paths, name: &str, from: &str, path: &std::path::Path) -> Result<i32> {
+async fn import_state(
+    paths: &Paths,
+    name: &str,
+    from: &str,
+    path: PathBuf,
+    host: Option<String>,
+    user: Option<String>,
+) -> Result<i32> {
     let cfg = load_config(paths)?;
     let account = cfg.select(&[name.to_string()])?.remove(0);
     let tool = crate::store::accounts::Tool::parse(from)
         .ok_or_else(|| Error::config(format!("--from {from}: must be mpop, getmail, fetchmail or thunderbird")))?;
     let store = open_store(paths).await?;
-    let o = fetch::import_state::import(&cfg.path, cfg.mode, store, &paths.lock_dir(), &account, tool, path).await?;
+    let source = fetch::import_state::Source { tool, path, host, user };
+    let o = fetch::import_state::import(&cfg.path, cfg.mode, store, &paths.lock_dir(), &account, &source).await?;
     for w in &o.warnings {
         eprintln!("{}: warning: {w}", account.name);
     }

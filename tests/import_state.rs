@@ -318,6 +318,21 @@ fn no_delete_policy_ever_deletes_an_imported_message() {
 }
 
 #[test]
+fn a_tool_that_knew_the_server_by_another_name_is_matched_when_told() {
+    let (_f, b) = fake(vec![FakeMessage::new("A", mail("a", "one")), FakeMessage::new("B", mail("b", "two"))]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let entries = [("k", "A".to_string())];
+    let file = dir.path().join("popstate.dat");
+    std::fs::write(&file, popstate(&[("pop.alias.example", "u@alias", &entries[..])])).expect("write");
+    let r = import(&b, "thunderbird", &file).expect(0);
+    assert!(r.stdout.contains("0 matched") && r.stdout.contains("u@alias at pop.alias.example"), "{}", r.stdout);
+    let f = file.display().to_string();
+    let args = ["account", "import-state", "Work", "--from", "thunderbird", &f, "--tool-host", "POP.alias.example"];
+    let r = b.run(&[&args[..], &["--tool-user", "u@alias"]].concat()).expect(0);
+    assert!(r.stdout.contains("1 matched (will not be downloaded), 0 no longer on the server, 1 new"), "{}", r.stdout);
+}
+
+#[test]
 fn no_import_from_a_server_seen_reusing_uidls() {
     let (_f, b) = fake(vec![FakeMessage::new("A", mail("a", "one"))]);
     b.run(&["fetch"]).expect(0);

@@ -53,7 +53,7 @@ pub struct Outcome {
 
 /// The state files of `tool` at `path` that concern `account`: the file itself, or for getmail
 /// a directory holding `oldmail-*` files (those named for the account's server and user).
-fn files(tool: Tool, path: &Path, account: &Account, mb: &formats::Mailbox<'_>) -> Result<Vec<PathBuf>> {
+fn files(tool: Tool, path: &Path, mb: &formats::Mailbox<'_>) -> Result<Vec<PathBuf>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
@@ -87,9 +87,9 @@ fn files(tool: Tool, path: &Path, account: &Account, mb: &formats::Mailbox<'_>) 
         return Err(Error::config(format!(
             "{} holds no getmail state for {} at {} (looked for {}{})",
             path.display(),
-            account.pop.user,
-            account.pop.host,
-            formats::getmail_file_name(&account.pop.host, account.pop.port, &account.pop.user),
+            mb.user,
+            mb.host,
+            formats::getmail_file_name(mb.host, mb.port, mb.user),
             if seen.is_empty() { String::new() } else { format!("; found {}", seen.join(", ")) }
         )));
     }
@@ -97,25 +97,20 @@ fn files(tool: Tool, path: &Path, account: &Account, mb: &formats::Mailbox<'_>) 
 }
 
 /// Reads and parses the state, before any connection: a broken file is reported at once.
-fn read_state(tool: Tool, path: &Path, account: &Account) -> Result<(formats::Parsed, Vec<String>)> {
-    let mb = formats::Mailbox { host: &account.pop.host, port: account.pop.port, user: &account.pop.user };
+fn read_state(tool: Tool, path: &Path, mb: &formats::Mailbox<'_>) -> Result<(formats::Parsed, Vec<String>)> {
     let mut all = formats::Parsed::default();
     let mut warnings = Vec::new();
-    for f in files(tool, path, account, &mb)? {
+    for f in files(tool, path, mb)? {
         let data = std::fs::read(&f).map_err(|e| Error::config(format!("cannot read {}: {e}", f.display())))?;
         let name = f.display().to_string();
-        let p = formats::parse(tool, &name, &data, &mb).map_err(|e| Error::config(e.to_string()))?;
+        let p = formats::parse(tool, &name, &data, mb).map_err(|e| Error::config(e.to_string()))?;
         if tool == Tool::Getmail
             && p.others.is_empty()
-            && f.file_name().is_some_and(|n| {
-                n.to_string_lossy()
-                    != formats::getmail_file_name(&account.pop.host, account.pop.port, &account.pop.user)
-            })
+            && f.file_name()
+                .is_some_and(|n| n.to_string_lossy() != formats::getmail_file_name(mb.host, mb.port, mb.user))
         {
-            warnings.push(format!(
-                "{name} is getmail's state for another port of {}: taken as the same mailbox",
-                account.pop.host
-            ));
+            warnings
+                .push(format!("{name} is getmail's state for another port of {}: taken as the same mailbox", mb.host));
         }
         all.fetched.extend(p.fetched);
         all.partial.extend(p.partial);
@@ -145,6 +140,16 @@ async fn fingerprints(conn: &mut Pop3Conn, numbers: &[u32], window: usize) -> Re
     Ok(out)
 }
 
+/// Where the state comes from: the tool, its file, and the server and user as the tool named
+/// them, when not as the account does (`None`: the account's host and POP user).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub tool: Tool,
+    pub path: PathBuf,
+    pub host: Option<String>,
+    pub user: Option<String>,
+}
+
 /// Runs `account import-state` for `account`: see the module's doc.
 pub async fn import(
     config_path: &Path,
@@ -152,13 +157,21 @@ pub async fn import(
     store: Arc<Store>,
     lock_dir: &Path,
     account: &Account,
-    tool: Tool,
-    path: &Path,
+    source: &Source,
 ) -> Result<Outcome> {
     let label = format!("account \"{}\"", account.name);
+    let tool = source.tool;
     let run = async {
-        let (tool_dir, tool_path, acct) = (lock_dir.to_path_buf(), path.to_path_buf(), account.clone());
-        let (state, mut warnings) = blocking(move || read_state(tool, &tool_path, &acct)).await?;
+        let (tool_dir, src, acct) = (lock_dir.to_path_buf(), source.clone(), account.clone());
+        let (state, mut warnings) = blocking(move || {
+            let mb = formats::Mailbox {
+                host: src.host.as_deref().unwrap_or(&acct.pop.host),
+                port: acct.pop.port,
+                user: src.user.as_deref().unwrap_or(&acct.pop.user),
+            };
+            read_state(src.tool, &src.path, &mb)
+        })
+        .await?;
         let name = account.name.clone();
         let _lock = match blocking(move || lock::AccountLock::acquire(&tool_dir, &name)).await {
             Ok(l) => l,
