@@ -333,6 +333,27 @@ fn a_tool_that_knew_the_server_by_another_name_is_matched_when_told() {
 }
 
 #[test]
+fn getmail_state_is_found_by_its_file_name() {
+    let (f, b) = fake(vec![FakeMessage::new("A/1", mail("a", "one")), FakeMessage::new("B", mail("b", "two"))]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    // getmail writes '/' in a UIDL as '-'; another mailbox's file lies beside it.
+    std::fs::write(dir.path().join("oldmail-127.0.0.1-110-u"), "A-1\x001764500000\n").expect("write");
+    std::fs::write(dir.path().join("oldmail-127.0.0.1-110-someone"), "B\x001764500000\n").expect("write");
+    let r = import(&b, "getmail", dir.path()).expect(0);
+    assert!(r.stdout.contains("1 matched (will not be downloaded), 0 no longer on the server, 1 new"), "{}", r.stdout);
+    assert!(r.stderr.contains("another port"), "popbridge reaches it on {}: {}", f.port(), r.stderr);
+    // A directory without this mailbox's file names what it found.
+    std::fs::remove_file(dir.path().join("oldmail-127.0.0.1-110-u")).expect("remove");
+    let r = import(&b, "getmail", dir.path()).expect(2);
+    assert!(
+        r.stderr.contains(&format!("looked for oldmail-127.0.0.1-{}-u", f.port()))
+            && r.stderr.contains("found oldmail-127.0.0.1-110-someone"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn no_import_from_a_server_seen_reusing_uidls() {
     let (_f, b) = fake(vec![FakeMessage::new("A", mail("a", "one"))]);
     b.run(&["fetch"]).expect(0);
