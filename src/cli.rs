@@ -116,6 +116,22 @@ pub enum AccountCommand {
     /// POPBRIDGE_AUTOCONFIG_URL, templates with {domain} and {email}) and its DNS SRV records
     /// (RFC 6186; POPBRIDGE_RESOLVER=IP:PORT picks the DNS server).
     Discover { email: String },
+    /// Take over another POP client's record of what it downloaded, so popbridge does not download it again.
+    ImportState {
+        name: String,
+        /// The tool whose state PATH is.
+        #[arg(long, value_name = "TOOL", value_parser = ["mpop", "getmail", "fetchmail", "thunderbird"])]
+        from: String,
+        /// mpop: its uidls file; getmail: its directory or an oldmail-* file; fetchmail: .fetchids;
+        /// thunderbird: popstate.dat (in the account's Mail/<server>/ folder).
+        path: PathBuf,
+        /// The server's name as the tool knew it, if not the account's host (e.g. an alias).
+        #[arg(long, value_name = "HOST")]
+        tool_host: Option<String>,
+        /// The user name as the tool knew it, if not the account's POP user.
+        #[arg(long, value_name = "USER")]
+        tool_user: Option<String>,
+    },
     /// Change an account's POP password (re-enables an account disabled by failed logins).
     SetPassword {
         name: String,
@@ -262,6 +278,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Account(AccountCommand::Discover { email }) => crate::setup::discover_cmd(&email).await,
         Command::Account(AccountCommand::SetPassword { name, password_stdin, password_command }) => {
             set_password(&paths, &name, password_stdin, password_command).await
+        }
+        Command::Account(AccountCommand::ImportState { name, from, path, tool_host, tool_user }) => {
+            import_state(&paths, &name, &from, path, tool_host, tool_user).await
         }
         Command::Fetch { names } => fetch_cmd(&paths, &names).await,
         Command::Status { json } => status(&paths, json).await,
@@ -1069,6 +1088,46 @@ async fn account_auth(paths: &Paths, name: &str, device: bool) -> Result<i32> {
         "Signed in; account \"{}\" is active again (a running daemon resumes it on its schedule; `popbridge fetch {}` fetches now).",
         account.name,
         shell_word(&account.name)
+    );
+    Ok(0)
+}
+
+async fn import_state(
+    paths: &Paths,
+    name: &str,
+    from: &str,
+    path: PathBuf,
+    host: Option<String>,
+    user: Option<String>,
+) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    let account = cfg.select(&[name.to_string()])?.remove(0);
+    let tool = crate::store::accounts::Tool::parse(from)
+        .ok_or_else(|| Error::config(format!("--from {from}: must be mpop, getmail, fetchmail or thunderbird")))?;
+    let store = open_store(paths).await?;
+    let source = fetch::import_state::Source { tool, path, host, user };
+    let oauth_dir = paths.oauth_dir();
+    let secrets = fetch::session::Secrets { config_path: &cfg.path, config_mode: cfg.mode, oauth_dir: &oauth_dir };
+    let o = fetch::import_state::import(&secrets, store, &paths.lock_dir(), &account, &source).await?;
+    for w in &o.warnings {
+        eprintln!("{}: warning: {w}", account.name);
+    }
+    if !o.others.is_empty() {
+        println!("{}: ignored the state {from} kept for other mailboxes: {}", account.name, o.others.join(", "));
+    }
+    println!(
+        "{}: {} matched (will not be downloaded), {} no longer on the server, {} new (will be downloaded on the next fetch)",
+        account.name, o.matched, o.gone, o.new
+    );
+    if o.partial > 0 {
+        println!(
+            "  of the new ones, {} were only partly downloaded by {from} (too big): popbridge downloads them whole",
+            o.partial
+        );
+    }
+    println!(
+        "  recorded now: {}; popbridge never deletes the matched messages from the server (it does not hold them)",
+        o.recorded
     );
     Ok(0)
 }

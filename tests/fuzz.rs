@@ -6,6 +6,7 @@
 //! - `imap_syntax`: the IMAP extension parsers in front of imap-codec (`props/imap_syntax.rs`).
 //! - `smtp`: submission sessions over loopback against an in-process listener (`fuzz/smtp.rs`).
 //! - `imap`: IMAP sessions over loopback against an in-process server (`fuzz/imap.rs`).
+//! - `state_files`: the readers of other POP clients' state files (`props/state_files.rs`).
 //!
 //! The long runs are `scripts/fuzz.sh [SECONDS]`: libFuzzer (cargo-fuzz, crate in `tests/fuzz/`)
 //! for `pop3`, `config` and `imap_syntax`, and these same tests with a time budget for the two session targets.
@@ -276,6 +277,33 @@ const CONFIG_DICT: &[&[u8]] = &[
     b"\"1.5GB\"",
     b"\"after-days:99999999999999999999\"",
 ];
+
+/// What the state files of mpop, getmail, fetchmail and Thunderbird are made of.
+const STATE_DICT: &[&[u8]] = &[
+    b" 1 pop.example.com alice\n",
+    b" 2 ",
+    b"#",
+    b"\x00",
+    b"\x001764500000\n",
+    b"alice@pop.example.com ",
+    b"@",
+    b"*pop.example.com alice\n",
+    b"*",
+    b"k ",
+    b"d ",
+    b"b ",
+    b"f ",
+    b" 1764500000\n",
+    b"\r\n",
+    b"\n",
+    b"\t",
+    b"000000016b0ef92d",
+];
+
+#[test]
+fn fuzz_state_files() {
+    run_sync("state_files", 20_000, STATE_DICT, &[], props::state_files::check);
+}
 
 #[test]
 fn fuzz_config_loader() {

@@ -5,7 +5,8 @@
 //! The rules that keep mail safe (DESIGN §4):
 //! - a message and its identity (UIDL) are committed in one transaction ([`crate::store::Delivery`]);
 //! - DELE is sent only for identities whose commit has returned (the sink reports them);
-//! - nothing is deleted on a guessed identity (fallback keys, see `keys`);
+//! - nothing is deleted on a guessed identity (fallback keys, see `keys`), nor on one popbridge
+//!   does not hold (taken over from another tool by `import_state`: skipped, never deleted);
 //! - if anything fails, the connection is dropped without QUIT, so the server deletes nothing
 //!   (RFC 1939 §6: deletions happen only in the UPDATE state after QUIT).
 //!
@@ -14,9 +15,11 @@
 //! prune); each says what it guarantees.
 //!
 //! - `session`: connect and log in; `sink`: the store-writing thread; `keys`: fallback identities;
-//!   `lock`: one fetch per account across processes; `probe`: `account test`.
+//!   `lock`: one fetch per account across processes; `probe`: `account test`; `import_state`:
+//!   `account import-state` (another tool's record of what it downloaded).
 
 pub mod health;
+pub mod import_state;
 pub mod keys;
 pub mod lock;
 pub mod probe;
@@ -428,7 +431,9 @@ impl<'a> Cycle<'a> {
     /// skipped, and deleted if the policy says so — only while LIST's size is the recorded one
     /// and, wherever identity is in doubt or a DELE is due, its header fingerprint (`TOP n 0`)
     /// matches the stored one; anything else is read again (the body's digest then decides) or
-    /// left alone. Fallback identities are never deleted. Messages over `max_message_size` and
+    /// left alone. Fallback identities are never deleted, nor are identities popbridge does not
+    /// hold (`KnownUidl::held`: taken over from another tool) — those are skipped while LIST gives
+    /// them their recorded size, and downloaded as new when it does not. Messages over `max_message_size` and
     /// beyond the per-cycle caps stay on the server, with a warning.
     async fn plan(&mut self) -> Result<Diff> {
         let (ctx, account, ids) = (self.ctx, self.account, self.ids);
@@ -476,6 +481,13 @@ impl<'a> Cycle<'a> {
             };
             if is_fallback(key) {
                 // Keyed by its headers and size already; never deleted.
+            } else if !k.held() && same_size && !doubtful_server {
+                // Known on the server but not downloaded by popbridge (another tool fetched it;
+                // `account import-state`): skipped, and never deleted — popbridge does not hold it.
+            } else if !k.held() && same_size {
+                // The same, on a server in doubt: skipped only once its headers are recognised
+                // (a record without a fingerprint is left alone: neither read nor deleted).
+                plan.verify.push(i);
             } else if !same_size || !k.exact {
                 // Another message under a known UIDL, or one whose bytes were in doubt: read it again
                 // (the body's digest tells whether it is the same one).
@@ -502,7 +514,8 @@ impl<'a> Cycle<'a> {
             .filter_map(|l| {
                 let key = l.key.as_ref()?;
                 let k = known.get(key)?;
-                (!is_fallback(key) && policy_allows_now(policy, k.first_seen, k.local_deleted, now))
+                // Never a message popbridge does not hold (imported or skipped identities).
+                (k.held() && !is_fallback(key) && policy_allows_now(policy, k.first_seen, k.local_deleted, now))
                     .then(|| (l.n, key.clone()))
             })
             .collect();
@@ -704,7 +717,9 @@ impl<'a> Cycle<'a> {
                             }
                             // A recheck that found the stored bytes again: the same message as before,
                             // with its first sighting and local state.
-                            let before = known.get(&stored.key).filter(|_| rechecked && !stored.reused);
+                            // (One popbridge never held is new here, whatever it was.)
+                            let before =
+                                known.get(&stored.key).filter(|k| rechecked && !stored.reused && k.held());
                             match before {
                                 Some(_) => {}
                                 None if stored.same_content => report.same_content += 1,

@@ -33,6 +33,100 @@ pub struct KnownUidl {
     /// RETR's answer was about LIST's size: the stored bytes are that message (see `fetch`).
     pub exact: bool,
     pub body_id: Option<i64>,
+    /// `None`: fetched by popbridge, which holds (or held) the message. `Some`: known on the
+    /// server but never downloaded by popbridge — never downloaded again while LIST gives it the
+    /// recorded size, and never DELEted under any policy.
+    pub origin: Option<Origin>,
+}
+
+impl KnownUidl {
+    /// Whether popbridge downloaded this message itself (only then may a policy DELE it).
+    pub fn held(&self) -> bool {
+        self.origin.is_none()
+    }
+}
+
+/// Which tool's state an imported identity came from (`account import-state --from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tool {
+    Mpop,
+    Getmail,
+    Fetchmail,
+    Thunderbird,
+}
+
+impl Tool {
+    pub const ALL: [Tool; 4] = [Tool::Mpop, Tool::Getmail, Tool::Fetchmail, Tool::Thunderbird];
+
+    /// The name on the command line and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tool::Mpop => "mpop",
+            Tool::Getmail => "getmail",
+            Tool::Fetchmail => "fetchmail",
+            Tool::Thunderbird => "thunderbird",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tool> {
+        Tool::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// Why the store knows a server message that popbridge never downloaded (`pop_uidls.origin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Another tool had fetched it already (`account import-state`): stored as "imported TOOL".
+    Imported(Tool),
+    /// Left out by a bounded first import (`--since`, `--newest`, `--from-now-on`): "skipped".
+    Skipped,
+}
+
+impl Origin {
+    pub fn to_text(self) -> String {
+        match self {
+            Origin::Imported(t) => format!("imported {}", t.as_str()),
+            Origin::Skipped => "skipped".to_string(),
+        }
+    }
+
+    /// The stored text; `None` for text this version does not know (then treated as not held:
+    /// never DELEted — the safe reading of a row a newer popbridge wrote).
+    pub fn parse(s: &str) -> Option<Origin> {
+        match s.split_once(' ') {
+            Some(("imported", t)) => Tool::parse(t).map(Origin::Imported),
+            None if s == "skipped" => Some(Origin::Skipped),
+            _ => None,
+        }
+    }
+
+    /// For messages: "imported from mpop", "skipped by a bounded first import".
+    pub fn describe(self) -> String {
+        match self {
+            Origin::Imported(t) => format!("imported from {}", t.as_str()),
+            Origin::Skipped => "skipped by a bounded first import".to_string(),
+        }
+    }
+}
+
+/// An identity on the server that popbridge does not hold, as [`Store::record_not_held`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotHeld {
+    pub uidl: String,
+    /// What LIST says its size is.
+    pub list_size: u64,
+    /// Its header fingerprint from `TOP n 0` (`fetch::keys::header_fingerprint`); empty when the
+    /// server has no TOP — the identity then cannot be verified where the server is in doubt.
+    pub fingerprint: Vec<u8>,
+}
+
+/// What [`Store::record_not_held`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// New identities written.
+    pub added: usize,
+    /// Identities the store knew already (fetched by popbridge, or recorded before): unchanged.
+    pub known: usize,
 }
 
 /// One upstream mailbox's POP state record (DESIGN §4: the state belongs to host, port and
@@ -221,7 +315,7 @@ impl Store {
         let conn = self.lock();
         let mut st = conn
             .prepare_cached(
-                "SELECT uidl, first_seen, local_deleted, size, list_size, fingerprint, exact, body_id
+                "SELECT uidl, first_seen, local_deleted, size, list_size, fingerprint, exact, body_id, origin
                  FROM pop_uidls WHERE server_id = ?1",
             )
             .map_err(|e| self.err(e))?;
@@ -237,11 +331,48 @@ impl Store {
                         fingerprint: r.get(5)?,
                         exact: r.get::<_, i64>(6)? != 0,
                         body_id: r.get(7)?,
+                        // Text this version does not know is read as not held (never DELEted).
+                        origin: r.get::<_, Option<String>>(8)?.map(|o| Origin::parse(&o).unwrap_or(Origin::Skipped)),
                     },
                 ))
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// Records identities that are on the server but that popbridge does not hold (`origin`):
+    /// identities the caller matched against the server's current listing. An
+    /// identity the store knows already is left as it is (so running an import twice changes
+    /// nothing, and nothing popbridge fetched itself is ever turned into "not held"). One
+    /// transaction, counted in the store's guard like every write of POP state.
+    pub fn record_not_held(&self, server: i64, origin: Origin, entries: &[NotHeld]) -> Result<Recorded> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let mut done = Recorded::default();
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO pop_uidls (server_id, uidl, first_seen, body_id, size, list_size, fingerprint, exact, origin)
+                     VALUES (?1, ?2, ?3, NULL, 0, ?4, ?5, 1, ?6)",
+                )
+                .map_err(|e| self.err(e))?;
+            let (t, text) = (now(), origin.to_text());
+            for e in entries {
+                let fp = (!e.fingerprint.is_empty()).then_some(&e.fingerprint);
+                match st.execute(params![server, e.uidl, t, e.list_size as i64, fp, text]).map_err(|e| self.err(e))? {
+                    0 => done.known += 1,
+                    _ => done.added += 1,
+                }
+            }
+        }
+        if done.added > 0 {
+            super::guard::bump(&tx).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        if done.added > 0 {
+            super::guard::advance(self.path(), &conn)?;
+        }
+        Ok(done)
     }
 
     /// The start of a stored body (at most 64 KiB: its headers), to fingerprint identities stored

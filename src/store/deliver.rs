@@ -53,6 +53,14 @@ pub struct Stored {
     pub exact: bool,
 }
 
+/// What the store holds for an identity a message arrives under (`Delivery::stored_as`).
+struct StoredAs {
+    /// Whether the arriving bytes are the stored message's (`None`: cannot be told).
+    same: Option<bool>,
+    /// popbridge downloaded the message under this identity itself (`pop_uidls.origin` is NULL).
+    held: bool,
+}
+
 /// What `Delivery::add` did with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {
@@ -113,19 +121,20 @@ impl Delivery {
     /// Whether the identity is stored already, and if so whether these bytes are the ones stored
     /// for it (when its copy is gone — the user deleted it — the recorded fingerprint decides;
     /// `Some(None)`: it cannot be told).
-    fn stored_as(&self, id: &Identity, raw: &[u8], digest: &[u8]) -> Result<Option<Option<bool>>> {
+    fn stored_as(&self, id: &Identity, raw: &[u8], digest: &[u8]) -> Result<Option<StoredAs>> {
         let mut st = self
             .conn
             .prepare_cached(
                 "SELECT (SELECT b.sha256 = ?3 OR (b.sha256 IS NULL AND b.raw = ?4) FROM bodies b WHERE b.id = p.body_id),
-                        p.fingerprint
+                        p.fingerprint, p.origin IS NULL
                  FROM pop_uidls p WHERE p.server_id = ?1 AND p.uidl = ?2",
             )
             .map_err(|e| self.err(e))?;
         st.query_row(params![self.server, id.key, digest, raw], |r| {
             let same: Option<bool> = r.get(0)?;
             let fp: Option<Vec<u8>> = r.get(1)?;
-            Ok(same.or_else(|| fp.filter(|f| !f.is_empty()).map(|f| f == id.fingerprint)))
+            let same = same.or_else(|| fp.filter(|f| !f.is_empty()).map(|f| f == id.fingerprint));
+            Ok(StoredAs { same, held: r.get(2)? })
         })
         .optional()
         .map_err(|e| self.err(e))
@@ -177,8 +186,19 @@ impl Delivery {
         let mut reused = false;
         match self.stored_as(id, raw, digest)? {
             None => {}
+            // Known on the server but never held here (imported from another tool, or skipped by
+            // a bounded import), and read now because LIST gave it another size: whatever it is,
+            // its bytes are here now, so popbridge stores them and holds the identity from now on.
+            // Other headers than recorded mean the server gave the UIDL to another message.
+            Some(StoredAs { held: false, same }) => {
+                self.conn
+                    .prepare_cached("DELETE FROM pop_uidls WHERE server_id = ?1 AND uidl = ?2")
+                    .and_then(|mut st| st.execute(params![self.server, id.key]))
+                    .map_err(|e| self.err(e))?;
+                reused = same == Some(false);
+            }
             // The same message: the doubt is lifted and the identity's record renewed.
-            Some(Some(true)) => {
+            Some(StoredAs { same: Some(true), .. }) => {
                 self.conn
                     .prepare_cached(
                         "UPDATE pop_uidls SET list_size = ?3, fingerprint = ?4, exact = ?5 WHERE server_id = ?1 AND uidl = ?2",
@@ -384,6 +404,36 @@ mod tests {
         store.expunge("Work", &[1]).unwrap();
         let known = store.known_uidls(server).unwrap();
         assert!(known["u1"].local_deleted && !known["u2"].local_deleted);
+        assert_eq!(store.mailbox_messages("Work").unwrap(), Some(2));
+    }
+
+    #[test]
+    fn identities_not_held_are_recorded_once_and_taken_over_by_a_download() {
+        use crate::store::accounts::{NotHeld, Origin, Recorded, Tool};
+        let dir = crate::store::private_tempdir();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let ids = store.ensure_account("Work").unwrap();
+        let server = store.pop_server(ids.account, "pop.example:995/me").unwrap().id;
+        let mut d = Delivery::new(&store, ids, server).unwrap();
+        d.add(&id("fetched"), MSG, 1).unwrap();
+        d.commit().unwrap();
+        let imported = Origin::Imported(Tool::Mpop);
+        let e = |uidl: &str, list_size| NotHeld { uidl: uidl.to_string(), list_size, fingerprint: Vec::new() };
+        let entries = vec![e("fetched", 40), e("u1", 40), e("u2", 41)];
+        assert_eq!(store.record_not_held(server, imported, &entries).unwrap(), Recorded { added: 2, known: 1 });
+        assert_eq!(store.record_not_held(server, imported, &entries).unwrap(), Recorded { added: 0, known: 3 });
+        let known = store.known_uidls(server).unwrap();
+        assert!(known["fetched"].held(), "what popbridge fetched itself stays its own");
+        assert_eq!((known["u1"].origin, known["u1"].list_size, known["u1"].body_id), (Some(imported), Some(40), None));
+        assert_eq!(Origin::parse(&imported.to_text()), Some(imported));
+        assert_eq!(Origin::parse(&Origin::Skipped.to_text()), Some(Origin::Skipped));
+        // LIST gave u2 another size: it is read, stored, and held from now on (not a reuse: the
+        // record had no headers to compare).
+        assert_eq!(d.add(&Identity { recheck: true, ..id("u2") }, MSG2, 5).unwrap(), Added::New);
+        let s = d.commit().unwrap();
+        assert!(!s[0].reused && !s[0].same_content);
+        let known = store.known_uidls(server).unwrap();
+        assert!(known["u2"].held() && known["u2"].body_id.is_some());
         assert_eq!(store.mailbox_messages("Work").unwrap(), Some(2));
     }
 

@@ -329,6 +329,14 @@ BEGIN
     DELETE FROM sort_keys WHERE body_id = OLD.id;
 END;
 "#,
+    // 13 → 14 (issue 17): identities known on the server but never downloaded by popbridge — taken
+    // over from another tool's state (`account import-state`), later also skipped by a bounded
+    // first import. `origin` says which (store::accounts::Origin, as text); NULL: fetched and held
+    // by popbridge. A row with an origin has no body and is never DELEted (popbridge does not hold
+    // that message); the fetcher skips it while LIST still gives its UIDL the size recorded here.
+    r#"
+ALTER TABLE pop_uidls ADD COLUMN origin TEXT;
+"#,
 ];
 
 /// The index in [`MIGRATIONS`] of the migration creating `sort_keys`: the store fills the table

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod imap_syntax;
 pub mod pop3;
+pub mod state_files;
 
 /// Reads a fuzz input as a little structure: numbers from the front, the rest as payload. Past the
 /// end every number is 0, so any input (even empty) is a valid structure.
