@@ -1038,6 +1038,33 @@ async fn account_test(paths: &Paths, name: &str) -> Result<i32> {
     if p.caps.as_ref().is_some_and(|c| c.utf8) {
         println!("  UTF8: {}", if p.utf8 { "enabled (8-bit headers arrive as sent)" } else { "refused by the server" });
     }
+    if let (Some(f), Some((count, bytes))) = (account.pop.first_import, p.first_import) {
+        let (name, key) = (account.name.clone(), account.pop.mailbox_key());
+        let first = blocking({
+            let p = paths.store();
+            move || {
+                let Some(s) = crate::store::Store::open_existing(&p)? else { return Ok(true) };
+                match s.account_ids(&name)? {
+                    Some(ids) => s.is_first_fetch(ids.account, &key),
+                    None => Ok(true),
+                }
+            }
+        })
+        .await?;
+        let left = p.messages.saturating_sub(count);
+        if first {
+            println!(
+                "  first import ({}): would download {count} message(s), {}; the other {left} stay on the server, recorded as seen (never deleted by popbridge)",
+                f.to_config_string(),
+                human_bytes(bytes)
+            );
+        } else {
+            println!(
+                "  first import ({}): done already (popbridge keeps state for this mailbox); every fetch downloads all new mail",
+                f.to_config_string()
+            );
+        }
+    }
     for note in crate::setup::quirk_notes(&account, &p) {
         println!("  {note}");
     }

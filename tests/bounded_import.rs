@@ -67,9 +67,16 @@ fn bounded(flags: &[&str], wanted: std::ops::Range<usize>) {
     let mut args = vec!["--delete", "after-fetch"];
     args.extend_from_slice(flags);
     b.add_dovecot_alice(&d, &args).expect(0);
+    let n = wanted.len();
+    let bytes: usize = sent(&all[wanted.clone()]).iter().map(Vec::len).sum();
+    let r = b.run(&["account", "test", "Work"]).expect(0);
+    // As LIST counts them (CRLF), in popbridge's units (here below 1 MiB).
+    let shown = if bytes < 1024 { format!("{bytes} B") } else { format!("{:.1} KiB", bytes as f64 / 1024.0) };
+    let line = format!("would download {n} message(s), {shown}; the other {} stay on the server", ON_SERVER - n);
+    assert!(r.stdout.contains(&line), "{flags:?}: {}", r.stdout);
+    assert!(last_pop_logout(&d).contains("retr=0/0"), "account test downloads nothing: {}", last_pop_logout(&d));
 
     let r = b.run(&["fetch"]).expect(0);
-    let n = wanted.len();
     assert!(r.stdout.contains(&format!("Work: {n} new message(s)")), "{flags:?}: {}", r.stdout);
     assert!(
         r.stderr.contains(&format!("{} message(s) already on 127.0.0.1 recorded as seen", ON_SERVER - n)),

@@ -217,7 +217,9 @@ delete = "after-days:7"
             assert_eq!(f.to_config_string(), v);
         }
         assert_eq!(FirstImport::parse("since:2026-01-02"), Some(FirstImport::Since(1_767_312_000)));
-        for bad in ["since:2026-02-29", "since:2026-13-01", "since:26-01-01", "since:", "newest:-1", "newest:x", "now", ""] {
+        for bad in
+            ["since:2026-02-29", "since:2026-13-01", "since:26-01-01", "since:", "newest:-1", "newest:x", "now", ""]
+        {
             assert_eq!(FirstImport::parse(bad), None, "{bad}");
         }
     }
