@@ -203,6 +203,18 @@ pub struct AddArgs {
     /// never | after-fetch | after-days:N | when-deleted-locally
     #[arg(long)]
     pub delete: Option<String>,
+    /// First fetch: download only mail that arrived on or after this day (YYYY-MM-DD); the rest
+    /// is recorded as seen and never deleted by popbridge.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with_all = ["newest", "from_now_on"])]
+    pub since: Option<String>,
+    /// First fetch: download only the N most recent messages; the rest is recorded as seen and
+    /// never deleted by popbridge.
+    #[arg(long, value_name = "N", conflicts_with = "from_now_on")]
+    pub newest: Option<u32>,
+    /// First fetch: download nothing that is on the server now, only mail that arrives later;
+    /// what is there is recorded as seen and never deleted by popbridge.
+    #[arg(long)]
+    pub from_now_on: bool,
     /// Allow tls=plain to a non-loopback server (the password travels unencrypted).
     #[arg(long)]
     pub allow_plain: bool,
@@ -668,10 +680,22 @@ fn build_spec(a: &AddArgs, pw: Option<PasswordSetting>) -> Result<AccountSpec> {
         ca_file: a.ca_file.clone(),
         pin_sha256: a.pin_sha256.clone(),
         delete,
+        first_import: first_import(a)?,
         allow_plain: a.allow_plain,
         smtp,
         oauth: oauth_spec(a)?,
     })
+}
+
+/// `first_import` from `--since`, `--newest` or `--from-now-on` (clap lets at most one through).
+fn first_import(a: &AddArgs) -> Result<Option<crate::config::FirstImport>> {
+    use crate::config::FirstImport;
+    if let Some(day) = &a.since {
+        let t = crate::config::parse_day(day)
+            .ok_or_else(|| Error::config(format!("--since \"{day}\" must be a date written YYYY-MM-DD")))?;
+        return Ok(Some(FirstImport::Since(t)));
+    }
+    Ok(a.newest.map(FirstImport::Newest).or(a.from_now_on.then_some(FirstImport::FromNowOn)))
 }
 
 /// `[account.oauth]` from the `--oauth…` flags.
@@ -1013,6 +1037,33 @@ async fn account_test(paths: &Paths, name: &str) -> Result<i32> {
     }
     if p.caps.as_ref().is_some_and(|c| c.utf8) {
         println!("  UTF8: {}", if p.utf8 { "enabled (8-bit headers arrive as sent)" } else { "refused by the server" });
+    }
+    if let (Some(f), Some((count, bytes))) = (account.pop.first_import, p.first_import) {
+        let (name, key) = (account.name.clone(), account.pop.mailbox_key());
+        let first = blocking({
+            let p = paths.store();
+            move || {
+                let Some(s) = crate::store::Store::open_existing(&p)? else { return Ok(true) };
+                match s.account_ids(&name)? {
+                    Some(ids) => s.is_first_fetch(ids.account, &key),
+                    None => Ok(true),
+                }
+            }
+        })
+        .await?;
+        let left = p.messages.saturating_sub(count);
+        if first {
+            println!(
+                "  first import ({}): would download {count} message(s), {}; the other {left} stay on the server, recorded as seen (never deleted by popbridge)",
+                f.to_config_string(),
+                human_bytes(bytes)
+            );
+        } else {
+            println!(
+                "  first import ({}): done already (popbridge keeps state for this mailbox); every fetch downloads all new mail",
+                f.to_config_string()
+            );
+        }
     }
     for note in crate::setup::quirk_notes(&account, &p) {
         println!("  {note}");

@@ -4,6 +4,7 @@
 
 mod util;
 
+mod bounded_import;
 mod cli;
 mod crash;
 mod daemon;

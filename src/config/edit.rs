@@ -74,6 +74,8 @@ pub struct AccountSpec {
     pub ca_file: Option<String>,
     pub pin_sha256: Option<String>,
     pub delete: DeletePolicy,
+    /// `first_import` (`account add --since / --newest / --from-now-on`).
+    pub first_import: Option<crate::config::FirstImport>,
     pub allow_plain: bool,
     pub smtp: Option<SmtpSpec>,
     /// `[account.oauth]` (`account add --oauth`).
@@ -144,6 +146,9 @@ pub fn account_block(a: &AccountSpec) -> String {
         s.push_str(&format!("auth = {}\n", q(auth)));
     }
     s.push_str(&format!("delete = {}\n", q(&a.delete.to_config_string())));
+    if let Some(f) = a.first_import {
+        s.push_str(&format!("first_import = {}\n", q(&f.to_config_string())));
+    }
     if let Some(ca) = &a.ca_file {
         s.push_str(&format!("ca_file = {}\n", q(ca)));
     }
@@ -326,6 +331,7 @@ mod tests {
             ca_file: None,
             pin_sha256: None,
             delete: DeletePolicy::AfterDays(3),
+            first_import: None,
             allow_plain: false,
             smtp: None,
             oauth: None,

@@ -211,6 +211,20 @@ delete = "after-days:7"
 "#;
 
     #[test]
+    fn first_import_values_parse_and_round_trip() {
+        for v in ["since:2026-01-01", "since:2024-02-29", "newest:1000", "from-now-on"] {
+            let f = FirstImport::parse(v).unwrap_or_else(|| panic!("{v}"));
+            assert_eq!(f.to_config_string(), v);
+        }
+        assert_eq!(FirstImport::parse("since:2026-01-02"), Some(FirstImport::Since(1_767_312_000)));
+        for bad in
+            ["since:2026-02-29", "since:2026-13-01", "since:26-01-01", "since:", "newest:-1", "newest:x", "now", ""]
+        {
+            assert_eq!(FirstImport::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn a_good_file_validates() {
         let c = parse_str(GOOD).unwrap();
         let a = &c.accounts[0];

@@ -175,7 +175,8 @@ impl Account {
                 &p.trust.ca_file,
                 p.trust.pin_sha256,
                 p.max_message_size,
-                p.timeout
+                p.timeout,
+                p.first_import
             )
         ));
         if let Some(pw) = &p.password {
@@ -291,6 +292,62 @@ impl DeletePolicy {
     }
 }
 
+/// `[account.pop] first_import`: what the account's first fetch of its server downloads (a
+/// bounded first import, `fetch::bounded`). Everything else listed then is recorded as skipped:
+/// never downloaded, never DELEted. Later fetches download all new mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstImport {
+    /// Messages that arrived on or after this day (UTC midnight, unix seconds): "since:YYYY-MM-DD".
+    Since(i64),
+    /// The N most recently arrived (the highest-numbered): "newest:N".
+    Newest(u32),
+    /// None of what is on the server now: "from-now-on".
+    FromNowOn,
+}
+
+impl FirstImport {
+    pub fn parse(s: &str) -> Option<FirstImport> {
+        let s = s.trim();
+        if s == "from-now-on" {
+            return Some(FirstImport::FromNowOn);
+        }
+        if let Some(n) = s.strip_prefix("newest:") {
+            return n.trim().parse::<u32>().ok().map(FirstImport::Newest);
+        }
+        let day = s.strip_prefix("since:")?.trim();
+        parse_day(day).map(FirstImport::Since)
+    }
+
+    pub fn to_config_string(self) -> String {
+        match self {
+            FirstImport::Since(t) => format!("since:{}", format_day(t)),
+            FirstImport::Newest(n) => format!("newest:{n}"),
+            FirstImport::FromNowOn => "from-now-on".into(),
+        }
+    }
+}
+
+/// "YYYY-MM-DD" as the unix time of that day's midnight UTC.
+pub fn parse_day(s: &str) -> Option<i64> {
+    let mut it = s.splitn(3, '-');
+    let (y, m, d) = (it.next()?, it.next()?, it.next()?);
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&m) || d < 1 || d > days_in[(m - 1) as usize] {
+        return None;
+    }
+    Some(crate::mime::date::days_from_civil(y, m, d) * 86_400)
+}
+
+fn format_day(t: i64) -> String {
+    let (y, m, d) = crate::mime::date::civil_from_days(t.div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// `[account.oauth]`'s provider: a preset (endpoints and scopes built in, `oauth::preset`) or any
 /// RFC 6749 server with its endpoints given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,6 +429,8 @@ pub struct PopServer {
     pub trust: TrustSettings,
     pub max_message_size: u64,
     pub timeout: Duration,
+    /// A bounded first import (`first_import`); `None`: the first fetch downloads everything.
+    pub first_import: Option<FirstImport>,
 }
 
 impl PopServer {
@@ -749,7 +808,13 @@ fn validate_pop(cx: &Ctx, name: &str, p: RawPop) -> crate::Result<PopServer> {
         None => DEFAULT_TIMEOUT,
         Some(s) => parse_duration(&s).map_err(|e| cx.err(&k("timeout"), e))?,
     };
-    Ok(PopServer { host, port, tls, user, password, auth, delete, trust, max_message_size, timeout })
+    let first_import = match p.first_import.as_deref() {
+        None => None,
+        Some(s) => Some(FirstImport::parse(s).ok_or_else(|| {
+            cx.err(&k("first_import"), format!("\"{s}\" must be since:YYYY-MM-DD, newest:N or from-now-on"))
+        })?),
+    };
+    Ok(PopServer { host, port, tls, user, password, auth, delete, trust, max_message_size, timeout, first_import })
 }
 
 fn validate_smtp(cx: &Ctx, prefix: &str, s: RawSmtp) -> crate::Result<SmtpServer> {

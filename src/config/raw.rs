@@ -90,6 +90,7 @@ pub struct RawPop {
     pub allow_plain: Option<bool>,
     pub max_message_size: Option<toml::Value>,
     pub timeout: Option<String>,
+    pub first_import: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -38,6 +38,7 @@ const PLAIN_KEYS: &[&str] = &[
     "pin_sha256",
     "allow_plain",
     "max_message_size",
+    "first_import",
     "timeout",
     "relay",
     "retry",

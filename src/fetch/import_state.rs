@@ -122,7 +122,7 @@ fn read_state(tool: Tool, path: &Path, mb: &formats::Mailbox<'_>) -> Result<(for
 
 /// The header fingerprint (`keys::header_fingerprint` of `TOP n 0`) of each message, pipelined
 /// up to `window` commands; empty for one the server refuses.
-async fn fingerprints(conn: &mut Pop3Conn, numbers: &[u32], window: usize) -> Result<Vec<Vec<u8>>> {
+pub(super) async fn fingerprints(conn: &mut Pop3Conn, numbers: &[u32], window: usize) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::with_capacity(numbers.len());
     let (mut next, mut waiting) = (0usize, 0usize);
     while out.len() < numbers.len() {

@@ -18,6 +18,7 @@
 //!   `lock`: one fetch per account across processes; `probe`: `account test`; `import_state`:
 //!   `account import-state` (another tool's record of what it downloaded).
 
+pub mod bounded;
 pub mod health;
 pub mod import_state;
 pub mod keys;
@@ -111,6 +112,8 @@ pub struct Report {
     pub capped: u64,
     /// POP sessions the cycle made (more than one for a server that lists part of the mailbox).
     pub sessions: u32,
+    /// A bounded first import ran this cycle: how many listed messages it recorded as skipped.
+    pub first_import_skipped: Option<u64>,
 }
 
 impl Report {
@@ -151,6 +154,7 @@ impl Report {
         self.listed_unknown = later.listed_unknown;
         self.capped = later.capped;
         self.sessions += later.sessions;
+        self.first_import_skipped = self.first_import_skipped.or(later.first_import_skipped);
     }
 }
 
@@ -439,7 +443,43 @@ impl<'a> Cycle<'a> {
         let (ctx, account, ids) = (self.ctx, self.account, self.ids);
         let (listed, report, conn) = (&self.listed, &mut self.report, &mut self.conn);
         let (store, key) = (ctx.store.clone(), account.pop.mailbox_key());
-        let server = blocking(move || store.pop_server(ids.account, &key)).await?;
+        let numbered = !listed.is_empty() && listed.iter().all(|l| l.key.as_deref() == Some(l.n.to_string().as_str()));
+        let first = match account.pop.first_import {
+            Some(f) => {
+                let k = key.clone();
+                blocking(move || store.is_first_fetch(ids.account, &k)).await?.then_some(f)
+            }
+            None => None,
+        };
+        let store = ctx.store.clone();
+        let server = match first {
+            // A bounded first import: what it leaves on the server is recorded with the mailbox's
+            // state record, before anything is downloaded (`bounded`).
+            Some(f) => {
+                let choice = bounded::choose(conn, listed, f, self.window, numbered).await?;
+                let (count, bytes) = choice.download(listed);
+                let without_id = choice.keep.iter().filter(|&&i| listed[i].key.is_none()).count();
+                let skip = choice.skip;
+                let (server, done) = blocking(move || store.first_pop_server(ids.account, &key, &skip)).await?;
+                if let Some(done) = done {
+                    report.first_import_skipped = Some(done.added as u64);
+                    report.warnings.push(format!(
+                        "first import ({}): {} message(s) already on {} recorded as seen and left there (popbridge never deletes them); downloading {count} ({})",
+                        f.to_config_string(),
+                        done.added,
+                        conn.host,
+                        human_bytes(bytes)
+                    ));
+                }
+                if without_id > 0 {
+                    report.warnings.push(format!(
+                        "{without_id} message(s) have no identity before they are read (no UIDL, no TOP): downloaded despite first_import"
+                    ));
+                }
+                server
+            }
+            None => blocking(move || store.pop_server(ids.account, &key)).await?,
+        };
         let store = ctx.store.clone();
         let known = blocking(move || store.known_uidls(server.id)).await?;
         let now = crate::store::now();
@@ -452,7 +492,6 @@ impl<'a> Cycle<'a> {
         // (TOP n 0) before it is trusted. So is every known identity about to be deleted, wherever:
         // a DELE is sent only for what popbridge is certain it holds (DESIGN §4). Messages fetched
         // in this session need no check: their bytes were just read.
-        let numbered = !listed.is_empty() && listed.iter().all(|l| l.key.as_deref() == Some(l.n.to_string().as_str()));
         if numbered {
             report.warnings.push(format!(
                 "{}'s UIDLs are its message numbers, which it reuses: each stored message is recognised by its headers before it is skipped or deleted",

@@ -25,6 +25,8 @@ pub struct Probe {
     pub uidl_numbers: bool,
     /// The server accepted RFC 6856's UTF8.
     pub utf8: bool,
+    /// With `first_import` set: what a bounded first import would download now (messages, bytes).
+    pub first_import: Option<(u64, u64)>,
 }
 
 /// `oauth_dir`: the token files (`Paths::oauth_dir`), for an `auth = "oauth2"` account.
@@ -79,8 +81,21 @@ pub async fn probe(
             }
             _ => (false, listed.len(), 0, false),
         };
+        // What a bounded first import would download: the fetcher's own listing and choice (TOP
+        // for `since:`), changing nothing.
+        let first_import = match account.pop.first_import {
+            Some(f) => {
+                let pipelining = caps.as_ref().is_some_and(|c| c.pipelining);
+                let window = if pipelining { super::WINDOW } else { 1 };
+                let listed = super::listing(&mut conn, pipelining, &mut super::Report::default()).await?;
+                let choice = super::bounded::choose(&mut conn, &listed, f, window, false).await?;
+                Some(choice.download(&listed))
+            }
+            None => None,
+        };
         let _ = conn.call(&Command::Quit).await;
         Ok(Probe {
+            first_import,
             greeting,
             tls,
             caps_before,

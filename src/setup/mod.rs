@@ -761,6 +761,7 @@ mod tests {
             uidl_duplicates: 0,
             uidl_numbers: false,
             utf8: false,
+            first_import: None,
         }
     }
 

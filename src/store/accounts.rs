@@ -252,6 +252,54 @@ impl Store {
     pub fn pop_server(&self, account: i64, key: &str) -> Result<PopServer> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let (found, _) = self.pop_server_in(&tx, account, key)?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(found)
+    }
+
+    /// Whether `account` has no POP state for the upstream mailbox `key` yet (no record under
+    /// that key, and none from before schema 8 for it to claim): its next fetch is its first one,
+    /// where a bounded first import applies.
+    pub fn is_first_fetch(&self, account: i64, key: &str) -> Result<bool> {
+        let conn = self.lock();
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pop_servers WHERE key = ?1 OR (key IS NULL AND account_id = ?2)",
+                params![key, account],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 0)
+    }
+
+    /// [`Store::pop_server`] for a bounded first import: the record is created together with the
+    /// identities the import leaves on the server (`skipped`, recorded [`Origin::Skipped`]), in one
+    /// transaction — so a fetch killed at any point either finds no state (and chooses again) or
+    /// finds both. When the record exists already (another process made it meanwhile), nothing is
+    /// recorded and `None` is returned with it.
+    pub fn first_pop_server(
+        &self,
+        account: i64,
+        key: &str,
+        skipped: &[NotHeld],
+    ) -> Result<(PopServer, Option<Recorded>)> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let (found, created) = self.pop_server_in(&tx, account, key)?;
+        let done = if created { Some(self.insert_not_held(&tx, found.id, Origin::Skipped, skipped)?) } else { None };
+        let changed = done.is_some_and(|d| d.added > 0);
+        if changed {
+            super::guard::bump(&tx).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        if changed {
+            super::guard::advance(self.path(), &conn)?;
+        }
+        Ok((found, done))
+    }
+
+    /// The record of `key` within `tx` (see [`Store::pop_server`]), and whether it was created now.
+    fn pop_server_in(&self, tx: &rusqlite::Transaction<'_>, account: i64, key: &str) -> Result<(PopServer, bool)> {
         let row = |tx: &rusqlite::Transaction<'_>, sql: &str, arg: &dyn rusqlite::ToSql| {
             tx.query_row(sql, [arg], |r| {
                 Ok(PopServer { id: r.get(0)?, reused: r.get::<_, i64>(1)? != 0, unsure_quit: r.get::<_, i64>(2)? != 0 })
@@ -259,9 +307,10 @@ impl Store {
             .optional()
         };
         const COLS: &str = "SELECT id, reused, unsure_quit FROM pop_servers";
-        let found = match row(&tx, &format!("{COLS} WHERE key = ?1"), &key).map_err(|e| self.err(e))? {
+        let mut created = false;
+        let found = match row(tx, &format!("{COLS} WHERE key = ?1"), &key).map_err(|e| self.err(e))? {
             Some(s) => s,
-            None => match row(&tx, &format!("{COLS} WHERE key IS NULL AND account_id = ?1"), &account)
+            None => match row(tx, &format!("{COLS} WHERE key IS NULL AND account_id = ?1"), &account)
                 .map_err(|e| self.err(e))?
             {
                 Some(s) => {
@@ -275,6 +324,7 @@ impl Store {
                         params![key, account, now()],
                     )
                     .map_err(|e| self.err(e))?;
+                    created = true;
                     PopServer { id: tx.last_insert_rowid(), reused: false, unsure_quit: false }
                 }
             },
@@ -284,8 +334,7 @@ impl Store {
             params![found.id, account],
         )
         .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(found)
+        Ok((found, created))
     }
 
     /// The POP state record of an upstream mailbox, if popbridge ever fetched it.
@@ -348,6 +397,25 @@ impl Store {
     pub fn record_not_held(&self, server: i64, origin: Origin, entries: &[NotHeld]) -> Result<Recorded> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let done = self.insert_not_held(&tx, server, origin, entries)?;
+        if done.added > 0 {
+            super::guard::bump(&tx).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        if done.added > 0 {
+            super::guard::advance(self.path(), &conn)?;
+        }
+        Ok(done)
+    }
+
+    /// `record_not_held`'s rows, within `tx` (the caller bumps the guard when any was added).
+    fn insert_not_held(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        server: i64,
+        origin: Origin,
+        entries: &[NotHeld],
+    ) -> Result<Recorded> {
         let mut done = Recorded::default();
         {
             let mut st = tx
@@ -364,13 +432,6 @@ impl Store {
                     _ => done.added += 1,
                 }
             }
-        }
-        if done.added > 0 {
-            super::guard::bump(&tx).map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        if done.added > 0 {
-            super::guard::advance(self.path(), &conn)?;
         }
         Ok(done)
     }
