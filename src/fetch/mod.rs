@@ -19,6 +19,7 @@
 //!   `account import-state` (another tool's record of what it downloaded).
 
 pub mod health;
+pub mod import_mail;
 pub mod import_state;
 pub mod keys;
 pub mod lock;
