@@ -361,8 +361,11 @@ impl Delivery {
         let there: Option<i64> = self
             .conn
             .prepare_cached(
-                "SELECT m.uid FROM bodies b JOIN messages m ON m.body_id = b.id
-                 WHERE b.sha256 = ?1 AND m.mailbox_id = ?2 LIMIT 1",
+                // By the digest's index, then each body's messages (CROSS JOIN keeps the order,
+                // `+` keeps SQLite off the mailbox index): otherwise the planner walks the
+                // mailbox's messages and reads each body row, blob and all, to reach its digest.
+                "SELECT m.uid FROM bodies b CROSS JOIN messages m ON m.body_id = b.id
+                 WHERE b.sha256 = ?1 AND +m.mailbox_id = ?2 LIMIT 1",
             )
             .and_then(|mut st| st.query_row(params![digest, self.ids.mailbox], |r| r.get(0)).optional())
             .map_err(|e| self.err(e))?;
