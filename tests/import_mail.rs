@@ -281,3 +281,19 @@ fn a_message_carrying_x_uidl_is_not_downloaded_again() {
     assert_eq!(got.len(), 3);
     assert_eq!(got[2], c);
 }
+
+#[test]
+fn no_import_while_the_account_is_being_fetched() {
+    let f = FakePop3::start(Script::default());
+    let b = bridge(&f, false);
+    let path = b.dir.path().join("m.mbox");
+    std::fs::write(&path, mboxrd(&[mail("a", "one")])).expect("write mbox");
+    let p = path.display().to_string();
+    let lock = popbridge::fetch::lock::AccountLock::acquire(&b.data.join("locks"), "Work").expect("lock");
+    let r = b.run(&["import", "Work", &p]).expect(6);
+    assert!(r.stderr.contains("already being fetched") && r.stderr.contains("nothing was imported"), "{}", r.stderr);
+    assert!(b.messages("Work").is_empty());
+    drop(lock);
+    let r = b.run(&["import", "Work", &p]).expect(0);
+    assert!(r.stdout.contains("Work: 1 imported"), "{}", r.stdout);
+}
