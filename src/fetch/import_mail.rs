@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Account;
 use crate::error::{Error, ErrorClass, Result};
 use crate::mime::Timestamp;
-use crate::store::deliver::{Claim, Imported};
+use crate::store::deliver::{Claim, Import, Imported};
 use crate::store::{Delivery, Store, flag};
 
 use super::lock;
@@ -403,7 +403,8 @@ fn add(d: &mut Delivery, mut item: Item, now: i64, out: &mut Outcome) -> Result<
         server_size: server_size(&item.raw, moz.added_bytes),
         fingerprint: super::keys::header_fingerprint(&item.raw),
     });
-    match d.import(&item.raw, item.flags, item.date, claim.as_ref(), now)? {
+    let m = Import { raw: &item.raw, flags: item.flags, date: item.date, claim: claim.as_ref() };
+    match d.import(&m, now)? {
         Imported::AlreadyThere => out.already += 1,
         Imported::New { claimed, .. } => {
             out.imported += 1;

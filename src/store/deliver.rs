@@ -83,6 +83,17 @@ pub struct Claim {
     pub fingerprint: Vec<u8>,
 }
 
+/// A message from another tool's store, for `Delivery::import`.
+#[derive(Debug, Clone, Copy)]
+pub struct Import<'a> {
+    pub raw: &'a [u8],
+    /// `message::flag` bits.
+    pub flags: u8,
+    /// INTERNALDATE as the source gives it (`None`: from the headers).
+    pub date: Option<crate::mime::Timestamp>,
+    pub claim: Option<&'a Claim>,
+}
+
 /// What `Delivery::import` did with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Imported {
@@ -325,37 +336,22 @@ impl Delivery {
     /// transaction (starting one if needed), with its flags and INTERNALDATE (`None`: from its
     /// headers, as for fetched mail). Bytes already in the account's mailbox are not stored
     /// again ([`Imported::AlreadyThere`]): that is what makes an interrupted import safe to run
-    /// again, since each commit holds whole messages. A `uidl` (Thunderbird's `X-UIDL:`) that the
-    /// server's POP state does not know, or knows only as not held, is recorded as held by the
-    /// new message, so the fetcher never downloads it again; `server_size` is the size the
-    /// server is expected to give it (the stored bytes without what the tool added), compared
-    /// by the fetcher with LIST's answer as for identities recorded before LIST sizes were.
-    pub fn import(
-        &mut self,
-        raw: &[u8],
-        flags: u8,
-        date: Option<crate::mime::Timestamp>,
-        uidl: Option<&Claim>,
-        now: i64,
-    ) -> Result<Imported> {
+    /// again, since each commit holds whole messages. A claimed UIDL (Thunderbird's `X-UIDL:`) that
+    /// the server's POP state does not know, or knows only as not held, is recorded as held by
+    /// the new message, so the fetcher never downloads it again; its `server_size` (the stored
+    /// bytes without what the tool added) is compared by the fetcher with LIST's answer as for
+    /// identities recorded before LIST sizes were (within a few lines' slack).
+    pub fn import(&mut self, m: &Import<'_>, now: i64) -> Result<Imported> {
         self.begin()?;
-        match self.import_inner(raw, flags, date, uidl, now) {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                self.rollback();
-                Err(e)
-            }
+        let r = self.import_inner(m, now);
+        if r.is_err() {
+            self.rollback();
         }
+        r
     }
 
-    fn import_inner(
-        &mut self,
-        raw: &[u8],
-        flags: u8,
-        date: Option<crate::mime::Timestamp>,
-        uidl: Option<&Claim>,
-        now: i64,
-    ) -> Result<Imported> {
+    fn import_inner(&mut self, m: &Import<'_>, now: i64) -> Result<Imported> {
+        let Import { raw, flags, date, claim: uidl } = *m;
         let digest = ring::digest::digest(&ring::digest::SHA256, raw);
         let digest = digest.as_ref();
         let there: Option<i64> = self
