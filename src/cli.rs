@@ -50,6 +50,12 @@ pub enum Command {
         /// Account names.
         names: Vec<String>,
     },
+    /// Import the mail another tool kept (an mbox file, a maildir, a Thunderbird local folder) into the account's mailbox.
+    Import {
+        name: String,
+        /// An mbox file (Thunderbird's local folders are mbox files) or a maildir (with cur/ and new/).
+        path: PathBuf,
+    },
     /// Show each account's state, stored messages, last fetch and last error.
     Status {
         /// Machine-readable output.
@@ -295,6 +301,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             import_state(&paths, &name, &from, path, tool_host, tool_user).await
         }
         Command::Fetch { names } => fetch_cmd(&paths, &names).await,
+        Command::Import { name, path } => import_mail(&paths, &name, path).await,
         Command::Status { json } => status(&paths, json).await,
         Command::Run => crate::app::run(&paths).await,
         Command::Verify(VerifyCommand::Send { address }) => verify_send(&paths, &address).await,
@@ -1180,6 +1187,55 @@ async fn import_state(
         "  recorded now: {}; popbridge never deletes the matched messages from the server (it does not hold them)",
         o.recorded
     );
+    Ok(0)
+}
+
+async fn import_mail(paths: &Paths, name: &str, path: PathBuf) -> Result<i32> {
+    let cfg = load_config(paths)?;
+    let account = cfg.select(&[name.to_string()])?.remove(0);
+    let store = open_store(paths).await?;
+    let lock_dir = paths.lock_dir();
+    let bar = progress_bars(std::slice::from_ref(&account.name));
+    let acct = account.clone();
+    let o = blocking(move || {
+        let mut tick = |done: u64, total: u64| {
+            if let Some((_, bars)) = &bar {
+                bars[0].set_length(total);
+                bars[0].set_position(done);
+            }
+        };
+        let o = fetch::import_mail::import(&store, &lock_dir, &acct, &path, &mut tick);
+        if let Some((_, bars)) = &bar {
+            bars[0].finish_and_clear();
+        }
+        o
+    })
+    .await?;
+    for w in &o.warnings {
+        eprintln!("{}: warning: {w}", account.name);
+    }
+    let mut skipped = Vec::new();
+    if o.too_big > 0 {
+        skipped.push(format!("{} larger than max_message_size", o.too_big));
+    }
+    if o.expunged > 0 {
+        skipped.push(format!("{} deleted in Thunderbird (X-Mozilla-Status: expunged)", o.expunged));
+    }
+    if o.unreadable > 0 {
+        skipped.push(format!("{} unreadable", o.unreadable));
+    }
+    let skipped_n = o.too_big + o.expunged + o.unreadable;
+    println!(
+        "{}: {} imported, {} already there, {} skipped{}",
+        account.name,
+        o.imported,
+        o.already,
+        skipped_n,
+        if skipped.is_empty() { String::new() } else { format!(" ({})", skipped.join(", ")) }
+    );
+    if o.claimed > 0 {
+        println!("  {} carried a UIDL (X-UIDL): popbridge will not download those again", o.claimed);
+    }
     Ok(0)
 }
 

@@ -18,6 +18,7 @@ mod imap_condstore;
 mod imap_list;
 mod imap_search;
 mod imap_sort;
+mod import_mail;
 mod import_state;
 mod layers;
 mod limits;

@@ -20,6 +20,7 @@
 
 pub mod bounded;
 pub mod health;
+pub mod import_mail;
 pub mod import_state;
 pub mod keys;
 pub mod lock;

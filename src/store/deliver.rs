@@ -73,6 +73,36 @@ pub enum Added {
     SameContent,
 }
 
+/// A server identity an imported message carries (Thunderbird's `X-UIDL:`), for `Delivery::import`.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub uidl: String,
+    /// The size the server is expected to give the message (see `Delivery::import`).
+    pub server_size: u64,
+    /// Its header fingerprint (`fetch::keys::header_fingerprint`).
+    pub fingerprint: Vec<u8>,
+}
+
+/// A message from another tool's store, for `Delivery::import`.
+#[derive(Debug, Clone, Copy)]
+pub struct Import<'a> {
+    pub raw: &'a [u8],
+    /// `message::flag` bits.
+    pub flags: u8,
+    /// INTERNALDATE as the source gives it (`None`: from the headers).
+    pub date: Option<crate::mime::Timestamp>,
+    pub claim: Option<&'a Claim>,
+}
+
+/// What `Delivery::import` did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    /// A new message in the open transaction; `claimed`: its UIDL is recorded as held by it.
+    New { uid: i64, claimed: bool },
+    /// These bytes are in the account's mailbox already: nothing written.
+    AlreadyThere,
+}
+
 /// A writer for one account's fetched messages, on a connection of its own.
 pub struct Delivery {
     conn: Connection,
@@ -235,44 +265,147 @@ impl Delivery {
         }
         let meta = MessageMeta::extract(raw);
         let date = meta.internal_date(fetched_at);
-        let meta_bytes = meta.to_bytes();
-        let keys = super::sortkeys::SortKeys::extract(raw, &meta);
-        let Some(open) = self.open.as_ref() else {
-            return Err(Error::other("internal error: no open transaction"));
-        };
-        let (uid, modseq) = (open.next_uid, open.modseq);
-        let c = &self.conn;
-        let res =
-            (|| -> rusqlite::Result<()> {
-                c.prepare_cached("INSERT INTO bodies (meta_version, meta, raw, sha256) VALUES (?1, ?2, ?3, ?4)")?
-                    .execute(params![crate::mime::META_VERSION, meta_bytes, raw, digest])?;
-                let body = c.last_insert_rowid();
-                super::sortkeys::insert(c, body, &keys)?;
-                c.prepare_cached(
-                "INSERT INTO messages (mailbox_id, uid, body_id, flags, modseq, internaldate, internaldate_tz, size)
-                 VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![self.ids.mailbox, uid, body, modseq, date.unix, date.offset_minutes, size as i64])?;
-                self.record(id, fetched_at, body, size)?;
-                Ok(())
-            })();
-        if let Err(e) = res {
-            return Err(db_err(&self.path, e));
-        }
+        // Fetched mail arrives unread (DESIGN §3).
+        let (uid, body) = self.insert_message(raw, digest, &meta, 0, date)?;
+        self.record(id, fetched_at, body, size).map_err(|e| self.err(e))?;
         // A verification mail coming back through POP confirms its address (same transaction).
         if memchr::memmem::find(&raw[..raw.len().min(meta.header_len as usize)], b"opbridge-Verify:").is_some()
-            && let Err(e) = super::outbox::auto_confirm(c, raw)
+            && let Err(e) = super::outbox::auto_confirm(&self.conn, raw)
         {
             return Err(db_err(&self.path, e));
         }
         let Some(open) = self.open.as_mut() else {
             return Err(Error::other("internal error: no open transaction"));
         };
-        open.next_uid += 1;
-        open.unseen_added += 1; // fetched mail arrives unread (DESIGN §3)
-        open.bytes += size;
         open.pending.push(Stored { key: id.key.clone(), uid, size, same_content: false, reused, exact: id.exact });
         Ok(Added::New)
+    }
+
+    /// Writes a new body and its message row (with `flags`, `message::flag` bits) into the open
+    /// transaction and counts it; returns its UID and body id.
+    fn insert_message(
+        &mut self,
+        raw: &[u8],
+        digest: &[u8],
+        meta: &MessageMeta,
+        flags: u8,
+        date: crate::mime::Timestamp,
+    ) -> Result<(i64, i64)> {
+        let meta_bytes = meta.to_bytes();
+        let keys = super::sortkeys::SortKeys::extract(raw, meta);
+        let Some(open) = self.open.as_ref() else {
+            return Err(Error::other("internal error: no open transaction"));
+        };
+        let (uid, modseq) = (open.next_uid, open.modseq);
+        let c = &self.conn;
+        let size = raw.len() as u64;
+        let res = (|| -> rusqlite::Result<i64> {
+            c.prepare_cached("INSERT INTO bodies (meta_version, meta, raw, sha256) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![crate::mime::META_VERSION, meta_bytes, raw, digest])?;
+            let body = c.last_insert_rowid();
+            super::sortkeys::insert(c, body, &keys)?;
+            c.prepare_cached(
+                "INSERT INTO messages (mailbox_id, uid, body_id, flags, modseq, internaldate, internaldate_tz, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                self.ids.mailbox,
+                uid,
+                body,
+                i64::from(flags),
+                modseq,
+                date.unix,
+                date.offset_minutes,
+                size as i64
+            ])?;
+            Ok(body)
+        })();
+        let body = res.map_err(|e| db_err(&self.path, e))?;
+        let Some(open) = self.open.as_mut() else {
+            return Err(Error::other("internal error: no open transaction"));
+        };
+        open.next_uid += 1;
+        if flags & super::message::flag::SEEN == 0 {
+            open.unseen_added += 1;
+        }
+        open.bytes += size;
+        Ok((uid, body))
+    }
+
+    /// Imports one message from another tool's store (`popbridge import`) into the open
+    /// transaction (starting one if needed), with its flags and INTERNALDATE (`None`: from its
+    /// headers, as for fetched mail). Bytes already in the account's mailbox are not stored
+    /// again ([`Imported::AlreadyThere`]): that is what makes an interrupted import safe to run
+    /// again, since each commit holds whole messages. A claimed UIDL (Thunderbird's `X-UIDL:`) that
+    /// the server's POP state does not know, or knows only as not held, is recorded as held by
+    /// the new message, so the fetcher never downloads it again; its `server_size` (the stored
+    /// bytes without what the tool added) is compared by the fetcher with LIST's answer as for
+    /// identities recorded before LIST sizes were (within a few lines' slack).
+    pub fn import(&mut self, m: &Import<'_>, now: i64) -> Result<Imported> {
+        self.begin()?;
+        let r = self.import_inner(m, now);
+        if r.is_err() {
+            self.rollback();
+        }
+        r
+    }
+
+    fn import_inner(&mut self, m: &Import<'_>, now: i64) -> Result<Imported> {
+        let Import { raw, flags, date, claim: uidl } = *m;
+        let digest = ring::digest::digest(&ring::digest::SHA256, raw);
+        let digest = digest.as_ref();
+        let there: Option<i64> = self
+            .conn
+            .prepare_cached(
+                // By the digest's index, then each body's messages (CROSS JOIN keeps the order,
+                // `+` keeps SQLite off the mailbox index): otherwise the planner walks the
+                // mailbox's messages and reads each body row, blob and all, to reach its digest.
+                "SELECT m.uid FROM bodies b CROSS JOIN messages m ON m.body_id = b.id
+                 WHERE b.sha256 = ?1 AND +m.mailbox_id = ?2 LIMIT 1",
+            )
+            .and_then(|mut st| st.query_row(params![digest, self.ids.mailbox], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        if there.is_some() {
+            return Ok(Imported::AlreadyThere);
+        }
+        let meta = MessageMeta::extract(raw);
+        let date = date.unwrap_or_else(|| meta.internal_date(now));
+        let (uid, body) = self.insert_message(raw, digest, &meta, flags, date)?;
+        let mut claimed = false;
+        if let Some(Claim { uidl: key, server_size, fingerprint }) = uidl {
+            let held: Option<bool> = self
+                .conn
+                .prepare_cached("SELECT origin IS NULL FROM pop_uidls WHERE server_id = ?1 AND uidl = ?2")
+                .and_then(|mut st| st.query_row(params![self.server, key], |r| r.get(0)).optional())
+                .map_err(|e| self.err(e))?;
+            if held != Some(true) {
+                self.conn
+                    .prepare_cached("DELETE FROM pop_uidls WHERE server_id = ?1 AND uidl = ?2")
+                    .and_then(|mut st| st.execute(params![self.server, key]))
+                    .and_then(|_| {
+                        self.conn.prepare_cached(
+                            "INSERT INTO pop_uidls (server_id, uidl, first_seen, body_id, size, list_size, fingerprint, exact)
+                             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, 1)",
+                        )
+                    })
+                    .and_then(|mut st| st.execute(params![self.server, key, now, body, *server_size as i64, fingerprint]))
+                    .map_err(|e| self.err(e))?;
+                claimed = true;
+            }
+        }
+        let Some(open) = self.open.as_mut() else {
+            return Err(Error::other("internal error: no open transaction"));
+        };
+        let size = raw.len() as u64;
+        open.pending.push(Stored {
+            key: uidl.map(|u| u.uidl.clone()).unwrap_or_default(),
+            uid,
+            size,
+            same_content: false,
+            reused: false,
+            exact: true,
+        });
+        Ok(Imported::New { uid, claimed })
     }
 
     /// Notes a stored identity that needs no new copy.
