@@ -3,8 +3,6 @@
 //! New text is generated as TOML and appended or spliced with `toml_edit`; the whole result is
 //! validated before it replaces the file, atomically (temp file + rename), mode 0600.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::{Error, ErrorClass, Result};
@@ -212,24 +210,11 @@ pub fn create(path: &Path, text: &str) -> Result<()> {
     files::write_new_private(path, text.as_bytes(), ErrorClass::Config)
 }
 
-/// Replaces the file's content after validating the new text; keeps mode 0600.
+/// Replaces the file's content after validating the new text; keeps mode 0600 (atomically:
+/// [`files::replace_private`]).
 fn replace(path: &Path, text: &str) -> Result<()> {
     super::parse(text, path, 0o600)?;
-    let tmp = path.with_extension("toml.tmp");
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| Error::config(format!("cannot write {}: {e}", tmp.display())))?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .and_then(|_| f.write_all(text.as_bytes()))
-            .and_then(|_| f.sync_all())
-            .map_err(|e| Error::config(format!("cannot write {}: {e}", tmp.display())))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::config(format!("cannot replace {}: {e}", path.display())))
+    files::replace_private(path, text.as_bytes(), ErrorClass::Config)
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -316,6 +301,7 @@ pub fn set_password(path: &Path, name: &str, pw: &PasswordSetting) -> Result<()>
 mod tests {
     use super::*;
     use crate::secret::Secret;
+    use std::os::unix::fs::PermissionsExt;
 
     fn spec() -> AccountSpec {
         AccountSpec {
