@@ -20,7 +20,9 @@ fn messages() -> Vec<(&'static str, i64, String)> {
     vec![
         ("\\Seen", 400 * 86_400, m("Alice <alice@example.org>", "me@example.org", "one")),
         ("", 40 * 86_400, m("<user-from (comment)@ (comment) domain.org>", "me@example.org", "two")),
-        ("\\Flagged", 10 * 86_400, m("Bob <bob@example.net>", "user-to (c) @ (c) to.example", "three")),
+        // No date sits on a WITHIN limit of the test (300, 3600, 86400, 864000, 1000000 s): the two
+        // servers are asked a second apart, and a message exactly 864000 s old is YOUNGER for one only.
+        ("\\Flagged", 9 * 86_400, m("Bob <bob@example.net>", "user-to (c) @ (c) to.example", "three")),
         ("\\Seen \\Flagged", 5 * 86_400, m("carol@example.com", "me@example.org", "four")),
         ("", 2 * 86_400, m("Dave (the boss) <dave @ example.com>", "me@example.org", "five")),
         ("\\Seen", 7200, m("eve@example.org", "me@example.org", "six")),
