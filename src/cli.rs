@@ -221,6 +221,10 @@ pub struct AddArgs {
     /// what is there is recorded as seen and never deleted by popbridge.
     #[arg(long)]
     pub from_now_on: bool,
+    /// A message popbridge holds already, fetched again through this account (a list subscribed
+    /// from two addresses, a CC to both): keep (the default), mark ($Duplicate) or hide.
+    #[arg(long, value_name = "keep|mark|hide")]
+    pub duplicates: Option<String>,
     /// Allow tls=plain to a non-loopback server (the password travels unencrypted).
     #[arg(long)]
     pub allow_plain: bool,
@@ -688,6 +692,13 @@ fn build_spec(a: &AddArgs, pw: Option<PasswordSetting>) -> Result<AccountSpec> {
         pin_sha256: a.pin_sha256.clone(),
         delete,
         first_import: first_import(a)?,
+        duplicates: match &a.duplicates {
+            None => None,
+            Some(d) => Some(
+                crate::config::Duplicates::parse(d)
+                    .ok_or_else(|| Error::config(format!("--duplicates \"{d}\" must be keep, mark or hide")))?,
+            ),
+        },
         allow_plain: a.allow_plain,
         smtp,
         oauth: oauth_spec(a)?,
@@ -1334,6 +1345,12 @@ async fn fetch_cmd(paths: &Paths, names: &[String]) -> Result<i32> {
         match r {
             Ok(rep) => {
                 let mut line = format!("{name}: {} new message(s) ({})", rep.new_messages, human_bytes(rep.new_bytes));
+                if rep.duplicates > 0 {
+                    line.push_str(&format!("; {} copies of messages already held", rep.duplicates));
+                    if rep.duplicates_hidden > 0 {
+                        line.push_str(&format!(" ({} not filed: duplicates = \"hide\")", rep.duplicates_hidden));
+                    }
+                }
                 if rep.deleted > 0 {
                     line.push_str(&format!(", {} deleted from the server", rep.deleted));
                 }
@@ -1405,6 +1422,8 @@ async fn status(paths: &Paths, json: bool) -> Result<i32> {
                 server_bytes: None,
                 fetched_messages: 0,
                 fetched_bytes: 0,
+                duplicates_seen: 0,
+                duplicates_hidden: 0,
                 progress: None,
             })
         })
@@ -1445,6 +1464,12 @@ async fn status(paths: &Paths, json: bool) -> Result<i32> {
                         humantime::format_duration(std::time::Duration::from_secs(s.max(0) as u64))
                     ))
                     .unwrap_or_default()
+            );
+        }
+        if r.duplicates_seen > 0 {
+            println!(
+                "    {} copies of messages already held, {} of them not filed (duplicates = \"hide\")",
+                r.duplicates_seen, r.duplicates_hidden
             );
         }
         if let Some(e) = &r.last_error {

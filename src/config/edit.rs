@@ -74,6 +74,8 @@ pub struct AccountSpec {
     pub delete: DeletePolicy,
     /// `first_import` (`account add --since / --newest / --from-now-on`).
     pub first_import: Option<crate::config::FirstImport>,
+    /// `duplicates` (`account add --duplicates`); `None`: not written (keep).
+    pub duplicates: Option<crate::config::Duplicates>,
     pub allow_plain: bool,
     pub smtp: Option<SmtpSpec>,
     /// `[account.oauth]` (`account add --oauth`).
@@ -127,6 +129,9 @@ pub fn account_block(a: &AccountSpec) -> String {
     s.push_str(&format!("email = {}\n", q(&a.email)));
     if let Some(r) = &a.reply_to {
         s.push_str(&format!("reply_to = {}\n", q(r)));
+    }
+    if let Some(d) = a.duplicates {
+        s.push_str(&format!("duplicates = {}\n", q(d.as_str())));
     }
     s.push_str("[account.pop]\n");
     s.push_str(&format!(
@@ -318,6 +323,7 @@ mod tests {
             pin_sha256: None,
             delete: DeletePolicy::AfterDays(3),
             first_import: None,
+            duplicates: None,
             allow_plain: false,
             smtp: None,
             oauth: None,

@@ -124,6 +124,44 @@ pub struct Account {
     pub smtp: Option<SmtpServer>,
     /// `[account.oauth]`: present exactly when `pop.auth` is [`AuthMethod::OAuth2`].
     pub oauth: Option<OAuthSettings>,
+    /// What becomes of a message this account fetches that popbridge already holds from a POP
+    /// server (`duplicates`; `store::deliver`).
+    pub duplicates: Duplicates,
+}
+
+/// `duplicates = "keep" | "mark" | "hide"`: a message fetched by an account that popbridge holds
+/// already — the same Message-ID and the same bytes below the header block, fetched earlier by
+/// this account or another (trace headers such as Received differ per server and do not count).
+/// Byte-identical copies share one stored body whatever the setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Duplicates {
+    /// Filed in the account's folder like any message (the default: nothing changes for a user
+    /// who never asked).
+    #[default]
+    Keep,
+    /// Filed, with the keyword `$Duplicate` (clients can filter or hide on it).
+    Mark,
+    /// Not filed; the account's status counts it. A copy whose bytes differ from the one held
+    /// is not stored, so popbridge never DELEtes it (it does not hold those bytes).
+    Hide,
+}
+
+impl Duplicates {
+    pub fn parse(s: &str) -> Option<Duplicates> {
+        match s.trim() {
+            "keep" => Some(Duplicates::Keep),
+            "mark" => Some(Duplicates::Mark),
+            "hide" => Some(Duplicates::Hide),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Duplicates::Keep => "keep",
+            Duplicates::Mark => "mark",
+            Duplicates::Hide => "hide",
+        }
+    }
 }
 
 impl Account {
@@ -161,7 +199,7 @@ impl Account {
             SecretSource::Command(c) => format!("command:{c}"),
         };
         put(&format!("{:?}", (&self.name, &self.email, &self.reply_to, self.interval, self.save_sent)));
-        put(&format!("{:?}", (self.max_messages_per_cycle, self.max_bytes_per_cycle)));
+        put(&format!("{:?}", (self.max_messages_per_cycle, self.max_bytes_per_cycle, self.duplicates)));
         let p = &self.pop;
         put(&format!(
             "{:?}",
@@ -656,6 +694,11 @@ fn validate_account(cx: &Ctx, i: usize, a: RawAccount) -> crate::Result<Account>
         None => None,
         Some(v) => Some(parse_size(&v).map_err(|e| cx.err(&kn("max_bytes_per_cycle"), e))?),
     };
+    let duplicates = match a.duplicates.as_deref() {
+        None => Duplicates::Keep,
+        Some(d) => Duplicates::parse(d)
+            .ok_or_else(|| cx.err(&kn("duplicates"), format!("\"{d}\" must be keep, mark or hide")))?,
+    };
     Ok(Account {
         name,
         email,
@@ -667,6 +710,7 @@ fn validate_account(cx: &Ctx, i: usize, a: RawAccount) -> crate::Result<Account>
         pop,
         smtp,
         oauth,
+        duplicates,
     })
 }
 

@@ -55,6 +55,7 @@ pub struct RawAccount {
     pub save_sent: Option<bool>,
     pub max_messages_per_cycle: Option<i64>,
     pub max_bytes_per_cycle: Option<toml::Value>,
+    pub duplicates: Option<String>,
     pub pop: Option<RawPop>,
     pub smtp: Option<RawSmtp>,
     pub oauth: Option<RawOAuth>,

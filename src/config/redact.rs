@@ -29,6 +29,7 @@ const PLAIN_KEYS: &[&str] = &[
     "save_sent",
     "max_messages_per_cycle",
     "max_bytes_per_cycle",
+    "duplicates",
     "host",
     "port",
     "tls",

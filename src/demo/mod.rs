@@ -103,6 +103,7 @@ async fn run_in(dir: &std::path::Path) -> Result<i32> {
             pin_sha256: None,
             delete: DeletePolicy::Never,
             first_import: None,
+            duplicates: None,
             allow_plain: false,
             smtp: Some(crate::config::edit::SmtpSpec {
                 host: "127.0.0.1".into(),

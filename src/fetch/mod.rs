@@ -39,7 +39,7 @@ use crate::config::{Account, DeletePolicy};
 use crate::error::{Error, ErrorClass, Result};
 use crate::net::pop3::Pop3Conn;
 use crate::pop3::{self, Body, Command, Sent, Status};
-use crate::store::{Delivery, Identity, Store, accounts::CycleFacts};
+use crate::store::{Delivery, Duplicate, Identity, Store, accounts::CycleFacts};
 
 use keys::{Occurrences, fallback_digest, is_fallback};
 use session::Session;
@@ -115,6 +115,9 @@ pub struct Report {
     pub sessions: u32,
     /// A bounded first import ran this cycle: how many listed messages it recorded as skipped.
     pub first_import_skipped: Option<u64>,
+    /// Copies of messages held already (`duplicates`): all of them, and those not filed (`hide`).
+    pub duplicates: u64,
+    pub duplicates_hidden: u64,
 }
 
 impl Report {
@@ -156,6 +159,8 @@ impl Report {
         self.capped = later.capped;
         self.sessions += later.sessions;
         self.first_import_skipped = self.first_import_skipped.or(later.first_import_skipped);
+        self.duplicates += later.duplicates;
+        self.duplicates_hidden += later.duplicates_hidden;
     }
 }
 
@@ -631,7 +636,13 @@ impl<'a> Cycle<'a> {
 
         let store = ctx.store.clone();
         let server_id = server.id;
-        let delivery = blocking(move || Delivery::new(&store, ids, server_id)).await?;
+        let duplicates = self.account.duplicates;
+        let delivery = blocking(move || {
+            let mut d = Delivery::new(&store, ids, server_id)?;
+            d.set_duplicates(duplicates);
+            Ok(d)
+        })
+        .await?;
         let mut sink = Sink::spawn(delivery);
         let budget = Arc::new(Semaphore::new(SINK_BUDGET));
         let mut next = 0usize;
@@ -760,9 +771,13 @@ impl<'a> Cycle<'a> {
                             // (One popbridge never held is new here, whatever it was.)
                             let before =
                                 known.get(&stored.key).filter(|k| rechecked && !stored.reused && k.held());
+                            if stored.duplicate.is_some() {
+                                report.duplicates += 1;
+                            }
                             match before {
                                 Some(_) => {}
                                 None if stored.same_content => report.same_content += 1,
+                                None if stored.duplicate == Some(Duplicate::Hidden) => report.duplicates_hidden += 1,
                                 None => {
                                     report.new_messages += 1;
                                     report.new_bytes += stored.size;

@@ -80,6 +80,9 @@ pub enum Origin {
     Imported(Tool),
     /// Left out by a bounded first import (`--since`, `--newest`, `--from-now-on`): "skipped".
     Skipped,
+    /// A copy of a message held already, not filed (`duplicates = "hide"`) and not stored because
+    /// its bytes differ from the held copy's: "duplicate".
+    Duplicate,
 }
 
 impl Origin {
@@ -87,6 +90,7 @@ impl Origin {
         match self {
             Origin::Imported(t) => format!("imported {}", t.as_str()),
             Origin::Skipped => "skipped".to_string(),
+            Origin::Duplicate => "duplicate".to_string(),
         }
     }
 
@@ -96,6 +100,7 @@ impl Origin {
         match s.split_once(' ') {
             Some(("imported", t)) => Tool::parse(t).map(Origin::Imported),
             None if s == "skipped" => Some(Origin::Skipped),
+            None if s == "duplicate" => Some(Origin::Duplicate),
             _ => None,
         }
     }
@@ -105,6 +110,7 @@ impl Origin {
         match self {
             Origin::Imported(t) => format!("imported from {}", t.as_str()),
             Origin::Skipped => "skipped by a bounded first import".to_string(),
+            Origin::Duplicate => "hidden as a copy of a message held already (duplicates = \"hide\")".to_string(),
         }
     }
 }
@@ -163,6 +169,10 @@ pub struct AccountStatus {
     pub server_bytes: Option<i64>,
     pub fetched_messages: i64,
     pub fetched_bytes: i64,
+    /// Copies of messages held already that this account fetched (`duplicates`), and of those
+    /// the ones not filed (`hide`).
+    pub duplicates_seen: i64,
+    pub duplicates_hidden: i64,
     /// A fetch in progress: messages and bytes done and expected, and an estimate of the time left.
     pub progress: Option<FetchProgress>,
 }
@@ -632,7 +642,7 @@ impl Store {
                 "SELECT a.name, a.state, m.name, m.messages, m.unseen, a.last_fetch, a.last_attempt, a.next_fetch,
                         a.last_error_class, a.last_error_message, a.server_messages, a.server_bytes,
                         a.fetched_messages, a.fetched_bytes, a.progress_done, a.progress_total, a.progress_bytes,
-                        a.progress_total_bytes, a.progress_started
+                        a.progress_total_bytes, a.progress_started, a.duplicates_seen, a.duplicates_hidden
                  FROM accounts a JOIN mailboxes m ON m.id = a.mailbox_id ORDER BY a.id",
             )
             .map_err(|e| self.err(e))?;
@@ -654,6 +664,8 @@ impl Store {
                     server_bytes: r.get(11)?,
                     fetched_messages: r.get(12)?,
                     fetched_bytes: r.get(13)?,
+                    duplicates_seen: r.get(19)?,
+                    duplicates_hidden: r.get(20)?,
                     progress: match (r.get::<_, Option<i64>>(14)?, r.get::<_, Option<i64>>(15)?) {
                         (Some(done), Some(total)) => {
                             let bytes: i64 = r.get::<_, Option<i64>>(16)?.unwrap_or(0);

@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::accounts::AccountIds;
 use super::{Store, db_err};
+use crate::config::Duplicates;
 use crate::error::{Error, Result};
 use crate::mime::MessageMeta;
 
@@ -51,6 +52,68 @@ pub struct Stored {
     pub reused: bool,
     /// The identity is certain (RETR matched LIST): it may be deleted from the server.
     pub exact: bool,
+    /// A copy of a message held already (`duplicates`): what became of it.
+    pub duplicate: Option<Duplicate>,
+}
+
+/// What became of a duplicate (`config::Duplicates`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicate {
+    /// Filed like any message.
+    Kept,
+    /// Filed with the keyword `$Duplicate`.
+    Marked,
+    /// Not filed (`uid` is 0).
+    Hidden,
+}
+
+/// The keyword `duplicates = "mark"` sets on a later copy.
+pub const DUPLICATE_KEYWORD: &str = "$Duplicate";
+
+/// What is parsed once of a message stored: its metadata, sort keys and duplicate key.
+struct Parsed {
+    meta: MessageMeta,
+    keys: super::sortkeys::SortKeys,
+    dup: ring::digest::Digest,
+}
+
+impl Parsed {
+    fn new(raw: &[u8]) -> Parsed {
+        let meta = MessageMeta::extract(raw);
+        let keys = super::sortkeys::SortKeys::extract(raw, &meta);
+        let dup = dup_key(keys.message_id.as_deref(), raw, &raw[(meta.header_len as usize).min(raw.len())..]);
+        Parsed { meta, keys, dup }
+    }
+}
+
+/// A copy held already of an arriving message (`Delivery::earlier_copy`).
+struct Twin {
+    body: i64,
+    /// Byte for byte the arriving message: it is stored once, shared.
+    same_bytes: bool,
+}
+
+/// What names a message whatever server it came through: a digest of its Message-ID and its
+/// bytes below the header block (a mailing list's copy to two subscriptions, a CC to two
+/// addresses: only the trace headers — Received, Delivered-To, Return-Path — differ). Without a
+/// Message-ID, a digest of all its bytes: such messages are told apart by every byte. Only mail
+/// that came in through a fetch (or `popbridge import`) has one, so mail filed by clients — a
+/// Sent copy, an APPENDed draft — is never taken for an earlier copy.
+pub fn dup_key(message_id: Option<&str>, raw: &[u8], body: &[u8]) -> ring::digest::Digest {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    match message_id.map(str::trim).filter(|m| !m.is_empty()) {
+        Some(id) => {
+            ctx.update(b"popbridge duplicate key 1\0");
+            ctx.update(id.as_bytes());
+            ctx.update(b"\0");
+            ctx.update(body);
+        }
+        None => {
+            ctx.update(b"popbridge duplicate key 1 raw\0");
+            ctx.update(raw);
+        }
+    }
+    ctx.finish()
 }
 
 /// What the store holds for an identity a message arrives under (`Delivery::stored_as`).
@@ -106,6 +169,8 @@ pub enum Imported {
 /// A writer for one account's fetched messages, on a connection of its own.
 pub struct Delivery {
     conn: Connection,
+    /// The account's `duplicates` setting.
+    duplicates: Duplicates,
     changes: super::Changes,
     path: PathBuf,
     ids: AccountIds,
@@ -127,12 +192,18 @@ impl Delivery {
     pub fn new(store: &Store, ids: AccountIds, server: i64) -> Result<Delivery> {
         Ok(Delivery {
             conn: store.connection()?,
+            duplicates: Duplicates::Keep,
             changes: store.changes(),
             path: store.path().to_path_buf(),
             ids,
             server,
             open: None,
         })
+    }
+
+    /// What becomes of a message held already (the account's `duplicates`; `Keep` until set).
+    pub fn set_duplicates(&mut self, duplicates: Duplicates) {
+        self.duplicates = duplicates;
     }
 
     fn err(&self, e: rusqlite::Error) -> Error {
@@ -235,7 +306,15 @@ impl Delivery {
                     )
                     .and_then(|mut st| st.execute(params![self.server, id.key, id.list_size as i64, id.fingerprint, id.exact]))
                     .map_err(|e| self.err(e))?;
-                self.note(Stored { key: id.key.clone(), uid: 0, size, same_content: true, reused, exact: id.exact })?;
+                self.note(Stored {
+                    key: id.key.clone(),
+                    uid: 0,
+                    size,
+                    same_content: true,
+                    reused,
+                    exact: id.exact,
+                    duplicate: None,
+                })?;
                 return Ok(Added::SameContent);
             }
             // Another message under a known key (or one that cannot be compared): the server
@@ -260,14 +339,78 @@ impl Delivery {
             .map_err(|e| self.err(e))?;
         if let Some((body, first_seen)) = same {
             self.record(id, first_seen.min(fetched_at), body, size).map_err(|e| self.err(e))?;
-            self.note(Stored { key: id.key.clone(), uid: 0, size, same_content: true, reused, exact: id.exact })?;
+            self.note(Stored {
+                key: id.key.clone(),
+                uid: 0,
+                size,
+                same_content: true,
+                reused,
+                exact: id.exact,
+                duplicate: None,
+            })?;
             return Ok(Added::SameContent);
         }
-        let meta = MessageMeta::extract(raw);
+        // The same bytes in the account's folder already, fetched from another of its upstream
+        // mailboxes (Gmail's "recent:" user name, a user name changed): the identity points at
+        // that copy; a folder never files the same bytes twice.
+        if let Some(body) = self.in_folder(digest)? {
+            self.record(id, fetched_at, body, size).map_err(|e| self.err(e))?;
+            self.note(Stored {
+                key: id.key.clone(),
+                uid: 0,
+                size,
+                same_content: true,
+                reused,
+                exact: id.exact,
+                duplicate: None,
+            })?;
+            return Ok(Added::SameContent);
+        }
+        let parsed = Parsed::new(raw);
+        let meta = &parsed.meta;
         let date = meta.internal_date(fetched_at);
-        // Fetched mail arrives unread (DESIGN §3).
-        let (uid, body) = self.insert_message(raw, digest, &meta, 0, date)?;
-        self.record(id, fetched_at, body, size).map_err(|e| self.err(e))?;
+        let twin = self.earlier_copy(digest, parsed.dup.as_ref())?;
+        let (uid, duplicate) = match twin {
+            None => {
+                // Fetched mail arrives unread (DESIGN §3).
+                let (uid, body) = self.insert_message(raw, digest, &parsed, 0, date)?;
+                self.record(id, fetched_at, body, size).map_err(|e| self.err(e))?;
+                (uid, None)
+            }
+            Some(Twin { body, same_bytes }) => {
+                self.count_duplicate(self.duplicates == Duplicates::Hide)?;
+                match self.duplicates {
+                    // Not filed. The same bytes: this identity holds the stored copy (it may be
+                    // deleted from its server as any message held). Other bytes (trace headers):
+                    // not stored, so recorded as not held — skipped by the fetcher, never DELEted.
+                    Duplicates::Hide => {
+                        let (body, exact) = if same_bytes { (Some(body), id.exact) } else { (None, false) };
+                        self.record_duplicate(id, fetched_at, body, size, same_bytes).map_err(|e| self.err(e))?;
+                        self.note(Stored {
+                            key: id.key.clone(),
+                            uid: 0,
+                            size,
+                            same_content: false,
+                            reused,
+                            exact,
+                            duplicate: Some(Duplicate::Hidden),
+                        })?;
+                        return Ok(Added::New);
+                    }
+                    policy => {
+                        let keywords = if policy == Duplicates::Mark { Some(DUPLICATE_KEYWORD) } else { None };
+                        let body = if same_bytes {
+                            body
+                        } else {
+                            self.insert_body(raw, digest, &parsed).map_err(|e| self.err(e))?
+                        };
+                        let uid = self.insert_row(body, size, 0, keywords, date)?;
+                        self.record(id, fetched_at, body, size).map_err(|e| self.err(e))?;
+                        (uid, Some(if keywords.is_some() { Duplicate::Marked } else { Duplicate::Kept }))
+                    }
+                }
+            }
+        };
         // A verification mail coming back through POP confirms its address (same transaction).
         if memchr::memmem::find(&raw[..raw.len().min(meta.header_len as usize)], b"opbridge-Verify:").is_some()
             && let Err(e) = super::outbox::auto_confirm(&self.conn, raw)
@@ -277,8 +420,60 @@ impl Delivery {
         let Some(open) = self.open.as_mut() else {
             return Err(Error::other("internal error: no open transaction"));
         };
-        open.pending.push(Stored { key: id.key.clone(), uid, size, same_content: false, reused, exact: id.exact });
+        open.pending.push(Stored {
+            key: id.key.clone(),
+            uid,
+            size,
+            same_content: false,
+            reused,
+            exact: id.exact,
+            duplicate,
+        });
         Ok(Added::New)
+    }
+
+    /// The copy popbridge holds already of a message arriving now (fetched from any POP
+    /// server, or imported): the same bytes (its `sha256`), else the same Message-ID and body
+    /// (`dup_key`). Mail filed by clients has no `dup_key` and does not count.
+    fn earlier_copy(&self, digest: &[u8], dup: &[u8]) -> Result<Option<Twin>> {
+        let find = |sql: &str, key: &[u8]| -> rusqlite::Result<Option<i64>> {
+            self.conn.prepare_cached(sql)?.query_row([key], |r| r.get(0)).optional()
+        };
+        const FILED: &str = "AND EXISTS (SELECT 1 FROM messages m WHERE m.body_id = b.id) LIMIT 1";
+        let same =
+            find(&format!("SELECT b.id FROM bodies b WHERE b.sha256 = ?1 AND b.dup_key IS NOT NULL {FILED}"), digest)
+                .map_err(|e| self.err(e))?;
+        if let Some(body) = same {
+            return Ok(Some(Twin { body, same_bytes: true }));
+        }
+        let twin =
+            find(&format!("SELECT b.id FROM bodies b WHERE b.dup_key = ?1 {FILED}"), dup).map_err(|e| self.err(e))?;
+        Ok(twin.map(|body| Twin { body, same_bytes: false }))
+    }
+
+    /// The body of a message with these bytes (`digest`) in the account's folder, if there is one.
+    fn in_folder(&self, digest: &[u8]) -> Result<Option<i64>> {
+        self.conn
+            .prepare_cached(
+                // By the digest's index, then each body's messages (CROSS JOIN keeps the order,
+                // `+` keeps SQLite off the mailbox index): otherwise the planner walks the
+                // mailbox's messages and reads each body row, blob and all, to reach its digest.
+                "SELECT b.id FROM bodies b CROSS JOIN messages m ON m.body_id = b.id
+                 WHERE b.sha256 = ?1 AND +m.mailbox_id = ?2 LIMIT 1",
+            )
+            .and_then(|mut st| st.query_row(params![digest, self.ids.mailbox], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Counts a duplicate fetched by the account (and one hidden), in the open transaction.
+    fn count_duplicate(&self, hidden: bool) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE accounts SET duplicates_seen = duplicates_seen + 1, duplicates_hidden = duplicates_hidden + ?2 WHERE id = ?1",
+            )
+            .and_then(|mut st| st.execute(params![self.ids.account, hidden]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     /// Writes a new body and its message row (with `flags`, `message::flag` bits) into the open
@@ -287,40 +482,62 @@ impl Delivery {
         &mut self,
         raw: &[u8],
         digest: &[u8],
-        meta: &MessageMeta,
+        parsed: &Parsed,
         flags: u8,
         date: crate::mime::Timestamp,
     ) -> Result<(i64, i64)> {
-        let meta_bytes = meta.to_bytes();
-        let keys = super::sortkeys::SortKeys::extract(raw, meta);
+        let body = self.insert_body(raw, digest, parsed).map_err(|e| self.err(e))?;
+        let uid = self.insert_row(body, raw.len() as u64, flags, None, date)?;
+        Ok((uid, body))
+    }
+
+    /// Writes a new body (with its sort keys) into the open transaction; returns its id.
+    fn insert_body(&self, raw: &[u8], digest: &[u8], parsed: &Parsed) -> rusqlite::Result<i64> {
+        let c = &self.conn;
+        c.prepare_cached("INSERT INTO bodies (meta_version, meta, raw, sha256, dup_key) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![crate::mime::META_VERSION, parsed.meta.to_bytes(), raw, digest, parsed.dup.as_ref()])?;
+        let body = c.last_insert_rowid();
+        super::sortkeys::insert(c, body, &parsed.keys)?;
+        Ok(body)
+    }
+
+    /// Files `body` in the account's mailbox under the next UID, with `flags` and `keyword`
+    /// (learnt by the mailbox's keyword list), in the open transaction; returns the UID.
+    fn insert_row(
+        &mut self,
+        body: i64,
+        size: u64,
+        flags: u8,
+        keyword: Option<&str>,
+        date: crate::mime::Timestamp,
+    ) -> Result<i64> {
         let Some(open) = self.open.as_ref() else {
             return Err(Error::other("internal error: no open transaction"));
         };
         let (uid, modseq) = (open.next_uid, open.modseq);
         let c = &self.conn;
-        let size = raw.len() as u64;
-        let res = (|| -> rusqlite::Result<i64> {
-            c.prepare_cached("INSERT INTO bodies (meta_version, meta, raw, sha256) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![crate::mime::META_VERSION, meta_bytes, raw, digest])?;
-            let body = c.last_insert_rowid();
-            super::sortkeys::insert(c, body, &keys)?;
+        let res = (|| -> rusqlite::Result<()> {
+            if let Some(k) = keyword {
+                super::imap::add_keywords(c, self.ids.mailbox, &[k.to_string()])?;
+            }
             c.prepare_cached(
-                "INSERT INTO messages (mailbox_id, uid, body_id, flags, modseq, internaldate, internaldate_tz, size)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO messages (mailbox_id, uid, body_id, flags, keywords, modseq, internaldate, internaldate_tz, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 self.ids.mailbox,
                 uid,
                 body,
                 i64::from(flags),
+                keyword,
                 modseq,
                 date.unix,
                 date.offset_minutes,
                 size as i64
             ])?;
-            Ok(body)
+            Ok(())
         })();
-        let body = res.map_err(|e| db_err(&self.path, e))?;
+        res.map_err(|e| db_err(&self.path, e))?;
         let Some(open) = self.open.as_mut() else {
             return Err(Error::other("internal error: no open transaction"));
         };
@@ -329,7 +546,7 @@ impl Delivery {
             open.unseen_added += 1;
         }
         open.bytes += size;
-        Ok((uid, body))
+        Ok(uid)
     }
 
     /// Imports one message from another tool's store (`popbridge import`) into the open
@@ -354,23 +571,14 @@ impl Delivery {
         let Import { raw, flags, date, claim: uidl } = *m;
         let digest = ring::digest::digest(&ring::digest::SHA256, raw);
         let digest = digest.as_ref();
-        let there: Option<i64> = self
-            .conn
-            .prepare_cached(
-                // By the digest's index, then each body's messages (CROSS JOIN keeps the order,
-                // `+` keeps SQLite off the mailbox index): otherwise the planner walks the
-                // mailbox's messages and reads each body row, blob and all, to reach its digest.
-                "SELECT m.uid FROM bodies b CROSS JOIN messages m ON m.body_id = b.id
-                 WHERE b.sha256 = ?1 AND +m.mailbox_id = ?2 LIMIT 1",
-            )
-            .and_then(|mut st| st.query_row(params![digest, self.ids.mailbox], |r| r.get(0)).optional())
-            .map_err(|e| self.err(e))?;
+        let there = self.in_folder(digest)?;
         if there.is_some() {
             return Ok(Imported::AlreadyThere);
         }
-        let meta = MessageMeta::extract(raw);
+        let parsed = Parsed::new(raw);
+        let meta = &parsed.meta;
         let date = date.unwrap_or_else(|| meta.internal_date(now));
-        let (uid, body) = self.insert_message(raw, digest, &meta, flags, date)?;
+        let (uid, body) = self.insert_message(raw, digest, &parsed, flags, date)?;
         let mut claimed = false;
         if let Some(Claim { uidl: key, server_size, fingerprint }) = uidl {
             let held: Option<bool> = self
@@ -404,6 +612,7 @@ impl Delivery {
             same_content: false,
             reused: false,
             exact: true,
+            duplicate: None,
         });
         Ok(Imported::New { uid, claimed })
     }
@@ -436,6 +645,35 @@ impl Delivery {
             ])
     }
 
+    /// The identity of a hidden duplicate: held by the shared body when the bytes are the same,
+    /// else not held (origin "duplicate", no body: never DELEted, skipped while LIST gives it
+    /// this size).
+    fn record_duplicate(
+        &self,
+        id: &Identity,
+        fetched_at: i64,
+        body: Option<i64>,
+        size: u64,
+        held: bool,
+    ) -> rusqlite::Result<usize> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO pop_uidls (server_id, uidl, first_seen, body_id, size, list_size, fingerprint, exact, origin)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                self.server,
+                id.key,
+                fetched_at,
+                body,
+                size as i64,
+                id.list_size as i64,
+                id.fingerprint,
+                id.exact,
+                (!held).then(|| super::accounts::Origin::Duplicate.to_text())
+            ])
+    }
+
     /// Messages and bytes waiting in the open transaction.
     pub fn pending(&self) -> (usize, u64) {
         self.open.as_ref().map(|o| (o.pending.len(), o.bytes)).unwrap_or((0, 0))
@@ -450,7 +688,7 @@ impl Delivery {
             let _ = self.conn.execute_batch("ROLLBACK");
             return Ok(Vec::new());
         }
-        let added = open.pending.iter().filter(|p| !p.same_content).count() as i64;
+        let added = open.pending.iter().filter(|p| p.uid != 0).count() as i64;
         let res = self
             .conn
             .execute(
@@ -594,5 +832,106 @@ mod tests {
         // State is per upstream mailbox: another one starts empty.
         let other = store.pop_server(ids.account, "pop.example:995/someone-else").unwrap().id;
         assert!(store.known_uidls(other).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_message_held_already_is_kept_marked_or_hidden_and_identical_bytes_are_stored_once() {
+        use crate::store::accounts::Origin;
+        let list = |trace: &str| {
+            format!("Received: from {trace}\r\nMessage-ID: <post-1@lists.example>\r\nSubject: [list] hi\r\n\r\nsame body\r\n")
+                .into_bytes()
+        };
+        let (via_a, via_b) = (list("mx.a.example"), list("mx.b.example"));
+        let dir = crate::store::private_tempdir();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let a = store.ensure_account("A").unwrap();
+        let sa = store.pop_server(a.account, "pop.a.example:995/me").unwrap().id;
+        let mut da = Delivery::new(&store, a, sa).unwrap();
+        assert_eq!(da.add(&id("a1"), &via_a, 1).unwrap(), Added::New);
+        assert_eq!(da.commit().unwrap()[0].duplicate, None);
+        let count = |sql: &str| -> i64 { store.lock().query_row(sql, [], |r| r.get(0)).unwrap() };
+        let account = |name: &str, policy: Duplicates| {
+            let ids = store.ensure_account(name).unwrap();
+            let server = store.pop_server(ids.account, &format!("pop.{name}.example:995/me")).unwrap().id;
+            let mut d = Delivery::new(&store, ids, server).unwrap();
+            d.set_duplicates(policy);
+            (d, server)
+        };
+        let stored = |d: &mut Delivery, key: &str, raw: &[u8]| {
+            assert_eq!(d.add(&id(key), raw, 2).unwrap(), Added::New);
+            let s = d.commit().unwrap();
+            assert_eq!(s.len(), 1);
+            s[0].clone()
+        };
+
+        // keep: filed in both folders; other trace headers keep their own bytes, the same bytes
+        // share the stored body.
+        let (mut keep, _) = account("Keep", Duplicates::Keep);
+        let s = stored(&mut keep, "k1", &via_b);
+        assert_eq!((s.duplicate, s.uid, s.exact), (Some(Duplicate::Kept), 1, true));
+        assert_eq!(count("SELECT count(*) FROM bodies"), 2);
+        let s = stored(&mut keep, "k2", &via_a);
+        assert_eq!((s.duplicate, s.uid), (Some(Duplicate::Kept), 2));
+        assert_eq!(count("SELECT count(*) FROM bodies"), 2, "byte-identical: no second body");
+        assert_eq!(store.mailbox_messages("Keep").unwrap(), Some(2));
+
+        // mark: filed with $Duplicate, which the folder's keyword list announces.
+        let (mut mark, _) = account("Mark", Duplicates::Mark);
+        let s = stored(&mut mark, "m1", &via_b);
+        assert_eq!(s.duplicate, Some(Duplicate::Marked));
+        let kw: String = store
+            .lock()
+            .query_row("SELECT m.keywords FROM messages m JOIN accounts a ON a.mailbox_id = m.mailbox_id WHERE a.name = 'Mark'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kw, DUPLICATE_KEYWORD);
+        assert_eq!(count("SELECT count(*) FROM mailbox_keywords WHERE keyword = '$Duplicate'"), 1);
+
+        // hide: not filed. Other bytes: not stored, recorded as not held (never DELEted);
+        // the same bytes: held by the shared body (may be deleted as any message held).
+        let (mut hide, server) = account("Hide", Duplicates::Hide);
+        let bodies = count("SELECT count(*) FROM bodies");
+        let s = stored(&mut hide, "h1", &list("mx.c.example"));
+        assert_eq!((s.duplicate, s.uid, s.exact), (Some(Duplicate::Hidden), 0, false));
+        let s = stored(&mut hide, "h2", &via_a);
+        assert_eq!((s.duplicate, s.uid, s.exact), (Some(Duplicate::Hidden), 0, true));
+        assert_eq!(count("SELECT count(*) FROM bodies"), bodies, "nothing stored for a hidden copy");
+        assert_eq!(store.mailbox_messages("Hide").unwrap(), Some(0));
+        let known = store.known_uidls(server).unwrap();
+        assert_eq!((known["h1"].origin, known["h1"].held()), (Some(Origin::Duplicate), false));
+        assert!(known["h2"].held() && known["h2"].body_id.is_some());
+        assert_eq!(d_counts(&store, "Hide"), (2, 2));
+        assert_eq!(d_counts(&store, "Keep"), (2, 0));
+
+        // Expunged from A's folder, the shared body stays for Keep's copy.
+        store.expunge("A", &[1]).unwrap();
+        assert_eq!(store.mailbox_messages("Keep").unwrap(), Some(2));
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM messages WHERE body_id = (SELECT body_id FROM messages m JOIN accounts a ON a.mailbox_id = m.mailbox_id WHERE a.name = 'Keep' AND m.uid = 2)"
+            ),
+            1
+        );
+
+        // The same bytes through another upstream mailbox of the same account (Gmail's
+        // "recent:me"): not filed twice in its folder.
+        let ids = store.ensure_account("Keep").unwrap();
+        let recent = store.pop_server(ids.account, "pop.Keep.example:995/recent:me").unwrap().id;
+        let mut again = Delivery::new(&store, ids, recent).unwrap();
+        assert_eq!(again.add(&id("r1"), &via_b, 3).unwrap(), Added::SameContent);
+        assert!(again.commit().unwrap()[0].same_content);
+        assert_eq!(store.mailbox_messages("Keep").unwrap(), Some(2));
+
+        // Without a Message-ID only the full bytes tell: the same body under other headers is
+        // another message.
+        let (mut plain, _) = account("Plain", Duplicates::Hide);
+        let s = stored(&mut plain, "p1", b"From: x@example\r\nSubject: one\r\n\r\nsame body\r\n");
+        assert_eq!(s.duplicate, None);
+        let s = stored(&mut plain, "p2", b"From: y@example\r\nSubject: two\r\n\r\nsame body\r\n");
+        assert_eq!((s.duplicate, s.uid), (None, 2));
+    }
+
+    fn d_counts(store: &Store, name: &str) -> (i64, i64) {
+        let s = store.account_statuses().unwrap().into_iter().find(|s| s.name == name).unwrap();
+        (s.duplicates_seen, s.duplicates_hidden)
     }
 }

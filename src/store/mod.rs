@@ -41,7 +41,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::error::{Error, ErrorClass, Result};
 
 pub use accounts::{AccountStatus, KnownUidl};
-pub use deliver::{Added, Delivery, Identity, Stored};
+pub use deliver::{Added, Delivery, Duplicate, Identity, Stored};
 pub use message::{MessageRow, flag};
 
 /// How long a writer waits for another writer (another process fetching, the daemon) before failing.
@@ -433,8 +433,11 @@ mod tests {
         let high = now() + 1000;
         {
             let c = s.lock();
-            c.execute_batch(&format!("DROP TABLE mailbox_serials; {SCHEMA_7_POP_STATE} PRAGMA user_version = 6;"))
-                .unwrap();
+            c.execute_batch(&format!(
+                "DROP TABLE mailbox_serials; {} {SCHEMA_7_POP_STATE} PRAGMA user_version = 6;",
+                schema::UNDO_DUPLICATES
+            ))
+            .unwrap();
             c.execute("UPDATE mailboxes SET uidvalidity = ?1 WHERE name = 'Junk'", [high]).unwrap();
         }
         drop(s);
@@ -473,7 +476,8 @@ mod tests {
         let home = s.ensure_account("Home").unwrap();
         {
             let c = s.lock();
-            c.execute_batch(&format!("{SCHEMA_7_POP_STATE} PRAGMA user_version = 7;")).unwrap();
+            c.execute_batch(&format!("{} {SCHEMA_7_POP_STATE} PRAGMA user_version = 7;", schema::UNDO_DUPLICATES))
+                .unwrap();
             c.execute(
                 "INSERT INTO pop_uidls (account_id, uidl, first_seen, body_id, size) VALUES (?1, 'u1', 5, NULL, 10)",
                 [work.account],

@@ -337,7 +337,25 @@ END;
     r#"
 ALTER TABLE pop_uidls ADD COLUMN origin TEXT;
 "#,
+    // 14 → 15 (issue 17): one copy of each message. `dup_key` names a message whatever server it
+    // came through: a digest of its Message-ID and the bytes below its header block (trace
+    // headers differ per server; store::deliver::dup_key), or of all its bytes when it has no
+    // Message-ID. Set only for mail that came in through a fetch or `popbridge import`; NULL for
+    // mail filed by clients and for mail stored before this version.
+    // The accounts' counters of duplicates fetched, for `status` (`duplicates` setting).
+    r#"
+ALTER TABLE bodies ADD COLUMN dup_key BLOB;
+CREATE INDEX bodies_dup_key ON bodies(dup_key);
+ALTER TABLE accounts ADD COLUMN duplicates_seen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN duplicates_hidden INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
+
+/// Undoes migration 15 (the duplicate keys and counters), for tests that take a store back to
+/// an older schema.
+#[cfg(test)]
+pub const UNDO_DUPLICATES: &str = "DROP INDEX bodies_dup_key; ALTER TABLE bodies DROP COLUMN dup_key;
+    ALTER TABLE accounts DROP COLUMN duplicates_seen; ALTER TABLE accounts DROP COLUMN duplicates_hidden;";
 
 /// The index in [`MIGRATIONS`] of the migration creating `sort_keys`: the store fills the table
 /// for the bodies already stored right after it, in its transaction.

@@ -387,7 +387,8 @@ mod tests {
             .lock()
             .execute_batch(&format!(
                 "DROP TRIGGER bodies_sort_keys; DROP TABLE sort_keys; ALTER TABLE pop_uidls DROP COLUMN origin;
-                 PRAGMA user_version = {SORT_KEYS_MIGRATION};"
+                 {} PRAGMA user_version = {SORT_KEYS_MIGRATION};",
+                crate::store::schema::UNDO_DUPLICATES
             ))
             .unwrap();
         drop(store);
