@@ -225,6 +225,20 @@ delete = "after-days:7"
     }
 
     #[test]
+    fn duplicates_is_read_per_account_and_checked() {
+        assert_eq!(parse_str(GOOD).unwrap().accounts[0].duplicates, Duplicates::Keep, "the default");
+        let with = |v: &str| {
+            GOOD.replace("email = \"me@work.example\"", &format!("email = \"me@work.example\"\nduplicates = \"{v}\""))
+        };
+        for (v, want) in [("keep", Duplicates::Keep), ("mark", Duplicates::Mark), ("hide", Duplicates::Hide)] {
+            assert_eq!(parse_str(&with(v)).unwrap().accounts[0].duplicates, want, "{v}");
+            assert_eq!(want.as_str(), v);
+        }
+        let e = parse_str(&with("twice")).unwrap_err();
+        assert!(e.message.contains("duplicates") && e.message.contains("keep, mark or hide"), "{}", e.message);
+    }
+
+    #[test]
     fn a_good_file_validates() {
         let c = parse_str(GOOD).unwrap();
         let a = &c.accounts[0];
