@@ -11,7 +11,7 @@
    the same mailbox, alternating, RUNS times each in the same run; the store must hold NEWEST and
    N_SERVER messages respectively.
 
-Prints one line per run and the medians. Env: N_MBOX, N_SERVER, NEWEST, RUNS (3), SEED (42),
+Prints one line per run and the medians. Env: PARTS ("12": both; "1" or "2"), N_MBOX, N_SERVER, NEWEST, RUNS (3), SEED (42),
 POPBRIDGE_BIN (default target/release/popbridge; build it first), HARNESS, KEEP=1 (keep the work
 directory).
 """
@@ -93,63 +93,84 @@ def main():
     if not os.access(BIN, os.X_OK):
         raise SystemExit("no popbridge binary at %s (cargo build --release, or POPBRIDGE_BIN=…)" % BIN)
     work = tempfile.mkdtemp(prefix="popbridge-moving-in.")
+    os.chmod(work, 0o711)  # Dovecot's mail user must reach its directory inside
+    parts = os.environ.get("PARTS", "12")
     try:
-        # 1. popbridge import of an mbox.
-        eml = os.path.join(work, "eml")
-        subprocess.run([sys.executable, os.path.join(HARNESS, "gen-mail.py"), "-n", str(N_MBOX), "--seed",
-                        str(SEED), "--eml-dir", eml], check=True, stdout=subprocess.DEVNULL)
-        mbox = os.path.join(work, "old.mbox")
-        n = write_mbox(eml, mbox)
-        shutil.rmtree(eml)
-        size = os.path.getsize(mbox)
-        print("mbox: %d messages, %.0f MB" % (n, size / 1e6))
         imports = []
-        for run in range(RUNS):
-            data = fresh(work, "import")
-            env = config(data)
-            secs, rss, out, err = timed([BIN, "import", "Bench", mbox], env)
-            got = stored(data)
-            if got != n:
-                raise SystemExit("import stored %d of %d messages\n%s%s" % (got, n, out, err))
-            imports.append((secs, rss))
-            print("import run %d: %.2f s, peak RSS %.1f MiB, %d messages" % (run + 1, secs, rss, got))
-        os.remove(mbox)
-
-        # 2. A bounded first import against a full one, same Dovecot, same mailbox, alternating.
-        henv = dovecot_up(os.path.join(work, "dovecot"), ["alice:alice-pw"])
-        try:
-            subprocess.run([sys.executable, os.path.join(HARNESS, "gen-mail.py"), "-n", str(N_SERVER), "--seed",
-                            str(SEED), "--maildir", henv["MAILDIR_alice"]], check=True, stdout=subprocess.DEVNULL)
-            subprocess.run(["chown", "-R", henv["MAIL_OWNER"], henv["MAILDIR_alice"]], check=True)
-            port, ca = int(henv["POP3S_PORT"]), henv["TLS_CA"]
-            times = {"newest": [], "full": []}
-            for run in range(RUNS):
-                for kind in ("newest", "full"):
-                    data = fresh(work, kind)
-                    env = config(data, port, ca, "newest:%d" % NEWEST if kind == "newest" else None)
-                    secs, rss, out, err = timed([BIN, "fetch", "Bench"], env)
-                    want = NEWEST if kind == "newest" else N_SERVER
-                    got = stored(data)
-                    if got != want:
-                        raise SystemExit("%s fetch stored %d, expected %d\n%s%s" % (kind, got, want, out, err))
-                    times[kind].append(secs)
-                    print("first fetch run %d, %s: %.2f s, peak RSS %.1f MiB, %d messages"
-                          % (run + 1, kind if kind == "full" else "newest:%d" % NEWEST, secs, rss, got))
-        finally:
-            dovecot_stop(os.path.join(work, "dovecot"))
-
+        if "1" in parts:
+            imports = import_mbox(work)
+        times = {"newest": [], "full": []}
+        if "2" in parts:
+            times = first_fetches(work)
         med = statistics.median
         print()
-        print("popbridge import of %d messages (%.0f MB mbox): median %.2f s, peak RSS median %.1f MiB (max %.1f)"
-              % (n, size / 1e6, med(t for t, _ in imports), med(r for _, r in imports), max(r for _, r in imports)))
-        nb, full = med(times["newest"]), med(times["full"])
-        print("first fetch of a %d-message mailbox: newest:%d %.2f s, full %.2f s (%.2fx of the full one's time)"
-              % (N_SERVER, NEWEST, nb, full, nb / full))
+        if imports:
+            n, size, imports = imports
+            print("popbridge import of %d messages (%.0f MB mbox): median %.2f s, peak RSS median %.1f MiB (max %.1f)"
+                  % (n, size / 1e6, med(t for t, _ in imports), med(r for _, r in imports),
+                     max(r for _, r in imports)))
+        if times["full"]:
+            nb, full = med(times["newest"]), med(times["full"])
+            print("first fetch of a %d-message mailbox: newest:%d %.2f s, full %.2f s (%.2fx of the full one's time)"
+                  % (N_SERVER, NEWEST, nb, full, nb / full))
     finally:
         if os.environ.get("KEEP") == "1":
             print("kept", work)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def import_mbox(work):
+    """Part 1: (messages, mbox bytes, [(seconds, peak RSS MiB)] per run)."""
+    eml = os.path.join(work, "eml")
+    subprocess.run([sys.executable, os.path.join(HARNESS, "gen-mail.py"), "-n", str(N_MBOX), "--seed",
+                    str(SEED), "--eml-dir", eml], check=True, stdout=subprocess.DEVNULL)
+    mbox = os.path.join(work, "old.mbox")
+    n = write_mbox(eml, mbox)
+    shutil.rmtree(eml)
+    size = os.path.getsize(mbox)
+    print("mbox: %d messages, %.0f MB" % (n, size / 1e6))
+    imports = []
+    for run in range(RUNS):
+        data = fresh(work, "import")
+        env = config(data)
+        secs, rss, out, err = timed([BIN, "import", "Bench", mbox], env)
+        got = stored(data)
+        if got != n:
+            raise SystemExit("import stored %d of %d messages\n%s%s" % (got, n, out, err))
+        imports.append((secs, rss))
+        print("import run %d: %.2f s, peak RSS %.1f MiB, %d messages" % (run + 1, secs, rss, got))
+    os.remove(mbox)
+
+    return n, size, imports
+
+
+def first_fetches(work):
+    """Part 2: {"newest": [seconds], "full": [seconds]}."""
+    # A bounded first import against a full one, same Dovecot, same mailbox, alternating.
+    henv = dovecot_up(os.path.join(work, "dovecot"), ["alice:alice-pw"])
+    try:
+        subprocess.run([sys.executable, os.path.join(HARNESS, "gen-mail.py"), "-n", str(N_SERVER), "--seed",
+                        str(SEED), "--maildir", henv["MAILDIR_alice"]], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["chown", "-R", henv["MAIL_OWNER"], henv["MAILDIR_alice"]], check=True)
+        port, ca = int(henv["POP3S_PORT"]), henv["TLS_CA"]
+        times = {"newest": [], "full": []}
+        for run in range(RUNS):
+            for kind in ("newest", "full"):
+                data = fresh(work, kind)
+                env = config(data, port, ca, "newest:%d" % NEWEST if kind == "newest" else None)
+                secs, rss, out, err = timed([BIN, "fetch", "Bench"], env)
+                want = NEWEST if kind == "newest" else N_SERVER
+                got = stored(data)
+                if got != want:
+                    raise SystemExit("%s fetch stored %d, expected %d\n%s%s" % (kind, got, want, out, err))
+                times[kind].append(secs)
+                print("first fetch run %d, %s: %.2f s, peak RSS %.1f MiB, %d messages"
+                      % (run + 1, kind if kind == "full" else "newest:%d" % NEWEST, secs, rss, got))
+    finally:
+        dovecot_stop(os.path.join(work, "dovecot"))
+
+    return times
 
 
 if __name__ == "__main__":
