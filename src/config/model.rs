@@ -124,6 +124,8 @@ pub struct Account {
     pub smtp: Option<SmtpServer>,
     /// `[account.oauth]`: present exactly when `pop.auth` is [`AuthMethod::OAuth2`].
     pub oauth: Option<OAuthSettings>,
+    /// `[account.deliver]`: fetched mail goes into this mail server instead of the local store.
+    pub deliver: Option<super::DeliverTarget>,
 }
 
 impl Account {
@@ -196,6 +198,9 @@ impl Account {
             if let Some(pw) = &s.password {
                 put(&secret(pw));
             }
+        }
+        if let Some(d) = &self.deliver {
+            put(&d.fingerprint_text());
         }
         ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -656,7 +661,18 @@ fn validate_account(cx: &Ctx, i: usize, a: RawAccount) -> crate::Result<Account>
         None => None,
         Some(v) => Some(parse_size(&v).map_err(|e| cx.err(&kn("max_bytes_per_cycle"), e))?),
     };
+    let deliver = match a.deliver {
+        Some(d) => Some(validate_deliver(cx, &name, d)?),
+        None => None,
+    };
+    if deliver.is_some() && pop.delete == DeletePolicy::WhenDeletedLocally {
+        return Err(cx.err(
+            &kn("pop.delete"),
+            "\"when-deleted-locally\" needs the local store, but this account delivers into [account.deliver]: use after-fetch, after-days or never",
+        ));
+    }
     Ok(Account {
+        deliver,
         name,
         email,
         reply_to: a.reply_to,
@@ -855,6 +871,58 @@ fn validate_smtp(cx: &Ctx, prefix: &str, s: RawSmtp) -> crate::Result<SmtpServer
         relay,
         timeout,
     })
+}
+
+/// `[account.deliver]`: exactly one of `lmtp` (with `recipient`) or `imap` (with `user` and a
+/// password); plain IMAP only to a loopback server.
+fn validate_deliver(cx: &Ctx, name: &str, d: super::deliver::RawDeliver) -> crate::Result<super::DeliverTarget> {
+    use super::deliver::{DeliverTarget, ImapTarget, LmtpAddr, LmtpTarget, parse_imap_url};
+    let prefix = format!("account \"{name}\": deliver");
+    let k = |f: &str| format!("{prefix}.{f}");
+    let timeout = match d.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(v) => parse_duration(&v).map_err(|e| cx.err(&k("timeout"), e))?,
+    };
+    match (d.lmtp, d.imap) {
+        (Some(_), Some(_)) => Err(cx.err(&k("lmtp"), "set either lmtp or imap, not both")),
+        (None, None) => Err(cx.err(&k("lmtp"), "set lmtp (with recipient) or imap (with user and password_command)")),
+        (Some(addr), None) => {
+            let addr = LmtpAddr::parse(&addr).map_err(|e| cx.err(&k("lmtp"), e))?;
+            let recipient =
+                d.recipient.ok_or_else(|| cx.err(&k("recipient"), "is missing (the address LMTP delivers to)"))?;
+            check_email(&recipient).map_err(|e| cx.err(&k("recipient"), e))?;
+            for (key, set) in [
+                ("user", d.user.is_some()),
+                ("password", d.password.is_some() || d.password_command.is_some()),
+                ("mailbox", d.mailbox.is_some()),
+                ("ca_file", d.ca_file.is_some()),
+                ("pin_sha256", d.pin_sha256.is_some()),
+            ] {
+                if set {
+                    return Err(cx.err(&k(key), "is an IMAP setting; LMTP needs only lmtp and recipient"));
+                }
+            }
+            Ok(DeliverTarget::Lmtp(LmtpTarget { addr, recipient, timeout }))
+        }
+        (None, Some(url)) => {
+            let (host, port, tls) = parse_imap_url(&url).map_err(|e| cx.err(&k("imap"), e))?;
+            if !tls && !is_loopback_host(&host) {
+                return Err(cx.err(&k("imap"), "imap:// would send your password unencrypted; use imaps://"));
+            }
+            if d.recipient.is_some() {
+                return Err(cx.err(&k("recipient"), "is an LMTP setting; IMAP delivers into user's mailbox"));
+            }
+            let user = d.user.filter(|u| !u.is_empty()).ok_or_else(|| cx.err(&k("user"), "is missing"))?;
+            let password = secret_source(cx, &prefix, d.password, d.password_command, true)?
+                .ok_or_else(|| cx.err(&k("password"), "set password_command (recommended) or password"))?;
+            let mailbox = d.mailbox.filter(|m| !m.is_empty()).unwrap_or_else(|| "INBOX".to_string());
+            if mailbox.chars().any(|c| c.is_control()) {
+                return Err(cx.err(&k("mailbox"), "has a control character"));
+            }
+            let trust = trust(cx, &k(""), d.ca_file, d.pin_sha256)?;
+            Ok(DeliverTarget::Imap(ImapTarget { host, port, tls, user, password, mailbox, trust, timeout }))
+        }
+    }
 }
 
 fn port(cx: &Ctx, key: &str, v: Option<i64>, default: u16) -> crate::Result<u16> {

@@ -58,6 +58,7 @@ pub struct RawAccount {
     pub pop: Option<RawPop>,
     pub smtp: Option<RawSmtp>,
     pub oauth: Option<RawOAuth>,
+    pub deliver: Option<super::deliver::RawDeliver>,
 }
 
 /// `[account.oauth]`: the OAuth 2 client popbridge signs in as (with `auth = "oauth2"`).

@@ -28,6 +28,7 @@ pub mod probe;
 pub mod schedule;
 pub mod session;
 pub mod sink;
+pub mod target;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -631,8 +632,12 @@ impl<'a> Cycle<'a> {
 
         let store = ctx.store.clone();
         let server_id = server.id;
-        let delivery = blocking(move || Delivery::new(&store, ids, server_id)).await?;
-        let mut sink = Sink::spawn(delivery);
+        // `[account.deliver]`: into another mail server, with the same reports (`target`).
+        let mut sink = if self.account.deliver.is_some() {
+            target::spawn(ctx, self.account, store, ids, server_id).await?
+        } else {
+            Sink::spawn(blocking(move || Delivery::new(&store, ids, server_id)).await?)
+        };
         let budget = Arc::new(Semaphore::new(SINK_BUDGET));
         let mut next = 0usize;
         let mut in_flight: VecDeque<(Sent, u64)> = VecDeque::new();

@@ -22,6 +22,7 @@ pub mod accounts;
 pub mod deliver;
 pub mod guard;
 pub mod imap;
+pub mod journal;
 pub mod mailbox;
 pub mod message;
 pub mod outbox;

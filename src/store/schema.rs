@@ -337,6 +337,28 @@ END;
     r#"
 ALTER TABLE pop_uidls ADD COLUMN origin TEXT;
 "#,
+    // 15 → 16 (issue 18; the lead renumbers at merge): the delivery journal of accounts that
+    // deliver into another mail server (`[account.deliver]`, store::journal). A row is written
+    // and committed as 'delivering' before a message is handed to the target, and turned
+    // 'delivered' (with the target's confirmation) in the transaction that records its POP
+    // identity as held (pop_uidls, body_id NULL). A row still 'delivering' after a crash is
+    // looked for in the target (IMAP) or delivered again (LMTP: at-least-once); `attempts`
+    // counts the deliveries started.
+    r#"
+CREATE TABLE deliveries (
+    server_id    INTEGER NOT NULL,
+    uidl         TEXT NOT NULL,
+    target       TEXT NOT NULL,
+    message_id   TEXT,
+    sha256       BLOB NOT NULL,
+    size         INTEGER NOT NULL,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL,
+    confirmation TEXT,
+    updated      INTEGER NOT NULL,
+    PRIMARY KEY (server_id, uidl)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The index in [`MIGRATIONS`] of the migration creating `sort_keys`: the store fills the table
