@@ -223,18 +223,20 @@ pub struct JournalSummary {
 }
 
 impl Store {
-    /// The delivery journal's summary for an account (all its upstream mailboxes).
-    pub fn journal_summary(&self, account: i64) -> Result<JournalSummary> {
+    /// The delivery journal's summary for the account named `account` (all its upstream mailboxes).
+    pub fn journal_summary(&self, account: &str) -> Result<JournalSummary> {
         let conn = self.lock();
         let q = "SELECT coalesce(sum(d.state = 'delivered'), 0), coalesce(sum(d.state = 'delivering'), 0),
                         coalesce(sum(d.attempts - 1), 0)
-                 FROM deliveries d JOIN pop_servers s ON s.id = d.server_id WHERE s.account_id = ?1";
+                 FROM deliveries d JOIN pop_servers s ON s.id = d.server_id JOIN accounts a ON a.id = s.account_id
+                 WHERE a.name = ?1";
         let (delivered, delivering, repeated) =
             conn.query_row(q, [account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(|e| self.err(e))?;
         let last_confirmation = conn
             .query_row(
                 "SELECT d.confirmation FROM deliveries d JOIN pop_servers s ON s.id = d.server_id
-                 WHERE s.account_id = ?1 AND d.state = 'delivered' ORDER BY d.updated DESC LIMIT 1",
+                 JOIN accounts a ON a.id = s.account_id
+                 WHERE a.name = ?1 AND d.state = 'delivered' ORDER BY d.updated DESC LIMIT 1",
                 [account],
                 |r| r.get(0),
             )

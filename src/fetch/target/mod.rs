@@ -311,3 +311,30 @@ fn crlf_size(raw: &[u8]) -> u64 {
     let crlf = memchr::memmem::find_iter(raw, b"\r\n").count();
     (raw.len() + lf - crlf) as u64
 }
+
+/// `account test` for the target: connect, log in (IMAP) or LHLO (LMTP), then check the recipient
+/// (MAIL + RCPT, then RSET: nothing is delivered) or the mailbox (EXAMINE). Returns what to show.
+pub async fn probe(config_path: &std::path::Path, mode: u32, target: &DeliverTarget) -> Result<String> {
+    let password = password_for(config_path, mode, target).await?;
+    let upstream = upstream_for(target)?;
+    let t = target.clone();
+    let wrap = |e: Error| {
+        if e.message.starts_with("delivery to ") { e } else { e.context(format!("delivery to {}", t.describe())) }
+    };
+    let target = target.clone();
+    let r = super::blocking(move || {
+        let mut c = Conn::open(&target, password.as_ref(), upstream.as_ref())?;
+        let features = c.features();
+        let checked = match &mut c {
+            Conn::Lmtp(l) => l.check_recipient()?,
+            Conn::Imap(i) => i.check_mailbox()?,
+        };
+        c.quit();
+        match checked {
+            Ok(said) => Ok(format!("{features}; {said}")),
+            Err(r) => Err(r.into_error(&target)),
+        }
+    })
+    .await;
+    r.map_err(wrap)
+}
