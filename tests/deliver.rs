@@ -6,7 +6,6 @@
 //! IMAP serves), what is left in alice's, what popbridge's own store holds (no bodies), the exit
 //! code and message of `popbridge fetch`, and what `status` says.
 
-use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -139,4 +138,139 @@ fn lmtp_into_dovecot_delivers_each_message_once_and_deletes_exactly_what_was_del
 fn imap_append_into_dovecot_delivers_byte_exact_creating_the_mailbox() {
     // "Fetched" does not exist: NO [TRYCREATE], CREATE, APPEND again.
     full_fetch(Sink::Imap("Fetched"));
+}
+
+/// The deliveries started again after an unconfirmed one, as the journal counts them.
+fn repeated(b: &Bridge) -> i64 {
+    let c = rusqlite::Connection::open(b.store_path()).expect("open store");
+    c.query_row("SELECT coalesce(sum(attempts - 1), 0) FROM deliveries", [], |r| r.get(0)).expect("journal")
+}
+
+/// kill -9 at random instants of delivering fetches (fresh mail before each), then one clean
+/// fetch. After every kill, every message is still on the POP server or in the target; at the
+/// end each is in the target — once with IMAP (an unconfirmed APPEND is found by Message-ID and
+/// size, not appended again); with LMTP at most as many extra copies as the journal counts
+/// repeated deliveries (the documented window). Returns (kills, duplicates, repeated).
+fn kill_series(sink: Sink, kills: usize, seed: u64) -> (usize, usize, i64) {
+    let d = dovecot();
+    let mut rng = Rng::seeded(seed);
+    let b = bridge(d.pop3_port, "alice", "alice-pw", "after-fetch", &deliver_section(sink, d.lmtp_port, d.imap_port));
+    let mut all: Vec<Vec<u8>> = messages("calibrate", 8, &mut rng).iter().map(|m| as_pop3_sends(m)).collect();
+    d.deliver("alice", &all);
+    let t = Instant::now();
+    b.run(&["fetch"]).expect(0);
+    // A kill anywhere in a fetch like this one, and a little after.
+    let span_ms = (t.elapsed().as_millis() as usize * 6 / 5).max(20);
+    for k in 0..kills {
+        let new: Vec<Vec<u8>> = messages(&format!("kill{k}"), 8, &mut rng).iter().map(|m| as_pop3_sends(m)).collect();
+        d.deliver("alice", &new);
+        all.extend(new);
+        let mut child = b.cmd(&["fetch"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn fetch");
+        std::thread::sleep(Duration::from_millis(rng.below(span_ms) as u64));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let on_server: Vec<Vec<u8>> = d.messages("alice").iter().map(|m| as_pop3_sends(m)).collect();
+        let target = target_messages(&d, sink);
+        for (i, m) in all.iter().enumerate() {
+            assert!(
+                on_server.contains(m) || target.iter().any(|t| delivered_as(t, m, sink)),
+                "{sink:?}, kill {k}: message {i} is neither on the POP server nor in the target"
+            );
+        }
+    }
+    b.run(&["fetch"]).expect(0);
+    assert!(d.messages("alice").is_empty(), "{sink:?}: the clean fetch delivered and deleted the rest");
+    let c = counts(&all, &target_messages(&d, sink), sink);
+    assert!(c.iter().all(|&n| n >= 1), "{sink:?}: nothing lost: {c:?}");
+    let dups: usize = c.iter().map(|n| n - 1).sum();
+    let rep = repeated(&b);
+    eprintln!(
+        "{sink:?}: {kills} kills, {} messages, {dups} duplicate(s), {rep} repeated delivery attempt(s)",
+        all.len()
+    );
+    (kills, dups, rep)
+}
+
+#[test]
+fn kill_9_while_delivering_loses_nothing_and_duplicates_only_inside_the_lmtp_window() {
+    let imap = kill_series(Sink::Imap("INBOX"), 25, 1801);
+    assert_eq!(imap.1, 0, "IMAP APPEND: no duplicates in the target");
+    let lmtp = kill_series(Sink::Lmtp, 25, 1802);
+    assert!(
+        lmtp.1 as i64 <= lmtp.2,
+        "LMTP: {} duplicate(s), but the journal counts only {} repeated delivery attempt(s)",
+        lmtp.1,
+        lmtp.2
+    );
+    assert!(imap.0 + lmtp.0 >= 50);
+}
+
+/// Five messages on the fake POP3 server (after-fetch), delivered to `target`.
+fn refusal_setup(section: String) -> (FakePop3, Vec<Vec<u8>>, Bridge) {
+    let data: Vec<Vec<u8>> = (1..=5).map(|i| mail(&format!("m{i}"), &format!("body {i}"))).collect();
+    let msgs = data.iter().enumerate().map(|(i, d)| FakeMessage::new(&format!("u{}", i + 1), d.clone())).collect();
+    let pop = FakePop3::start(Script { messages: msgs, ..Script::default() });
+    let b = bridge(pop.port(), "u", "p", "after-fetch", &section);
+    (pop, data, b)
+}
+
+fn lmtp_section(port: u16) -> String {
+    format!("\n[account.deliver]\nlmtp = \"127.0.0.1:{port}\"\nrecipient = \"bob@example.com\"\n")
+}
+
+fn imap_section(port: u16) -> String {
+    format!("\n[account.deliver]\nimap = \"imap://127.0.0.1:{port}\"\nuser = \"bob\"\npassword = \"pw\"\n")
+}
+
+/// A refused (or dropped) delivery: the fetch fails with `code`, saying `says`; only messages the
+/// target accepted may have had a DELE, and none was applied (no QUIT); status shows the class.
+/// Then the target is fixed: the next fetch delivers the rest, each message once in all.
+fn refused(pop: &FakePop3, data: &[Vec<u8>], b: &Bridge, t: &FakeTarget, code: i32, says: &str, class: &str) {
+    let r = b.run(&["fetch"]);
+    assert_eq!(r.code, code, "exit code\n{}", r.stderr);
+    assert!(r.stderr.contains(says), "the error says {says:?}:\n{}", r.stderr);
+    let accepted = t.accepted();
+    for u in pop.dele_requested() {
+        let i: usize = u.trim_start_matches('u').parse().expect("uidl");
+        assert!(accepted.contains(&data[i - 1]), "DELE sent for {u}, which the target did not accept");
+    }
+    assert!(pop.deleted_uidls().is_empty(), "nothing deleted from the POP server");
+    let status = b.run(&["status"]).expect(0).stdout;
+    assert!(status.contains(&format!("last error ({class})")), "status shows the class:\n{status}");
+    t.set_fail(Fail::None);
+    b.run(&["fetch"]).expect(0);
+    let accepted = t.accepted();
+    for (i, d) in data.iter().enumerate() {
+        assert_eq!(accepted.iter().filter(|a| *a == d).count(), 1, "message {} delivered once", i + 1);
+    }
+    assert!(pop.remaining().is_empty(), "after-fetch deleted everything once it was delivered");
+}
+
+#[test]
+fn lmtp_452_is_temporary_and_the_rest_waits_on_the_pop_server() {
+    let t = FakeTarget::lmtp(Fail::Refuse { at: 3, line: "452 4.2.2 Mailbox is full".into(), rcpt: false });
+    let (pop, data, b) = refusal_setup(lmtp_section(t.port));
+    refused(&pop, &data, &b, &t, 6, "452 4.2.2 Mailbox is full", "temporary");
+}
+
+#[test]
+fn lmtp_550_unknown_recipient_is_permanent_with_guidance() {
+    let t = FakeTarget::lmtp(Fail::Refuse { at: 0, line: "550 5.1.1 User doesn't exist".into(), rcpt: true });
+    let (pop, data, b) = refusal_setup(lmtp_section(t.port));
+    refused(&pop, &data, &b, &t, 1, "[account.deliver]", "other");
+    assert!(!t.accepted().is_empty());
+}
+
+#[test]
+fn imap_overquota_is_temporary() {
+    let t = FakeTarget::imap(Fail::Refuse { at: 2, line: "NO [OVERQUOTA] Quota exceeded".into(), rcpt: false });
+    let (pop, data, b) = refusal_setup(imap_section(t.port));
+    refused(&pop, &data, &b, &t, 6, "OVERQUOTA", "temporary");
+}
+
+#[test]
+fn the_target_going_down_mid_session_is_temporary_and_nothing_unconfirmed_is_deleted() {
+    let t = FakeTarget::lmtp(Fail::Drop { at: 3 });
+    let (pop, data, b) = refusal_setup(lmtp_section(t.port));
+    refused(&pop, &data, &b, &t, 6, "closed the connection", "temporary");
 }
