@@ -69,8 +69,8 @@ fn messages(tag: &str, n: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
 /// Received); the message itself follows byte for byte. IMAP APPEND stores it exactly. (Dovecot's
 /// maildir files have LF line ends, `mail_save_crlf = no`; its IMAP serves them with CRLF, as
 /// `as_pop3_sends` makes them.)
+/// `stored` as `target_messages` gives it (normalized so).
 fn delivered_as(stored: &[u8], original: &[u8], sink: Sink) -> bool {
-    let stored = &as_pop3_sends(stored)[..];
     match sink {
         Sink::Imap(_) => stored == original,
         Sink::Lmtp => {
@@ -91,7 +91,7 @@ fn target_messages(d: &Dovecot, sink: Sink) -> Vec<Vec<u8>> {
         Sink::Lmtp | Sink::Imap("INBOX") => String::new(),
         Sink::Imap(m) => format!(".{m}"),
     };
-    d.folder_files("bob", &folder).iter().filter_map(|p| std::fs::read(p).ok()).collect()
+    d.folder_files("bob", &folder).iter().filter_map(|p| std::fs::read(p).ok()).map(|m| as_pop3_sends(&m)).collect()
 }
 
 /// How often each original is in the target.

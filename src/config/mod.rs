@@ -6,7 +6,6 @@
 //! async runtime with a timeout. `limits` is the `[limits]` table (connections before and after login);
 //! `live` the config a running daemon reads, replaced on SIGHUP.
 
-pub mod deliver;
 pub mod edit;
 pub mod limits;
 pub mod live;
@@ -18,7 +17,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use deliver::{DeliverTarget, ImapTarget, LmtpAddr, LmtpTarget};
 pub use live::Live;
 pub use model::*;
 
