@@ -882,44 +882,40 @@ fn validate_deliver(cx: &Ctx, name: &str, d: super::raw::RawDeliver) -> crate::R
         None => DEFAULT_TIMEOUT,
         Some(v) => parse_duration(&v).map_err(|e| cx.err(&k("timeout"), e))?,
     };
-    match (d.lmtp, d.imap) {
-        (Some(_), Some(_)) => Err(cx.err(&k("lmtp"), "set either lmtp or imap, not both")),
-        (None, None) => Err(cx.err(&k("lmtp"), "set lmtp (with recipient) or imap (with user and password_command)")),
-        (Some(addr), None) => {
-            let addr = LmtpAddr::parse(&addr).map_err(|e| cx.err(&k("lmtp"), e))?;
-            let recipient =
-                d.recipient.ok_or_else(|| cx.err(&k("recipient"), "is missing (the address LMTP delivers to)"))?;
-            check_email(&recipient).map_err(|e| cx.err(&k("recipient"), e))?;
-            for (key, set) in [
-                ("user", d.user.is_some()),
-                ("password", d.password.is_some() || d.password_command.is_some()),
-                ("mailbox", d.mailbox.is_some()),
-                ("ca_file", d.ca_file.is_some()),
-                ("pin_sha256", d.pin_sha256.is_some()),
-            ] {
-                if set {
-                    return Err(cx.err(&k(key), "is an IMAP setting; LMTP needs only lmtp and recipient"));
-                }
-            }
-            Ok(DeliverTarget::Lmtp(LmtpTarget { addr, recipient, timeout }))
-        }
-        (None, Some(url)) => {
+    let imap = match d.imap {
+        None => None,
+        Some(url) => {
             let (host, port, tls) = parse_imap_url(&url).map_err(|e| cx.err(&k("imap"), e))?;
             if !tls && !is_loopback_host(&host) {
                 return Err(cx.err(&k("imap"), "imap:// would send your password unencrypted; use imaps://"));
-            }
-            if d.recipient.is_some() {
-                return Err(cx.err(&k("recipient"), "is an LMTP setting; IMAP delivers into user's mailbox"));
             }
             let user = d.user.filter(|u| !u.is_empty()).ok_or_else(|| cx.err(&k("user"), "is missing"))?;
             let password = secret_source(cx, &prefix, d.password, d.password_command, true)?
                 .ok_or_else(|| cx.err(&k("password"), "set password_command (recommended) or password"))?;
             let mailbox = d.mailbox.filter(|m| !m.is_empty()).unwrap_or_else(|| "INBOX".to_string());
-            if mailbox.chars().any(|c| c.is_control()) {
-                return Err(cx.err(&k("mailbox"), "has a control character"));
+            if !mailbox.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+                return Err(cx.err(&k("mailbox"), "only ASCII mailbox names are supported for now"));
             }
             let trust = trust(cx, &k(""), d.ca_file, d.pin_sha256)?;
-            Ok(DeliverTarget::Imap(ImapTarget { host, port, tls, user, password, mailbox, trust, timeout }))
+            Some(ImapTarget { host, port, tls, user, password, mailbox, trust, timeout })
+        }
+    };
+    match (d.lmtp, imap) {
+        (None, None) => Err(cx.err(&k("lmtp"), "set lmtp (with recipient) or imap (with user and password_command)")),
+        (Some(addr), check) => {
+            let addr = LmtpAddr::parse(&addr).map_err(|e| cx.err(&k("lmtp"), e))?;
+            let recipient =
+                d.recipient.ok_or_else(|| cx.err(&k("recipient"), "is missing (the address LMTP delivers to)"))?;
+            check_email(&recipient).map_err(|e| cx.err(&k("recipient"), e))?;
+            // With imap too, LMTP delivers and the server's IMAP is where an interrupted
+            // delivery is looked for (so LMTP need not deliver it again).
+            Ok(DeliverTarget::Lmtp(LmtpTarget { addr, recipient, timeout, check }))
+        }
+        (None, Some(t)) => {
+            if d.recipient.is_some() {
+                return Err(cx.err(&k("recipient"), "is an LMTP setting; IMAP delivers into user's mailbox"));
+            }
+            Ok(DeliverTarget::Imap(t))
         }
     }
 }
@@ -1043,6 +1039,9 @@ pub struct LmtpTarget {
     pub addr: LmtpAddr,
     pub recipient: String,
     pub timeout: Duration,
+    /// The same server's IMAP (`imap`, `user`… beside `lmtp`): where a delivery whose
+    /// confirmation was lost is looked for before it is delivered again.
+    pub check: Option<ImapTarget>,
 }
 
 #[derive(Debug, Clone)]
@@ -1063,22 +1062,26 @@ impl DeliverTarget {
     /// "IMAP imaps://mail.example.org:993 as alice, mailbox INBOX".
     pub fn describe(&self) -> String {
         match self {
-            DeliverTarget::Lmtp(t) => format!("LMTP {} for {}", t.addr.describe(), t.recipient),
-            DeliverTarget::Imap(t) => format!(
-                "IMAP {}://{}:{} as {}, mailbox {}",
-                if t.tls { "imaps" } else { "imap" },
-                t.host,
-                t.port,
-                t.user,
-                t.mailbox
-            ),
+            DeliverTarget::Lmtp(t) => match &t.check {
+                None => format!("LMTP {} for {}", t.addr.describe(), t.recipient),
+                Some(c) => format!("LMTP {} for {} (checked through {})", t.addr.describe(), t.recipient, c.describe()),
+            },
+            DeliverTarget::Imap(t) => t.describe(),
+        }
+    }
+
+    /// The IMAP account involved, if any: the APPEND target, or an LMTP target's check.
+    pub fn imap(&self) -> Option<&ImapTarget> {
+        match self {
+            DeliverTarget::Lmtp(t) => t.check.as_ref(),
+            DeliverTarget::Imap(t) => Some(t),
         }
     }
 
     /// Whether a delivery whose confirmation was lost can be looked for in the target (IMAP:
     /// `UID SEARCH HEADER Message-ID`); LMTP cannot, so such a delivery is repeated.
     pub fn can_check(&self) -> bool {
-        matches!(self, DeliverTarget::Imap(_))
+        self.imap().is_some()
     }
 
     pub fn timeout(&self) -> Duration {
@@ -1091,19 +1094,28 @@ impl DeliverTarget {
     /// What the account fingerprint covers (`Account::fingerprint`): every setting, the secret
     /// as given (the fingerprint is a hash, never shown).
     pub fn fingerprint_text(&self) -> String {
+        let imap = |t: &ImapTarget| {
+            let pw = match &t.password {
+                SecretSource::Inline(p) => format!("inline:{}", p.expose()),
+                SecretSource::Command(c) => format!("command:{c}"),
+            };
+            format!(
+                "imap {} {} {} {} {} {:?} {:?} {pw}",
+                t.host, t.port, t.tls, t.user, t.mailbox, t.trust.ca_file, t.trust.pin_sha256
+            )
+        };
         match self {
-            DeliverTarget::Lmtp(t) => format!("lmtp {:?} {}", t.addr, t.recipient),
-            DeliverTarget::Imap(t) => {
-                let pw = match &t.password {
-                    SecretSource::Inline(p) => format!("inline:{}", p.expose()),
-                    SecretSource::Command(c) => format!("command:{c}"),
-                };
-                format!(
-                    "imap {} {} {} {} {} {:?} {:?} {pw}",
-                    t.host, t.port, t.tls, t.user, t.mailbox, t.trust.ca_file, t.trust.pin_sha256
-                )
-            }
+            DeliverTarget::Lmtp(t) => format!("lmtp {:?} {} {:?}", t.addr, t.recipient, t.check.as_ref().map(imap)),
+            DeliverTarget::Imap(t) => imap(t),
         }
+    }
+}
+
+impl ImapTarget {
+    /// "IMAP imaps://mail.example.org:993 as alice, mailbox INBOX".
+    pub fn describe(&self) -> String {
+        let scheme = if self.tls { "imaps" } else { "imap" };
+        format!("IMAP {scheme}://{}:{} as {}, mailbox {}", self.host, self.port, self.user, self.mailbox)
     }
 }
 
@@ -1332,6 +1344,65 @@ mod tests {
         assert!(check_oauth_url("http://id.example/token").is_err());
         assert!(check_oauth_url("ftp://id.example/token").is_err());
         assert!(check_oauth_url("not a url").is_err());
+    }
+
+    const POP: &str = "[[account]]\nname = \"Mail\"\nemail = \"me@example.com\"\n[account.pop]\nhost = \"pop.example\"\nuser = \"me\"\npassword_command = \"pass pop\"\n";
+
+    #[test]
+    fn deliver_sections_parse_into_their_targets() {
+        let c = parse_str(&format!(
+            "{POP}[account.deliver]\nlmtp = \"unix:/run/dovecot/lmtp\"\nrecipient = \"alice@example.org\"\n"
+        ))
+        .unwrap();
+        let Some(DeliverTarget::Lmtp(t)) = &c.accounts[0].deliver else { panic!("an LMTP target") };
+        assert_eq!(t.addr, LmtpAddr::Unix(PathBuf::from("/run/dovecot/lmtp")));
+        let c = parse_str(&format!("{POP}[account.deliver]\nlmtp = \"[::1]:24\"\nrecipient = \"alice@example.org\"\n"))
+            .unwrap();
+        assert_eq!(c.accounts[0].deliver.as_ref().unwrap().describe(), "LMTP [::1]:24 for alice@example.org");
+        let c = parse_str(&format!(
+            "{POP}[account.deliver]\nimap = \"imaps://mail.example.org\"\nuser = \"alice\"\npassword = \"Sekr1t-Pw\"\n"
+        ))
+        .unwrap();
+        let d = c.accounts[0].deliver.as_ref().unwrap();
+        assert_eq!(d.describe(), "IMAP imaps://mail.example.org:993 as alice, mailbox INBOX");
+        assert!(!format!("{:?}", c.accounts[0]).contains("Sekr1t"), "the password is not in Debug");
+        let plain = parse_str(&format!(
+            "{POP}[account.deliver]\nimap = \"imap://127.0.0.1:1143\"\nuser = \"a\"\npassword_command = \"x\"\nmailbox = \"Fetched\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            plain.accounts[0].deliver.as_ref().unwrap().describe(),
+            "IMAP imap://127.0.0.1:1143 as a, mailbox Fetched"
+        );
+        let checked = parse_str(&format!(
+            "{POP}[account.deliver]\nlmtp = \"127.0.0.1:24\"\nrecipient = \"a@b.example\"\nimap = \"imaps://mail.example.org\"\nuser = \"a\"\npassword_command = \"x\"\n"
+        ))
+        .unwrap();
+        let d = checked.accounts[0].deliver.as_ref().unwrap();
+        assert!(d.can_check());
+        assert_eq!(
+            d.describe(),
+            "LMTP 127.0.0.1:24 for a@b.example (checked through IMAP imaps://mail.example.org:993 as a, mailbox INBOX)"
+        );
+        for (bad, says) in [
+            ("lmtp = \"127.0.0.1:24\"\n", "recipient"),
+            ("lmtp = \"127.0.0.1\"\nrecipient = \"a@b.example\"\n", "not an LMTP address"),
+            ("lmtp = \"unix:run/lmtp\"\nrecipient = \"a@b.example\"\n", "absolute"),
+            ("lmtp = \"127.0.0.1:24\"\nrecipient = \"a@b.example\"\nimap = \"imaps://h\"\n", "user"),
+            ("recipient = \"a@b.example\"\n", "set lmtp"),
+            ("imap = \"imap://mail.example.org\"\nuser = \"a\"\npassword = \"p\"\n", "unencrypted"),
+            ("imap = \"imaps://mail.example.org\"\nuser = \"a\"\n", "password"),
+            ("imap = \"pop://mail.example.org\"\nuser = \"a\"\npassword = \"p\"\n", "not an IMAP server"),
+        ] {
+            let e = parse_str(&format!("{POP}[account.deliver]\n{bad}")).unwrap_err();
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
+        let e = parse_str(&format!(
+            "{}delete = \"when-deleted-locally\"\n[account.deliver]\nlmtp = \"127.0.0.1:24\"\nrecipient = \"a@b.example\"\n",
+            POP
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("when-deleted-locally"), "{}", e.message);
     }
 
     #[test]

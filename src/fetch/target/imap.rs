@@ -37,6 +37,8 @@ struct Done {
     code: Option<String>,
     text: String,
     untagged: Vec<String>,
+    /// The literals of the untagged lines: (index into `untagged`, bytes).
+    literals: Vec<(usize, Vec<u8>)>,
 }
 
 impl Done {
@@ -177,23 +179,27 @@ impl Imap {
         t
     }
 
-    /// One line of a response, with any literals it carries read into it.
-    fn response_line(&mut self) -> Result<String> {
+    /// One line of a response, with any literals it carries read into it (the text lossily as
+    /// UTF-8; the literals' bytes as they came).
+    fn response_line(&mut self) -> Result<(String, Vec<Vec<u8>>)> {
         let mut line = self.w.line()?;
+        let mut literals = Vec::new();
         while let Some(n) = literal_len(&line) {
             line.extend_from_slice(b"\r\n");
             let bytes = self.w.bytes(n)?;
             line.extend_from_slice(&bytes);
+            literals.push(bytes);
             line.extend_from_slice(&self.w.line()?);
         }
-        Ok(String::from_utf8_lossy(&line).into_owned())
+        Ok((String::from_utf8_lossy(&line).into_owned(), literals))
     }
 
     /// Reads up to the answer tagged `tag`.
     fn wait(&mut self, tag: &str) -> Result<Done> {
         let mut untagged = Vec::new();
+        let mut literals = Vec::new();
         loop {
-            let line = self.response_line()?;
+            let (line, lits) = self.response_line()?;
             if line.starts_with("* BYE") {
                 return Err(Error::new(
                     ErrorClass::Connection,
@@ -201,11 +207,12 @@ impl Imap {
                 ));
             }
             if line.starts_with('*') || line.starts_with('+') {
+                literals.extend(lits.into_iter().map(|l| (untagged.len(), l)));
                 untagged.push(line);
                 continue;
             }
             if let Some(rest) = line.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
-                return parse_done(rest, untagged).ok_or_else(|| {
+                return parse_done(rest, untagged, literals).ok_or_else(|| {
                     Error::new(ErrorClass::Protocol, format!("{} sent a broken answer: \"{line}\"", self.w.peer))
                 });
             }
@@ -285,14 +292,14 @@ impl Imap {
             } else {
                 let tag = self.tag();
                 self.w.put(format!("{tag} APPEND {} {{{}}}\r\n", self.mbox, raw.len()).as_bytes());
-                let line = self.response_line()?;
+                let (line, _) = self.response_line()?;
                 if line.starts_with('+') {
                     self.w.put(raw);
                     self.w.put(b"\r\n");
                     self.wait(&tag)?
                 } else {
                     let rest = line.strip_prefix(tag.as_str()).and_then(|r| r.strip_prefix(' ')).unwrap_or(&line);
-                    parse_done(rest, Vec::new()).ok_or_else(|| {
+                    parse_done(rest, Vec::new(), Vec::new()).ok_or_else(|| {
                         Error::new(ErrorClass::Protocol, format!("{} sent a broken answer: \"{line}\"", self.w.peer))
                     })?
                 }
@@ -309,9 +316,12 @@ impl Imap {
         Ok(retry)
     }
 
-    /// Looks for a message in the mailbox by its Message-ID and size (recovery of a delivery whose
-    /// confirmation was lost): the UID found, if any.
-    pub fn find(&mut self, message_id: &str, sizes: &[u64]) -> Result<Option<u64>> {
+    /// Looks for a message in the mailbox (recovery of a delivery whose confirmation was lost): the
+    /// messages whose Message-ID header matches (`UID SEARCH HEADER`) are fetched
+    /// (`BODY.PEEK[]`, which leaves `\Seen` alone) and compared with `raw` (line ends as CRLF):
+    /// the same bytes — or, with `traced` (an LMTP delivery), the same bytes after the trace
+    /// headers the server put in front. Returns the UID found.
+    pub fn find(&mut self, message_id: &str, raw: &[u8], traced: bool) -> Result<Option<u64>> {
         if !self.selected {
             let d = self.command(&format!("EXAMINE {}", self.mbox))?;
             if d.status != Status::Ok {
@@ -334,12 +344,17 @@ impl Imap {
         if uids.is_empty() {
             return Ok(None);
         }
+        let want = crlf(raw);
         let set: Vec<String> = uids.iter().map(|u| u.to_string()).collect();
-        let d = self.command(&format!("UID FETCH {} (RFC822.SIZE)", set.join(",")))?;
-        for u in &d.untagged {
-            let (Some(uid), Some(size)) = (fetch_item(u, "UID"), fetch_item(u, "RFC822.SIZE")) else { continue };
-            if sizes.contains(&size) {
-                return Ok(Some(uid));
+        let d = self.command(&format!("UID FETCH {} (BODY.PEEK[])", set.join(",")))?;
+        for (i, body) in &d.literals {
+            let same = if traced {
+                body.ends_with(&want) && is_trace(&body[..body.len() - want.len()])
+            } else {
+                *body == want
+            };
+            if same {
+                return Ok(d.untagged.get(*i).and_then(|u| fetch_item(u, "UID")).or(Some(0)));
             }
         }
         Ok(None)
@@ -348,6 +363,27 @@ impl Imap {
     pub fn quit(mut self) {
         let _ = self.command("LOGOUT");
     }
+}
+
+/// `raw` with every line end as CRLF (as IMAP serves a message).
+fn crlf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 50);
+    for (i, &b) in raw.iter().enumerate() {
+        if b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// Whether `head` is only trace header fields (what an LMTP server puts in front of a message:
+/// Return-Path, Delivered-To, Received, and their continuation lines).
+fn is_trace(head: &[u8]) -> bool {
+    head.split(|b| *b == b'\n').filter(|l| !l.is_empty() && *l != b"\r").all(|l| {
+        let name = |n: &[u8]| l.len() >= n.len() && l[..n.len()].eq_ignore_ascii_case(n);
+        l[0] == b' ' || l[0] == b'\t' || name(b"Return-Path:") || name(b"Delivered-To:") || name(b"Received:")
+    }) && (head.is_empty() || head.ends_with(b"\n"))
 }
 
 /// `{n}` or `{n+}` at the end of a line: a literal of n bytes follows.
@@ -360,7 +396,7 @@ fn literal_len(line: &[u8]) -> Option<usize> {
 }
 
 /// "OK [CODE args] text" → its parts.
-fn parse_done(rest: &str, untagged: Vec<String>) -> Option<Done> {
+fn parse_done(rest: &str, untagged: Vec<String>, literals: Vec<(usize, Vec<u8>)>) -> Option<Done> {
     let (word, text) = rest.split_once(' ').unwrap_or((rest, ""));
     let status = match word.to_ascii_uppercase().as_str() {
         "OK" => Status::Ok,
@@ -372,7 +408,7 @@ fn parse_done(rest: &str, untagged: Vec<String>) -> Option<Done> {
         Some((c, t)) => (Some(c.to_string()), t.trim_start().to_string()),
         None => (None, text.to_string()),
     };
-    Some(Done { status, code, text, untagged })
+    Some(Done { status, code, text, untagged, literals })
 }
 
 /// A number item of a FETCH response ("UID 12" in "* 3 FETCH (UID 12 RFC822.SIZE 345)").
@@ -392,19 +428,19 @@ mod tests {
 
     #[test]
     fn answers_parse_with_their_codes() {
-        let d = parse_done("OK [APPENDUID 38505 3955] APPEND completed", Vec::new()).unwrap();
+        let d = parse_done("OK [APPENDUID 38505 3955] APPEND completed", Vec::new(), Vec::new()).unwrap();
         assert_eq!(
             (d.status, d.code.as_deref(), d.text.as_str()),
             (Status::Ok, Some("APPENDUID 38505 3955"), "APPEND completed")
         );
-        let d = parse_done("NO [OVERQUOTA] Quota exceeded", Vec::new()).unwrap();
+        let d = parse_done("NO [OVERQUOTA] Quota exceeded", Vec::new(), Vec::new()).unwrap();
         assert!(matches!(classify("h", "x", &d), Refusal::Temporary(_)));
-        let d = parse_done("NO [TRYCREATE] Mailbox doesn't exist", Vec::new()).unwrap();
+        let d = parse_done("NO [TRYCREATE] Mailbox doesn't exist", Vec::new(), Vec::new()).unwrap();
         assert!(d.code_is("TRYCREATE"));
         assert!(matches!(classify("h", "x", &d), Refusal::Permanent(_)));
-        let d = parse_done("NO Some failure", Vec::new()).unwrap();
+        let d = parse_done("NO Some failure", Vec::new(), Vec::new()).unwrap();
         assert!(matches!(classify("h", "x", &d), Refusal::Temporary(_)));
-        assert!(parse_done("MAYBE", Vec::new()).is_none());
+        assert!(parse_done("MAYBE", Vec::new(), Vec::new()).is_none());
     }
 
     #[test]
@@ -416,5 +452,9 @@ mod tests {
         assert_eq!(fetch_item("* 3 FETCH (RFC822.SIZE 345 UID 12)", "UID"), Some(12));
         assert_eq!(quoted("a\"b\\c").as_deref(), Some("\"a\\\"b\\\\c\""));
         assert_eq!(quoted("caf\u{e9}"), None);
+        assert_eq!(crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+        assert!(is_trace(b"Return-Path: <a@b>\r\nDelivered-To: bob\r\nReceived: from x\r\n\tby y; date\r\n"));
+        assert!(is_trace(b""));
+        assert!(!is_trace(b"Subject: hi\r\n"));
     }
 }

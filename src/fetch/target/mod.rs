@@ -14,9 +14,11 @@
 //! 5xx / other `NO` → [`ErrorClass::Other`] with guidance (the setting must change).
 //!
 //! The window this leaves: a crash after the target confirmed and before the journal's second
-//! commit. IMAP closes it on the next fetch (the message is found by Message-ID and size, and not
-//! appended again); LMTP cannot look, so the message is delivered again — at-least-once, counted
-//! in the journal's `attempts` (`status` shows it).
+//! commit. IMAP closes it on the next fetch (the message is found by Message-ID and content, and
+//! not appended again), and so does an LMTP target with the same server's IMAP configured beside
+//! it (`LmtpTarget::check`: found after the trace headers LMTP added); plain LMTP cannot look, so
+//! the message is delivered again — at-least-once, counted in the journal's `attempts` (`status`
+//! shows it).
 
 pub mod imap;
 pub mod lmtp;
@@ -125,19 +127,18 @@ impl Conn {
 
 /// The TLS configuration for an `imaps://` target (verified as for POP).
 pub fn upstream_for(target: &DeliverTarget) -> Result<Option<Upstream>> {
-    match target {
-        DeliverTarget::Imap(t) if t.tls => Ok(Some(crate::net::tls::upstream(&t.trust)?)),
+    match target.imap() {
+        Some(t) if t.tls => Ok(Some(crate::net::tls::upstream(&t.trust)?)),
         _ => Ok(None),
     }
 }
 
-/// The target's password, resolved (`password_command` runs here, off the writer thread).
+/// The target's IMAP password (APPEND, or an LMTP target's check), resolved (`password_command`
+/// runs here, off the writer thread).
 pub async fn password_for(config_path: &std::path::Path, mode: u32, target: &DeliverTarget) -> Result<Option<Secret>> {
-    match target {
-        DeliverTarget::Imap(t) => {
-            Ok(Some(crate::config::resolve_secret(config_path, mode, &t.password, "IMAP").await?))
-        }
-        DeliverTarget::Lmtp(_) => Ok(None),
+    match target.imap() {
+        Some(t) => Ok(Some(crate::config::resolve_secret(config_path, mode, &t.password, "IMAP").await?)),
+        None => Ok(None),
     }
 }
 
@@ -157,7 +158,7 @@ pub async fn spawn(
     let journal = super::blocking(move || Journal::new(&store, ids, server, &describe)).await?;
     let unresolved: HashMap<String, Unresolved> =
         journal.unresolved()?.into_iter().map(|u| (u.uidl.clone(), u)).collect();
-    let w = Remote { target, password, upstream, journal, conn: None, unresolved, repeated: 0 };
+    let w = Remote { target, password, upstream, journal, conn: None, check: None, unresolved, repeated: 0 };
     Ok(Sink::spawn_with("popbridge-deliver", move |rx, out| run(w, rx, out)))
 }
 
@@ -167,6 +168,8 @@ struct Remote {
     upstream: Option<Upstream>,
     journal: Journal,
     conn: Option<Conn>,
+    /// An LMTP target's IMAP, for looking up interrupted deliveries (opened when first needed).
+    check: Option<imap::Imap>,
     /// Rows left 'delivering' by an interrupted delivery, by identity.
     unresolved: HashMap<String, Unresolved>,
     /// Deliveries repeated this session after an unconfirmed one (LMTP).
@@ -181,6 +184,37 @@ impl Remote {
             self.conn = Some(c);
         }
         self.conn.as_mut().ok_or_else(|| Error::other("internal error: no connection"))
+    }
+
+    /// Looks for a message whose delivery was interrupted, where the target allows it: its UID.
+    fn find(&mut self, message_id: &str, raw: &[u8]) -> Result<Option<u64>> {
+        let check = match &self.target {
+            DeliverTarget::Imap(_) => None,
+            DeliverTarget::Lmtp(t) => match &t.check {
+                Some(c) => Some(c.clone()),
+                None => return Ok(None),
+            },
+        };
+        let r = match check {
+            None => match self.conn()? {
+                Conn::Imap(c) => c.find(message_id, raw, false),
+                Conn::Lmtp(_) => Ok(None),
+            },
+            Some(t) => {
+                if self.check.is_none() {
+                    let Some(pw) = self.password.as_ref() else {
+                        return Err(Error::other("internal error: no password for the IMAP check"));
+                    };
+                    let c = imap::Imap::connect(&t, pw, self.upstream.as_ref()).map_err(|e| self.wrap(e))?;
+                    self.check = Some(c);
+                }
+                match self.check.as_mut() {
+                    Some(c) => c.find(message_id, raw, true),
+                    None => Ok(None),
+                }
+            }
+        };
+        r.map_err(|e| self.wrap(e))
     }
 
     /// The target's connection failures are temporary for the account (the message waits on the
@@ -221,13 +255,7 @@ impl Remote {
             let pending = Pending { identity, message_id, sha256: sha, size };
             if let Some(u) = self.unresolved.remove(&pending.identity.key) {
                 let found = match (&pending.message_id, self.target.can_check()) {
-                    (Some(mid), true) => {
-                        let sizes = [size, crlf_size(&raw)];
-                        match self.conn()? {
-                            Conn::Imap(c) => c.find(mid, &sizes).map_err(|e| self.wrap(e))?,
-                            Conn::Lmtp(_) => None,
-                        }
-                    }
+                    (Some(mid), true) => self.find(&mid.clone(), &raw)?,
                     _ => None,
                 };
                 if let Some(uid) = found {
@@ -303,13 +331,9 @@ fn run(mut w: Remote, rx: mpsc::Receiver<ToSink>, out: tokio::sync::mpsc::Unboun
     if let Some(c) = w.conn.take() {
         c.quit();
     }
-}
-
-/// Size as IMAP counts it (every line end as CRLF).
-fn crlf_size(raw: &[u8]) -> u64 {
-    let lf = memchr::memchr_iter(b'\n', raw).count();
-    let crlf = memchr::memmem::find_iter(raw, b"\r\n").count();
-    (raw.len() + lf - crlf) as u64
+    if let Some(c) = w.check.take() {
+        c.quit();
+    }
 }
 
 /// `account test` for the target: connect, log in (IMAP) or LHLO (LMTP), then check the recipient
@@ -325,11 +349,19 @@ pub async fn probe(config_path: &std::path::Path, mode: u32, target: &DeliverTar
     let r = super::blocking(move || {
         let mut c = Conn::open(&target, password.as_ref(), upstream.as_ref())?;
         let features = c.features();
-        let checked = match &mut c {
+        let mut checked = match &mut c {
             Conn::Lmtp(l) => l.check_recipient()?,
             Conn::Imap(i) => i.check_mailbox()?,
         };
         c.quit();
+        // An LMTP target's IMAP check: it must log in and open the mailbox too.
+        if let (DeliverTarget::Lmtp(l), Ok(said)) = (&target, &checked)
+            && let (Some(t), Some(pw)) = (&l.check, password.as_ref())
+        {
+            let mut i = imap::Imap::connect(t, pw, upstream.as_ref())?;
+            checked = i.check_mailbox()?.map(|m| format!("{said}; the check through {}: {m}", t.describe()));
+            i.quit();
+        }
         match checked {
             Ok(said) => Ok(format!("{features}; {said}")),
             Err(r) => Err(r.into_error(&target)),
