@@ -1426,7 +1426,13 @@ async fn status(paths: &Paths, json: bool) -> Result<i32> {
     if json {
         let accounts = rows
             .iter()
-            .map(|r| serde_json::to_value(r).map_err(|e| Error::other(format!("internal error: {e}"))))
+            .map(|r| {
+                let mut v = serde_json::to_value(r).map_err(|e| Error::other(format!("internal error: {e}")))?;
+                if let (Some(t), Some(o)) = (cfg.account(&r.name).and_then(|a| a.deliver.as_ref()), v.as_object_mut()) {
+                    o.insert("deliver".into(), deliver::json(t, journals.get(&r.name)));
+                }
+                Ok(v)
+            })
             .collect::<Result<Vec<_>>>()?;
         let out = serde_json::to_string_pretty(&StatusJson { accounts, outbox, verifications })
             .map_err(|e| Error::other(e.to_string()))?;
@@ -1447,7 +1453,7 @@ async fn status(paths: &Paths, json: bool) -> Result<i32> {
             r.next_fetch.as_deref().map(|t| format!("  next {t}")).unwrap_or_default()
         );
         if let Some(t) = cfg.account(&r.name).and_then(|a| a.deliver.as_ref()) {
-            crate::cli::deliver::print_status(t, journals.get(&r.name));
+            deliver::print_status(t, journals.get(&r.name));
         }
         if let Some(p) = &r.progress {
             println!(

@@ -132,6 +132,11 @@ fn full_fetch(sink: Sink) {
         Sink::Imap(m) => format!("IMAP imap://127.0.0.1:{} as bob, mailbox {m}", d.imap_port),
     };
     assert!(status.contains(&want), "status names the target:\n{status}");
+    let j = b.status_json();
+    let dj = &crate::util::account(&j, "Src")["deliver"];
+    assert!(dj["target"].as_str().is_some_and(|t| t.contains(&want)), "{dj}");
+    assert_eq!(dj["delivered"], serde_json::json!(originals.len() + 1), "{dj}");
+    assert_eq!(dj["unconfirmed"], serde_json::json!(0), "{dj}");
 }
 
 #[test]

@@ -19,6 +19,18 @@ pub fn print_status(target: &DeliverTarget, journal: Option<&JournalSummary>) {
     }
 }
 
+/// `status --json`: the account's `deliver` object.
+pub fn json(target: &DeliverTarget, journal: Option<&JournalSummary>) -> serde_json::Value {
+    let j = journal.cloned().unwrap_or_default();
+    serde_json::json!({
+        "target": target.describe(),
+        "delivered": j.delivered,
+        "unconfirmed": j.delivering,
+        "repeated": j.repeated,
+        "last_confirmation": j.last_confirmation,
+    })
+}
+
 /// `account test`: the target's check, printed; its failure is the command's error.
 pub async fn test(config_path: &std::path::Path, mode: u32, target: &DeliverTarget) -> crate::Result<()> {
     println!("  delivery target: {}", target.describe());
