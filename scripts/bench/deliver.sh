@@ -109,7 +109,7 @@ RC
     else
         got=$(count_bob)
     fi
-    [ "$got" = "$N" ] || { echo "$1: $got of $N messages delivered; see $d/out" >&2; KEEP_WORK=1; exit 1; }
+    [ "$got" = "$N" ] || { echo "$1: $got of $N messages delivered:" >&2; tail -20 "$d/out" >&2; exit 1; }
     python3 -c "print(f'{$t1 - $t0:.2f}')"
 }
 

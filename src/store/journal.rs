@@ -24,6 +24,10 @@ use super::deliver::{Identity, Stored};
 use super::{Store, db_err};
 use crate::error::Result;
 
+/// Seconds after which a journal row whose message has left the POP server is forgotten (30 days:
+/// `status` counts what was delivered in that time).
+pub const FORGET_AFTER: i64 = 30 * 86_400;
+
 /// One message on its way to the target.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -63,15 +67,25 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// `target`: the target as described to people (`DeliverTarget::describe`).
+    /// `target`: the target as described to people (`DeliverTarget::describe`). Rows untouched
+    /// for [`FORGET_AFTER`] whose identity the POP state no longer holds are forgotten here: the
+    /// message left the server (deleted after delivery, or by other means) a while ago.
     pub fn new(store: &Store, _ids: AccountIds, server: i64, target: &str) -> Result<Journal> {
-        Ok(Journal {
+        let j = Journal {
             conn: store.connection()?,
             path: store.path().to_path_buf(),
             server,
             target: target.to_string(),
             changes: store.changes(),
-        })
+        };
+        j.conn
+            .execute(
+                "DELETE FROM deliveries WHERE server_id = ?1 AND updated < ?2 AND NOT EXISTS
+                     (SELECT 1 FROM pop_uidls p WHERE p.server_id = deliveries.server_id AND p.uidl = deliveries.uidl)",
+                params![server, super::now() - FORGET_AFTER],
+            )
+            .map_err(|e| j.err(e))?;
+        Ok(j)
     }
 
     fn err(&self, e: rusqlite::Error) -> crate::Error {
@@ -244,5 +258,50 @@ impl Store {
             .map_err(|e| self.err(e))?
             .flatten();
         Ok(JournalSummary { delivered, delivering, repeated, last_confirmation })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(key: &str) -> Pending {
+        Pending {
+            identity: Identity { fingerprint: vec![1, 2], ..Identity::new(key, 120) },
+            message_id: Some(format!("{key}@example.org")),
+            sha256: vec![7; 32],
+            size: 118,
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_journalled_before_and_held_after_without_a_body() {
+        let dir = crate::store::private_tempdir();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let ids = store.ensure_account("Work").unwrap();
+        let server = store.pop_server(ids.account, "pop.example:995/me").unwrap().id;
+        let mut j = Journal::new(&store, ids, server, "LMTP 127.0.0.1:24 for a@b.example").unwrap();
+        j.start(&[pending("u1"), pending("u2")]).unwrap();
+        let open = j.unresolved().unwrap();
+        assert_eq!(open.iter().map(|u| (u.uidl.as_str(), u.attempts)).collect::<Vec<_>>(), [("u1", 1), ("u2", 1)]);
+        assert_eq!(j.recorded("u1").unwrap(), None, "not held before the target confirmed it");
+        let stored = j.delivered(&[(pending("u1"), "250 2.0.0 Saved".into())]).unwrap();
+        assert_eq!((stored[0].key.as_str(), stored[0].exact, stored[0].size), ("u1", true, 118));
+        assert_eq!(j.recorded("u1").unwrap(), Some(Recorded { held: true, sha256: Some(vec![7; 32]) }));
+        let known = store.known_uidls(server).unwrap();
+        assert!(known["u1"].held() && known["u1"].body_id.is_none(), "held, with no body");
+        assert_eq!(known["u1"].list_size, Some(120));
+        // u2 again: its second attempt is counted.
+        j.start(&[pending("u2")]).unwrap();
+        assert_eq!(j.unresolved().unwrap()[0].attempts, 2);
+        let s = store.journal_summary("Work").unwrap();
+        assert_eq!((s.delivered, s.delivering, s.repeated), (1, 1, 1));
+        assert_eq!(s.last_confirmation.as_deref(), Some("250 2.0.0 Saved"));
+        // Gone from the server (pruned) and old: forgotten at the next open; while held: kept.
+        let c = store.connection().unwrap();
+        c.execute("UPDATE deliveries SET updated = updated - ?1", [FORGET_AFTER + 1]).unwrap();
+        Journal::new(&store, ids, server, "x").unwrap();
+        assert_eq!(store.journal_summary("Work").unwrap().delivered, 1, "u1 is still held");
+        assert_eq!(store.journal_summary("Work").unwrap().delivering, 0, "u2 left the server long ago");
     }
 }
