@@ -22,6 +22,7 @@ command -v fetchmail >/dev/null || apt-get install -y fetchmail >/dev/null
 [ -x /usr/lib/dovecot/lmtp ] || apt-get install -y dovecot-lmtpd >/dev/null
 
 work=$(mktemp -d /tmp/popbridge-deliver-bench.XXXXXX)
+chmod 755 "$work"   # Dovecot's mail user must reach the maildirs
 cleanup() {
     [ -n "${DOVECOT_STOP:-}" ] && "$DOVECOT_STOP" >/dev/null 2>&1 || true
     [ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$work"
@@ -93,7 +94,7 @@ ca_file = \"$TLS_CA\"" ;;
         fetchmail)
             mkdir -p "$d"
             cat >"$d/fetchmailrc" <<RC
-poll 127.0.0.1 service $POP3S_PORT protocol pop3 user "alice" password "alice-pw" is "bob" here
+poll localhost service $POP3S_PORT protocol pop3 user "alice" password "alice-pw" is "bob" here
     keep fetchall ssl sslcertck sslcertfile "$TLS_CA" smtphost "127.0.0.1/$lmtp_port" lmtp smtpname "bob@example.com"
 RC
             chmod 600 "$d/fetchmailrc" ;;
