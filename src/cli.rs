@@ -16,6 +16,7 @@ use crate::net::tls;
 use crate::secret::Secret;
 use crate::store::Store;
 
+mod deliver;
 mod fix;
 
 #[derive(Parser, Debug)]
@@ -984,6 +985,9 @@ async fn account_test(paths: &Paths, name: &str) -> Result<i32> {
     let cfg = load_config(paths)?;
     let account = cfg.select(&[name.to_string()])?.remove(0);
     let p = fetch::probe::probe(&cfg.path, cfg.mode, &paths.oauth_dir(), &account).await?;
+    if let Some(t) = &account.deliver {
+        deliver::test(&cfg.path, cfg.mode, t).await.map_err(|e| e.context(format!("account \"{}\"", account.name)))?;
+    }
     println!("Account \"{}\": {}:{} ({})", account.name, account.pop.host, account.pop.port, account.pop.tls.as_str());
     println!("  greeting: {}", p.greeting);
     match &p.tls {
@@ -1400,9 +1404,19 @@ async fn verify_confirm(paths: &Paths, address: &str, code: &str) -> Result<i32>
 async fn status(paths: &Paths, json: bool) -> Result<i32> {
     let cfg = load_config(paths)?;
     let p = paths.store();
-    let (stored, outbox, verifications) = match blocking(move || Store::open_existing(&p)).await? {
-        Some(s) => blocking(move || Ok((s.account_statuses()?, s.outbox_summary()?, s.verifications()?))).await?,
-        None => (Vec::new(), Default::default(), Vec::new()),
+    let delivering: Vec<String> = cfg.accounts.iter().filter(|a| a.deliver.is_some()).map(|a| a.name.clone()).collect();
+    let (stored, outbox, verifications, journals) = match blocking(move || Store::open_existing(&p)).await? {
+        Some(s) => {
+            blocking(move || {
+                let journals = delivering
+                    .iter()
+                    .map(|n| Ok((n.clone(), s.journal_summary(n)?)))
+                    .collect::<Result<std::collections::HashMap<_, _>>>()?;
+                Ok((s.account_statuses()?, s.outbox_summary()?, s.verifications()?, journals))
+            })
+            .await?
+        }
+        None => (Vec::new(), Default::default(), Vec::new(), Default::default()),
     };
     let rows: Vec<crate::store::AccountStatus> = cfg
         .accounts
@@ -1431,7 +1445,13 @@ async fn status(paths: &Paths, json: bool) -> Result<i32> {
     if json {
         let accounts = rows
             .iter()
-            .map(|r| serde_json::to_value(r).map_err(|e| Error::other(format!("internal error: {e}"))))
+            .map(|r| {
+                let mut v = serde_json::to_value(r).map_err(|e| Error::other(format!("internal error: {e}")))?;
+                if let (Some(t), Some(o)) = (cfg.account(&r.name).and_then(|a| a.deliver.as_ref()), v.as_object_mut()) {
+                    o.insert("deliver".into(), deliver::json(t, journals.get(&r.name)));
+                }
+                Ok(v)
+            })
             .collect::<Result<Vec<_>>>()?;
         let out = serde_json::to_string_pretty(&StatusJson { accounts, outbox, verifications })
             .map_err(|e| Error::other(e.to_string()))?;
@@ -1451,6 +1471,9 @@ async fn status(paths: &Paths, json: bool) -> Result<i32> {
             r.last_fetch.as_deref().unwrap_or("never"),
             r.next_fetch.as_deref().map(|t| format!("  next {t}")).unwrap_or_default()
         );
+        if let Some(t) = cfg.account(&r.name).and_then(|a| a.deliver.as_ref()) {
+            deliver::print_status(t, journals.get(&r.name));
+        }
         if let Some(p) = &r.progress {
             println!(
                 "    importing: {} of {} messages, {} of {}{}",

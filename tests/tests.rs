@@ -8,6 +8,7 @@ mod bounded_import;
 mod cli;
 mod crash;
 mod daemon;
+mod deliver;
 mod duplicates;
 mod fuzz;
 mod identity;

@@ -127,6 +127,8 @@ pub struct Account {
     /// What becomes of a message this account fetches that popbridge already holds from a POP
     /// server (`duplicates`; `store::deliver`).
     pub duplicates: Duplicates,
+    /// `[account.deliver]`: fetched mail goes into this mail server instead of the local store.
+    pub deliver: Option<DeliverTarget>,
 }
 
 /// `duplicates = "keep" | "mark" | "hide"`: a message fetched by an account that popbridge holds
@@ -234,6 +236,9 @@ impl Account {
             if let Some(pw) = &s.password {
                 put(&secret(pw));
             }
+        }
+        if let Some(d) = &self.deliver {
+            put(&d.fingerprint_text());
         }
         ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -699,7 +704,18 @@ fn validate_account(cx: &Ctx, i: usize, a: RawAccount) -> crate::Result<Account>
         Some(d) => Duplicates::parse(d)
             .ok_or_else(|| cx.err(&kn("duplicates"), format!("\"{d}\" must be keep, mark or hide")))?,
     };
+    let deliver = match a.deliver {
+        Some(d) => Some(validate_deliver(cx, &name, d)?),
+        None => None,
+    };
+    if deliver.is_some() && pop.delete == DeletePolicy::WhenDeletedLocally {
+        return Err(cx.err(
+            &kn("pop.delete"),
+            "\"when-deleted-locally\" needs the local store, but this account delivers into [account.deliver]: use after-fetch, after-days or never",
+        ));
+    }
     Ok(Account {
+        deliver,
         name,
         email,
         reply_to: a.reply_to,
@@ -901,6 +917,53 @@ fn validate_smtp(cx: &Ctx, prefix: &str, s: RawSmtp) -> crate::Result<SmtpServer
     })
 }
 
+/// `[account.deliver]`: exactly one of `lmtp` (with `recipient`) or `imap` (with `user` and a
+/// password); plain IMAP only to a loopback server.
+fn validate_deliver(cx: &Ctx, name: &str, d: super::raw::RawDeliver) -> crate::Result<DeliverTarget> {
+    let prefix = format!("account \"{name}\": deliver");
+    let k = |f: &str| format!("{prefix}.{f}");
+    let timeout = match d.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(v) => parse_duration(&v).map_err(|e| cx.err(&k("timeout"), e))?,
+    };
+    let imap = match d.imap {
+        None => None,
+        Some(url) => {
+            let (host, port, tls) = parse_imap_url(&url).map_err(|e| cx.err(&k("imap"), e))?;
+            if !tls && !is_loopback_host(&host) {
+                return Err(cx.err(&k("imap"), "imap:// would send your password unencrypted; use imaps://"));
+            }
+            let user = d.user.filter(|u| !u.is_empty()).ok_or_else(|| cx.err(&k("user"), "is missing"))?;
+            let password = secret_source(cx, &prefix, d.password, d.password_command, true)?
+                .ok_or_else(|| cx.err(&k("password"), "set password_command (recommended) or password"))?;
+            let mailbox = d.mailbox.filter(|m| !m.is_empty()).unwrap_or_else(|| "INBOX".to_string());
+            if !mailbox.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+                return Err(cx.err(&k("mailbox"), "only ASCII mailbox names are supported for now"));
+            }
+            let trust = trust(cx, &k(""), d.ca_file, d.pin_sha256)?;
+            Some(ImapTarget { host, port, tls, user, password, mailbox, trust, timeout })
+        }
+    };
+    match (d.lmtp, imap) {
+        (None, None) => Err(cx.err(&k("lmtp"), "set lmtp (with recipient) or imap (with user and password_command)")),
+        (Some(addr), check) => {
+            let addr = LmtpAddr::parse(&addr).map_err(|e| cx.err(&k("lmtp"), e))?;
+            let recipient =
+                d.recipient.ok_or_else(|| cx.err(&k("recipient"), "is missing (the address LMTP delivers to)"))?;
+            check_email(&recipient).map_err(|e| cx.err(&k("recipient"), e))?;
+            // With imap too, LMTP delivers and the server's IMAP is where an interrupted
+            // delivery is looked for (so LMTP need not deliver it again).
+            Ok(DeliverTarget::Lmtp(LmtpTarget { addr, recipient, timeout, check }))
+        }
+        (None, Some(t)) => {
+            if d.recipient.is_some() {
+                return Err(cx.err(&k("recipient"), "is an LMTP setting; IMAP delivers into user's mailbox"));
+            }
+            Ok(DeliverTarget::Imap(t))
+        }
+    }
+}
+
 fn port(cx: &Ctx, key: &str, v: Option<i64>, default: u16) -> crate::Result<u16> {
     match v {
         None => Ok(default),
@@ -997,6 +1060,164 @@ pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
 /// Lower-case hex, colon-separated pairs: the form browsers and Thunderbird show.
 pub fn format_fingerprint(fp: &[u8]) -> String {
     fp.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+// `[account.deliver]` (issue 18): an account whose mail goes into an existing mail server — over
+// LMTP (RFC 2033) or IMAP APPEND — instead of the local store (`fetch::target`, `store::journal`).
+
+/// Where an account's fetched mail goes, when not into the local store.
+#[derive(Debug, Clone)]
+pub enum DeliverTarget {
+    Lmtp(LmtpTarget),
+    Imap(ImapTarget),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LmtpAddr {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct LmtpTarget {
+    pub addr: LmtpAddr,
+    pub recipient: String,
+    pub timeout: Duration,
+    /// The same server's IMAP (`imap`, `user`… beside `lmtp`): where a delivery whose
+    /// confirmation was lost is looked for before it is delivered again.
+    pub check: Option<ImapTarget>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImapTarget {
+    pub host: String,
+    pub port: u16,
+    /// `imaps://`: TLS from the first byte; `imap://`: plain (loopback only).
+    pub tls: bool,
+    pub user: String,
+    pub password: SecretSource,
+    pub mailbox: String,
+    pub trust: TrustSettings,
+    pub timeout: Duration,
+}
+
+impl DeliverTarget {
+    /// For people and for the journal: "LMTP 127.0.0.1:24 for alice@example.org",
+    /// "IMAP imaps://mail.example.org:993 as alice, mailbox INBOX".
+    pub fn describe(&self) -> String {
+        match self {
+            DeliverTarget::Lmtp(t) => match &t.check {
+                None => format!("LMTP {} for {}", t.addr.describe(), t.recipient),
+                Some(c) => format!("LMTP {} for {} (checked through {})", t.addr.describe(), t.recipient, c.describe()),
+            },
+            DeliverTarget::Imap(t) => t.describe(),
+        }
+    }
+
+    /// The IMAP account involved, if any: the APPEND target, or an LMTP target's check.
+    pub fn imap(&self) -> Option<&ImapTarget> {
+        match self {
+            DeliverTarget::Lmtp(t) => t.check.as_ref(),
+            DeliverTarget::Imap(t) => Some(t),
+        }
+    }
+
+    /// Whether a delivery whose confirmation was lost can be looked for in the target (IMAP:
+    /// `UID SEARCH HEADER Message-ID`); LMTP cannot, so such a delivery is repeated.
+    pub fn can_check(&self) -> bool {
+        self.imap().is_some()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        match self {
+            DeliverTarget::Lmtp(t) => t.timeout,
+            DeliverTarget::Imap(t) => t.timeout,
+        }
+    }
+
+    /// What the account fingerprint covers (`Account::fingerprint`): every setting, the secret
+    /// as given (the fingerprint is a hash, never shown).
+    pub fn fingerprint_text(&self) -> String {
+        let imap = |t: &ImapTarget| {
+            let pw = match &t.password {
+                SecretSource::Inline(p) => format!("inline:{}", p.expose()),
+                SecretSource::Command(c) => format!("command:{c}"),
+            };
+            format!(
+                "imap {} {} {} {} {} {:?} {:?} {pw}",
+                t.host, t.port, t.tls, t.user, t.mailbox, t.trust.ca_file, t.trust.pin_sha256
+            )
+        };
+        match self {
+            DeliverTarget::Lmtp(t) => format!("lmtp {:?} {} {:?}", t.addr, t.recipient, t.check.as_ref().map(imap)),
+            DeliverTarget::Imap(t) => imap(t),
+        }
+    }
+}
+
+impl ImapTarget {
+    /// "IMAP imaps://mail.example.org:993 as alice, mailbox INBOX".
+    pub fn describe(&self) -> String {
+        let scheme = if self.tls { "imaps" } else { "imap" };
+        format!("IMAP {scheme}://{}:{} as {}, mailbox {}", self.host, self.port, self.user, self.mailbox)
+    }
+}
+
+impl LmtpAddr {
+    pub fn describe(&self) -> String {
+        match self {
+            LmtpAddr::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
+            LmtpAddr::Tcp { host, port } => format!("{host}:{port}"),
+            LmtpAddr::Unix(p) => format!("unix:{}", p.display()),
+        }
+    }
+
+    /// `host:port`, `[v6]:port` or `unix:/path`.
+    pub fn parse(s: &str) -> Result<LmtpAddr, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(format!("\"{s}\": the socket path must be absolute (unix:/run/dovecot/lmtp)"));
+            }
+            return Ok(LmtpAddr::Unix(PathBuf::from(path)));
+        }
+        let (host, port) = split_host_port(s)
+            .ok_or_else(|| format!("\"{s}\" is not an LMTP address like 127.0.0.1:24 or unix:/run/dovecot/lmtp"))?;
+        Ok(LmtpAddr::Tcp { host, port })
+    }
+}
+
+/// `host:port` or `[v6]:port`.
+fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:")?;
+        (h, p)
+    } else {
+        s.rsplit_once(':')?
+    };
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+/// `imaps://host[:port]` or `imap://host[:port]` (a trailing `/` allowed).
+pub fn parse_imap_url(s: &str) -> Result<(String, u16, bool), String> {
+    let bad = || format!("\"{s}\" is not an IMAP server like imaps://mail.example.org:993");
+    let (tls, rest) = if let Some(r) = s.strip_prefix("imaps://") {
+        (true, r)
+    } else if let Some(r) = s.strip_prefix("imap://") {
+        (false, r)
+    } else {
+        return Err(bad());
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let default = if tls { 993 } else { 143 };
+    match split_host_port(rest) {
+        Some((h, p)) => Ok((h, p, tls)),
+        None if !rest.is_empty() && !rest.contains([':', '/', '[', ' ']) => Ok((rest.to_string(), default, tls)),
+        None => Err(bad()),
+    }
 }
 
 #[cfg(test)]
@@ -1167,6 +1388,65 @@ mod tests {
         assert!(check_oauth_url("http://id.example/token").is_err());
         assert!(check_oauth_url("ftp://id.example/token").is_err());
         assert!(check_oauth_url("not a url").is_err());
+    }
+
+    const POP: &str = "[[account]]\nname = \"Mail\"\nemail = \"me@example.com\"\n[account.pop]\nhost = \"pop.example\"\nuser = \"me\"\npassword_command = \"pass pop\"\n";
+
+    #[test]
+    fn deliver_sections_parse_into_their_targets() {
+        let c = parse_str(&format!(
+            "{POP}[account.deliver]\nlmtp = \"unix:/run/dovecot/lmtp\"\nrecipient = \"alice@example.org\"\n"
+        ))
+        .unwrap();
+        let Some(DeliverTarget::Lmtp(t)) = &c.accounts[0].deliver else { panic!("an LMTP target") };
+        assert_eq!(t.addr, LmtpAddr::Unix(PathBuf::from("/run/dovecot/lmtp")));
+        let c = parse_str(&format!("{POP}[account.deliver]\nlmtp = \"[::1]:24\"\nrecipient = \"alice@example.org\"\n"))
+            .unwrap();
+        assert_eq!(c.accounts[0].deliver.as_ref().unwrap().describe(), "LMTP [::1]:24 for alice@example.org");
+        let c = parse_str(&format!(
+            "{POP}[account.deliver]\nimap = \"imaps://mail.example.org\"\nuser = \"alice\"\npassword = \"Sekr1t-Pw\"\n"
+        ))
+        .unwrap();
+        let d = c.accounts[0].deliver.as_ref().unwrap();
+        assert_eq!(d.describe(), "IMAP imaps://mail.example.org:993 as alice, mailbox INBOX");
+        assert!(!format!("{:?}", c.accounts[0]).contains("Sekr1t"), "the password is not in Debug");
+        let plain = parse_str(&format!(
+            "{POP}[account.deliver]\nimap = \"imap://127.0.0.1:1143\"\nuser = \"a\"\npassword_command = \"x\"\nmailbox = \"Fetched\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            plain.accounts[0].deliver.as_ref().unwrap().describe(),
+            "IMAP imap://127.0.0.1:1143 as a, mailbox Fetched"
+        );
+        let checked = parse_str(&format!(
+            "{POP}[account.deliver]\nlmtp = \"127.0.0.1:24\"\nrecipient = \"a@b.example\"\nimap = \"imaps://mail.example.org\"\nuser = \"a\"\npassword_command = \"x\"\n"
+        ))
+        .unwrap();
+        let d = checked.accounts[0].deliver.as_ref().unwrap();
+        assert!(d.can_check());
+        assert_eq!(
+            d.describe(),
+            "LMTP 127.0.0.1:24 for a@b.example (checked through IMAP imaps://mail.example.org:993 as a, mailbox INBOX)"
+        );
+        for (bad, says) in [
+            ("lmtp = \"127.0.0.1:24\"\n", "recipient"),
+            ("lmtp = \"127.0.0.1\"\nrecipient = \"a@b.example\"\n", "not an LMTP address"),
+            ("lmtp = \"unix:run/lmtp\"\nrecipient = \"a@b.example\"\n", "absolute"),
+            ("lmtp = \"127.0.0.1:24\"\nrecipient = \"a@b.example\"\nimap = \"imaps://h\"\n", "user"),
+            ("recipient = \"a@b.example\"\n", "set lmtp"),
+            ("imap = \"imap://mail.example.org\"\nuser = \"a\"\npassword = \"p\"\n", "unencrypted"),
+            ("imap = \"imaps://mail.example.org\"\nuser = \"a\"\n", "password"),
+            ("imap = \"pop://mail.example.org\"\nuser = \"a\"\npassword = \"p\"\n", "not an IMAP server"),
+        ] {
+            let e = parse_str(&format!("{POP}[account.deliver]\n{bad}")).unwrap_err();
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
+        let e = parse_str(&format!(
+            "{}delete = \"when-deleted-locally\"\n[account.deliver]\nlmtp = \"127.0.0.1:24\"\nrecipient = \"a@b.example\"\n",
+            POP
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("when-deleted-locally"), "{}", e.message);
     }
 
     #[test]

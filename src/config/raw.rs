@@ -59,6 +59,7 @@ pub struct RawAccount {
     pub pop: Option<RawPop>,
     pub smtp: Option<RawSmtp>,
     pub oauth: Option<RawOAuth>,
+    pub deliver: Option<RawDeliver>,
 }
 
 /// `[account.oauth]`: the OAuth 2 client popbridge signs in as (with `auth = "oauth2"`).
@@ -107,5 +108,26 @@ pub struct RawSmtp {
     pub pin_sha256: Option<String>,
     pub relay: Option<bool>,
     pub allow_plain: Option<bool>,
+    pub timeout: Option<String>,
+}
+
+/// `[account.deliver]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeliver {
+    /// `"127.0.0.1:24"`, `"[::1]:24"`, `"lmtp.example.org:24"` or `"unix:/run/dovecot/lmtp"`.
+    pub lmtp: Option<String>,
+    /// The LMTP `RCPT TO` address.
+    pub recipient: Option<String>,
+    /// `"imaps://mail.example.org:993"` (TLS from the first byte, verified as for POP), or
+    /// `"imap://127.0.0.1:143"` (plain: loopback only).
+    pub imap: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_command: Option<String>,
+    /// The IMAP mailbox (default INBOX).
+    pub mailbox: Option<String>,
+    pub ca_file: Option<String>,
+    pub pin_sha256: Option<String>,
     pub timeout: Option<String>,
 }

@@ -51,6 +51,10 @@ const PLAIN_KEYS: &[&str] = &[
     "token_url",
     "device_authorization_url",
     "scopes",
+    // [account.deliver] (password and password_command are secrets: not listed).
+    "lmtp",
+    "recipient",
+    "mailbox",
 ];
 
 const REDACTED: &str = "<redacted>";

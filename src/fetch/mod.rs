@@ -28,6 +28,7 @@ pub mod probe;
 pub mod schedule;
 pub mod session;
 pub mod sink;
+pub mod target;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -636,14 +637,20 @@ impl<'a> Cycle<'a> {
 
         let store = ctx.store.clone();
         let server_id = server.id;
-        let duplicates = self.account.duplicates;
-        let delivery = blocking(move || {
-            let mut d = Delivery::new(&store, ids, server_id)?;
-            d.set_duplicates(duplicates);
-            Ok(d)
-        })
-        .await?;
-        let mut sink = Sink::spawn(delivery);
+        // `[account.deliver]`: into another mail server, with the same reports (`target`).
+        let mut sink = if self.account.deliver.is_some() {
+            target::spawn(ctx, self.account, store, ids, server_id).await?
+        } else {
+            let duplicates = self.account.duplicates;
+            Sink::spawn(
+                blocking(move || {
+                    let mut d = Delivery::new(&store, ids, server_id)?;
+                    d.set_duplicates(duplicates);
+                    Ok(d)
+                })
+                .await?,
+            )
+        };
         let budget = Arc::new(Semaphore::new(SINK_BUDGET));
         let mut next = 0usize;
         let mut in_flight: VecDeque<(Sent, u64)> = VecDeque::new();

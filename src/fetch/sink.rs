@@ -50,6 +50,18 @@ impl Sink {
         Sink { tx, rx, handle }
     }
 
+    /// A writer of another kind on its own thread (`target`: delivery into another mail server),
+    /// speaking the same two channels.
+    pub fn spawn_with<F>(name: &str, f: F) -> Sink
+    where
+        F: FnOnce(mpsc::Receiver<ToSink>, tokio::sync::mpsc::UnboundedSender<FromSink>) + Send + 'static,
+    {
+        let (tx, in_rx) = mpsc::channel::<ToSink>();
+        let (out_tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let handle = std::thread::Builder::new().name(name.into()).spawn(move || f(in_rx, out_tx)).ok();
+        Sink { tx, rx, handle }
+    }
+
     /// Closes the input; the thread commits what it holds and ends after its last report.
     pub fn finish(&mut self) {
         let (dead, _) = mpsc::channel();

@@ -22,6 +22,7 @@ pub mod accounts;
 pub mod deliver;
 pub mod guard;
 pub mod imap;
+pub mod journal;
 pub mod mailbox;
 pub mod message;
 pub mod outbox;
@@ -435,7 +436,7 @@ mod tests {
             let c = s.lock();
             c.execute_batch(&format!(
                 "DROP TABLE mailbox_serials; {} {SCHEMA_7_POP_STATE} PRAGMA user_version = 6;",
-                schema::UNDO_DUPLICATES
+                schema::UNDO_AFTER_14
             ))
             .unwrap();
             c.execute("UPDATE mailboxes SET uidvalidity = ?1 WHERE name = 'Junk'", [high]).unwrap();
@@ -476,7 +477,7 @@ mod tests {
         let home = s.ensure_account("Home").unwrap();
         {
             let c = s.lock();
-            c.execute_batch(&format!("{} {SCHEMA_7_POP_STATE} PRAGMA user_version = 7;", schema::UNDO_DUPLICATES))
+            c.execute_batch(&format!("{} {SCHEMA_7_POP_STATE} PRAGMA user_version = 7;", schema::UNDO_AFTER_14))
                 .unwrap();
             c.execute(
                 "INSERT INTO pop_uidls (account_id, uidl, first_seen, body_id, size) VALUES (?1, 'u1', 5, NULL, 10)",

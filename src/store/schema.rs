@@ -349,13 +349,36 @@ CREATE INDEX bodies_dup_key ON bodies(dup_key);
 ALTER TABLE accounts ADD COLUMN duplicates_seen INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE accounts ADD COLUMN duplicates_hidden INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 15 → 16 (issue 18): the delivery journal of accounts that
+    // deliver into another mail server (`[account.deliver]`, store::journal). A row is written
+    // and committed as 'delivering' before a message is handed to the target, and turned
+    // 'delivered' (with the target's confirmation) in the transaction that records its POP
+    // identity as held (pop_uidls, body_id NULL). A row still 'delivering' after a crash is
+    // looked for in the target (IMAP) or delivered again (LMTP: at-least-once); `attempts`
+    // counts the deliveries started.
+    r#"
+CREATE TABLE deliveries (
+    server_id    INTEGER NOT NULL,
+    uidl         TEXT NOT NULL,
+    target       TEXT NOT NULL,
+    message_id   TEXT,
+    sha256       BLOB NOT NULL,
+    size         INTEGER NOT NULL,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL,
+    confirmation TEXT,
+    updated      INTEGER NOT NULL,
+    PRIMARY KEY (server_id, uidl)
+) WITHOUT ROWID;
+"#,
 ];
 
-/// Undoes migration 15 (the duplicate keys and counters), for tests that take a store back to
-/// an older schema.
+/// Undoes migrations 15 and 16 (the duplicate keys and counters, the delivery journal), for
+/// tests that take a store back to an older schema.
 #[cfg(test)]
-pub const UNDO_DUPLICATES: &str = "DROP INDEX bodies_dup_key; ALTER TABLE bodies DROP COLUMN dup_key;
-    ALTER TABLE accounts DROP COLUMN duplicates_seen; ALTER TABLE accounts DROP COLUMN duplicates_hidden;";
+pub const UNDO_AFTER_14: &str = "DROP INDEX bodies_dup_key; ALTER TABLE bodies DROP COLUMN dup_key;
+    ALTER TABLE accounts DROP COLUMN duplicates_seen; ALTER TABLE accounts DROP COLUMN duplicates_hidden;
+    DROP TABLE deliveries;";
 
 /// The index in [`MIGRATIONS`] of the migration creating `sort_keys`: the store fills the table
 /// for the bodies already stored right after it, in its transaction.

@@ -388,7 +388,7 @@ mod tests {
             .execute_batch(&format!(
                 "DROP TRIGGER bodies_sort_keys; DROP TABLE sort_keys; ALTER TABLE pop_uidls DROP COLUMN origin;
                  {} PRAGMA user_version = {SORT_KEYS_MIGRATION};",
-                crate::store::schema::UNDO_DUPLICATES
+                crate::store::schema::UNDO_AFTER_14
             ))
             .unwrap();
         drop(store);

@@ -10,6 +10,7 @@ pub mod crash_points;
 pub mod dns_stub;
 pub mod dovecot;
 pub mod fake_pop3;
+pub mod fake_sink;
 pub mod http_stub;
 pub mod imap_clients;
 pub mod imap_state;
