@@ -28,6 +28,7 @@ pub mod probe;
 pub mod schedule;
 pub mod session;
 pub mod sink;
+pub mod window;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -45,11 +46,10 @@ use keys::{Occurrences, fallback_digest, is_fallback};
 use session::Session;
 use sink::{FromSink, Sink, ToSink};
 
-/// Most commands in flight when the server pipelines (RFC 2449 PIPELINING). Enough to hide the
-/// round trip behind the transfer; more only grows the server's output queue.
-pub const WINDOW: usize = 32;
-/// Most listed bytes of RETR answers in flight, so a window of huge messages doesn't pile up.
-pub const WINDOW_BYTES: u64 = 4 * 1024 * 1024;
+/// Most `TOP n 0` in flight in the one-off header checks outside the cycle's window (a bounded
+/// first import's boundary, `account import-state`, `account test`) when the server pipelines
+/// (RFC 2449 PIPELINING). The cycle's own commands go through the adaptive [`window::Window`].
+pub const WINDOW: usize = 256;
 /// Bytes of downloaded messages waiting for the sink: the fetcher's memory bound (beyond the
 /// message being received).
 pub const SINK_BUDGET: usize = 8 * 1024 * 1024;
@@ -297,26 +297,21 @@ async fn listing(conn: &mut Pop3Conn, pipelining: bool, report: &mut Report) -> 
 async fn fallback_keys(
     conn: &mut Pop3Conn,
     listed: &mut [Listed],
-    window: usize,
+    flow: &mut window::Window,
     occ: &mut Occurrences,
 ) -> Result<bool> {
     let todo: Vec<usize> = (0..listed.len()).filter(|&i| listed[i].key.is_none()).collect();
-    let mut next = 0;
-    let mut waiting: VecDeque<usize> = VecDeque::new();
+    let numbers: Vec<u32> = todo.iter().map(|&i| listed[i].n).collect();
     let mut top_ok = true;
-    while next < todo.len() || !waiting.is_empty() {
-        while top_ok && next < todo.len() && waiting.len() < window {
-            conn.send(&Command::Top(listed[todo[next]].n, 0));
-            waiting.push_back(todo[next]);
-            next += 1;
-        }
-        let r = conn.reply().await?;
-        let Some(i) = waiting.pop_front() else { break };
+    window::tops(conn, &numbers, flow, |j, r| {
+        let i = todo[j];
         match (r.status, r.body) {
             (Status::Ok, Body::Data(b)) => listed[i].key = Some(occ.key(fallback_digest(&b, listed[i].size))),
             _ => top_ok = false,
         }
-    }
+        top_ok
+    })
+    .await?;
     Ok(top_ok)
 }
 
@@ -343,8 +338,12 @@ struct Cycle<'a> {
     /// The capabilities as the server listed them (recorded with the account's status).
     caps_text: String,
     pipelining: bool,
-    /// Commands in flight at once: [`WINDOW`] when the server pipelines, else 1.
+    /// Commands in flight at once for the one-off header checks: [`WINDOW`] when the server
+    /// pipelines, else 1.
     window: usize,
+    /// The session's adaptive window (RETR, DELE, TOP): it learns the link's round trip and
+    /// throughput as the session goes.
+    flow: window::Window,
     report: Report,
     /// The server's messages, with their identities (filled in by RETR for those keyed by content).
     listed: Vec<Listed>,
@@ -414,6 +413,7 @@ impl<'a> Cycle<'a> {
             caps_text,
             pipelining,
             window,
+            flow: window::Window::new(pipelining),
             report,
             listed: Vec::new(),
             occ: Occurrences::default(),
@@ -427,7 +427,7 @@ impl<'a> Cycle<'a> {
         self.listed = listing(&mut self.conn, self.pipelining, &mut self.report).await?;
         self.report.server_messages = self.listed.len() as u64;
         self.report.server_bytes = self.listed.iter().map(|l| l.size).sum();
-        fallback_keys(&mut self.conn, &mut self.listed, self.window, &mut self.occ).await?;
+        fallback_keys(&mut self.conn, &mut self.listed, &mut self.flow, &mut self.occ).await?;
         Ok(())
     }
 
@@ -542,7 +542,7 @@ impl<'a> Cycle<'a> {
         if !plan.verify.is_empty() {
             let store = ctx.store.clone();
             let top = self.caps.as_ref().is_some_and(|c| c.top);
-            verify_fingerprints(conn, listed, &known, &mut plan, self.window, top, doubtful_server, store).await?;
+            verify_fingerprints(conn, listed, &known, &mut plan, &mut self.flow, top, doubtful_server, store).await?;
         }
         plan.fetch.sort_unstable();
 
@@ -606,8 +606,8 @@ impl<'a> Cycle<'a> {
         Ok(Diff { server, known, plan, deletes, to_fetch, now, policy })
     }
 
-    /// Downloads `diff.to_fetch` with pipelined RETR (at most [`WINDOW`] commands and
-    /// [`WINDOW_BYTES`] listed bytes in flight) into the store writer (at most [`SINK_BUDGET`]
+    /// Downloads `diff.to_fetch` with pipelined RETR (as many in flight as the session's
+    /// [`window::Window`] allows: it follows the link's bandwidth-delay product) into the store writer (at most [`SINK_BUDGET`]
     /// bytes waiting for it), and sends the DELEs in the same window: first those the diff found
     /// due, then each message the writer reports committed, if the policy allows it at once.
     /// Guarantees (DESIGN §4): a DELE is sent only for a committed message whose identity is exact
@@ -616,10 +616,14 @@ impl<'a> Cycle<'a> {
     /// nothing in flight; progress reported per message. On a failure (the connection, the store
     /// writer) the connection is dropped without QUIT and the error returned.
     async fn transfer(mut self, diff: &mut Diff, progress: Option<ProgressFn>) -> Result<(Self, Deleted)> {
-        let (ctx, ids, window) = (self.ctx, self.ids, self.window);
+        let (ctx, ids) = (self.ctx, self.ids);
         let Diff { server, known, plan, deletes, to_fetch, now, policy } = diff;
         let (now, policy) = (*now, *policy);
-        let (listed, report, conn, occ) = (&mut self.listed, &mut self.report, &mut self.conn, &mut self.occ);
+        let (listed, report, conn, occ, flow) =
+            (&mut self.listed, &mut self.report, &mut self.conn, &mut self.occ, &mut self.flow);
+        if let Some(rtt) = conn.min_rtt() {
+            flow.rtt_sample(rtt);
+        }
         let mut prog = Progress {
             total_messages: to_fetch.len() as u64,
             total_bytes: to_fetch.iter().map(|&i| listed[i].size).sum(),
@@ -635,8 +639,9 @@ impl<'a> Cycle<'a> {
         let mut sink = Sink::spawn(delivery);
         let budget = Arc::new(Semaphore::new(SINK_BUDGET));
         let mut next = 0usize;
+        // What is in flight, oldest first: the command and what it counts for in the window.
         let mut in_flight: VecDeque<(Sent, u64)> = VecDeque::new();
-        let mut retr_bytes_in_flight = 0u64;
+        let mut retrs_in_flight = 0usize;
         let mut sink_open = true;
         let mut sink_finished = false;
         let mut dele_ok: HashSet<String> = HashSet::new();
@@ -649,31 +654,27 @@ impl<'a> Cycle<'a> {
         loop {
             // Keep the window full: deletions first (tiny answers), then downloads.
             if failure.is_none() {
-                while in_flight.len() < window {
-                    if let Some((n, key)) = deletes.pop_front() {
+                loop {
+                    if !deletes.is_empty() && flow.room(window::SMALL_ANSWER) {
+                        let Some((n, key)) = deletes.pop_front() else { break };
                         conn.send(&Command::Dele(n));
                         dele_pending.insert(n, key);
-                        in_flight.push_back((Sent::Dele(n), 0));
+                        in_flight.push_back((Sent::Dele(n), window::SMALL_ANSWER));
+                        flow.sent(window::SMALL_ANSWER);
                         continue;
                     }
-                    if next < to_fetch.len() {
+                    if deletes.is_empty() && next < to_fetch.len() && flow.room(listed[to_fetch[next]].size) {
                         let l = &listed[to_fetch[next]];
-                        if retr_bytes_in_flight > 0 && retr_bytes_in_flight + l.size > WINDOW_BYTES {
-                            break;
-                        }
                         conn.send_retr(l.n, l.size);
                         in_flight.push_back((Sent::Retr(l.n), l.size));
-                        retr_bytes_in_flight += l.size;
+                        flow.sent(l.size);
+                        retrs_in_flight += 1;
                         next += 1;
                         continue;
                     }
                     break;
                 }
-                if !sink_finished
-                    && next >= to_fetch.len()
-                    && retr_bytes_in_flight == 0
-                    && !in_flight.iter().any(|(s, _)| matches!(s, Sent::Retr(_)))
-                {
+                if !sink_finished && next >= to_fetch.len() && retrs_in_flight == 0 {
                     sink.finish();
                     sink_finished = true;
                 }
@@ -689,9 +690,10 @@ impl<'a> Cycle<'a> {
                         Err(e) => { failure = Some(e); continue; }
                     };
                     let Some((sent, size)) = in_flight.pop_front() else { continue };
+                    flow.answered(size, std::time::Instant::now());
                     match sent {
                         Sent::Retr(n) => {
-                            retr_bytes_in_flight -= size;
+                            retrs_in_flight -= 1;
                             match (r.status, r.body) {
                                 (Status::Ok, Body::Data(raw)) => {
                                     // Far from LIST's size: a server that rewrites the message (Courier
@@ -786,7 +788,8 @@ impl<'a> Cycle<'a> {
                 },
                 _ = tokio::time::sleep(KEEPALIVE), if failure.is_none() && in_flight.is_empty() && sink_open => {
                     conn.send(&Command::Noop);
-                    in_flight.push_back((Sent::Noop, 0));
+                    in_flight.push_back((Sent::Noop, window::SMALL_ANSWER));
+                    flow.sent(window::SMALL_ANSWER);
                 }
                 else => break,
             }
@@ -892,7 +895,7 @@ async fn verify_fingerprints(
     listed: &[Listed],
     known: &HashMap<String, crate::store::accounts::KnownUidl>,
     plan: &mut Plan,
-    window: usize,
+    flow: &mut window::Window,
     top: bool,
     doubtful_server: bool,
     store: Arc<Store>,
@@ -922,16 +925,8 @@ async fn verify_fingerprints(
             }
         }
     }
-    let mut next = 0;
-    let mut waiting: VecDeque<usize> = VecDeque::new();
-    while next < todo.len() || !waiting.is_empty() {
-        while next < todo.len() && waiting.len() < window {
-            conn.send(&Command::Top(listed[todo[next].0].n, 0));
-            waiting.push_back(next);
-            next += 1;
-        }
-        let r = conn.reply().await?;
-        let Some(j) = waiting.pop_front() else { break };
+    let numbers: Vec<u32> = todo.iter().map(|(i, _)| listed[*i].n).collect();
+    window::tops(conn, &numbers, flow, |j, r| {
         let (i, stored) = &todo[j];
         match (r.status, r.body) {
             (Status::Ok, Body::Data(head)) if keys::header_fingerprint(&head) == *stored => {
@@ -939,8 +934,9 @@ async fn verify_fingerprints(
             }
             _ => recheck(plan, *i),
         }
-    }
-    Ok(())
+        true
+    })
+    .await
 }
 
 /// Whether a RETR answer's size is too far from the size LIST announced to be the same message.
