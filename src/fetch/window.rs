@@ -2,16 +2,23 @@
 //! come back. Over a remote link the answers to one window arrive a round trip after it was sent,
 //! so a fixed window caps the throughput at window ÷ RTT (32 messages of ~34 KB at 50 ms: about
 //! 20 MB/s, while the server and TLS deliver 70+). The window here follows the bandwidth-delay
-//! product instead: the bytes it lets into flight are twice the best throughput measured in a round
-//! times the smallest round trip seen ([`GAIN`] × rate × RTT), never less than [`INITIAL_BYTES`]
-//! and never more than [`MAX_BYTES`], and at most [`MAX_COMMANDS`] commands.
+//! product instead, never less than [`INITIAL_BYTES`], never more than [`MAX_BYTES`] and
+//! [`MAX_COMMANDS`]:
 //!
-//! That rule grows like TCP's slow start while the pipe is what limits: a window W delivers
-//! W ÷ RTT, so the next round may have 2 W in flight — doubling every round trip. Once something
-//! else limits (the server, TLS, the store writer), the measured rate stops growing and so does
-//! the window, at twice the real bandwidth-delay product: room for the rate to vary without the
-//! socket going idle, and no more. The rate is the best of any round (a max filter), so a slow
-//! round — the store writer pausing for a commit — never shrinks the window.
+//! - **Slow start**, as TCP's: each answer lets its own size more into flight, so the window
+//!   doubles every round trip — while each round's rate (bytes answered over at least one
+//!   smallest RTT) still grows by [`SLOW_START_GROWTH`] over the best before it.
+//! - Then the window is [`GAIN`] × the best rate × the smallest RTT (what slow start added
+//!   beyond that would only queue at the server), and it keeps following that product as the
+//!   rate improves: the rate grows while the pipe is what limits (a window W delivers W ÷ RTT,
+//!   so 2 × W may follow), and stops growing when something else does (the server, TLS, the
+//!   store writer) — room for the rate to vary without the socket going idle, and no more.
+//!
+//! The rate is the best of any round (a max filter), so a slow round — the store writer pausing
+//! for a commit — never shrinks the window. The round trip is measured by the driver
+//! ([`Pop3Conn::min_rtt`]: a command written on an idle connection → its answer's first byte),
+//! from the login on; a loopback or LAN server (RTT well under a millisecond) keeps the initial
+//! window.
 //!
 //! What is in flight costs popbridge no memory: the answers are the server's, or the network's,
 //! until they are read; what has been read waits for the store writer within
@@ -182,6 +189,21 @@ impl Window {
     /// The smallest round trip seen.
     pub fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt
+    }
+}
+
+/// What the window learned, for the debug log: "4.0 MiB (slow start), best 71.3 MB/s, RTT 50.2 ms".
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.1} MiB", self.limit as f64 / (1024.0 * 1024.0))?;
+        if self.slow_start {
+            f.write_str(" (slow start)")?;
+        }
+        write!(f, ", best {:.1} MB/s", self.best_rate / 1e6)?;
+        match self.min_rtt {
+            Some(rtt) => write!(f, ", RTT {:.1} ms", rtt.as_secs_f64() * 1e3),
+            None => f.write_str(", RTT not measured"),
+        }
     }
 }
 
