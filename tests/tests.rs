@@ -26,6 +26,7 @@ mod layers;
 mod limits;
 mod memory;
 mod oauth;
+mod pipe_window;
 mod pop_dovecot;
 mod pop_faults;
 mod resources;

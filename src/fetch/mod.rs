@@ -29,6 +29,7 @@ pub mod schedule;
 pub mod session;
 pub mod sink;
 pub mod target;
+pub mod window;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -46,11 +47,10 @@ use keys::{Occurrences, fallback_digest, is_fallback};
 use session::Session;
 use sink::{FromSink, Sink, ToSink};
 
-/// Most commands in flight when the server pipelines (RFC 2449 PIPELINING). Enough to hide the
-/// round trip behind the transfer; more only grows the server's output queue.
-pub const WINDOW: usize = 32;
-/// Most listed bytes of RETR answers in flight, so a window of huge messages doesn't pile up.
-pub const WINDOW_BYTES: u64 = 4 * 1024 * 1024;
+/// Most `TOP n 0` in flight in the one-off header checks outside the cycle's window (a bounded
+/// first import's boundary, `account import-state`, `account test`) when the server pipelines
+/// (RFC 2449 PIPELINING). The cycle's own commands go through the adaptive [`window::Window`].
+pub const WINDOW: usize = 256;
 /// Bytes of downloaded messages waiting for the sink: the fetcher's memory bound (beyond the
 /// message being received).
 pub const SINK_BUDGET: usize = 8 * 1024 * 1024;
@@ -104,6 +104,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// The server's LOGIN-DELAY, in seconds, if it announced one.
     pub login_delay: Option<u64>,
+    /// The server announced EXPIRE 0: it removes (or hides) messages once they are downloaded.
+    pub expires_downloaded: bool,
     /// Messages with a new UIDL but the exact bytes of a stored one (a server that changes UIDLs).
     pub same_content: u64,
     /// Answers whose size was far from what LIST announced: (number, announced, received).
@@ -131,8 +133,16 @@ impl Report {
     /// right after a session (support.google.com/a/answer/6089246). A server that does enforce
     /// its delay refuses the further login (`[LOGIN-DELAY]`, RFC 2449 §8.1.2): the cycle then
     /// ends with what it has, and the rest follows in the next one.
+    ///
+    /// Only a server that announces what such a server is — a LOGIN-DELAY (it limits sessions)
+    /// or EXPIRE 0 (it hides what was downloaded; Gmail announces both) — gets the further
+    /// session: on any other, a first import of 100 messages or more would pay a whole second
+    /// session (about eight round trips: 0.4 s at 50 ms, 1.6 s at 200 ms; issue 19) to list
+    /// what it has just fetched. Should such a server exist without either, the rest follows in
+    /// the next cycle.
     fn listing_looks_partial(&self, account: &Account) -> bool {
-        self.new_messages > 0
+        (self.login_delay.is_some() || self.expires_downloaded)
+            && self.new_messages > 0
             && self.server_messages >= PARTIAL_LISTING_MIN
             && self.listed_unknown == self.server_messages
             && self.capped == 0
@@ -154,6 +164,7 @@ impl Report {
             }
         }
         self.login_delay = later.login_delay;
+        self.expires_downloaded = later.expires_downloaded;
         self.same_content += later.same_content;
         self.size_mismatch.extend(later.size_mismatch);
         self.listed_unknown = later.listed_unknown;
@@ -303,26 +314,21 @@ async fn listing(conn: &mut Pop3Conn, pipelining: bool, report: &mut Report) -> 
 async fn fallback_keys(
     conn: &mut Pop3Conn,
     listed: &mut [Listed],
-    window: usize,
+    flow: &mut window::Window,
     occ: &mut Occurrences,
 ) -> Result<bool> {
     let todo: Vec<usize> = (0..listed.len()).filter(|&i| listed[i].key.is_none()).collect();
-    let mut next = 0;
-    let mut waiting: VecDeque<usize> = VecDeque::new();
+    let numbers: Vec<u32> = todo.iter().map(|&i| listed[i].n).collect();
     let mut top_ok = true;
-    while next < todo.len() || !waiting.is_empty() {
-        while top_ok && next < todo.len() && waiting.len() < window {
-            conn.send(&Command::Top(listed[todo[next]].n, 0));
-            waiting.push_back(todo[next]);
-            next += 1;
-        }
-        let r = conn.reply().await?;
-        let Some(i) = waiting.pop_front() else { break };
+    window::tops(conn, &numbers, flow, |j, r| {
+        let i = todo[j];
         match (r.status, r.body) {
             (Status::Ok, Body::Data(b)) => listed[i].key = Some(occ.key(fallback_digest(&b, listed[i].size))),
             _ => top_ok = false,
         }
-    }
+        top_ok
+    })
+    .await?;
     Ok(top_ok)
 }
 
@@ -349,8 +355,12 @@ struct Cycle<'a> {
     /// The capabilities as the server listed them (recorded with the account's status).
     caps_text: String,
     pipelining: bool,
-    /// Commands in flight at once: [`WINDOW`] when the server pipelines, else 1.
+    /// Commands in flight at once for the one-off header checks: [`WINDOW`] when the server
+    /// pipelines, else 1.
     window: usize,
+    /// The session's adaptive window (RETR, DELE, TOP): it learns the link's round trip and
+    /// throughput as the session goes.
+    flow: window::Window,
     report: Report,
     /// The server's messages, with their identities (filled in by RETR for those keyed by content).
     listed: Vec<Listed>,
@@ -386,10 +396,22 @@ impl<'a> Cycle<'a> {
         ids: crate::store::accounts::AccountIds,
         progress: Option<ProgressFn>,
     ) -> Result<(Report, String)> {
+        // Where a session's time goes (`--log-level debug`): the round trips of the login and
+        // listing, the transfer and its window, the closing.
+        let t = std::time::Instant::now();
         let mut cycle = Cycle::connect(ctx, account, ids).await?;
+        let logged_in = t.elapsed();
         cycle.list().await?;
         let mut diff = cycle.plan().await?;
+        let planned = t.elapsed();
         let (cycle, deleted) = cycle.transfer(&mut diff, progress).await?;
+        let transferred = t.elapsed();
+        tracing::debug!(
+            "{}: logged in after {logged_in:?}, listed and planned after {planned:?}, transfer took {:?} (window: {})",
+            account.name,
+            transferred - planned,
+            cycle.flow
+        );
         cycle.finish(diff, deleted).await
     }
 
@@ -406,6 +428,7 @@ impl<'a> Cycle<'a> {
         let window = if pipelining { WINDOW } else { 1 };
         report.login_delay = caps.as_ref().and_then(|c| c.login_delay);
         if let Some(pop3::Expire::Days(0)) = caps.as_ref().and_then(|c| c.expire.clone()) {
+            report.expires_downloaded = true;
             report.warnings.push(format!(
                 "{} deletes messages once they are downloaded (EXPIRE 0): whatever the delete policy, they will be gone from the server",
                 conn.host
@@ -420,6 +443,7 @@ impl<'a> Cycle<'a> {
             caps_text,
             pipelining,
             window,
+            flow: window::Window::new(pipelining),
             report,
             listed: Vec::new(),
             occ: Occurrences::default(),
@@ -433,7 +457,7 @@ impl<'a> Cycle<'a> {
         self.listed = listing(&mut self.conn, self.pipelining, &mut self.report).await?;
         self.report.server_messages = self.listed.len() as u64;
         self.report.server_bytes = self.listed.iter().map(|l| l.size).sum();
-        fallback_keys(&mut self.conn, &mut self.listed, self.window, &mut self.occ).await?;
+        fallback_keys(&mut self.conn, &mut self.listed, &mut self.flow, &mut self.occ).await?;
         Ok(())
     }
 
@@ -548,7 +572,7 @@ impl<'a> Cycle<'a> {
         if !plan.verify.is_empty() {
             let store = ctx.store.clone();
             let top = self.caps.as_ref().is_some_and(|c| c.top);
-            verify_fingerprints(conn, listed, &known, &mut plan, self.window, top, doubtful_server, store).await?;
+            verify_fingerprints(conn, listed, &known, &mut plan, &mut self.flow, top, doubtful_server, store).await?;
         }
         plan.fetch.sort_unstable();
 
@@ -612,8 +636,8 @@ impl<'a> Cycle<'a> {
         Ok(Diff { server, known, plan, deletes, to_fetch, now, policy })
     }
 
-    /// Downloads `diff.to_fetch` with pipelined RETR (at most [`WINDOW`] commands and
-    /// [`WINDOW_BYTES`] listed bytes in flight) into the store writer (at most [`SINK_BUDGET`]
+    /// Downloads `diff.to_fetch` with pipelined RETR (as many in flight as the session's
+    /// [`window::Window`] allows: it follows the link's bandwidth-delay product) into the store writer (at most [`SINK_BUDGET`]
     /// bytes waiting for it), and sends the DELEs in the same window: first those the diff found
     /// due, then each message the writer reports committed, if the policy allows it at once.
     /// Guarantees (DESIGN §4): a DELE is sent only for a committed message whose identity is exact
@@ -622,10 +646,14 @@ impl<'a> Cycle<'a> {
     /// nothing in flight; progress reported per message. On a failure (the connection, the store
     /// writer) the connection is dropped without QUIT and the error returned.
     async fn transfer(mut self, diff: &mut Diff, progress: Option<ProgressFn>) -> Result<(Self, Deleted)> {
-        let (ctx, ids, window) = (self.ctx, self.ids, self.window);
+        let (ctx, ids) = (self.ctx, self.ids);
         let Diff { server, known, plan, deletes, to_fetch, now, policy } = diff;
         let (now, policy) = (*now, *policy);
-        let (listed, report, conn, occ) = (&mut self.listed, &mut self.report, &mut self.conn, &mut self.occ);
+        let (listed, report, conn, occ, flow) =
+            (&mut self.listed, &mut self.report, &mut self.conn, &mut self.occ, &mut self.flow);
+        if let Some(rtt) = conn.min_rtt() {
+            flow.rtt_sample(rtt);
+        }
         let mut prog = Progress {
             total_messages: to_fetch.len() as u64,
             total_bytes: to_fetch.iter().map(|&i| listed[i].size).sum(),
@@ -653,8 +681,9 @@ impl<'a> Cycle<'a> {
         };
         let budget = Arc::new(Semaphore::new(SINK_BUDGET));
         let mut next = 0usize;
+        // What is in flight, oldest first: the command and what it counts for in the window.
         let mut in_flight: VecDeque<(Sent, u64)> = VecDeque::new();
-        let mut retr_bytes_in_flight = 0u64;
+        let mut retrs_in_flight = 0usize;
         let mut sink_open = true;
         let mut sink_finished = false;
         let mut dele_ok: HashSet<String> = HashSet::new();
@@ -667,31 +696,27 @@ impl<'a> Cycle<'a> {
         loop {
             // Keep the window full: deletions first (tiny answers), then downloads.
             if failure.is_none() {
-                while in_flight.len() < window {
-                    if let Some((n, key)) = deletes.pop_front() {
+                loop {
+                    if !deletes.is_empty() && flow.room(window::SMALL_ANSWER) {
+                        let Some((n, key)) = deletes.pop_front() else { break };
                         conn.send(&Command::Dele(n));
                         dele_pending.insert(n, key);
-                        in_flight.push_back((Sent::Dele(n), 0));
+                        in_flight.push_back((Sent::Dele(n), window::SMALL_ANSWER));
+                        flow.sent(window::SMALL_ANSWER);
                         continue;
                     }
-                    if next < to_fetch.len() {
+                    if deletes.is_empty() && next < to_fetch.len() && flow.room(listed[to_fetch[next]].size) {
                         let l = &listed[to_fetch[next]];
-                        if retr_bytes_in_flight > 0 && retr_bytes_in_flight + l.size > WINDOW_BYTES {
-                            break;
-                        }
                         conn.send_retr(l.n, l.size);
                         in_flight.push_back((Sent::Retr(l.n), l.size));
-                        retr_bytes_in_flight += l.size;
+                        flow.sent(l.size);
+                        retrs_in_flight += 1;
                         next += 1;
                         continue;
                     }
                     break;
                 }
-                if !sink_finished
-                    && next >= to_fetch.len()
-                    && retr_bytes_in_flight == 0
-                    && !in_flight.iter().any(|(s, _)| matches!(s, Sent::Retr(_)))
-                {
+                if !sink_finished && next >= to_fetch.len() && retrs_in_flight == 0 {
                     sink.finish();
                     sink_finished = true;
                 }
@@ -707,9 +732,10 @@ impl<'a> Cycle<'a> {
                         Err(e) => { failure = Some(e); continue; }
                     };
                     let Some((sent, size)) = in_flight.pop_front() else { continue };
+                    flow.answered(size, std::time::Instant::now());
                     match sent {
                         Sent::Retr(n) => {
-                            retr_bytes_in_flight -= size;
+                            retrs_in_flight -= 1;
                             match (r.status, r.body) {
                                 (Status::Ok, Body::Data(raw)) => {
                                     // Far from LIST's size: a server that rewrites the message (Courier
@@ -808,7 +834,8 @@ impl<'a> Cycle<'a> {
                 },
                 _ = tokio::time::sleep(KEEPALIVE), if failure.is_none() && in_flight.is_empty() && sink_open => {
                     conn.send(&Command::Noop);
-                    in_flight.push_back((Sent::Noop, 0));
+                    in_flight.push_back((Sent::Noop, window::SMALL_ANSWER));
+                    flow.sent(window::SMALL_ANSWER);
                 }
                 else => break,
             }
@@ -914,7 +941,7 @@ async fn verify_fingerprints(
     listed: &[Listed],
     known: &HashMap<String, crate::store::accounts::KnownUidl>,
     plan: &mut Plan,
-    window: usize,
+    flow: &mut window::Window,
     top: bool,
     doubtful_server: bool,
     store: Arc<Store>,
@@ -944,16 +971,8 @@ async fn verify_fingerprints(
             }
         }
     }
-    let mut next = 0;
-    let mut waiting: VecDeque<usize> = VecDeque::new();
-    while next < todo.len() || !waiting.is_empty() {
-        while next < todo.len() && waiting.len() < window {
-            conn.send(&Command::Top(listed[todo[next].0].n, 0));
-            waiting.push_back(next);
-            next += 1;
-        }
-        let r = conn.reply().await?;
-        let Some(j) = waiting.pop_front() else { break };
+    let numbers: Vec<u32> = todo.iter().map(|(i, _)| listed[*i].n).collect();
+    window::tops(conn, &numbers, flow, |j, r| {
         let (i, stored) = &todo[j];
         match (r.status, r.body) {
             (Status::Ok, Body::Data(head)) if keys::header_fingerprint(&head) == *stored => {
@@ -961,8 +980,9 @@ async fn verify_fingerprints(
             }
             _ => recheck(plan, *i),
         }
-    }
-    Ok(())
+        true
+    })
+    .await
 }
 
 /// Whether a RETR answer's size is too far from the size LIST announced to be the same message.
@@ -1001,8 +1021,16 @@ mod tests {
             .clone()
     }
 
+    /// A session on a server that announces LOGIN-DELAY 300 (as Gmail does).
     fn session(listed: u64, unknown: u64, new: u64) -> Report {
-        Report { server_messages: listed, listed_unknown: unknown, new_messages: new, sessions: 1, ..Report::default() }
+        Report {
+            server_messages: listed,
+            listed_unknown: unknown,
+            new_messages: new,
+            sessions: 1,
+            login_delay: Some(300),
+            ..Report::default()
+        }
     }
 
     #[test]
@@ -1016,6 +1044,10 @@ mod tests {
         assert!(!session(0, 0, 0).listing_looks_partial(&a));
         let gmail = Report { login_delay: Some(300), ..session(250, 250, 250) };
         assert!(gmail.listing_looks_partial(&a), "Gmail announces LOGIN-DELAY 300 and lists 250 at a time");
+        let expire = Report { login_delay: None, expires_downloaded: true, ..session(250, 250, 250) };
+        assert!(expire.listing_looks_partial(&a), "EXPIRE 0: downloaded messages are hidden");
+        let plain = Report { login_delay: None, ..session(1000, 1000, 1000) };
+        assert!(!plain.listing_looks_partial(&a), "a server that announces neither lists all it has");
         let capped = Report { capped: 10, ..session(250, 250, 240) };
         assert!(!capped.listing_looks_partial(&a));
         assert!(!session(250, 250, 250).listing_looks_partial(&account("max_messages_per_cycle = 500\n")));

@@ -3,10 +3,17 @@
 //!
 //! Cancel safety: all progress lives in `self` between awaits (the unsent tail of `out`, bytes read
 //! go straight into the core), so [`Pop3Conn::reply`] can be one arm of a `select!`.
+//!
+//! [`Pop3Conn::reply`] writes the queued commands *while* it reads (RFC 2449 §6.6: a pipelining
+//! client must not stop reading while it writes): a server that answers the first commands of a
+//! long pipeline before it reads the rest, and stops reading while its answers are not read, would
+//! otherwise stall both sides.
 
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::tls::Upstream;
 use super::{Io, connect_tcp, tls_client};
@@ -24,6 +31,12 @@ pub struct Pop3Conn {
     out_pos: usize,
     rbuf: Vec<u8>,
     timeout: Duration,
+    /// Round-trip measurement: the connection had nothing in flight when the queued commands
+    /// were queued (set by `send`), then the moment they were on the wire (set once written).
+    rtt_armed: bool,
+    rtt_since: Option<Instant>,
+    /// The smallest round trip seen: commands written on an idle connection → first answer byte.
+    min_rtt: Option<Duration>,
     pub host: String,
     pub port: u16,
     /// Whether the session is encrypted now.
@@ -52,6 +65,9 @@ impl Pop3Conn {
             out_pos: 0,
             rbuf: vec![0u8; READ_CHUNK],
             timeout: server.timeout,
+            rtt_armed: false,
+            rtt_since: None,
+            min_rtt: None,
             host: server.host.clone(),
             port: server.port,
             tls,
@@ -65,12 +81,29 @@ impl Pop3Conn {
 
     /// Queues a command (nothing is written until [`Self::reply`] or [`Self::flush`]).
     pub fn send(&mut self, cmd: &Command<'_>) {
+        self.arm_rtt();
         self.client.send(cmd, &mut self.out);
     }
 
     /// Queues a RETR whose size LIST announced (the body buffer is reserved once).
     pub fn send_retr(&mut self, n: u32, size: u64) {
+        self.arm_rtt();
         self.client.send_with_size_hint(&Command::Retr(n), size, &mut self.out);
+    }
+
+    /// A command queued on an idle connection (nothing unanswered, nothing unsent, nothing
+    /// buffered): the time from writing it to its answer's first byte is one round trip.
+    fn arm_rtt(&mut self) {
+        if self.client.in_flight() == 0 && self.out_pos == self.out.len() && self.client.buffered() == 0 {
+            self.rtt_armed = true;
+            self.rtt_since = None;
+        }
+    }
+
+    /// The smallest round trip seen so far (command written on an idle connection → the first
+    /// byte of its answer, server time included): the path's delay, for the pipelining window.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
     }
 
     /// Replies still expected.
@@ -120,23 +153,66 @@ impl Pop3Conn {
         }
     }
 
-    /// The next reply, writing queued commands first. Cancel-safe: bytes read are fed to the core
-    /// before the next await.
+    /// The next reply. Queued commands are written while the answers are read (never first
+    /// all the writing, then the reading: see the module docs), and before a reply already
+    /// received is returned (the server gets them without waiting for the caller's next call).
+    /// Cancel-safe: bytes read are fed to the core before the next await, bytes written leave
+    /// `out` as they go.
     pub async fn reply(&mut self) -> Result<Reply> {
-        self.flush().await?;
         let timeout = self.timeout;
         loop {
             match self.client.poll() {
-                Ok(Some(r)) => return Ok(r),
+                Ok(Some(r)) => {
+                    if self.out_pos < self.out.len() {
+                        // What the socket takes now, without waiting.
+                        let Pop3Conn { io, out, out_pos, rtt_armed, rtt_since, .. } = self;
+                        let Some(io) = io.as_mut() else { return Err(closed()) };
+                        let sent = std::future::poll_fn(|cx| {
+                            Poll::Ready(write_out(io, out, out_pos, rtt_armed, rtt_since, cx).map(|_| ()))
+                        })
+                        .await;
+                        if let Err(e) = sent {
+                            return Err(self.io_error("sending", e));
+                        }
+                    }
+                    return Ok(r);
+                }
                 Ok(None) => {}
                 Err(e) => return Err(self.protocol_error(e)),
             }
-            let Pop3Conn { io, rbuf, client, .. } = self;
+            let Pop3Conn { io, rbuf, out, out_pos, rtt_armed, rtt_since, .. } = self;
             let Some(io) = io.as_mut() else { return Err(closed()) };
-            match tokio::time::timeout(timeout, io.read(rbuf)).await {
-                Ok(Ok(0)) => client.feed_eof(),
-                Ok(Ok(n)) => client.feed(&rbuf[..n]),
-                Ok(Err(e)) => return Err(self.io_error("receiving", e)),
+            // Write what is queued while waiting for bytes to read; the timeout is for the
+            // server's silence (a server that takes our commands but never answers times out too).
+            let step = std::future::poll_fn(|cx| {
+                loop {
+                    let wrote = match write_out(io, out, out_pos, rtt_armed, rtt_since, cx) {
+                        Ok(w) => w,
+                        Err(e) => return Poll::Ready(Step::Send(e)),
+                    };
+                    let mut buf = ReadBuf::new(rbuf);
+                    match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                        Poll::Ready(Ok(())) => return Poll::Ready(Step::Read(buf.filled().len())),
+                        Poll::Ready(Err(e)) => return Poll::Ready(Step::Receive(e)),
+                        Poll::Pending => {}
+                    }
+                    if !wrote {
+                        return Poll::Pending;
+                    }
+                }
+            });
+            match tokio::time::timeout(timeout, step).await {
+                Ok(Step::Read(0)) => self.client.feed_eof(),
+                Ok(Step::Read(n)) => {
+                    if let Some(t) = self.rtt_since.take() {
+                        let rtt = t.elapsed();
+                        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+                    }
+                    self.client.feed(&self.rbuf[..n]);
+                }
+                Ok(Step::Send(e)) => return Err(self.io_error("sending", e)),
+                Ok(Step::Receive(e)) => return Err(self.io_error("receiving", e)),
+                Err(_) if self.out_pos < self.out.len() => return Err(self.timed_out("not accepting our commands")),
                 Err(_) => return Err(self.timed_out("waiting for its answer")),
             }
         }
@@ -206,6 +282,53 @@ impl Pop3Conn {
             let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
         }
     }
+}
+
+/// Writes queued commands as far as the socket takes them now, then flushes (TLS keeps what it
+/// encrypted until then). Returns whether any byte was written. Once everything is out, the
+/// round-trip clock starts if the commands were queued on an idle connection.
+fn write_out(
+    io: &mut Io,
+    out: &mut Vec<u8>,
+    out_pos: &mut usize,
+    rtt_armed: &mut bool,
+    rtt_since: &mut Option<Instant>,
+    cx: &mut std::task::Context<'_>,
+) -> std::io::Result<bool> {
+    let mut wrote = false;
+    while *out_pos < out.len() {
+        match Pin::new(&mut *io).poll_write(cx, &out[*out_pos..]) {
+            Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => {
+                *out_pos += n;
+                wrote = true;
+            }
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(wrote),
+        }
+    }
+    if !out.is_empty() {
+        match Pin::new(&mut *io).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                out.clear();
+                *out_pos = 0;
+                if std::mem::take(rtt_armed) {
+                    *rtt_since = Some(Instant::now());
+                }
+            }
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => {}
+        }
+    }
+    Ok(wrote)
+}
+
+/// What one I/O step of [`Pop3Conn::reply`] ended with.
+enum Step {
+    /// Bytes read into the read buffer (0: end of stream).
+    Read(usize),
+    Send(std::io::Error),
+    Receive(std::io::Error),
 }
 
 fn closed() -> Error {

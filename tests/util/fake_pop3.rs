@@ -186,6 +186,12 @@ pub enum Fault {
     /// by a "Cannot display Unicode content" notice wrapping it (LIST still gives the real size;
     /// RETR's status line the notice's).
     Utf8Substitute,
+    /// Answers out of order: RETR msg sends msg+1's answer (its status line and body) and RETR
+    /// msg+1 sends msg's, as a pipelining server that mixed up two answers would.
+    SwapRetr { msg: u32 },
+    /// After answering RETR msg, the server neither reads nor sends anything more (the socket stays
+    /// open) until the client goes away: a server that stopped reading.
+    StopReadingAfterRetr { msg: u32 },
 }
 
 /// A running fake server. Dropping it stops everything.
@@ -1169,6 +1175,10 @@ impl<'a> Session<'a> {
         let msg_fault = |pick: fn(&Fault, u32) -> bool| self.faults.iter().any(|f| pick(f, n));
         let src = if msg_fault(|f, n| matches!(f, Fault::WrongMessage { msg } if *msg == n)) {
             (i + 1) % self.view.len()
+        } else if msg_fault(|f, n| matches!(f, Fault::SwapRetr { msg } if *msg == n)) && i + 1 < self.view.len() {
+            i + 1
+        } else if msg_fault(|f, n| matches!(f, Fault::SwapRetr { msg } if *msg + 1 == n)) {
+            i - 1
         } else {
             i
         };
@@ -1218,10 +1228,19 @@ impl<'a> Session<'a> {
                 self.point(Point::MidRetr(k), || format!("message {n}"));
                 return Ok(Flow::Abort);
             }
+            let stop_reading = msg_fault(|f, n| matches!(f, Fault::StopReadingAfterRetr { msg } if *msg == n));
             out.extend_from_slice(&body);
             out.extend_from_slice(b".\r\n");
             self.send(&out)?;
             self.point(Point::AfterRetr(k), || format!("message {n}"));
+            if stop_reading {
+                // Neither read nor write: wait for the server to be dropped (the client's
+                // disconnect is not noticed without reading, like a wedged server).
+                while !self.sh.stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                return Ok(Flow::Abort);
+            }
             return Ok(Flow::Continue);
         }
         out.extend_from_slice(&body);

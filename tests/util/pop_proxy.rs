@@ -33,6 +33,9 @@ struct Shared {
     upstream: SocketAddr,
     /// Byte forwarding (no crash points), at most this many bytes per second if given.
     raw: Option<Option<u64>>,
+    /// Byte forwarding with every byte delivered this much later, in each direction
+    /// ([`PopProxy::delayed`]).
+    delay: Option<Duration>,
     /// Everything clients sent, every connection, in order of arrival.
     sent: Mutex<Vec<u8>>,
     trap: Trap,
@@ -57,12 +60,25 @@ impl PopProxy {
         Self::spawn(upstream_port, Some(Some(bytes_per_sec)))
     }
 
+    /// Forwards bytes unchanged, each delivered `one_way` after it arrived, in both directions,
+    /// without serialising round trips (the harness's delay-proxy.py): a remote server, RTT =
+    /// 2 × `one_way`. A pipelining client pays the delay once per window, a lock-step one once per
+    /// command.
+    pub fn delayed(upstream_port: u16, one_way: Duration) -> PopProxy {
+        Self::spawn_with(upstream_port, Some(None), Some(one_way))
+    }
+
     fn spawn(upstream_port: u16, raw: Option<Option<u64>>) -> PopProxy {
+        Self::spawn_with(upstream_port, raw, None)
+    }
+
+    fn spawn_with(upstream_port: u16, raw: Option<Option<u64>>, delay: Option<Duration>) -> PopProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the POP3 proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let shared = Arc::new(Shared {
             upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
             raw,
+            delay,
             sent: Mutex::default(),
             trap: Trap::default(),
             stop: AtomicBool::new(false),
@@ -153,6 +169,13 @@ fn connect(sh: &Arc<Shared>, client: TcpStream) -> io::Result<Vec<JoinHandle<()>
         conns.push(client.try_clone()?);
         conns.push(server.try_clone()?);
     }
+    if let Some(delay) = sh.delay {
+        let (c_in, s_out) = (client.try_clone()?, server.try_clone()?);
+        let sh1 = sh.clone();
+        let mut threads = delayed_copy(c_in, s_out, delay, Some(sh1))?;
+        threads.extend(delayed_copy(server, client, delay, None)?);
+        return Ok(threads);
+    }
     if let Some(rate) = sh.raw {
         let (c_in, s_out) = (client.try_clone()?, server.try_clone()?);
         let (sh1, sh2) = (sh.clone(), sh.clone());
@@ -206,6 +229,43 @@ fn copy(mut from: TcpStream, mut to: TcpStream, rate: Option<u64>, keep: Option<
             return Ok(());
         }
     }
+}
+
+/// Copies bytes until either side closes, each chunk written `delay` after it was read (a reader
+/// and a writer thread, so round trips overlap), keeping a copy in `keep`'s `sent` if given.
+fn delayed_copy(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    delay: Duration,
+    keep: Option<Arc<Shared>>,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    let (tx, rx) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
+    let (from2, to2) = (from.try_clone()?, to.try_clone()?);
+    let reader = std::thread::spawn(move || {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = from.read(&mut chunk).unwrap_or(0);
+            if let Some(sh) = &keep {
+                sh.sent.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&chunk[..n]);
+            }
+            // An empty chunk carries the end of the stream, on time like the bytes before it.
+            if tx.send((std::time::Instant::now() + delay, chunk[..n].to_vec())).is_err() || n == 0 {
+                return;
+            }
+        }
+    });
+    let writer = std::thread::spawn(move || {
+        while let Ok((due, bytes)) = rx.recv() {
+            if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if bytes.is_empty() || to.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        end(&from2, &to2);
+    });
+    Ok(vec![reader, writer])
 }
 
 fn hold(sh: &Shared, p: Point, detail: String) {
