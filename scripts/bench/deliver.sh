@@ -3,7 +3,7 @@
 # (user alice) by popbridge into its local store, by popbridge over LMTP into the same Dovecot
 # (user bob), by popbridge over IMAP APPEND (bob's INBOX), and by `fetchmail --lmtp` to the same
 # LMTP — in the same run, round-robin over RUNS rounds, the median reported.
-# Usage: scripts/bench/deliver.sh [N=2000]. Env: RUNS (3), SEED (42), HARNESS (the harness dir),
+# Usage: scripts/bench/deliver.sh [N=2000]. Env: RUNS (3), SEED (42), TOOLS ("store lmtp imap fetchmail"), HARNESS,
 # POPBRIDGE_BIN (default: the release build, built first), KEEP_WORK=1.
 # Every run starts from an empty target mailbox and a fresh popbridge state; nothing is deleted
 # from alice's mailbox (delete = "never", fetchmail `keep`). Each run's delivered count is checked.
@@ -115,7 +115,7 @@ RC
 }
 
 declare -A times
-tools="store lmtp imap fetchmail"
+tools=${TOOLS:-"store lmtp imap fetchmail"}
 for r in $(seq "$RUNS"); do
     for t in $tools; do
         s=$(run_tool "$t")

@@ -1,6 +1,8 @@
 //! IMAP APPEND delivery (RFC 3501 §6.3.11): log in (AUTHENTICATE PLAIN with SASL-IR when offered,
 //! else LOGIN), then APPEND each message. With LITERAL+ (RFC 7888) a batch's APPENDs go out in one
-//! write and their answers are read afterwards; without it, each waits for the server's `+`.
+//! write and their answers are read afterwards — and with MULTIAPPEND (RFC 3502) as few commands
+//! as possible, each saving up to [`MULTI_MAX`] messages in one server transaction; without
+//! LITERAL+, each APPEND waits for the server's `+`.
 //! UIDPLUS's `[APPENDUID v uid]` (RFC 4315) is the recorded confirmation. `NO [TRYCREATE]`: the
 //! mailbox is created once (CREATE) and the APPENDs retried.
 //!
@@ -28,6 +30,10 @@ enum Status {
     No,
     Bad,
 }
+
+/// Most messages in one MULTIAPPEND command, and most bytes (a bigger message goes alone).
+pub const MULTI_MAX: usize = 64;
+pub const MULTI_BYTES: usize = 8 * 1024 * 1024;
 
 /// A tagged answer, and the untagged lines before it.
 #[derive(Debug)]
@@ -275,6 +281,9 @@ impl Imap {
     /// and calls again from there (the outcomes from that index on are dropped).
     fn append_all(&mut self, batch: &[&[u8]], out: &mut Vec<Outcome>) -> Result<Option<usize>> {
         let plus = self.has("LITERAL+");
+        if plus && self.has("MULTIAPPEND") && batch.len() > 1 {
+            return self.multiappend(batch, out);
+        }
         let mut tags = Vec::with_capacity(batch.len());
         let mut retry = None;
         if plus {
@@ -311,6 +320,45 @@ impl Imap {
                 out.push(Outcome::Refused(classify(&self.w.peer, "APPEND", &d)));
             } else {
                 out.push(Outcome::Refused(classify(&self.w.peer, &format!("APPEND to {}", self.mailbox), &d)));
+            }
+        }
+        Ok(retry)
+    }
+
+    /// [`Imap::append_all`] with MULTIAPPEND (RFC 3502): one APPEND carries up to [`MULTI_MAX`]
+    /// messages ([`MULTI_BYTES`]) — one transaction on the server (Dovecot saves them with one
+    /// sync), all of them appended or none. The commands are pipelined with LITERAL+.
+    fn multiappend(&mut self, batch: &[&[u8]], out: &mut Vec<Outcome>) -> Result<Option<usize>> {
+        let mut chunks = Vec::new();
+        let mut i = 0;
+        while i < batch.len() {
+            let (mut j, mut bytes) = (i, 0usize);
+            while j < batch.len() && (j == i || (j - i < MULTI_MAX && bytes + batch[j].len() <= MULTI_BYTES)) {
+                bytes += batch[j].len();
+                j += 1;
+            }
+            let tag = self.tag();
+            self.w.put(format!("{tag} APPEND {}", self.mbox).as_bytes());
+            for raw in &batch[i..j] {
+                self.w.put(format!(" {{{}+}}\r\n", raw.len()).as_bytes());
+                self.w.put(raw);
+            }
+            self.w.put(b"\r\n");
+            chunks.push((tag, i, j));
+            i = j;
+        }
+        let mut retry = None;
+        for (tag, i, j) in chunks {
+            let d = self.wait(&tag)?;
+            for k in i..j {
+                if d.status == Status::Ok {
+                    out.push(Outcome::Delivered(d.describe()));
+                } else if d.code_is("TRYCREATE") && !self.created {
+                    retry.get_or_insert(k);
+                    out.push(Outcome::Refused(classify(&self.w.peer, "APPEND", &d)));
+                } else {
+                    out.push(Outcome::Refused(classify(&self.w.peer, &format!("APPEND to {}", self.mailbox), &d)));
+                }
             }
         }
         Ok(retry)
