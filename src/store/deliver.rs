@@ -327,16 +327,26 @@ impl Delivery {
                 reused = true;
             }
         }
+        // Are these bytes stored at all? Usually not, and one lookup says so: the three questions
+        // below about them are asked only when they are. (Each query comparing the digest with an
+        // indexed column is compiled again at every new value — SQLite is built with STAT4 — so
+        // the common case pays for one.)
+        let bytes_stored = self.bytes_stored(digest)?;
         // The same bytes under another identity: this key points at that copy, first seen when
         // that one was (a server that renumbers must not restart after-days' clock).
-        let same: Option<(i64, i64)> = self
-            .conn
-            .prepare_cached(
-                "SELECT b.id, min(p.first_seen) FROM bodies b JOIN pop_uidls p ON p.body_id = b.id
+        let same: Option<(i64, i64)> = if !bytes_stored {
+            None
+        } else {
+            self.conn
+                .prepare_cached(
+                    "SELECT b.id, min(p.first_seen) FROM bodies b JOIN pop_uidls p ON p.body_id = b.id
                  WHERE b.sha256 = ?1 AND p.server_id = ?2 GROUP BY b.id LIMIT 1",
-            )
-            .and_then(|mut st| st.query_row(params![digest, self.server], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(|e| self.err(e))?;
+                )
+                .and_then(|mut st| {
+                    st.query_row(params![digest, self.server], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                })
+                .map_err(|e| self.err(e))?
+        };
         if let Some((body, first_seen)) = same {
             self.record(id, first_seen.min(fetched_at), body, size).map_err(|e| self.err(e))?;
             self.note(Stored {
@@ -353,7 +363,7 @@ impl Delivery {
         // The same bytes in the account's folder already, fetched from another of its upstream
         // mailboxes (Gmail's "recent:" user name, a user name changed): the identity points at
         // that copy; a folder never files the same bytes twice.
-        if let Some(body) = self.in_folder(digest)? {
+        if let Some(body) = if bytes_stored { self.in_folder(digest)? } else { None } {
             self.record(id, fetched_at, body, size).map_err(|e| self.err(e))?;
             self.note(Stored {
                 key: id.key.clone(),
@@ -369,7 +379,7 @@ impl Delivery {
         let parsed = Parsed::new(raw);
         let meta = &parsed.meta;
         let date = meta.internal_date(fetched_at);
-        let twin = self.earlier_copy(digest, parsed.dup.as_ref())?;
+        let twin = self.earlier_copy(bytes_stored.then_some(digest), parsed.dup.as_ref())?;
         let (uid, duplicate) = match twin {
             None => {
                 // Fetched mail arrives unread (DESIGN §3).
@@ -435,20 +445,43 @@ impl Delivery {
     /// The copy popbridge holds already of a message arriving now (fetched from any POP
     /// server, or imported): the same bytes (its `sha256`), else the same Message-ID and body
     /// (`dup_key`). Mail filed by clients has no `dup_key` and does not count.
-    fn earlier_copy(&self, digest: &[u8], dup: &[u8]) -> Result<Option<Twin>> {
+    /// `digest`: `None` when no body has these bytes (`bytes_stored`).
+    fn earlier_copy(&self, digest: Option<&[u8]>, dup: &[u8]) -> Result<Option<Twin>> {
         let find = |sql: &str, key: &[u8]| -> rusqlite::Result<Option<i64>> {
             self.conn.prepare_cached(sql)?.query_row([key], |r| r.get(0)).optional()
         };
         const FILED: &str = "AND EXISTS (SELECT 1 FROM messages m WHERE m.body_id = b.id) LIMIT 1";
-        let same =
-            find(&format!("SELECT b.id FROM bodies b WHERE b.sha256 = ?1 AND b.dup_key IS NOT NULL {FILED}"), digest)
-                .map_err(|e| self.err(e))?;
+        let same = match digest {
+            Some(d) => {
+                find(&format!("SELECT b.id FROM bodies b WHERE b.sha256 = ?1 AND b.dup_key IS NOT NULL {FILED}"), d)
+                    .map_err(|e| self.err(e))?
+            }
+            None => None,
+        };
         if let Some(body) = same {
             return Ok(Some(Twin { body, same_bytes: true }));
+        }
+        // Usually there is none: the plain index lookup says so without the join (the query
+        // with the EXISTS is compiled again at every new key, as above).
+        let exists = self
+            .conn
+            .prepare_cached("SELECT 1 FROM bodies WHERE dup_key = ?1 LIMIT 1")
+            .and_then(|mut st| st.exists([dup]))
+            .map_err(|e| self.err(e))?;
+        if !exists {
+            return Ok(None);
         }
         let twin =
             find(&format!("SELECT b.id FROM bodies b WHERE b.dup_key = ?1 {FILED}"), dup).map_err(|e| self.err(e))?;
         Ok(twin.map(|body| Twin { body, same_bytes: false }))
+    }
+
+    /// Whether any body has these bytes (`digest`).
+    fn bytes_stored(&self, digest: &[u8]) -> Result<bool> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM bodies WHERE sha256 = ?1 LIMIT 1")
+            .and_then(|mut st| st.exists([digest]))
+            .map_err(|e| self.err(e))
     }
 
     /// The body of a message with these bytes (`digest`) in the account's folder, if there is one.
