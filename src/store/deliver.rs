@@ -306,16 +306,7 @@ impl Delivery {
                     )
                     .and_then(|mut st| st.execute(params![self.server, id.key, id.list_size as i64, id.fingerprint, id.exact]))
                     .map_err(|e| self.err(e))?;
-                self.note(Stored {
-                    key: id.key.clone(),
-                    uid: 0,
-                    size,
-                    same_content: true,
-                    reused,
-                    exact: id.exact,
-                    duplicate: None,
-                })?;
-                return Ok(Added::SameContent);
+                return self.same_content(id, size, reused);
             }
             // Another message under a known key (or one that cannot be compared): the server
             // reused the UIDL. The old message keeps its local copy; the key now names this one.
@@ -349,32 +340,14 @@ impl Delivery {
         };
         if let Some((body, first_seen)) = same {
             self.record(id, first_seen.min(fetched_at), body, size).map_err(|e| self.err(e))?;
-            self.note(Stored {
-                key: id.key.clone(),
-                uid: 0,
-                size,
-                same_content: true,
-                reused,
-                exact: id.exact,
-                duplicate: None,
-            })?;
-            return Ok(Added::SameContent);
+            return self.same_content(id, size, reused);
         }
         // The same bytes in the account's folder already, fetched from another of its upstream
         // mailboxes (Gmail's "recent:" user name, a user name changed): the identity points at
         // that copy; a folder never files the same bytes twice.
         if let Some(body) = if bytes_stored { self.in_folder(digest)? } else { None } {
             self.record(id, fetched_at, body, size).map_err(|e| self.err(e))?;
-            self.note(Stored {
-                key: id.key.clone(),
-                uid: 0,
-                size,
-                same_content: true,
-                reused,
-                exact: id.exact,
-                duplicate: None,
-            })?;
-            return Ok(Added::SameContent);
+            return self.same_content(id, size, reused);
         }
         let parsed = Parsed::new(raw);
         let meta = &parsed.meta;
@@ -648,6 +621,20 @@ impl Delivery {
             duplicate: None,
         });
         Ok(Imported::New { uid, claimed })
+    }
+
+    /// The identity is recorded against a copy stored already: noted as such, nothing filed.
+    fn same_content(&mut self, id: &Identity, size: u64, reused: bool) -> Result<Added> {
+        self.note(Stored {
+            key: id.key.clone(),
+            uid: 0,
+            size,
+            same_content: true,
+            reused,
+            exact: id.exact,
+            duplicate: None,
+        })?;
+        Ok(Added::SameContent)
     }
 
     /// Notes a stored identity that needs no new copy.
