@@ -368,7 +368,14 @@ impl Delivery {
                     // not stored, so recorded as not held — skipped by the fetcher, never DELEted.
                     Duplicates::Hide => {
                         let (body, exact) = if same_bytes { (Some(body), id.exact) } else { (None, false) };
-                        self.record_duplicate(id, fetched_at, body, size, same_bytes).map_err(|e| self.err(e))?;
+                        self.record_as(
+                            id,
+                            fetched_at,
+                            body,
+                            size,
+                            (!same_bytes).then_some(super::accounts::Origin::Duplicate),
+                        )
+                        .map_err(|e| self.err(e))?;
                         self.note(Stored {
                             key: id.key.clone(),
                             uid: 0,
@@ -648,33 +655,21 @@ impl Delivery {
 
     /// The identity's POP state row, pointing at `body`.
     fn record(&self, id: &Identity, fetched_at: i64, body: i64, size: u64) -> rusqlite::Result<usize> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO pop_uidls (server_id, uidl, first_seen, body_id, size, list_size, fingerprint, exact)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                self.server,
-                id.key,
-                fetched_at,
-                body,
-                size as i64,
-                id.list_size as i64,
-                id.fingerprint,
-                id.exact
-            ])
+        self.record_as(id, fetched_at, Some(body), size, None)
     }
 
-    /// The identity of a hidden duplicate: held by the shared body when the bytes are the same,
-    /// else not held (origin "duplicate", no body: never DELEted, skipped while LIST gives it
-    /// this size).
-    fn record_duplicate(
+    /// The identity's POP state row with its `origin` (`None`: held by `body`; a hidden
+    /// duplicate whose bytes differ is recorded with no body as [`Origin::Duplicate`]: never
+    /// DELEted, skipped while LIST gives it this size).
+    ///
+    /// [`Origin::Duplicate`]: super::accounts::Origin::Duplicate
+    fn record_as(
         &self,
         id: &Identity,
         fetched_at: i64,
         body: Option<i64>,
         size: u64,
-        held: bool,
+        origin: Option<super::accounts::Origin>,
     ) -> rusqlite::Result<usize> {
         self.conn
             .prepare_cached(
@@ -690,7 +685,7 @@ impl Delivery {
                 id.list_size as i64,
                 id.fingerprint,
                 id.exact,
-                (!held).then(|| super::accounts::Origin::Duplicate.to_text())
+                origin.map(|o| o.to_text())
             ])
     }
 
