@@ -986,7 +986,9 @@ async fn account_test(paths: &Paths, name: &str) -> Result<i32> {
     let account = cfg.select(&[name.to_string()])?.remove(0);
     let p = fetch::probe::probe(&cfg.path, cfg.mode, &paths.oauth_dir(), &account).await?;
     if let Some(t) = &account.deliver {
-        deliver::test(&cfg.path, cfg.mode, t).await.map_err(|e| e.context(format!("account \"{}\"", account.name)))?;
+        let oauth_dir = paths.oauth_dir();
+        let secrets = fetch::session::Secrets { config_path: &cfg.path, config_mode: cfg.mode, oauth_dir: &oauth_dir };
+        deliver::test(&secrets, &account, t).await.map_err(|e| e.context(format!("account \"{}\"", account.name)))?;
     }
     println!("Account \"{}\": {}:{} ({})", account.name, account.pop.host, account.pop.port, account.pop.tls.as_str());
     println!("  greeting: {}", p.greeting);

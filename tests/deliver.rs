@@ -94,6 +94,9 @@ fn delivered_as(stored: &[u8], original: &[u8], sink: Sink) -> bool {
 fn target_messages(d: &Dovecot, sink: Sink) -> Vec<Vec<u8>> {
     let folder = match sink {
         Sink::Lmtp | Sink::LmtpChecked | Sink::Imap("INBOX") => String::new(),
+        // Dovecot's maildir keeps folder names as IMAP sends them, in modified UTF-7 (RFC 3501
+        // §5.1.3: ü is U+00FC, base64 "APw").
+        Sink::Imap("Entwürfe") => ".Entw&APw-rfe".to_string(),
         Sink::Imap(m) => format!(".{m}"),
     };
     d.folder_files("bob", &folder).iter().filter_map(|p| std::fs::read(p).ok()).map(|m| as_pop3_sends(&m)).collect()
@@ -148,6 +151,11 @@ fn lmtp_into_dovecot_delivers_each_message_once_and_deletes_exactly_what_was_del
 fn imap_append_into_dovecot_delivers_byte_exact_creating_the_mailbox() {
     // "Fetched" does not exist: NO [TRYCREATE], CREATE, APPEND again.
     full_fetch(Sink::Imap("Fetched"));
+}
+
+#[test]
+fn imap_append_into_a_mailbox_with_a_non_ascii_name() {
+    full_fetch(Sink::Imap("Entwürfe"));
 }
 
 /// The deliveries started again after an unconfirmed one, as the journal counts them.
@@ -233,10 +241,14 @@ fn kill_9_while_delivering_loses_nothing_and_duplicates_only_inside_the_lmtp_win
 #[test]
 fn account_test_checks_the_target() {
     let d = dovecot();
-    for sink in [Sink::Lmtp, Sink::LmtpChecked, Sink::Imap("INBOX")] {
+    for sink in [Sink::Lmtp, Sink::LmtpChecked, Sink::Imap("INBOX"), Sink::Imap("Not Yet There")] {
         let b = bridge(d.pop3_port, "alice", "alice-pw", "never", &deliver_section(sink, d.lmtp_port, d.imap_port));
         let r = b.run(&["account", "test", "Src"]).expect(0);
         assert!(r.stdout.contains("delivery target OK"), "{sink:?}:\n{}", r.stdout);
+        if sink == Sink::Imap("Not Yet There") {
+            // Dovecot answers EXAMINE with a bare NO; the first delivery creates it.
+            assert!(r.stdout.contains("does not exist yet"), "{}", r.stdout);
+        }
     }
     // A recipient the server does not know: the check fails, and says so.
     let b = bridge(

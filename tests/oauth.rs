@@ -815,3 +815,127 @@ fn a_confidential_client_signs_in_and_refreshes_with_its_secret_from_a_command()
     }
     s.assert_tokens_kept_secret(&[]);
 }
+
+// ---- delivering into a mail server's IMAP with a token (issue 18) ------------------------------
+
+/// What alice's IMAP folder `folder` holds (Dovecot's maildir, as its IMAP serves it), sorted.
+fn delivered(s: &Setup, folder: &str) -> Vec<Vec<u8>> {
+    let mut got: Vec<Vec<u8>> =
+        s.d.folder_files(USER, &format!(".{folder}"))
+            .iter()
+            .map(|p| crate::util::as_pop3_sends(&std::fs::read(p).unwrap()))
+            .collect();
+    got.sort();
+    got
+}
+
+fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    v.sort();
+    v
+}
+
+/// An `[account.deliver]` section: IMAPS into alice's `mailbox` on the test Dovecot, with `auth`.
+fn deliver_section(s: &Setup, auth: &str, mailbox: &str) -> String {
+    format!(
+        "\n[account.deliver]\nimap = \"imaps://127.0.0.1:{}\"\nuser = \"{USER}\"\nmailbox = \"{mailbox}\"\nca_file = \"{}\"\n{auth}\n",
+        s.d.imaps_port,
+        s.d.ca_pem_path.display()
+    )
+}
+
+#[test]
+fn an_account_delivers_into_imap_with_its_own_grant() {
+    let mut s = Setup::new(3600, &["xoauth2"], false);
+    let c = corpus(4, 181);
+    s.d.deliver(USER, &c.messages);
+    s.add(true, &["--delete", "after-fetch"]);
+    s.b.append_config(&deliver_section(&s, "auth = \"oauth2\"", "Delivered"));
+    let r = s.run(&["account", "test", "Work"]).expect(0);
+    assert!(r.stdout.contains("delivery target OK"), "{}\n{}", r.stdout, r.stderr);
+    let r = s.fetch().expect(0);
+    assert_eq!(delivered(&s, "Delivered"), sorted(as_sent(&c.messages)), "byte for byte\n{}", r.stderr);
+    assert!(s.d.messages(USER).is_empty(), "after-fetch deleted what the target confirmed");
+    assert!(s.b.messages("Work").is_empty(), "no body in popbridge's own store");
+    // account test and the fetch each logged in to IMAP with the token, over XOAUTH2.
+    assert!(logins(&s.d, "imap", "XOAUTH2") >= 2, "{}", s.d.log());
+    assert_eq!(other_logins(&s.d, "XOAUTH2"), Vec::<String>::new(), "no login used a password");
+    s.assert_tokens_kept_secret(&[]);
+}
+
+/// A token the POP server still takes but the target's IMAP refuses (revoked early for one
+/// service, clocks that disagree): the grant is refreshed once, the delivery goes through, and
+/// the new tokens are kept. The POP side is a scripted server that takes exactly the old token
+/// (Dovecot would refuse it at POP too, and popbridge would refresh there first).
+#[test]
+fn a_token_the_target_refuses_is_refreshed_once_and_the_delivery_goes_through() {
+    use crate::util::fake_pop3::{FakeMessage, FakePop3, Script};
+    let mut s = Setup::new(3600, &["oauthbearer"], false);
+    s.add(true, &["--delete", "after-fetch"]);
+    let stale = "revoked-early-at-imap-7f3a";
+    let mut t: serde_json::Value = serde_json::from_str(&s.token_file_text()).unwrap();
+    let old_refresh = t["refresh_token"].as_str().unwrap().to_string();
+    t["access_token"] = serde_json::Value::String(stale.into());
+    std::fs::write(s.token_file(), t.to_string()).unwrap();
+    let c = corpus(3, 182);
+    let fake = FakePop3::start(Script {
+        messages: c
+            .messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| FakeMessage::new(&format!("u{i}"), crate::util::as_pop3_sends(m)))
+            .collect(),
+        user: USER.into(),
+        pass: stale.into(),
+        sasl: vec!["XOAUTH2".into()],
+        ..Script::default()
+    });
+    let config = std::fs::read_to_string(&s.b.config).unwrap();
+    let config = config
+        .replace(&format!("port = {}", s.d.pop3s_port), &format!("port = {}", fake.port()))
+        .replace("tls = \"implicit\"", "tls = \"plain\"");
+    std::fs::write(&s.b.config, config).unwrap();
+    s.b.append_config(&deliver_section(&s, "auth = \"oauth2\"", "Delivered"));
+    let r = s.fetch().expect(0);
+    assert_eq!(delivered(&s, "Delivered"), sorted(as_sent(&c.messages)), "delivered after the refresh\n{}", r.stderr);
+    assert_eq!(fake.remaining().len(), 0, "and then deleted from the POP server");
+    assert_eq!(refreshes(&s.server).len(), 1, "one refresh: {:#?}", s.server.log());
+    let kept: serde_json::Value = serde_json::from_str(&s.token_file_text()).unwrap();
+    assert!(kept["access_token"] != stale && kept["refresh_token"] != old_refresh.as_str(), "the new tokens are kept");
+    assert_eq!(logins(&s.d, "imap", "OAUTHBEARER"), 1, "one IMAP login, with the fresh token: {}", s.d.log());
+    s.assert_tokens_kept_secret(&[]);
+}
+
+/// `auth = "xoauth2"`: the password_command prints the access token (an external OAuth tool).
+/// A token the target refuses is an authentication error naming the target, and nothing is
+/// deleted; a good one delivers.
+#[test]
+fn a_token_from_a_password_command_logs_in_to_the_target() {
+    let mut s = Setup::new(3600, &["oauthbearer"], false);
+    let c = corpus(3, 183);
+    s.d.deliver(USER, &c.messages);
+    let r = s.b.add_account(
+        "Work",
+        s.d.pop3s_port,
+        "implicit",
+        USER,
+        PASSWORD,
+        &["--ca-file", &s.d.ca_pem_path.display().to_string(), "--delete", "after-fetch", "--no-test"],
+    );
+    r.expect(0);
+    let file = s.b.dir.path().join("imap-token");
+    std::fs::write(&file, "not-a-token\n").unwrap();
+    let auth = format!("auth = \"xoauth2\"\npassword_command = \"cat {}\"", file.display());
+    s.b.append_config(&deliver_section(&s, &auth, "Delivered"));
+    let r = s.fetch();
+    assert_ne!(r.code, 0, "a refused token fails the fetch: {}", r.stdout);
+    assert!(r.stderr.contains("refused the OAuth 2 access token of alice"), "{}", r.stderr);
+    assert!(r.stderr.contains("delivery to IMAP imaps://127.0.0.1"), "names the target: {}", r.stderr);
+    assert_eq!(s.d.messages(USER).len(), 3, "nothing deleted that was not delivered");
+    let token = s.server.device_token(USER, PASSWORD).access_token;
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let r = s.fetch().expect(0);
+    assert_eq!(delivered(&s, "Delivered"), sorted(as_sent(&c.messages)), "{}", r.stderr);
+    assert!(s.d.messages(USER).is_empty());
+    assert!(logins(&s.d, "imap", "OAUTHBEARER") >= 1, "{}", s.d.log());
+    assert!(!r.stderr.contains(&token) && !r.stdout.contains(&token), "the token is not shown");
+}

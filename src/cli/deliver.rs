@@ -32,9 +32,13 @@ pub fn json(target: &DeliverTarget, journal: Option<&JournalSummary>) -> serde_j
 }
 
 /// `account test`: the target's check, printed; its failure is the command's error.
-pub async fn test(config_path: &std::path::Path, mode: u32, target: &DeliverTarget) -> crate::Result<()> {
+pub async fn test(
+    secrets: &crate::fetch::session::Secrets<'_>,
+    account: &crate::config::Account,
+    target: &DeliverTarget,
+) -> crate::Result<()> {
     println!("  delivery target: {}", target.describe());
-    let said = crate::fetch::target::probe(config_path, mode, target).await?;
+    let said = crate::fetch::target::probe(secrets, account, target).await?;
     println!("  delivery target OK: {said}");
     Ok(())
 }

@@ -705,7 +705,7 @@ fn validate_account(cx: &Ctx, i: usize, a: RawAccount) -> crate::Result<Account>
             .ok_or_else(|| cx.err(&kn("duplicates"), format!("\"{d}\" must be keep, mark or hide")))?,
     };
     let deliver = match a.deliver {
-        Some(d) => Some(validate_deliver(cx, &name, d)?),
+        Some(d) => Some(validate_deliver(cx, &name, d, pop.auth == AuthMethod::OAuth2)?),
         None => None,
     };
     if deliver.is_some() && pop.delete == DeletePolicy::WhenDeletedLocally {
@@ -918,8 +918,9 @@ fn validate_smtp(cx: &Ctx, prefix: &str, s: RawSmtp) -> crate::Result<SmtpServer
 }
 
 /// `[account.deliver]`: exactly one of `lmtp` (with `recipient`) or `imap` (with `user` and a
-/// password); plain IMAP only to a loopback server.
-fn validate_deliver(cx: &Ctx, name: &str, d: super::raw::RawDeliver) -> crate::Result<DeliverTarget> {
+/// login: a password, a token from a command, or the account's grant — `grant` says whether the
+/// account has one); plain IMAP only to a loopback server.
+fn validate_deliver(cx: &Ctx, name: &str, d: super::raw::RawDeliver, grant: bool) -> crate::Result<DeliverTarget> {
     let prefix = format!("account \"{name}\": deliver");
     let k = |f: &str| format!("{prefix}.{f}");
     let timeout = match d.timeout {
@@ -934,14 +935,42 @@ fn validate_deliver(cx: &Ctx, name: &str, d: super::raw::RawDeliver) -> crate::R
                 return Err(cx.err(&k("imap"), "imap:// would send your password unencrypted; use imaps://"));
             }
             let user = d.user.filter(|u| !u.is_empty()).ok_or_else(|| cx.err(&k("user"), "is missing"))?;
-            let password = secret_source(cx, &prefix, d.password, d.password_command, true)?
-                .ok_or_else(|| cx.err(&k("password"), "set password_command (recommended) or password"))?;
+            let secret = secret_source(cx, &prefix, d.password, d.password_command, true)?;
+            let login = match d.auth.as_deref().unwrap_or("password") {
+                "password" => ImapLogin::Password(
+                    secret.ok_or_else(|| cx.err(&k("password"), "set password_command (recommended) or password"))?,
+                ),
+                "xoauth2" => ImapLogin::Token(secret.ok_or_else(|| {
+                    cx.err(
+                        &k("password_command"),
+                        "auth = \"xoauth2\" needs a password_command that prints an access token",
+                    )
+                })?),
+                "oauth2" => {
+                    if !grant {
+                        return Err(cx.err(
+                            &k("auth"),
+                            "\"oauth2\" signs in with the account's own grant, but this account does not use auth = \"oauth2\" in [account.pop]: use auth = \"xoauth2\" with a password_command that prints a token, or a password",
+                        ));
+                    }
+                    if secret.is_some() {
+                        return Err(cx.err(
+                            &k("password"),
+                            "auth = \"oauth2\" signs in with the account's grant: remove password and password_command",
+                        ));
+                    }
+                    ImapLogin::Grant
+                }
+                other => {
+                    return Err(cx.err(&k("auth"), format!("\"{other}\" must be password, xoauth2 or oauth2")));
+                }
+            };
             let mailbox = d.mailbox.filter(|m| !m.is_empty()).unwrap_or_else(|| "INBOX".to_string());
-            if !mailbox.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
-                return Err(cx.err(&k("mailbox"), "only ASCII mailbox names are supported for now"));
+            if mailbox.chars().any(char::is_control) {
+                return Err(cx.err(&k("mailbox"), "a mailbox name cannot hold control characters"));
             }
             let trust = trust(cx, &k(""), d.ca_file, d.pin_sha256)?;
-            Some(ImapTarget { host, port, tls, user, password, mailbox, trust, timeout })
+            Some(ImapTarget { host, port, tls, user, login, mailbox, trust, timeout })
         }
     };
     match (d.lmtp, imap) {
@@ -1095,10 +1124,23 @@ pub struct ImapTarget {
     /// `imaps://`: TLS from the first byte; `imap://`: plain (loopback only).
     pub tls: bool,
     pub user: String,
-    pub password: SecretSource,
+    pub login: ImapLogin,
     pub mailbox: String,
     pub trust: TrustSettings,
     pub timeout: Duration,
+}
+
+/// How popbridge logs in to a target's IMAP (`auth` in `[account.deliver]`).
+#[derive(Debug, Clone)]
+pub enum ImapLogin {
+    /// `auth = "password"` (the default): AUTHENTICATE PLAIN, else LOGIN.
+    Password(SecretSource),
+    /// `auth = "xoauth2"`: the `password_command` prints an OAuth 2 access token (an external
+    /// tool keeps it fresh), sent with OAUTHBEARER or XOAUTH2 — as for POP.
+    Token(SecretSource),
+    /// `auth = "oauth2"`: the account's own built-in grant (`[account.oauth]`), as the SMTP
+    /// relay uses it; refreshed as for POP.
+    Grant,
 }
 
 impl DeliverTarget {
@@ -1139,9 +1181,14 @@ impl DeliverTarget {
     /// as given (the fingerprint is a hash, never shown).
     pub fn fingerprint_text(&self) -> String {
         let imap = |t: &ImapTarget| {
-            let pw = match &t.password {
+            let source = |s: &SecretSource| match s {
                 SecretSource::Inline(p) => format!("inline:{}", p.expose()),
                 SecretSource::Command(c) => format!("command:{c}"),
+            };
+            let pw = match &t.login {
+                ImapLogin::Password(s) => source(s),
+                ImapLogin::Token(s) => format!("token {}", source(s)),
+                ImapLogin::Grant => "grant".to_string(),
             };
             format!(
                 "imap {} {} {} {} {} {:?} {:?} {pw}",
@@ -1437,6 +1484,12 @@ mod tests {
             ("imap = \"imap://mail.example.org\"\nuser = \"a\"\npassword = \"p\"\n", "unencrypted"),
             ("imap = \"imaps://mail.example.org\"\nuser = \"a\"\n", "password"),
             ("imap = \"pop://mail.example.org\"\nuser = \"a\"\npassword = \"p\"\n", "not an IMAP server"),
+            ("imap = \"imaps://h\"\nuser = \"a\"\nauth = \"oauth2\"\n", "does not use auth = \"oauth2\""),
+            ("imap = \"imaps://h\"\nuser = \"a\"\nauth = \"xoauth2\"\n", "prints an access token"),
+            (
+                "imap = \"imaps://h\"\nuser = \"a\"\nauth = \"kerberos\"\npassword = \"p\"\n",
+                "password, xoauth2 or oauth2",
+            ),
         ] {
             let e = parse_str(&format!("{POP}[account.deliver]\n{bad}")).unwrap_err();
             assert!(e.message.contains(says), "{bad}: {}", e.message);
@@ -1447,6 +1500,33 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.message.contains("when-deleted-locally"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_delivery_target_logs_in_with_a_password_a_token_command_or_the_account_grant() {
+        let target = |c: &Config| match c.accounts[0].deliver.as_ref().and_then(|d| d.imap()) {
+            Some(t) => t.login.clone(),
+            None => panic!("an IMAP target"),
+        };
+        let imap = "[account.deliver]\nimap = \"imaps://mail.example.org\"\nuser = \"a\"\n";
+        let c = parse_str(&format!("{POP}{imap}password_command = \"pass imap\"\n")).unwrap();
+        assert!(matches!(target(&c), ImapLogin::Password(SecretSource::Command(_))));
+        let c = parse_str(&format!("{POP}{imap}auth = \"xoauth2\"\npassword_command = \"oama access a\"\n")).unwrap();
+        assert!(matches!(target(&c), ImapLogin::Token(SecretSource::Command(_))));
+        let grant = format!("{OAUTH}[account.oauth]\nprovider = \"google\"\nclient_id = \"c\"\n");
+        let c = parse_str(&format!("{grant}{imap}auth = \"oauth2\"\n")).unwrap();
+        assert!(matches!(target(&c), ImapLogin::Grant));
+        let e = parse_str(&format!("{grant}{imap}auth = \"oauth2\"\npassword = \"p\"\n")).unwrap_err();
+        assert!(e.message.contains("remove password"), "{}", e.message);
+        let (a, b) = (
+            parse_str(&format!("{POP}{imap}password_command = \"x\"\n")).unwrap(),
+            parse_str(&format!("{POP}{imap}auth = \"xoauth2\"\npassword_command = \"x\"\n")).unwrap(),
+        );
+        assert_ne!(
+            a.accounts[0].deliver.as_ref().unwrap().fingerprint_text(),
+            b.accounts[0].deliver.as_ref().unwrap().fingerprint_text(),
+            "changing auth changes the account's settings fingerprint"
+        );
     }
 
     #[test]

@@ -123,6 +123,9 @@ pub struct RawDeliver {
     /// `"imap://127.0.0.1:143"` (plain: loopback only).
     pub imap: Option<String>,
     pub user: Option<String>,
+    /// `"password"` (default), `"xoauth2"` (`password_command` prints an access token) or
+    /// `"oauth2"` (the account's own grant).
+    pub auth: Option<String>,
     pub password: Option<String>,
     pub password_command: Option<String>,
     /// The IMAP mailbox (default INBOX).

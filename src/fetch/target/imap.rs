@@ -1,5 +1,6 @@
-//! IMAP APPEND delivery (RFC 3501 §6.3.11): log in (AUTHENTICATE PLAIN with SASL-IR when offered,
-//! else LOGIN), then APPEND each message. With LITERAL+ (RFC 7888) a batch's APPENDs go out in one
+//! IMAP APPEND delivery (RFC 3501 §6.3.11): log in (a password: AUTHENTICATE PLAIN with SASL-IR
+//! when offered, else LOGIN; an OAuth 2 access token: AUTHENTICATE OAUTHBEARER (RFC 7628) when
+//! offered, else XOAUTH2), then APPEND each message. With LITERAL+ (RFC 7888) a batch's APPENDs go out in one
 //! write and their answers are read afterwards — and with MULTIAPPEND (RFC 3502) as few commands
 //! as possible, each saving up to [`MULTI_MAX`] messages in one server transaction; without
 //! LITERAL+, each APPEND waits for the server's `+`.
@@ -16,7 +17,7 @@
 
 use base64::Engine;
 
-use crate::config::ImapTarget;
+use crate::config::{Credential, ImapTarget};
 use crate::error::{Error, ErrorClass, Result};
 use crate::net::tls::Upstream;
 use crate::secret::Secret;
@@ -94,12 +95,14 @@ pub struct Imap {
 
 impl Imap {
     /// Connects and logs in. A refused login is an authentication error.
-    pub fn connect(t: &ImapTarget, password: &Secret, upstream: Option<&Upstream>) -> Result<Imap> {
+    pub fn connect(t: &ImapTarget, cred: &Credential, upstream: Option<&Upstream>) -> Result<Imap> {
         let w = match upstream {
             Some(u) if t.tls => Wire::tls(&t.host, t.port, t.timeout, u)?,
             _ => Wire::tcp(&t.host, t.port, t.timeout)?,
         };
-        let mbox = quoted(&t.mailbox)
+        // On the wire in modified UTF-7 (RFC 3501 §5.1.3), which every server takes: "Entwürfe" is
+        // "Entw&APw-rfe", and an ASCII "&" is "&-".
+        let mbox = quoted(&crate::imap::names::encode_mutf7(&t.mailbox))
             .ok_or_else(|| Error::config(format!("the mailbox name \"{}\" cannot be sent as given", t.mailbox)))?;
         let mut c = Imap {
             w,
@@ -119,7 +122,10 @@ impl Imap {
         }
         c.refresh_caps()?;
         if !greeting.starts_with("* PREAUTH") {
-            c.login(&t.user, password)?;
+            match cred {
+                Credential::Password(pw) => c.login(&t.user, pw)?,
+                Credential::Bearer(token) => c.bearer_login(t, token)?,
+            }
             c.refresh_caps()?;
         }
         Ok(c)
@@ -177,6 +183,75 @@ impl Imap {
             ));
         }
         Ok(())
+    }
+
+    /// AUTHENTICATE with an OAuth 2 access token: OAUTHBEARER when offered, else XOAUTH2; the
+    /// initial response inline with SASL-IR (RFC 4959), else after the server's `+`. A refusal
+    /// comes as a `+` continuation carrying the error as base64 JSON (RFC 7628 §3.2.2), which the
+    /// client answers (OAUTHBEARER: `^A`; XOAUTH2: an empty line) before the tagged `NO`.
+    fn bearer_login(&mut self, t: &ImapTarget, token: &Secret) -> Result<()> {
+        let peer = self.w.peer.clone();
+        let bearer = self.has("AUTH=OAUTHBEARER");
+        if !bearer && !self.has("AUTH=XOAUTH2") {
+            return Err(Error::config(format!(
+                "{peer} offers no OAuth 2 login (AUTH=OAUTHBEARER or AUTH=XOAUTH2): log in with a password (auth = \"password\" in [account.deliver])"
+            )));
+        }
+        if !crate::sasl::fits(&t.user) || !crate::sasl::fits(token.expose()) {
+            return Err(Error::config("the IMAP user name or access token contains a control character".to_string()));
+        }
+        let (mech, blob) = if bearer {
+            ("OAUTHBEARER", crate::sasl::oauthbearer(&t.user, &t.host, t.port, token.expose()))
+        } else {
+            ("XOAUTH2", crate::sasl::xoauth2(&t.user, token.expose()))
+        };
+        let b64 = Secret::new(base64::engine::general_purpose::STANDARD.encode(&blob));
+        drop(blob);
+        let tag = self.tag();
+        let mut initial = Some(b64);
+        if self.has("SASL-IR") {
+            if let Some(b) = initial.take() {
+                self.w.put(format!("{tag} AUTHENTICATE {mech} {}\r\n", b.expose()).as_bytes());
+            }
+        } else {
+            self.w.put(format!("{tag} AUTHENTICATE {mech}\r\n").as_bytes());
+        }
+        let mut said = None;
+        let done = loop {
+            let (line, _) = self.response_line()?;
+            if let Some(rest) = line.strip_prefix(&tag).and_then(|r| r.strip_prefix(' ')) {
+                break parse_done(rest, Vec::new(), Vec::new()).ok_or_else(|| {
+                    Error::new(ErrorClass::Protocol, format!("{peer} sent a broken answer to AUTHENTICATE"))
+                })?;
+            }
+            if let Some(challenge) = line.strip_prefix('+') {
+                match initial.take() {
+                    // The empty challenge before the initial response (no SASL-IR).
+                    Some(b) => self.w.put(format!("{}\r\n", b.expose()).as_bytes()),
+                    None => {
+                        let json =
+                            base64::engine::general_purpose::STANDARD.decode(challenge.trim()).unwrap_or_default();
+                        said = crate::sasl::ServerError::parse(&json).and_then(|e| e.status);
+                        let end: &[u8] = if bearer { crate::sasl::OAUTHBEARER_ABORT } else { b"" };
+                        let end = base64::engine::general_purpose::STANDARD.encode(end);
+                        self.w.put(format!("{end}\r\n").as_bytes());
+                    }
+                }
+                continue;
+            }
+            if line.starts_with('*') && !line.starts_with("* BYE") {
+                continue;
+            }
+            return Err(Error::new(ErrorClass::Protocol, format!("{peer} answered AUTHENTICATE with \"{line}\"")));
+        };
+        if done.status == Status::Ok {
+            return Ok(());
+        }
+        let detail = said.map(|s| format!(" (server said: status {s})")).unwrap_or_default();
+        Err(Error::new(
+            ErrorClass::Authentication,
+            format!("{peer} refused the OAuth 2 access token of {} ({mech}): \"{}\"{detail}", t.user, done.describe()),
+        ))
     }
 
     fn tag(&mut self) -> String {
@@ -242,7 +317,13 @@ impl Imap {
             let exists = d.untagged.iter().find_map(|u| u.strip_suffix(" EXISTS").and_then(|s| s.strip_prefix("* ")));
             return Ok(Ok(format!("mailbox {} holds {} message(s)", self.mailbox, exists.unwrap_or("?"))));
         }
-        if d.code_is("TRYCREATE") || d.code_is("NONEXISTENT") {
+        // Dovecot 2.3 answers a missing mailbox with a bare `NO Mailbox doesn't exist`: ask LIST
+        // whether it exists before calling the NO a refusal.
+        let missing = d.code_is("TRYCREATE") || d.code_is("NONEXISTENT") || {
+            let l = self.command(&format!("LIST \"\" {}", self.mbox))?;
+            l.status == Status::Ok && !l.untagged.iter().any(|u| u.starts_with("* LIST "))
+        };
+        if missing {
             return Ok(Ok(format!(
                 "mailbox {} does not exist yet; popbridge creates it with the first delivery",
                 self.mailbox

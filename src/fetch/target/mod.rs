@@ -27,10 +27,9 @@ pub mod wire;
 use std::collections::HashMap;
 use std::sync::mpsc;
 
-use crate::config::{Account, DeliverTarget};
+use crate::config::{Account, Credential, DeliverTarget, ImapLogin, ImapTarget};
 use crate::error::{Error, ErrorClass, Result};
 use crate::net::tls::Upstream;
-use crate::secret::Secret;
 use crate::store::journal::{Journal, Pending, Unresolved};
 use crate::store::{Store, Stored};
 
@@ -88,16 +87,16 @@ pub enum Conn {
 }
 
 impl Conn {
-    /// Connects (and logs in) as `target` says. `password`: the IMAP password, resolved.
-    pub fn open(target: &DeliverTarget, password: Option<&Secret>, upstream: Option<&Upstream>) -> Result<Conn> {
+    /// Connects (and logs in) as `target` says. `login`: the IMAP login, resolved.
+    pub fn open(target: &DeliverTarget, login: Option<&mut Login>, upstream: Option<&Upstream>) -> Result<Conn> {
         let c = match target {
             DeliverTarget::Lmtp(t) => match lmtp::Lmtp::connect(t)? {
                 Ok(c) => Conn::Lmtp(c),
                 Err(r) => return Err(r.into_error(target)),
             },
             DeliverTarget::Imap(t) => {
-                let Some(pw) = password else { return Err(Error::config("no IMAP password for [account.deliver]")) };
-                Conn::Imap(imap::Imap::connect(t, pw, upstream)?)
+                let Some(login) = login else { return Err(Error::config("no IMAP login for [account.deliver]")) };
+                Conn::Imap(login.connect(t, upstream)?)
             }
         };
         Ok(c)
@@ -133,12 +132,83 @@ pub fn upstream_for(target: &DeliverTarget) -> Result<Option<Upstream>> {
     }
 }
 
-/// The target's IMAP password (APPEND, or an LMTP target's check), resolved (`password_command`
-/// runs here, off the writer thread).
-pub async fn password_for(config_path: &std::path::Path, mode: u32, target: &DeliverTarget) -> Result<Option<Secret>> {
-    match target.imap() {
-        Some(t) => Ok(Some(crate::config::resolve_secret(config_path, mode, &t.password, "IMAP").await?)),
-        None => Ok(None),
+/// The target's IMAP login (APPEND, or an LMTP target's check): the credential, resolved before
+/// the writer thread starts (`password_command` runs, a grant's token is refreshed if due), and
+/// for the account's own grant (`auth = "oauth2"`) a way to a fresh token when the server
+/// refuses this one — as the POP login does it (`session::login`), once per session.
+pub struct Login {
+    cred: Credential,
+    renew: Option<Renew>,
+}
+
+/// What a grant's refresh needs, from the writer thread: the runtime to run it on.
+struct Renew {
+    runtime: tokio::runtime::Handle,
+    config_path: std::path::PathBuf,
+    mode: u32,
+    oauth_dir: std::path::PathBuf,
+    account: Box<Account>,
+}
+
+impl Login {
+    /// The login of `account`'s target, if it has an IMAP side.
+    pub async fn resolve(
+        secrets: &super::session::Secrets<'_>,
+        account: &Account,
+        target: &DeliverTarget,
+    ) -> Result<Option<Login>> {
+        let Some(t) = target.imap() else { return Ok(None) };
+        let (path, mode) = (secrets.config_path, secrets.config_mode);
+        let (cred, renew) = match &t.login {
+            ImapLogin::Password(src) => {
+                (Credential::Password(crate::config::resolve_secret(path, mode, src, "IMAP").await?), None)
+            }
+            ImapLogin::Token(src) => {
+                (Credential::Bearer(crate::config::resolve_secret(path, mode, src, "IMAP token").await?), None)
+            }
+            ImapLogin::Grant => {
+                let token = crate::oauth::access_token(path, mode, secrets.oauth_dir, account, None).await?;
+                let renew = Renew {
+                    runtime: tokio::runtime::Handle::current(),
+                    config_path: path.to_path_buf(),
+                    mode,
+                    oauth_dir: secrets.oauth_dir.to_path_buf(),
+                    account: Box::new(account.clone()),
+                };
+                (Credential::Bearer(token), Some(renew))
+            }
+        };
+        Ok(Some(Login { cred, renew }))
+    }
+
+    /// Connects and logs in to `t`. A refused grant token is refreshed (on the runtime; this runs
+    /// on a thread of its own) and tried once more on a new connection; a second refusal, or
+    /// any other failure, is the error.
+    pub fn connect(&mut self, t: &ImapTarget, upstream: Option<&Upstream>) -> Result<imap::Imap> {
+        match imap::Imap::connect(t, &self.cred, upstream) {
+            Err(e) if e.class == ErrorClass::Authentication && self.renew.is_some() => {
+                let (Some(r), Credential::Bearer(old)) = (self.renew.take(), &self.cred) else { return Err(e) };
+                tracing::info!("{}; refreshing the access token and trying again", e.message);
+                let fresh = r.runtime.block_on(crate::oauth::access_token(
+                    &r.config_path,
+                    r.mode,
+                    &r.oauth_dir,
+                    &r.account,
+                    Some(old),
+                ))?;
+                self.cred = Credential::Bearer(fresh);
+                imap::Imap::connect(t, &self.cred, upstream).map_err(|mut e| {
+                    if e.class == ErrorClass::Authentication {
+                        e.message.push_str(&format!(
+                            "; if this persists, sign in again: run `{}`",
+                            crate::oauth::remedy_command(&r.account.name)
+                        ));
+                    }
+                    e
+                })
+            }
+            r => r,
+        }
     }
 }
 
@@ -152,19 +222,24 @@ pub async fn spawn(
     server: i64,
 ) -> Result<Sink> {
     let Some(target) = account.deliver.clone() else { return Err(Error::other("internal error: no delivery target")) };
-    let password = password_for(&ctx.config_path, ctx.config_mode, &target).await?;
+    let secrets = super::session::Secrets {
+        config_path: &ctx.config_path,
+        config_mode: ctx.config_mode,
+        oauth_dir: &ctx.oauth_dir,
+    };
+    let login = Login::resolve(&secrets, account, &target).await?;
     let upstream = upstream_for(&target)?;
     let describe = target.describe();
     let journal = super::blocking(move || Journal::new(&store, ids, server, &describe)).await?;
     let unresolved: HashMap<String, Unresolved> =
         journal.unresolved()?.into_iter().map(|u| (u.uidl.clone(), u)).collect();
-    let w = Remote { target, password, upstream, journal, conn: None, check: None, unresolved, repeated: 0 };
+    let w = Remote { target, login, upstream, journal, conn: None, check: None, unresolved, repeated: 0 };
     Ok(Sink::spawn_with("popbridge-deliver", move |rx, out| run(w, rx, out)))
 }
 
 struct Remote {
     target: DeliverTarget,
-    password: Option<Secret>,
+    login: Option<Login>,
     upstream: Option<Upstream>,
     journal: Journal,
     conn: Option<Conn>,
@@ -179,8 +254,7 @@ struct Remote {
 impl Remote {
     fn conn(&mut self) -> Result<&mut Conn> {
         if self.conn.is_none() {
-            let c =
-                Conn::open(&self.target, self.password.as_ref(), self.upstream.as_ref()).map_err(|e| self.wrap(e))?;
+            let c = Conn::open(&self.target, self.login.as_mut(), self.upstream.as_ref()).map_err(|e| self.wrap(e))?;
             self.conn = Some(c);
         }
         self.conn.as_mut().ok_or_else(|| Error::other("internal error: no connection"))
@@ -202,10 +276,10 @@ impl Remote {
             },
             Some(t) => {
                 if self.check.is_none() {
-                    let Some(pw) = self.password.as_ref() else {
-                        return Err(Error::other("internal error: no password for the IMAP check"));
+                    let Some(login) = self.login.as_mut() else {
+                        return Err(Error::other("internal error: no login for the IMAP check"));
                     };
-                    let c = imap::Imap::connect(&t, pw, self.upstream.as_ref()).map_err(|e| self.wrap(e))?;
+                    let c = login.connect(&t, self.upstream.as_ref()).map_err(|e| self.wrap(e))?;
                     self.check = Some(c);
                 }
                 match self.check.as_mut() {
@@ -338,8 +412,8 @@ fn run(mut w: Remote, rx: mpsc::Receiver<ToSink>, out: tokio::sync::mpsc::Unboun
 
 /// `account test` for the target: connect, log in (IMAP) or LHLO (LMTP), then check the recipient
 /// (MAIL + RCPT, then RSET: nothing is delivered) or the mailbox (EXAMINE). Returns what to show.
-pub async fn probe(config_path: &std::path::Path, mode: u32, target: &DeliverTarget) -> Result<String> {
-    let password = password_for(config_path, mode, target).await?;
+pub async fn probe(secrets: &super::session::Secrets<'_>, account: &Account, target: &DeliverTarget) -> Result<String> {
+    let mut login = Login::resolve(secrets, account, target).await?;
     let upstream = upstream_for(target)?;
     let t = target.clone();
     let wrap = |e: Error| {
@@ -347,7 +421,7 @@ pub async fn probe(config_path: &std::path::Path, mode: u32, target: &DeliverTar
     };
     let target = target.clone();
     let r = super::blocking(move || {
-        let mut c = Conn::open(&target, password.as_ref(), upstream.as_ref())?;
+        let mut c = Conn::open(&target, login.as_mut(), upstream.as_ref())?;
         let features = c.features();
         let mut checked = match &mut c {
             Conn::Lmtp(l) => l.check_recipient()?,
@@ -356,9 +430,9 @@ pub async fn probe(config_path: &std::path::Path, mode: u32, target: &DeliverTar
         c.quit();
         // An LMTP target's IMAP check: it must log in and open the mailbox too.
         if let (DeliverTarget::Lmtp(l), Ok(said)) = (&target, &checked)
-            && let (Some(t), Some(pw)) = (&l.check, password.as_ref())
+            && let (Some(t), Some(login)) = (&l.check, login.as_mut())
         {
-            let mut i = imap::Imap::connect(t, pw, upstream.as_ref())?;
+            let mut i = login.connect(t, upstream.as_ref())?;
             checked = i.check_mailbox()?.map(|m| format!("{said}; the check through {}: {m}", t.describe()));
             i.quit();
         }
