@@ -279,6 +279,48 @@ fn account_test_checks_the_target() {
     assert_eq!(r.code, 5, "an authentication error\n{}", r.stderr);
 }
 
+/// `imap://` with STARTTLS (`tls = "starttls"`, which a loopback server needs asked for): the
+/// APPENDs go over TLS verified with the test CA — Dovecot's login line says TLS — byte for byte.
+/// A target that does not offer STARTTLS is refused before any login, and nothing is deleted.
+#[test]
+fn imap_with_starttls_is_verified_and_required() {
+    let d = dovecot();
+    let mut rng = Rng::seeded(1802);
+    let originals: Vec<Vec<u8>> = messages("stls", 6, &mut rng).iter().map(|m| as_pop3_sends(m)).collect();
+    d.deliver("alice", &originals);
+    let section = format!(
+        "\n[account.deliver]\nimap = \"imap://127.0.0.1:{}\"\ntls = \"starttls\"\nca_file = \"{}\"\nuser = \"bob\"\npassword_command = \"echo bob-pw\"\n",
+        d.imap_port,
+        d.ca_pem_path.display()
+    );
+    let b = bridge(d.pop3_port, "alice", "alice-pw", "after-fetch", &section);
+    let r = b.run(&["account", "test", "Src"]).expect(0);
+    assert!(r.stdout.contains("(STARTTLS) as bob"), "{}", r.stdout);
+    b.run(&["fetch"]).expect(0);
+    let target = target_messages(&d, Sink::Imap("INBOX"));
+    assert!(counts(&originals, &target, Sink::Imap("INBOX")).iter().all(|&c| c == 1), "each delivered once");
+    assert!(d.messages("alice").is_empty());
+    let logins: Vec<String> =
+        d.log().lines().filter(|l| l.contains("imap-login: Info: Login: user=<bob>")).map(str::to_string).collect();
+    assert!(!logins.is_empty() && logins.iter().all(|l| l.contains(", TLS")), "every login over TLS: {logins:?}");
+
+    // The scripted target offers no STARTTLS.
+    let t = FakeTarget::imap(Fail::None);
+    let (pop, _, b) = refusal_setup(format!(
+        "\n[account.deliver]\nimap = \"imap://127.0.0.1:{}\"\ntls = \"starttls\"\nuser = \"bob\"\npassword = \"pw\"\n",
+        t.port
+    ));
+    let r = b.run(&["fetch"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("does not offer STARTTLS") && r.stderr.contains("never logs in without TLS"),
+        "{}",
+        r.stderr
+    );
+    assert!(t.accepted().is_empty() && pop.deleted_uidls().is_empty(), "nothing delivered, nothing deleted");
+    assert_eq!(pop.remaining().len(), 5);
+}
+
 /// Five messages on the fake POP3 server (after-fetch), delivered to `target`.
 fn refusal_setup(section: String) -> (FakePop3, Vec<Vec<u8>>, Bridge) {
     let data: Vec<Vec<u8>> = (1..=5).map(|i| mail(&format!("m{i}"), &format!("body {i}"))).collect();

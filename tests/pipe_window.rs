@@ -104,6 +104,25 @@ fn without_pipelining_it_is_lock_step_with_one_listing_for_all() {
     assert!(f.remaining().is_empty());
 }
 
+/// `pipelining = "off"` (mpop's `pipelining off`): lock step with a server that offers PIPELINING.
+#[test]
+fn pipelining_off_is_lock_step_even_when_the_server_offers_it() {
+    let n = 12;
+    let f = server(n, true, vec![]);
+    let b = bridge(f.port(), &[]);
+    let config = std::fs::read_to_string(&b.config).unwrap();
+    assert_eq!(config.matches("\n[account.pop]\n").count(), 1, "{config}");
+    std::fs::write(&b.config, config.replace("\n[account.pop]\n", "\n[account.pop]\npipelining = \"off\"\n")).unwrap();
+    fetch(&b).expect(0);
+    assert_store_has(&b, n);
+    assert_eq!(f.max_in_flight(), 1, "one command at a time");
+    // And with the setting back to auto, the same server is pipelined again.
+    let g = server(n, true, vec![]);
+    let b2 = bridge(g.port(), &[]);
+    fetch(&b2).expect(0);
+    assert!(g.max_in_flight() > 1, "pipelined: {}", g.max_in_flight());
+}
+
 #[test]
 fn a_connection_dropped_mid_window_loses_nothing_and_stores_nothing_twice() {
     let n = 400;

@@ -222,6 +222,10 @@ impl Account {
         if let Some(pw) = &p.password {
             put(&secret(pw));
         }
+        // Only when set, so the fingerprints of accounts written before the setting existed stay.
+        if !p.pipelining {
+            put("pipelining off");
+        }
         if let Some(o) = &self.oauth {
             put(&format!(
                 "{:?}",
@@ -474,6 +478,10 @@ pub struct PopServer {
     pub timeout: Duration,
     /// A bounded first import (`first_import`); `None`: the first fetch downloads everything.
     pub first_import: Option<FirstImport>,
+    /// `pipelining = "auto"` (the default): pipeline when the server's CAPA says PIPELINING;
+    /// `"off"`: lock step whatever it says (mpop's `pipelining off`), for a server that
+    /// advertises it and then mishandles it.
+    pub pipelining: bool,
 }
 
 impl PopServer {
@@ -874,7 +882,25 @@ fn validate_pop(cx: &Ctx, name: &str, p: RawPop) -> crate::Result<PopServer> {
             cx.err(&k("first_import"), format!("\"{s}\" must be since:YYYY-MM-DD, newest:N or from-now-on"))
         })?),
     };
-    Ok(PopServer { host, port, tls, user, password, auth, delete, trust, max_message_size, timeout, first_import })
+    let pipelining = match p.pipelining.as_deref() {
+        None | Some("auto") => true,
+        Some("off") => false,
+        Some(s) => return Err(cx.err(&k("pipelining"), format!("\"{s}\" must be auto or off"))),
+    };
+    Ok(PopServer {
+        host,
+        port,
+        tls,
+        user,
+        password,
+        auth,
+        delete,
+        trust,
+        max_message_size,
+        timeout,
+        first_import,
+        pipelining,
+    })
 }
 
 fn validate_smtp(cx: &Ctx, prefix: &str, s: RawSmtp) -> crate::Result<SmtpServer> {
@@ -930,10 +956,30 @@ fn validate_deliver(cx: &Ctx, name: &str, d: super::raw::RawDeliver, grant: bool
     let imap = match d.imap {
         None => None,
         Some(url) => {
-            let (host, port, tls) = parse_imap_url(&url).map_err(|e| cx.err(&k("imap"), e))?;
-            if !tls && !is_loopback_host(&host) {
-                return Err(cx.err(&k("imap"), "imap:// would send your password unencrypted; use imaps://"));
-            }
+            let (host, port, implicit) = parse_imap_url(&url).map_err(|e| cx.err(&k("imap"), e))?;
+            // imaps:// is TLS from the first byte; imap:// is STARTTLS (required, verified), or
+            // plain to a loopback server, as before, unless `tls = "starttls"` asks for it there too.
+            let tls = match (implicit, d.tls.as_deref().map(|s| (s, TlsMode::parse(s)))) {
+                (true, None | Some((_, Some(TlsMode::Implicit)))) => TlsMode::Implicit,
+                (true, Some(_)) => {
+                    return Err(cx.err(&k("tls"), "imaps:// is TLS from the first byte: remove tls, or use imap://"));
+                }
+                (false, None) if is_loopback_host(&host) => TlsMode::Plain,
+                (false, None | Some((_, Some(TlsMode::StartTls)))) => TlsMode::StartTls,
+                (false, Some((_, Some(TlsMode::Plain)))) if is_loopback_host(&host) => TlsMode::Plain,
+                (false, Some((_, Some(TlsMode::Plain)))) => {
+                    return Err(cx.err(
+                        &k("tls"),
+                        "\"plain\" would send your password unencrypted; it is only for a loopback server",
+                    ));
+                }
+                (false, Some((_, Some(TlsMode::Implicit)))) => {
+                    return Err(cx.err(&k("tls"), "TLS from the first byte is imaps://: write the URL so"));
+                }
+                (false, Some((s, None))) => {
+                    return Err(cx.err(&k("tls"), format!("\"{s}\" must be starttls or plain")));
+                }
+            };
             let user = d.user.filter(|u| !u.is_empty()).ok_or_else(|| cx.err(&k("user"), "is missing"))?;
             let secret = secret_source(cx, &prefix, d.password, d.password_command, true)?;
             let login = match d.auth.as_deref().unwrap_or("password") {
@@ -1121,8 +1167,8 @@ pub struct LmtpTarget {
 pub struct ImapTarget {
     pub host: String,
     pub port: u16,
-    /// `imaps://`: TLS from the first byte; `imap://`: plain (loopback only).
-    pub tls: bool,
+    /// `imaps://`: TLS from the first byte; `imap://`: STARTTLS, or plain to a loopback server.
+    pub tls: TlsMode,
     pub user: String,
     pub login: ImapLogin,
     pub mailbox: String,
@@ -1192,7 +1238,13 @@ impl DeliverTarget {
             };
             format!(
                 "imap {} {} {} {} {} {:?} {:?} {pw}",
-                t.host, t.port, t.tls, t.user, t.mailbox, t.trust.ca_file, t.trust.pin_sha256
+                t.host,
+                t.port,
+                t.tls.as_str(),
+                t.user,
+                t.mailbox,
+                t.trust.ca_file,
+                t.trust.pin_sha256
             )
         };
         match self {
@@ -1205,8 +1257,9 @@ impl DeliverTarget {
 impl ImapTarget {
     /// "IMAP imaps://mail.example.org:993 as alice, mailbox INBOX".
     pub fn describe(&self) -> String {
-        let scheme = if self.tls { "imaps" } else { "imap" };
-        format!("IMAP {scheme}://{}:{} as {}, mailbox {}", self.host, self.port, self.user, self.mailbox)
+        let scheme = if self.tls == TlsMode::Implicit { "imaps" } else { "imap" };
+        let starttls = if self.tls == TlsMode::StartTls { " (STARTTLS)" } else { "" };
+        format!("IMAP {scheme}://{}:{}{starttls} as {}, mailbox {}", self.host, self.port, self.user, self.mailbox)
     }
 }
 
@@ -1465,6 +1518,15 @@ mod tests {
             plain.accounts[0].deliver.as_ref().unwrap().describe(),
             "IMAP imap://127.0.0.1:1143 as a, mailbox Fetched"
         );
+        // imap:// to another host is STARTTLS, required.
+        let stls = parse_str(&format!(
+            "{POP}[account.deliver]\nimap = \"imap://mail.example.org\"\nuser = \"a\"\npassword_command = \"x\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            stls.accounts[0].deliver.as_ref().unwrap().describe(),
+            "IMAP imap://mail.example.org:143 (STARTTLS) as a, mailbox INBOX"
+        );
         let checked = parse_str(&format!(
             "{POP}[account.deliver]\nlmtp = \"127.0.0.1:24\"\nrecipient = \"a@b.example\"\nimap = \"imaps://mail.example.org\"\nuser = \"a\"\npassword_command = \"x\"\n"
         ))
@@ -1481,7 +1543,9 @@ mod tests {
             ("lmtp = \"unix:run/lmtp\"\nrecipient = \"a@b.example\"\n", "absolute"),
             ("lmtp = \"127.0.0.1:24\"\nrecipient = \"a@b.example\"\nimap = \"imaps://h\"\n", "user"),
             ("recipient = \"a@b.example\"\n", "set lmtp"),
-            ("imap = \"imap://mail.example.org\"\nuser = \"a\"\npassword = \"p\"\n", "unencrypted"),
+            ("imap = \"imap://mail.example.org\"\ntls = \"plain\"\nuser = \"a\"\npassword = \"p\"\n", "unencrypted"),
+            ("imap = \"imaps://mail.example.org\"\ntls = \"starttls\"\nuser = \"a\"\npassword = \"p\"\n", "first byte"),
+            ("imap = \"imap://mail.example.org\"\ntls = \"implicit\"\nuser = \"a\"\npassword = \"p\"\n", "imaps://"),
             ("imap = \"imaps://mail.example.org\"\nuser = \"a\"\n", "password"),
             ("imap = \"pop://mail.example.org\"\nuser = \"a\"\npassword = \"p\"\n", "not an IMAP server"),
             ("imap = \"imaps://h\"\nuser = \"a\"\nauth = \"oauth2\"\n", "does not use auth = \"oauth2\""),

@@ -93,6 +93,8 @@ pub struct RawPop {
     pub max_message_size: Option<toml::Value>,
     pub timeout: Option<String>,
     pub first_import: Option<String>,
+    /// `"auto"` (default) or `"off"`: lock step even when the server offers PIPELINING.
+    pub pipelining: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +125,8 @@ pub struct RawDeliver {
     /// `"imap://127.0.0.1:143"` (plain: loopback only).
     pub imap: Option<String>,
     pub user: Option<String>,
+    /// `"starttls"` or `"plain"` for an `imap://` URL (default: STARTTLS, plain to loopback).
+    pub tls: Option<String>,
     /// `"password"` (default), `"xoauth2"` (`password_command` prints an access token) or
     /// `"oauth2"` (the account's own grant).
     pub auth: Option<String>,

@@ -100,7 +100,13 @@ impl Session {
             Err(refused) => return Ok(Err(refused)),
         };
         // RFC 2449 §5: capabilities may differ after login (PIPELINING, LOGIN-DELAY, EXPIRE per user).
-        let caps = if caps_before.is_some() { capa(&mut conn).await?.or_else(|| caps_before.clone()) } else { None };
+        let mut caps =
+            if caps_before.is_some() { capa(&mut conn).await?.or_else(|| caps_before.clone()) } else { None };
+        // `pipelining = "off"`: every user of the session (fetch, probe, import-state) sees a
+        // server without PIPELINING, and works in lock step.
+        if let Some(c) = caps.as_mut().filter(|_| !account.pop.pipelining) {
+            c.pipelining = false;
+        }
         // RFC 6856: a server offering UTF8 may rewrite a message whose headers are 8-bit for a
         // client that did not send it (Courier sends a "Cannot display Unicode content" notice
         // instead); popbridge stores messages as they are, so it asks for them as they are. A

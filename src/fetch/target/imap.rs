@@ -17,7 +17,7 @@
 
 use base64::Engine;
 
-use crate::config::{Credential, ImapTarget};
+use crate::config::{Credential, ImapTarget, TlsMode};
 use crate::error::{Error, ErrorClass, Result};
 use crate::net::tls::Upstream;
 use crate::secret::Secret;
@@ -96,9 +96,10 @@ pub struct Imap {
 impl Imap {
     /// Connects and logs in. A refused login is an authentication error.
     pub fn connect(t: &ImapTarget, cred: &Credential, upstream: Option<&Upstream>) -> Result<Imap> {
-        let w = match upstream {
-            Some(u) if t.tls => Wire::tls(&t.host, t.port, t.timeout, u)?,
-            _ => Wire::tcp(&t.host, t.port, t.timeout)?,
+        let w = match (t.tls, upstream) {
+            (TlsMode::Implicit, Some(u)) => Wire::tls(&t.host, t.port, t.timeout, u)?,
+            (TlsMode::StartTls, Some(_)) | (TlsMode::Plain, _) => Wire::tcp(&t.host, t.port, t.timeout)?,
+            (_, None) => return Err(Error::other("internal error: TLS without its configuration")),
         };
         // On the wire in modified UTF-7 (RFC 3501 §5.1.3), which every server takes: "Entwürfe" is
         // "Entw&APw-rfe", and an ASCII "&" is "&-".
@@ -121,6 +122,9 @@ impl Imap {
             ));
         }
         c.refresh_caps()?;
+        if let (TlsMode::StartTls, Some(u)) = (t.tls, upstream) {
+            c.start_tls(t, u, &greeting)?;
+        }
         if !greeting.starts_with("* PREAUTH") {
             match cred {
                 Credential::Password(pw) => c.login(&t.user, pw)?,
@@ -129,6 +133,33 @@ impl Imap {
             c.refresh_caps()?;
         }
         Ok(c)
+    }
+
+    /// RFC 3501 §6.2.1 STARTTLS, required: a server that does not offer it, refuses it, or
+    /// greets PREAUTH (logged in before any TLS) is an error, never a plain login; then the
+    /// capabilities are asked again (those from before TLS are discarded).
+    fn start_tls(&mut self, t: &ImapTarget, upstream: &Upstream, greeting: &str) -> Result<()> {
+        let peer = self.w.peer.clone();
+        let refuse = |why: String| {
+            Err(Error::new(
+                ErrorClass::Certificate,
+                format!(
+                    "{peer} {why}, and popbridge never logs in without TLS: use imaps:// (port 993) if the server has it"
+                ),
+            ))
+        };
+        if greeting.starts_with("* PREAUTH") {
+            return refuse("greeted PREAUTH (a session without TLS)".into());
+        }
+        if !self.has("STARTTLS") {
+            return refuse("does not offer STARTTLS".into());
+        }
+        let d = self.command("STARTTLS")?;
+        if d.status != Status::Ok {
+            return refuse(format!("refused STARTTLS (\"{}\")", d.describe()));
+        }
+        self.w.start_tls(&t.host, t.port, upstream)?;
+        self.refresh_caps()
     }
 
     pub fn has(&self, cap: &str) -> bool {

@@ -127,7 +127,7 @@ impl Conn {
 /// The TLS configuration for an `imaps://` target (verified as for POP).
 pub fn upstream_for(target: &DeliverTarget) -> Result<Option<Upstream>> {
     match target.imap() {
-        Some(t) if t.tls => Ok(Some(crate::net::tls::upstream(&t.trust)?)),
+        Some(t) if t.tls != crate::config::TlsMode::Plain => Ok(Some(crate::net::tls::upstream(&t.trust)?)),
         _ => Ok(None),
     }
 }

@@ -99,18 +99,41 @@ impl Wire {
 
     /// TLS from the first byte, verified with `upstream` (the POP side's configuration).
     pub fn tls(host: &str, port: u16, timeout: Duration, upstream: &Upstream) -> Result<Wire> {
-        let Wire { stream, peer, .. } = Wire::tcp(host, port, timeout)?;
-        let Stream::Tcp(mut tcp) = stream else { return Err(Error::other("internal error: not TCP")) };
+        let mut w = Wire::tcp(host, port, timeout)?;
+        w.start_tls(host, port, upstream)?;
+        Ok(w)
+    }
+
+    /// Turns this plain TCP connection into TLS, verified with `upstream` (after the protocol's
+    /// STARTTLS was accepted). Anything the server sent beyond that answer is refused: it came
+    /// before TLS and could have been injected (RFC 3207 §4.2 ff., the STARTTLS command
+    /// injection attacks), so it must not be read as if it came after.
+    pub fn start_tls(&mut self, host: &str, port: u16, upstream: &Upstream) -> Result<()> {
+        if self.rpos < self.rbuf.len() {
+            return Err(Error::new(
+                ErrorClass::Protocol,
+                format!(
+                    "{} sent more after accepting STARTTLS, before TLS began (data that could have been injected); not continuing",
+                    self.peer
+                ),
+            ));
+        }
+        let Stream::Tcp(tcp) = &self.stream else { return Err(Error::other("internal error: TLS over TLS")) };
+        let mut tcp = tcp.try_clone().map_err(|e| conn_err(&self.peer, "starting TLS", &e))?;
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| Error::config(format!("\"{host}\" is not a host name TLS can verify")))?;
         let mut conn = rustls::ClientConnection::new(upstream.config.clone(), name)
-            .map_err(|e| Error::new(ErrorClass::Certificate, format!("TLS with {peer}: {e}")))?;
+            .map_err(|e| Error::new(ErrorClass::Certificate, format!("TLS with {}: {e}", self.peer)))?;
         while conn.is_handshaking() {
             if let Err(e) = conn.complete_io(&mut tcp) {
                 return Err(crate::net::tls::handshake_error(host, port, &e, &upstream.seen));
             }
         }
-        Ok(Wire::new(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))), peer))
+        // The plain handle is dropped; the socket lives on in the TLS stream's clone of it.
+        self.stream = Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)));
+        self.rbuf.clear();
+        self.rpos = 0;
+        Ok(())
     }
 
     fn new(stream: Stream, peer: String) -> Wire {
