@@ -23,5 +23,6 @@ tls = "${POP_TLS:-implicit}"
 user = "$POP_USER"
 password = "$POP_PASS"
 ca_file = "$POP_CA"
+pipelining = "${POPBRIDGE_PIPELINING:-auto}"
 CONF
 exec "$BIN" fetch Bench >/dev/null

@@ -5,6 +5,8 @@
 # harness dir), and DELAY_MS: a one-way delay in front of the POP3S port (the harness's
 # delay-proxy.py; every byte arrives DELAY_MS later in each direction, RTT = 2 x DELAY_MS, round
 # trips not serialised) — a remote server. E.g. `DELAY_MS=25 scripts/bench/pop-fetch.sh 1000`.
+# POPBRIDGE_PIPELINING=off: popbridge in lock step (`[account.pop] pipelining = "off"`), the case of
+# a server without PIPELINING.
 # popbridge is built in release mode in CARGO_TARGET_DIR (default target/) and run from there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
