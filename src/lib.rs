@@ -14,6 +14,7 @@
 //!    - [`memory`]: the daemon's one memory budget for message data in flight (FETCH, SMTP DATA);
 //!    - [`mime`]: what IMAP needs from a message (envelope, body structure, dates), parsed once at
 //!      insert, and its stored encoding;
+//!    - [`mutf7`]: IMAP's modified UTF-7 for mailbox names (the local server's and a target's);
 //!    - [`pop3`]: the POP3 client protocol, sans-I/O (bytes in → replies out; commands in → bytes out);
 //!    - [`files`]: private files and directories (0600/0700) for the config, the store, the keys;
 //!    - [`notice`]: the sender every message the bridge writes itself carries.
@@ -57,6 +58,7 @@ pub mod files;
 pub mod imap;
 pub mod memory;
 pub mod mime;
+pub mod mutf7;
 pub mod net;
 pub mod notice;
 pub mod oauth;

@@ -164,6 +164,12 @@ fn repeated(b: &Bridge) -> i64 {
     c.query_row("SELECT coalesce(sum(attempts - 1), 0) FROM deliveries", [], |r| r.get(0)).expect("journal")
 }
 
+/// Journal rows left 'delivering' (a delivery whose confirmation was not recorded).
+fn unconfirmed(b: &Bridge) -> i64 {
+    let c = rusqlite::Connection::open(b.store_path()).expect("open store");
+    c.query_row("SELECT count(*) FROM deliveries WHERE state = 'delivering'", [], |r| r.get(0)).expect("journal")
+}
+
 /// kill -9 at random instants of delivering fetches (fresh mail before each), then one clean
 /// fetch. After every kill, every message is still on the POP server or in the target; at the
 /// end each is in the target — once with IMAP (an unconfirmed APPEND is found by Message-ID and
@@ -183,8 +189,13 @@ fn kill_series(sink: Sink, kills: usize, seed: u64) -> (usize, usize, i64) {
         let new: Vec<Vec<u8>> = messages(&format!("kill{k}"), 8, &mut rng).iter().map(|m| as_pop3_sends(m)).collect();
         d.deliver("alice", &new);
         all.extend(new);
+        // A fetch that finds an interrupted delivery first waits until the server is done with it
+        // (3 s after it started, `fetch::target::SETTLE_SECS`), then looks: the kill may come in
+        // that wait or after it.
+        let waits = sink != Sink::Lmtp && unconfirmed(&b) > 0;
+        let window = if waits { span_ms + 3000 } else { span_ms };
         let mut child = b.cmd(&["fetch"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn fetch");
-        std::thread::sleep(Duration::from_millis(rng.below(span_ms) as u64));
+        std::thread::sleep(Duration::from_millis(rng.below(window) as u64));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         let on_server: Vec<Vec<u8>> = d.messages("alice").iter().map(|m| as_pop3_sends(m)).collect();
@@ -358,6 +369,35 @@ fn refused(pop: &FakePop3, data: &[Vec<u8>], b: &Bridge, t: &FakeTarget, code: i
     let accepted = t.accepted();
     for (i, d) in data.iter().enumerate() {
         assert_eq!(accepted.iter().filter(|a| *a == d).count(), 1, "message {} delivered once", i + 1);
+    }
+    assert!(pop.remaining().is_empty(), "after-fetch deleted everything once it was delivered");
+}
+
+/// The IMAP server takes the first APPEND and saves it 1.5 s later, while popbridge, waiting for
+/// the answer, is killed. The next fetch comes at once: it waits for the server to be done with
+/// the killed session (`fetch::target::SETTLE_SECS`) before it looks, finds the message, and
+/// appends only the others — each message once. (Looking at once, it appended the first message
+/// again, and the late save made it two.)
+#[test]
+fn an_append_the_server_saves_after_popbridge_died_is_found_not_appended_twice() {
+    let t = FakeTarget::imap(Fail::SaveLate { at: 1, ms: 1500 });
+    let (pop, data, b) = refusal_setup(imap_section(t.port));
+    let mut child = b.cmd(&["fetch"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn fetch");
+    let start = Instant::now();
+    while t.saving() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the first APPEND never arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill(); // SIGKILL, waiting for the APPEND's answer
+    let _ = child.wait();
+    t.set_fail(Fail::None);
+    let r = b.run(&["fetch"]).expect(0);
+    while t.saving() > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let accepted = t.accepted();
+    for (i, d) in data.iter().enumerate() {
+        assert_eq!(accepted.iter().filter(|a| *a == d).count(), 1, "message {} once\n{}", i + 1, r.stderr);
     }
     assert!(pop.remaining().is_empty(), "after-fetch deleted everything once it was delivered");
 }

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Error classes and exit codes: used by everything.
     &["error", "sasl"],
-    // Cores with no I/O policy of their own: secrets, the memory budget, message parsing, the POP3
-    // client protocol, private files, the notices' sender.
-    &["secret", "memory", "mime", "pop3", "files", "notice"],
+    // Cores with no I/O policy of their own: secrets, the memory budget, message parsing, IMAP's
+    // modified UTF-7, the POP3 client protocol, private files, the notices' sender.
+    &["secret", "memory", "mime", "mutf7", "pop3", "files", "notice"],
     // The validated config model (and the only TOML reader/writer).
     &["config"],
     // The SQLite store; mail-client settings (autoconfig XML, from the config alone).

@@ -45,6 +45,8 @@ pub struct Unresolved {
     pub sha256: Vec<u8>,
     pub size: u64,
     pub attempts: i64,
+    /// When its delivery was started (unix seconds).
+    pub started: i64,
 }
 
 /// What the journal holds for an identity (for a recheck: is it the same message?).
@@ -136,7 +138,7 @@ impl Journal {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT uidl, message_id, sha256, size, attempts FROM deliveries
+                "SELECT uidl, message_id, sha256, size, attempts, updated FROM deliveries
                  WHERE server_id = ?1 AND state = 'delivering' ORDER BY uidl",
             )
             .map_err(|e| self.err(e))?;
@@ -148,6 +150,7 @@ impl Journal {
                     sha256: r.get(2)?,
                     size: r.get::<_, i64>(3)? as u64,
                     attempts: r.get(4)?,
+                    started: r.get(5)?,
                 })
             })
             .map_err(|e| self.err(e))?;

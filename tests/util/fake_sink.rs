@@ -24,13 +24,19 @@ pub enum Fail {
     Drop {
         at: usize,
     },
+    /// IMAP: take the APPEND, answer nothing more on that connection, and save the message `ms`
+    /// later — a server still saving what a killed client sent when the client comes back.
+    SaveLate {
+        at: usize,
+        ms: u64,
+    },
 }
 
 impl Fail {
     fn hits(&self, n: usize) -> bool {
         match self {
             Fail::None => false,
-            Fail::Refuse { at, .. } | Fail::Drop { at } => *at == 0 || *at == n,
+            Fail::Refuse { at, .. } | Fail::Drop { at } | Fail::SaveLate { at, .. } => *at == 0 || *at == n,
         }
     }
 }
@@ -40,6 +46,8 @@ struct State {
     fail: Option<Fail>,
     accepted: Vec<Vec<u8>>,
     seen: usize,
+    /// Messages taken and not yet saved ([`Fail::SaveLate`]).
+    saving: usize,
 }
 
 pub struct FakeTarget {
@@ -54,6 +62,10 @@ impl FakeTarget {
     }
     pub fn set_fail(&self, fail: Fail) {
         self.state.lock().unwrap().fail = Some(fail);
+    }
+    /// Messages taken and not saved yet ([`Fail::SaveLate`]).
+    pub fn saving(&self) -> usize {
+        self.state.lock().unwrap().saving
     }
 }
 
@@ -87,6 +99,18 @@ fn fate(state: &Mutex<State>) -> Option<Option<String>> {
             Fail::Refuse { line, .. } => Some(Some(line)),
             _ => Some(None),
         },
+        _ => None,
+    }
+}
+
+/// [`Fail::SaveLate`] for the next message: its delay (the message counts as seen).
+fn save_late(state: &Mutex<State>) -> Option<u64> {
+    let mut st = state.lock().unwrap();
+    match st.fail.clone() {
+        Some(f @ Fail::SaveLate { ms, .. }) if f.hits(st.seen + 1) => {
+            st.seen += 1;
+            Some(ms)
+        }
         _ => None,
     }
 }
@@ -186,6 +210,20 @@ fn serve_imap(c: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
             let mut body = vec![0u8; n + 2];
             r.read_exact(&mut body)?;
             body.truncate(n);
+            if let Some(ms) = save_late(&state) {
+                state.lock().unwrap().saving += 1;
+                let st = state.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                    let mut st = st.lock().unwrap();
+                    st.accepted.push(body);
+                    st.saving -= 1;
+                });
+                // Nothing more on this connection: the client waits for an answer until it dies.
+                let mut rest = Vec::new();
+                let _ = r.read_to_end(&mut rest);
+                return Ok(());
+            }
             match fate(&state) {
                 None => {
                     let uid = {
@@ -201,6 +239,33 @@ fn serve_imap(c: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
         } else if upper.starts_with("EXAMINE") || upper.starts_with("SELECT") {
             let n = state.lock().unwrap().accepted.len();
             w.write_all(format!("* {n} EXISTS\r\n{tag} OK [READ-ONLY] done\r\n").as_bytes())?;
+        } else if let Some(id) = upper.strip_prefix("UID SEARCH HEADER MESSAGE-ID ") {
+            // The saved messages whose Message-ID header holds the (quoted) value.
+            let want = id.trim_matches('"').to_string();
+            let uids: Vec<String> = state
+                .lock()
+                .unwrap()
+                .accepted
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| {
+                    String::from_utf8_lossy(m).lines().any(|l| {
+                        l.to_ascii_uppercase().starts_with("MESSAGE-ID:") && l.to_ascii_uppercase().contains(&want)
+                    })
+                })
+                .map(|(i, _)| (i + 1).to_string())
+                .collect();
+            w.write_all(format!("* SEARCH {}\r\n{tag} OK done\r\n", uids.join(" ")).trim_end_matches(' ').as_bytes())?;
+        } else if let Some(set) = upper.strip_prefix("UID FETCH ") {
+            let accepted = state.lock().unwrap().accepted.clone();
+            for uid in set.split(' ').next().unwrap_or("").split(',').filter_map(|u| u.parse::<usize>().ok()) {
+                if let Some(m) = accepted.get(uid - 1) {
+                    w.write_all(format!("* {uid} FETCH (UID {uid} BODY[] {{{}}}\r\n", m.len()).as_bytes())?;
+                    w.write_all(m)?;
+                    w.write_all(b")\r\n")?;
+                }
+            }
+            w.write_all(format!("{tag} OK done\r\n").as_bytes())?;
         } else if upper.starts_with("UID SEARCH") {
             w.write_all(format!("* SEARCH\r\n{tag} OK done\r\n").as_bytes())?;
         } else if upper.starts_with("LOGOUT") {

@@ -103,7 +103,7 @@ impl Imap {
         };
         // On the wire in modified UTF-7 (RFC 3501 §5.1.3), which every server takes: "Entwürfe" is
         // "Entw&APw-rfe", and an ASCII "&" is "&-".
-        let mbox = quoted(&crate::imap::names::encode_mutf7(&t.mailbox))
+        let mbox = quoted(&crate::mutf7::encode_mutf7(&t.mailbox))
             .ok_or_else(|| Error::config(format!("the mailbox name \"{}\" cannot be sent as given", t.mailbox)))?;
         let mut c = Imap {
             w,

@@ -38,6 +38,13 @@ use super::sink::{FromSink, Sink, ToSink};
 /// Most messages delivered in one exchange (and journalled in one commit).
 pub const BATCH_MAX: usize = 256;
 
+/// How long after an interrupted delivery started popbridge waits before it looks for it in the
+/// target. A server may still be saving what the killed session sent — the whole APPEND was in
+/// its socket buffer — when the next fetch comes: looked for too early, it is not there yet and
+/// would be delivered twice (seen once in CI: 1 duplicate in 20 kills). Counted in whole
+/// seconds from the journal's clock, so the wait is at least `SETTLE_SECS - 1` s.
+pub const SETTLE_SECS: i64 = 3;
+
 /// What the target said of one message.
 #[derive(Debug)]
 pub enum Outcome {
@@ -233,7 +240,8 @@ pub async fn spawn(
     let journal = super::blocking(move || Journal::new(&store, ids, server, &describe)).await?;
     let unresolved: HashMap<String, Unresolved> =
         journal.unresolved()?.into_iter().map(|u| (u.uidl.clone(), u)).collect();
-    let w = Remote { target, login, upstream, journal, conn: None, check: None, unresolved, repeated: 0 };
+    let w =
+        Remote { target, login, upstream, journal, conn: None, check: None, unresolved, repeated: 0, settled: false };
     Ok(Sink::spawn_with("popbridge-deliver", move |rx, out| run(w, rx, out)))
 }
 
@@ -249,6 +257,8 @@ struct Remote {
     unresolved: HashMap<String, Unresolved>,
     /// Deliveries repeated this session after an unconfirmed one (LMTP).
     repeated: u64,
+    /// The wait before looking for interrupted deliveries is over ([`SETTLE_SECS`]).
+    settled: bool,
 }
 
 impl Remote {
@@ -291,6 +301,23 @@ impl Remote {
         r.map_err(|e| self.wrap(e))
     }
 
+    /// Waits, once a session, until [`SETTLE_SECS`] have passed since an interrupted delivery
+    /// started (the rows of one crash are started within a batch of each other).
+    fn settle(&mut self, started: i64) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let wait = SETTLE_SECS - (crate::store::now() - started);
+        if wait > 0 {
+            tracing::info!(
+                "an interrupted delivery to {} is looked for in {wait} s (the server may still be saving it)",
+                self.target.describe()
+            );
+            std::thread::sleep(std::time::Duration::from_secs(wait as u64));
+        }
+    }
+
     /// The target's connection failures are temporary for the account (the message waits on the
     /// POP server), and say which target.
     fn wrap(&self, e: Error) -> Error {
@@ -329,7 +356,10 @@ impl Remote {
             let pending = Pending { identity, message_id, sha256: sha, size };
             if let Some(u) = self.unresolved.remove(&pending.identity.key) {
                 let found = match (&pending.message_id, self.target.can_check()) {
-                    (Some(mid), true) => self.find(&mid.clone(), &raw)?,
+                    (Some(mid), true) => {
+                        self.settle(u.started);
+                        self.find(&mid.clone(), &raw)?
+                    }
                     _ => None,
                 };
                 if let Some(uid) = found {
