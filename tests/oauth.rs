@@ -19,7 +19,7 @@ use crate::util::dovecot::{Dovecot, DovecotOpts};
 use crate::util::imap_clients::{Raw, Security};
 use crate::util::oauth::{self, OAuthServer, PASSWORD, USER};
 use crate::util::smtp_upstream::{Upstream, UpstreamOpts};
-use crate::util::{Bridge, LOCAL_PASSWORD, Run, account, as_pop3_sends, mode, wait_until};
+use crate::util::{Bridge, LOCAL_PASSWORD, Run, account, as_pop3_sends, mode, sorted, wait_until};
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -820,18 +820,12 @@ fn a_confidential_client_signs_in_and_refreshes_with_its_secret_from_a_command()
 
 /// What alice's IMAP folder `folder` holds (Dovecot's maildir, as its IMAP serves it), sorted.
 fn delivered(s: &Setup, folder: &str) -> Vec<Vec<u8>> {
-    let mut got: Vec<Vec<u8>> =
+    sorted(
         s.d.folder_files(USER, &format!(".{folder}"))
             .iter()
             .map(|p| crate::util::as_pop3_sends(&std::fs::read(p).unwrap()))
-            .collect();
-    got.sort();
-    got
-}
-
-fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    v.sort();
-    v
+            .collect(),
+    )
 }
 
 /// An `[account.deliver]` section: IMAPS into alice's `mailbox` on the test Dovecot, with `auth`.

@@ -959,26 +959,29 @@ fn validate_deliver(cx: &Ctx, name: &str, d: super::raw::RawDeliver, grant: bool
             let (host, port, implicit) = parse_imap_url(&url).map_err(|e| cx.err(&k("imap"), e))?;
             // imaps:// is TLS from the first byte; imap:// is STARTTLS (required, verified), or
             // plain to a loopback server, as before, unless `tls = "starttls"` asks for it there too.
-            let tls = match (implicit, d.tls.as_deref().map(|s| (s, TlsMode::parse(s)))) {
-                (true, None | Some((_, Some(TlsMode::Implicit)))) => TlsMode::Implicit,
+            let asked = match d.tls.as_deref() {
+                None => None,
+                Some(s) => Some(
+                    TlsMode::parse(s).ok_or_else(|| cx.err(&k("tls"), format!("\"{s}\" must be starttls or plain")))?,
+                ),
+            };
+            let loopback = is_loopback_host(&host);
+            let tls = match (implicit, asked) {
+                (true, None | Some(TlsMode::Implicit)) => TlsMode::Implicit,
                 (true, Some(_)) => {
                     return Err(cx.err(&k("tls"), "imaps:// is TLS from the first byte: remove tls, or use imap://"));
                 }
-                (false, None) if is_loopback_host(&host) => TlsMode::Plain,
-                (false, None | Some((_, Some(TlsMode::StartTls)))) => TlsMode::StartTls,
-                (false, Some((_, Some(TlsMode::Plain)))) if is_loopback_host(&host) => TlsMode::Plain,
-                (false, Some((_, Some(TlsMode::Plain)))) => {
+                (false, Some(TlsMode::Implicit)) => {
+                    return Err(cx.err(&k("tls"), "TLS from the first byte is imaps://: write the URL so"));
+                }
+                (false, None | Some(TlsMode::Plain)) if loopback => TlsMode::Plain,
+                (false, Some(TlsMode::Plain)) => {
                     return Err(cx.err(
                         &k("tls"),
                         "\"plain\" would send your password unencrypted; it is only for a loopback server",
                     ));
                 }
-                (false, Some((_, Some(TlsMode::Implicit)))) => {
-                    return Err(cx.err(&k("tls"), "TLS from the first byte is imaps://: write the URL so"));
-                }
-                (false, Some((s, None))) => {
-                    return Err(cx.err(&k("tls"), format!("\"{s}\" must be starttls or plain")));
-                }
+                (false, None | Some(TlsMode::StartTls)) => TlsMode::StartTls,
             };
             let user = d.user.filter(|u| !u.is_empty()).ok_or_else(|| cx.err(&k("user"), "is missing"))?;
             let secret = secret_source(cx, &prefix, d.password, d.password_command, true)?;

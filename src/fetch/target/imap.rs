@@ -239,14 +239,14 @@ impl Imap {
         let b64 = Secret::new(base64::engine::general_purpose::STANDARD.encode(&blob));
         drop(blob);
         let tag = self.tag();
-        let mut initial = Some(b64);
-        if self.has("SASL-IR") {
-            if let Some(b) = initial.take() {
-                self.w.put(format!("{tag} AUTHENTICATE {mech} {}\r\n", b.expose()).as_bytes());
-            }
+        let sasl_ir = self.has("SASL-IR");
+        if sasl_ir {
+            self.w.put(format!("{tag} AUTHENTICATE {mech} {}\r\n", b64.expose()).as_bytes());
         } else {
             self.w.put(format!("{tag} AUTHENTICATE {mech}\r\n").as_bytes());
         }
+        // Sent after the server's first (empty) `+` when it could not come inline.
+        let mut initial = (!sasl_ir).then_some(b64);
         let mut said = None;
         let done = loop {
             let (line, _) = self.response_line()?;
